@@ -1,0 +1,98 @@
+"""One conversation turn, the whole way: safety in, dialogue, safety out, keep.
+
+The bear never speaks a text that ``check_output`` has not passed, and keeps a turn only
+when a parent's consent allows it: the child's words redacted, both sides sealed, and
+their outbox rows written in the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from agent.alerts import AlertSink, Severity
+from agent.dialogue import DialogueEngine
+from agent.safety import SAFE_FALLBACK_REPLY, Action, SafetyFilter, Verdict
+from agent.store import ConversationStore, Scope, TurnToKeep
+
+logger = logging.getLogger(__name__)
+
+MAX_UTTERANCE_CHARS = 1000
+"""Longer input is cut: no child says more in one breath, and it bounds every later step."""
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    """What one turn produced."""
+
+    reply: str
+    """What the bear says: checked by ``check_output``."""
+    input_verdict: Verdict
+    """The safety verdict on the child's words."""
+    output_verdict: Verdict
+    """The safety verdict on the reply actually spoken."""
+    stored: bool
+    """Whether the turn was kept (only with consent)."""
+
+
+class Conversation:
+    """A conversation with one child: dialogue state, and where its turns are kept."""
+
+    def __init__(
+        self,
+        safety: SafetyFilter,
+        dialogue: DialogueEngine,
+        alerts: AlertSink,
+        store: ConversationStore | None = None,
+    ) -> None:
+        self._safety = safety
+        self._dialogue = dialogue
+        self._alerts = alerts
+        self._store = store
+        self._state = dialogue.new_state()
+        self._conversation_id: str | None = None
+
+    def respond(self, child_text: str) -> TurnResult:
+        """Answer the child's words and keep the turn if consent allows."""
+        heard = child_text.strip()[:MAX_UTTERANCE_CHARS]
+        verdict_in = self._safety.check_input(heard)
+        if verdict_in.action is Action.ESCALATE:
+            self._escalate(verdict_in)
+        candidate = self._dialogue.reply(verdict_in.redacted, verdict_in, self._state)
+        reply, verdict_out = self._checked_reply(candidate)
+        stored = self._keep(verdict_in, reply, verdict_out)
+        return TurnResult(reply, verdict_in, verdict_out, stored)
+
+    def _checked_reply(self, candidate: str) -> tuple[str, Verdict]:
+        verdict = self._safety.check_output(candidate)
+        if verdict.allowed:
+            return verdict.redacted, verdict
+        logger.warning("blocked a reply (categories %s); using the safe fallback",
+                       ",".join(verdict.categories))
+        return SAFE_FALLBACK_REPLY, self._safety.check_output(SAFE_FALLBACK_REPLY)
+
+    def _escalate(self, verdict: Verdict) -> None:
+        self._alerts.raise_alert(
+            "wellbeing.escalation",
+            Severity.HIGH,
+            "the child said something a parent should know about",
+            categories=list(verdict.categories),
+        )
+
+    def _keep(self, verdict_in: Verdict, reply: str, verdict_out: Verdict) -> bool:
+        store = self._store
+        if store is None:
+            return False
+        consent = store.consent()
+        if consent is None or not consent.allows(Scope.KEEP):
+            return False
+        if self._conversation_id is None:
+            self._conversation_id = store.start_conversation()
+        store.append(
+            self._conversation_id,
+            [
+                TurnToKeep("child", verdict_in.redacted, verdict_in),
+                TurnToKeep("bear", reply, verdict_out),
+            ],
+        )
+        return True

@@ -1,0 +1,63 @@
+"""Per-conversation dialogue state: kept in memory only, never stored or synced."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+
+@dataclass
+class DialogueState:
+    """Where one conversation is: the skill in progress, scores, what was said last."""
+
+    skill: str | None = None
+    """Skill in progress: "story", "bedtime", "riddle", "animal_sounds", "counting",
+    "would_you_rather", or None."""
+    last_kind: str | None = None
+    """Kind of the last content given ("joke", "fact", "song"...), for "tell me more"."""
+    fact_topic: str | None = None
+    """Topic of the last fact, so "more" stays on it."""
+    story_id: str | None = None
+    """Story being told."""
+    position: int = 0
+    """Next part of the story or bedtime wind-down; next number in counting."""
+    item: int = -1
+    """Index of the riddle or quiz question being asked."""
+    score: int = 0
+    """Right answers in the current game."""
+    round: int = 0
+    """Questions asked in the current game."""
+    offer: str | None = None
+    """What the bear last offered, taken up by a "yes"."""
+    last_reply: str | None = None
+    """What the bear said last (for "say that again")."""
+    child_name: str | None = None
+    """The child's first name, kept only when the parent allowed it."""
+    quiet: bool = False
+    """The child asked the bear to stop; it answers only when spoken to again."""
+    turns: int = 0
+    """Replies given so far."""
+    used: dict[str, set[int]] = field(default_factory=dict)
+    """Indexes of content already given, per kind, so nothing repeats until all are used."""
+    rng: random.Random = field(default_factory=random.Random, repr=False)
+    """Random source for variety (seed it for reproducible tests)."""
+
+    def pick(self, kind: str, count: int, choices: list[int] | None = None) -> int:
+        """An index of ``kind`` content not given yet (restarts once all were given)."""
+        pool = choices if choices is not None else list(range(count))
+        used = self.used.setdefault(kind, set())
+        fresh = [i for i in pool if i not in used] or pool
+        if len(fresh) == len(pool):
+            used.difference_update(pool)
+        chosen = self.rng.choice(fresh)
+        used.add(chosen)
+        return chosen
+
+    def end_skill(self) -> None:
+        """Leave the skill in progress."""
+        self.skill = None
+        self.story_id = None
+        self.position = 0
+        self.item = -1
+        self.score = 0
+        self.round = 0

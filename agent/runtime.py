@@ -1,0 +1,65 @@
+"""Wires the bear's parts together from settings: safety, dialogue, store, alerts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from agent import __version__
+from agent.alerts import AlertSink
+from agent.conversation import Conversation, TurnResult
+from agent.dialogue import DialogueEngine
+from agent.safety import SafetyFilter, default_filter
+from agent.store import ConversationStore, Scope
+from config.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+FIRMWARE = __version__
+"""The version this bear reports."""
+
+
+@dataclass
+class Bear:
+    """A running bear's parts. Build with :func:`open_bear`."""
+
+    settings: Settings
+    """The settings it was built from."""
+    safety: SafetyFilter
+    """The child-safety filter, built once."""
+    dialogue: DialogueEngine
+    """The dialogue engine."""
+    alerts: AlertSink
+    """Where any part raises an alert."""
+    store: ConversationStore | None
+    """The store, or None while no parent has consented (then nothing is kept)."""
+    conversation: Conversation
+    """The conversation in progress."""
+
+    def respond(self, child_text: str) -> TurnResult:
+        """Answer one utterance through the whole pipeline."""
+        return self.conversation.respond(child_text)
+
+    def new_conversation(self) -> None:
+        """Start a fresh conversation (new dialogue state, new data key when kept)."""
+        self.conversation = Conversation(self.safety, self.dialogue, self.alerts, self.store)
+
+
+@contextmanager
+def open_bear(settings: Settings) -> Iterator[Bear]:
+    """Build a bear from settings; closes the store on exit."""
+    store = ConversationStore.open(settings.store) if ConversationStore.exists(settings.store) else None
+    try:
+        consent = store.consent() if store is not None else None
+        remember_name = consent is not None and consent.allows(Scope.NAME)
+        safety = default_filter()
+        dialogue = DialogueEngine(age_band=settings.dialogue.age_band, remember_name=remember_name)
+        alerts = AlertSink()
+        conversation = Conversation(safety, dialogue, alerts, store)
+        logger.info("bear ready (consent: %s)", "yes" if consent else "none; keeping nothing")
+        yield Bear(settings, safety, dialogue, alerts, store, conversation)
+    finally:
+        if store is not None:
+            store.close()

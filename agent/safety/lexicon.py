@@ -1,0 +1,189 @@
+"""Word and phrase lists: reading the data files and matching them against token streams.
+
+A list file ``lists/<category>.txt`` holds one entry per line (``#`` starts a comment).
+An entry is plain words, folded like the child's text, matched as whole tokens:
+
+* ``(a|b|)`` offers alternatives (an empty one makes the group optional);
+* a trailing ``*`` on the last word matches any ending (``kill*`` -> killing, killer);
+* a final ``$`` anchors the phrase at the end of the utterance.
+
+``allow.txt`` lists phrases that are fine whatever they contain ("killed it", "naked mole
+rat"): a hit lying inside an allowed phrase is dropped. ``suppress.txt`` lists
+``category: phrase`` lines: when the phrase occurs, the category is dropped for that text
+("keep it a secret" + "birthday surprise").
+
+Two interchangeable matchers search the lists: :class:`AhoCorasickMatcher` (pyahocorasick,
+all phrases in one pass) and :class:`RegexMatcher` (one compiled alternation).
+``scripts/bench-safety`` measures both; the filter uses Aho-Corasick when it is installed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.safety.errors import SafetyListError
+from agent.safety.normalize import FoldTables, fold_phrase
+
+logger = logging.getLogger(__name__)
+
+END = "$"
+"""Token appended to every stream so a phrase can be anchored at the end."""
+ALLOW = "allow"
+"""Pseudo-category of allow-list entries."""
+SUPPRESS_PREFIX = "suppress:"
+"""Pseudo-category prefix of suppressor entries (``suppress:secrets``)."""
+
+_GROUP = re.compile(r"\(([^()]*)\)")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One expanded list entry: the tokens to match and where it came from."""
+
+    category: str
+    """Category, ``"allow"`` or ``"suppress:<category>"``."""
+    rule: str
+    """The entry as written in the file (names the rule, never the child's words)."""
+    tokens: tuple[str, ...]
+    """Folded tokens to match, whole tokens each."""
+    prefix: bool = False
+    """Whether the last token may continue (entry ended with ``*``)."""
+
+    @property
+    def key(self) -> str:
+        """The string searched for in a space-padded stream."""
+        body = " " + " ".join(self.tokens)
+        return body if self.prefix else body + " "
+
+
+def expand_alternatives(pattern: str) -> list[str]:
+    """All plain phrases a pattern with ``(a|b|)`` groups stands for."""
+    parts = _GROUP.split(pattern)
+    choices = [[p] if i % 2 == 0 else p.split("|") for i, p in enumerate(parts)]
+    return [" ".join("".join(combo).split()) for combo in itertools.product(*choices)]
+
+
+def parse_entry(category: str, line: str, tables: FoldTables) -> list[Entry]:
+    """The entries one list line expands to (none for blanks and comments)."""
+    rule = line.split("#", 1)[0].strip()
+    if not rule:
+        return []
+    entries = []
+    for phrase in expand_alternatives(rule):
+        anchored = phrase.endswith(f" {END}")
+        prefix = phrase.endswith("*")
+        body = phrase.removesuffix(f" {END}").rstrip("*")
+        tokens = fold_phrase(body, tables)
+        if not tokens:
+            continue
+        if anchored:
+            tokens = (*tokens, END)
+        entries.append(Entry(category, rule, tokens, prefix))
+    return entries
+
+
+def read_list(path: Path, category: str, tables: FoldTables) -> list[Entry]:
+    """Entries of one list file; ``category`` None reads ``category: phrase`` lines."""
+    entries: list[Entry] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        this_category = category
+        if category.startswith(SUPPRESS_PREFIX) and line.strip() and not line.startswith("#"):
+            name, sep, line = line.partition(":")
+            if not sep:
+                raise SafetyListError(
+                    f"{path}:{number}: expected 'category: phrase' — fix the line"
+                )
+            this_category = SUPPRESS_PREFIX + name.strip()
+        entries.extend(parse_entry(this_category, line, tables))
+    return entries
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One entry found in a stream, with its character span in the padded stream."""
+
+    entry: Entry
+    """The entry that matched."""
+    start: int
+    """Index of the entry key's first character (the leading space)."""
+    end: int
+    """Index of the key's last character."""
+
+
+def padded(tokens: Iterable[str]) -> str:
+    """The searchable form of a token stream: spaces around every token, END at the end."""
+    return " " + " ".join((*tokens, END)) + " "
+
+
+class AhoCorasickMatcher:
+    """All entries in one pyahocorasick automaton: one linear pass per stream."""
+
+    name = "aho-corasick"
+
+    def __init__(self, entries: Iterable[Entry]) -> None:
+        import ahocorasick  # noqa: PLC0415 - optional C extension, imported where used
+
+        self._automaton = ahocorasick.Automaton()
+        by_key: dict[str, list[Entry]] = {}
+        for entry in entries:
+            by_key.setdefault(entry.key, []).append(entry)
+        for key, group in by_key.items():
+            self._automaton.add_word(key, (len(key), tuple(group)))
+        self._automaton.make_automaton()
+
+    def find(self, stream: str) -> Iterator[Hit]:
+        """Every entry occurring in ``stream`` (overlaps included)."""
+        for end, (length, group) in self._automaton.iter(stream):
+            for entry in group:
+                yield Hit(entry, end - length + 1, end)
+
+
+class RegexMatcher:
+    """All entries in one compiled alternation, tried at every token start."""
+
+    name = "regex"
+
+    def __init__(self, entries: Iterable[Entry]) -> None:
+        self._by_key: dict[str, list[Entry]] = {}
+        for entry in entries:
+            self._by_key.setdefault(entry.key, []).append(entry)
+        # Keys overlap at one start ("kill myself" / "kill"); a lookahead per length class
+        # finds them all. Longest first inside a class.
+        keys = sorted(self._by_key, key=len, reverse=True)
+        alternation = "|".join(re.escape(k) for k in keys)
+        self._pattern = re.compile(f"(?=({alternation}))")
+        self._shorter: dict[str, list[str]] = {
+            key: [key[:j] for j in range(2, len(key)) if key[:j] in self._by_key]
+            for key in keys
+        }
+
+    def find(self, stream: str) -> Iterator[Hit]:
+        """Every entry occurring in ``stream`` (overlaps included)."""
+        for match in self._pattern.finditer(stream):
+            key = match.group(1)
+            start = match.start()
+            for k in (key, *self._shorter[key]):
+                for entry in self._by_key[k]:
+                    yield Hit(entry, start, start + len(k) - 1)
+
+
+def make_matcher(entries: list[Entry], backend: str = "auto"):
+    """Build the matcher named by ``backend`` ("aho-corasick", "regex" or "auto")."""
+    if backend in ("auto", AhoCorasickMatcher.name):
+        try:
+            return AhoCorasickMatcher(entries)
+        except ImportError:
+            if backend != "auto":
+                raise SafetyListError(
+                    "pyahocorasick is not installed — pip install pyahocorasick "
+                    "or use the regex backend"
+                ) from None
+            logger.warning("pyahocorasick missing; safety filter falls back to regex")
+    if backend in ("auto", RegexMatcher.name):
+        return RegexMatcher(entries)
+    raise SafetyListError(f"unknown matcher backend {backend!r} — use aho-corasick or regex")

@@ -1,0 +1,158 @@
+"""Fold text the way children talk and recognizers transcribe into tokens we can match.
+
+The same folding is applied to the child's words and to every list entry, so the lists
+can be written in plain words ("i'm sad") and still match "I'M S0OOO SAD!!" or "im sad".
+
+Steps: Unicode NFKC, look-alike letters to Latin, accents stripped, case folded; split on
+spaces and punctuation; contractions expanded, family words unified ("mummy" -> "mum");
+fillers dropped. Obfuscations give *alternative* token streams, matched as well:
+leetspeak ("sh1t"), letters spaced out ("s h i t"), letters repeated ("shiiiit").
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+_DATA_FILE = Path(__file__).with_name("normalize.json")
+_RAW_TOKEN = re.compile(r"[^\s,.;:?\"()\[\]{}<>/\\~^&=_\-–—…]+")
+_NON_ALNUM = re.compile(r"[^a-z0-9]")
+_TRIPLE = re.compile(r"([a-z])\1{2,}")
+_LETTER = re.compile(r"[a-z]")
+_LEET_CHARS = re.compile(r"[0-9@$!|+€£(]")
+
+
+@dataclass(frozen=True)
+class FoldTables:
+    """The data that drives folding, loaded from ``normalize.json``."""
+
+    confusables: dict[int, str]
+    """Look-alike character (code point) -> Latin replacement."""
+    leet: dict[int, str]
+    """Leetspeak character (code point) -> letter."""
+    contractions: dict[str, tuple[str, ...]]
+    """Token -> the tokens it stands for ("im" -> ("i", "am"))."""
+    drop: frozenset[str]
+    """Filler and intensifier tokens removed before matching."""
+
+
+@lru_cache(maxsize=4)
+def load_tables(path: Path = _DATA_FILE) -> FoldTables:
+    """Read the folding tables (cached: one copy per file)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return FoldTables(
+        confusables=str.maketrans(data["confusables"]),
+        leet=str.maketrans(data["leet"]),
+        contractions={k: tuple(v.split()) for k, v in data["contractions"].items()},
+        drop=frozenset(data["drop"]),
+    )
+
+
+def fold_chars(text: str, tables: FoldTables) -> str:
+    """Unicode-normalize, map look-alikes, strip accents and fold case."""
+    text = unicodedata.normalize("NFKC", text).translate(tables.confusables)
+    if not text.isascii():
+        decomposed = unicodedata.normalize("NFKD", text)
+        text = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return text.casefold()
+
+
+def _expand(token: str, tables: FoldTables) -> tuple[str, ...]:
+    if token in tables.drop:
+        return ()
+    return tables.contractions.get(token, (token,))
+
+
+def _deleet(raw: str, tables: FoldTables) -> str | None:
+    """The leetspeak reading of a raw token mixing letters and symbols, else None."""
+    if not _LEET_CHARS.search(raw) or raw.isdigit():
+        return None
+    if not _LETTER.search(raw) and len(raw) < 3:
+        return None
+    mapped = _NON_ALNUM.sub("", raw.rstrip("!").translate(tables.leet))
+    return mapped or None
+
+
+def _join_spelled(tokens: list[str]) -> list[str]:
+    """Join runs of three or more single letters ("s h i t" -> "shit")."""
+    out: list[str] = []
+    run: list[str] = []
+    for token in [*tokens, ""]:
+        if len(token) == 1 and token.isalpha():
+            run.append(token)
+            continue
+        if len(run) >= 3:
+            out.append("".join(run))
+        else:
+            out.extend(run)
+        run = []
+        if token:
+            out.append(token)
+    return out
+
+
+@dataclass(frozen=True)
+class Folded:
+    """Token streams of one text: the plain reading and de-obfuscated alternatives."""
+
+    primary: tuple[str, ...]
+    """Tokens as written (after folding and expansion)."""
+    alternatives: tuple[tuple[str, ...], ...]
+    """Other readings (leetspeak, spelled-out, repeated letters); empty for plain text."""
+
+    def streams(self) -> tuple[tuple[str, ...], ...]:
+        """Every reading, the plain one first."""
+        return (self.primary, *self.alternatives)
+
+
+def fold(text: str, tables: FoldTables | None = None) -> Folded:
+    """Fold ``text`` into the token streams that the matchers search."""
+    tables = tables or load_tables()
+    raw_tokens = _RAW_TOKEN.findall(fold_chars(text, tables))
+    plain: list[str] = []
+    deobfuscated: list[str] = []
+    obfuscated = False
+    for raw in raw_tokens:
+        raw = raw.replace("'", "")
+        clean = _NON_ALNUM.sub("", raw)
+        leet = _deleet(raw, tables)
+        if leet and leet != clean:
+            obfuscated = True
+        if clean:
+            plain.append(clean)
+        if leet or clean:
+            deobfuscated.append(leet or clean)
+    primary = _expand_all(plain, tables)
+    alternatives = _alternatives(deobfuscated, obfuscated, tables)
+    return Folded(primary, tuple(a for a in alternatives if a != primary))
+
+
+def _expand_all(tokens: list[str], tables: FoldTables) -> tuple[str, ...]:
+    out: list[str] = []
+    for token in tokens:
+        out.extend(_expand(token, tables))
+    return tuple(out)
+
+
+def _alternatives(
+    tokens: list[str], obfuscated: bool, tables: FoldTables
+) -> list[tuple[str, ...]]:
+    joined = _join_spelled(tokens)
+    spelled = len(joined) != len(tokens)
+    repeated = any(_TRIPLE.search(t) for t in joined)
+    if not (obfuscated or spelled or repeated):
+        return []
+    found = [_expand_all(joined, tables)]
+    if repeated:
+        found.append(_expand_all([_TRIPLE.sub(r"\1\1", t) for t in joined], tables))
+        found.append(_expand_all([_TRIPLE.sub(r"\1", t) for t in joined], tables))
+    return list(dict.fromkeys(found))
+
+
+def fold_phrase(phrase: str, tables: FoldTables | None = None) -> tuple[str, ...]:
+    """Fold one list entry (plain words) into the tokens it must match."""
+    return fold(phrase, tables).primary

@@ -1,0 +1,244 @@
+"""Find and redact a child's personal information, written or spoken.
+
+Recognizers write numbers as words ("oh seven seven ...") and e-mail addresses as speech
+("tom at gmail dot com"), so every detector knows both forms. Detectors return spans; the
+text is redacted from the end so earlier spans keep their offsets. No detector logs or
+returns the value it found: a :class:`PiiSpan` carries only where it was and which rule.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+_DATA_FILE = Path(__file__).with_name("pii.json")
+_WORD = re.compile(r"\+?\d+|[^\W\d_]+(?:'[^\W\d_]+)?", re.UNICODE)
+_GAP = re.compile(r"^[\s,.()\-+/]*$")
+_REST = r"[^.,!?;\n]"
+
+
+@dataclass(frozen=True)
+class PiiSpan:
+    """Where one piece of personal information lies in the text."""
+
+    start: int
+    """First character index."""
+    end: int
+    """One past the last character index."""
+    category: str
+    """Category, e.g. ``"pii.phone"``."""
+    rule: str
+    """Which detector rule fired (safe to log)."""
+
+    @property
+    def placeholder(self) -> str:
+        """What replaces the span in the redacted text, e.g. ``[phone]``."""
+        return "[" + self.category.removeprefix("pii.").replace("_", " ") + "]"
+
+
+def _alternation(words: list[str]) -> str:
+    ordered = sorted(words, key=len, reverse=True)
+    return "(?:" + "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in ordered) + ")"
+
+
+class PiiDetector:
+    """All personal-information detectors, compiled once from ``pii.json``."""
+
+    def __init__(self, data_file: Path = _DATA_FILE) -> None:
+        data = json.loads(data_file.read_text(encoding="utf-8"))
+        self._digits: dict[str, str] = data["digit_words"]
+        self._repeats: dict[str, int] = data["repeat_words"]
+        self._phone_context = re.compile(
+            r"\b" + _alternation(data["phone_context"]) + r"\b", re.I
+        )
+        self._not_names = frozenset(data["not_names"])
+        self._generic = frozenset(data["generic_words"])
+        self._patterns = self._compile(data)
+
+    def _compile(self, data: dict) -> list[tuple[str, str, re.Pattern[str], int]]:
+        number = r"(?:\d{1,5}[a-z]?|" + _alternation(
+            list(self._digits) + ["ten", "eleven", "twelve", "twenty", "thirty", "forty",
+                                  "fifty", "hundred"]) + r"(?:[\s-]+" + _alternation(
+            list(self._digits) + ["ten", "twenty", "thirty", "forty", "fifty", "hundred",
+                                  "and"]) + r")*)"
+        street = _alternation(data["street_types"])
+        place = _alternation(data["places"])
+        school = _alternation(data["school_types"])
+        spoken_tld = r"(?:com|net|org|co|uk|edu|io|me|us|ca|au|de|fr|info|ie|nz)"
+        providers = r"(?:gmail|hotmail|yahoo|outlook|icloud|aol|btinternet|live|proton)"
+        table = [
+            ("pii.email", "email.written", r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", 0),
+            ("pii.email", "email.spoken",
+             rf"\b[\w.]+\s+at\s+\w+(?:\s+dot\s+\w+)*\s+dot\s+{spoken_tld}\b", 0),
+            ("pii.email", "email.provider",
+             rf"\b[\w.]+\s+at\s+{providers}\b(?:\s+dot\s+\w+)*", 0),
+            ("pii.address", "address.number_street",
+             rf"\b{number}\s+(?:[a-z']+\s+){{1,3}}?{street}\b", 0),
+            ("pii.address", "address.lives_on_street",
+             rf"\b(?:live|living|lives|house\s+is|home\s+is|flat\s+is)\s+(?:at|on|in)\s+"
+             rf"((?:the\s+)?(?:[a-z']+\s+){{1,3}}?{street})\b", 1),
+            ("pii.address", "address.my_address", rf"\bmy\s+(?:home\s+)?address\s+is\s+"
+             rf"((?:{_REST}+?)(?=\s+(?:and|but)\b|[.,!?;]|$))", 1),
+            ("pii.address", "address.lives_at", rf"\bi\s+live\s+at\s+((?:{_REST}+?)"
+             r"(?=\s+(?:and|but|with)\b|[.,!?;]|$))", 1),
+            ("pii.address", "address.postcode",
+             r"\b[a-z]{1,2}\d[a-z\d]?\s*\d[a-z]{2}\b", 0),
+            ("pii.address", "address.zip",
+             r"\b(?:zip|zip\s+code|postcode|post\s+code|postal\s+code)\s+(?:is\s+)?"
+             r"((?:\d[\s-]*){5,9}|[a-z0-9]{2,4}\s?[a-z0-9]{3})", 1),
+            ("pii.school", "school.named",
+             rf"\b((?:(?:st\.?|saint|[a-z']+)\s+){{1,3}}){school}\b", 0),
+            ("pii.school", "school.called",
+             r"\bmy\s+school\s+is\s+called\s+((?:[a-z']+\s*){1,3})", 1),
+            ("pii.location", "location.at_place",
+             rf"\b(?:i\s+am|i'm|im|we\s+are|we're|i\s+am\s+now|i'm\s+now)\s+"
+             rf"(?:at|in|outside|near|by|on)\s+((?:the\s+)?(?:[a-z']+\s+){{0,3}}?{place})\b", 1),
+            ("pii.location", "location.right_now",
+             r"\b(?:i\s+am|i'm|im|we\s+are|we're)\s+(?:at|in)\s+((?:the\s+)?[a-z']+(?:\s+"
+             r"[a-z']+)?)\s+(?=right\s+now\b)", 1),
+            ("pii.location", "location.home_alone",
+             r"\b(?:home\s+alone|alone\s+at\s+home|by\s+myself\s+at\s+home|on\s+my\s+own\s+"
+             r"at\s+home|(?:nobody|no\s+one|no-one)\s+(?:else\s+)?(?:is\s+)?(?:at\s+)?home)\b",
+             0),
+            ("pii.password", "password.is",
+             r"\b(?:password|passcode|pass\s+code|pin|pin\s+number|pin\s+code|door\s+code|"
+             r"lock\s+code|ipad\s+code|phone\s+code|secret\s+code|passwords?)"
+             r"(?:'s|\s+is|:|\s*=|\s+was)\s+(" + number + r"(?=\s|$|[.,!?])|\S+)", 1),
+            ("pii.name", "name.full",
+             r"\b(?:my\s+(?:full\s+|whole\s+|real\s+)?name\s+is|my\s+name's|my\s+names|"
+             r"i\s+am\s+called|i'm\s+called|im\s+called|call\s+me|everyone\s+calls\s+me)"
+             r"\s+[^\W\d_]+\s+([^\W\d_]+(?:-[^\W\d_]+)?)", 1),
+            ("pii.name", "name.surname",
+             r"\bmy\s+(?:last|second|family|sur)\s*name\s+is\s+([^\W\d_]+(?:-[^\W\d_]+)?)", 1),
+        ]
+        return [(cat, rule, re.compile(rx, re.I), group) for cat, rule, rx, group in table]
+
+    def find(self, text: str) -> list[PiiSpan]:
+        """Every span of personal information in ``text``, non-overlapping, in order."""
+        spans = list(self._phones(text))
+        for category, rule, pattern, group in self._patterns:
+            for match in pattern.finditer(text):
+                start, end = match.span(group)
+                if self._accept(rule, match, text[start:end]):
+                    if rule == "school.named":
+                        start = self._skip_generic(text, start, end)
+                    spans.append(PiiSpan(start, end, category, rule))
+        return _merge(spans)
+
+    def _accept(self, rule: str, match: re.Match[str], value: str) -> bool:
+        if not value.strip():
+            return False
+        check: Callable[[str], bool] | None = _CHECKS.get(rule)
+        return check(self, value) if check else True
+
+    def _is_surname(self, value: str) -> bool:
+        return value.lower() not in self._not_names
+
+    def _is_named_school(self, value: str) -> bool:
+        """A school name directly before the school word ("riverside primary")."""
+        words = value.lower().replace(".", " ").split()
+        leading = [w for w in words if w not in _SCHOOL_WORDS]
+        return bool(leading) and leading[-1] not in self._generic
+
+    def _skip_generic(self, text: str, start: int, end: int) -> int:
+        """Move ``start`` past leading generic words ("go to riverside" -> "riverside")."""
+        for word in re.finditer(r"\S+", text[start:end]):
+            if word.group().lower() not in self._generic:
+                return start + word.start()
+        return start
+
+    def _is_postcode(self, value: str) -> bool:
+        return any(ch.isdigit() for ch in value) and any(ch.isalpha() for ch in value)
+
+    def _phones(self, text: str) -> Iterator[PiiSpan]:
+        """Runs of seven or more digits, written or spoken, that are not counting."""
+        has_context = bool(self._phone_context.search(text))
+        for start, end, digits in self._digit_runs(text):
+            if len(digits) < 7 or _is_counting(digits):
+                continue
+            if has_context or len(digits) >= 10 or digits[0] in "0+":
+                yield PiiSpan(start, end, "pii.phone", "phone.digits")
+
+    def _digit_runs(self, text: str) -> Iterator[tuple[int, int, str]]:
+        run_start = run_end = -1
+        digits = ""
+        repeat = 1
+        for match in _WORD.finditer(text):
+            word = match.group().lower()
+            gap_ok = run_end >= 0 and _GAP.match(text[run_end:match.start()])
+            value = _digit_value(word, self._digits)
+            if value is None and word in self._repeats:
+                if not gap_ok and run_end >= 0:
+                    yield from _emit(run_start, run_end, digits)
+                    run_start, digits = match.start(), ""
+                elif run_end < 0:
+                    run_start = match.start()
+                repeat, run_end = self._repeats[word], match.end()
+                continue
+            if value is None:
+                yield from _emit(run_start, run_end, digits)
+                run_start = run_end = -1
+                digits, repeat = "", 1
+                continue
+            if run_end >= 0 and not gap_ok:
+                yield from _emit(run_start, run_end, digits)
+                run_start, digits = -1, ""
+            if run_start < 0:
+                run_start = match.start()
+            digits += value[0] * (repeat - 1) + value
+            repeat, run_end = 1, match.end()
+        yield from _emit(run_start, run_end, digits)
+
+
+_SCHOOL_WORDS = frozenset({
+    "school", "primary", "elementary", "high", "middle", "academy", "junior", "infant",
+    "infants", "grammar", "secondary", "prep", "preparatory", "montessori", "kindergarten",
+    "nursery"})
+
+_CHECKS: dict[str, Callable[[PiiDetector, str], bool]] = {
+    "name.full": PiiDetector._is_surname,
+    "name.surname": PiiDetector._is_surname,
+    "school.named": PiiDetector._is_named_school,
+    "school.called": lambda self, v: v.split()[0].lower() not in self._generic,
+    "address.postcode": PiiDetector._is_postcode,
+}
+
+
+def _digit_value(word: str, digit_words: dict[str, str]) -> str | None:
+    if word.lstrip("+").isdigit():
+        return word
+    return digit_words.get(word)
+
+
+def _emit(start: int, end: int, digits: str) -> Iterator[tuple[int, int, str]]:
+    if start >= 0 and digits:
+        yield start, end, digits
+
+
+def _is_counting(digits: str) -> bool:
+    """Whether digits step by one up or down ("1234567", "987654321"): a child counting."""
+    steps = {int(b) - int(a) for a, b in zip(digits, digits[1:], strict=False)}
+    return steps in ({1}, {-1})
+
+
+def _merge(spans: list[PiiSpan]) -> list[PiiSpan]:
+    """Overlapping spans merged (the earlier-starting one's category kept)."""
+    merged: list[PiiSpan] = []
+    for span in sorted(spans, key=lambda s: (s.start, -s.end)):
+        if merged and span.start < merged[-1].end:
+            last = merged[-1]
+            if span.end > last.end:
+                merged[-1] = PiiSpan(last.start, span.end, last.category, last.rule)
+            continue
+        merged.append(span)
+    return merged
+
+
+def redact(text: str, spans: list[PiiSpan]) -> str:
+    """``text`` with every span replaced by its placeholder."""
+    for span in reversed(spans):
+        text = text[: span.start] + span.placeholder + text[span.end :]
+    return text

@@ -1,0 +1,68 @@
+"""Deletion that is real: crypto-shred the data keys, remove the rows, rewrite the file.
+
+Deleting a conversation deletes its wrapped data key, so its ciphertext is useless from
+then on. The rows go with ``secure_delete`` on (SQLite zeroes the freed space) and the WAL
+is checkpointed and truncated, so neither the ciphertext nor the wrapped key stays in the
+database file or the WAL. The store then rotates the key-encryption key (when the key
+provider can), so a copy of the database made before the deletion (a backup, an SD-card
+image) cannot unwrap the deleted key either: the key that wrapped it is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_TRIES = 20
+"""Checkpoint attempts while another connection holds a read snapshot."""
+CHECKPOINT_PAUSE = 0.05
+"""Seconds between checkpoint attempts."""
+
+
+@dataclass
+class DeletionReport:
+    """What a deletion removed."""
+
+    conversations: int = 0
+    """Conversations whose data keys were destroyed."""
+    turns: int = 0
+    """Turns removed with them."""
+    unsynced: int = 0
+    """Of those turns, how many had not reached the cloud yet."""
+    checkpointed: bool = False
+    """Whether the WAL was fully checkpointed and truncated afterwards."""
+    key_rotated: bool = False
+    """Whether the key-encryption key was replaced afterwards."""
+
+
+def shred(conn: sqlite3.Connection, conversation_ids: list[str]) -> DeletionReport:
+    """Inside a transaction: delete these conversations, their keys, turns and outbox rows."""
+    report = DeletionReport()
+    for conversation_id in conversation_ids:
+        report.turns += conn.execute(
+            "SELECT count(*) FROM turns WHERE conversation_id = ?", (conversation_id,)
+        ).fetchone()[0]
+        report.unsynced += conn.execute(
+            "SELECT count(*) FROM outbox o JOIN turns t ON t.seq = o.seq "
+            "WHERE t.conversation_id = ?", (conversation_id,)
+        ).fetchone()[0]
+        # the outbox and turns go by ON DELETE CASCADE, in this same transaction
+        report.conversations += conn.execute(
+            "DELETE FROM conversations WHERE id = ?", (conversation_id,)
+        ).rowcount
+    return report
+
+
+def checkpoint(conn: sqlite3.Connection) -> bool:
+    """Copy the WAL into the database file and truncate it; False if readers kept it busy."""
+    for _ in range(CHECKPOINT_TRIES):
+        busy, _log, _done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if not busy:
+            return True
+        time.sleep(CHECKPOINT_PAUSE)
+    logger.warning("WAL checkpoint stayed busy: old frames remain until the next checkpoint")
+    return False

@@ -1,0 +1,190 @@
+"""Where the device key-encryption key (KEK) comes from.
+
+The KEK never encrypts transcripts itself: it wraps each conversation's data key. It comes
+from a :class:`KeyProvider`; :class:`FileKeyProvider` keeps it in a 0600 file, created on
+first use, and refuses a file that others may read. A TPM or one-time-programmable key is
+another provider with the same two methods, named by ``store.key_provider``
+(``"package.module:factory"``, called with the :class:`StoreSettings`).
+
+A provider that can also stage a *pending* key (:class:`RotatableKeyProvider`) supports
+``teddy keys rotate`` and the key change that follows every deletion: the old key is then
+gone, so a copy of the database taken before the deletion cannot be opened either.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import logging
+import os
+import stat
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from agent.store.crypto import KEY_BYTES, new_key
+from config.errors import ConfigError, KeyFileError
+from config.settings import StoreSettings
+
+logger = logging.getLogger(__name__)
+
+
+class KeyProvider(Protocol):
+    """Supplies the device key-encryption key."""
+
+    def exists(self) -> bool:
+        """Whether a key has been created already."""
+        ...
+
+    def load(self, create: bool = False) -> bytes:
+        """The 32-byte key; with ``create``, make one if there is none."""
+        ...
+
+
+@runtime_checkable
+class RotatableKeyProvider(KeyProvider, Protocol):
+    """A provider that can replace its key in two steps, safe to interrupt between them."""
+
+    def load_pending(self) -> bytes | None:
+        """The staged next key, or None when no rotation is under way."""
+        ...
+
+    def write_pending(self, key: bytes) -> None:
+        """Stage ``key`` durably beside the current one (replacing a stale staged key)."""
+        ...
+
+    def promote_pending(self) -> None:
+        """Make the staged key the current one (atomically); a no-op when none is staged."""
+        ...
+
+    def discard_pending(self) -> None:
+        """Forget a staged key (a rotation that never committed)."""
+        ...
+
+
+def provider_from_settings(settings: StoreSettings) -> KeyProvider:
+    """The key provider the settings name: the key-file one unless ``key_provider`` is set."""
+    hook = getattr(settings, "key_provider", None)
+    if not hook:
+        return FileKeyProvider(settings.key_path)
+    module_name, _, factory_name = hook.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), factory_name)
+    except (ImportError, AttributeError, ValueError):
+        raise ConfigError(
+            f"store.key_provider {hook!r} is not an importable 'package.module:factory' — "
+            "fix it or unset TEDDY_STORE__KEY_PROVIDER to use the key file"
+        ) from None
+    return factory(settings)
+
+
+class FileKeyProvider:
+    """A key-encryption key kept base64-encoded in a file of mode 0600."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        """Path of the key file."""
+
+    def exists(self) -> bool:
+        """Whether the key file exists."""
+        return self.path.exists()
+
+    def load(self, create: bool = False) -> bytes:
+        """Read the key, creating the file first when asked and missing."""
+        if not self.path.exists():
+            if not create:
+                raise KeyFileError(
+                    f"key file {self.path} does not exist — a parent must grant consent first "
+                    "(teddy consent grant) or set TEDDY_STORE__KEY_FILE"
+                )
+            self._create()
+        self._check_permissions()
+        return self._read()
+
+    @property
+    def pending_path(self) -> Path:
+        """Where a rotation stages the next key until the store has committed to it."""
+        return self.path.with_name(self.path.name + ".next")
+
+    def load_pending(self) -> bytes | None:
+        """The staged next key, or None."""
+        if not self.pending_path.exists():
+            return None
+        self._check_permissions(self.pending_path)
+        return self._read(self.pending_path)
+
+    def write_pending(self, key: bytes) -> None:
+        """Stage ``key`` in ``<key file>.next`` (0600, fsynced)."""
+        self.discard_pending()
+        _write_key_file(self.pending_path, key)
+
+    def promote_pending(self) -> None:
+        """Atomically replace the key file by the staged key."""
+        try:
+            os.replace(self.pending_path, self.path)
+        except FileNotFoundError:
+            return  # nothing staged, or another process promoted it first
+        _fsync_dir(self.path.parent)
+        logger.info("key file %s replaced by the rotated key", self.path)
+
+    def discard_pending(self) -> None:
+        """Remove a staged key that the store never committed to."""
+        try:
+            self.pending_path.unlink()
+        except FileNotFoundError:
+            return
+        _fsync_dir(self.path.parent)
+
+    def _create(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            _write_key_file(self.path, new_key())
+        except FileExistsError:
+            return  # another process made it first; use theirs
+        logger.info("created key file %s (mode 0600)", self.path)
+
+    def _check_permissions(self, path: Path | None = None) -> None:
+        path = self.path if path is None else path
+        info = path.stat()
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077:
+            raise KeyFileError(
+                f"key file {path} has mode {mode:04o}, readable by others — "
+                f"run: chmod 600 {path}"
+            )
+        if info.st_uid != os.geteuid():
+            raise KeyFileError(
+                f"key file {path} is owned by uid {info.st_uid}, not by the service user "
+                f"(uid {os.geteuid()}) — run: chown {os.geteuid()} {path}"
+            )
+
+    def _read(self, path: Path | None = None) -> bytes:
+        path = self.path if path is None else path
+        try:
+            key = base64.b64decode(path.read_bytes().strip(), validate=True)
+        except ValueError:
+            key = b""
+        if len(key) != KEY_BYTES:
+            raise KeyFileError(
+                f"key file {path} does not hold a base64 {KEY_BYTES}-byte key — restore it "
+                "from backup; without it the stored conversations cannot be read"
+            )
+        return key
+
+
+def _write_key_file(path: Path, key: bytes) -> None:
+    """Create ``path`` (must not exist) holding ``key``, mode 0600, durable on return."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(base64.b64encode(key) + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename or create in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,80 @@
+"""The store's schema, versioned with ``PRAGMA user_version`` and migrated forward."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from config.errors import StoreError
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: conversations with wrapped data keys, encrypted turns, the outbox, consent.
+    """
+    CREATE TABLE conversations (
+        id          TEXT PRIMARY KEY,
+        started_at  REAL NOT NULL,
+        wrapped_key BLOB NOT NULL
+    );
+    CREATE TABLE turns (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        role            TEXT NOT NULL CHECK (role IN ('child', 'bear')),
+        created_at      REAL NOT NULL,
+        text_sealed     BLOB NOT NULL,
+        verdict         TEXT NOT NULL,
+        synced_at       REAL
+    );
+    CREATE INDEX turns_conversation ON turns(conversation_id);
+    CREATE TABLE outbox (
+        seq      INTEGER PRIMARY KEY REFERENCES turns(seq) ON DELETE CASCADE,
+        batch_id TEXT,
+        sent_at  REAL
+    );
+    CREATE TABLE consents (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        parent     TEXT NOT NULL,
+        scopes     TEXT NOT NULL,
+        granted_at REAL NOT NULL,
+        revoked_at REAL,
+        source     TEXT NOT NULL
+    );
+    """,
+    # 2: the fingerprint of the key-encryption key in use (for safe rotation), and an
+    #    opaque child profile id per conversation (never a name) for per-child deletion.
+    """
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    ALTER TABLE conversations ADD COLUMN child_id TEXT;
+    CREATE INDEX conversations_child ON conversations(child_id);
+    """,
+)
+"""Forward migrations; entry N (0-based) takes the schema from version N to N+1."""
+
+SCHEMA_VERSION = len(MIGRATIONS)
+"""The version this code writes and expects."""
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to :data:`SCHEMA_VERSION`; returns the version found before."""
+    found = conn.execute("PRAGMA user_version").fetchone()[0]
+    if found > SCHEMA_VERSION:
+        raise StoreError(
+            f"store schema version {found} is newer than this software ({SCHEMA_VERSION}) — "
+            "update teddy before opening this store"
+        )
+    for version in range(found, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(MIGRATIONS[version]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return found
+
+
+def _statements(script: str) -> list[str]:
+    return [part.strip() for part in script.split(";") if part.strip()]

@@ -1,0 +1,73 @@
+"""Builds the voice loop from settings: microphone, speaker, paw, LED, ears and voice.
+
+Everything here is an adapter picked by config, so the same wiring runs on the bear
+(sounddevice, lgpio) and on a laptop or in CI (WAV twins, gpiozero's MockFactory).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from agent.voice.ears import Ears
+from agent.voice.loop import VoiceLoop
+from agent.voice.recognizer import StreamingRecognizer, load_model
+from agent.voice.speech import Synthesizer, Voice
+from agent.voice.vad import VadSegmenter
+from config.settings import Settings
+from hardware.audio import AlertHook, open_microphone, open_speaker
+from hardware.pins import PawButton, RgbLed, make_pin_factory
+
+logger = logging.getLogger(__name__)
+
+
+def build_ears(settings: Settings, grammar: list[str] | None = None, model: Any = None) -> Ears:
+    """A VAD segmenter and a Vosk recognizer (grammar from settings unless given)."""
+    rate = settings.audio.sample_rate
+    model = model if model is not None else load_model(settings.voice.model_path, rate)
+    phrases = grammar if grammar is not None else settings.voice.grammar
+    return Ears(
+        VadSegmenter(settings.voice, rate, settings.audio.block_ms),
+        StreamingRecognizer(model, rate, phrases),
+    )
+
+
+@dataclass
+class Appliance:
+    """The running appliance's parts (the loop, and the adapters tests may reach)."""
+
+    loop: VoiceLoop
+    """The listen loop; call ``loop.run()``."""
+    paw: PawButton
+    """The paw button adapter."""
+    pin_factory: Any
+    """The gpiozero pin factory (a MockFactory in the simulated twin)."""
+    led: RgbLed | None
+    """The LED, if it could be set up."""
+
+
+@contextmanager
+def open_appliance(
+    settings: Settings, respond: Callable[[str], str], alert: AlertHook | None = None
+) -> Iterator[Appliance]:
+    """Open every adapter, wire the loop, and close everything on exit."""
+    with ExitStack() as stack:
+        model = load_model(settings.voice.model_path, settings.audio.sample_rate)
+        ears = build_ears(settings, model=model)
+        wake_ears = None
+        if settings.voice.listen_mode == "wake_phrase":
+            wake_ears = build_ears(settings, [settings.voice.wake_phrase], model)
+        microphone = stack.enter_context(open_microphone(settings.audio, alert))
+        speaker = stack.enter_context(open_speaker(settings.audio))
+        voice = Voice(Synthesizer(settings.voice), speaker)
+        factory = make_pin_factory(settings.pins)
+        stack.callback(factory.close)
+        led = stack.enter_context(RgbLed(settings.pins, factory))
+        loop = VoiceLoop(settings.voice, microphone, ears, voice, respond, wake_ears, led, alert)
+        paw = stack.enter_context(
+            PawButton(settings.pins, factory, loop.paw_pressed, loop.paw_released)
+        )
+        yield Appliance(loop, paw, factory, led)

@@ -1,0 +1,146 @@
+"""Settings section ``notify``: where the cloud sends alert notifications, and how carefully.
+
+Channels are named; each has a ``type`` and an ``audience``. Wellbeing alerts
+(``wellbeing.*``) go only to ``parent`` channels, every other alert only to ``operator``
+channels. In TOML::
+
+    [notify.channels.ops-slack]
+    type = "slack"
+    audience = "operator"
+    min_severity = "high"
+    url = "https://hooks.slack.com/services/..."
+
+Secrets (webhook secrets, SMTP passwords, routing keys, tokens) are ``SecretStr``: never
+logged, never printed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr
+
+from config.settings import Section
+
+SeverityName = Literal["info", "warning", "high", "critical"]
+Audience = Literal["parent", "operator"]
+
+
+class ChannelBase(Section):
+    """What every channel has: who it is for and which alerts it takes."""
+
+    audience: Audience = "operator"
+    """``parent`` channels get wellbeing alerts only; ``operator`` channels everything else."""
+    min_severity: SeverityName = "warning"
+    """Least severity delivered."""
+    kinds: list[str] = Field(default_factory=lambda: ["*"])
+    """Alert kinds delivered (``fnmatch`` patterns, e.g. ``"sync.*"``)."""
+    exclude_kinds: list[str] = Field(default_factory=list)
+    """Alert kinds never delivered (``fnmatch`` patterns)."""
+    rate_limit: int = Field(default=30, ge=1, le=100000)
+    """Most deliveries to this channel per ``rate_window_s``."""
+    rate_window_s: float = Field(default=60.0, gt=0, le=86400)
+    """Window of the rate limit, seconds."""
+    clears: bool = True
+    """Also notify when an alert clears."""
+
+
+class WebhookChannel(ChannelBase):
+    """A JSON POST signed with HMAC-SHA256 over ``<timestamp>.<body>``."""
+
+    type: Literal["webhook"]
+    url: str
+    """Receiver URL (https in production)."""
+    secret: SecretStr
+    """Shared HMAC key."""
+    signature_header: str = "X-Teddy-Signature"
+    """Header carrying ``sha256=<hex>``; the timestamp goes in ``X-Teddy-Timestamp``."""
+
+
+class SlackChannel(ChannelBase):
+    """A Slack incoming webhook."""
+
+    type: Literal["slack"]
+    url: SecretStr
+    """The incoming-webhook URL (it is the credential)."""
+
+
+class PagerDutyChannel(ChannelBase):
+    """PagerDuty Events API v2: trigger on raise, resolve on clear."""
+
+    type: Literal["pagerduty"]
+    routing_key: SecretStr
+    """Integration (routing) key of the PagerDuty service."""
+    url: str = "https://events.pagerduty.com/v2/enqueue"
+    """Events API endpoint."""
+
+
+class SmsChannel(ChannelBase):
+    """SMS through an HTTP gateway: POST ``{"to", "from", "text"}`` with a bearer token."""
+
+    type: Literal["sms"]
+    url: str
+    """Gateway URL."""
+    token: SecretStr | None = None
+    """Bearer token of the gateway."""
+    sender: str = "Teddy"
+    """Sender id or number."""
+    to: list[str] = Field(min_length=1)
+    """Phone numbers (E.164)."""
+
+
+class EmailChannel(ChannelBase):
+    """E-mail over SMTP, upgraded with STARTTLS (refuses to send in the clear)."""
+
+    type: Literal["email"]
+    host: str
+    """SMTP server."""
+    port: int = Field(default=587, ge=1, le=65535)
+    """SMTP port (submission)."""
+    username: str | None = None
+    """SMTP user; None: no login."""
+    password: SecretStr | None = None
+    """SMTP password."""
+    sender: str
+    """From address."""
+    to: list[str] = Field(min_length=1)
+    """Recipient addresses."""
+    starttls: bool = True
+    """Require STARTTLS (only a test server on localhost may turn it off)."""
+    ca_file: Path | None = None
+    """CA bundle to trust for the server's certificate; None: the system's."""
+
+
+Channel = Annotated[
+    WebhookChannel | SlackChannel | PagerDutyChannel | SmsChannel | EmailChannel,
+    Field(discriminator="type"),
+]
+
+
+class RetrySettings(Section):
+    """Retries with exponential backoff and full jitter."""
+
+    max_attempts: int = Field(default=6, ge=1, le=100)
+    """Attempts per delivery before it is marked failed."""
+    base_s: float = Field(default=2.0, gt=0, le=3600)
+    """Backoff base, seconds: attempt n waits uniform(0, min(cap, base * 2**n))."""
+    cap_s: float = Field(default=600.0, gt=0, le=86400)
+    """Longest backoff, seconds."""
+
+
+class NotifySettings(Section):
+    """Cloud notifications: channels, routing, dedupe, rate limits, retries."""
+
+    channels: dict[str, Channel] = Field(default_factory=dict)
+    """Channels by name (a name is used in the delivery log)."""
+    dedupe_window_s: float = Field(default=900.0, ge=0, le=7 * 86400)
+    """The same event (device, kind, raised/cleared) goes to a channel once per window, seconds."""
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    """Retry policy."""
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    """Network timeout of one delivery attempt, seconds."""
+    poll_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    """Seconds between two looks at new alerts and due retries."""
+    batch_size: int = Field(default=100, ge=1, le=10000)
+    """Most alerts fanned out or deliveries attempted per round."""

@@ -1,0 +1,283 @@
+"""The settings of bear and cloud: one pydantic-settings model with a section per area.
+
+Sources, strongest first:
+
+1. keyword arguments (tests, and the CLI's own flags);
+2. environment variables ``TEDDY_<SECTION>__<KEY>`` (``TEDDY_MQTT__PORT=1884``);
+3. the TOML file named by ``--config`` or ``TEDDY_CONFIG``;
+4. the defaults below: the embedded bear (local data dir, no broker needed to talk).
+
+Every section forbids unknown keys, so a typo is an error naming the key, not a silent
+default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from config.errors import ConfigError
+
+DEVICE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
+"""A device id is one MQTT topic level: lowercase letters, digits and dashes, 3-64 long."""
+
+
+def default_data_dir() -> Path:
+    """Where the bear keeps its store and key when no config says otherwise."""
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "teddy"
+
+
+class Section(BaseModel):
+    """Base of every settings section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# Section modules subclass Section, so they are imported after it (a top import would cycle).
+from config.voice import AudioSettings, PinsSettings, VoiceSettings  # noqa: E402
+from config.health import HealthSettings  # noqa: E402
+from config.notify import NotifySettings  # noqa: E402
+
+
+class DeviceSettings(Section):
+    """Who this bear is."""
+
+    id: str | None = None
+    """Device id (one topic level). None: made once on first run and kept in the data dir."""
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str | None) -> str | None:
+        if value is not None and not DEVICE_ID_PATTERN.match(value):
+            raise ValueError(
+                f"device id {value!r} must be 3-64 lowercase letters, digits or dashes"
+            )
+        return value
+
+
+class StoreSettings(Section):
+    """The encrypted conversation store on the bear."""
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    """Directory of the store, the key file and the device identity."""
+    db_name: str = "teddy.db"
+    """File name of the SQLite database inside ``data_dir``."""
+    key_file: Path | None = None
+    """Key-encryption key file (mode 0600). None: ``<data_dir>/teddy.key``."""
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    """SQLite ``synchronous`` in WAL mode. FULL: a committed turn survives power loss."""
+    retention_days: int = Field(default=30, ge=1, le=3650)
+    """Days a conversation is kept before it is crypto-shredded."""
+    keep_unsynced_past_retention: bool = False
+    """Keep conversations whose turns still wait for the cloud past retention (with an alert)."""
+    key_provider: str | None = None
+    """``"package.module:factory"`` returning a KeyProvider (TPM, OTP key); None: the key file."""
+
+    @property
+    def db_path(self) -> Path:
+        """Full path of the SQLite database."""
+        return self.data_dir / self.db_name
+
+    @property
+    def key_path(self) -> Path:
+        """Full path of the key-encryption key file."""
+        return self.key_file if self.key_file is not None else self.data_dir / "teddy.key"
+
+
+class TlsSettings(Section):
+    """TLS for the MQTT connection; all None means plain TCP (development only)."""
+
+    ca_file: Path | None = None
+    """CA bundle that signed the broker's certificate."""
+    cert_file: Path | None = None
+    """This client's certificate (mutual TLS)."""
+    key_file: Path | None = None
+    """This client's private key (mutual TLS)."""
+
+    @property
+    def enabled(self) -> bool:
+        """Whether TLS is configured at all."""
+        return self.ca_file is not None
+
+
+class MqttSettings(Section):
+    """How to reach the broker."""
+
+    host: str = "127.0.0.1"
+    """Broker host name or address."""
+    port: int = Field(default=1883, ge=1, le=65535)
+    """Broker TCP port."""
+    username: str | None = None
+    """Broker user name; None connects anonymously (refused by a production broker)."""
+    password: SecretStr | None = None
+    """Broker password; never logged."""
+    password_file: Path | None = None
+    """File holding the broker password (a systemd credential: ``%d/mqtt-password``); read
+    at load when ``password`` is unset. Trailing newline ignored."""
+
+    @model_validator(mode="after")
+    def _read_password_file(self) -> MqttSettings:
+        if self.password is None and self.password_file is not None:
+            try:
+                text = self.password_file.read_text().rstrip("\r\n")
+            except OSError as exc:
+                raise ValueError(f"mqtt.password_file {self.password_file} cannot be read "
+                                 f"({exc.strerror}) — fix the path or the credential") from None
+            object.__setattr__(self, "password", SecretStr(text))
+        return self
+    keepalive: int = Field(default=30, ge=5, le=3600)
+    """MQTT keep-alive, seconds."""
+    connect_timeout: float = Field(default=10.0, gt=0, le=300)
+    """Seconds to wait for CONNACK before giving up."""
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+    """TLS settings."""
+
+
+class SyncSettings(Section):
+    """The bear's store-and-forward link to the cloud."""
+
+    batch_size: int = Field(default=100, ge=1, le=1000)
+    """Most turns in one ``up/turns`` message."""
+    max_inflight: int = Field(default=4, ge=1, le=64)
+    """Batches published but not yet acked by the cloud."""
+    ack_timeout: float = Field(default=10.0, gt=0, le=600)
+    """Seconds to wait for the cloud's ack before resending a batch (same batch id)."""
+    once_timeout: float = Field(default=60.0, gt=0, le=3600)
+    """``teddy sync --once``: seconds to wait for the outbox to drain before failing."""
+
+
+class CloudSettings(Section):
+    """The cloud side: PostgreSQL and the ingestor."""
+
+    pg_dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/teddy")
+    """libpq connection string of the system of record."""
+    share_group: str = "ingest"
+    """MQTT v5 shared-subscription group every ingest process joins."""
+    client_id: str | None = None
+    """MQTT client id of this ingest process; None: made from host and pid."""
+
+
+class DialogueSettings(Section):
+    """What the bear says."""
+
+    age_band: Literal["3-5", "6-8", "9-12"] = "6-8"
+    """Age band of the child: changes wording and content."""
+
+
+class LoggingSettings(Section):
+    """Logging."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    """Root log level. Transcripts, keys and passwords are never logged at INFO or above."""
+
+
+class Settings(BaseSettings):
+    """All of Teddy's settings. Build with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TEDDY_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    device: DeviceSettings = Field(default_factory=DeviceSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
+    cloud: CloudSettings = Field(default_factory=CloudSettings)
+    dialogue: DialogueSettings = Field(default_factory=DialogueSettings)
+    audio: AudioSettings = Field(default_factory=AudioSettings)
+    voice: VoiceSettings = Field(default_factory=VoiceSettings)
+    pins: PinsSettings = Field(default_factory=PinsSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then environment, then the TOML file."""
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def config_file_from(explicit: str | os.PathLike[str] | None) -> Path | None:
+    """The TOML file to read: ``--config`` if given, else ``TEDDY_CONFIG``, else none."""
+    chosen = explicit if explicit is not None else os.environ.get("TEDDY_CONFIG")
+    return Path(chosen) if chosen else None
+
+
+def _check_toml_readable(path: Path) -> None:
+    try:
+        with path.open("rb") as handle:
+            tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {path} does not exist — pass an existing file with --config "
+            "or unset TEDDY_CONFIG"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def format_validation_error(error: ValidationError) -> list[str]:
+    """One line per invalid field: its dotted path, the bad value, and the reason."""
+    lines = []
+    for item in error.errors():
+        path = ".".join(str(part) for part in item["loc"]) or "(root)"
+        value = item.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"{path}: {item['msg']}{shown}")
+    return lines
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None, **overrides: Any
+) -> Settings:
+    """Load settings from overrides, environment and the TOML file.
+
+    Raises :class:`ConfigError` naming every invalid field (path and reason).
+    """
+    path = config_file_from(config_file)
+    if path is not None:
+        _check_toml_readable(path)
+    settings_cls = Settings
+    if path is not None:
+
+        class SettingsFromFile(Settings):
+            model_config = SettingsConfigDict(toml_file=path)
+
+        settings_cls = SettingsFromFile
+    try:
+        return settings_cls(**overrides)
+    except ValidationError as exc:
+        lines = format_validation_error(exc)
+        source = f" (config file {path})" if path else ""
+        raise ConfigError(f"invalid settings{source}: " + "; ".join(lines)) from exc

@@ -1,0 +1,1 @@
+"""Both ends of the MQTT pipe between bear and cloud."""

@@ -1,0 +1,1 @@
+"""The cloud side: ingest (MQTT -> PostgreSQL), migrations, and the ``teddy-cloud`` CLI."""

@@ -1,0 +1,73 @@
+"""``teddy-cloud``: the cloud's command line, a thin layer over ``sync.cloud``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from config.errors import TeddyError
+from config.settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``teddy-cloud`` argument parser with every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="teddy-cloud", description="Teddy's cloud: the system of record and the fleet."
+    )
+    parser.add_argument("--config", metavar="FILE", help="TOML config file (default: $TEDDY_CONFIG)")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="override logging.level")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    migrate = commands.add_parser("migrate", help="create or update the PostgreSQL schema")
+    migrate.set_defaults(func=_migrate)
+    ingest = commands.add_parser(
+        "ingest", help="take bears' turns from MQTT into PostgreSQL, ack after commit"
+    )
+    ingest.set_defaults(func=_ingest)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``teddy-cloud``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        from agent.logs import configure_logging  # JSON lines off a TTY; secrets masked
+
+        configure_logging(args.log_level or settings.logging.level, settings)
+        return args.func(args, settings)
+    except TeddyError as exc:
+        print(f"teddy-cloud: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from sync.cloud import db
+    from sync.cloud.migrate import migrate
+
+    with db.connect(settings.cloud) as conn:
+        applied = migrate(conn)
+    print(f"applied {len(applied)} migrations: {', '.join(applied)}" if applied
+          else "schema is up to date")
+    return 0
+
+
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from sync.cloud.ingest import Ingestor
+
+    with Ingestor(settings) as ingestor:
+        signal.signal(signal.SIGTERM, lambda *_: ingestor.stop())
+        signal.signal(signal.SIGINT, lambda *_: ingestor.stop())
+        ingestor.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
