@@ -42,11 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _plugin_registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
     """Sub-commands that live beside the code they drive (safety, voice...)."""
+    from agent.health.cli import register as health
     from agent.safety.cli import register as safety
     from agent.store.cli import register as store
+    from agent.update.cli import register as update
     from agent.voice.cli import register as voice
 
-    return [store, safety, voice]
+    return [store, safety, voice, health, update]
 
 
 def _add_chat(commands: argparse._SubParsersAction) -> None:
@@ -66,8 +68,12 @@ def _add_consent(commands: argparse._SubParsersAction) -> None:
     grant.add_argument("--scopes", default="keep,sync",
                        help="comma list of keep, sync, name (default: keep,sync)")
     grant.set_defaults(func=_consent_grant)
-    revoke = sub.add_parser("revoke", help="stop keeping new turns")
-    revoke.set_defaults(func=_consent_revoke)
+    from agent.store.cli import consent_revoke
+
+    revoke = sub.add_parser("revoke", help="stop keeping new turns (--delete: and shred the kept)")
+    revoke.add_argument("--delete", action="store_true",
+                        help="also crypto-shred every kept conversation (unrecoverable)")
+    revoke.set_defaults(func=consent_revoke)
     show = sub.add_parser("show", help="print the consent in force as JSON")
     show.set_defaults(func=_consent_show)
 
@@ -210,12 +216,9 @@ def _sync_forever(link, settings: Settings) -> int:
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    while not stop.is_set():
-        try:
-            link.sync_once(settings.sync.once_timeout)
-        except TeddyError as exc:
-            logger.warning("sync round failed: %s", exc)
-        stop.wait(5.0)
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    report = link.run(stop)  # batches by count and age; reconnects with jittered backoff
+    print(f"synced {report.turns_acked} turns; {report.left} waiting")
     return 0
 
 

@@ -107,7 +107,7 @@ DEFAULT_RULES: dict[str, RuleSettings] = {
     "throttled": _rule("system.throttled", "throttled", ">=", 1, 1, 0, "warning",
                        "the Pi is throttled or under-voltage (vcgencmd get_throttled)"),
     "clock_unsynchronised": _rule(
-        "system.clock_unsynchronised", "clock_synchronised", "<", 1, 1, 600, "warning",
+        "system.clock_unsynchronised", "clock_synchronised", "<=", 0, 0, 600, "warning",
         "the clock is not synchronised (NTP); timestamps may be wrong"),
     "process_memory_high": _rule("agent.rss_high", "rss_mb", ">", 300, 250, 300, "warning",
                                  "the bear's process uses {value:.0f} MB (limit {threshold:.0f})"),
@@ -115,13 +115,13 @@ DEFAULT_RULES: dict[str, RuleSettings] = {
                              "the bear's process holds {value:.0f} open files"),
     "crash_loop": _rule("agent.crash_loop", "crash_restarts", ">=", 3, 1, 0, "critical",
                         "the bear restarted after {value:.0f} crashes in the last hour"),
-    "broker_unreachable": _rule("sync.broker_unreachable", "broker_connected", "<", 1, 1, 60,
+    "broker_unreachable": _rule("sync.broker_unreachable", "broker_connected", "<=", 0, 0, 60,
                                 "warning", "the MQTT broker has been unreachable"),
     "backlog_growing": _rule("sync.backlog", "outbox_depth", ">", 500, 200, 300, "warning",
                              "{value:.0f} turns wait to sync (limit {threshold:.0f})",
                              caused_by=("broker_unreachable",)),
     "unsynced_too_old": _rule("sync.unsynced_too_old", "oldest_unsynced_age_s", ">", 86400,
-                              3600, 0, "high", "the oldest unsynced turn is {value:.0f} s old",
+                              3600, 300, "high", "the oldest unsynced turn is {value:.0f} s old",
                               caused_by=("broker_unreachable",)),
     "audio_overflows": _rule("audio.overflows", "audio_overflows", ">=", 20, 5, 0, "warning",
                              "{value:.0f} microphone overflows recently (audio lost)"),
@@ -129,7 +129,7 @@ DEFAULT_RULES: dict[str, RuleSettings] = {
                                  "high", "{value:.0f} microphone/speaker device errors recently"),
     "recognition_slow": _rule("voice.recognition_slow", "recognition_latency_p95_s", ">", 3.0,
                               2.0, 120, "warning",
-                              "speech recognition p95 latency {value:.1f} s (limit {threshold:.1f})"),
+                              "recognition p95 latency {value:.1f} s (limit {threshold:.1f})"),
     "speech_errors": _rule("voice.speech_errors", "speech_errors", ">=", 3, 1, 0, "warning",
                            "{value:.0f} speech output errors recently"),
     "store_errors": _rule("store.errors", "store_errors", ">=", 1, 1, 0, "high",
@@ -161,7 +161,8 @@ class HealthSettings(Section):
     publish_every_s: float = Field(default=60.0, gt=0, le=86400)
     """Seconds between two ``up/health`` samples offered for publishing."""
     rules: dict[str, RuleOverride] = Field(default_factory=dict)
-    """Overrides of :data:`DEFAULT_RULES`, by rule name."""
+    """Overrides of :data:`DEFAULT_RULES`, by rule name. A new threshold without a new
+    clear level keeps the default gap between the two."""
 
     @field_validator("rules")
     @classmethod
@@ -187,6 +188,8 @@ class HealthSettings(Section):
         if override is None:
             return base
         changes = override.model_dump(exclude_none=True)
+        if "threshold" in changes and "clear" not in changes:
+            changes["clear"] = changes["threshold"] - (base.threshold - base.clear)
         return RuleSettings.model_validate({**base.model_dump(), **changes})
 
     def effective_rules(self) -> dict[str, RuleSettings]:

@@ -19,12 +19,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from config.settings import Section
 
 SeverityName = Literal["info", "warning", "high", "critical"]
 Audience = Literal["parent", "operator"]
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+"""Hosts an e-mail channel may reach without STARTTLS (tests only)."""
 
 
 class ChannelBase(Section):
@@ -50,6 +52,7 @@ class WebhookChannel(ChannelBase):
     """A JSON POST signed with HMAC-SHA256 over ``<timestamp>.<body>``."""
 
     type: Literal["webhook"]
+    """Channel type: ``webhook``."""
     url: str
     """Receiver URL (https in production)."""
     secret: SecretStr
@@ -62,6 +65,7 @@ class SlackChannel(ChannelBase):
     """A Slack incoming webhook."""
 
     type: Literal["slack"]
+    """Channel type: ``slack``."""
     url: SecretStr
     """The incoming-webhook URL (it is the credential)."""
 
@@ -70,6 +74,7 @@ class PagerDutyChannel(ChannelBase):
     """PagerDuty Events API v2: trigger on raise, resolve on clear."""
 
     type: Literal["pagerduty"]
+    """Channel type: ``pagerduty``."""
     routing_key: SecretStr
     """Integration (routing) key of the PagerDuty service."""
     url: str = "https://events.pagerduty.com/v2/enqueue"
@@ -80,6 +85,7 @@ class SmsChannel(ChannelBase):
     """SMS through an HTTP gateway: POST ``{"to", "from", "text"}`` with a bearer token."""
 
     type: Literal["sms"]
+    """Channel type: ``sms``."""
     url: str
     """Gateway URL."""
     token: SecretStr | None = None
@@ -94,6 +100,7 @@ class EmailChannel(ChannelBase):
     """E-mail over SMTP, upgraded with STARTTLS (refuses to send in the clear)."""
 
     type: Literal["email"]
+    """Channel type: ``email``."""
     host: str
     """SMTP server."""
     port: int = Field(default=587, ge=1, le=65535)
@@ -110,6 +117,15 @@ class EmailChannel(ChannelBase):
     """Require STARTTLS (only a test server on localhost may turn it off)."""
     ca_file: Path | None = None
     """CA bundle to trust for the server's certificate; None: the system's."""
+
+    @model_validator(mode="after")
+    def _tls_unless_local(self) -> EmailChannel:
+        if not self.starttls and self.host not in LOCAL_HOSTS:
+            raise ValueError(
+                f"e-mail channel to {self.host} must use STARTTLS — set starttls = true "
+                "(only localhost may go without)"
+            )
+        return self
 
 
 Channel = Annotated[
@@ -144,3 +160,8 @@ class NotifySettings(Section):
     """Seconds between two looks at new alerts and due retries."""
     batch_size: int = Field(default=100, ge=1, le=10000)
     """Most alerts fanned out or deliveries attempted per round."""
+    concurrency: int = Field(default=8, ge=1, le=256)
+    """Deliveries sent in parallel within a round."""
+    skip_older_than_s: float = Field(default=86400.0, gt=0)
+    """Alert events older than this when first seen are logged, not sent (a notifier started
+    on an old database does not page anyone about last month), seconds."""

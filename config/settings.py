@@ -58,6 +58,8 @@ class Section(BaseModel):
 from config.voice import AudioSettings, PinsSettings, VoiceSettings  # noqa: E402
 from config.health import HealthSettings  # noqa: E402
 from config.notify import NotifySettings  # noqa: E402
+from config.update import UpdateSettings  # noqa: E402
+from config.fleet import FleetSettings, PairingSettings  # noqa: E402
 
 
 class DeviceSettings(Section):
@@ -165,6 +167,14 @@ class SyncSettings(Section):
     """Seconds to wait for the cloud's ack before resending a batch (same batch id)."""
     once_timeout: float = Field(default=60.0, gt=0, le=3600)
     """``teddy sync --once``: seconds to wait for the outbox to drain before failing."""
+    batch_max_age: float = Field(default=2.0, gt=0, le=3600)
+    """``teddy sync`` (continuous): seconds the oldest waiting turn may wait for a full batch."""
+    outbox_budget_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    """Bytes of unsynced turns the bear may hold; past it an alert is raised (nothing dropped)."""
+    backoff_min: float = Field(default=0.5, gt=0, le=600)
+    """Reconnect backoff: first ceiling of the full-jitter delay, seconds."""
+    backoff_max: float = Field(default=60.0, gt=0, le=3600)
+    """Reconnect backoff: largest ceiling of the full-jitter delay, seconds."""
 
 
 class CloudSettings(Section):
@@ -176,6 +186,16 @@ class CloudSettings(Section):
     """MQTT v5 shared-subscription group every ingest process joins."""
     client_id: str | None = None
     """MQTT client id of this ingest process; None: made from host and pid."""
+    pool_size: int = Field(default=4, ge=1, le=64)
+    """Most PostgreSQL connections in the ingestor's pool."""
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """Port of the Prometheus ``/metrics`` endpoint (0: any free port); None: no endpoint."""
+    max_messages_per_transaction: int = Field(default=200, ge=1, le=10000)
+    """Most MQTT messages the ingestor commits in one transaction."""
+    broker_password_file: Path = Path("/etc/mosquitto/passwd")
+    """``teddy-cloud provision``: Mosquitto password file (hashes, via mosquitto_passwd)."""
+    broker_acl_file: Path = Path("/etc/mosquitto/acl")
+    """``teddy-cloud provision``: Mosquitto ACL file that gets each bear's entries."""
 
 
 class DialogueSettings(Section):
@@ -214,6 +234,9 @@ class Settings(BaseSettings):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    update: UpdateSettings = Field(default_factory=UpdateSettings)
+    pairing: PairingSettings = Field(default_factory=PairingSettings)
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -24,6 +24,9 @@ from hardware.frames import Framer, Resampler, frame_bytes
 
 logger = logging.getLogger(__name__)
 
+STARTUP_GRACE_S = 2.0
+"""Extra time a freshly opened stream gets to deliver its first block, seconds."""
+
 
 class SoundDeviceMicrophone:
     """Microphone adapter over sounddevice (or any module with its API, as ``backend``)."""
@@ -51,6 +54,7 @@ class SoundDeviceMicrophone:
         self._muted = False
         self._closed = False
         self._last_block = time.monotonic()
+        self._blocks_at_open = 0
         self._backoff = settings.reopen_backoff_s
         self._next_attempt = 0.0
         self._lost_reported = False
@@ -105,7 +109,10 @@ class SoundDeviceMicrophone:
 
     def _is_lost(self) -> bool:
         silent_for = time.monotonic() - self._last_block
-        return self._finished.is_set() or silent_for > self._settings.stall_timeout_s
+        allowed = self._settings.stall_timeout_s
+        if self._blocks_at_open == self.stats.blocks:
+            allowed += STARTUP_GRACE_S  # a stream's first block can take a while
+        return self._finished.is_set() or silent_for > allowed
 
     def _lose(self) -> None:
         self.stats.losses += 1
@@ -170,6 +177,7 @@ class SoundDeviceMicrophone:
             finished_callback=self._on_finished,
         )
         self._last_block = time.monotonic()
+        self._blocks_at_open = self.stats.blocks
         stream.start()
         self._stream = stream
         self.device_rate = rate

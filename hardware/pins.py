@@ -13,6 +13,7 @@ from typing import Any
 
 from config.voice import PinsSettings
 from hardware.errors import PinError
+from hardware.led import LED_COLOURS
 
 logger = logging.getLogger(__name__)
 
@@ -105,14 +106,8 @@ class MockPaw:
 class RgbLed:
     """The paw's RGB LED (common cathode), for showing listening, speaking and pairing."""
 
-    COLOURS = {
-        "off": (0.0, 0.0, 0.0),
-        "listening": (0.0, 0.0, 1.0),
-        "thinking": (1.0, 0.6, 0.0),
-        "speaking": (0.0, 1.0, 0.0),
-        "error": (1.0, 0.0, 0.0),
-    }
-    """Colour (red, green, blue, each 0..1) of each state."""
+    COLOURS = LED_COLOURS
+    """Colour (red, green, blue, each 0..1) of each state: the one table in hardware/led.py."""
 
     def __init__(self, settings: PinsSettings, factory: Any) -> None:
         from gpiozero import RGBLED

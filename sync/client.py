@@ -3,6 +3,11 @@
 Both ends use :class:`MqttLink`. Callbacks installed through :meth:`MqttLink.on` are
 wrapped so an exception is logged with its traceback and counted instead of vanishing
 inside paho's network thread.
+
+Reconnecting is ours, not paho's: paho's own retry doubles its delay without jitter, so a
+fleet would come back in lockstep after a broker restart. The paho client is built with
+``reconnect_on_failure=False``; when its network thread ends on a lost connection, a small
+supervisor thread waits a full-jitter delay (:class:`sync.backoff.Backoff`) and reconnects.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 
 from config.errors import SyncError
 from config.settings import MqttSettings
+from sync.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +53,7 @@ class MqttLink:
         session_expiry: int = 0,
         will: LastWill | None = None,
         manual_ack: bool = False,
+        backoff: Backoff | None = None,
     ) -> None:
         import paho.mqtt.client as mqtt
 
@@ -57,17 +64,24 @@ class MqttLink:
             client_id=client_id,
             protocol=mqtt.MQTTv5,
             manual_ack=manual_ack,
+            reconnect_on_failure=False,
         )
         """The underlying paho client."""
         self.callback_errors = 0
         """How many callback invocations raised (each was logged with its traceback)."""
+        self.connects = 0
+        """Successful connections (CONNACK accepted) since the link was built."""
+        self.backoff = backoff or Backoff(0.5, 60.0)
+        """Delays between reconnect attempts (full jitter)."""
         self._clean_start = clean_start
         self._session_expiry = session_expiry
         self._connected = threading.Event()
         self._connect_answered = threading.Event()
+        self._lost = threading.Event()
+        self._closing = threading.Event()
         self._connect_hooks: list[Callable[[], None]] = []
         self._last_connect_reason: Any = None
-        self._closed = False
+        self._supervisor: threading.Thread | None = None
         self._configure(will)
 
     def _configure(self, will: LastWill | None) -> None:
@@ -84,7 +98,6 @@ class MqttLink:
             )
         if will is not None:
             client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
-        client.reconnect_delay_set(min_delay=1, max_delay=60)
         client.on_connect = self._guard(self._on_connect)
         client.on_disconnect = self._guard(self._on_disconnect)
 
@@ -109,67 +122,127 @@ class MqttLink:
         """Whether the broker has accepted our connection and it is still up."""
         return self._connected.is_set()
 
+    def wait_connected(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds for a live connection; returns whether there is one."""
+        return self._connected.wait(timeout)
+
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self._last_connect_reason = reason
         if not reason.is_failure:
+            self.connects += 1
+            self.backoff.reset()
             self._connected.set()
             logger.info("connected to MQTT broker %s:%s", self.settings.host, self.settings.port)
+            for hook in self._connect_hooks:
+                hook()
         self._connect_answered.set()
-        for hook in self._connect_hooks:
-            hook()
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self._connected.clear()
-        if not self._closed:
+        if not self._closing.is_set():
             logger.warning("disconnected from MQTT broker: %s", reason)
+            self._lost.set()
 
     def after_connect(self, hook: Callable[[], None]) -> None:
         """Run ``hook()`` after every successful (re)connect, e.g. to subscribe again."""
         self._connect_hooks.append(hook)
 
-    def connect(self) -> None:
-        """Connect, start the network thread, and wait for CONNACK.
+    def _where(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
 
-        Raises :class:`SyncError` naming the broker and the reason.
-        """
+    def _connect_properties(self) -> Any:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
-        settings = self.settings
-        where = f"{settings.host}:{settings.port}"
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = self._session_expiry
-        self._connect_answered = threading.Event()
+        return properties
+
+    def connect(self) -> None:
+        """Connect, start the network thread, and wait for CONNACK.
+
+        Later losses are reconnected in the background with jittered backoff. Raises
+        :class:`SyncError` naming the broker and the reason if this first attempt fails.
+        """
+        settings = self.settings
+        self._connect_answered.clear()
         try:
             self.client.connect(settings.host, settings.port, settings.keepalive,
-                                clean_start=self._clean_start, properties=properties)
+                                clean_start=self._clean_start,
+                                properties=self._connect_properties())
         except OSError as exc:
             raise SyncError(
-                f"cannot reach the MQTT broker at {where}: {exc} — check TEDDY_MQTT__HOST and "
-                "TEDDY_MQTT__PORT and that the broker runs"
+                f"cannot reach the MQTT broker at {self._where()}: {exc} — check "
+                "TEDDY_MQTT__HOST and TEDDY_MQTT__PORT and that the broker runs"
             ) from None
         self.client.loop_start()
+        self._start_supervisor()
         if not self._connect_answered.wait(settings.connect_timeout):
             self.close()
-            raise SyncError(f"no answer from the MQTT broker at {where} within "
+            raise SyncError(f"no answer from the MQTT broker at {self._where()} within "
                             f"{settings.connect_timeout:g} s — check the broker and the network")
         reason = self._last_connect_reason
         if reason.is_failure:
             self.close()
             raise SyncError(
-                f"the MQTT broker at {where} refused the connection: {reason} — check "
+                f"the MQTT broker at {self._where()} refused the connection: {reason} — check "
                 "TEDDY_MQTT__USERNAME/PASSWORD and the broker's ACL"
             )
 
-    def close(self) -> None:
-        """Disconnect cleanly and stop the network thread. Idempotent."""
-        if self._closed:
+    def start(self) -> None:
+        """Connect in the background: retry with jittered backoff until it works. Never raises
+        for an unreachable broker (the bear keeps its outbox and tries again)."""
+        settings = self.settings
+        self.client.connect_async(settings.host, settings.port, settings.keepalive,
+                                  clean_start=self._clean_start,
+                                  properties=self._connect_properties())
+        self._lost.set()  # the supervisor makes the first attempt at once
+        self._start_supervisor(first_now=True)
+
+    def _start_supervisor(self, first_now: bool = False) -> None:
+        self._supervisor = threading.Thread(
+            target=self._supervise, args=(first_now,), name="mqtt-reconnect", daemon=True
+        )
+        self._supervisor.start()
+
+    def _supervise(self, first_now: bool) -> None:
+        while not self._closing.is_set():
+            self._lost.wait(1.0)
+            if not self._lost.is_set() or self._closing.is_set():
+                continue
+            self._lost.clear()
+            self.client.loop_stop()  # the old network thread has ended or ends now
+            self._reconnect(immediately=first_now)
+            first_now = False
+
+    def _reconnect(self, immediately: bool) -> None:
+        while not self._closing.is_set():
+            if not immediately:
+                delay = self.backoff.next_delay()
+                logger.info("reconnecting to %s in %.2f s", self._where(), delay)
+                if self._closing.wait(delay):
+                    return
+            immediately = False
+            try:
+                self.client.reconnect()
+            except OSError as exc:
+                logger.info("MQTT broker at %s unreachable: %s", self._where(), exc)
+                continue
+            self.client.loop_start()
             return
-        self._closed = True
+
+    def close(self) -> None:
+        """Disconnect cleanly and stop the network threads. Idempotent."""
+        if self._closing.is_set():
+            return
+        self._closing.set()
         try:
-            self.client.disconnect()
+            if self._connected.is_set():
+                self.client.disconnect()
         finally:
             self.client.loop_stop()
+            if self._supervisor is not None and self._supervisor is not threading.current_thread():
+                self._supervisor.join(5)
             self._connected.clear()
 
     def __enter__(self) -> MqttLink:

@@ -3,21 +3,30 @@
 The SQLite outbox is the only queue. A batch is published with QoS 1 and stays in the
 outbox, claimed under its batch id, until the cloud's ``down/ack`` names its seq ranges as
 committed in PostgreSQL; the broker's PUBACK proves nothing about the database. A batch
-not acked within ``sync.ack_timeout`` is sent again with the same batch id; the cloud's
-insert is idempotent on ``(device_id, seq)``, so a resend never makes a duplicate.
+not acked within ``sync.ack_timeout`` (or in flight when the connection dropped, or left
+claimed by a process that died) is sent again with the same batch id; the cloud's insert is
+idempotent on ``(device_id, seq)``, so a resend never makes a duplicate.
+
+Nothing is handed to paho while the link is down (paho would accept it into an unbounded
+in-memory queue), and at most ``sync.max_inflight`` batches are ever in flight, so memory
+stays flat however long the outbox is.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.alerts import AlertSink, Severity
 from agent.store import ConversationStore, StoredTurn
 from config.errors import ProtocolError, SyncError
 from config.settings import Settings
+from sync.backoff import Backoff
 from sync.client import LastWill, MqttLink
 from sync.protocol import Ack, Status, TurnRecord, TurnsBatch, down_topic, up_topic
 
@@ -25,11 +34,19 @@ logger = logging.getLogger(__name__)
 
 SESSION_EXPIRY = 7 * 24 * 3600
 """Seconds the broker keeps our session (subscriptions, queued acks) while we are away."""
+IDLE_POLL = 1.0
+"""Seconds between outbox checks in :meth:`DeviceSync.run` when nobody calls ``wake()``."""
+BUDGET_CHECK_EVERY = 5.0
+"""Seconds between outbox budget checks."""
+BUDGET_ALERT = "sync.outbox_budget"
+"""Alert kind raised while unsynced turns exceed ``sync.outbox_budget_bytes``."""
+
+AckListener = Callable[[list[tuple[int, int]]], None]
 
 
 @dataclass
 class SyncReport:
-    """What one ``sync_once`` did."""
+    """What one ``sync_once`` (or one ``run``) did."""
 
     batches_sent: int = 0
     """Batch publications, resends included."""
@@ -38,7 +55,7 @@ class SyncReport:
     turns_acked: int = 0
     """Outbox rows the cloud confirmed as committed."""
     resends: int = 0
-    """Batches published again after an ack timeout or a restart."""
+    """Batches published again after an ack timeout, a reconnect or a restart."""
     left: int = 0
     """Outbox rows still waiting when the run ended."""
 
@@ -51,25 +68,43 @@ class _InFlight:
 
 
 class DeviceSync:
-    """Moves a bear's outbox to the cloud. A context manager; :meth:`close` is idempotent."""
+    """Moves a bear's outbox to the cloud. A context manager; :meth:`close` is idempotent.
+
+    ``alerts`` receives the outbox-budget alert; ``on_ack`` is called with the seq ranges
+    of every ack after they are marked synced (load generators measure latency with it).
+    """
 
     def __init__(
-        self, settings: Settings, store: ConversationStore, device_id: str, firmware: str
+        self,
+        settings: Settings,
+        store: ConversationStore,
+        device_id: str,
+        firmware: str,
+        alerts: AlertSink | None = None,
+        on_ack: AckListener | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._device_id = device_id
         self._firmware = firmware
+        self._alerts = alerts
+        self._on_ack = on_ack
         self._boot_time = time.time()
-        self._acks: queue.Queue[Ack] = queue.Queue()
+        self._events: queue.Queue[Ack | None] = queue.Queue()
         self._inflight: dict[str, _InFlight] = {}
+        self._reconnected = threading.Event()
+        self._over_budget = False
+        self._due_in: float | None = None
+        self._budget_checked = float("-inf")
         offline = Status(state="offline", firmware=firmware).to_payload()
+        sync = settings.sync
         self._link = MqttLink(
             settings.mqtt,
             client_id=f"teddy-{device_id}",
             clean_start=False,
             session_expiry=SESSION_EXPIRY,
             will=LastWill(up_topic(device_id, "status"), offline),
+            backoff=Backoff(sync.backoff_min, max(sync.backoff_max, sync.backoff_min)),
         )
         self._link.on("message", self._on_message)
         self._link.after_connect(self._on_connected)
@@ -80,9 +115,28 @@ class DeviceSync:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def link(self) -> MqttLink:
+        """The MQTT link (for its ``connected`` state and counters)."""
+        return self._link
+
+    @property
+    def over_budget(self) -> bool:
+        """Whether unsynced turns exceeded ``sync.outbox_budget_bytes`` at the last check."""
+        return self._over_budget
+
     def connect(self) -> None:
-        """Connect to the broker (subscribes to acks, announces ``online``)."""
+        """Connect to the broker now (subscribes to acks, announces ``online``); raises
+        :class:`SyncError` if the broker cannot be reached. Later drops reconnect by themselves."""
         self._link.connect()
+
+    def start(self) -> None:
+        """Connect in the background, retrying with jittered backoff; never raises."""
+        self._link.start()
+
+    def wake(self) -> None:
+        """Tell :meth:`run` that turns were appended, so it need not wait for its next poll."""
+        self._events.put(None)
 
     def close(self) -> None:
         """Publish ``offline`` and disconnect. Idempotent."""
@@ -91,7 +145,10 @@ class DeviceSync:
             info = self._link.client.publish(
                 up_topic(self._device_id, "status"), offline, qos=1, retain=True
             )
-            info.wait_for_publish(timeout=2)
+            try:
+                info.wait_for_publish(timeout=2)
+            except RuntimeError:
+                pass  # the link dropped meanwhile; the Last Will says offline instead
         self._link.close()
 
     def _on_connected(self) -> None:
@@ -99,6 +156,8 @@ class DeviceSync:
         client.subscribe(down_topic(self._device_id, "ack"), qos=1)
         online = Status(state="online", firmware=self._firmware, boot_time=self._boot_time)
         client.publish(up_topic(self._device_id, "status"), online.to_payload(), qos=1, retain=True)
+        self._reconnected.set()
+        self._events.put(None)
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         try:
@@ -106,7 +165,9 @@ class DeviceSync:
         except ProtocolError as exc:
             logger.error("ignored a malformed ack on %s: %s", message.topic, exc)
             return
-        self._acks.put(ack)
+        self._events.put(ack)
+
+    # --- the two ways to run -------------------------------------------------------------
 
     def sync_once(self, timeout: float | None = None) -> SyncReport:
         """Send every outbox row and wait until the cloud has acked them all.
@@ -117,14 +178,11 @@ class DeviceSync:
         timeout = self._settings.sync.once_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         report = SyncReport()
-        for batch_id in self._store.unacked_batches():
-            self._publish(batch_id, report, resend=True)
+        self._reclaim()
         while True:
-            self._fill_window(report)
-            if not self._inflight:
+            self._pump(report, drain=True, wait=0.5)
+            if not self._inflight and self._store.outbox_depth() == 0:
                 break
-            self._take_acks(report, until=min(deadline, time.monotonic() + 0.5))
-            self._resend_overdue(report)
             if time.monotonic() >= deadline:
                 report.left = self._store.outbox_depth()
                 raise SyncError(
@@ -134,14 +192,68 @@ class DeviceSync:
         report.left = self._store.outbox_depth()
         return report
 
-    def _fill_window(self, report: SyncReport) -> None:
-        while len(self._inflight) < self._settings.sync.max_inflight:
+    def run(self, stop: threading.Event) -> SyncReport:
+        """Sync continuously until ``stop`` is set: a batch leaves when ``sync.batch_size``
+        turns wait or the oldest has waited ``sync.batch_max_age`` seconds. Connects in the
+        background if :meth:`connect` was not called. Never raises for a broker outage."""
+        if not self._link.connected and self._link.connects == 0:
+            self.start()
+        report = SyncReport()
+        self._reclaim()
+        while not stop.is_set():
+            self._pump(report, drain=False, wait=self._next_wait())
+        report.left = self._store.outbox_depth()
+        return report
+
+    # --- one step: resend, publish, take acks --------------------------------------------
+
+    def _reclaim(self) -> None:
+        """Batches claimed earlier (by us, or by a process that died) are due for a resend."""
+        for batch_id in self._store.unacked_batches():
+            if batch_id not in self._inflight:
+                self._inflight[batch_id] = _InFlight(batch_id, set(), sent_at=float("-inf"))
+
+    def _pump(self, report: SyncReport, drain: bool, wait: float) -> None:
+        if self._reconnected.is_set():
+            self._reconnected.clear()
+            for flight in self._inflight.values():  # may have been lost with the broker
+                flight.sent_at = float("-inf")
+        self._due_in = None
+        if self._link.connected:
+            self._resend_overdue(report)
+            self._fill_window(report, drain)
+        self._take_events(report, until=time.monotonic() + wait)
+        self._check_budget()
+
+    def _next_wait(self) -> float:
+        """Until the oldest waiting turn is due, an ack may be overdue, or the idle poll."""
+        wait = min(IDLE_POLL, self._settings.sync.ack_timeout / 4)
+        if self._due_in is not None:
+            wait = min(wait, self._due_in)
+        return max(wait, 0.005)
+
+    def _fill_window(self, report: SyncReport, drain: bool) -> None:
+        sync = self._settings.sync
+        while len(self._inflight) < sync.max_inflight and self._link.connected:
+            if not drain and not self._batch_ready():
+                return
             if not self._publish(None, report, resend=False):
                 return
+            self._due_in = None
+
+    def _batch_ready(self) -> bool:
+        sync = self._settings.sync
+        usage = self._store.outbox_usage(with_bytes=False)
+        oldest = usage["oldest_unclaimed_at"]
+        self._due_in = None if oldest is None else oldest + sync.batch_max_age - time.time()
+        if usage["unclaimed"] >= sync.batch_size:
+            return True
+        return self._due_in is not None and self._due_in <= 0
 
     def _publish(self, batch_id: str | None, report: SyncReport, resend: bool) -> bool:
         batch_id, turns = self._store.outbox_batch(self._settings.sync.batch_size, batch_id)
         if not turns:
+            self._inflight.pop(batch_id, None)
             return False
         batch = TurnsBatch(
             device_id=self._device_id, batch_id=batch_id, turns=[_record(t) for t in turns]
@@ -154,33 +266,76 @@ class DeviceSync:
         logger.debug("published batch %s (%d turns)", batch_id, len(turns))
         return True
 
-    def _take_acks(self, report: SyncReport, until: float) -> None:
+    def _take_events(self, report: SyncReport, until: float) -> None:
         while True:
             remaining = until - time.monotonic()
             try:
-                ack = self._acks.get(timeout=max(remaining, 0.0))
+                event = self._events.get(timeout=max(remaining, 0.0))
             except queue.Empty:
                 return
-            report.turns_acked += self._store.mark_synced(ack.ranges)
-            self._settle(ack)
-            if not self._inflight:
+            if event is None:  # a wake-up: new turns, or a reconnect
                 return
+            report.turns_acked += self._store.mark_synced(event.ranges)
+            self._settle(event)
+            if self._on_ack is not None:
+                self._on_ack(event.ranges)
+            if self._events.empty():
+                return  # back to the pump: the window has room again
 
     def _settle(self, ack: Ack) -> None:
-        acked = {seq for first, last in ack.ranges for seq in range(first, last + 1)}
-        for batch_id, flight in list(self._inflight.items()):
-            flight.seqs -= acked
-            if not flight.seqs:
+        flight = self._inflight.get(ack.batch_id)
+        if flight is not None and _covers(ack.ranges, flight.seqs):
+            del self._inflight[ack.batch_id]
+            return
+        for batch_id, other in list(self._inflight.items()):
+            other.seqs = {s for s in other.seqs if not _in_ranges(s, ack.ranges)}
+            if not other.seqs and other.sent_at != float("-inf"):
                 del self._inflight[batch_id]
 
     def _resend_overdue(self, report: SyncReport) -> None:
         now = time.monotonic()
         for batch_id, flight in list(self._inflight.items()):
+            if not self._link.connected:
+                return
             if now - flight.sent_at >= self._settings.sync.ack_timeout:
-                logger.info("batch %s not acked in %.1f s; sending it again", batch_id,
-                            now - flight.sent_at)
+                if flight.sent_at != float("-inf"):
+                    logger.info("batch %s not acked in %.1f s; sending it again", batch_id,
+                                now - flight.sent_at)
                 del self._inflight[batch_id]
                 self._publish(batch_id, report, resend=True)
+
+    # --- the outbox budget ---------------------------------------------------------------
+
+    def _check_budget(self) -> None:
+        now = time.monotonic()
+        if now - self._budget_checked < BUDGET_CHECK_EVERY:
+            return
+        self._budget_checked = now
+        budget = self._settings.sync.outbox_budget_bytes
+        used = self._store.outbox_usage(with_bytes=True)["bytes"]
+        if used >= budget and not self._over_budget:
+            self._over_budget = True
+            message = (f"unsynced turns take {used} bytes, over the {budget}-byte outbox budget "
+                       "(sync.outbox_budget_bytes); every turn is kept and the oldest go first "
+                       "— check the bear's network and the broker")
+            if self._alerts is not None:
+                self._alerts.raise_alert(BUDGET_ALERT, Severity.WARNING, message,
+                                         bytes=used, budget=budget)
+            else:
+                logger.warning("%s", message)
+        elif used < budget and self._over_budget:
+            self._over_budget = False
+            if self._alerts is not None:
+                self._alerts.clear_alert(BUDGET_ALERT, "the outbox is back under its budget",
+                                         bytes=used, budget=budget)
+
+
+def _in_ranges(seq: int, ranges: list[tuple[int, int]]) -> bool:
+    return any(first <= seq <= last for first, last in ranges)
+
+
+def _covers(ranges: list[tuple[int, int]], seqs: set[int]) -> bool:
+    return all(_in_ranges(seq, ranges) for seq in seqs)
 
 
 def _record(turn: StoredTurn) -> TurnRecord:

@@ -155,7 +155,8 @@ def load_pack(age_band: str = "6-8", directory: Path = CONTENT_DIR) -> ContentPa
     counting = games["counting"][age_band]
     pack = ContentPack(
         age_band=age_band,
-        stories=tuple(Story(s["id"], s["title"], tuple(s["parts"])) for s in _for(age_band, stories)),
+        stories=tuple(Story(s["id"], s["title"], tuple(s["parts"]))
+                      for s in _for(age_band, stories)),
         jokes=tuple(Joke(j["q"], j["a"]) for j in _for(age_band, jokes["jokes"])),
         riddles=tuple(Joke(r["q"], r["a"], tuple(r["accept"]))
                       for r in _for(age_band, jokes["riddles"])),

@@ -29,7 +29,10 @@ SWITCH_INTENTS = ("story", "joke", "riddle", "song", "game_animals", "game_count
 """Intents that leave a game in progress."""
 SAMPLE_NAME = "Sam"
 """First name used when listing every reply that can carry the child's name."""
-_FEELINGS = ("angry", "excited", "tired", "bored", "silly", "proud", "calm", "happy")
+_FEELINGS = ("scared", "sad", "nervous", "angry", "excited", "tired", "bored", "silly", "proud",
+             "calm", "happy")
+_FEELING_OFFERS = {"tired": "bedtime", "sad": "song", "happy": "song", "silly": "joke",
+                   "bored": "would_you_rather"}
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz-")
 
 
@@ -126,8 +129,7 @@ class DialogueEngine:
                 return say.one(state, key, *path)
         for feeling in _FEELINGS:
             if f"feel_{feeling}" in intents:
-                if feeling == "tired":
-                    state.offer = "bedtime"
+                state.offer = _FEELING_OFFERS.get(feeling)
                 return say.one(state, "feelings", feeling)
         if "feelings_talk" in intents:
             return say.one(state, "feelings", "talk")

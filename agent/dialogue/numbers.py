@@ -27,7 +27,7 @@ _WORD_VALUES = {number_word(n).replace("-", " "): n for n in range(101)}
 def parse_number(text: str, allow_homophones: bool = False) -> int | None:
     """The first number in ``text`` (digits or words up to 100), else None."""
     digits = re.search(r"\d+", text)
-    words = text.lower().replace("-", " ").split()
+    words = re.findall(r"[a-z]+", text.lower())
     for size in (2, 1):
         for i in range(len(words) - size + 1):
             phrase = " ".join(words[i : i + size])

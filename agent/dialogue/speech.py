@@ -18,8 +18,8 @@ MAX_WORDS = 25
 
 
 def fit(body: str, prefix: str = "", suffix: str = "") -> str:
-    """``prefix body suffix``, dropping the prefix, then the suffix, to stay short."""
-    for parts in ((prefix, body, suffix), (body, suffix), (body,)):
+    """``prefix body suffix``, dropping the suffix, then the prefix, to stay short."""
+    for parts in ((prefix, body, suffix), (prefix, body), (body, suffix), (body,)):
         text = " ".join(p for p in parts if p)
         if len(text.split()) <= MAX_WORDS:
             return text

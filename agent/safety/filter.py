@@ -17,12 +17,16 @@ from pathlib import Path
 from agent.safety.errors import SafetyListError
 from agent.safety.lexicon import (
     ALLOW,
+    END,
     SUPPRESS_PREFIX,
     Entry,
     Hit,
+    NearMatcher,
+    NearRule,
     make_matcher,
     padded,
     read_list,
+    read_near,
 )
 from agent.safety.normalize import FoldTables, fold, load_tables
 from agent.safety.pii import PiiDetector, PiiSpan, redact
@@ -88,11 +92,13 @@ class SafetyFilter:
     """Judges texts for a child's safety. Build once with :meth:`load`; thread-safe."""
 
     def __init__(self, entries: list[Entry], policies: dict[str, CategoryPolicy],
-                 pii: PiiDetector, tables: FoldTables, backend: str = "auto") -> None:
+                 pii: PiiDetector, tables: FoldTables, backend: str = "auto",
+                 near: list[NearRule] | None = None) -> None:
         self._policies = policies
         self._pii = pii
         self._tables = tables
         self._matcher = make_matcher(entries, backend)
+        self._near = NearMatcher(near or [])
         self.entry_count = len(entries)
         """How many expanded list entries the matcher holds."""
 
@@ -114,12 +120,17 @@ class SafetyFilter:
         policies = read_policies(base / "categories.json")
         try:
             entries = read_entries(base, policies, tables)
+            near = read_near(base / "near.txt", tables)
             pii = PiiDetector(base / "pii.json")
         except (OSError, json.JSONDecodeError) as exc:
             raise SafetyListError(
                 f"cannot read safety lists under {base}: {exc} — restore the data files"
             ) from None
-        built = cls(entries, policies, pii, tables, backend)
+        unknown = {r.entry.category for r in near} - set(policies)
+        if unknown:
+            raise SafetyListError(f"{base / 'near.txt'} names unknown categories "
+                                  f"{sorted(unknown)} — add them to categories.json")
+        built = cls(entries, policies, pii, tables, backend, near)
         logger.info("safety filter ready: %d entries, %s matcher", len(entries), built.backend)
         return built
 
@@ -141,7 +152,7 @@ class SafetyFilter:
             found = self._action(match.category, direction)
             if found is not None and found.severity > action.severity:
                 action = found
-        unique = tuple(dict.fromkeys(matches))
+        unique = tuple(sorted(set(matches), key=lambda m: (m.category, m.rule)))
         verdict = Verdict(
             action=action,
             categories=tuple(sorted({m.category for m in unique})),
@@ -163,7 +174,7 @@ class SafetyFilter:
         found: list[Entry] = []
         suppressed: set[str] = set()
         for stream in fold(text, self._tables).streams():
-            hits = list(self._matcher.find(padded(stream)))
+            hits = [*self._matcher.find(padded(stream)), *self._near.find((*stream, END))]
             allowed = [h for h in hits if h.entry.category == ALLOW]
             for hit in hits:
                 category = hit.entry.category

@@ -19,7 +19,6 @@ all phrases in one pass) and :class:`RegexMatcher` (one compiled alternation).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import re
 from collections.abc import Iterable, Iterator
@@ -62,10 +61,17 @@ class Entry:
 
 
 def expand_alternatives(pattern: str) -> list[str]:
-    """All plain phrases a pattern with ``(a|b|)`` groups stands for."""
-    parts = _GROUP.split(pattern)
-    choices = [[p] if i % 2 == 0 else p.split("|") for i, p in enumerate(parts)]
-    return [" ".join("".join(combo).split()) for combo in itertools.product(*choices)]
+    """All plain phrases a pattern with ``(a|b|)`` groups (nesting allowed) stands for."""
+    if "(" not in pattern:
+        return [" ".join(pattern.split())]
+    parts = _GROUP.split(pattern, maxsplit=1)
+    if len(parts) == 1:
+        raise SafetyListError(f"unbalanced parentheses in list entry {pattern!r}")
+    before, group, after = parts
+    phrases: list[str] = []
+    for choice in group.split("|"):
+        phrases.extend(expand_alternatives(before + choice + after))
+    return list(dict.fromkeys(phrases))
 
 
 def parse_entry(category: str, line: str, tables: FoldTables) -> list[Entry]:
@@ -170,6 +176,103 @@ class RegexMatcher:
             for k in (key, *self._shorter[key]):
                 for entry in self._by_key[k]:
                     yield Hit(entry, start, start + len(k) - 1)
+
+
+@dataclass(frozen=True)
+class NearRule:
+    """Words from several sets in order, each within a few tokens of the one before.
+
+    Written ``category: hits|slaps ~2 me|my``: a token from the first set, then within 2
+    tokens a token from the second. It catches phrasings no fixed phrase foresaw
+    ("daddy threw me against the wall") while staying inside one short stretch of words.
+    """
+
+    entry: Entry
+    """Category and rule text, for reporting."""
+    steps: tuple[frozenset[str], ...]
+    """The word sets, in order."""
+    gaps: tuple[int, ...]
+    """Most tokens between step i and step i+1 (``gaps[i]``), at least 1."""
+
+
+_NEAR_GAP = re.compile(r"\s+~(\d+)\s+")
+
+
+def read_near(path: Path, tables: FoldTables) -> list[NearRule]:
+    """Proximity rules from ``near.txt`` (``category: a|b ~N c|d [~M e|f]``)."""
+    rules = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        category, sep, body = text.partition(":")
+        parts = _NEAR_GAP.split(body.strip())
+        if not sep or len(parts) < 3 or len(parts) % 2 == 0:
+            raise SafetyListError(f"{path}:{number}: expected 'category: a|b ~N c|d' — "
+                                  "fix the line")
+        steps = []
+        for words in parts[::2]:
+            folded = [(END,) if w == END else fold_phrase(w, tables) for w in words.split("|")]
+            if any(len(f) != 1 for f in folded):
+                raise SafetyListError(f"{path}:{number}: each word of a near rule must be "
+                                      f"one token after folding (fillers like \"like\" fold to none): {words!r}")
+            steps.append(frozenset(f[0] for f in folded))
+        gaps = tuple(int(g) for g in parts[1::2])
+        rules.append(NearRule(Entry(category.strip(), text, ()), tuple(steps), gaps))
+    return rules
+
+
+class NearMatcher:
+    """Finds proximity rules in a token stream: one dictionary lookup per token."""
+
+    def __init__(self, rules: list[NearRule]) -> None:
+        self._rules = rules
+        self._index: dict[str, list[tuple[int, int]]] = {}
+        for r, rule in enumerate(rules):
+            for s, words in enumerate(rule.steps):
+                for word in words:
+                    self._index.setdefault(word, []).append((r, s))
+
+    def find(self, tokens: tuple[str, ...]) -> Iterator[Hit]:
+        """Every rule whose steps occur in order within their gaps (spans as in padded())."""
+        seen: dict[int, dict[int, list[int]]] = {}
+        for position, token in enumerate(tokens):
+            for r, s in self._index.get(token, ()):
+                seen.setdefault(r, {}).setdefault(s, []).append(position)
+        if not seen:
+            return
+        offsets = _token_offsets(tokens)
+        for r, steps in seen.items():
+            rule = self._rules[r]
+            if len(steps) < len(rule.steps):
+                continue
+            span = _chain(rule, steps)
+            if span is not None:
+                first, last = span
+                yield Hit(rule.entry, offsets[first] - 1, offsets[last] + len(tokens[last]))
+
+
+def _chain(rule: NearRule, steps: dict[int, list[int]]) -> tuple[int, int] | None:
+    """The first (start, end) token positions where the rule's steps chain up, else None."""
+    for start in steps[0]:
+        at = start
+        for s in range(1, len(rule.steps)):
+            following = [p for p in steps[s] if 0 < p - at <= rule.gaps[s - 1]]
+            if not following:
+                break
+            at = following[0]
+        else:
+            return start, at
+    return None
+
+
+def _token_offsets(tokens: tuple[str, ...]) -> list[int]:
+    """Where each token starts in ``padded(tokens)``."""
+    offsets, at = [], 1
+    for token in tokens:
+        offsets.append(at)
+        at += len(token) + 1
+    return offsets
 
 
 def make_matcher(entries: list[Entry], backend: str = "auto"):

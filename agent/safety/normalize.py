@@ -26,7 +26,7 @@ _LETTER = re.compile(r"[a-z]")
 _LEET_CHARS = re.compile(r"[0-9@$!|+€£(]")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FoldTables:
     """The data that drives folding, loaded from ``normalize.json``."""
 
@@ -38,6 +38,8 @@ class FoldTables:
     """Token -> the tokens it stands for ("im" -> ("i", "am"))."""
     drop: frozenset[str]
     """Filler and intensifier tokens removed before matching."""
+    masked: dict[str, str]
+    """Star-masked words ("f***") -> the word they hide."""
 
 
 @lru_cache(maxsize=4)
@@ -49,6 +51,7 @@ def load_tables(path: Path = _DATA_FILE) -> FoldTables:
         leet=str.maketrans(data["leet"]),
         contractions={k: tuple(v.split()) for k, v in data["contractions"].items()},
         drop=frozenset(data["drop"]),
+        masked=dict(data.get("masked", {})),
     )
 
 
@@ -64,7 +67,14 @@ def fold_chars(text: str, tables: FoldTables) -> str:
 def _expand(token: str, tables: FoldTables) -> tuple[str, ...]:
     if token in tables.drop:
         return ()
-    return tables.contractions.get(token, (token,))
+    found = tables.contractions.get(token)
+    if found is not None:
+        return found
+    if len(token) > 3 and token.endswith("s"):
+        stem = tables.contractions.get(token[:-1])
+        if stem is not None and len(stem) == 1:
+            return (stem[0] + "s",)  # possessive or plural: "mummys" -> "mums"
+    return (token,)
 
 
 def _deleet(raw: str, tables: FoldTables) -> str | None:
@@ -112,23 +122,43 @@ class Folded:
 def fold(text: str, tables: FoldTables | None = None) -> Folded:
     """Fold ``text`` into the token streams that the matchers search."""
     tables = tables or load_tables()
-    raw_tokens = _RAW_TOKEN.findall(fold_chars(text, tables))
-    plain: list[str] = []
+    primary: list[str] = []
     deobfuscated: list[str] = []
-    obfuscated = False
-    for raw in raw_tokens:
-        raw = raw.replace("'", "")
-        clean = _NON_ALNUM.sub("", raw)
-        leet = _deleet(raw, tables)
-        if leet and leet != clean:
-            obfuscated = True
-        if clean:
-            plain.append(clean)
-        if leet or clean:
-            deobfuscated.append(leet or clean)
-    primary = _expand_all(plain, tables)
-    alternatives = _alternatives(deobfuscated, obfuscated, tables)
-    return Folded(primary, tuple(a for a in alternatives if a != primary))
+    obfuscated = repeated = False
+    singles = 0
+    for raw in _RAW_TOKEN.findall(fold_chars(text, tables)):
+        reading = _read_token(raw, tables)
+        primary.extend(reading.expanded)
+        if reading.token:
+            deobfuscated.append(reading.token)
+            singles += len(reading.token) == 1
+        obfuscated = obfuscated or reading.leet
+        repeated = repeated or reading.repeated
+    if not (obfuscated or repeated or singles >= 3):
+        return Folded(tuple(primary), ())
+    alternatives = _alternatives(deobfuscated, repeated, tables)
+    plain = tuple(primary)
+    return Folded(plain, tuple(a for a in alternatives if a != plain))
+
+
+@dataclass(frozen=True)
+class _Reading:
+    expanded: tuple[str, ...]
+    token: str
+    leet: bool
+    repeated: bool
+
+
+@lru_cache(maxsize=16384)
+def _read_token(raw: str, tables: FoldTables) -> _Reading:
+    """One raw token's plain tokens, its de-obfuscated form, and what it showed (cached)."""
+    raw = tables.masked.get(raw, raw).replace("'", "")
+    clean = _NON_ALNUM.sub("", raw)
+    leet = _deleet(raw, tables)
+    token = leet or clean
+    expanded = _expand(clean, tables) if clean else ()
+    return _Reading(expanded, token, bool(leet and leet != clean),
+                    bool(_TRIPLE.search(token)))
 
 
 def _expand_all(tokens: list[str], tables: FoldTables) -> tuple[str, ...]:
@@ -139,13 +169,9 @@ def _expand_all(tokens: list[str], tables: FoldTables) -> tuple[str, ...]:
 
 
 def _alternatives(
-    tokens: list[str], obfuscated: bool, tables: FoldTables
+    tokens: list[str], repeated: bool, tables: FoldTables
 ) -> list[tuple[str, ...]]:
     joined = _join_spelled(tokens)
-    spelled = len(joined) != len(tokens)
-    repeated = any(_TRIPLE.search(t) for t in joined)
-    if not (obfuscated or spelled or repeated):
-        return []
     found = [_expand_all(joined, tables)]
     if repeated:
         found.append(_expand_all([_TRIPLE.sub(r"\1\1", t) for t in joined], tables))
@@ -154,5 +180,18 @@ def _alternatives(
 
 
 def fold_phrase(phrase: str, tables: FoldTables | None = None) -> tuple[str, ...]:
-    """Fold one list entry (plain words) into the tokens it must match."""
-    return fold(phrase, tables).primary
+    """Fold one list entry (plain words) into the tokens it must match.
+
+    Word by word, with a cache: lists expand to tens of thousands of phrases made of a
+    few thousand words, and the plain reading of a text is the concatenation of its words'.
+    """
+    tables = tables or load_tables()
+    out: list[str] = []
+    for word in phrase.split():
+        out.extend(_fold_word(word, tables))
+    return tuple(out)
+
+
+@lru_cache(maxsize=65536)
+def _fold_word(word: str, tables: FoldTables) -> tuple[str, ...]:
+    return fold(word, tables).primary

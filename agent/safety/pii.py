@@ -54,72 +54,83 @@ class PiiDetector:
         self._phone_context = re.compile(
             r"\b" + _alternation(data["phone_context"]) + r"\b", re.I
         )
+        self._digitish = re.compile(
+            r"\+?\d+|\b" + _alternation([*self._digits, *self._repeats]) + r"\b", re.I)
         self._not_names = frozenset(data["not_names"])
         self._generic = frozenset(data["generic_words"])
         self._patterns = self._compile(data)
+        self._needles = NeedleIndex(self._patterns)
 
-    def _compile(self, data: dict) -> list[tuple[str, str, re.Pattern[str], int]]:
+    def _compile(self, data: dict) -> list[tuple[str, str, tuple[str, ...], re.Pattern[str], int]]:
+        """(category, rule, needles, pattern, group): a pattern runs only when the
+        lower-cased text contains one of its needles (cheap substring tests first)."""
         number = r"(?:\d{1,5}[a-z]?|" + _alternation(
             list(self._digits) + ["ten", "eleven", "twelve", "twenty", "thirty", "forty",
                                   "fifty", "hundred"]) + r"(?:[\s-]+" + _alternation(
             list(self._digits) + ["ten", "twenty", "thirty", "forty", "fifty", "hundred",
                                   "and"]) + r")*)"
+        streets = tuple(data["street_types"])
+        schools = tuple(w.split()[0] for w in data["school_types"])
+        places = tuple(w.split()[-1] for w in data["places"])
         street = _alternation(data["street_types"])
         place = _alternation(data["places"])
         school = _alternation(data["school_types"])
         spoken_tld = r"(?:com|net|org|co|uk|edu|io|me|us|ca|au|de|fr|info|ie|nz)"
         providers = r"(?:gmail|hotmail|yahoo|outlook|icloud|aol|btinternet|live|proton)"
         table = [
-            ("pii.email", "email.written", r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", 0),
-            ("pii.email", "email.spoken",
+            ("pii.email", "email.written", ("@",), r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", 0),
+            ("pii.email", "email.spoken", ("at",),
              rf"\b[\w.]+\s+at\s+\w+(?:\s+dot\s+\w+)*\s+dot\s+{spoken_tld}\b", 0),
-            ("pii.email", "email.provider",
+            ("pii.email", "email.provider", ("at",),
              rf"\b[\w.]+\s+at\s+{providers}\b(?:\s+dot\s+\w+)*", 0),
-            ("pii.address", "address.number_street",
+            ("pii.address", "address.number_street", streets,
              rf"\b{number}\s+(?:[a-z']+\s+){{1,3}}?{street}\b", 0),
-            ("pii.address", "address.lives_on_street",
+            ("pii.address", "address.lives_on_street", streets,
              rf"\b(?:live|living|lives|house\s+is|home\s+is|flat\s+is)\s+(?:at|on|in)\s+"
              rf"((?:the\s+)?(?:[a-z']+\s+){{1,3}}?{street})\b", 1),
-            ("pii.address", "address.my_address", rf"\bmy\s+(?:home\s+)?address\s+is\s+"
+            ("pii.address", "address.my_address", ("address",),
+             rf"\bmy\s+(?:home\s+)?address\s+is\s+"
              rf"((?:{_REST}+?)(?=\s+(?:and|but)\b|[.,!?;]|$))", 1),
-            ("pii.address", "address.lives_at", rf"\bi\s+live\s+at\s+((?:{_REST}+?)"
+            ("pii.address", "address.lives_at", ("live at",), rf"\bi\s+live\s+at\s+((?:{_REST}+?)"
              r"(?=\s+(?:and|but|with)\b|[.,!?;]|$))", 1),
-            ("pii.address", "address.postcode",
+            ("pii.address", "address.postcode", tuple("0123456789"),
              r"\b[a-z]{1,2}\d[a-z\d]?\s*\d[a-z]{2}\b", 0),
-            ("pii.address", "address.zip",
+            ("pii.address", "address.zip", ("zip", "post"),
              r"\b(?:zip|zip\s+code|postcode|post\s+code|postal\s+code)\s+(?:is\s+)?"
              r"((?:\d[\s-]*){5,9}|[a-z0-9]{2,4}\s?[a-z0-9]{3})", 1),
-            ("pii.school", "school.named",
+            ("pii.school", "school.named", schools,
              rf"\b((?:(?:st\.?|saint|[a-z']+)\s+){{1,3}}){school}\b", 0),
-            ("pii.school", "school.called",
+            ("pii.school", "school.called", ("school",),
              r"\bmy\s+school\s+is\s+called\s+((?:[a-z']+\s*){1,3})", 1),
-            ("pii.location", "location.at_place",
+            ("pii.location", "location.at_place", places,
              rf"\b(?:i\s+am|i'm|im|we\s+are|we're|i\s+am\s+now|i'm\s+now)\s+"
              rf"(?:at|in|outside|near|by|on)\s+((?:the\s+)?(?:[a-z']+\s+){{0,3}}?{place})\b", 1),
-            ("pii.location", "location.right_now",
+            ("pii.location", "location.right_now", ("right now",),
              r"\b(?:i\s+am|i'm|im|we\s+are|we're)\s+(?:at|in)\s+((?:the\s+)?[a-z']+(?:\s+"
              r"[a-z']+)?)\s+(?=right\s+now\b)", 1),
-            ("pii.location", "location.home_alone",
+            ("pii.location", "location.home_alone", ("home",),
              r"\b(?:home\s+alone|alone\s+at\s+home|by\s+myself\s+at\s+home|on\s+my\s+own\s+"
              r"at\s+home|(?:nobody|no\s+one|no-one)\s+(?:else\s+)?(?:is\s+)?(?:at\s+)?home)\b",
              0),
-            ("pii.password", "password.is",
+            ("pii.password", "password.is", ("pass", "pin", "code"),
              r"\b(?:password|passcode|pass\s+code|pin|pin\s+number|pin\s+code|door\s+code|"
              r"lock\s+code|ipad\s+code|phone\s+code|secret\s+code|passwords?)"
              r"(?:'s|\s+is|:|\s*=|\s+was)\s+(" + number + r"(?=\s|$|[.,!?])|\S+)", 1),
-            ("pii.name", "name.full",
+            ("pii.name", "name.full", ("name", "call"),
              r"\b(?:my\s+(?:full\s+|whole\s+|real\s+)?name\s+is|my\s+name's|my\s+names|"
              r"i\s+am\s+called|i'm\s+called|im\s+called|call\s+me|everyone\s+calls\s+me)"
              r"\s+[^\W\d_]+\s+([^\W\d_]+(?:-[^\W\d_]+)?)", 1),
-            ("pii.name", "name.surname",
+            ("pii.name", "name.surname", ("name",),
              r"\bmy\s+(?:last|second|family|sur)\s*name\s+is\s+([^\W\d_]+(?:-[^\W\d_]+)?)", 1),
         ]
-        return [(cat, rule, re.compile(rx, re.I), group) for cat, rule, rx, group in table]
+        return [(cat, rule, tuple(needle), re.compile(rx, re.I), group)
+                for cat, rule, needle, rx, group in table]
 
     def find(self, text: str) -> list[PiiSpan]:
         """Every span of personal information in ``text``, non-overlapping, in order."""
         spans = list(self._phones(text))
-        for category, rule, pattern, group in self._patterns:
+        for index in sorted(self._needles.patterns_in(text.lower())):
+            category, rule, _, pattern, group = self._patterns[index]
             for match in pattern.finditer(text):
                 start, end = match.span(group)
                 if self._accept(rule, match, text[start:end]):
@@ -155,12 +166,19 @@ class PiiDetector:
 
     def _phones(self, text: str) -> Iterator[PiiSpan]:
         """Runs of seven or more digits, written or spoken, that are not counting."""
+        if not self._maybe_phone(text):
+            return
         has_context = bool(self._phone_context.search(text))
         for start, end, digits in self._digit_runs(text):
             if len(digits) < 7 or _is_counting(digits):
                 continue
             if has_context or len(digits) >= 10 or digits[0] in "0+":
                 yield PiiSpan(start, end, "pii.phone", "phone.digits")
+
+    def _maybe_phone(self, text: str) -> bool:
+        """Cheap test: could the text hold seven digits at all?"""
+        found = self._digitish.findall(text)
+        return sum(len(t) if t[0].isdigit() or t[0] == "+" else 1 for t in found) >= 7
 
     def _digit_runs(self, text: str) -> Iterator[tuple[int, int, str]]:
         run_start = run_end = -1
@@ -191,6 +209,37 @@ class PiiDetector:
             digits += value[0] * (repeat - 1) + value
             repeat, run_end = 1, match.end()
         yield from _emit(run_start, run_end, digits)
+
+
+class NeedleIndex:
+    """Which patterns can match a text at all: one pass for every pattern's needles."""
+
+    def __init__(self, patterns: list[tuple]) -> None:
+        self._by_needle: dict[str, set[int]] = {}
+        for index, (_, _, needles, _, _) in enumerate(patterns):
+            for needle in needles:
+                self._by_needle.setdefault(needle, set()).add(index)
+        try:
+            import ahocorasick  # noqa: PLC0415 - optional C extension
+        except ImportError:
+            self._automaton = None
+            return
+        self._automaton = ahocorasick.Automaton()
+        for needle, indexes in self._by_needle.items():
+            self._automaton.add_word(needle, frozenset(indexes))
+        self._automaton.make_automaton()
+
+    def patterns_in(self, lowered: str) -> set[int]:
+        """Indexes of the patterns with a needle in ``lowered``."""
+        found: set[int] = set()
+        if self._automaton is None:
+            for needle, indexes in self._by_needle.items():
+                if needle in lowered:
+                    found |= indexes
+            return found
+        for _, indexes in self._automaton.iter(lowered):
+            found |= indexes
+        return found
 
 
 _SCHOOL_WORDS = frozenset({

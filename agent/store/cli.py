@@ -131,3 +131,16 @@ def _keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
         count = store.stats()["conversations"]
     print(f"key-encryption key rotated (key id {key_id[:8]}); {count} data keys re-wrapped")
     return 0
+
+
+def consent_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    """``teddy consent revoke [--delete]``: stop keeping turns; with --delete, shred them."""
+    if not ConversationStore.exists(settings.store):
+        print("no consent on record; nothing is kept")
+        return 0
+    delete = getattr(args, "delete", False)
+    with ConversationStore.open(settings.store) as store:
+        had = store.revoke_consent(delete=delete)
+    message = "consent revoked; new turns are not kept" if had else "no consent was in force"
+    print(message + ("; everything kept was deleted" if delete else ""))
+    return 0

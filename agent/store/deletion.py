@@ -39,9 +39,16 @@ class DeletionReport:
     """Whether the key-encryption key was replaced afterwards."""
 
 
+ROTATION_DUE = "rotation_due"
+"""``meta`` row set by a deletion and cleared by the key rotation that follows it, so a
+rotation cut off by a crash or power loss is done at the next open."""
+
+
 def shred(conn: sqlite3.Connection, conversation_ids: list[str]) -> DeletionReport:
     """Inside a transaction: delete these conversations, their keys, turns and outbox rows."""
     report = DeletionReport()
+    if conversation_ids:
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, '1')", (ROTATION_DUE,))
     for conversation_id in conversation_ids:
         report.turns += conn.execute(
             "SELECT count(*) FROM turns WHERE conversation_id = ?", (conversation_id,)
@@ -66,3 +73,8 @@ def checkpoint(conn: sqlite3.Connection) -> bool:
         time.sleep(CHECKPOINT_PAUSE)
     logger.warning("WAL checkpoint stayed busy: old frames remain until the next checkpoint")
     return False
+
+
+def rotation_due(conn: sqlite3.Connection) -> bool:
+    """Whether a deletion still waits for its key rotation."""
+    return conn.execute("SELECT 1 FROM meta WHERE key = ?", (ROTATION_DUE,)).fetchone() is not None

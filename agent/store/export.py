@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from agent.store.store import ConversationInfo, ConversationStore, StoredTurn
@@ -24,7 +24,7 @@ def export_data(store: ConversationStore, conversation_id: str | None = None) ->
                              "teddy store export without --conversation to list them")
     return {
         "version": EXPORT_VERSION,
-        "exported_at": _iso(datetime.now(timezone.utc).timestamp()),
+        "exported_at": _iso(datetime.now(UTC).timestamp()),
         "conversations": [_conversation(info, store.turns(info.id)) for info in infos],
     }
 
@@ -79,4 +79,4 @@ def _verdict_note(safety: dict[str, Any]) -> str:
 
 
 def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")

@@ -8,6 +8,7 @@ back, so no turn is ever half-written.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -45,15 +46,17 @@ class FailureReporter:
         text = str(exc)
         if code == SQLITE_FULL or "disk is full" in text:
             return self._alerting(StoreFullError(
-                f"the disk under store {self.path} is full, nothing was kept — free space "
-                f"in {self.path.parent} (e.g. teddy store delete --conversation ID) and retry"
+                f"the disk under store {self.path} is full, nothing was kept — free space on "
+                f"the filesystem of {self.path.parent} and retry"
             ), "store.disk_full", Severity.CRITICAL)
-        if code == SQLITE_READONLY or "readonly" in text:
+        if code == SQLITE_READONLY or "readonly" in text or (
+                code == SQLITE_CANTOPEN and on_read_only_filesystem(self.path)):
             return self._alerting(StoreReadOnlyError(
                 f"store {self.path} is read-only ({text}) — remount {self.path.parent} "
                 "read-write or fix the file's owner and mode"
             ), "store.read_only", Severity.CRITICAL)
-        if code in (SQLITE_CORRUPT, SQLITE_NOTADB) or "malformed" in text or "not a database" in text:
+        damaged = "malformed" in text or "not a database" in text
+        if code in (SQLITE_CORRUPT, SQLITE_NOTADB) or damaged:
             return self._alerting(StoreCorruptError(
                 f"store {self.path} is damaged ({text}) — run teddy store verify; to start "
                 "afresh move the file aside (its conversations are lost)"
@@ -68,7 +71,19 @@ class FailureReporter:
     def _alerting(self, error: StoreError, kind: str, severity: Severity) -> StoreError:
         logger.error("%s", error)
         now = time.monotonic()
-        if self.alerts is not None and now - self._last_alert.get(kind, -ALERT_EVERY) >= ALERT_EVERY:
+        due = now - self._last_alert.get(kind, -ALERT_EVERY) >= ALERT_EVERY
+        if self.alerts is not None and due:
             self._last_alert[kind] = now
             self.alerts.raise_alert(kind, severity, str(error), path=str(self.path))
         return error
+
+
+def on_read_only_filesystem(path: Path) -> bool:
+    """Whether the directory holding ``path`` is mounted read-only (or is not writable)."""
+    directory = path.parent
+    try:
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return True
+    except OSError:
+        return False
+    return not os.access(directory, os.W_OK)

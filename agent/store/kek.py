@@ -19,8 +19,9 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from agent.store import crypto
-from agent.store.errors import KeyRotationError, WrongKeyError
+from agent.store.errors import KeyRotationError, StoreReadOnlyError, WrongKeyError
 from agent.store.keys import KeyProvider, RotatableKeyProvider
+from config.errors import KeyFileError
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,13 @@ class KeyRing:
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreReadOnlyError(
+                f"cannot create the key lock {self.lock_path} ({exc.strerror}) — remount "
+                f"{self.lock_path.parent} read-write or fix its owner and mode"
+            ) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -70,15 +77,15 @@ class KeyRing:
         """Load the KEK and finish any interrupted rotation; returns whether the key matches."""
         with self._exclusive():
             self.kek = self.provider.load(create=create)
-            pending = self.provider.load_pending() if self.can_rotate else None
             db_id = stored_key_id(conn)
             if db_id is None:
-                return self._adopt(conn, pending)
+                return self._adopt(conn)
             if self.kek_id == db_id:
-                if pending is not None:
-                    logger.warning("dropping a staged key of a rotation that never committed")
-                    self.provider.discard_pending()
+                # a staged key here belongs to a rotation that never committed (it may even
+                # be torn: the kill came while writing it): the database never used it
+                self._discard_pending()
                 return True
+            pending = self._pending()
             if pending is not None and crypto.key_id(pending) == db_id:
                 logger.warning("finishing a key rotation that was interrupted after commit")
                 self.provider.promote_pending()
@@ -86,15 +93,27 @@ class KeyRing:
                 return True
             return False
 
-    def _adopt(self, conn: sqlite3.Connection, pending: bytes | None) -> bool:
+    def _pending(self) -> bytes | None:
+        """The staged key, or None if there is none or it is unreadable (never committed)."""
+        if not self.can_rotate:
+            return None
+        try:
+            return self.provider.load_pending()
+        except KeyFileError:
+            return None
+
+    def _discard_pending(self) -> None:
+        if self.can_rotate:
+            self.provider.discard_pending()
+
+    def _adopt(self, conn: sqlite3.Connection) -> bool:
         """A store without a recorded key id (new, or from schema 1): record the current one."""
         row = conn.execute("SELECT id, wrapped_key FROM conversations LIMIT 1").fetchone()
         if row is not None and not _unwraps(self.kek, row[0], row[1]):
             return False
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                      (KEK_ID, self.kek_id))
-        if pending is not None:
-            self.provider.discard_pending()
+        self._discard_pending()
         return True
 
     def ensure(self, db_id: str | None) -> bytes:
@@ -102,9 +121,7 @@ class KeyRing:
         if db_id is None or db_id == self.kek_id:
             return self.kek
         for _ in range(3):  # a concurrent promote may move the file between the two reads
-            candidates = [self.provider.load()]
-            if self.can_rotate:
-                candidates.append(self.provider.load_pending())
+            candidates = [self.provider.load(), self._pending()]
             for key in candidates:
                 if key is not None and crypto.key_id(key) == db_id:
                     self.kek = key
@@ -130,6 +147,7 @@ class KeyRing:
                 count = _rewrap_all(conn, old_kek, new_kek)
                 conn.execute("UPDATE meta SET value = ? WHERE key = ?",
                              (crypto.key_id(new_kek), KEK_ID))
+                conn.execute("DELETE FROM meta WHERE key = 'rotation_due'")
             self.provider.promote_pending()
             if crypto.key_id(self.provider.load()) != crypto.key_id(new_kek):
                 raise KeyRotationError(

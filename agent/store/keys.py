@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from agent.store.crypto import KEY_BYTES, new_key
+from agent.store.errors import KeyRotationError
 from config.errors import ConfigError, KeyFileError
 from config.settings import StoreSettings
 
@@ -114,8 +115,14 @@ class FileKeyProvider:
 
     def write_pending(self, key: bytes) -> None:
         """Stage ``key`` in ``<key file>.next`` (0600, fsynced)."""
-        self.discard_pending()
-        _write_key_file(self.pending_path, key)
+        try:
+            self.discard_pending()
+            _write_key_file(self.pending_path, key)
+        except OSError as exc:
+            raise KeyRotationError(
+                f"cannot stage a new key at {self.pending_path} ({exc.strerror}) — make "
+                f"{self.path.parent} writable by the service user, then run teddy keys rotate"
+            ) from exc
 
     def promote_pending(self) -> None:
         """Atomically replace the key file by the staged key."""
@@ -135,11 +142,18 @@ class FileKeyProvider:
         _fsync_dir(self.path.parent)
 
     def _create(self) -> None:
+        """Write a new key beside the path, then link it into place: never a torn key file."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        draft = self.path.with_name(f"{self.path.name}.new-{os.getpid()}")
+        draft.unlink(missing_ok=True)
+        _write_key_file(draft, new_key())
         try:
-            _write_key_file(self.path, new_key())
+            os.link(draft, self.path)
         except FileExistsError:
             return  # another process made it first; use theirs
+        finally:
+            draft.unlink()
+        _fsync_dir(self.path.parent)
         logger.info("created key file %s (mode 0600)", self.path)
 
     def _check_permissions(self, path: Path | None = None) -> None:

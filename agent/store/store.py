@@ -8,30 +8,29 @@ one that is. Consent lives in the same file; without consent the file is never c
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from agent.alerts import AlertSink, Severity
 from agent.safety.verdict import Verdict
 from agent.store import crypto, deletion, retention, sealing
+from agent.store import kek as kek_module
 from agent.store.consent import Consent, Scope
 from agent.store.failures import FailureReporter
-from agent.store import kek as kek_module
 from agent.store.kek import KeyRing
 from agent.store.keys import KeyProvider, provider_from_settings
 from agent.store.schema import migrate
-from config.errors import ConsentRequiredError, StoreError
+from config.errors import ConsentRequiredError, StoreError, TeddyError
 from config.settings import StoreSettings
 
 logger = logging.getLogger(__name__)
@@ -87,6 +86,19 @@ class ConversationInfo:
     """How many of them wait for the cloud."""
 
 
+def _sqlite_errors(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Reads, too, turn SQLite failures (a damaged file, a vanished disk) into store errors."""
+
+    @functools.wraps(method)
+    def wrapper(self: ConversationStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise self._failures.translate(exc) from exc
+
+    return wrapper
+
+
 class ConversationStore:
     """The bear's encrypted store. Open with :meth:`open`; a context manager."""
 
@@ -97,10 +109,9 @@ class ConversationStore:
         path: Path,
         settings: StoreSettings | None = None,
         alerts: AlertSink | None = None,
-        clock: Any = time.time,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._conn = conn
-        self._db = sqlite_utils.Database(conn)
         self._keyring = KeyRing(keys, path.with_name(path.name + ".keylock"))
         self._data_keys: dict[str, bytes] = {}
         self._lock = threading.RLock()
@@ -128,7 +139,7 @@ class ConversationStore:
         settings: StoreSettings,
         create: bool = False,
         alerts: AlertSink | None = None,
-        clock: Any = time.time,
+        clock: Callable[[], float] = time.time,
     ) -> ConversationStore:
         """Open the store; with ``create``, make the file and key if missing.
 
@@ -156,6 +167,7 @@ class ConversationStore:
             conn.close()
             raise
         store._sweep_quietly()
+        store._finish_interrupted_deletion()
         return store
 
     def __enter__(self) -> ConversationStore:
@@ -192,6 +204,12 @@ class ConversationStore:
             except sqlite3.Error as exc:
                 raise self._failures.translate(exc) from exc
 
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        """Rows as dicts (sqlite-utils is not imported: it costs 0.4 s at every start)."""
+        cursor = self._conn.execute(sql, tuple(params))
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
     def _alert(self, kind: str, severity: Severity, message: str, **details: Any) -> None:
         logger.warning("%s", message)
         if self._alerts is not None:
@@ -199,6 +217,7 @@ class ConversationStore:
 
     # --- consent -------------------------------------------------------------------------
 
+    @_sqlite_errors
     def consent(self) -> Consent | None:
         """The consent in force, or None."""
         row = self._conn.execute(
@@ -216,7 +235,7 @@ class ConversationStore:
         Without the ``sync`` scope, turns still waiting for the cloud are not sent.
         """
         scope_list = [Scope(s).value for s in scopes]
-        now = time.time()
+        now = self._clock()
         with self._transaction() as conn:
             conn.execute("UPDATE consents SET revoked_at = ? WHERE revoked_at IS NULL", (now,))
             conn.execute(
@@ -235,7 +254,7 @@ class ConversationStore:
         """
         with self._transaction() as conn:
             changed = conn.execute(
-                "UPDATE consents SET revoked_at = ? WHERE revoked_at IS NULL", (time.time(),)
+                "UPDATE consents SET revoked_at = ? WHERE revoked_at IS NULL", (self._clock(),)
             ).rowcount
             conn.execute("DELETE FROM outbox")
         logger.info("consent revoked%s", " and everything kept deleted" if delete else "")
@@ -260,7 +279,7 @@ class ConversationStore:
             conn.execute(
                 "INSERT INTO conversations (id, started_at, wrapped_key, child_id) "
                 "VALUES (?, ?, ?, ?)",
-                (conversation_id, time.time(), crypto.seal(kek, data_key, aad), child_id),
+                (conversation_id, self._clock(), crypto.seal(kek, data_key, aad), child_id),
             )
         self._data_keys[conversation_id] = data_key
         return conversation_id
@@ -270,43 +289,45 @@ class ConversationStore:
 
         Returns the sequence numbers given to the turns, in order.
         """
-        self._require(Scope.KEEP)
-        data_key = self._data_key(conversation_id)
-        seqs = []
+        turns = list(turns)
+        for turn in turns:
+            if turn.role not in ("child", "bear"):
+                raise StoreError(f"turn role {turn.role!r} is not 'child' or 'bear'")
+        if not turns:
+            return []
         with self._transaction() as conn:
-            # consent read again inside the transaction: a revocation in another process wins
+            # consent is read inside the transaction: a revocation in another process wins
             queue_for_sync = self._require(Scope.KEEP).allows(Scope.SYNC)
-            seq = _last_seq(conn)
-            for turn in turns:
-                seq += 1
-                self._insert_turn(conn, conversation_id, data_key, turn, seq)
-                if queue_for_sync:
-                    conn.execute("INSERT INTO outbox (seq) VALUES (?)", (seq,))
-                seqs.append(seq)
+            data_key = self._data_key(conversation_id)
+            first = _last_seq(conn) + 1
+            seqs = list(range(first, first + len(turns)))
+            rows = [self._turn_row(conversation_id, data_key, turn, seq)
+                    for turn, seq in zip(turns, seqs, strict=True)]
+            placeholders = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(rows))
+            conn.execute(
+                "INSERT INTO turns (seq, conversation_id, role, created_at, text_sealed, verdict) "
+                f"VALUES {placeholders}", [value for row in rows for value in row],
+            )
+            if queue_for_sync:
+                conn.execute("INSERT INTO outbox (seq) VALUES "
+                             + ", ".join(["(?)"] * len(seqs)), seqs)
         return seqs
 
-    def _insert_turn(
-        self, conn: sqlite3.Connection, conversation_id: str, data_key: bytes, turn: TurnToKeep,
-        seq: int,
-    ) -> None:
-        """Insert one turn as row ``seq``: text and verdict sealed together."""
-        if turn.role not in ("child", "bear"):
-            raise StoreError(f"turn role {turn.role!r} is not 'child' or 'bear'")
+    def _turn_row(self, conversation_id: str, data_key: bytes, turn: TurnToKeep,
+                  seq: int) -> tuple[Any, ...]:
+        """The values of one turn's row ``seq``: text and verdict sealed together."""
         verdict = turn.verdict.to_dict()
         verdict.pop("redacted")  # that is the text itself
         sealed = sealing.seal_turn(data_key, conversation_id, seq, turn.role, turn.text, verdict)
-        conn.execute(
-            "INSERT INTO turns (seq, conversation_id, role, created_at, text_sealed, verdict) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (seq, conversation_id, turn.role, time.time(), sealed, sealing.SEALED_VERDICT),
-        )
+        return (seq, conversation_id, turn.role, self._clock(), sealed, sealing.SEALED_VERDICT)
 
+    @_sqlite_errors
     def turns(self, conversation_id: str | None = None) -> list[StoredTurn]:
         """Every kept turn (of one conversation, if given), decrypted, oldest first."""
         where, params = ("WHERE conversation_id = ?", [conversation_id]) if conversation_id else (
             "", []
         )
-        rows = self._db.query(
+        rows = self._query(
             "SELECT seq, conversation_id, role, created_at, text_sealed, verdict, synced_at "
             f"FROM turns {where} ORDER BY seq",
             params,
@@ -329,6 +350,7 @@ class ConversationStore:
             synced_at=row.get("synced_at"),
         )
 
+    @_sqlite_errors
     def _data_key(self, conversation_id: str) -> bytes:
         key = self._data_keys.get(conversation_id)
         if key is not None:
@@ -371,14 +393,16 @@ class ConversationStore:
                     "(SELECT seq FROM outbox WHERE batch_id IS NULL ORDER BY seq LIMIT ?)",
                     (batch_id, limit),
                 )
-            conn.execute("UPDATE outbox SET sent_at = ? WHERE batch_id = ?", (time.time(), batch_id))
-        rows = self._db.query(
+            conn.execute("UPDATE outbox SET sent_at = ? WHERE batch_id = ?",
+                         (self._clock(), batch_id))
+        rows = self._query(
             "SELECT t.seq, t.conversation_id, t.role, t.created_at, t.text_sealed, t.verdict "
             "FROM outbox o JOIN turns t ON t.seq = o.seq WHERE o.batch_id = ? ORDER BY t.seq",
             [batch_id],
         )
         return batch_id, [self._decrypt_row(row) for row in rows]
 
+    @_sqlite_errors
     def unacked_batches(self) -> list[str]:
         """Batch ids sent earlier (perhaps by a process that died) and not yet acked."""
         rows = self._conn.execute(
@@ -403,10 +427,28 @@ class ConversationStore:
                 ).rowcount
         return removed
 
+    @_sqlite_errors
     def outbox_depth(self) -> int:
         """How many turns wait for the cloud's ack."""
         return self._conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
 
+    def outbox_usage(self, with_bytes: bool = True) -> dict[str, Any]:
+        """For the sync client's batching and budget: ``rows`` waiting, ``unclaimed`` (in no
+        batch yet), ``oldest_unclaimed_at`` (Unix seconds or None) and, with ``with_bytes``,
+        ``bytes``: the sealed size of every waiting turn plus its row overhead."""
+        one = self._conn.execute
+        rows, unclaimed = one("SELECT count(*), count(*) - count(batch_id) FROM outbox").fetchone()
+        oldest = one("SELECT t.created_at FROM outbox o JOIN turns t ON t.seq = o.seq "
+                     "WHERE o.batch_id IS NULL ORDER BY o.seq LIMIT 1").fetchone()
+        usage = {"rows": rows, "unclaimed": unclaimed,
+                 "oldest_unclaimed_at": oldest[0] if oldest else None}
+        if with_bytes:
+            usage["bytes"] = one(
+                "SELECT COALESCE(sum(length(t.text_sealed) + length(t.verdict) + 64), 0) "
+                "FROM outbox o JOIN turns t ON t.seq = o.seq").fetchone()[0]
+        return usage
+
+    @_sqlite_errors
     def stats(self) -> dict[str, Any]:
         """Counts for ``teddy store stats`` (no text)."""
         one = self._conn.execute
@@ -423,6 +465,7 @@ class ConversationStore:
 
     # --- parent access: conversations, deletion, retention, keys -------------------------
 
+    @_sqlite_errors
     def conversations(self, child_id: str | None = None) -> list[ConversationInfo]:
         """Every conversation's metadata (of one child, if given), oldest first."""
         where, params = ("WHERE c.child_id = ?", (child_id,)) if child_id else ("", ())
@@ -456,12 +499,31 @@ class ConversationStore:
         for conversation_id in conversation_ids:
             self._data_keys.pop(conversation_id, None)
         if report.conversations and self._keyring.can_rotate:
-            self.rotate_key()
-            report.key_rotated = True
+            report.key_rotated = self._rotate_after_delete()
         report.checkpointed = self._checkpoint()
         logger.info("deleted %d conversations (%d turns); key rotated: %s",
                     report.conversations, report.turns, report.key_rotated)
         return report
+
+    def _finish_interrupted_deletion(self) -> None:
+        """A deletion whose key rotation was cut off (crash, power loss): rotate now."""
+        try:
+            due = deletion.rotation_due(self._conn)
+        except sqlite3.Error:
+            return  # a damaged store: verify will say so
+        if due and self._keyring.can_rotate:
+            logger.warning("finishing the key rotation of an interrupted deletion")
+            self._rotate_after_delete()
+
+    def _rotate_after_delete(self) -> bool:
+        """Replace the KEK so copies made before the deletion cannot unwrap deleted keys."""
+        try:
+            self.rotate_key()
+        except TeddyError as exc:  # the rows and keys are gone already; a person should know
+            self._alert("store.key_rotation_failed", Severity.WARNING,
+                        f"deleted, but the key-encryption key was not rotated: {exc}")
+            return False
+        return True
 
     def _checkpoint(self) -> bool:
         with self._lock:
@@ -479,6 +541,7 @@ class ConversationStore:
         self._checkpoint()  # old wrapped keys leave the WAL too
         return key_id
 
+    @_sqlite_errors
     def enforce_retention(self, now: float | None = None) -> retention.RetentionReport:
         """Crypto-shred conversations older than ``retention_days`` (see retention.py)."""
         now = self._clock() if now is None else now

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -65,17 +64,9 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
             return bear.respond(text).reply
 
         with open_appliance(settings, respond, bear.alerts.raise_alert) as appliance:
-            loop = appliance.loop
+            from agent.lifecycle import serve  # READY, watchdog, SIGTERM/SIGHUP, sync, offline
 
-            def stop(signum: int, frame: Any) -> None:
-                loop.request_stop()
-
-            previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
             print("teddy: running; squeeze the paw to talk", file=sys.stderr, flush=True)
-            try:
-                loop.run()
-            finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
+            serve(settings, bear, appliance.loop, args.config)
     print("teddy: stopped", file=sys.stderr, flush=True)
     return 0

@@ -87,6 +87,9 @@ class VoiceLoop:
         self._events: queue.SimpleQueue[tuple[str, float]] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._idle = threading.Event()
+        self.heartbeat: Callable[[float | None], None] = lambda grace=None: None
+        """Called every step, and before speaking with the seconds it may take: the systemd
+        watchdog's ``alive`` (:mod:`agent.lifecycle`), so a hung loop gets restarted."""
 
     # -- any thread ---------------------------------------------------------------------
 
@@ -128,6 +131,7 @@ class VoiceLoop:
 
     def step(self) -> None:
         """Handle paw events, then one frame (or a read timeout)."""
+        self.heartbeat(None)
         self._handle_events()
         frame = self.microphone.read(READ_TIMEOUT_S)
         if frame is not None:
@@ -201,6 +205,7 @@ class VoiceLoop:
                                      first_sample[0] if first_sample else None, completed))
 
     def _speak(self, text: str, on_start: Callable[[], None]) -> bool:
+        self.heartbeat(5.0 + 90.0 * len(text.split()) / self.settings.tts_rate)  # 1.5x, seconds
         self.microphone.set_muted(True)
         self._show("speaking")
         try:

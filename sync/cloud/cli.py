@@ -29,6 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
         "ingest", help="take bears' turns from MQTT into PostgreSQL, ack after commit"
     )
     ingest.set_defaults(func=_ingest)
+    from sync.cloud.tools_cli import register as register_tools  # provision, simulate (issue 6)
+
+    register_tools(commands)
+    from sync.cloud.fleet_cli import register as register_fleet  # fleet ... (issue 7)
+
+    register_fleet(commands)
+    from sync.cloud.release_cli import register as register_release  # release ... (issue 9)
+
+    register_release(commands)
     return parser
 
 

@@ -1,9 +1,19 @@
-"""Connections to the system of record."""
+"""Connections to the system of record: one-off connections and the ingestor's pool."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from config.errors import CloudError
 from config.settings import CloudSettings
+
+POOL_OPEN_TIMEOUT = 15.0
+"""Seconds the pool may take to make its first connection before ingest gives up."""
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else type(exc).__name__
 
 
 def connect(settings: CloudSettings):
@@ -13,7 +23,37 @@ def connect(settings: CloudSettings):
     try:
         return psycopg.connect(settings.pg_dsn.get_secret_value(), autocommit=True)
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise CloudError(
-            f"cannot connect to PostgreSQL: {reason} — check TEDDY_CLOUD__PG_DSN"
+            f"cannot connect to PostgreSQL: {_reason(exc)} — check TEDDY_CLOUD__PG_DSN"
         ) from None
+
+
+def open_pool(settings: CloudSettings, prepare: Any = None):
+    """A psycopg_pool ``ConnectionPool`` of up to ``cloud.pool_size`` autocommit connections.
+
+    Broken connections (a PostgreSQL restart, ``pg_terminate_backend``) are checked out and
+    replaced by the pool; ``prepare(conn)`` runs on every new connection. Raises
+    :class:`CloudError` if not even one connection can be made.
+    """
+    from psycopg_pool import ConnectionPool, PoolTimeout
+
+    pool = ConnectionPool(
+        settings.pg_dsn.get_secret_value(),
+        min_size=1,
+        max_size=settings.pool_size,
+        kwargs={"autocommit": True},
+        configure=prepare,
+        check=ConnectionPool.check_connection,
+        name="teddy-ingest",
+        open=False,
+    )
+    pool.open()
+    try:
+        pool.wait(POOL_OPEN_TIMEOUT)
+    except PoolTimeout:
+        pool.close()
+        raise CloudError(
+            f"cannot connect to PostgreSQL within {POOL_OPEN_TIMEOUT:g} s — check "
+            "TEDDY_CLOUD__PG_DSN and that the server runs"
+        ) from None
+    return pool

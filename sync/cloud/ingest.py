@@ -1,10 +1,16 @@
-"""Ingest: take bears' ``up/turns`` from a shared subscription into PostgreSQL.
+"""Ingest: take bears' ``up/...`` messages from shared subscriptions into PostgreSQL.
 
 Messages are received with manual acknowledgement: a message is PUBACKed to the broker,
 and the bear's ``down/ack`` is published, only after the transaction holding its rows has
 committed. A payload that fails validation is kept in ``dead_letters`` with the reason
 (in the same transaction) and never stops ingest. Inserts are idempotent on
 ``(device_id, seq)``, so resent batches never duplicate.
+
+PostgreSQL failures (a restart, a terminated backend) roll the transaction back; the batch
+is retried on a fresh connection from the pool, and nothing about it was acked meanwhile.
+On :meth:`Ingestor.stop` the ingestor unsubscribes, commits what it already holds (for up
+to ``SHUTDOWN_GRACE`` seconds) and abandons the rest unacknowledged: the broker or the
+bear's resend delivers those again.
 """
 
 from __future__ import annotations
@@ -14,39 +20,24 @@ import os
 import queue
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from config.errors import ProtocolError
 from config.settings import Settings
+from sync.backoff import Backoff
 from sync.client import MqttLink
-from sync.cloud import db
-from sync.protocol import (
-    Ack,
-    Status,
-    TurnsBatch,
-    down_topic,
-    parse_device_topic,
-    shared_subscription,
-    to_ranges,
-)
+from sync.cloud import db, writer
+from sync.cloud.messages import KINDS, Parsed, Received, parse
+from sync.cloud.metrics import IngestMetrics
+from sync.protocol import shared_subscription
 
 logger = logging.getLogger(__name__)
 
-MAX_MESSAGES_PER_TRANSACTION = 200
-"""Most MQTT messages committed together."""
-DEAD_LETTER_KEEP_BYTES = 64 * 1024
-"""Bytes of an invalid payload kept in ``dead_letters`` (the size is kept in full)."""
-
-
-@dataclass(frozen=True)
-class Received:
-    """An MQTT message waiting to be committed."""
-
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
+SHUTDOWN_GRACE = 5.0
+"""Seconds :meth:`Ingestor.run` spends committing what it holds after :meth:`stop`."""
+QOS = {"turns": 1, "status": 1, "health": 0, "alerts": 1}
+"""Subscription QoS per ``up/<name>``."""
 
 
 @dataclass
@@ -54,10 +45,17 @@ class IngestCounters:
     """What this ingest process has done since it started."""
 
     messages: int = 0
+    """Messages committed (valid or dead-lettered)."""
     turns_inserted: int = 0
+    """Turn rows that were new."""
     duplicates: int = 0
+    """Turn rows already present (resends)."""
     dead_letters: int = 0
+    """Messages dead-lettered."""
     acks_sent: int = 0
+    """``down/ack`` messages published."""
+    db_retries: int = 0
+    """Transactions retried after a PostgreSQL failure."""
 
 
 class Ingestor:
@@ -66,13 +64,18 @@ class Ingestor:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         client_id = settings.cloud.client_id or f"ingest-{socket.gethostname()}-{os.getpid()}"
-        self._link = MqttLink(settings.mqtt, client_id=client_id, manual_ack=True)
+        self._link = MqttLink(settings.mqtt, client_id=client_id, manual_ack=True,
+                              backoff=Backoff(0.2, 5.0))
         self._link.on("message", self._on_message)
         self._link.after_connect(self._subscribe)
         self._inbox: queue.Queue[Received] = queue.Queue()
         self._stop = threading.Event()
+        self._stopped_at = float("inf")
+        self._pool: Any = None
         self.counters = IngestCounters()
         """Running totals, for logs and tests."""
+        self.metrics = IngestMetrics()
+        """Prometheus metrics (served when ``cloud.metrics_port`` is set)."""
 
     def __enter__(self) -> Ingestor:
         return self
@@ -83,156 +86,143 @@ class Ingestor:
     def close(self) -> None:
         """Stop taking messages and disconnect. Idempotent. Uncommitted messages are not
         PUBACKed, so the broker (or the bear's resend) delivers them again."""
-        self._stop.set()
+        self.stop()
         self._link.close()
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        self.metrics.close()
 
     def stop(self) -> None:
-        """Ask :meth:`run` to return after the current transaction."""
+        """Ask :meth:`run` to commit what it holds and return."""
+        if not self._stop.is_set():
+            self._stopped_at = time.monotonic()
         self._stop.set()
 
-    def _subscribe(self) -> None:
+    def _topics(self) -> list[tuple[str, int]]:
         group = self._settings.cloud.share_group
-        for name in ("turns", "status"):
-            self._link.client.subscribe(shared_subscription(group, name), qos=1)
+        return [(shared_subscription(group, name), QOS[name]) for name in KINDS]
+
+    def _subscribe(self) -> None:
+        for topic, qos in self._topics():
+            self._link.client.subscribe(topic, qos=qos)
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        self._inbox.put(Received(message.topic, bytes(message.payload), message.mid, message.qos))
+        self._inbox.put(Received(message.topic, bytes(message.payload), message.mid,
+                                 message.qos, time.monotonic()))
 
     def run(self) -> None:
         """Connect and ingest until :meth:`stop` (or SIGTERM through the CLI)."""
-        conn = db.connect(self._settings.cloud)
-        try:
-            self._link.connect()
-            logger.info("ingesting %s", shared_subscription(self._settings.cloud.share_group, "+"))
-            while not self._stop.is_set():
-                batch = self._next_messages()
-                if batch:
-                    conn = self._commit_with_retry(conn, batch)
-        finally:
-            conn.close()
-
-    def _commit_with_retry(self, conn: Any, batch: list[Received]) -> Any:
-        """Commit a batch; if the database connection broke, reconnect and try again.
-
-        Nothing was PUBACKed or acked for an uncommitted batch, so retrying is safe."""
-        import psycopg
-
-        delay = 0.5
+        cloud = self._settings.cloud
+        self._pool = db.open_pool(cloud, prepare=writer.prepare_connection)
+        if cloud.metrics_port is not None:
+            self.metrics.serve(cloud.metrics_port)
+        self._link.connect()
+        logger.info("ingesting %s", shared_subscription(cloud.share_group, "+"))
         while not self._stop.is_set():
-            try:
-                self._commit(conn, batch)
-                return conn
-            except psycopg.OperationalError as exc:
-                logger.warning("PostgreSQL failed mid-batch (%s); retrying in %.1f s",
-                               str(exc).strip().splitlines()[0] if str(exc).strip() else exc, delay)
-                conn.close()
-                self._stop.wait(delay)
-                delay = min(delay * 2, 10.0)
-                try:
-                    conn = db.connect(self._settings.cloud)
-                except Exception:
-                    logger.warning("PostgreSQL still unreachable")
-        return conn
+            batch = self._next_messages(timeout=0.2)
+            if batch:
+                self._commit_with_retry(batch, give_up_at=None)
+        self._finish()
 
-    def _next_messages(self) -> list[Received]:
+    def _finish(self) -> None:
+        """Graceful shutdown: no new messages; commit what we hold, within the grace."""
+        if self._link.connected:
+            for topic, _qos in self._topics():
+                self._link.client.unsubscribe(topic)
+        give_up_at = time.monotonic() + SHUTDOWN_GRACE
+        while time.monotonic() < give_up_at:
+            batch = self._next_messages(timeout=0.1)
+            if not batch:
+                break
+            if not self._commit_with_retry(batch, give_up_at=give_up_at):
+                break
+        left = self._inbox.qsize()
+        if left:
+            logger.warning("shutting down with %d uncommitted messages; they stay unacked and "
+                           "come back by the bears' resend", left)
+        logger.info("ingest stopped: %s", self.counters)
+
+    def _next_messages(self, timeout: float) -> list[Received]:
         try:
-            first = self._inbox.get(timeout=0.2)
+            first = self._inbox.get(timeout=timeout)
         except queue.Empty:
             return []
         batch = [first]
-        while len(batch) < MAX_MESSAGES_PER_TRANSACTION:
+        most = self._settings.cloud.max_messages_per_transaction
+        while len(batch) < most:
             try:
                 batch.append(self._inbox.get_nowait())
             except queue.Empty:
                 break
+        self.metrics.inbox.set(self._inbox.qsize())
         return batch
 
-    def _commit(self, conn: Any, messages: list[Received]) -> None:
-        acks: list[tuple[str, Ack]] = []
-        with conn.transaction():
-            for message in messages:
-                ack = self._store_message(conn, message)
-                if ack is not None:
-                    acks.append(ack)
-        # Committed: only now may the broker forget the messages and the bears their rows.
-        for topic, ack in acks:
-            self._link.client.publish(topic, ack.to_payload(), qos=1)
-            self.counters.acks_sent += 1
-        for message in messages:
-            if message.qos > 0:
-                self._link.client.ack(message.mid, message.qos)
-        self.counters.messages += len(messages)
+    def _commit_with_retry(self, batch: list[Received], give_up_at: float | None) -> bool:
+        """Commit a batch, retrying on PostgreSQL failures; returns whether it committed.
 
-    def _store_message(self, conn: Any, message: Received) -> tuple[str, Ack] | None:
+        Nothing was PUBACKed or acked for an uncommitted batch, so retrying is safe; a
+        batch abandoned at shutdown is simply delivered again later."""
         import psycopg
+        from psycopg_pool import PoolTimeout
 
-        try:
-            with conn.transaction():  # a savepoint: a bad message cannot spoil the others
-                return self._dispatch(conn, message)
-        except ProtocolError as exc:
-            reason = str(exc)
-        except (psycopg.DataError, psycopg.IntegrityError) as exc:
-            reason = f"rejected by PostgreSQL: {str(exc).strip().splitlines()[0]}"
-        self._dead_letter(conn, message, reason)
-        return None
+        items = [parse(message) for message in batch]
+        delay = Backoff(0.1, 5.0)
+        while True:
+            started = time.monotonic()
+            try:
+                with self._pool.connection(timeout=5.0) as conn:
+                    outcome = writer.write(conn, items)
+            except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+                self.counters.db_retries += 1
+                self.metrics.db_retries.inc()
+                logger.warning("PostgreSQL failed mid-batch (%s); retrying",
+                               writer._first_line(exc))
+                if self._wait(delay.next_delay(), give_up_at):
+                    return False
+                continue
+            self._after_commit(batch, items, outcome, started)
+            return True
 
-    def _dispatch(self, conn: Any, message: Received) -> tuple[str, Ack] | None:
-        topic = parse_device_topic(message.topic)
-        if topic.name == "turns":
-            return self._store_turns(conn, topic.device_id, message)
-        if topic.name == "status":
-            self._store_status(conn, topic.device_id, message)
-            return None
-        raise ProtocolError(f"no handler for topic kind {topic.name!r}")
+    def _deadline(self, give_up_at: float | None) -> float | None:
+        if give_up_at is not None:
+            return give_up_at
+        if self._stop.is_set():
+            return self._stopped_at + SHUTDOWN_GRACE
+        return None  # running: never abandon a batch
 
-    def _store_turns(self, conn: Any, device_id: str, message: Received) -> tuple[str, Ack]:
-        batch = TurnsBatch.from_payload(message.payload)
-        if batch.device_id != device_id:
-            raise ProtocolError(
-                f"turns batch names device {batch.device_id!r} but arrived on {device_id!r}'s topic"
-            )
-        _touch_device(conn, device_id)
-        rows = [
-            (device_id, t.seq, t.conversation_id, t.role, t.text, t.created_at, t.action,
-             t.categories, batch.batch_id)
-            for t in batch.turns
-        ]
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO turns (device_id, seq, conversation_id, role, text, created_at,"
-                " action, categories, batch_id) VALUES (%s, %s, %s, %s, %s, to_timestamp(%s),"
-                " %s, %s, %s) ON CONFLICT (device_id, seq) DO NOTHING",
-                rows,
-            )
-            inserted = cur.rowcount
-        self.counters.turns_inserted += inserted
-        self.counters.duplicates += len(rows) - inserted
-        ranges = to_ranges(t.seq for t in batch.turns)
-        return down_topic(device_id, "ack"), Ack(batch_id=batch.batch_id, ranges=ranges)
+    def _wait(self, delay: float, give_up_at: float | None) -> bool:
+        """Sleep before a retry; True if shutdown says to abandon the batch instead."""
+        deadline = self._deadline(give_up_at)
+        if deadline is None:
+            self._stop.wait(delay)
+            return False
+        time.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))
+        return time.monotonic() >= deadline
 
-    def _store_status(self, conn: Any, device_id: str, message: Received) -> None:
-        if not message.payload:
-            return  # a cleared retained status
-        status = Status.from_payload(message.payload)
-        _touch_device(conn, device_id)
-        conn.execute(
-            "UPDATE devices SET online = %s, firmware = %s,"
-            " boot_time = COALESCE(to_timestamp(%s), boot_time) WHERE device_id = %s",
-            (status.state == "online", status.firmware, status.boot_time, device_id),
-        )
+    def _after_commit(self, batch: list[Received], items: list[Parsed],
+                      outcome: writer.Outcome, started: float) -> None:
+        # Committed: only now may the bears forget their rows and the broker the messages.
+        client = self._link.client
+        for topic, ack in outcome.acks:
+            client.publish(topic, ack.to_payload(), qos=1)
+        for message in batch:
+            if message.qos > 0:
+                client.ack(message.mid, message.qos)
+        self._count(items, outcome, started)
 
-    def _dead_letter(self, conn: Any, message: Received, reason: str) -> None:
-        logger.warning("dead-lettered a message on %s: %s", message.topic, reason)
-        conn.execute(
-            "INSERT INTO dead_letters (topic, payload, payload_size, reason) VALUES (%s, %s, %s, %s)",
-            (message.topic, message.payload[:DEAD_LETTER_KEEP_BYTES], len(message.payload), reason),
-        )
-        self.counters.dead_letters += 1
-
-
-def _touch_device(conn: Any, device_id: str) -> None:
-    conn.execute(
-        "INSERT INTO devices (device_id) VALUES (%s) ON CONFLICT (device_id)"
-        " DO UPDATE SET last_seen = now()",
-        (device_id,),
-    )
+    def _count(self, items: list[Parsed], outcome: writer.Outcome, started: float) -> None:
+        counters, metrics = self.counters, self.metrics
+        counters.messages += len(items)
+        counters.turns_inserted += outcome.inserted
+        counters.duplicates += outcome.duplicates
+        counters.dead_letters += outcome.dead_letters
+        counters.acks_sent += len(outcome.acks)
+        for item in items:
+            metrics.messages.labels(kind=item.kind).inc()
+        metrics.rows.inc(outcome.inserted)
+        metrics.duplicates.inc(outcome.duplicates)
+        metrics.dead_letters.inc(outcome.dead_letters)
+        metrics.batch_seconds.observe(time.monotonic() - started)
+        if outcome.oldest_turn_at is not None:
+            metrics.lag.set(max(time.time() - outcome.oldest_turn_at, 0.0))

@@ -5,6 +5,16 @@ re-exported here so both ends ``from sync.protocol import ...``.
 """
 
 from sync.protocol.base import Message
+from sync.protocol.claim import ClaimAnswer, ClaimRequest, PairingGrant, claim_topic
+from sync.protocol.commands import (
+    COMMAND_NAMES,
+    Command,
+    CommandResult,
+    ConfigDesired,
+    ConfigReported,
+    ContentBundle,
+)
+from sync.protocol.health import AlertMessage, HealthSample
 from sync.protocol.status import Status
 from sync.protocol.topics import (
     TOPIC_ROOT,
@@ -18,8 +28,20 @@ from sync.protocol.topics import (
 from sync.protocol.turns import Ack, TurnRecord, TurnsBatch, to_ranges
 
 __all__ = [
+    "COMMAND_NAMES",
+    "ClaimAnswer",
+    "ClaimRequest",
+    "Command",
+    "CommandResult",
+    "ConfigDesired",
+    "ConfigReported",
+    "ContentBundle",
+    "PairingGrant",
+    "claim_topic",
     "TOPIC_ROOT",
     "Ack",
+    "AlertMessage",
+    "HealthSample",
     "DeviceTopic",
     "Message",
     "Status",

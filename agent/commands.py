@@ -1,0 +1,399 @@
+"""The bear's side of fleet commands: verify, then run, then say what happened.
+
+A command runs only if it is signed by the fleet key this bear received at pairing,
+names this bear, has not expired (nor been issued from the future, beyond the clock
+skew allowed), and its id has never been accepted before (ids are kept in a file until
+the command would have expired anyway). Anything else is refused, and the
+:class:`CommandResult` says why. Desired config (``down/config``) is signed too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agent.remote_config import ConfigApplier
+from config.errors import ProtocolError, TeddyError
+from config.settings import Settings
+from sync.protocol import (
+    COMMAND_NAMES,
+    Command,
+    CommandResult,
+    ConfigDesired,
+    ConfigReported,
+    ContentBundle,
+)
+
+logger = logging.getLogger(__name__)
+
+SEEN_FILE = "commands-seen.json"
+"""File in the data dir keeping accepted command ids and the last config version."""
+MAX_CLOCK_SKEW_S = 300.0
+"""Seconds a command may appear to be issued in the future (clocks differ)."""
+MAX_LIFETIME_S = 7 * 24 * 3600.0
+"""Longest validity a command may claim, seconds."""
+
+
+class CommandRejected(TeddyError, PermissionError):
+    """A command was refused before it ran (the message is the reason sent back)."""
+
+
+class SeenCommands:
+    """Ids of accepted commands (until they expire) and the last applied config version."""
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        """The JSON file they are kept in."""
+        self._clock = clock
+        self._lock = threading.Lock()
+        data = json.loads(path.read_text()) if path.exists() else {}
+        self._ids: dict[str, float] = dict(data.get("ids", {}))
+        self.config_version: int = int(data.get("config_version", 0))
+        """Highest desired-config version applied."""
+
+    def seen(self, command_id: str) -> bool:
+        """Whether ``command_id`` was accepted before."""
+        with self._lock:
+            return command_id in self._ids
+
+    def remember(self, command_id: str, expires_at: float) -> None:
+        """Record an accepted id durably (before the command runs: at most once)."""
+        with self._lock:
+            now = self._clock()
+            self._ids = {i: e for i, e in self._ids.items() if e + MAX_CLOCK_SKEW_S > now}
+            self._ids[command_id] = expires_at
+            self._write()
+
+    def set_config_version(self, version: int) -> None:
+        """Record the applied desired-config version durably."""
+        with self._lock:
+            self.config_version = version
+            self._write()
+
+    def _write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps({"ids": self._ids, "config_version": self.config_version}))
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
+
+
+@dataclass
+class Outcome:
+    """What a handler returns: data for the result, and what to do once it is sent."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    """The result's data."""
+    after: Callable[[], None] | None = None
+    """Run after the result is published (restart, drop the credentials)."""
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoArgs(_Args):
+    """Commands without arguments."""
+
+
+class VolumeArgs(_Args):
+    """``set-volume``."""
+
+    volume: float = Field(ge=0, le=1)
+    """Speech volume, 0..1."""
+
+
+class ConfigArgs(_Args):
+    """``set-config``."""
+
+    values: dict[str, Any] = Field(min_length=1, max_length=200)
+    """Dotted setting names and their values."""
+
+
+class DeleteArgs(_Args):
+    """``delete-data``."""
+
+    child_id: str | None = None
+    """Delete only this child profile's conversations; None: everything kept."""
+
+
+class UnpairArgs(_Args):
+    """``unpair``."""
+
+    delete: bool = True
+    """Also crypto-shred everything kept (the parent relationship ends)."""
+
+
+class ContentArgs(_Args):
+    """``update-content-pack``."""
+
+    bundle: ContentBundle
+    """The signed bundle."""
+
+
+ARG_MODELS: dict[str, type[_Args]] = {
+    "ping": NoArgs, "health": NoArgs, "set-volume": VolumeArgs, "set-config": ConfigArgs,
+    "delete-data": DeleteArgs, "export-summary": NoArgs, "restart": NoArgs,
+    "unpair": UnpairArgs, "update-content-pack": ContentArgs,
+}
+
+
+@dataclass
+class BearControls:
+    """What commands act on; the runtime passes its own parts, tests pass real ones too."""
+
+    settings: Settings
+    """The bear's live settings."""
+    store: Callable[[], Any] = lambda: None
+    """Returns the open :class:`ConversationStore`, or None while nothing is kept."""
+    health: Callable[[], dict[str, Any]] | None = None
+    """Returns a health snapshot; None: :func:`default_health`."""
+    restart: Callable[[], None] | None = None
+    """Restarts the bear (the runtime exits and systemd starts it again)."""
+    unpaired: Callable[[], None] | None = None
+    """Told after the bear dropped its credentials (the runtime goes back to unpaired)."""
+
+
+class CommandProcessor:
+    """Verifies and runs commands and desired configs for one bear."""
+
+    def __init__(self, controls: BearControls, device_id: str, fleet_key: bytes,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.controls = controls
+        """What the commands act on."""
+        self.device_id = device_id
+        """This bear."""
+        self.fleet_key = fleet_key
+        """Raw Ed25519 public key every command must be signed with."""
+        self.config = ConfigApplier(controls.settings)
+        """Applies set-config and desired config."""
+        self._clock = clock
+        self.seen = SeenCommands(Path(controls.settings.store.data_dir) / SEEN_FILE, clock)
+        """Accepted command ids and the applied config version."""
+
+    # --- commands ------------------------------------------------------------------------
+
+    def handle(self, payload: bytes) -> tuple[CommandResult, Callable[[], None] | None]:
+        """Verify and run one ``down/cmd`` payload; the result and any after-action."""
+        command_id, name = _peek(payload)
+        try:
+            command = self.verify(payload)
+            args = _parse_args(command)
+        except CommandRejected as exc:
+            logger.warning("rejected command %s (%s): %s", command_id, name, exc)
+            return self._result(command_id, name, "rejected", str(exc)), None
+        try:
+            outcome = getattr(self, "_" + command.name.replace("-", "_"))(args)
+        except TeddyError as exc:
+            logger.warning("command %s (%s) failed: %s", command.id, command.name, exc)
+            return self._result(command.id, command.name, "failed", str(exc)), None
+        except Exception as exc:
+            logger.exception("command %s (%s) crashed", command.id, command.name)
+            return self._result(command.id, command.name, "failed",
+                                f"{type(exc).__name__}: {exc}"), None
+        logger.info("command %s (%s) done", command.id, command.name)
+        return self._result(command.id, command.name, "done", "", outcome.data), outcome.after
+
+    def verify(self, payload: bytes) -> Command:
+        """The command, if it may run; :class:`CommandRejected` with the reason otherwise."""
+        try:
+            command = Command.from_payload(payload)
+        except ProtocolError as exc:
+            raise CommandRejected(f"malformed command: {exc}") from None
+        if not command.signature:
+            raise CommandRejected("unsigned command — only commands signed by the fleet key run")
+        try:
+            command.verify(self.fleet_key)
+        except ProtocolError:
+            raise CommandRejected("signature does not verify with this bear's fleet key "
+                                  "(foreign-signed or altered)") from None
+        self._check_fresh(command)
+        if self.seen.seen(command.id):
+            raise CommandRejected(f"replayed command: id {command.id} already ran")
+        if command.name not in COMMAND_NAMES:
+            raise CommandRejected(f"unknown command {command.name!r} — known: "
+                                  f"{', '.join(COMMAND_NAMES)}")
+        self.seen.remember(command.id, command.expires_at)
+        return command
+
+    def _check_fresh(self, command: Command) -> None:
+        now = self._clock()
+        if command.device_id != self.device_id:
+            raise CommandRejected(f"command is for device {command.device_id!r}, "
+                                  f"not {self.device_id!r}")
+        if now > command.expires_at:
+            raise CommandRejected(f"expired command: it expired {now - command.expires_at:.0f} s "
+                                  "ago")
+        if command.issued_at > now + MAX_CLOCK_SKEW_S:
+            raise CommandRejected("command issued in the future — check the bear's clock")
+        if command.expires_at - command.issued_at > MAX_LIFETIME_S:
+            raise CommandRejected("command claims a validity longer than 7 days")
+
+    def _result(self, command_id: str, name: str, status: str, reason: str,
+                data: dict[str, Any] | None = None) -> CommandResult:
+        return CommandResult(id=command_id, device_id=self.device_id, name=name[:64],
+                             status=status, reason=reason[:1000], data=data or {},
+                             finished_at=self._clock())
+
+    # --- handlers ------------------------------------------------------------------------
+
+    def _ping(self, args: NoArgs) -> Outcome:
+        return Outcome({"pong": True, "time": self._clock()})
+
+    def _health(self, args: NoArgs) -> Outcome:
+        sample = (self.controls.health or default_health(self.controls.settings))()
+        return Outcome({"sample": sample})
+
+    def _set_volume(self, args: VolumeArgs) -> Outcome:
+        outcome = self.config.apply({"voice.tts_volume": args.volume})
+        return Outcome({"volume": self.controls.settings.voice.tts_volume,
+                        "applied": outcome.applied})
+
+    def _set_config(self, args: ConfigArgs) -> Outcome:
+        outcome = self.config.apply(args.values)
+        if not outcome.ok:
+            raise ConfigRefused("config refused: " + "; ".join(outcome.rejected.values()))
+        return Outcome({"applied": outcome.applied, "pending_restart": outcome.pending_restart})
+
+    def _delete_data(self, args: DeleteArgs) -> Outcome:
+        store = self.controls.store()
+        if store is None:
+            return Outcome({"conversations_deleted": 0, "turns_deleted": 0,
+                            "conversations_left": 0, "kept": False})
+        report = store.delete_child(args.child_id) if args.child_id else store.delete_all()
+        left = len(store.conversations(args.child_id))
+        return Outcome({"conversations_deleted": report.conversations,
+                        "turns_deleted": report.turns, "unsynced_deleted": report.unsynced,
+                        "key_rotated": report.key_rotated, "conversations_left": left,
+                        "kept": True})
+
+    def _export_summary(self, args: NoArgs) -> Outcome:
+        store = self.controls.store()
+        if store is None:
+            return Outcome({"kept": False, "consent": None})
+        consent = store.consent()
+        stats = store.stats()
+        return Outcome({
+            "kept": True,
+            "consent": None if consent is None else {
+                "scopes": [s.value for s in consent.scopes], "source": consent.source,
+                "granted_at": consent.granted_at},
+            "conversations": stats["conversations"], "turns": stats["turns"],
+            "unsynced": stats["unsynced"], "oldest_turn_at": stats["oldest_turn_at"],
+            "retention_days": stats["retention_days"],
+        })
+
+    def _restart(self, args: NoArgs) -> Outcome:
+        if self.controls.restart is None:
+            raise CommandFailed("this bear cannot restart itself here (no supervisor)")
+        return Outcome({"restarting": True}, after=self.controls.restart)
+
+    def _unpair(self, args: UnpairArgs) -> Outcome:
+        from agent.credentials import CredentialVault
+
+        store = self.controls.store()
+        deleted = 0
+        if store is not None:
+            before = len(store.conversations())
+            store.revoke_consent(delete=args.delete)
+            deleted = before - len(store.conversations())
+
+        def drop_credentials() -> None:
+            CredentialVault(self.controls.settings.store).shred()
+            if self.controls.unpaired is not None:
+                self.controls.unpaired()
+
+        return Outcome({"unpaired": True, "conversations_deleted": deleted},
+                       after=drop_credentials)
+
+    def _update_content_pack(self, args: ContentArgs) -> Outcome:
+        from agent.content_update import install_bundle
+
+        return Outcome(install_bundle(args.bundle, self.fleet_key,
+                                      Path(self.controls.settings.store.data_dir)))
+
+    # --- desired config ------------------------------------------------------------------
+
+    def handle_config(self, payload: bytes) -> ConfigReported | None:
+        """Verify and apply a ``down/config`` payload; the report, or None to stay silent
+        (an empty retained message: the desired config was cleared)."""
+        if not payload:
+            return None
+        try:
+            desired = ConfigDesired.from_payload(payload)
+            desired.verify(self.fleet_key)
+        except ProtocolError as exc:
+            logger.warning("refused a desired config: %s", exc)
+            return self._report(0, rejected={"(config)": str(exc)})
+        if desired.device_id != self.device_id:
+            return self._report(desired.version, rejected={
+                "(config)": f"desired config is for device {desired.device_id!r}"})
+        if desired.version < self.seen.config_version:
+            return self._report(desired.version, rejected={
+                "(config)": f"version {desired.version} is older than the applied version "
+                            f"{self.seen.config_version} (replayed)"})
+        outcome = self.config.apply(desired.values)
+        if outcome.ok:
+            self.seen.set_config_version(desired.version)
+        return self._report(desired.version, outcome.applied, outcome.pending_restart,
+                            outcome.rejected)
+
+    def _report(self, version: int, applied: dict | None = None, pending: dict | None = None,
+                rejected: dict | None = None) -> ConfigReported:
+        return ConfigReported(device_id=self.device_id, version=version,
+                              applied=applied or {}, pending_restart=pending or {},
+                              rejected=rejected or {}, reported_at=self._clock())
+
+
+class ConfigRefused(TeddyError, ValueError):
+    """A set-config named an invalid or forbidden setting; nothing was applied."""
+
+
+class CommandFailed(TeddyError, RuntimeError):
+    """A command ran but could not do what it was asked."""
+
+
+def _peek(payload: bytes) -> tuple[str, str]:
+    """Id and name of a payload, as far as they can be read, for the result of a refusal."""
+    try:
+        data = json.loads(payload)
+        return str(data.get("id", "unknown"))[:64] or "unknown", str(data.get("name", ""))[:64]
+    except (ValueError, AttributeError):
+        return "unknown", ""
+
+
+def _parse_args(command: Command) -> BaseModel:
+    try:
+        return ARG_MODELS[command.name].model_validate(command.args)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(args)"
+        raise CommandRejected(f"invalid arguments for {command.name}: {where}: "
+                              f"{first['msg']}") from None
+
+
+def default_health(settings: Settings) -> Callable[[], dict[str, Any]]:
+    """A health snapshot from the health sampler (or plain psutil if it is unavailable)."""
+
+    def sample() -> dict[str, Any]:
+        try:
+            from agent.health.sampler import SystemSampler
+
+            return SystemSampler(Path(settings.store.data_dir)).sample()
+        except ImportError:
+            import psutil
+
+            return {"cpu_percent": psutil.cpu_percent(interval=None),
+                    "memory_percent": psutil.virtual_memory().percent}
+
+    return sample

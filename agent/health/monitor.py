@@ -1,0 +1,265 @@
+"""The health monitor: samples, evaluates rules, journals and announces alerts.
+
+Wiring (see README): build one :class:`HealthMonitor` with the bear's ``AlertSink``, call
+:meth:`~HealthMonitor.start` (a background thread ticking every
+``health.sample_interval_s``) and :meth:`~HealthMonitor.close` on the way out. Parts feed
+:attr:`~HealthMonitor.signals`; the sync link takes :meth:`~HealthMonitor.pending_alerts`
+and :meth:`~HealthMonitor.health_sample` to publish on ``up/alerts`` / ``up/health`` and
+calls :meth:`~HealthMonitor.mark_published` after the broker's PUBACK.
+
+Alerts go to the journal, the log, and the sink's listeners (sync, LED). There is no path
+from here to the speaker: a wellbeing escalation is never spoken to the child.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agent.alerts import Alert, AlertSink, Severity
+from agent.health.journal import HealthJournal, JournalAlert
+from agent.health.rules import AlertEvent, RuleEngine, rules_from_settings
+from agent.health.signals import Signals
+from config.settings import Settings
+from sync.protocol.health import AlertMessage, HealthSample
+
+logger = logging.getLogger(__name__)
+
+SEVERITY_ORDER = {s.value: i for i, s in enumerate(Severity)}
+"""info < warning < high < critical."""
+
+PRUNE_EVERY_S = 3600.0
+"""Seconds between two prunings of old, published alerts from the journal."""
+
+Sampler = Callable[[], dict[str, float | None]]
+"""Returns the system half of a sample (see :class:`~agent.health.sampler.SystemSampler`)."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message for the sync link to publish under the bear's ``up/`` root."""
+
+    topic: str
+    """Topic name under ``up/``: ``"alerts"`` or ``"health"``."""
+    message: AlertMessage | HealthSample
+    """The payload (``message.to_payload()``)."""
+    qos: int
+    """MQTT QoS: 1 for alerts (kept until acknowledged), 0 for health samples."""
+
+
+@dataclass(frozen=True)
+class HealthSnapshot:
+    """One evaluated sample."""
+
+    sampled_at: float
+    """Unix time, seconds."""
+    metrics: dict[str, float | None]
+    """Metric name -> value (None: unknown here)."""
+    open_alerts: list[JournalAlert]
+    """Rule alerts open after this sample."""
+
+
+class HealthMonitor:
+    """Ties the sampler, the signals, the rules and the journal together.
+
+    A context manager; :meth:`close` is idempotent and records a clean exit (so only
+    crashes count towards ``crash_loop``).
+    """
+
+    def __init__(self, settings: Settings, alerts: AlertSink, device_id: str,
+                 sampler: Sampler | None = None, signals: Signals | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        """The settings it runs with (``health`` section)."""
+        self.device_id = device_id
+        """This bear's id (alerts are kept per rule and device)."""
+        self.alerts = alerts
+        """The bear's alert sink."""
+        self.signals = signals or Signals(settings.health.event_window_s, clock)
+        """The registry other parts feed."""
+        self.engine = RuleEngine(rules_from_settings(settings.health))
+        """The rules engine."""
+        self.journal = HealthJournal(settings.store.data_dir / settings.health.journal_name)
+        """The local alert journal."""
+        self._sampler = sampler or _default_sampler(settings)
+        self._clock = clock
+        self._boot_id = self.journal.record_boot(clock())
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last: HealthSnapshot | None = None
+        self._closed = False
+        self._last_health_offered = float("-inf")
+        self._last_prune = float("-inf")
+        self._restore_open()
+        alerts.subscribe(self._on_alert)
+
+    def __enter__(self) -> HealthMonitor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the loop ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Tick every ``health.sample_interval_s`` in a daemon thread until :meth:`close`."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="health", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:
+                logger.exception("health tick failed; trying again next interval")
+            self._stop.wait(self.settings.health.sample_interval_s)
+
+    def close(self) -> None:
+        """Stop the loop, record a clean exit, close the journal (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(10)
+        self.journal.record_clean_exit(self._boot_id, self._clock())
+        self.journal.close()
+
+    def tick(self, now: float | None = None,
+             extra: dict[str, float | None] | None = None) -> list[AlertEvent]:
+        """Sample once, evaluate every rule, journal and announce what changed.
+
+        ``extra`` overrides metrics (tests and synthetic samples); returns the events.
+        """
+        now = self._clock() if now is None else now
+        metrics = self.collect(now)
+        metrics.update(extra or {})
+        events = self.engine.evaluate(metrics, now, self.device_id)
+        for event in events:
+            self._apply(event)
+        self.journal.save_sample(now, metrics)
+        if now - self._last_prune >= PRUNE_EVERY_S:
+            self._last_prune = now
+            self.journal.prune(self.settings.health.journal_keep_days, now)
+        self._last = HealthSnapshot(now, metrics, self.journal.open_alerts())
+        return events
+
+    def collect(self, now: float) -> dict[str, float | None]:
+        """System readings, the agent's signals and the crash count, as one metrics dict."""
+        metrics = dict(self._sampler())
+        for name, value in self.signals.snapshot(now).items():
+            if value is not None or name not in metrics:
+                metrics[name] = value
+        since = now - self.settings.health.crash_window_s
+        metrics["crash_restarts"] = float(self.journal.unclean_restarts(since, self._boot_id))
+        return metrics
+
+    def _apply(self, event: AlertEvent) -> None:
+        if event.action == "suppressed":
+            self.journal.record_suppressed(event.device_id, event.rule)
+            logger.info("alert %s suppressed (raised less than the window ago)", event.kind)
+            return
+        if event.action == "clear":
+            self.journal.record_clear(event.device_id, event.rule, event.at)
+            self.alerts.emit(Alert(event.kind, Severity.INFO, event.message, dict(event.details),
+                                   event.at, rule=event.rule, cleared=True))
+            return
+        self.journal.record_raise(event.device_id, event.rule, event.kind, event.severity,
+                                  event.message, event.details, event.at)
+        self.alerts.emit(Alert(event.kind, Severity(event.severity), event.message,
+                               dict(event.details), event.at, rule=event.rule))
+
+    def _on_alert(self, alert: Alert) -> None:
+        """Sink listener: journal and count alerts raised directly by parts."""
+        if alert.rule is not None or self._closed:
+            return
+        self.signals.on_alert(alert)
+        if alert.cleared:
+            return
+        self.journal.record_raise(self.device_id, None, alert.kind, alert.severity.value,
+                                  alert.message, alert.details, alert.raised_at, one_shot=True)
+
+    def _restore_open(self) -> None:
+        """Alerts left open by the previous run are closed: the new run re-evaluates."""
+        for stale in self.journal.open_alerts():
+            if stale.rule is not None:
+                self.journal.record_clear(stale.device_id, stale.rule, self._clock())
+
+    # --- what others read ----------------------------------------------------------------
+
+    def snapshot(self) -> HealthSnapshot | None:
+        """The latest evaluated sample (None before the first tick)."""
+        return self._last
+
+    def open_alerts(self) -> list[JournalAlert]:
+        """Rule alerts open now, from the journal."""
+        return self.journal.open_alerts()
+
+    def worst_open_severity(self) -> str | None:
+        """The most urgent open alert's severity (for the LED); None when all is well."""
+        open_now = self.journal.open_alerts()
+        if not open_now:
+            return None
+        return max((a.severity for a in open_now), key=SEVERITY_ORDER.__getitem__)
+
+    def pending_alerts(self, limit: int = 100) -> list[AlertMessage]:
+        """``up/alerts`` messages not yet published (raises before clears), oldest first."""
+        messages = []
+        for row in self.journal.unpublished(limit):
+            if not row.raise_published:
+                messages.append(to_alert_message(row, "raised"))
+            if row.cleared_at is not None and not row.one_shot and not row.clear_published:
+                messages.append(to_alert_message(row, "cleared"))
+        return messages
+
+    def mark_published(self, message: AlertMessage) -> None:
+        """The broker acknowledged ``message`` (QoS 1 PUBACK): it leaves the queue."""
+        self.journal.mark_published(message.alert_id, message.state)
+
+    def outgoing(self, now: float | None = None) -> list[Outgoing]:
+        """What the sync link should publish now: every unpublished alert (QoS 1) and, at
+        most every ``health.publish_every_s``, the latest health sample (QoS 0).
+
+        After the broker's PUBACK for an ``alerts`` item call :meth:`mark_published` with
+        its message; a health sample needs no acknowledgement (QoS 0, newest wins).
+        """
+        now = self._clock() if now is None else now
+        items = [Outgoing("alerts", message, 1) for message in self.pending_alerts()]
+        sample = self.health_sample()
+        due = now - self._last_health_offered >= self.settings.health.publish_every_s
+        if sample is not None and due:
+            self._last_health_offered = now
+            items.append(Outgoing("health", sample, 0))
+        return items
+
+    def health_sample(self) -> HealthSample | None:
+        """The ``up/health`` message for the latest sample (None before the first tick)."""
+        last = self._last
+        if last is None:
+            return None
+        return HealthSample(device_id=self.device_id, sampled_at=last.sampled_at,
+                            metrics=last.metrics, open_alerts=[a.kind for a in last.open_alerts])
+
+
+def to_alert_message(row: JournalAlert, state: str) -> AlertMessage:
+    """The ``up/alerts`` message for a journal row's raise or clear."""
+    details: dict[str, Any] = dict(row.details)
+    if row.suppressed:
+        details["suppressed"] = row.suppressed
+    return AlertMessage(
+        device_id=row.device_id, alert_id=row.id, state=state, kind=row.kind,
+        severity=row.severity, message=row.message[:500], rule=row.rule, details=details,
+        raised_at=row.raised_at, cleared_at=row.cleared_at if state == "cleared" else None,
+    )
+
+
+def _default_sampler(settings: Settings) -> Sampler:
+    from agent.health.sampler import SystemSampler
+
+    store = settings.store
+    return SystemSampler(store.data_dir, store.key_path, store.db_path).sample

@@ -1,0 +1,168 @@
+"""The appliance's life under systemd: READY, watchdog, signals, the sync link, ``offline``.
+
+:func:`serve` runs an already-built voice loop the way ``teddy-agent.service`` expects:
+
+- READY=1 once it is called (the caller has opened store, audio and model by then);
+- WATCHDOG=1 at half ``WatchdogSec`` while the loop keeps stepping (:class:`Watchdog`);
+- SIGTERM / SIGINT: the loop finishes the turn in progress (a turn is stored with its outbox
+  row in one transaction, so it is kept whole or not at all), the sync link stops,
+  publishes ``offline`` and disconnects, STOPPING=1, and :func:`serve` returns;
+- SIGHUP: the config file is read again; what can change live (``logging.level``) is
+  applied, anything else is reported as needing a restart;
+- with a store (a parent consented) and sync allowed, a thread syncs the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from agent.failsafe import take_pending
+from agent.notify import Notifier, Watchdog
+from config.errors import TeddyError
+from config.settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+"""Signals that end the appliance after the current turn."""
+
+LIVE_SECTIONS = ("logging",)
+"""Settings sections a SIGHUP applies without a restart."""
+
+
+class Lifecycle:
+    """Signals, watchdog and sync around one voice loop. Use :func:`serve`."""
+
+    def __init__(self, settings: Settings, bear: Any, loop: Any, config_file: str | None,
+                 notifier: Notifier | None = None) -> None:
+        self.settings = settings
+        """The settings in force (replaced by a SIGHUP reload)."""
+        self.bear = bear
+        """The bear (store, alerts)."""
+        self.loop = loop
+        """The voice loop: ``run()``, ``request_stop()`` and a ``heartbeat`` hook."""
+        self.notifier = notifier or Notifier.from_environment()
+        """Where READY/WATCHDOG/STOPPING go."""
+        self.watchdog = Watchdog(self.notifier)
+        """Pings while the loop steps."""
+        self.reloads = 0
+        """SIGHUP reloads handled."""
+        self._config_file = config_file
+        self._reload_wanted = threading.Event()
+        self._sync_stop = threading.Event()
+        self._sync: Any = None
+        self._sync_thread: threading.Thread | None = None
+
+    # -- signals (handlers only set flags; the loop thread does the work) --------------------
+
+    def _on_stop(self, signum: int, frame: Any) -> None:
+        self.loop.request_stop()
+
+    def _on_hup(self, signum: int, frame: Any) -> None:
+        self._reload_wanted.set()
+
+    def heartbeat(self, grace: float | None = None) -> None:
+        """Called by the loop each step (and before a long blocking step, with ``grace``)."""
+        self.watchdog.alive(grace)
+        if self._reload_wanted.is_set():
+            self._reload_wanted.clear()
+            self.reload()
+
+    def reload(self) -> None:
+        """Re-read the config; apply the live sections; report the rest."""
+        from agent.logs import configure_logging
+
+        self.notifier.reloading()
+        try:
+            fresh = load_settings(self._config_file)
+        except TeddyError as exc:
+            logger.error("config reload refused, keeping the running config: %s", exc)
+            self.notifier.ready("config reload failed; running config kept")
+            return
+        configure_logging(fresh.logging.level, fresh)
+        changed = [name for name in type(fresh).model_fields if name not in LIVE_SECTIONS
+                   and getattr(fresh, name) != getattr(self.settings, name)]
+        self.settings = fresh
+        self.reloads += 1
+        note = f"; restart to apply: {', '.join(changed)}" if changed else ""
+        logger.info("config reloaded (live: %s)%s", ", ".join(LIVE_SECTIONS), note)
+        self.notifier.ready(f"config reloaded{note}")
+
+    # -- sync ----------------------------------------------------------------------------------
+
+    def start_sync(self) -> None:
+        """Sync the outbox from a thread when the store exists and the parent allowed sync."""
+        from agent.identity import device_id
+        from agent.runtime import FIRMWARE
+        from agent.store import ConversationStore, Scope
+        from sync.device import DeviceSync
+
+        store = self.bear.store
+        consent = store.consent() if store is not None else None
+        if consent is None or not consent.allows(Scope.SYNC):
+            logger.info("not syncing: no parental consent to sync")
+            return
+        sync_store = ConversationStore.open(self.settings.store)
+        self._sync = DeviceSync(self.settings, sync_store, device_id(self.settings), FIRMWARE,
+                                alerts=self.bear.alerts)
+        self._sync_store = sync_store
+        self._sync_thread = threading.Thread(target=self._sync_run, name="sync", daemon=True)
+        self._sync_thread.start()
+
+    def _sync_run(self) -> None:
+        try:
+            self._sync.run(self._sync_stop)
+        except Exception:  # the bear keeps talking; turns stay in the outbox
+            logger.exception("sync thread stopped")
+
+    def stop_sync(self) -> None:
+        """Stop the sync thread, publish ``offline`` and disconnect; idempotent."""
+        self._sync_stop.set()
+        if self._sync is not None:
+            self._sync.wake()
+        if self._sync_thread is not None:
+            self._sync_thread.join(timeout=3)
+            self._sync_thread = None
+        if self._sync is not None:
+            self._sync.close()
+            self._sync_store.close()
+            self._sync = None
+
+    # -- the whole life ------------------------------------------------------------------------
+
+    def serve(self) -> int:
+        """READY, run the loop until a stop signal, shut down in order; returns 0."""
+        for alert in take_pending(self.settings.store.data_dir):
+            self.bear.alerts.raise_alert(alert.get("kind", "service.failed"),
+                                         alert.get("severity", "critical"),
+                                         alert.get("message", "a Teddy unit failed"),
+                                         unit=alert.get("unit", ""))
+        previous = {sig: signal.signal(sig, self._on_stop) for sig in STOP_SIGNALS}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
+        self.loop.heartbeat = self.heartbeat
+        try:
+            self.start_sync()
+            self.notifier.ready("listening")
+            with self.watchdog:
+                self.loop.run()
+            self.notifier.stopping("finishing")
+        finally:
+            self.stop_sync()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.notifier.close()
+        return 0
+
+
+def serve(settings: Settings, bear: Any, loop: Any, config_file: str | None = None) -> int:
+    """Run ``loop`` as the systemd service ``teddy-agent`` (see the module docstring)."""
+    return Lifecycle(settings, bear, loop, config_file).serve()
+
+
+Heartbeat = Callable[[float | None], None]
+"""The hook a loop calls every step: ``heartbeat(None)``, or ``heartbeat(seconds)`` before
+blocking for up to that long on purpose."""

@@ -1,0 +1,385 @@
+"""Fleet operations: sign and send commands, push desired config, list bears and alerts,
+delete a family's data on both sides, unpair.
+
+Every command and desired config is signed with the fleet's Ed25519 key
+(``fleet.signing_key_file``, PEM, mode 0600, made on first use) and recorded in
+``commands``/``device_config``. :func:`record_result` stores a bear's ``up/cmd-result``;
+``fleet send --wait`` calls it, and ingest can call it for results that arrive later.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from config.errors import CloudError, ProtocolError
+from config.settings import Settings
+from sync.cloud.cloud_link import CloudLink
+from sync.protocol import (
+    COMMAND_NAMES,
+    Command,
+    CommandResult,
+    ConfigDesired,
+    ConfigReported,
+    down_topic,
+    up_topic,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class FleetError(CloudError):
+    """A fleet operation could not be done; the message says why and what to do."""
+
+
+class UnknownDeviceError(FleetError, LookupError):
+    """No bear with that id is known."""
+
+
+# --- the signing key -------------------------------------------------------------------
+
+
+def signing_key_path(settings: Settings) -> Path:
+    """Where the fleet's private signing key lives."""
+    configured = settings.fleet.signing_key_file
+    return configured if configured is not None else settings.store.data_dir / "fleet-signing.key"
+
+
+def load_signing_key(settings: Settings, create: bool = True) -> Any:
+    """The fleet's ``Ed25519PrivateKey``, made (0600) on first use when ``create``."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+        load_pem_private_key,
+    )
+
+    path = signing_key_path(settings)
+    if not path.exists():
+        if not create:
+            raise FleetError(f"no fleet signing key at {path} — set TEDDY_FLEET__SIGNING_KEY_FILE")
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        pem = Ed25519PrivateKey.generate().private_bytes(Encoding.PEM, PrivateFormat.PKCS8,
+                                                         NoEncryption())
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(pem)
+            logger.info("created the fleet signing key %s (mode 0600)", path)
+        except FileExistsError:
+            pass
+    if path.stat().st_mode & 0o077:
+        raise FleetError(f"fleet signing key {path} is readable by others — run: chmod 600 {path}")
+    key = load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise FleetError(f"{path} is not an Ed25519 private key — move it away to make a new one")
+    return key
+
+
+def public_key_bytes(private_key: Any) -> bytes:
+    """The raw 32-byte public key of a signing key (what bears verify with)."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+# --- recording -------------------------------------------------------------------------
+
+
+def record_result(conn: Any, result: CommandResult) -> bool:
+    """Store a bear's command result on its ``commands`` row; False if no such command.
+
+    Only a result from the device the command was sent to counts.
+    """
+    row = conn.execute(
+        "UPDATE commands SET status = %s, reason = %s, result = %s, finished_at = to_timestamp(%s)"
+        " WHERE id = %s AND device_id = %s RETURNING id",
+        (result.status, result.reason, json.dumps(result.data), result.finished_at,
+         result.id, result.device_id),
+    ).fetchone()
+    return row is not None
+
+
+def record_reported_config(conn: Any, report: ConfigReported) -> None:
+    """Store the config a bear reports (``up/config``)."""
+    conn.execute(
+        "INSERT INTO device_config (device_id, version, desired, reported, reported_at)"
+        " VALUES (%s, 0, '{}', %s, to_timestamp(%s)) ON CONFLICT (device_id) DO UPDATE"
+        " SET reported = EXCLUDED.reported, reported_at = EXCLUDED.reported_at",
+        (report.device_id, report.model_dump_json(), report.reported_at),
+    )
+
+
+@dataclass
+class Sent:
+    """A command sent, and the bear's answer if we waited for one."""
+
+    command: Command
+    """What was sent (signed)."""
+    result: CommandResult | None
+    """The bear's result; None if we did not wait or it did not come in time."""
+
+
+class Fleet:
+    """The fleet operations on one PostgreSQL connection."""
+
+    def __init__(self, settings: Settings, conn: Any) -> None:
+        self.settings = settings
+        """Settings (MQTT as the cloud user, fleet section)."""
+        self.conn = conn
+        """An autocommit psycopg connection."""
+        self._key: Any = None
+
+    @property
+    def signing_key(self) -> Any:
+        """The fleet's private key (loaded once)."""
+        if self._key is None:
+            self._key = load_signing_key(self.settings)
+        return self._key
+
+    # --- reading -------------------------------------------------------------------------
+
+    def devices(self) -> list[dict[str, Any]]:
+        """Every bear: online, last seen, firmware, backlog, open alerts, pairing."""
+        rows = self.conn.execute(
+            "SELECT d.device_id, d.online, d.last_seen, d.firmware,"
+            " (SELECT count(*) FROM alerts a WHERE a.device_id = d.device_id"
+            "   AND a.cleared_at IS NULL) AS open_alerts,"
+            " (SELECT COALESCE(h.sample->'metrics'->>'outbox_depth', h.sample->>'outbox_depth')"
+            "   FROM health_samples h WHERE h.device_id = d.device_id"
+            "   ORDER BY h.sampled_at DESC LIMIT 1) AS backlog,"
+            " (SELECT p.status FROM pairings p WHERE p.device_id = d.device_id"
+            "   ORDER BY p.first_seen DESC LIMIT 1) AS pairing"
+            " FROM devices d ORDER BY d.device_id"
+        ).fetchall()
+        names = ("device_id", "online", "last_seen", "firmware", "open_alerts", "backlog",
+                 "pairing")
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def show(self, device_id: str) -> dict[str, Any]:
+        """One bear in detail: the device row, pairing, consent, config, recent commands."""
+        device = next((d for d in self.devices() if d["device_id"] == device_id), None)
+        if device is None:
+            raise UnknownDeviceError(f"no bear {device_id!r} is known — list them with "
+                                     "teddy-cloud fleet devices")
+        one = self.conn.execute
+        device["consent"] = _first(one(
+            "SELECT scopes, granted_at FROM consents WHERE device_id = %s AND revoked_at IS NULL"
+            " ORDER BY id DESC LIMIT 1", (device_id,)), ("scopes", "granted_at"))
+        device["config"] = _first(one(
+            "SELECT version, desired, reported, reported_at FROM device_config"
+            " WHERE device_id = %s", (device_id,)), ("version", "desired", "reported",
+                                                      "reported_at"))
+        device["commands"] = [dict(zip(("id", "name", "status", "reason", "issued_at"), r,
+                                       strict=True)) for r in one(
+            "SELECT id, name, status, reason, issued_at FROM commands WHERE device_id = %s"
+            " ORDER BY issued_at DESC LIMIT 10", (device_id,)).fetchall()]
+        return device
+
+    def alerts(self, open_only: bool = False) -> list[dict[str, Any]]:
+        """Alerts of every bear, newest first (only uncleared ones with ``open_only``)."""
+        where = "WHERE cleared_at IS NULL" if open_only else ""
+        rows = self.conn.execute(
+            f"SELECT id, device_id, kind, severity, message, raised_at, cleared_at FROM alerts"
+            f" {where} ORDER BY raised_at DESC LIMIT 500"
+        ).fetchall()
+        names = ("id", "device_id", "kind", "severity", "message", "raised_at", "cleared_at")
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def require_device(self, device_id: str) -> None:
+        """Raise :class:`UnknownDeviceError` unless the bear is known."""
+        known = self.conn.execute("SELECT 1 FROM devices WHERE device_id = %s", (device_id,))
+        if known.fetchone() is None:
+            raise UnknownDeviceError(f"no bear {device_id!r} is known — list them with "
+                                     "teddy-cloud fleet devices")
+
+    # --- commands ------------------------------------------------------------------------
+
+    def issue(self, device_id: str, name: str, args: dict[str, Any] | None = None,
+              ttl_s: float | None = None) -> Command:
+        """A signed command, recorded as ``sent``."""
+        if name not in COMMAND_NAMES:
+            raise FleetError(f"unknown command {name!r} — use one of {', '.join(COMMAND_NAMES)}")
+        now = time.time()
+        ttl = self.settings.fleet.command_ttl_s if ttl_s is None else ttl_s
+        command = Command(id=uuid.uuid4().hex, device_id=device_id, name=name, args=args or {},
+                          issued_at=now, expires_at=now + ttl).signed_with(self.signing_key)
+        self.conn.execute(
+            "INSERT INTO commands (id, device_id, name, args, issued_at, expires_at)"
+            " VALUES (%s, %s, %s, %s, to_timestamp(%s), to_timestamp(%s))",
+            (command.id, device_id, name, json.dumps(_loggable_args(name, command.args)),
+             command.issued_at, command.expires_at),
+        )
+        return command
+
+    def send(self, device_id: str, name: str, args: dict[str, Any] | None = None,
+             wait: bool = False, ttl_s: float | None = None) -> Sent:
+        """Sign, record and publish a command; with ``wait``, wait for and record its result."""
+        self.require_device(device_id)
+        command = self.issue(device_id, name, args, ttl_s)
+        with CloudLink(self.settings) as link:
+            results = link.expect(up_topic(device_id, "cmd-result")) if wait else None
+            link.publish(down_topic(device_id, "cmd"), command.to_payload())
+            logger.info("sent command %s (%s) to %s", command.id, name, device_id)
+            result = self._await_result(results, command) if results is not None else None
+        return Sent(command, result)
+
+    def _await_result(self, results: queue.Queue, command: Command) -> CommandResult | None:
+        deadline = time.monotonic() + self.settings.fleet.wait_s
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                _topic, payload = results.get(timeout=remaining)
+            except queue.Empty:
+                break
+            try:
+                result = CommandResult.from_payload(payload)
+            except ProtocolError as exc:
+                logger.warning("ignored a malformed cmd-result: %s", exc)
+                continue
+            if result.id == command.id and result.device_id == command.device_id:
+                record_result(self.conn, result)
+                return result
+        return None
+
+    # --- desired config ------------------------------------------------------------------
+
+    def set_config(self, device_id: str, values: dict[str, Any],
+                   wait: bool = False) -> tuple[ConfigDesired, ConfigReported | None]:
+        """Merge ``values`` into the bear's desired config, sign and publish it (retained);
+        with ``wait``, wait for the bear's report of that version."""
+        self.require_device(device_id)
+        _check_config_locally(self.settings, values)
+        row = self.conn.execute(
+            "INSERT INTO device_config (device_id, version, desired) VALUES (%s, 1, %s)"
+            " ON CONFLICT (device_id) DO UPDATE SET version = device_config.version + 1,"
+            " desired = device_config.desired || EXCLUDED.desired RETURNING version, desired",
+            (device_id, json.dumps(values)),
+        ).fetchone()
+        desired = ConfigDesired(device_id=device_id, version=row[0], values=row[1],
+                                issued_at=time.time()).signed_with(self.signing_key)
+        with CloudLink(self.settings) as link:
+            reports = link.expect(up_topic(device_id, "config")) if wait else None
+            link.publish(down_topic(device_id, "config"), desired.to_payload(), retain=True)
+            report = self._await_report(reports, desired) if reports is not None else None
+        return desired, report
+
+    def _await_report(self, reports: queue.Queue, desired: ConfigDesired) -> ConfigReported | None:
+        deadline = time.monotonic() + self.settings.fleet.wait_s
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                _topic, payload = reports.get(timeout=remaining)
+            except queue.Empty:
+                break
+            try:
+                report = ConfigReported.from_payload(payload)
+            except ProtocolError:
+                continue
+            if report.version == desired.version:
+                record_reported_config(self.conn, report)
+                return report
+        return None
+
+    # --- deletion and unpairing ----------------------------------------------------------
+
+    def devices_of_parent(self, parent_email: str) -> list[str]:
+        """Every bear this parent ever consented for."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT device_id FROM consents WHERE lower(parent_email) = lower(%s)"
+            " ORDER BY device_id", (parent_email,)).fetchall()
+        if not rows:
+            raise UnknownDeviceError(f"no bear was ever paired by {parent_email} — check the "
+                                     "e-mail address")
+        return [row[0] for row in rows]
+
+    def delete_data(self, device_id: str, ttl_s: float = 7 * 24 * 3600) -> dict[str, Any]:
+        """Delete a bear's kept data on the bear (waits for its confirmation) and in
+        PostgreSQL; returns what each side confirmed."""
+        self.require_device(device_id)
+        sent = self.send(device_id, "delete-data", wait=True, ttl_s=ttl_s)
+        with self.conn.transaction():
+            turns = self.conn.execute("DELETE FROM turns WHERE device_id = %s",
+                                      (device_id,)).rowcount
+            alerts = self.conn.execute(
+                "DELETE FROM alerts WHERE device_id = %s AND kind LIKE 'wellbeing.%%'",
+                (device_id,)).rowcount
+        left = self.conn.execute("SELECT count(*) FROM turns WHERE device_id = %s",
+                                 (device_id,)).fetchone()[0]
+        bear = sent.result
+        return {
+            "device_id": device_id, "command_id": sent.command.id,
+            "cloud": {"turns_deleted": turns, "wellbeing_alerts_deleted": alerts,
+                      "turns_left": left},
+            "bear": None if bear is None else {"status": bear.status, "reason": bear.reason,
+                                               **bear.data},
+            "confirmed": left == 0 and bear is not None and bear.ok
+                         and bear.data.get("conversations_left") == 0,
+        }
+
+    def unpair(self, device_id: str) -> dict[str, Any]:
+        """Tell the bear to unpair (it shreds what it kept and its credentials), end the
+        pairing and consent, remove its broker account, and clear its desired config."""
+        from sync.cloud import broker_accounts
+
+        self.require_device(device_id)
+        sent = self.send(device_id, "unpair", wait=True)
+        with self.conn.transaction():
+            self.conn.execute("UPDATE pairings SET status = 'unpaired', unpaired_at = now()"
+                              " WHERE device_id = %s AND status = 'approved'", (device_id,))
+            self.conn.execute("UPDATE consents SET revoked_at = now() WHERE device_id = %s"
+                              " AND revoked_at IS NULL", (device_id,))
+            self.conn.execute("DELETE FROM device_config WHERE device_id = %s", (device_id,))
+        removed = False
+        if self.settings.fleet.broker_password_file is not None:
+            removed = broker_accounts.remove_account(self.settings.fleet.broker_password_file,
+                                                     device_id)
+            broker_accounts.reload_broker(self.settings.fleet.broker_pid_file)
+        with CloudLink(self.settings) as link:
+            link.publish(down_topic(device_id, "config"), b"", retain=True)
+        bear = sent.result
+        return {"device_id": device_id, "broker_account_removed": removed,
+                "bear": None if bear is None else {"status": bear.status, "reason": bear.reason,
+                                                   **bear.data}}
+
+
+def _check_config_locally(settings: Settings, values: dict[str, Any]) -> None:
+    """Refuse a desired config the bear would refuse (same models), before sending it."""
+    from agent.remote_config import ConfigApplier
+
+    _valid, refused = ConfigApplier(settings.model_copy(deep=True)).check(values)
+    if refused:
+        raise FleetError("invalid config: " + "; ".join(refused.values()))
+
+
+def _loggable_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Arguments as kept in ``commands`` (a content bundle's files are summarised)."""
+    if name == "update-content-pack":
+        bundle = args.get("bundle", {})
+        return {"bundle": {"version": bundle.get("version"), "files": sorted(bundle.get("files",
+                                                                                        {}))}}
+    return args
+
+
+def _first(cursor: Any, names: tuple[str, ...]) -> dict[str, Any] | None:
+    row = cursor.fetchone()
+    return None if row is None else dict(zip(names, row, strict=True))
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> ``(key, value)``; the value is JSON when it parses, else a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise FleetError(f"{text!r} is not KEY=VALUE — e.g. voice.tts_volume=0.5")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key.strip(), value
+

@@ -1,0 +1,223 @@
+"""``teddy-cloud fleet ...``: devices, show, send, config set, alerts, delete-data, unpair,
+pair approve. Registered by :func:`register` from ``sync/cloud/cli.py``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from config.settings import Settings
+from sync.protocol import COMMAND_NAMES
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+EXIT_REFUSED = 1
+"""Exit code: the bear rejected the command or it failed."""
+EXIT_NO_ANSWER = 3
+"""Exit code: ``--wait`` ran out before the bear answered."""
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``fleet`` and its sub-commands to the ``teddy-cloud`` parser."""
+    fleet = commands.add_parser("fleet", help="run the fleet: bears, commands, config, pairing")
+    sub = fleet.add_subparsers(dest="fleet_command", metavar="ACTION", required=True)
+    sub.add_parser("devices", help="every bear: online, last seen, firmware, backlog, alerts"
+                   ).set_defaults(func=_devices)
+    show = sub.add_parser("show", help="one bear in detail")
+    show.add_argument("device")
+    show.set_defaults(func=_show)
+    _add_send(sub)
+    _add_config(sub)
+    alerts = sub.add_parser("alerts", help="alerts of every bear, newest first")
+    alerts.add_argument("--open", action="store_true", help="only alerts not cleared yet")
+    alerts.set_defaults(func=_alerts)
+    delete = sub.add_parser("delete-data", help="delete kept data in PostgreSQL and on the bear")
+    target = delete.add_mutually_exclusive_group(required=True)
+    target.add_argument("device", nargs="?", help="the bear")
+    target.add_argument("--parent", metavar="EMAIL", help="every bear this parent paired")
+    delete.set_defaults(func=_delete_data)
+    unpair = sub.add_parser("unpair", help="unpair a bear (it shreds its data and credentials)")
+    unpair.add_argument("device")
+    unpair.set_defaults(func=_unpair)
+    _add_pair(sub)
+    from sync.cloud.release_cli import register_rollout  # fleet rollout ... (issue 9)
+
+    register_rollout(sub)
+
+
+def _add_send(sub: argparse._SubParsersAction) -> None:
+    send = sub.add_parser("send", help="send a signed command to a bear")
+    send.add_argument("device")
+    send.add_argument("name", choices=COMMAND_NAMES, metavar="COMMAND",
+                      help=f"one of {', '.join(COMMAND_NAMES)}")
+    send.add_argument("args", nargs="*", metavar="KEY=VALUE",
+                      help="arguments (VALUE is JSON when it parses, else a string)")
+    send.add_argument("--bundle", metavar="DIR",
+                      help="update-content-pack: folder of content JSON files to sign and send")
+    send.add_argument("--bundle-version", type=int, help="update-content-pack: its version")
+    send.add_argument("--wait", action="store_true", help="wait for the bear's result")
+    send.set_defaults(func=_send)
+
+
+def _add_config(sub: argparse._SubParsersAction) -> None:
+    config = sub.add_parser("config", help="desired config of a bear")
+    config_sub = config.add_subparsers(dest="config_action", metavar="ACTION", required=True)
+    config_set = config_sub.add_parser("set", help="set desired config KEY=VALUE (signed, "
+                                       "retained); the bear validates, applies, reports")
+    config_set.add_argument("device")
+    config_set.add_argument("values", nargs="+", metavar="KEY=VALUE")
+    config_set.add_argument("--wait", action="store_true", help="wait for the bear's report")
+    config_set.set_defaults(func=_config_set)
+
+
+def _add_pair(sub: argparse._SubParsersAction) -> None:
+    pair = sub.add_parser("pair", help="pairing (stands in for the parent app's backend)")
+    pair_sub = pair.add_subparsers(dest="pair_action", metavar="ACTION", required=True)
+    approve = pair_sub.add_parser("approve", help="approve the bear that spoke CODE")
+    approve.add_argument("--code", required=True, help="the 6-digit code the bear spoke")
+    approve.add_argument("--parent-email", required=True, help="the consenting parent")
+    approve.add_argument("--consent", default="keep,sync",
+                         help="comma list of keep, sync, name (default: keep,sync)")
+    approve.add_argument("--device", help="the bear's id, when the app knows it (a wrong code "
+                         "then counts against this bear only)")
+    approve.set_defaults(func=_pair_approve)
+
+
+def _fleet(settings: Settings):
+    from sync.cloud import db
+    from sync.cloud.fleet import Fleet
+
+    return Fleet(settings, db.connect(settings.cloud))
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=_json_default, sort_keys=True))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    return str(value)
+
+
+def _devices(args: argparse.Namespace, settings: Settings) -> int:
+    fleet = _fleet(settings)
+    with fleet.conn:
+        rows = fleet.devices()
+    print(f"{'DEVICE':<24} {'ONLINE':<6} {'LAST SEEN':<20} {'FIRMWARE':<10} {'BACKLOG':>7} "
+          f"{'ALERTS':>6}  PAIRING")
+    for d in rows:
+        seen = d["last_seen"].strftime("%Y-%m-%d %H:%M:%S") if d["last_seen"] else "-"
+        backlog = "-" if d["backlog"] is None else str(int(float(d["backlog"])))
+        print(f"{d['device_id']:<24} {'yes' if d['online'] else 'no':<6} {seen:<20} "
+              f"{d['firmware'] or '-':<10} {backlog:>7} {d['open_alerts']:>6}  "
+              f"{d['pairing'] or '-'}")
+    return 0
+
+
+def _show(args: argparse.Namespace, settings: Settings) -> int:
+    fleet = _fleet(settings)
+    with fleet.conn:
+        _print_json(fleet.show(args.device))
+    return 0
+
+
+def _send(args: argparse.Namespace, settings: Settings) -> int:
+    from sync.cloud.fleet import parse_assignment
+
+    fleet = _fleet(settings)
+    command_args = dict(parse_assignment(a) for a in args.args)
+    if args.name == "update-content-pack":
+        command_args["bundle"] = _bundle(fleet, args)
+    with fleet.conn:
+        sent = fleet.send(args.device, args.name, command_args, wait=args.wait)
+    if not args.wait:
+        print(f"sent {args.name} to {args.device} (command {sent.command.id})")
+        return 0
+    if sent.result is None:
+        print(f"teddy-cloud: no answer from {args.device} within {settings.fleet.wait_s:g} s to "
+              f"command {sent.command.id} — it stays valid until it expires")
+        return EXIT_NO_ANSWER
+    _print_json(sent.result.model_dump())
+    return 0 if sent.result.ok else EXIT_REFUSED
+
+
+def _bundle(fleet: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from pathlib import Path
+
+    from sync.cloud.fleet import FleetError
+    from sync.protocol import ContentBundle
+
+    if not args.bundle or not args.bundle_version:
+        raise FleetError("update-content-pack needs --bundle DIR and --bundle-version N")
+    folder = Path(args.bundle)
+    files = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.json"))}
+    if not files:
+        raise FleetError(f"{args.bundle} holds no *.json content files")
+    bundle = ContentBundle(version=args.bundle_version, files=files)
+    return bundle.signed_with(fleet.signing_key).model_dump()
+
+
+def _config_set(args: argparse.Namespace, settings: Settings) -> int:
+    from sync.cloud.fleet import parse_assignment
+
+    fleet = _fleet(settings)
+    values = dict(parse_assignment(a) for a in args.values)
+    with fleet.conn:
+        desired, report = fleet.set_config(args.device, values, wait=args.wait)
+    if not args.wait:
+        print(f"desired config version {desired.version} of {args.device} published")
+        return 0
+    if report is None:
+        print(f"teddy-cloud: {args.device} did not report config version {desired.version} "
+              f"within {settings.fleet.wait_s:g} s — it applies it when it next connects")
+        return EXIT_NO_ANSWER
+    _print_json(report.model_dump())
+    return 0 if not report.rejected else EXIT_REFUSED
+
+
+def _alerts(args: argparse.Namespace, settings: Settings) -> int:
+    fleet = _fleet(settings)
+    with fleet.conn:
+        rows = fleet.alerts(open_only=args.open)
+    for a in rows:
+        state = "open" if a["cleared_at"] is None else "cleared"
+        print(f"{a['raised_at']:%Y-%m-%d %H:%M:%S}  {a['device_id']:<20} {a['severity']:<8} "
+              f"{state:<7} {a['kind']}: {a['message']}")
+    if not rows:
+        print("no alerts")
+    return 0
+
+
+def _delete_data(args: argparse.Namespace, settings: Settings) -> int:
+    fleet = _fleet(settings)
+    with fleet.conn:
+        devices = fleet.devices_of_parent(args.parent) if args.parent else [args.device]
+        reports = [fleet.delete_data(device) for device in devices]
+    _print_json(reports)
+    return 0 if all(r["confirmed"] for r in reports) else EXIT_NO_ANSWER
+
+
+def _unpair(args: argparse.Namespace, settings: Settings) -> int:
+    fleet = _fleet(settings)
+    with fleet.conn:
+        report = fleet.unpair(args.device)
+    _print_json(report)
+    done = report["bear"] is not None and report["bear"]["status"] == "done"
+    return 0 if done else EXIT_NO_ANSWER
+
+
+def _pair_approve(args: argparse.Namespace, settings: Settings) -> int:
+    from agent.store.consent import parse_scopes
+    from sync.cloud import db
+    from sync.cloud.pairing import approve
+
+    scopes = tuple(s.value for s in parse_scopes(args.consent))
+    with db.connect(settings.cloud) as conn:
+        approved = approve(settings, conn, args.code, args.parent_email, scopes, args.device)
+    print(f"paired {approved.device_id} with {args.parent_email} "
+          f"(consent: {','.join(approved.scopes)})")
+    return 0

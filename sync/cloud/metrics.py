@@ -1,0 +1,77 @@
+"""Prometheus metrics of one ingest process, on their own registry.
+
+Served at ``http://<host>:<cloud.metrics_port>/metrics`` when the port is set. Each
+:class:`IngestMetrics` owns a registry, so several ingestors in one process (tests, the
+load generator) never collide.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+class IngestMetrics:
+    """Counters, a histogram and gauges of one ingestor."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        """The registry these metrics live in."""
+        self.messages = Counter("teddy_ingest_messages", "MQTT messages committed, by kind",
+                                ["kind"], registry=self.registry)
+        """Messages committed (``turns``, ``status``, ``health``, ``alerts``, ``invalid``)."""
+        self.rows = Counter("teddy_ingest_turn_rows", "Turn rows inserted (new ones only)",
+                            registry=self.registry)
+        """Turn rows inserted."""
+        self.duplicates = Counter("teddy_ingest_duplicate_rows",
+                                  "Turn rows already present (resends)", registry=self.registry)
+        """Turn rows skipped by ``ON CONFLICT DO NOTHING``."""
+        self.dead_letters = Counter("teddy_ingest_dead_letters", "Messages dead-lettered",
+                                    registry=self.registry)
+        """Messages kept in ``dead_letters``."""
+        self.db_retries = Counter("teddy_ingest_db_retries",
+                                  "Transactions retried after a PostgreSQL failure",
+                                  registry=self.registry)
+        """Transactions retried."""
+        self.batch_seconds = Histogram(
+            "teddy_ingest_batch_seconds", "Seconds from taking a batch to its commit",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry)
+        """Transaction latency, seconds."""
+        self.lag = Gauge("teddy_ingest_lag_seconds",
+                         "Age of the oldest turn in the last commit (turn creation to commit)",
+                         registry=self.registry)
+        """Turn creation to commit, seconds, for the oldest turn of the last batch."""
+        self.inbox = Gauge("teddy_ingest_inbox", "Messages received and not yet committed",
+                           registry=self.registry)
+        """Messages waiting in memory for their transaction."""
+        self._server: Any = None
+        self.port: int | None = None
+        """Port the ``/metrics`` endpoint listens on, once served."""
+
+    def serve(self, port: int, host: str = "0.0.0.0") -> int:
+        """Serve ``/metrics`` on ``port`` (0: a free one); returns the port."""
+        from prometheus_client import start_http_server
+
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        self._server = server
+        self.port = server.server_port
+        logger.info("metrics on http://%s:%d/metrics", host, self.port)
+        return self.port
+
+    def close(self) -> None:
+        """Stop serving. Idempotent."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def render(self) -> bytes:
+        """The exposition text, as ``/metrics`` would serve it."""
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)

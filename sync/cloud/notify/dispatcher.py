@@ -1,0 +1,245 @@
+"""The notifier: fans alert rows out to channels and delivers them, carefully.
+
+One round (:meth:`Notifier.run_once`):
+
+1. **fan out** — every alert event (a new ``alerts`` row: *raised*; a row that got its
+   ``cleared_at``: *cleared*) is claimed once in ``notification_events`` and routed
+   (:mod:`~sync.cloud.notify.routing`). Per channel it becomes a delivery that is
+   ``pending``, or ``deduplicated`` (the same device, kind and event already went to that
+   channel within ``notify.dedupe_window_s``), or ``rate_limited`` (the channel had
+   ``rate_limit`` deliveries within its ``rate_window_s``);
+2. **deliver** — due deliveries are leased (so parallel notifiers never send one twice),
+   sent, and logged in ``notification_attempts``; a retryable failure waits a full-jitter
+   exponential backoff, a permanent one (or the last attempt) is ``failed``.
+
+PostgreSQL holds all state, so a restarted notifier carries on where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+from config.notify import NotifySettings
+from sync.cloud.notify.backoff import full_jitter
+from sync.cloud.notify.channels import Sender, build_senders
+from sync.cloud.notify.errors import DeliveryError
+from sync.cloud.notify.message import Notification
+from sync.cloud.notify.routing import route
+
+logger = logging.getLogger(__name__)
+
+NEW_EVENTS = """
+SELECT a.id, ev.event, a.device_id, a.kind, a.severity, a.message, a.details,
+       a.raised_at, a.cleared_at
+FROM alerts a CROSS JOIN LATERAL (VALUES ('raised'), ('cleared')) AS ev(event)
+WHERE (ev.event = 'raised' OR a.cleared_at IS NOT NULL)
+  AND NOT EXISTS (SELECT 1 FROM notification_events e
+                  WHERE e.alert_id = a.id AND e.event = ev.event)
+ORDER BY a.id, ev.event DESC
+LIMIT %s
+"""
+ALERT_ROWS = """
+SELECT a.id, a.device_id, a.kind, a.severity, a.message, a.details, a.raised_at, a.cleared_at
+FROM alerts a WHERE a.id = ANY(%s)
+"""
+LEASE_DUE = """
+UPDATE notification_deliveries SET next_attempt_at = %(lease)s
+WHERE id IN (SELECT id FROM notification_deliveries
+             WHERE status IN ('pending', 'retrying') AND next_attempt_at <= %(now)s
+             ORDER BY next_attempt_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+RETURNING id, alert_id, event, channel, attempts
+"""
+LIVE = "('pending', 'retrying', 'delivered')"
+"""Statuses of deliveries that did or will reach the channel."""
+
+
+def _utcnow(clock: Callable[[], float]) -> datetime:
+    return datetime.fromtimestamp(clock(), UTC)
+
+
+class Notifier:
+    """Fans alerts out to channels and delivers them. One per process; several processes
+    may run against one database."""
+
+    def __init__(self, settings: NotifySettings, conn, senders: dict[str, Sender] | None = None,
+                 rng: random.Random | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        """The ``notify`` section."""
+        self.conn = conn
+        """An autocommit psycopg connection (:func:`sync.cloud.db.connect`)."""
+        self.senders = build_senders(settings) if senders is None else senders
+        """Channel name -> sender."""
+        self._rng = rng or random.Random()
+        self._clock = clock
+
+    def run(self, stop: threading.Event) -> None:
+        """Run rounds every ``poll_interval_s`` until ``stop`` is set."""
+        logger.info("notifying through %d channels", len(self.senders))
+        while not stop.is_set():
+            try:
+                self.run_once()
+            except Exception:
+                logger.exception("notification round failed; trying again next interval")
+            stop.wait(self.settings.poll_interval_s)
+
+    def run_once(self) -> Counter:
+        """One fan-out and one delivery pass; returns counts by outcome."""
+        counts = self.fan_out()
+        counts.update(self.deliver_due())
+        return counts
+
+    # --- fan-out -------------------------------------------------------------------------
+
+    def fan_out(self) -> Counter:
+        """Claim and route a batch of new alert events (one transaction); returns counts by
+        delivery status."""
+        counts: Counter = Counter()
+        admitted: dict[str, int] = {}
+        with self.conn.transaction():
+            # One fan-out at a time across notifiers: dedupe and rate counts stay exact.
+            self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('notify:fan-out'))")
+            rows = self.conn.execute(NEW_EVENTS, (self.settings.batch_size,)).fetchall()
+            now = _utcnow(self._clock)
+            for row in rows:
+                note = _notification(row)
+                claimed = self.conn.execute(
+                    "INSERT INTO notification_events (alert_id, event) VALUES (%s, %s) "
+                    "ON CONFLICT DO NOTHING RETURNING alert_id", (note.alert_id, note.event),
+                ).fetchone()
+                if claimed is not None:
+                    counts.update(self._fan_out_one(note, now, admitted))
+        return counts
+
+    def _fan_out_one(self, note: Notification, now: datetime,
+                     admitted: dict[str, int]) -> Counter:
+        counts: Counter = Counter()
+        cleared = note.event == "cleared" and note.cleared_at is not None
+        happened = note.cleared_at if cleared else note.raised_at
+        if (now - happened).total_seconds() > self.settings.skip_older_than_s:
+            counts["stale"] += 1
+            return counts
+        names = [n for n in route(self.settings.channels, note) if n in self.senders]
+        for name in names:
+            status = self._admission(name, note, now, admitted)
+            self.conn.execute(
+                "INSERT INTO notification_deliveries (alert_id, event, channel, dedupe_key, "
+                "status, next_attempt_at, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (note.alert_id, note.event, name, note.dedupe_key, status,
+                 now if status == "pending" else None, now))
+            counts[status] += 1
+            if status != "pending":
+                logger.info("alert %s %s for channel %s: %s", note.alert_id, note.event, name,
+                            status)
+        self.conn.execute("UPDATE notification_events SET channels = %s WHERE alert_id = %s "
+                          "AND event = %s", (len(names), note.alert_id, note.event))
+        return counts
+
+    def _admission(self, name: str, note: Notification, now: datetime,
+                   admitted: dict[str, int]) -> str:
+        """``pending``, ``deduplicated`` or ``rate_limited`` for a new delivery to ``name``.
+
+        ``admitted`` counts, per channel, the window's deliveries so far (read once per
+        fan-out transaction, under the fan-out lock, then kept up to date).
+        """
+        if name not in admitted:
+            since = now - timedelta(seconds=self.settings.channels[name].rate_window_s)
+            admitted[name] = self.conn.execute(
+                "SELECT count(*) FROM notification_deliveries WHERE channel = %s "
+                "AND created_at > %s AND status IN ('pending', 'retrying', 'delivered', 'failed')",
+                (name, since)).fetchone()[0]
+        window = now - timedelta(seconds=self.settings.dedupe_window_s)
+        duplicate = self.conn.execute(
+            f"SELECT 1 FROM notification_deliveries WHERE channel = %s AND dedupe_key = %s "
+            f"AND status IN {LIVE} AND created_at > %s LIMIT 1",
+            (name, note.dedupe_key, window)).fetchone()
+        if duplicate is not None:
+            return "deduplicated"
+        if admitted[name] >= self.settings.channels[name].rate_limit:
+            return "rate_limited"
+        admitted[name] += 1
+        return "pending"
+
+    # --- delivery ------------------------------------------------------------------------
+
+    def deliver_due(self) -> Counter:
+        """Attempt a batch of due deliveries once, ``notify.concurrency`` at a time; returns
+        counts by attempt outcome."""
+        settings = self.settings
+        now = _utcnow(self._clock)
+        rounds = -(-settings.batch_size // settings.concurrency)
+        lease = now + timedelta(seconds=(rounds + 1) * 3 * settings.timeout_s + 30)
+        with self.conn.transaction():
+            due = sorted(self.conn.execute(LEASE_DUE, {
+                "lease": lease, "now": now, "limit": settings.batch_size}).fetchall())
+        if not due:
+            return Counter()
+        alerts = {row[0]: row for row in self.conn.execute(
+            ALERT_ROWS, ([d[1] for d in due],)).fetchall()}
+        jobs = [(d, alerts.get(d[1])) for d in due]
+        with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
+            results = list(pool.map(lambda job: self._send(job[0][3], job[0][2], job[1]), jobs))
+        outcomes: Counter = Counter()
+        with self.conn.transaction():
+            for (delivery_id, _, _, channel, attempts), (error, elapsed_ms) in zip(
+                    due, results, strict=True):
+                outcomes[self._record(delivery_id, attempts + 1, error, elapsed_ms,
+                                      channel)] += 1
+        return outcomes
+
+    def _send(self, channel: str, event: str, row) -> tuple[DeliveryError | None, int]:
+        """One attempt (in a worker thread, no database): ``(error or None, milliseconds)``."""
+        sender = self.senders.get(channel)
+        started = time.monotonic()
+        error: DeliveryError | None = None
+        if sender is None:
+            error = DeliveryError(f"channel {channel} is no longer configured", retryable=False)
+        elif row is not None:
+            try:
+                sender.send(_notification((row[0], event, *row[1:])))
+            except DeliveryError as exc:
+                error = exc
+            except Exception as exc:  # a sender bug must not lose the delivery's state
+                logger.exception("sender for %s failed unexpectedly", channel)
+                error = DeliveryError(f"{type(exc).__name__}: {exc}", retryable=True)
+        return error, int((time.monotonic() - started) * 1000)
+
+    def _record(self, delivery_id: int, attempt: int, error: DeliveryError | None,
+                elapsed_ms: int, channel: str) -> str:
+        now = _utcnow(self._clock)
+        retry = self.settings.retry
+        wait = None
+        if error is None:
+            outcome, status = "delivered", "delivered"
+        elif error.retryable and attempt < retry.max_attempts:
+            outcome, status = "retry", "retrying"
+            wait = full_jitter(attempt, retry.base_s, retry.cap_s, self._rng)
+        else:
+            outcome, status = "failed", "failed"
+        message = None if error is None else str(error)
+        self.conn.execute(
+            "UPDATE notification_deliveries SET status = %s, attempts = %s, last_error = %s, "
+            "next_attempt_at = %s, delivered_at = %s WHERE id = %s",
+            (status, attempt, message, None if wait is None else now + timedelta(seconds=wait),
+             now if error is None else None, delivery_id))
+        self.conn.execute(
+            "INSERT INTO notification_attempts (delivery_id, attempt, attempted_at, outcome, "
+            "error, duration_ms, retry_in_s) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (delivery_id, attempt, now, outcome, message, elapsed_ms, wait))
+        if error is not None:
+            logger.warning("delivery %s to %s attempt %d: %s (%s)", delivery_id, channel,
+                           attempt, error, outcome)
+        return outcome
+
+
+def _notification(row) -> Notification:
+    alert_id, event, device_id, kind, severity, message, details, raised_at, cleared_at = row
+    return Notification(alert_id=alert_id, event=event, device_id=device_id, kind=kind,
+                        severity=severity, message=message, raised_at=raised_at,
+                        cleared_at=cleared_at, details=details or {})

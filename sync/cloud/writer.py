@@ -1,0 +1,190 @@
+"""One ingest transaction: validated messages in, rows committed, acks to send out.
+
+The fast path writes every message of the batch together: devices upserted in a fixed
+order, turns COPied into a per-connection staging table and moved with ``INSERT ... SELECT
+... ON CONFLICT (device_id, seq) DO NOTHING`` (resends never duplicate). If PostgreSQL
+rejects the data (say, a NUL byte in a text), the slow path writes message by message, each
+under a savepoint, and dead-letters only the ones it refuses.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sync.cloud.messages import Parsed
+from sync.protocol import Ack, down_topic, to_ranges
+
+logger = logging.getLogger(__name__)
+
+DEAD_LETTER_KEEP_BYTES = 64 * 1024
+"""Bytes of an invalid payload kept in ``dead_letters`` (the size is kept in full)."""
+
+STAGING_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS turns_staging ("
+    " device_id text, seq bigint, conversation_id text, role text, text text,"
+    " created_at timestamptz, action text, categories text[], batch_id text"
+    ") ON COMMIT DELETE ROWS"
+)
+COLUMNS = "device_id, seq, conversation_id, role, text, created_at, action, categories, batch_id"
+
+
+def prepare_connection(conn: Any) -> None:
+    """Pool ``configure`` hook: give a new connection its staging table."""
+    conn.execute(STAGING_DDL)
+
+
+@dataclass
+class Outcome:
+    """What one committed transaction did."""
+
+    acks: list[tuple[str, Ack]] = field(default_factory=list)
+    """``(topic, ack)`` to publish now that the rows are committed."""
+    inserted: int = 0
+    """Turn rows that were new."""
+    duplicates: int = 0
+    """Turn rows already there (resends)."""
+    dead_letters: int = 0
+    """Messages kept in ``dead_letters``."""
+    oldest_turn_at: float | None = None
+    """Creation time of the oldest turn committed, Unix seconds."""
+
+
+def write(conn: Any, items: list[Parsed]) -> Outcome:
+    """Commit ``items`` in one transaction (falling back to savepoints on bad data)."""
+    import psycopg
+
+    try:
+        with conn.transaction():
+            return _write_all(conn, items)
+    except (psycopg.DataError, psycopg.IntegrityError) as exc:
+        logger.warning("batch rejected by PostgreSQL (%s); writing message by message",
+                       _first_line(exc))
+    with conn.transaction():
+        return _write_each(conn, items)
+
+
+def _write_all(conn: Any, items: list[Parsed]) -> Outcome:
+    outcome = Outcome()
+    _upsert_devices(conn, items)
+    turns = [item for item in items if item.kind == "turns"]
+    if turns:
+        _copy_turns(conn, turns, outcome)
+    for item in items:
+        _write_other(conn, item, outcome)
+    return outcome
+
+
+def _write_each(conn: Any, items: list[Parsed]) -> Outcome:
+    import psycopg
+
+    outcome = Outcome()
+    for item in items:
+        try:
+            with conn.transaction():  # a savepoint: a bad message cannot spoil the others
+                _upsert_devices(conn, [item])
+                if item.kind == "turns":
+                    _copy_turns(conn, [item], outcome)
+                    conn.execute("DELETE FROM turns_staging")
+                _write_other(conn, item, outcome)
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            dead = Parsed(item.message, "invalid", item.device_id,
+                          reason=f"rejected by PostgreSQL: {_first_line(exc)}")
+            _dead_letter(conn, dead, outcome)
+    return outcome
+
+
+def _upsert_devices(conn: Any, items: list[Parsed]) -> None:
+    devices = sorted({i.device_id for i in items if i.kind != "invalid" and i.device_id})
+    if devices:  # sorted: two ingestors lock device rows in the same order
+        conn.execute(
+            "INSERT INTO devices (device_id) SELECT unnest(%s::text[]) ORDER BY 1"
+            " ON CONFLICT (device_id) DO UPDATE SET last_seen = now()", (devices,))
+
+
+def _copy_turns(conn: Any, items: list[Parsed], outcome: Outcome) -> None:
+    total = 0
+    oldest = None
+    with conn.cursor() as cur:
+        with cur.copy(f"COPY turns_staging ({COLUMNS}) FROM STDIN") as copy:
+            for item in items:
+                batch = item.body
+                for t in batch.turns:
+                    copy.write_row((item.device_id, t.seq, t.conversation_id, t.role, t.text,
+                                    datetime.fromtimestamp(t.created_at, UTC), t.action,
+                                    t.categories, batch.batch_id))
+                    oldest = t.created_at if oldest is None else min(oldest, t.created_at)
+                total += len(batch.turns)
+        cur.execute(f"INSERT INTO turns ({COLUMNS}) SELECT {COLUMNS} FROM turns_staging"
+                    " ORDER BY device_id, seq ON CONFLICT (device_id, seq) DO NOTHING")
+        inserted = cur.rowcount
+    outcome.inserted += inserted
+    outcome.duplicates += total - inserted
+    if oldest is not None:
+        known = outcome.oldest_turn_at
+        outcome.oldest_turn_at = oldest if known is None else min(known, oldest)
+    for item in items:
+        ranges = to_ranges(t.seq for t in item.body.turns)
+        outcome.acks.append((down_topic(item.device_id, "ack"),
+                             Ack(batch_id=item.body.batch_id, ranges=ranges)))
+
+
+def _write_other(conn: Any, item: Parsed, outcome: Outcome) -> None:
+    if item.kind == "status" and item.body is not None:
+        status = item.body
+        conn.execute(
+            "UPDATE devices SET online = %s, firmware = %s, last_seen = now(),"
+            " boot_time = COALESCE(to_timestamp(%s), boot_time) WHERE device_id = %s",
+            (status.state == "online", status.firmware, status.boot_time, item.device_id))
+    elif item.kind == "health":
+        _write_health(conn, item)
+    elif item.kind == "alerts":
+        _write_alert(conn, item)
+    elif item.kind == "invalid":
+        _dead_letter(conn, item, outcome)
+
+
+def _write_health(conn: Any, item: Parsed) -> None:
+    from psycopg.types.json import Jsonb
+
+    sample = item.body
+    conn.execute(
+        "INSERT INTO health_samples (device_id, sampled_at, sample)"
+        " VALUES (%s, to_timestamp(%s), %s) ON CONFLICT DO NOTHING",
+        (item.device_id, sample.sampled_at,
+         Jsonb({"metrics": sample.metrics, "open_alerts": sample.open_alerts})))
+
+
+def _write_alert(conn: Any, item: Parsed) -> None:
+    from psycopg.types.json import Jsonb
+
+    alert = item.body
+    cleared_at = alert.cleared_at if alert.state == "cleared" else None
+    if alert.state == "cleared" and cleared_at is None:
+        cleared_at = alert.raised_at
+    conn.execute(
+        "INSERT INTO alerts (device_id, device_alert_id, kind, severity, message, details,"
+        " raised_at, cleared_at, rule) VALUES (%s, %s, %s, %s, %s, %s, to_timestamp(%s),"
+        " to_timestamp(%s), %s) ON CONFLICT (device_id, device_alert_id) DO UPDATE"
+        " SET cleared_at = EXCLUDED.cleared_at"
+        " WHERE alerts.cleared_at IS NULL AND EXCLUDED.cleared_at IS NOT NULL",
+        (item.device_id, alert.alert_id, alert.kind, alert.severity, alert.message,
+         Jsonb(alert.details), alert.raised_at, cleared_at, alert.rule))
+
+
+def _dead_letter(conn: Any, item: Parsed, outcome: Outcome) -> None:
+    message = item.message
+    logger.warning("dead-lettered a message on %s: %s", message.topic, item.reason)
+    conn.execute(
+        "INSERT INTO dead_letters (topic, device_id, payload, payload_size, reason)"
+        " VALUES (%s, %s, %s, %s, %s)",
+        (message.topic, item.device_id, message.payload[:DEAD_LETTER_KEEP_BYTES],
+         len(message.payload), item.reason))
+    outcome.dead_letters += 1
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

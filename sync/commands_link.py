@@ -1,0 +1,129 @@
+"""The bear's command endpoint on its existing MQTT connection (no second connection).
+
+:class:`CommandsLink` attaches to the bear's :class:`sync.client.MqttLink`: it subscribes
+to ``down/cmd`` and ``down/config`` after every (re)connect and takes those topics with
+paho's ``message_callback_add``, so the link's own ``on_message`` (DeviceSync's acks) is
+untouched. Commands run one at a time on a worker thread, never in paho's network thread;
+each result goes to ``up/cmd-result`` (QoS 1), each config report to ``up/config``
+(QoS 1, retained).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Any
+
+from sync.client import MqttLink
+from sync.protocol import down_topic, up_topic
+
+logger = logging.getLogger(__name__)
+
+PUBLISH_WAIT_S = 5.0
+"""Seconds to wait for the broker's PUBACK of a result before running an after-action."""
+
+
+class CommandsLink:
+    """Feeds ``down/cmd`` and ``down/config`` to a :class:`agent.commands.CommandProcessor`.
+
+    A context manager; :meth:`close` stops the worker (idempotent).
+    """
+
+    def __init__(self, link: MqttLink, processor: Any) -> None:
+        self._link = link
+        self._processor = processor
+        self._device_id = processor.device_id
+        self._jobs: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
+        self._worker = threading.Thread(target=self._work, name="teddy-commands", daemon=True)
+        self._closed = False
+        self.handled = 0
+        """Commands and configs handled so far."""
+
+    def attach(self) -> CommandsLink:
+        """Install the topic callbacks and the subscribe hook; call before ``link.connect``
+        (or any time: it subscribes at once when the link is already up)."""
+        client = self._link.client
+        client.message_callback_add(down_topic(self._device_id, "cmd"), self._on_command)
+        client.message_callback_add(down_topic(self._device_id, "config"), self._on_config)
+        self._link.after_connect(self._subscribe)
+        self._worker.start()
+        if self._link.connected:
+            self._subscribe()
+        return self
+
+    def _subscribe(self) -> None:
+        client = self._link.client
+        client.subscribe(down_topic(self._device_id, "cmd"), qos=1)
+        client.subscribe(down_topic(self._device_id, "config"), qos=1)
+
+    def _on_command(self, client: Any, userdata: Any, message: Any) -> None:
+        self._jobs.put(("cmd", bytes(message.payload)))
+
+    def _on_config(self, client: Any, userdata: Any, message: Any) -> None:
+        self._jobs.put(("config", bytes(message.payload)))
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            kind, payload = job
+            try:
+                if kind == "cmd":
+                    self._run_command(payload)
+                else:
+                    self._apply_config(payload)
+            except Exception:
+                logger.exception("handling a %s message failed", kind)
+            self.handled += 1
+
+    def _run_command(self, payload: bytes) -> None:
+        result, after = self._processor.handle(payload)
+        info = self._link.client.publish(up_topic(self._device_id, "cmd-result"),
+                                         result.to_payload(), qos=1)
+        if after is not None:
+            info.wait_for_publish(timeout=PUBLISH_WAIT_S)
+            after()
+
+    def _apply_config(self, payload: bytes) -> None:
+        report = self._processor.handle_config(payload)
+        if report is not None:
+            self._link.client.publish(up_topic(self._device_id, "config"), report.to_payload(),
+                                      qos=1, retain=True)
+
+    def close(self) -> None:
+        """Stop taking commands; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        client = self._link.client
+        client.message_callback_remove(down_topic(self._device_id, "cmd"))
+        client.message_callback_remove(down_topic(self._device_id, "config"))
+        self._jobs.put(None)
+        if self._worker.is_alive():
+            self._worker.join(timeout=10)
+
+    def __enter__(self) -> CommandsLink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_command_endpoint(link: MqttLink, controls: Any) -> CommandsLink | None:
+    """The command endpoint of a paired bear on its existing link; None while unpaired.
+
+    ``controls`` is an :class:`agent.commands.BearControls`. Call before or after
+    ``link.connect()``; close the returned endpoint before the link.
+    """
+    from agent.commands import CommandProcessor
+    from agent.credentials import CredentialVault
+
+    vault = CredentialVault(controls.settings.store)
+    if not vault.exists():
+        logger.info("not paired: no fleet commands are taken")
+        return None
+    credentials = vault.load()
+    processor = CommandProcessor(controls, credentials.device_id, credentials.fleet_public_key)
+    return CommandsLink(link, processor).attach()

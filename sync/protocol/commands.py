@@ -1,0 +1,168 @@
+"""``down/cmd`` signed commands, ``up/cmd-result``, and ``down/config``/``up/config``.
+
+The cloud signs every command and every desired config with the fleet's Ed25519 key over
+a canonical encoding (:func:`canonical_bytes`: the message without its signature, as
+sorted compact JSON, behind a domain label). The bear checks the signature with the
+fleet public key it received at pairing, the device id, the expiry and the command id
+(never twice). A content-pack bundle inside ``update-content-pack`` is signed on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from config.errors import ProtocolError
+from sync.protocol.base import Message
+
+COMMAND_NAMES = (
+    "ping", "health", "set-volume", "set-config", "delete-data", "export-summary",
+    "restart", "unpair", "update-content-pack",
+)
+"""Every command a bear understands."""
+
+CommandStatus = Literal["done", "rejected", "failed"]
+
+
+class Signed(Message):
+    """A message carrying an Ed25519 signature over its canonical encoding."""
+
+    DOMAIN: ClassVar[bytes] = b"teddy/signed/v1\n"
+    """Prefix of the signed bytes: a signature for one kind never verifies as another."""
+
+    signature: str = Field(default="", max_length=200)
+    """Base64 Ed25519 signature of :func:`canonical_bytes`; empty: unsigned."""
+
+    def canonical_bytes(self) -> bytes:
+        """What is signed: the domain label and the message minus its signature."""
+        return canonical_bytes(self.DOMAIN, self.model_dump(mode="json", exclude={"signature"}))
+
+    def signed_with(self, private_key: Any) -> Signed:
+        """A copy carrying the signature of ``private_key`` (an ``Ed25519PrivateKey``)."""
+        signature = base64.b64encode(private_key.sign(self.canonical_bytes())).decode()
+        return self.model_copy(update={"signature": signature})
+
+    def verify(self, public_key: bytes) -> None:
+        """Raise :class:`ProtocolError` unless signed by the holder of ``public_key``."""
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        name = type(self).__name__
+        if not self.signature:
+            raise ProtocolError(f"{name} is unsigned")
+        try:
+            signature = base64.b64decode(self.signature, validate=True)
+            Ed25519PublicKey.from_public_bytes(public_key).verify(signature,
+                                                                  self.canonical_bytes())
+        except (InvalidSignature, ValueError):
+            raise ProtocolError(f"{name} signature does not verify with the fleet key "
+                                "(signed by another key, or altered)") from None
+
+
+def canonical_bytes(domain: bytes, data: dict[str, Any]) -> bytes:
+    """``domain`` followed by ``data`` as sorted, compact, ASCII JSON."""
+    return domain + json.dumps(data, sort_keys=True, separators=(",", ":"),
+                               ensure_ascii=True, allow_nan=False).encode()
+
+
+class Command(Signed):
+    """``down/cmd``: one signed command for one bear, QoS 1."""
+
+    MAX_BYTES: ClassVar[int] = 256 * 1024
+    DOMAIN: ClassVar[bytes] = b"teddy/cmd/v1\n"
+
+    v: Literal[1] = 1
+    """Schema version."""
+    id: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
+    """Unique command id; a bear runs an id at most once."""
+    device_id: str = Field(min_length=3, max_length=64)
+    """The bear it is for (signed: a command for one bear is refused by another)."""
+    name: str = Field(min_length=1, max_length=64)
+    """One of :data:`COMMAND_NAMES` (an unknown name is refused by the bear, with a reason)."""
+    args: dict[str, Any] = Field(default_factory=dict)
+    """Arguments of the command."""
+    issued_at: float = Field(ge=0)
+    """When the cloud issued it, Unix time in seconds."""
+    expires_at: float = Field(ge=0)
+    """After this Unix time (seconds) the bear refuses it."""
+
+
+class CommandResult(Message):
+    """``up/cmd-result``: what became of one command, QoS 1."""
+
+    MAX_BYTES: ClassVar[int] = 256 * 1024
+
+    v: Literal[1] = 1
+    """Schema version."""
+    id: str = Field(min_length=1, max_length=64)
+    """The command's id (as received, even when the command was refused)."""
+    device_id: str = Field(min_length=3, max_length=64)
+    """The answering bear."""
+    name: str = Field(default="", max_length=64)
+    """The command's name, as received."""
+    status: CommandStatus
+    """``done``; ``rejected`` (not run: unsigned, expired, replayed, foreign, invalid);
+    ``failed`` (ran and failed)."""
+    reason: str = Field(default="", max_length=1000)
+    """Why it was rejected or failed; one line, never a transcript."""
+    data: dict[str, Any] = Field(default_factory=dict)
+    """What the command returned (counts, health readings); never a transcript."""
+    finished_at: float = Field(ge=0)
+    """Unix time, seconds."""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the command ran to the end."""
+        return self.status == "done"
+
+
+class ConfigDesired(Signed):
+    """``down/config``: the config the fleet wants this bear to run, retained, signed."""
+
+    DOMAIN: ClassVar[bytes] = b"teddy/config/v1\n"
+
+    v: Literal[1] = 1
+    """Schema version."""
+    device_id: str = Field(min_length=3, max_length=64)
+    """The bear it is for."""
+    version: int = Field(ge=1)
+    """Increases with every change; a bear refuses a version older than one it applied."""
+    values: dict[str, Any] = Field(default_factory=dict, max_length=200)
+    """Dotted setting names (``voice.tts_volume``) and their wanted values."""
+    issued_at: float = Field(ge=0)
+    """Unix time, seconds."""
+
+
+class ConfigReported(Message):
+    """``up/config``: what the bear made of a desired config, retained."""
+
+    v: Literal[1] = 1
+    """Schema version."""
+    device_id: str = Field(min_length=3, max_length=64)
+    """The reporting bear."""
+    version: int = Field(ge=0)
+    """The desired version this answers (0: none received yet)."""
+    applied: dict[str, Any] = Field(default_factory=dict)
+    """Settings now in force (changed live)."""
+    pending_restart: dict[str, Any] = Field(default_factory=dict)
+    """Valid settings that take effect at the next restart."""
+    rejected: dict[str, str] = Field(default_factory=dict)
+    """Settings refused, each with its one-line reason (nothing of a refused config is applied)."""
+    reported_at: float = Field(ge=0)
+    """Unix time, seconds."""
+
+
+class ContentBundle(Signed):
+    """A content-pack update (``update-content-pack``), signed on its own."""
+
+    DOMAIN: ClassVar[bytes] = b"teddy/content/v1\n"
+
+    v: Literal[1] = 1
+    """Schema version."""
+    version: int = Field(ge=1)
+    """Content version; a bear refuses a version not newer than the one it runs."""
+    files: dict[str, str] = Field(min_length=1, max_length=32)
+    """File name (``jokes.json``...) to its full JSON text; files not named stay as they are."""

@@ -1,0 +1,69 @@
+"""``up/health`` (a periodic health sample, QoS 0) and ``up/alerts`` (raised or cleared, QoS 1).
+
+Neither ever carries a transcript: metrics are numbers, alert messages one line, alert
+details small machine-readable facts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from sync.protocol.base import Message
+
+MetricValue = float | None
+
+
+class HealthSample(Message):
+    """``up/health``: one sample of the bear's own health."""
+
+    MAX_BYTES: ClassVar[int] = 16 * 1024
+
+    v: Literal[1] = 1
+    """Schema version."""
+    device_id: str = Field(min_length=3, max_length=64)
+    """The sending bear; must equal the device id in the topic."""
+    sampled_at: float = Field(ge=0)
+    """When the sample was taken, Unix time in seconds."""
+    metrics: dict[str, MetricValue] = Field(max_length=128)
+    """Metric name -> value in the metric's unit (None: unknown on this machine)."""
+    open_alerts: list[str] = Field(default_factory=list, max_length=64)
+    """Kinds of the alerts open right now."""
+
+    @field_validator("metrics")
+    @classmethod
+    def _short_names(cls, metrics: dict[str, MetricValue]) -> dict[str, MetricValue]:
+        long = [name for name in metrics if len(name) > 64]
+        if long:
+            raise ValueError(f"metric name {long[0][:70]!r} is longer than 64 characters")
+        return metrics
+
+
+class AlertMessage(Message):
+    """``up/alerts``: an alert raised or cleared on the bear."""
+
+    MAX_BYTES: ClassVar[int] = 8 * 1024
+
+    v: Literal[1] = 1
+    """Schema version."""
+    device_id: str = Field(min_length=3, max_length=64)
+    """The sending bear; must equal the device id in the topic."""
+    alert_id: str = Field(min_length=1, max_length=64)
+    """Stable id of the alert on the bear; its raise and its clear carry the same id."""
+    state: Literal["raised", "cleared"]
+    """Whether this announces the alert or its end."""
+    kind: str = Field(min_length=1, max_length=100)
+    """Alert kind, e.g. ``"sync.broker_unreachable"``; ``wellbeing.*`` goes to parents."""
+    severity: Literal["info", "warning", "high", "critical"]
+    """How urgent it is."""
+    message: str = Field(max_length=500)
+    """One line for a person; never a transcript."""
+    rule: str | None = Field(default=None, max_length=64)
+    """The bear's health rule that raised it; None for a one-shot alert from a part."""
+    details: dict[str, Any] = Field(default_factory=dict)
+    """Machine-readable facts (numbers, categories)."""
+    raised_at: float = Field(ge=0)
+    """Unix time in seconds."""
+    cleared_at: float | None = Field(default=None, ge=0)
+    """Unix time in seconds, with ``state="cleared"``."""

@@ -1,0 +1,226 @@
+"""Shared parts of the pairing, command and fleet tests: an authenticating Mosquitto with
+the production ACL shape, a bear's settings, a speaking fake, and a real pairing run."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+import time
+from pathlib import Path
+
+from support import Mosquitto
+
+from config.settings import Settings
+from sync.cloud import broker_accounts
+
+CLOUD_PASSWORD = secrets.token_urlsafe(16)
+CLAIM_PASSWORD = secrets.token_urlsafe(16)
+
+ACL = """\
+user cloud
+topic readwrite teddy/#
+
+pattern readwrite teddy/v1/claim/%c/#
+pattern write teddy/v1/%u/up/#
+pattern read teddy/v1/%u/down/#
+"""
+
+
+class SecureBroker(Mosquitto):
+    """Mosquitto refusing anonymous clients: a cloud user, the claim user, bears added by
+    pairing (password file + SIGHUP), and an ACL confining each bear and each claim."""
+
+    def __init__(self, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.passwd = workdir / "passwd"
+        self.acl = workdir / "acl"
+        self.pid_file = workdir / "mosquitto.pid"
+        broker_accounts.set_account(self.passwd, "cloud", CLOUD_PASSWORD)
+        broker_accounts.set_account(self.passwd, "claim", CLAIM_PASSWORD)
+        self.acl.write_text(ACL)
+        super().__init__(workdir, anonymous=False, extra_config=(
+            f"password_file {self.passwd}\nacl_file {self.acl}\npid_file {self.pid_file}\n"
+            "user root\n"))
+
+
+def cloud_env(base: dict[str, str], broker: SecureBroker, tmp_path: Path) -> dict[str, str]:
+    """Environment of ``teddy-cloud`` as the fleet's operator."""
+    env = dict(base)
+    env.update({
+        "TEDDY_MQTT__PORT": str(broker.port),
+        "TEDDY_MQTT__USERNAME": "cloud",
+        "TEDDY_MQTT__PASSWORD": CLOUD_PASSWORD,
+        "TEDDY_STORE__DATA_DIR": str(tmp_path / "cloud"),
+        "TEDDY_FLEET__SIGNING_KEY_FILE": str(tmp_path / "cloud" / "fleet-signing.key"),
+        "TEDDY_FLEET__BROKER_PASSWORD_FILE": str(broker.passwd),
+        "TEDDY_FLEET__BROKER_PID_FILE": str(broker.pid_file),
+        "TEDDY_FLEET__CLAIM_COLLECT_S": "0.5",
+        "TEDDY_FLEET__WAIT_S": "15",
+    })
+    return env
+
+
+def cloud_settings(broker: SecureBroker, dsn: str, tmp_path: Path, **fleet: object) -> Settings:
+    """The same cloud, in-process."""
+    return Settings(
+        mqtt={"port": broker.port, "username": "cloud", "password": CLOUD_PASSWORD},
+        cloud={"pg_dsn": dsn},
+        store={"data_dir": tmp_path / "cloud"},
+        fleet={"signing_key_file": tmp_path / "cloud" / "fleet-signing.key",
+               "broker_password_file": broker.passwd, "broker_pid_file": broker.pid_file,
+               "claim_collect_s": 0.5, "wait_s": 15, **fleet},
+    )
+
+
+def bear_settings(broker: SecureBroker, data_dir: Path, **pairing: object) -> Settings:
+    """A bear with the claim credential and a unique device id."""
+    return Settings(
+        device={"id": f"bear-{secrets.token_hex(4)}"},
+        store={"data_dir": data_dir},
+        mqtt={"port": broker.port},
+        sync={"ack_timeout": 2, "once_timeout": 20},
+        pairing={"claim_password": CLAIM_PASSWORD, "hold_pair_s": 0.3, "hold_reset_s": 1.2,
+                 **pairing},
+    )
+
+
+class SpeakingFake:
+    """Stands in for ``agent.voice.speech.Voice.say``: takes the time speech takes and
+    remembers what was said (the test is the parent listening)."""
+
+    def __init__(self, seconds_per_word: float = 0.01) -> None:
+        self.said: list[str] = []
+        self._spoken = threading.Condition()
+        self._per_word = seconds_per_word
+
+    def say(self, text: str) -> bool:
+        time.sleep(self._per_word * len(text.split()))
+        with self._spoken:
+            self.said.append(text)
+            self._spoken.notify_all()
+        return True
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[str]:
+        with self._spoken:
+            if not self._spoken.wait_for(lambda: len(self.said) >= count, timeout):
+                raise TimeoutError(f"the bear said {self.said!r}, wanted {count} utterances")
+            return list(self.said)
+
+    def code(self, index: int = -1) -> str:
+        """The digits of an utterance ("My pairing code is 4, 7, ...")."""
+        return "".join(re.findall(r"\d", self.said[index]))
+
+
+class RecordingLed:
+    """An LED stand-in for logic-only tests: remembers the states shown."""
+
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+
+    def show(self, state: str) -> None:
+        self.shown.append(state)
+
+
+def pair_bear(bear: Settings, cloud: Settings, conn, parent: str = "sam@example.org",
+              scopes: tuple[str, ...] = ("keep", "sync"), led=None):
+    """Pair ``bear`` for real (claim over MQTT, approval in-process); returns the outcome."""
+    from agent.pairing import Pairing
+    from sync.cloud.pairing import approve
+
+    voice = SpeakingFake()
+    pairing = Pairing(bear, bear.device.id, led or RecordingLed(), voice.say)
+    pairing.start()
+    voice.wait_for(1)
+    approve(cloud, conn, voice.code(), parent, scopes)
+    outcome = pairing.wait(20)
+    pairing.close()
+    assert outcome is not None and outcome.status == "approved", outcome
+    return outcome
+
+
+# --- fixtures (imported by the test modules that use them) -------------------------------
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def secure_broker(tmp_path: Path):
+    """An authenticating Mosquitto of the test's own."""
+    broker = SecureBroker(tmp_path / "broker")
+    broker.start()
+    yield broker
+    broker.kill()
+
+
+@pytest.fixture
+def cloud(secure_broker: SecureBroker, database, tmp_path: Path) -> Settings:
+    """The cloud's settings, in-process."""
+    return cloud_settings(secure_broker, database.dsn, tmp_path)
+
+
+@pytest.fixture
+def bear(secure_broker: SecureBroker, data_dir: Path) -> Settings:
+    """A new bear's settings."""
+    return bear_settings(secure_broker, data_dir)
+
+
+@pytest.fixture
+def pins():
+    """gpiozero's MockFactory with PWM pins (the simulated twin of the Pi's GPIO)."""
+    from hardware.pins import make_pin_factory
+
+    factory = make_pin_factory(Settings().pins)
+    yield factory
+    factory.close()
+
+
+class RunningBear:
+    """A paired bear online as itself: its store, DeviceSync, and the command endpoint on
+    DeviceSync's own MQTT link."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.restarts = 0
+        self.unpaired = threading.Event()
+
+    def __enter__(self) -> RunningBear:
+        from agent.commands import BearControls, CommandProcessor
+        from agent.credentials import CredentialVault
+        from agent.pairing import connect_with_retry, paired_settings
+        from agent.store import ConversationStore
+        from sync.commands_link import CommandsLink
+
+        settings = self.settings
+        credentials = CredentialVault(settings.store).load()
+        self.store = ConversationStore.open(settings.store)
+        self.sync = connect_with_retry(lambda: _connected_sync(paired_settings(settings),
+                                                               self.store))
+        controls = BearControls(settings, store=lambda: self.store, restart=self._restart,
+                                unpaired=self.unpaired.set)
+        self.processor = CommandProcessor(controls, settings.device.id,
+                                          credentials.fleet_public_key)
+        self.commands = CommandsLink(self.sync.link, self.processor).attach()
+        time.sleep(0.2)  # SUBACK of down/cmd and down/config
+        return self
+
+    def _restart(self) -> None:
+        self.restarts += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.commands.close()
+        self.sync.close()
+        self.store.close()
+
+
+def _connected_sync(settings: Settings, store):
+    from config.errors import SyncError
+    from sync.device import DeviceSync
+
+    sync = DeviceSync(settings, store, settings.device.id, "test")
+    try:
+        sync.connect()
+    except SyncError:
+        sync.close()
+        raise
+    return sync

@@ -1,0 +1,130 @@
+"""The docs say what the code does: generated parts are current, hand-written parts are checked."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.store.consent import Scope
+from config.settings import StoreSettings
+from sync import protocol
+
+REPO = Path(__file__).resolve().parent.parent
+GEN_DOCS = REPO / "scripts" / "gen-docs"
+START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
+
+
+def gen_docs(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(GEN_DOCS), *args], capture_output=True,
+                          text=True, timeout=60, cwd=REPO)
+
+
+def test_generated_docs_are_up_to_date() -> None:
+    """Regenerates README's config reference and docs/protocol.md and diffs them."""
+    result = gen_docs("--check")
+    assert result.returncode == 0, result.stderr + "\nrun scripts/gen-docs and commit the result"
+
+
+def test_check_catches_stale_docs_and_a_rewrite_touches_only_the_generated_part(
+    tmp_path: Path,
+) -> None:
+    readme, doc = tmp_path / "README.md", tmp_path / "protocol.md"
+    shutil.copy(REPO / "README.md", readme)
+    head = readme.read_text().partition(START)[0]
+    readme.write_text(head + f"{START}\nold reference\n{END}\n\nafter the markers\n")
+    doc.write_text("# stale\n")
+    args = ("--readme", str(readme), "--protocol", str(doc))
+    stale = gen_docs("--check", *args)
+    assert stale.returncode == 1
+    assert str(readme) in stale.stderr and str(doc) in stale.stderr
+    assert gen_docs(*args).returncode == 0
+    assert gen_docs("--check", *args).returncode == 0
+    text = readme.read_text()
+    assert text.startswith(head) and text.endswith(f"{END}\n\nafter the markers\n")
+    assert "old reference" not in text
+
+
+def test_the_reference_names_every_settings_key_with_its_environment_variable() -> None:
+    from config.settings import Settings
+
+    reference = (REPO / "README.md").read_text().partition(START)[2].partition(END)[0]
+    for section in Settings.model_fields:
+        assert f"### `[{section}]`" in reference or f"### `[{section}." in reference, section
+    assert "| `retention_days` | int | `30` |" in reference
+    assert "`TEDDY_MQTT__TLS__CA_FILE`" in reference
+    assert "postgresql://" not in reference  # secrets are never printed, not even defaults
+
+
+def test_the_protocol_doc_has_every_message_and_topic() -> None:
+    text = (REPO / "docs" / "protocol.md").read_text()
+    messages = [name for name in protocol.__all__
+                if isinstance(getattr(protocol, name), type)
+                and issubclass(getattr(protocol, name), protocol.Message)
+                and name != "Message"]
+    assert len(messages) >= 5
+    for name in messages:
+        assert f"#### {name}\n" in text, name
+    for topic in ("up/turns", "down/ack", "up/status"):
+        assert f"`teddy/v1/<device_id>/{topic}`" in text
+
+
+# --- docs/privacy.md, for parents, checked against the code ------------------------------
+
+
+def privacy() -> str:
+    return (REPO / "docs" / "privacy.md").read_text()
+
+
+def test_privacy_names_the_retention_default_of_the_config() -> None:
+    default = StoreSettings.model_fields["retention_days"].default
+    stated = {int(days) for days in re.findall(r"\*\*(?:[^*]*?: )?(\d+) days\*\*", privacy())}
+    assert stated == {default}, f"privacy.md says {stated} days, config says {default}"
+    limits = {type(m).__name__: m for m in StoreSettings.model_fields["retention_days"].metadata}
+    assert f"from {limits['Ge'].ge} day up to {limits['Le'].le // 365} years" in privacy()
+
+
+def test_privacy_names_exactly_the_consent_scopes_of_the_code() -> None:
+    table = privacy().partition("## What you can allow")[2].partition("\n## ")[0]
+    stated = re.findall(r"^\| `([a-z]+)` \|", table, re.MULTILINE)
+    assert sorted(stated) == sorted(scope.value for scope in Scope)
+
+
+# --- docs/operations.md: every command it tells an operator to run exists ----------------
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+@pytest.mark.parametrize("program", ["teddy", "teddy-cloud"])
+def test_operations_commands_exist(program: str) -> None:
+    from agent.cli import build_parser as bear_parser
+    from sync.cloud.cli import build_parser as cloud_parser
+
+    parser = bear_parser() if program == "teddy" else cloud_parser()
+    text = (REPO / "docs" / "operations.md").read_text()
+    used = re.findall(  # a command, not "sudo -u teddy" nor a path like /opt/teddy
+        rf"(?<![\w/-])(?<!-u ){re.escape(program)} ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?", text)
+    assert used
+    for command, action in used:
+        assert command in subcommands(parser), f"docs/operations.md: {program} {command}"
+        nested = subcommands(subcommands(parser)[command])
+        if nested and action:
+            assert action in nested, f"docs/operations.md: {program} {command} {action}"
+
+
+def test_operations_names_every_unit_and_script() -> None:
+    text = (REPO / "docs" / "operations.md").read_text()
+    for unit in (REPO / "systemd").glob("*.service"):
+        assert unit.name.replace("@.service", "@") in text, unit.name
+    for script in ("install-pi", "provision-device"):
+        assert f"scripts/{script}" in text
