@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from pydantic import ValidationError
 
+from agent.store.cli import consent_revoke
 from config.errors import ConfigError, TeddyError
 from config.settings import Settings, format_validation_error, load_settings
 
@@ -43,12 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _plugin_registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
     """Sub-commands that live beside the code they drive (safety, voice...)."""
     from agent.health.cli import register as health
+    from agent.pairing_cli import register as pairing
     from agent.safety.cli import register as safety
     from agent.store.cli import register as store
     from agent.update.cli import register as update
     from agent.voice.cli import register as voice
 
-    return [store, safety, voice, health, update]
+    return [store, safety, voice, health, update, pairing]
 
 
 def _add_chat(commands: argparse._SubParsersAction) -> None:
@@ -68,8 +70,6 @@ def _add_consent(commands: argparse._SubParsersAction) -> None:
     grant.add_argument("--scopes", default="keep,sync",
                        help="comma list of keep, sync, name (default: keep,sync)")
     grant.set_defaults(func=_consent_grant)
-    from agent.store.cli import consent_revoke
-
     revoke = sub.add_parser("revoke", help="stop keeping new turns (--delete: and shred the kept)")
     revoke.add_argument("--delete", action="store_true",
                         help="also crypto-shred every kept conversation (unrecoverable)")
@@ -157,18 +157,6 @@ def _consent_grant(args: argparse.Namespace, settings: Settings) -> int:
         consent = store.grant_consent(args.parent, scopes)
     device_id(settings, create=True)
     print(f"consent recorded: {','.join(s.value for s in consent.scopes)}")
-    return 0
-
-
-def _consent_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    from agent.store import ConversationStore
-
-    if not ConversationStore.exists(settings.store):
-        print("no consent on record; nothing is kept")
-        return 0
-    with ConversationStore.open(settings.store) as store:
-        had = store.revoke_consent()
-    print("consent revoked; new turns are not kept" if had else "no consent was in force")
     return 0
 
 

@@ -35,7 +35,7 @@ from sync.protocol import (
 
 logger = logging.getLogger(__name__)
 
-SEEN_FILE = "commands-seen.json"
+SEEN_FILE = "commands-seen.jsonl"
 """File in the data dir keeping accepted command ids and the last config version."""
 MAX_CLOCK_SKEW_S = 300.0
 """Seconds a command may appear to be issued in the future (clocks differ)."""
@@ -48,17 +48,42 @@ class CommandRejected(TeddyError, PermissionError):
 
 
 class SeenCommands:
-    """Ids of accepted commands (until they expire) and the last applied config version."""
+    """Ids of accepted commands (until they expire) and the last applied config version.
+
+    An append-only JSON-lines file, fsynced per line (constant cost per command); expired
+    ids are dropped when the file is compacted at load.
+    """
+
+    COMPACT_AFTER = 1000
+    """Lines past which loading rewrites the file without expired ids."""
 
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self.path = path
-        """The JSON file they are kept in."""
+        """The JSON-lines file they are kept in."""
         self._clock = clock
         self._lock = threading.Lock()
-        data = json.loads(path.read_text()) if path.exists() else {}
-        self._ids: dict[str, float] = dict(data.get("ids", {}))
-        self.config_version: int = int(data.get("config_version", 0))
+        self._ids: dict[str, float] = {}
+        self.config_version = 0
         """Highest desired-config version applied."""
+        lines = self._load()
+        if lines > self.COMPACT_AFTER:
+            self._compact()
+
+    def _load(self) -> int:
+        if not self.path.exists():
+            return 0
+        count = 0
+        for line in self.path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a torn last line after power loss
+            count += 1
+            if "id" in entry:
+                self._ids[entry["id"]] = float(entry["expires_at"])
+            elif "config_version" in entry:
+                self.config_version = int(entry["config_version"])
+        return count
 
     def seen(self, command_id: str) -> bool:
         """Whether ``command_id`` was accepted before."""
@@ -68,22 +93,31 @@ class SeenCommands:
     def remember(self, command_id: str, expires_at: float) -> None:
         """Record an accepted id durably (before the command runs: at most once)."""
         with self._lock:
-            now = self._clock()
-            self._ids = {i: e for i, e in self._ids.items() if e + MAX_CLOCK_SKEW_S > now}
             self._ids[command_id] = expires_at
-            self._write()
+            self._append({"id": command_id, "expires_at": expires_at})
 
     def set_config_version(self, version: int) -> None:
         """Record the applied desired-config version durably."""
         with self._lock:
             self.config_version = version
-            self._write()
+            self._append({"config_version": version})
 
-    def _write(self) -> None:
+    def _append(self, entry: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(entry) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def _compact(self) -> None:
+        now = self._clock()
+        self._ids = {i: e for i, e in self._ids.items() if e + MAX_CLOCK_SKEW_S > now}
+        lines = [json.dumps({"config_version": self.config_version})]
+        lines += [json.dumps({"id": i, "expires_at": e}) for i, e in self._ids.items()]
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"ids": self._ids, "config_version": self.config_version}))
-        with tmp.open("rb") as handle:
+        with tmp.open("w") as handle:
+            handle.write("\n".join(lines) + "\n")
+            handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, self.path)
 
@@ -141,10 +175,19 @@ class ContentArgs(_Args):
     """The signed bundle."""
 
 
+class UpdateArgs(_Args):
+    """``update``."""
+
+    release_url: str = Field(min_length=1, max_length=2048)
+    """Directory URL of the signed release (ends in ``/``)."""
+    version: str = Field(min_length=1, max_length=64)
+    """The release's version, as the rollout records it."""
+
+
 ARG_MODELS: dict[str, type[_Args]] = {
     "ping": NoArgs, "health": NoArgs, "set-volume": VolumeArgs, "set-config": ConfigArgs,
     "delete-data": DeleteArgs, "export-summary": NoArgs, "restart": NoArgs,
-    "unpair": UnpairArgs, "update-content-pack": ContentArgs,
+    "unpair": UnpairArgs, "update-content-pack": ContentArgs, "update": UpdateArgs,
 }
 
 
@@ -162,6 +205,8 @@ class BearControls:
     """Restarts the bear (the runtime exits and systemd starts it again)."""
     unpaired: Callable[[], None] | None = None
     """Told after the bear dropped its credentials (the runtime goes back to unpaired)."""
+    is_busy: Callable[[], bool] = lambda: False
+    """Whether a child is mid-conversation (updates wait until it is not)."""
 
 
 class CommandProcessor:
@@ -321,6 +366,19 @@ class CommandProcessor:
 
         return Outcome(install_bundle(args.bundle, self.fleet_key,
                                       Path(self.controls.settings.store.data_dir)))
+
+    def _update(self, args: UpdateArgs) -> Outcome:
+        from agent.update import Updater, UpdateDeferred, UpdateRefused
+
+        try:
+            with Updater(self.controls.settings, is_busy=self.controls.is_busy) as updater:
+                result = updater.apply(args.release_url)
+        except UpdateDeferred as exc:
+            return Outcome({"outcome": "deferred", "reason": str(exc), "version": args.version})
+        except UpdateRefused as exc:
+            return Outcome({"outcome": "refused", "reason": str(exc), "version": args.version})
+        return Outcome({"outcome": result.outcome, "reason": result.reason,
+                        "running": result.running, "version": result.version})
 
     # --- desired config ------------------------------------------------------------------
 

@@ -84,6 +84,7 @@ class Lifecycle:
             self.notifier.ready("config reload failed; running config kept")
             return
         configure_logging(fresh.logging.level, fresh)
+        logger.debug("reload %d: logging.level now %s", self.reloads + 1, fresh.logging.level)
         changed = [name for name in type(fresh).model_fields if name not in LIVE_SECTIONS
                    and getattr(fresh, name) != getattr(self.settings, name)]
         self.settings = fresh

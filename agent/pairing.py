@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import queue
 import secrets
 import threading
@@ -243,7 +244,8 @@ class Pairing:
         link.after_connect(lambda: link.client.subscribe(answer_topic, qos=1))
         with link:
             link.connect()
-            link.client.publish(request_topic, request.to_payload(), qos=1, retain=True)
+            link.client.publish(request_topic, request.to_payload(), qos=1, retain=True,
+                                properties=self._expiring())
             logger.info("claim %s published; speaking the code", claim_id)
             self._speak_code(code)
             deadline = time.monotonic() + self.settings.pairing.code_ttl_s - (
@@ -254,6 +256,16 @@ class Pairing:
         if outcome.status == "approved" and self._on_paired is not None:
             self._on_paired(self.vault.load())
         return outcome
+
+    def _expiring(self) -> Any:
+        """MQTT v5 properties: the broker drops the retained request when the code expires
+        (even if this bear loses power before it can clear it)."""
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.MessageExpiryInterval = max(1, math.ceil(self.settings.pairing.code_ttl_s))
+        return properties
 
     def _claim_mqtt(self) -> MqttSettings:
         pairing = self.settings.pairing
@@ -331,6 +343,12 @@ class Pairing:
         self._cancel.set()
         if self._worker is not None and self._worker is not threading.current_thread():
             self._worker.join(timeout=5)
+
+    def __enter__(self) -> Pairing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def paired_settings(settings: Settings) -> Settings:

@@ -24,9 +24,13 @@ LIVE_KEYS = frozenset({
     "store.retention_days", "sync.batch_size", "sync.max_inflight", "sync.ack_timeout",
 })
 """Settings a running bear changes at once; other settable ones wait for a restart."""
-REMOTE_FORBIDDEN = ("device.", "store.data_dir", "store.db_name", "store.key_file",
-                    "store.key_provider", "mqtt.", "cloud.", "pairing.", "fleet.")
-"""Prefixes of settings the fleet may not change (identity, keys, where the broker is)."""
+REMOTE_SECTIONS = frozenset({"voice", "dialogue", "logging", "sync", "health", "pins", "audio",
+                             "store"})
+"""Sections the fleet may change; never identity, broker, cloud, pairing, update or notify
+(their keys decide who the bear trusts and where its data goes)."""
+REMOTE_FORBIDDEN = frozenset({"store.key_provider", "store.db_name"})
+"""Keys of those sections the fleet may not change either. Any key naming a file (a
+``Path``) or holding a secret is refused as well."""
 
 ConfigListener = Callable[[str, Any], None]
 
@@ -93,12 +97,15 @@ class ConfigApplier:
         return outcome
 
     def _validate(self, key: str, value: Any) -> Any:
-        if any(key == p.rstrip(".") or key.startswith(p) for p in REMOTE_FORBIDDEN):
-            raise ValueError(f"{key} cannot be set remotely — change it on the bear")
         *path, name = key.split(".")
         section = self._section(key, path)
-        if name not in type(section).model_fields:
+        field = type(section).model_fields.get(name)
+        if field is None:
             raise ValueError(f"{key} is not a setting")
+        kind = str(field.annotation)
+        if (path[0] not in REMOTE_SECTIONS or key in REMOTE_FORBIDDEN or "Path" in kind
+                or "Secret" in kind):
+            raise ValueError(f"{key} cannot be set remotely — change it on the bear")
         try:
             checked = type(section).model_validate({**section.model_dump(), name: value})
         except ValidationError as exc:

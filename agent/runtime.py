@@ -50,13 +50,15 @@ class Bear:
 @contextmanager
 def open_bear(settings: Settings) -> Iterator[Bear]:
     """Build a bear from settings; closes the store on exit."""
-    store = ConversationStore.open(settings.store) if ConversationStore.exists(settings.store) else None
+    alerts = AlertSink()
+    store = None
+    if ConversationStore.exists(settings.store):
+        store = ConversationStore.open(settings.store, alerts=alerts)
     try:
         consent = store.consent() if store is not None else None
         remember_name = consent is not None and consent.allows(Scope.NAME)
         safety = default_filter()
         dialogue = DialogueEngine(age_band=settings.dialogue.age_band, remember_name=remember_name)
-        alerts = AlertSink()
         conversation = Conversation(safety, dialogue, alerts, store)
         logger.info("bear ready (consent: %s)", "yes" if consent else "none; keeping nothing")
         yield Bear(settings, safety, dialogue, alerts, store, conversation)

@@ -136,6 +136,9 @@ DEFAULT_RULES: dict[str, RuleSettings] = {
                           "{value:.0f} conversation store errors recently"),
     "key_file_insecure": _rule("security.key_file_insecure", "key_file_insecure", ">=", 1, 1, 0,
                                "critical", "the key file is readable by others (must be 0600)"),
+    "retention_overdue": _rule(
+        "privacy.retention_overdue", "retention_overdue_days", ">", 1.0, 0.0, 0, "high",
+        "conversations are kept {value:.1f} days past the retention promised to parents"),
     "repeated_escalations": _rule(
         "wellbeing.repeated_escalations", "safety_escalations", ">=", 3, 1, 0, "critical",
         "the child said several worrying things recently"),

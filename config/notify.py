@@ -2,7 +2,10 @@
 
 Channels are named; each has a ``type`` and an ``audience``. Wellbeing alerts
 (``wellbeing.*``) go only to ``parent`` channels, every other alert only to ``operator``
-channels. In TOML::
+channels. A parent e-mail channel with ``to_parent = true`` writes to the parent on record
+for the alert's bear (its active consent), so in a fleet each family hears only about its
+own child; other parent channels (a webhook to the parent app's backend, a fixed address)
+get the device id and must route it themselves. In TOML::
 
     [notify.channels.ops-slack]
     type = "slack"
@@ -111,12 +114,24 @@ class EmailChannel(ChannelBase):
     """SMTP password."""
     sender: str
     """From address."""
-    to: list[str] = Field(min_length=1)
-    """Recipient addresses."""
+    to: list[str] = Field(default_factory=list)
+    """Recipient addresses (required unless ``to_parent``)."""
+    to_parent: bool = False
+    """Send to the parent(s) with an active consent for the alert's bear (``consents``
+    table) instead of ``to``: each family hears only about its own child."""
     starttls: bool = True
     """Require STARTTLS (only a test server on localhost may turn it off)."""
     ca_file: Path | None = None
     """CA bundle to trust for the server's certificate; None: the system's."""
+
+    @model_validator(mode="after")
+    def _recipients(self) -> EmailChannel:
+        if self.to_parent and self.audience != "parent":
+            raise ValueError("to_parent needs audience = \"parent\" (operators get no "
+                             "parent's address)")
+        if not self.to_parent and not self.to:
+            raise ValueError("an e-mail channel needs `to` addresses or to_parent = true")
+        return self
 
     @model_validator(mode="after")
     def _tls_unless_local(self) -> EmailChannel:

@@ -16,6 +16,7 @@ import functools
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +83,7 @@ class MqttLink:
         self._connect_hooks: list[Callable[[], None]] = []
         self._last_connect_reason: Any = None
         self._supervisor: threading.Thread | None = None
+        self._attempt_at: float | None = None
         self._configure(will)
 
     def _configure(self, will: LastWill | None) -> None:
@@ -130,6 +132,7 @@ class MqttLink:
         self._last_connect_reason = reason
         if not reason.is_failure:
             self.connects += 1
+            self._attempt_at = None
             self.backoff.reset()
             self._connected.set()
             logger.info("connected to MQTT broker %s:%s", self.settings.host, self.settings.port)
@@ -137,7 +140,8 @@ class MqttLink:
                 hook()
         self._connect_answered.set()
 
-    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
+                       props: Any) -> None:
         self._connected.clear()
         if not self._closing.is_set():
             logger.warning("disconnected from MQTT broker: %s", reason)
@@ -208,7 +212,10 @@ class MqttLink:
     def _supervise(self, first_now: bool) -> None:
         while not self._closing.is_set():
             self._lost.wait(1.0)
-            if not self._lost.is_set() or self._closing.is_set():
+            if self._attempt_stalled():
+                logger.info("no CONNACK from %s within %g s; trying again", self._where(),
+                            self.settings.connect_timeout)
+            elif not self._lost.is_set() or self._closing.is_set():
                 continue
             self._lost.clear()
             self.client.loop_stop()  # the old network thread has ended or ends now
@@ -223,6 +230,7 @@ class MqttLink:
                 if self._closing.wait(delay):
                     return
             immediately = False
+            self._attempt_at = time.monotonic()
             try:
                 self.client.reconnect()
             except OSError as exc:
@@ -231,11 +239,19 @@ class MqttLink:
             self.client.loop_start()
             return
 
+    def _attempt_stalled(self) -> bool:
+        """An attempt that neither connected nor reported a loss in ``connect_timeout``
+        (paho's network thread can end silently, e.g. on a socket it cannot select)."""
+        if self._connected.is_set() or self._attempt_at is None or self._closing.is_set():
+            return False
+        return time.monotonic() - self._attempt_at > self.settings.connect_timeout
+
     def close(self) -> None:
         """Disconnect cleanly and stop the network threads. Idempotent."""
         if self._closing.is_set():
             return
         self._closing.set()
+        self._lost.set()  # wakes the supervisor, which sees the closing and ends
         try:
             if self._connected.is_set():
                 self.client.disconnect()

@@ -139,42 +139,6 @@ def pair_bear(bear: Settings, cloud: Settings, conn, parent: str = "sam@example.
     return outcome
 
 
-# --- fixtures (imported by the test modules that use them) -------------------------------
-
-import pytest  # noqa: E402
-
-
-@pytest.fixture
-def secure_broker(tmp_path: Path):
-    """An authenticating Mosquitto of the test's own."""
-    broker = SecureBroker(tmp_path / "broker")
-    broker.start()
-    yield broker
-    broker.kill()
-
-
-@pytest.fixture
-def cloud(secure_broker: SecureBroker, database, tmp_path: Path) -> Settings:
-    """The cloud's settings, in-process."""
-    return cloud_settings(secure_broker, database.dsn, tmp_path)
-
-
-@pytest.fixture
-def bear(secure_broker: SecureBroker, data_dir: Path) -> Settings:
-    """A new bear's settings."""
-    return bear_settings(secure_broker, data_dir)
-
-
-@pytest.fixture
-def pins():
-    """gpiozero's MockFactory with PWM pins (the simulated twin of the Pi's GPIO)."""
-    from hardware.pins import make_pin_factory
-
-    factory = make_pin_factory(Settings().pins)
-    yield factory
-    factory.close()
-
-
 class RunningBear:
     """A paired bear online as itself: its store, DeviceSync, and the command endpoint on
     DeviceSync's own MQTT link."""

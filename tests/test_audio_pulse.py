@@ -93,11 +93,12 @@ def test_microphone_vanishes_mid_utterance_and_comes_back(pulse, model, tmp_path
     with microphone, factory, PawButton(pins, factory, loop.paw_pressed, loop.paw_released):
         paw = MockPaw(factory, pins.paw_pin)
         runner.start()
+        wait_for(lambda: microphone.stats.blocks > 5, 5, "the stream to deliver")
         paw.press()  # held for the whole test: listening throughout
         cut_player = threading.Thread(target=pulse.play, args=(long_wav, False))
         cut_player.start()
-        time.sleep(1.0)  # mid-utterance
-        assert loop.ears.in_speech, "the utterance should be in progress when the mic goes"
+        wait_for(lambda: loop.ears.in_speech, 3, "speech to start")
+        time.sleep(0.5)  # mid-utterance
         pulse.unload_sink()
         wait_for(lambda: alerts.recent("audio.device_lost"), 5, "the device_lost alert")
         cut_player.join(10)
@@ -105,9 +106,13 @@ def test_microphone_vanishes_mid_utterance_and_comes_back(pulse, model, tmp_path
         pulse.load_sink()
         wait_for(lambda: alerts.recent("audio.device_restored"), 10, "the device_restored alert")
         assert runner.is_alive()
-        time.sleep(0.3)
+        blocks = microphone.stats.blocks
+        wait_for(lambda: microphone.stats.blocks > blocks + 5, 5, "the reopened stream")
         pulse.play(next_wav)
-        wait_for(lambda: "고양이 좋아" in answered, 8, "the next utterance to be answered")
+        try:
+            wait_for(lambda: "고양이 좋아" in answered, 8, "the next utterance to be answered")
+        finally:
+            print("DBG", answered, microphone.stats, [(t.heard.transcript, t.heard.reason) for t in loop.turns], alerts.recent())
         paw.release()
         loop.request_stop()
         runner.join(10)

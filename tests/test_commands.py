@@ -192,6 +192,22 @@ def test_update_content_pack_installs_a_signed_bundle(settings, fleet_key):
 # --- refusals -------------------------------------------------------------------------
 
 
+def test_update_waits_while_the_child_is_talking(settings, fleet_key):
+    proc = processor(settings, fleet_key, is_busy=lambda: True)
+    result = run(proc, command(fleet_key, "update", {
+        "release_url": "http://127.0.0.1:9/releases/9.9.9/", "version": "9.9.9"}))
+    assert result.status == "done"
+    assert result.data["outcome"] == "deferred" and result.data["version"] == "9.9.9"
+
+
+def test_update_without_a_release_key_is_refused_with_the_way_out(settings, fleet_key):
+    proc = processor(settings, fleet_key)
+    result = run(proc, command(fleet_key, "update", {
+        "release_url": "http://127.0.0.1:9/releases/9.9.9/", "version": "9.9.9"}))
+    assert result.status == "done" and result.data["outcome"] == "refused"
+    assert "TEDDY_UPDATE__PUBLIC_KEY" in result.data["reason"]
+
+
 def test_unsigned_command_is_rejected(settings, fleet_key):
     result = run(processor(settings, fleet_key), command(None, "ping"))
     assert result.status == "rejected" and result.reason.startswith("unsigned command")
@@ -264,3 +280,36 @@ def test_desired_config_is_verified_applied_and_never_rolled_back(settings, flee
     invalid = proc.handle_config(desired(fleet_key, 4, {"voice.tts_rate": -5}))
     assert "voice.tts_rate" in invalid.rejected and settings.voice.tts_rate == 120
     assert proc.handle_config(b"") is None  # a cleared retained config
+
+
+def test_seen_ids_survive_a_torn_line_and_expired_ones_are_compacted(settings, fleet_key,
+                                                                     monkeypatch):
+    from agent.commands import SEEN_FILE, SeenCommands
+
+    path = Path(settings.store.data_dir) / SEEN_FILE
+    seen = SeenCommands(path)
+    seen.remember("old-command", time.time() - 3600)
+    seen.remember("live-command", time.time() + 3600)
+    seen.set_config_version(7)
+    with path.open("a") as handle:
+        handle.write('{"id": "torn')  # power lost mid-line
+    monkeypatch.setattr(SeenCommands, "COMPACT_AFTER", 2)
+    again = SeenCommands(path)
+    assert again.seen("live-command") and not again.seen("old-command")
+    assert again.config_version == 7
+    assert "old-command" not in path.read_text() and "torn" not in path.read_text()
+
+
+@pytest.mark.parametrize("key, value", [
+    ("update.public_key", "AAAA"),          # who the bear trusts for releases
+    ("mqtt.host", "evil.example"),          # where its data goes
+    ("store.key_provider", "os:system"),    # code it would import
+    ("voice.model_path", "/tmp/model"),     # a file on the bear
+    ("audio.wav_output", "/tmp/out.wav"),   # a file on the bear
+    ("notify.dedupe_window_s", 1),          # not the bear's business
+])
+def test_settings_the_fleet_may_not_touch_are_refused(settings, fleet_key, key, value):
+    result = run(processor(settings, fleet_key), command(fleet_key, "set-config",
+                                                         {"values": {key: value}}))
+    assert result.status == "failed"
+    assert result.reason == f"config refused: {key} cannot be set remotely — change it on the bear"

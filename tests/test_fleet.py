@@ -23,7 +23,7 @@ from sync.cloud.cloud_link import CloudLink
 from sync.cloud.fleet import Fleet
 from sync.protocol import Command, CommandResult, down_topic, up_topic
 
-pytest_plugins = ["fleet_support"]
+pytest_plugins = ["fleet_fixtures"]
 
 
 @pytest.fixture
@@ -226,3 +226,31 @@ def test_send_without_an_answer_says_so(paired, fleet_env):
     out = run_cli("teddy-cloud", "fleet", "send", paired.device.id, "ping", "--wait",
                   env=fleet_env, check=False)
     assert out.returncode == 3 and f"no answer from {paired.device.id} within 1 s" in out.stdout
+
+
+def test_content_pack_and_restart_over_the_command_line(paired, fleet_env, database, tmp_path):
+    from agent.content_update import installed_version
+    from agent.dialogue.content import CONTENT_DIR
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    jokes = json.loads((CONTENT_DIR / "jokes.json").read_text())
+    jokes["jokes"].append({"q": "Why did the bear nap?", "a": "It was un-bear-ably tired."})
+    (bundle / "jokes.json").write_text(json.dumps(jokes))
+    with RunningBear(paired) as running:
+        out = run_cli("teddy-cloud", "fleet", "send", paired.device.id, "update-content-pack",
+                      "--bundle", str(bundle), "--bundle-version", "2", "--wait", env=fleet_env)
+        result = json.loads(out.stdout)
+        assert result["status"] == "done" and result["data"]["files"] == ["jokes.json"]
+        restart = run_cli("teddy-cloud", "fleet", "send", paired.device.id, "restart", "--wait",
+                          env=fleet_env)
+        assert json.loads(restart.stdout)["data"] == {"restarting": True}
+        deadline = time.monotonic() + 5
+        while running.restarts == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert running.restarts == 1
+    assert installed_version(paired.store.data_dir) == 2
+    with database.connect() as conn:
+        args = conn.execute("SELECT args FROM commands WHERE id = %s",
+                            (result["id"],)).fetchone()[0]
+    assert args == {"bundle": {"version": 2, "files": ["jokes.json"]}}  # no content kept

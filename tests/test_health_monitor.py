@@ -31,7 +31,7 @@ class SyntheticSystem:
             "cpu_percent": 5.0, "memory_percent": 20.0, "disk_free_mb": 5000.0,
             **readings}
 
-    def __call__(self) -> dict[str, float | None]:
+    def __call__(self, now: float) -> dict[str, float | None]:
         return dict(self.readings)
 
 
@@ -93,6 +93,18 @@ def test_outbox_depth_and_age_from_a_real_store(settings: Settings):
     metrics = outbox_metrics(settings.store.db_path, now=time.time() + 100)
     assert metrics["outbox_depth"] == 4.0
     assert 99.0 <= metrics["oldest_unsynced_age_s"] < 200.0
+    assert "retention_overdue_days" not in metrics
+    later = time.time() + (settings.store.retention_days + 3) * 86400
+    overdue = outbox_metrics(settings.store.db_path, now=later,
+                             retention_days=settings.store.retention_days)
+    assert 2.9 < overdue["retention_overdue_days"] < 3.1
+    # The monitor's own (real) sampler reads the same store and raises the privacy alert.
+    sink = AlertSink()
+    heard = _heard(sink)
+    with HealthMonitor(settings, sink, DEVICE) as monitor:
+        monitor.tick(now=later)
+        assert monitor.snapshot().metrics["outbox_depth"] == 4.0
+    assert "privacy.retention_overdue" in [a.kind for a in heard]
 
 
 # --- signals --------------------------------------------------------------------------------
@@ -353,3 +365,18 @@ def test_journal_prunes_only_published_old_alerts(settings):
             journal.mark_published(alert_id, "raised")
         assert journal.prune(keep_days=30) == 1
         assert {a.id for a in journal.recent(0)} == {unsent, fresh}
+
+
+def test_background_loop_ticks_until_closed(data_dir):
+    settings = load_settings(store={"data_dir": data_dir}, health={"sample_interval_s": 0.05})
+    sink = AlertSink()
+    heard = _heard(sink)
+    monitor = HealthMonitor(settings, sink, DEVICE, sampler=SyntheticSystem(disk_free_mb=1.0))
+    monitor.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not heard:
+        time.sleep(0.02)
+    monitor.close()
+    monitor.close()  # idempotent
+    assert [a.kind for a in heard] == ["system.disk_low"]
+    assert monitor.snapshot() is not None

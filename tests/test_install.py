@@ -25,7 +25,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 INSTALL = REPO / "scripts" / "install-pi"
-STEPS = ["system packages", "groups audio and gpio", "user teddy in audio and gpio",
+STEPS = ["system packages", "groups audio gpio video", "user teddy in audio gpio video",
          "directories", "virtualenv", "teddy wheel", "systemd units", "Vosk model",
          "config /etc/teddy/teddy.toml", "enable teddy-agent.service",
          "start teddy-agent.service"]
@@ -127,7 +127,7 @@ def test_install_pi_for_real_in_a_bookworm_root(tmp_path_factory) -> None:
                       "TEDDY_CONFIG=/etc/teddy/teddy.toml /opt/teddy/venv/bin/teddy chat")
         assert chat.returncode == 0 and chat.stdout.strip(), chat.stderr
         ids = inside("id", "-nG", "teddy").stdout.split()
-        assert {"teddy", "audio", "gpio"} <= set(ids)
+        assert {"teddy", "audio", "gpio", "video"} <= set(ids)
         assert inside("stat", "-c", "%a %U", "/var/lib/teddy").stdout.split() == ["700", "teddy"]
         assert inside("systemctl", "is-enabled", "teddy-agent.service").stdout.strip() == "enabled"
         verify = inside("systemd-analyze", "verify", "--man=no", "teddy-agent.service",

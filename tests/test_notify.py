@@ -42,7 +42,7 @@ def pg():
 @pytest.fixture
 def conn(pg):
     with pg.connect() as connection:
-        connection.execute("TRUNCATE alerts, devices CASCADE")
+        connection.execute("TRUNCATE alerts, devices, consents CASCADE")
         yield connection
 
 
@@ -177,6 +177,34 @@ def test_email_with_an_untrusted_certificate_fails_clearly(conn, tmp_path: Path)
     assert status == "failed" and "certificate not trusted" in error and "ca_file" in error
 
 
+def test_each_family_hears_only_about_its_own_child(conn, tmp_path: Path):
+    cert = self_signed_cert(tmp_path)
+    port = free_port()
+    controller, sink = start_smtp(port, cert)
+    for device, parent in [("bear-f1", "ann@family-a.test"), ("bear-f2", "bob@family-b.test"),
+                           ("bear-f3", "cy@family-c.test")]:
+        conn.execute("INSERT INTO consents (device_id, parent_email, scopes) "
+                     "VALUES (%s, %s, '{keep,sync}')", (device, parent))
+    conn.execute("UPDATE consents SET revoked_at = now() WHERE device_id = 'bear-f3'")
+    try:
+        channel = {"type": "email", "host": "127.0.0.1", "port": port, "sender": "t@x.test",
+                   "audience": "parent", "to_parent": True, "ca_file": str(cert[0])}
+        for device in ("bear-f1", "bear-f2", "bear-f3"):
+            _alert(conn, device, "wellbeing.escalation", "high", "a parent should know",
+                   {"categories": ["distress"]})
+        _drain(Notifier(_settings(family=channel), conn))
+    finally:
+        controller.stop()
+    delivered = {tuple(rcpt): email.message_from_bytes(content)["Subject"]
+                 for _, _, rcpt, content in sink.messages}
+    assert delivered == {("ann@family-a.test",): "Teddy: your child may need you (bear-f1)",
+                         ("bob@family-b.test",): "Teddy: your child may need you (bear-f2)"}
+    status, error = conn.execute(
+        "SELECT d.status, d.last_error FROM notification_deliveries d JOIN alerts a "
+        "ON a.id = d.alert_id WHERE a.device_id = 'bear-f3'").fetchone()
+    assert status == "failed" and "no parent with an active consent" in error
+
+
 def test_slack_pagerduty_and_sms_payloads(conn, http):
     channels = {
         "slack": {"type": "slack", "url": http.url + "/slack/T000/B000/XXXX"},
@@ -203,6 +231,16 @@ def test_slack_pagerduty_and_sms_payloads(conn, http):
     assert [json.loads(r.body)["to"] for r in sms] == ["+15550001", "+15550002"] * 2
     assert all(r.headers["Authorization"] == "Bearer gw-token" for r in sms)
     assert all(len(json.loads(r.body)["text"]) <= 320 for r in sms)
+
+
+def test_a_clear_is_never_sent_before_its_raise(conn, http):
+    http.script["/pd"] = [500]  # the trigger fails once
+    channels = {"pd": {"type": "pagerduty", "routing_key": "R" * 32, "url": http.url + "/pd"}}
+    alert_id = _alert(conn, "bear-s2", "system.disk_low", "critical")
+    _clear(conn, alert_id)  # raise and clear reach the cloud before the first round
+    _drain(Notifier(_settings(**channels), conn))
+    actions = [json.loads(r.body)["event_action"] for r in http.at("/pd")]
+    assert actions == ["trigger", "trigger", "resolve"]
 
 
 # --- routing -----------------------------------------------------------------------------
@@ -261,6 +299,15 @@ def test_the_same_news_goes_to_a_channel_once_per_window(conn, http):
     _alert(conn, "bear-d1", "audio.device_errors")
     _drain(notifier)
     assert [d[4] for d in _deliveries(conn)][-1] == "delivered"
+
+
+def test_a_new_kind_of_worry_is_news_even_within_the_window(conn, http):
+    notifier = Notifier(_settings(parent=_webhook(http, audience="parent")), conn)
+    for categories in (["distress"], ["distress"], ["abuse"]):
+        _alert(conn, "bear-d3", "wellbeing.escalation", "high", "a parent should know",
+               {"categories": categories})
+        _drain(notifier)
+    assert [d[4] for d in _deliveries(conn)] == ["delivered", "deduplicated", "delivered"]
 
 
 def test_a_channel_takes_at_most_its_rate_limit(conn, http):
@@ -351,6 +398,12 @@ def test_email_without_tls_to_a_remote_host_is_a_config_error():
         load_settings(notify={"channels": {"m": {
             "type": "email", "host": "smtp.example.org", "sender": "a@b.c", "to": ["d@e.f"],
             "starttls": False}}})
+
+
+def test_parent_addresses_are_never_given_to_operator_channels():
+    with pytest.raises(ConfigError, match="to_parent needs audience"):
+        load_settings(notify={"channels": {"m": {
+            "type": "email", "host": "smtp.example.org", "sender": "a@b.c", "to_parent": True}}})
 
 
 def test_unknown_channel_type_names_the_field():

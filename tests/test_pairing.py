@@ -25,7 +25,7 @@ from sync.client import MqttLink
 from sync.cloud.pairing import ExpiredCodeError, LockedClaimError, WrongCodeError, approve
 from sync.device import DeviceSync
 
-pytest_plugins = ["fleet_support"]
+pytest_plugins = ["fleet_fixtures"]
 
 
 def _hold(paw: MockPaw, seconds: float) -> None:
@@ -186,16 +186,58 @@ def test_a_wrong_code_on_the_command_line_fails_clearly(bear, secure_broker, env
 
 
 def test_an_expired_code_is_refused_by_the_cloud(bear, cloud, database):
-    """A code older than 5 minutes: the cloud refuses it and tells the bear."""
+    """A code older than its lifetime (5 min; here 1 s, counted from when the cloud first
+    saw the claim): the cloud refuses it and tells the bear."""
+    cloud = cloud.model_copy(update={"fleet": cloud.fleet.model_copy(update={"claim_ttl_s": 1})})
     voice, led = SpeakingFake(), RecordingLed()
-    pairing = Pairing(bear, bear.device.id, led, voice.say, clock=lambda: time.time() - 301)
+    pairing = Pairing(bear, bear.device.id, led, voice.say)
     pairing.start()
     voice.wait_for(1)
-    with database.connect() as conn, pytest.raises(ExpiredCodeError, match="expired"):
-        approve(cloud, conn, voice.code(), "sam@example.org", ("keep",))
+    wrong = f"{(int(voice.code()) + 1) % 1_000_000:06d}"
+    with database.connect() as conn:
+        with pytest.raises(WrongCodeError):
+            approve(cloud, conn, wrong, "sam@example.org", ("keep",))  # the cloud sees it
+        time.sleep(1.2)
+        with pytest.raises(ExpiredCodeError, match=f"code {voice.code()} expired"):
+            approve(cloud, conn, voice.code(), "sam@example.org", ("keep",))
     outcome = pairing.wait(10)
     assert outcome.status == "rejected" and outcome.reason == "the code expired"
-    assert not CredentialVault(bear.store).exists()
+    assert led.shown[-1] == "error" and not CredentialVault(bear.store).exists()
+
+
+def test_the_broker_forgets_a_claim_its_bear_could_not_clear(bear, cloud):
+    """Power lost while pairing: the retained request expires with the code on its own."""
+    from sync.cloud.cloud_link import CloudLink
+    from sync.cloud.pairing import collect_requests
+
+    short = bear.model_copy(update={"pairing": bear.pairing.model_copy(
+        update={"code_ttl_s": 2.0})})
+    with CloudLink(cloud) as link:
+        request = _publish_claim_like_a_bear(short)
+        assert [r.claim_id for r in collect_requests(link, cloud)].count(request) == 1
+    time.sleep(3.2)  # Mosquitto counts expiry in whole seconds
+    with CloudLink(cloud) as link:
+        assert request not in [r.claim_id for r in collect_requests(link, cloud)]
+
+
+def _publish_claim_like_a_bear(settings) -> str:
+    """Publish a claim request as Pairing does, then vanish without clearing it."""
+    import base64
+    import secrets
+
+    from sync.protocol import ClaimRequest, claim_topic
+    from sync.protocol.claim import code_digest
+
+    pairing = Pairing(settings, settings.device.id, RecordingLed(), SpeakingFake().say)
+    claim_id = "c" + secrets.token_hex(12)
+    request = ClaimRequest(claim_id=claim_id, device_id=settings.device.id,
+                           code_digest=code_digest(claim_id, "123456"), requested_at=time.time(),
+                           public_key=base64.b64encode(b"k" * 32).decode())
+    with MqttLink(pairing._claim_mqtt(), client_id=claim_id) as link:
+        link.connect()
+        link.client.publish(claim_topic(claim_id, "up/request"), request.to_payload(), qos=1,
+                            retain=True, properties=pairing._expiring()).wait_for_publish(5)
+    return claim_id
 
 
 def test_the_bear_gives_up_when_nobody_enters_the_code(secure_broker, data_dir, cloud):
@@ -275,3 +317,86 @@ def _secret(text: str):
     from pydantic import SecretStr
 
     return SecretStr(text)
+
+
+def test_every_led_state_is_one_table_shown_on_mock_pins(pins):
+    """listening, speaking, pairing, paired, offline, low battery, error, factory reset:
+    one table; the voice loop's LED takes its colours from it too."""
+    from hardware.led import LED_COLOURS
+    from hardware.pins import RgbLed
+
+    wanted = {"listening", "speaking", "pairing", "paired", "offline", "low_battery", "error",
+              "factory_reset", "off"}
+    assert wanted <= set(LED_PATTERNS)
+    assert RgbLed.COLOURS is LED_COLOURS
+    with StatusLed(22, 27, 24, pins) as led:
+        for state, pattern in LED_PATTERNS.items():
+            led.show(state)
+            assert led.state == state and led.animating == (pattern.effect != "solid")
+            if pattern.effect == "solid":
+                assert led.colour == pattern.colour
+        led.show("pairing")
+        colours = set()
+        for _ in range(15):
+            colours.add(led.colour)
+            time.sleep(0.05)
+        assert len(colours) > 5 and all(r == 0 and g == 0 for r, g, _b in colours)  # blue pulse
+    from hardware.errors import PinError
+
+    with StatusLed(22, 27, 24, pins) as led, pytest.raises(PinError, match="not in hardware"):
+        led.show("disco")
+
+
+def test_an_answer_opens_only_with_the_bear_that_asked():
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from config.errors import ProtocolError
+    from sync.protocol import PairingGrant
+    from sync.protocol.claim import open_grant, seal_grant
+
+    bear_key, other = X25519PrivateKey.generate(), X25519PrivateKey.generate()
+    public = base64.b64encode(bear_key.public_key().public_bytes(
+        Encoding.Raw, PublicFormat.Raw)).decode()
+    grant = PairingGrant(device_id="bear-one", mqtt_username="bear-one",
+                         mqtt_password="p" * 32, fleet_public_key="k" * 44,
+                         parent="sam@example.org", scopes=["keep"])
+    answer = seal_grant(grant, "c" + "1" * 24, public)
+    assert "p" * 32 not in answer.model_dump_json() and "sam@" not in answer.model_dump_json()
+    assert open_grant(answer, bear_key) == grant
+    with pytest.raises(ProtocolError, match="does not open with this bear's key"):
+        open_grant(answer, other)
+    moved = answer.model_copy(update={"claim_id": "c" + "2" * 24})
+    with pytest.raises(ProtocolError):
+        open_grant(moved, bear_key)
+
+
+def test_teddy_pair_and_factory_reset_from_the_shell(secure_broker, database, env, tmp_path,
+                                                     data_dir):
+    """The laptop twin: ``teddy pair`` prints the code it speaks; the parent approves."""
+    import re
+
+    bear_env = dict(env, TEDDY_MQTT__PORT=str(secure_broker.port),
+                    TEDDY_PAIRING__CLAIM_PASSWORD=CLAIM_PASSWORD,
+                    TEDDY_DEVICE__ID="bear-shell-pair")
+    log = tmp_path / "pair.log"
+    process = start_cli("teddy", "pair", env=bear_env, log=log)
+    try:
+        wait_for_log(log, "My pairing code is")
+        code = "".join(re.findall(r"\d", log.read_text().split("My pairing code is")[1]
+                                  .split(".")[0]))
+        run_cli("teddy-cloud", "fleet", "pair", "approve", "--code", code, "--parent-email",
+                "sam@example.org", "--consent", "keep,sync,name",
+                env=cloud_env(env, secure_broker, tmp_path))
+        assert process.wait(20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "paired as bear-shell-pair" in log.read_text()
+    consent = run_cli("teddy", "consent", "show", env=bear_env).stdout
+    assert '"source": "cloud"' in consent and '"name"' in consent
+    out = run_cli("teddy", "factory-reset", "--yes", env=bear_env).stdout
+    assert out.startswith("factory reset: 2 keys")
+    assert sorted(p.name for p in data_dir.iterdir()) == []  # the id came from config

@@ -301,3 +301,70 @@ def test_stages_parse_and_plan_stably():
     assert sorted(sum(stages, [])) == devices
     assert plan(list(reversed(devices)), [1, 10, 50, 100], "7") == stages
     assert plan(devices, [1, 10, 50, 100], "8") != stages
+
+
+class CommandsTableDispatcher:
+    """Records each ``update`` in ``commands`` as ``Fleet.issue`` does; a bear thread then
+    stores its result with the fleet's ``record_result``, as ingest does for
+    ``up/cmd-result``. The rollout must pick the results up from there."""
+
+    def __init__(self, dsn: str, fates: dict[str, tuple[str, dict]]) -> None:
+        self.dsn = dsn
+        self.fates = fates
+        self.threads: list[threading.Thread] = []
+
+    def send_update(self, device_id: str, version: str, release_url: str) -> str:
+        """Insert the command row; answer it from a thread shortly after."""
+        import psycopg
+
+        command_id = f"{device_id}-update"
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute("INSERT INTO commands (id, device_id, name, args, issued_at, expires_at)"
+                         " VALUES (%s, %s, 'update', %s, now(), now() + interval '1 hour')",
+                         (command_id, device_id, json.dumps({"release_url": release_url})))
+        thread = threading.Thread(target=self._answer, args=(command_id, device_id))
+        thread.start()
+        self.threads.append(thread)
+        return command_id
+
+    def _answer(self, command_id: str, device_id: str) -> None:
+        import psycopg
+
+        from sync.cloud.fleet import record_result
+        from sync.protocol import CommandResult
+
+        status, data = self.fates[device_id]
+        result = CommandResult(id=command_id, device_id=device_id, name="update", status=status,
+                               reason=data.get("reason", ""), data=data,
+                               finished_at=time.time())
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            assert record_result(conn, result)
+
+
+def test_results_of_fleet_update_commands_drive_the_rollout(fleet_db, kit):
+    with ReleaseServer(kit.store) as server, fleet_db.connect() as conn:
+        url = publish(conn, kit, server)
+        mute_fleet(conn, 3)
+        fates = {"mute-00": ("done", {"outcome": "installed", "running": "0.2.0"}),
+                 "mute-01": ("done", {"outcome": "rolled_back", "running": "0.1.0",
+                                      "reason": "post-update check failed: store: broken"}),
+                 "mute-02": ("rejected", {"reason": "command expired"})}
+        dispatcher = CommandsTableDispatcher(fleet_db.dsn, fates)
+        rollouts = Rollouts(conn, progress=lambda line: None, poll_s=0.05)
+        rollout_id = rollouts.start("0.2.0", url, [100], pause_on_failures=3,
+                                    stage_timeout_s=30)
+        state = rollouts.run(rollout_id, dispatcher)
+        for thread in dispatcher.threads:
+            thread.join(10)
+        status = rollouts.status(rollout_id)
+        updates = {r[0]: r[1:] for r in conn.execute(
+            "SELECT device_id, version, state, reason FROM device_updates")}
+        events = conn.execute("SELECT count(*) FROM update_events").fetchone()[0]
+    assert state == "completed"  # 2 failures < 3
+    assert status["failing"] == {"mute-01": "post-update check failed: store: broken",
+                                 "mute-02": "command expired"}
+    assert updates["mute-00"] == ("0.2.0", "current", "")
+    assert updates["mute-01"] == ("0.1.0", "rolled_back", "post-update check failed: store: "
+                                                          "broken")
+    assert updates["mute-02"][1] == "refused"
+    assert events == 3

@@ -93,6 +93,9 @@ def test_harmful_topics_block(safety: SafetyFilter, text: str, category: str) ->
     ("i go to riverside primary school", "pii.school", "riverside"),
     ("i'm at the park on my own", "pii.location", "park"),
     ("the wifi password is sunflower99", "pii.password", "sunflower99"),
+    ("the ipad code is 1 2 3 4 5 6", "pii.password", "4 5"),
+    ("my dad's email is tom dot jones at outlook dot com", "pii.email", "tom"),
+    ("everyone calls me lucy brown", "pii.name", "brown"),
 ])
 def test_personal_information_is_redacted(safety: SafetyFilter, text: str, category: str,
                                           secret: str) -> None:
@@ -233,3 +236,14 @@ def test_a_malformed_proximity_rule_names_its_line(tmp_path: Path) -> None:
         handle.write("abuse: hits|slaps me\n")
     with pytest.raises(SafetyListError, match=r"near.txt:\d+"):
         SafetyFilter.load(data)
+
+
+@pytest.mark.parametrize(("text", "action"), [
+    ("uncle said it's our secret and he gave me a birthday present", Action.ESCALATE),
+    ("i'm going to kill my brother he broke my lego", Action.BLOCK),
+    ("nobody loves me can you tell me a story", Action.ESCALATE),
+    ("the bunny was sad in the story", Action.ALLOW),
+])
+def test_benign_context_words_do_not_hide_harm(safety: SafetyFilter, text: str,
+                                               action: Action) -> None:
+    assert safety.check_input(text).action is action

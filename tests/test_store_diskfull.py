@@ -149,3 +149,49 @@ def test_deletion_on_a_read_only_key_directory_still_shreds_and_says_so(small_fs
         assert "cannot stage a new key" in alerts.recent()[0].message
         assert [c.id for c in store.conversations()] == [kept]
         assert len(store.turns(kept)) == 2
+
+
+@pytest.fixture
+def failing_ext4(tmp_path):
+    """A loop-mounted ext4 image with ``errors=remount-ro``, as an SD card is mounted; yields
+    (mountpoint, a function that makes the kernel see a filesystem error)."""
+    if os.geteuid() != 0:
+        pytest.skip("loop-mounting an image needs root")
+    image, mountpoint = tmp_path / "sd.img", tmp_path / "sd"
+    mountpoint.mkdir()
+    with image.open("wb") as handle:
+        handle.truncate(8 * 2**20)
+    subprocess.run(["mkfs.ext4", "-q", str(image)], check=True)
+    mounted = subprocess.run(["mount", "-o", "loop,errors=remount-ro", str(image),
+                              str(mountpoint)], check=False, capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot loop-mount an ext4 image here: {mounted.stderr.strip()}")
+    try:
+        device = next(line.split()[0] for line in open("/proc/mounts")
+                      if line.split()[1] == str(mountpoint))
+        trigger = f"/sys/fs/ext4/{os.path.basename(device)}/trigger_fs_error"
+        if not os.path.exists(trigger):
+            pytest.skip("this kernel cannot inject an ext4 error (no trigger_fs_error)")
+
+        def fail() -> None:
+            with open(trigger, "w") as handle:
+                handle.write("1")
+
+        yield mountpoint, fail
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+def test_sd_card_turning_read_only_while_running(failing_ext4):
+    mountpoint, fail = failing_ext4
+    settings = load_settings(store={"data_dir": mountpoint / "bear"})
+    alerts = AlertSink()
+    with ConversationStore.open(settings.store, create=True, alerts=alerts) as store:
+        store.grant_consent("Mum", [Scope.KEEP, Scope.SYNC])
+        conversation = store.start_conversation()
+        kept = store.append(conversation, _exchange(1))
+        fail()  # the kernel remounts the filesystem read-only, as after an SD-card fault
+        with pytest.raises(StoreReadOnlyError, match="is read-only"):
+            store.append(conversation, _exchange(2))
+        assert [a.kind for a in alerts.recent()] == ["store.read_only"]
+        assert [t.seq for t in store.turns()] == kept  # what was kept still reads

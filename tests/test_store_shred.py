@@ -134,8 +134,9 @@ def test_delete_everything_of_one_child(store):
     report = store.delete_child("child-1")
     assert report.conversations == 2
     assert [c.id for c in store.conversations()] == [bob]
-    with pytest.raises(StoreError, match="no conversation"):
-        store.turns(ada[0]) or store.append(ada[0], [_turn("child", "hi")])
+    assert store.turns(ada[0]) == []
+    with pytest.raises(StoreError, match="is not in the store"):
+        store.append(ada[0], [_turn("child", "hi")])
 
 
 def test_delete_all_then_keep_again(store):
@@ -246,3 +247,13 @@ def test_retention_runs_in_a_long_running_bear(settings, store):
         running.start_conversation()  # the sweep is due again: the first one is past 30 days
         assert first not in [c.id for c in running.conversations()]
         assert len(running.conversations()) == 2
+
+
+def test_appending_to_a_conversation_deleted_by_another_process_says_so(settings, store):
+    conversation = store.start_conversation()
+    _exchange(store, conversation)  # the running bear holds this conversation's key
+    with ConversationStore.open(settings.store) as parent_cli:
+        parent_cli.delete_conversation(conversation)
+    with pytest.raises(StoreError, match="was deleted.*start a new conversation"):
+        _exchange(store, conversation)
+    assert store.stats()["turns"] == 0

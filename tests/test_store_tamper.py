@@ -230,3 +230,19 @@ def _write_key(path, key: bytes) -> None:
 def _wal_bytes(store) -> bytes:
     wal = store.path.with_name(store.path.name + "-wal")
     return wal.read_bytes() if wal.exists() else b""
+
+
+def test_a_running_bear_follows_a_rotation_made_by_another_process(settings, store):
+    conversation, _ = _two_conversations(store)
+    with ConversationStore.open(settings.store) as cli:  # another connection, its own key ring
+        cli.rotate_key()
+        cli_conversation = cli.start_conversation()
+        cli.append(cli_conversation, [_turn("child", "written after the rotation")])
+    # the first store still holds the old key in memory: it must pick up the new one
+    fresh = store.start_conversation()
+    store.append(fresh, [_turn("child", "new conversation, new key")])
+    assert store.turns(cli_conversation)[0].text == "written after the rotation"
+    with ConversationStore.open(settings.store) as reopened:
+        assert reopened.turns(fresh)[0].text == "new conversation, new key"
+        assert reopened.turns(conversation)[0].text == "I have a red kite"
+        assert verify(reopened).ok

@@ -130,14 +130,14 @@ def test_the_agent_is_a_watched_notify_service_that_alerts_when_it_gives_up() ->
 
 def test_the_agent_runs_as_teddy_with_its_own_dirs_credentials_and_devices() -> None:
     unit = directives("teddy-agent.service")
-    assert unit["User"] == ["teddy"] and unit["SupplementaryGroups"] == ["audio gpio"]
+    assert unit["User"] == ["teddy"] and unit["SupplementaryGroups"] == ["audio gpio video"]
     assert unit["StateDirectory"] == ["teddy"] and unit["ConfigurationDirectory"] == ["teddy"]
     assert unit["StateDirectoryMode"] == ["0700"] and unit["UMask"] == ["0077"]
     assert any(v.startswith("mqtt-password:") for v in unit["LoadCredential"])
     assert "TEDDY_MQTT__PASSWORD_FILE=%d/mqtt-password" in unit["Environment"]
     assert "TEDDY_STORE__DATA_DIR=/var/lib/teddy" in unit["Environment"]
     assert unit["DevicePolicy"] == ["closed"]
-    assert sorted(unit["DeviceAllow"]) == ["char-alsa rw", "char-gpiochip rw"]
+    assert sorted(unit["DeviceAllow"]) == ["/dev/vchiq rw", "char-alsa rw", "char-gpiochip rw"]
     for key in ("ProtectSystem", "ProtectHome", "PrivateTmp", "NoNewPrivileges",
                 "CapabilityBoundingSet", "RestrictAddressFamilies", "MemoryMax"):
         assert key in unit, key

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,16 @@ def updater_for(env: dict[str, str], **kwargs) -> Updater:
     return Updater(load_settings(), env=env, **kwargs)
 
 
+def wait_for(predicate, timeout: float = 20.0) -> bool:
+    """Poll ``predicate`` until true or ``timeout`` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def current_target(env: dict[str, str]) -> str:
     """Name of the release directory ``current`` points at."""
     return Path(env["TEDDY_UPDATE__ROOT"], "current").resolve().name
@@ -92,10 +103,14 @@ def test_release_is_fetched_verified_installed_and_switched_to(kit, server, bear
     assert read_state(Path(bear_env["TEDDY_STORE__DATA_DIR"]))["floor"] == "0.2.0"
 
     # The floor of 0.2.0 is 0.2.0: a signed, older release is refused, nothing changes.
+    # Asked the way an operator would, through the new release's own `teddy update apply`.
     older = kit.release("0.1.5", floor="0.1.0")
-    with updater_for(bear_env) as updater, pytest.raises(UpdateRefused) as refused:
-        updater.apply(f"{server.url}/{older}")
-    assert "below this bear's floor 0.2.0" in str(refused.value)
+    teddy = Path(bear_env["TEDDY_UPDATE__ROOT"], "current", "venv", "bin", "teddy")
+    refused = subprocess.run([str(teddy), "update", "apply", f"{server.url}/{older}"],
+                             env=bear_env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("teddy: error: release 0.1.5 is below this bear's floor "
+                                     "0.2.0"), refused.stderr
     assert current_target(bear_env) == "0.2.0"
     assert not Path(bear_env["TEDDY_UPDATE__ROOT"], "releases", "0.1.5").exists()
 
@@ -182,15 +197,15 @@ def test_a_release_that_crashes_at_start_is_rolled_back_by_the_boot_guard(kit, s
         result = updater.apply(f"{server.url}/{path}")
         assert result.outcome == "rolled_back", result.reason
         assert "crash loop" in result.reason
+        assert wait_for(updater.service.is_active), "the previous release is not running"
         assert updater.service.starts >= 3  # two tries of 0.3.1, then 0.1.0 again
-        assert updater.service.is_active()
     assert current_target(bear_env) == "0.1.0"
     rollback = [e for e in journal_read(Path(bear_env["TEDDY_STORE__DATA_DIR"]))
                 if e["step"] == "rollback"]
     assert rollback and rollback[-1]["by"] == "bootguard" and rollback[-1]["to"] == "0.1.0"
 
 
-def test_no_update_while_the_child_talks_or_the_battery_is_low(kit, server, bear_env):
+def test_no_update_while_the_child_talks_the_battery_is_low_or_another_runs(kit, server, bear_env):
     path = kit.release("0.2.0")
     with updater_for(bear_env, is_busy=lambda: True) as updater, \
             pytest.raises(UpdateDeferred, match="mid-conversation"):
@@ -198,8 +213,14 @@ def test_no_update_while_the_child_talks_or_the_battery_is_low(kit, server, bear
     with updater_for(bear_env, battery=lambda: 12.0) as updater, \
             pytest.raises(UpdateDeferred, match="battery at 12%"):
         updater.apply(f"{server.url}/{path}")
+    with updater_for(bear_env) as first, first._one_at_a_time(), \
+            updater_for(bear_env) as second, \
+            pytest.raises(UpdateDeferred, match="another update is in progress"):
+        second.apply(f"{server.url}/{path}")
     assert not any(p.endswith(".whl") for p, _ in server.requests)
     assert not Path(bear_env["TEDDY_UPDATE__ROOT"], "current").exists()
+    assert [e["outcome"] for e in journal_read(Path(bear_env["TEDDY_STORE__DATA_DIR"]))] == \
+        ["deferred", "deferred"]
 
 
 def test_boot_guard_copy_runs_with_plain_python(tmp_path):
@@ -211,3 +232,14 @@ def test_boot_guard_copy_runs_with_plain_python(tmp_path):
                              "--root", str(tmp_path)], capture_output=True, text=True,
                             timeout=30, env={"PATH": os.environ["PATH"]})
     assert result.returncode == 0, result.stderr
+
+
+def test_a_release_without_dependency_wheels_needs_a_base_venv(kit, server, bear_env,
+                                                               monkeypatch):
+    monkeypatch.delenv("TEDDY_UPDATE__BASE_SITE_PACKAGES")
+    path = kit.release("0.2.0")
+    with updater_for(bear_env) as updater, pytest.raises(UpdateRefused) as refused:
+        updater.apply(f"{server.url}/{path}")
+    assert "carries no dependency wheels" in str(refused.value)
+    assert current_target(bear_env) == "0.1.0"
+    assert not Path(bear_env["TEDDY_UPDATE__ROOT"], "releases", "0.2.0").exists()

@@ -42,7 +42,7 @@ def build_report(settings: Settings, now: float | None = None) -> dict:
     """The snapshot and the alerts as one JSON-ready dict."""
     now = time.time() if now is None else now
     store = settings.store
-    sampler = SystemSampler(store.data_dir, store.key_path, store.db_path)
+    sampler = SystemSampler(store.data_dir, store.key_path, store.db_path, store.retention_days)
     time.sleep(0.1)  # psutil's cpu_percent needs an interval between two readings
     metrics = sampler.sample()
     journal_path = store.data_dir / settings.health.journal_name

@@ -35,8 +35,9 @@ SEVERITY_ORDER = {s.value: i for i, s in enumerate(Severity)}
 PRUNE_EVERY_S = 3600.0
 """Seconds between two prunings of old, published alerts from the journal."""
 
-Sampler = Callable[[], dict[str, float | None]]
-"""Returns the system half of a sample (see :class:`~agent.health.sampler.SystemSampler`)."""
+Sampler = Callable[[float], dict[str, float | None]]
+"""``sampler(now)``: the system half of a sample taken at Unix time ``now`` (see
+:class:`~agent.health.sampler.SystemSampler`)."""
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ class HealthMonitor:
 
     def collect(self, now: float) -> dict[str, float | None]:
         """System readings, the agent's signals and the crash count, as one metrics dict."""
-        metrics = dict(self._sampler())
+        metrics = dict(self._sampler(now))
         for name, value in self.signals.snapshot(now).items():
             if value is not None or name not in metrics:
                 metrics[name] = value
@@ -262,4 +263,5 @@ def _default_sampler(settings: Settings) -> Sampler:
     from agent.health.sampler import SystemSampler
 
     store = settings.store
-    return SystemSampler(store.data_dir, store.key_path, store.db_path).sample
+    return SystemSampler(store.data_dir, store.key_path, store.db_path,
+                         store.retention_days).sample

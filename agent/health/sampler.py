@@ -34,7 +34,7 @@ class SystemSampler:
     """Reads the machine and the bear's own process. ``sample()`` never raises."""
 
     def __init__(self, data_dir: Path, key_path: Path | None = None,
-                 db_path: Path | None = None) -> None:
+                 db_path: Path | None = None, retention_days: float | None = None) -> None:
         import psutil
 
         self._psutil = psutil
@@ -44,12 +44,14 @@ class SystemSampler:
         """Key file whose mode is checked (0600); None: not checked."""
         self.db_path = db_path
         """Conversation store whose outbox is measured (metadata only); None: not measured."""
+        self.retention_days = retention_days
+        """Days parents were promised conversations are kept; None: not checked."""
         self._process = psutil.Process()
         self._vcgencmd = shutil.which("vcgencmd")
         psutil.cpu_percent(interval=None)
 
-    def sample(self) -> dict[str, float | None]:
-        """One reading of every system metric."""
+    def sample(self, now: float | None = None) -> dict[str, float | None]:
+        """One reading of every system metric; ``now`` (Unix seconds) dates store ages."""
         readings: dict[str, float | None] = {}
         for name, read in self._readers():
             try:
@@ -57,7 +59,7 @@ class SystemSampler:
             except Exception as exc:  # one broken sensor must not stop the others
                 logger.debug("health reading %s failed: %s", name, exc)
                 readings[name] = None
-        readings.update(self._outbox())
+        readings.update(self._outbox(now))
         return readings
 
     def _readers(self):
@@ -99,11 +101,11 @@ class SystemSampler:
             return None
         return 1.0 if self.key_path.stat().st_mode & 0o077 else 0.0
 
-    def _outbox(self) -> dict[str, float | None]:
+    def _outbox(self, now: float | None) -> dict[str, float | None]:
         if self.db_path is None or not self.db_path.exists():
             return {}
         try:
-            return outbox_metrics(self.db_path)
+            return outbox_metrics(self.db_path, now, self.retention_days)
         except sqlite3.Error as exc:
             logger.debug("reading the outbox of %s failed: %s", self.db_path, exc)
             return {}
@@ -119,18 +121,36 @@ def parse_throttled(output: str) -> float | None:
     return 1.0 if bits & THROTTLE_NOW_BITS else 0.0
 
 
-def outbox_metrics(db_path: Path, now: float | None = None) -> dict[str, float | None]:
-    """Outbox depth and oldest unsynced age from the store's plaintext metadata (read-only;
-    no key, no text)."""
+def outbox_metrics(db_path: Path, now: float | None = None,
+                   retention_days: float | None = None) -> dict[str, float | None]:
+    """Outbox depth, oldest unsynced age and (with ``retention_days``) how many days the
+    stalest conversation is kept past retention, from the store's plaintext metadata
+    (read-only; no key, no text)."""
     now = time.time() if now is None else now
     uri = f"file:{db_path}?mode=ro"
-    with sqlite3.connect(uri, uri=True, timeout=2) as conn:
+    conn = sqlite3.connect(uri, uri=True, timeout=2)
+    try:
         depth, oldest = conn.execute(
             "SELECT count(*), min(t.created_at) FROM outbox o JOIN turns t ON t.seq = o.seq"
         ).fetchone()
-    conn.close()
-    return {"outbox_depth": float(depth),
-            "oldest_unsynced_age_s": None if oldest is None else max(0.0, now - oldest)}
+        stalest = conn.execute(STALEST_CONVERSATION).fetchone()[0]
+    finally:
+        conn.close()
+    metrics = {"outbox_depth": float(depth),
+               "oldest_unsynced_age_s": None if oldest is None else max(0.0, now - oldest)}
+    if retention_days is not None:
+        metrics["retention_overdue_days"] = (
+            None if stalest is None else (now - stalest) / DAY - retention_days)
+    return metrics
+
+
+STALEST_CONVERSATION = (
+    "SELECT min(last_at) FROM (SELECT COALESCE(MAX(t.created_at), c.started_at) AS last_at "
+    "FROM conversations c LEFT JOIN turns t ON t.conversation_id = c.id GROUP BY c.id)"
+)
+"""Last activity of the conversation idle longest (retention counts from there), Unix s."""
+DAY = 86400.0
+"""Seconds in a day."""
 
 
 def clock_synchronised() -> float | None:

@@ -1,9 +1,10 @@
 """The child-safety filter: one object, built once, that judges every text both ways.
 
 ``check_input`` judges the child's words, ``check_output`` everything the bear is about to
-say. Both find personal information first (and redact it), then search the folded text
-for every list entry in one pass per token stream, drop hits inside allowed phrases, and
-let the most severe action win.
+say. Both find personal information (and redact it), search the folded text for every list
+entry in one pass per token stream plus the proximity rules, drop hits inside allowed
+phrases, and let the most severe action win. Categories are searched in the whole text,
+personal information included, so a redaction never hides a disclosure.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from agent.safety.lexicon import (
     read_near,
 )
 from agent.safety.normalize import FoldTables, fold, load_tables
-from agent.safety.pii import PiiDetector, PiiSpan, redact
+from agent.safety.pii import PiiDetector, redact
 from agent.safety.verdict import Action, Match, Verdict
 
 logger = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ class SafetyFilter:
 
     def _check(self, text: str, direction: str) -> Verdict:
         spans = self._pii.find(text)
-        word_hits = self._word_hits(_blank(text, spans), direction)
+        word_hits = self._word_hits(text, direction)
         matches = [Match(s.category, s.rule) for s in spans]
         matches += [Match(e.category, e.rule) for e in word_hits]
         action = Action.ALLOW
@@ -190,10 +191,3 @@ class SafetyFilter:
 
 def _inside_any(hit: Hit, allowed: Iterable[Hit]) -> bool:
     return any(a.start <= hit.start and hit.end <= a.end for a in allowed)
-
-
-def _blank(text: str, spans: list[PiiSpan]) -> str:
-    """``text`` with personal information blanked out, so lists never match inside it."""
-    for span in reversed(spans):
-        text = text[: span.start] + " " + text[span.end :]
-    return text

@@ -214,8 +214,8 @@ def read_near(path: Path, tables: FoldTables) -> list[NearRule]:
         for words in parts[::2]:
             folded = [(END,) if w == END else fold_phrase(w, tables) for w in words.split("|")]
             if any(len(f) != 1 for f in folded):
-                raise SafetyListError(f"{path}:{number}: each word of a near rule must be "
-                                      f"one token after folding (fillers like \"like\" fold to none): {words!r}")
+                raise SafetyListError(f"{path}:{number}: each word of a near rule must be one "
+                                      f"token after folding (fillers fold to none): {words!r}")
             steps.append(frozenset(f[0] for f in folded))
         gaps = tuple(int(g) for g in parts[1::2])
         rules.append(NearRule(Entry(category.strip(), text, ()), tuple(steps), gaps))
@@ -223,47 +223,42 @@ def read_near(path: Path, tables: FoldTables) -> list[NearRule]:
 
 
 class NearMatcher:
-    """Finds proximity rules in a token stream: one dictionary lookup per token."""
+    """Finds proximity rules in a token stream, starting only where a first word occurs."""
 
     def __init__(self, rules: list[NearRule]) -> None:
         self._rules = rules
-        self._index: dict[str, list[tuple[int, int]]] = {}
+        self._by_first: dict[str, list[int]] = {}
         for r, rule in enumerate(rules):
-            for s, words in enumerate(rule.steps):
-                for word in words:
-                    self._index.setdefault(word, []).append((r, s))
+            for word in rule.steps[0]:
+                self._by_first.setdefault(word, []).append(r)
 
     def find(self, tokens: tuple[str, ...]) -> Iterator[Hit]:
         """Every rule whose steps occur in order within their gaps (spans as in padded())."""
-        seen: dict[int, dict[int, list[int]]] = {}
+        starts: dict[int, list[int]] = {}
         for position, token in enumerate(tokens):
-            for r, s in self._index.get(token, ()):
-                seen.setdefault(r, {}).setdefault(s, []).append(position)
-        if not seen:
-            return
-        offsets = _token_offsets(tokens)
-        for r, steps in seen.items():
+            for r in self._by_first.get(token, ()):
+                starts.setdefault(r, []).append(position)
+        offsets: list[int] | None = None
+        for r, positions in starts.items():
             rule = self._rules[r]
-            if len(steps) < len(rule.steps):
-                continue
-            span = _chain(rule, steps)
-            if span is not None:
-                first, last = span
-                yield Hit(rule.entry, offsets[first] - 1, offsets[last] + len(tokens[last]))
+            for first in positions:
+                last = _follow(rule, tokens, first)
+                if last is not None:
+                    offsets = offsets or _token_offsets(tokens)
+                    yield Hit(rule.entry, offsets[first] - 1, offsets[last] + len(tokens[last]))
+                    break
 
 
-def _chain(rule: NearRule, steps: dict[int, list[int]]) -> tuple[int, int] | None:
-    """The first (start, end) token positions where the rule's steps chain up, else None."""
-    for start in steps[0]:
-        at = start
-        for s in range(1, len(rule.steps)):
-            following = [p for p in steps[s] if 0 < p - at <= rule.gaps[s - 1]]
-            if not following:
+def _follow(rule: NearRule, tokens: tuple[str, ...], at: int) -> int | None:
+    """Position of the rule's last word when its steps chain up from ``at``, else None."""
+    for words, gap in zip(rule.steps[1:], rule.gaps, strict=True):
+        for position in range(at + 1, min(at + gap, len(tokens) - 1) + 1):
+            if tokens[position] in words:
+                at = position
                 break
-            at = following[0]
         else:
-            return start, at
-    return None
+            return None
+    return at
 
 
 def _token_offsets(tokens: tuple[str, ...]) -> list[int]:

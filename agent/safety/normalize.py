@@ -40,6 +40,8 @@ class FoldTables:
     """Filler and intensifier tokens removed before matching."""
     masked: dict[str, str]
     """Star-masked words ("f***") -> the word they hide."""
+    apostrophes: dict[str, tuple[str, ...]]
+    """Contractions that must be read before the apostrophe goes ("he'll" is not "hell")."""
 
 
 @lru_cache(maxsize=4)
@@ -52,6 +54,7 @@ def load_tables(path: Path = _DATA_FILE) -> FoldTables:
         contractions={k: tuple(v.split()) for k, v in data["contractions"].items()},
         drop=frozenset(data["drop"]),
         masked=dict(data.get("masked", {})),
+        apostrophes={k: tuple(v.split()) for k, v in data.get("apostrophes", {}).items()},
     )
 
 
@@ -152,6 +155,9 @@ class _Reading:
 @lru_cache(maxsize=16384)
 def _read_token(raw: str, tables: FoldTables) -> _Reading:
     """One raw token's plain tokens, its de-obfuscated form, and what it showed (cached)."""
+    spelled_out = tables.apostrophes.get(raw)
+    if spelled_out is not None:
+        return _Reading(spelled_out, "".join(spelled_out), False, False)
     raw = tables.masked.get(raw, raw).replace("'", "")
     clean = _NON_ALNUM.sub("", raw)
     leet = _deleet(raw, tables)

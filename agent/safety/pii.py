@@ -16,6 +16,8 @@ from pathlib import Path
 
 _DATA_FILE = Path(__file__).with_name("pii.json")
 _WORD = re.compile(r"\+?\d+|[^\W\d_]+(?:'[^\W\d_]+)?", re.UNICODE)
+_NO_DIGITS = str.maketrans("", "", "0123456789")
+_NOT_NEEDLE = re.compile(r"[^\w'@]+")
 _GAP = re.compile(r"^[\s,.()\-+/]*$")
 _REST = r"[^.,!?;\n]"
 
@@ -54,8 +56,7 @@ class PiiDetector:
         self._phone_context = re.compile(
             r"\b" + _alternation(data["phone_context"]) + r"\b", re.I
         )
-        self._digitish = re.compile(
-            r"\+?\d+|\b" + _alternation([*self._digits, *self._repeats]) + r"\b", re.I)
+        self._spoken_digits = frozenset([*self._digits, *self._repeats])
         self._not_names = frozenset(data["not_names"])
         self._generic = frozenset(data["generic_words"])
         self._patterns = self._compile(data)
@@ -64,14 +65,17 @@ class PiiDetector:
     def _compile(self, data: dict) -> list[tuple[str, str, tuple[str, ...], re.Pattern[str], int]]:
         """(category, rule, needles, pattern, group): a pattern runs only when the
         lower-cased text contains one of its needles (cheap substring tests first)."""
-        number = r"(?:\d{1,5}[a-z]?|" + _alternation(
+        number = r"(?>\d{1,5}[a-z]?|" + _alternation(
             list(self._digits) + ["ten", "eleven", "twelve", "twenty", "thirty", "forty",
-                                  "fifty", "hundred"]) + r"(?:[\s-]+" + _alternation(
+                                  "fifty", "hundred"]) + r"\b(?:[\s-]+" + _alternation(
             list(self._digits) + ["ten", "twenty", "thirty", "forty", "fifty", "hundred",
-                                  "and"]) + r")*)"
-        streets = tuple(data["street_types"])
-        schools = tuple(w.split()[0] for w in data["school_types"])
-        places = tuple(w.split()[-1] for w in data["places"])
+                                  "and"]) + r"\b)*)"
+        digit = r"(?:\d+|" + _alternation([*self._digits, *self._repeats]) + r")\b"
+        digits = rf"(?>{digit}(?:[\s,-]+{digit})*)"
+        local = r"(?:[\w.]+\s+(?:dot|underscore|dash)\s+)*[\w.]+"
+        streets = tuple(f" {w.split()[-1]} " for w in data["street_types"])
+        schools = tuple(f" {w.split()[-1]} " for w in data["school_types"])
+        places = tuple(f" {w.split()[-1]} " for w in data["places"])
         street = _alternation(data["street_types"])
         place = _alternation(data["places"])
         school = _alternation(data["school_types"])
@@ -80,9 +84,9 @@ class PiiDetector:
         table = [
             ("pii.email", "email.written", ("@",), r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", 0),
             ("pii.email", "email.spoken", ("at",),
-             rf"\b[\w.]+\s+at\s+\w+(?:\s+dot\s+\w+)*\s+dot\s+{spoken_tld}\b", 0),
+             rf"\b{local}\s+at\s+\w+(?:\s+dot\s+\w+)*\s+dot\s+{spoken_tld}\b", 0),
             ("pii.email", "email.provider", ("at",),
-             rf"\b[\w.]+\s+at\s+{providers}\b(?:\s+dot\s+\w+)*", 0),
+             rf"\b{local}\s+at\s+{providers}\b(?:\s+dot\s+\w+)*", 0),
             ("pii.address", "address.number_street", streets,
              rf"\b{number}\s+(?:[a-z']+\s+){{1,3}}?{street}\b", 0),
             ("pii.address", "address.lives_on_street", streets,
@@ -115,11 +119,11 @@ class PiiDetector:
             ("pii.password", "password.is", ("pass", "pin", "code"),
              r"\b(?:password|passcode|pass\s+code|pin|pin\s+number|pin\s+code|door\s+code|"
              r"lock\s+code|ipad\s+code|phone\s+code|secret\s+code|passwords?)"
-             r"(?:'s|\s+is|:|\s*=|\s+was)\s+(" + number + r"(?=\s|$|[.,!?])|\S+)", 1),
+             r"(?:'s|\s+is|:|\s*=|\s+was)\s+(" + digits + r"|\S+)", 1),
             ("pii.name", "name.full", ("name", "call"),
              r"\b(?:my\s+(?:full\s+|whole\s+|real\s+)?name\s+is|my\s+name's|my\s+names|"
              r"i\s+am\s+called|i'm\s+called|im\s+called|call\s+me|everyone\s+calls\s+me)"
-             r"\s+[^\W\d_]+\s+([^\W\d_]+(?:-[^\W\d_]+)?)", 1),
+             r"\s+([^\W\d_]+\s+[^\W\d_]+(?:-[^\W\d_]+)?)", 1),
             ("pii.name", "name.surname", ("name",),
              r"\bmy\s+(?:last|second|family|sur)\s*name\s+is\s+([^\W\d_]+(?:-[^\W\d_]+)?)", 1),
         ]
@@ -128,14 +132,17 @@ class PiiDetector:
 
     def find(self, text: str) -> list[PiiSpan]:
         """Every span of personal information in ``text``, non-overlapping, in order."""
-        spans = list(self._phones(text))
-        for index in sorted(self._needles.patterns_in(text.lower())):
+        lowered = " " + _NOT_NEEDLE.sub(" ", text.lower()) + " "
+        spans = list(self._phones(text, lowered))
+        for index in sorted(self._needles.patterns_in(lowered)):
             category, rule, _, pattern, group = self._patterns[index]
             for match in pattern.finditer(text):
                 start, end = match.span(group)
                 if self._accept(rule, match, text[start:end]):
                     if rule == "school.named":
                         start = self._skip_generic(text, start, end)
+                    elif rule == "name.full":
+                        start = start + len(re.match(r"\S+\s+", text[start:end]).group())
                     spans.append(PiiSpan(start, end, category, rule))
         return _merge(spans)
 
@@ -147,6 +154,11 @@ class PiiDetector:
 
     def _is_surname(self, value: str) -> bool:
         return value.lower() not in self._not_names
+
+    def _is_full_name(self, value: str) -> bool:
+        first, last = value.lower().split(maxsplit=1)
+        return first not in self._not_names and last not in self._not_names
+
 
     def _is_named_school(self, value: str) -> bool:
         """A school name directly before the school word ("riverside primary")."""
@@ -164,9 +176,9 @@ class PiiDetector:
     def _is_postcode(self, value: str) -> bool:
         return any(ch.isdigit() for ch in value) and any(ch.isalpha() for ch in value)
 
-    def _phones(self, text: str) -> Iterator[PiiSpan]:
+    def _phones(self, text: str, lowered: str) -> Iterator[PiiSpan]:
         """Runs of seven or more digits, written or spoken, that are not counting."""
-        if not self._maybe_phone(text):
+        if not self._maybe_phone(lowered):
             return
         has_context = bool(self._phone_context.search(text))
         for start, end, digits in self._digit_runs(text):
@@ -175,10 +187,13 @@ class PiiDetector:
             if has_context or len(digits) >= 10 or digits[0] in "0+":
                 yield PiiSpan(start, end, "pii.phone", "phone.digits")
 
-    def _maybe_phone(self, text: str) -> bool:
-        """Cheap test: could the text hold seven digits at all?"""
-        found = self._digitish.findall(text)
-        return sum(len(t) if t[0].isdigit() or t[0] == "+" else 1 for t in found) >= 7
+    def _maybe_phone(self, lowered: str) -> bool:
+        """Cheap test: could the (lower-cased, spaced) text hold seven digits at all?"""
+        digits = len(lowered) - len(lowered.translate(_NO_DIGITS))
+        if digits >= 7:
+            return True
+        spoken = self._spoken_digits
+        return digits + sum(word in spoken for word in lowered.split()) >= 7
 
     def _digit_runs(self, text: str) -> Iterator[tuple[int, int, str]]:
         run_start = run_end = -1
@@ -248,7 +263,7 @@ _SCHOOL_WORDS = frozenset({
     "nursery"})
 
 _CHECKS: dict[str, Callable[[PiiDetector, str], bool]] = {
-    "name.full": PiiDetector._is_surname,
+    "name.full": PiiDetector._is_full_name,
     "name.surname": PiiDetector._is_surname,
     "school.named": PiiDetector._is_named_school,
     "school.called": lambda self, v: v.split()[0].lower() not in self._generic,

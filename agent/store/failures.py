@@ -7,6 +7,7 @@ back, so no turn is ever half-written.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
@@ -19,6 +20,8 @@ from config.errors import StoreError
 
 logger = logging.getLogger(__name__)
 
+SQLITE_BUSY = 5
+SQLITE_LOCKED = 6
 SQLITE_READONLY = 8
 SQLITE_IOERR = 10
 SQLITE_CORRUPT = 11
@@ -50,7 +53,7 @@ class FailureReporter:
                 f"the filesystem of {self.path.parent} and retry"
             ), "store.disk_full", Severity.CRITICAL)
         if code == SQLITE_READONLY or "readonly" in text or (
-                code == SQLITE_CANTOPEN and on_read_only_filesystem(self.path)):
+                code in (SQLITE_CANTOPEN, SQLITE_IOERR) and on_read_only_filesystem(self.path)):
             return self._alerting(StoreReadOnlyError(
                 f"store {self.path} is read-only ({text}) — remount {self.path.parent} "
                 "read-write or fix the file's owner and mode"
@@ -66,6 +69,9 @@ class FailureReporter:
                 f"store {self.path}: disk I/O error ({text}) — check the SD card and run "
                 "teddy store verify"
             ), "store.io_error", Severity.HIGH)
+        if code in (SQLITE_BUSY, SQLITE_LOCKED) or "locked" in text:
+            return StoreError(f"store {self.path} is busy: another process held it too long "
+                              f"({text}) — retry; if it persists, stop the other teddy process")
         return StoreError(f"store {self.path}: {text} — run teddy store verify")
 
     def _alerting(self, error: StoreError, kind: str, severity: Severity) -> StoreError:
@@ -79,11 +85,18 @@ class FailureReporter:
 
 
 def on_read_only_filesystem(path: Path) -> bool:
-    """Whether the directory holding ``path`` is mounted read-only (or is not writable)."""
+    """Whether the directory holding ``path`` refuses writes (a read-only mount, including
+    the emergency read-only remount the kernel makes after an SD-card error)."""
     directory = path.parent
     try:
         if os.statvfs(directory).f_flag & os.ST_RDONLY:
             return True
     except OSError:
         return False
-    return not os.access(directory, os.W_OK)
+    probe = directory / f".teddy-write-probe-{os.getpid()}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT, 0o600))
+    except OSError as exc:
+        return exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+    probe.unlink(missing_ok=True)
+    return False

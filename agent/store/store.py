@@ -297,9 +297,17 @@ class ConversationStore:
             return []
         with self._transaction() as conn:
             # consent is read inside the transaction: a revocation in another process wins
-            queue_for_sync = self._require(Scope.KEEP).allows(Scope.SYNC)
+            last_seq, scopes, exists = conn.execute(_APPEND_STATE, (conversation_id,)).fetchone()
+            scopes = _parse_scopes(scopes)
+            if Scope.KEEP not in scopes:
+                self._require(Scope.KEEP)  # raises, naming the way out
+            if not exists:
+                self._data_keys.pop(conversation_id, None)
+                raise StoreError(f"conversation {conversation_id!r} is not in the store (it was "
+                                 "deleted) — start a new conversation")
+            queue_for_sync = Scope.SYNC in scopes
             data_key = self._data_key(conversation_id)
-            first = _last_seq(conn) + 1
+            first = (last_seq or 0) + 1
             seqs = list(range(first, first + len(turns)))
             rows = [self._turn_row(conversation_id, data_key, turn, seq)
                     for turn, seq in zip(turns, seqs, strict=True)]
@@ -450,14 +458,19 @@ class ConversationStore:
 
     @_sqlite_errors
     def stats(self) -> dict[str, Any]:
-        """Counts for ``teddy store stats`` (no text)."""
-        one = self._conn.execute
+        """Counts for ``teddy store stats`` (no text).
+
+        Uses sqlite-utils' table introspection; imported here, not at start-up, where its
+        import would cost the bear 0.4 s on every boot."""
+        import sqlite_utils
+
+        tables = sqlite_utils.Database(self._conn)
         wal = self.path.with_name(self.path.name + "-wal")
         return {
-            "conversations": one("SELECT count(*) FROM conversations").fetchone()[0],
-            "turns": one("SELECT count(*) FROM turns").fetchone()[0],
+            "conversations": tables["conversations"].count,
+            "turns": tables["turns"].count,
             "unsynced": self.outbox_depth(),
-            "oldest_turn_at": one("SELECT min(created_at) FROM turns").fetchone()[0],
+            "oldest_turn_at": next(iter(tables.execute("SELECT min(created_at) FROM turns")))[0],
             "bytes": self.path.stat().st_size,
             "wal_bytes": wal.stat().st_size if wal.exists() else 0,
             "retention_days": self._settings.retention_days,
@@ -585,10 +598,20 @@ class ConversationStore:
             logger.warning("retention sweep failed, retrying later: %s", exc)
 
 
-def _last_seq(conn: sqlite3.Connection) -> int:
-    """The highest seq ever given (AUTOINCREMENT never reuses one, even after deletion)."""
-    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'turns'").fetchone()
-    return 0 if row is None else row[0]
+_APPEND_STATE = (
+    # one statement on the hot path: the highest seq ever given (AUTOINCREMENT never reuses
+    # one, even after deletion), the scopes of the consent in force (NULL: none), and whether
+    # the conversation still exists (another process may have deleted it)
+    "SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'turns'), "
+    "(SELECT scopes FROM consents WHERE revoked_at IS NULL ORDER BY id DESC LIMIT 1), "
+    "EXISTS (SELECT 1 FROM conversations WHERE id = ?)"
+)
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_scopes(stored: str | None) -> frozenset[Scope]:
+    """Scopes from the ``consents.scopes`` JSON column (cached: a handful of values)."""
+    return frozenset() if stored is None else frozenset(Scope(s) for s in json.loads(stored))
 
 
 def _connect(path: Path, synchronous: str, failures: FailureReporter) -> sqlite3.Connection:

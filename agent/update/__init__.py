@@ -16,7 +16,7 @@ from agent.update.errors import (
     UpdateError,
     UpdateRefused,
 )
-from agent.update.updater import UpdateResult, Updater, psutil_battery
+from agent.update.updater import Updater, UpdateResult, psutil_battery
 
 __all__ = [
     "DownloadError",

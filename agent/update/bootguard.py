@@ -4,7 +4,8 @@ Standard library only, on purpose: it must work even when the new release cannot
 a thing. systemd runs it before every start of the bear, with the system's Python, from a
 copy the updater keeps outside every release::
 
-    ExecStartPre=/usr/bin/python3 /opt/teddy/bootguard.py --data-dir /var/lib/teddy --root /opt/teddy
+    ExecStartPre=/usr/bin/python3 /opt/teddy/bootguard.py \
+        --data-dir /var/lib/teddy --root /opt/teddy
 
 While an update is pending (switched, not yet confirmed) each start increments a counter in
 the state file; the start after ``max_starts`` switches ``current`` back to the previous

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -9,7 +11,7 @@ import shutil
 import sys
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,8 @@ from sync.protocol.release import (
 
 logger = logging.getLogger(__name__)
 
+FREE_SPACE_MARGIN = 64 * 1024 * 1024
+"""Bytes kept free beyond three times the release (download, wheels, installed venv)."""
 ADOPTED_MARKER = "adopted.json"
 """Marks a release directory made around a venv that was not installed by the updater."""
 
@@ -108,6 +112,25 @@ class Updater:
         """
         base = release_url if release_url.endswith("/") else release_url + "/"
         manifest_url = manifest_url or urllib.parse.urljoin(base, MANIFEST_NAME)
+        with self._one_at_a_time():
+            return self._apply(release_url, manifest_url)
+
+    @contextlib.contextmanager
+    def _one_at_a_time(self) -> Iterator[None]:
+        """Hold ``<root>/update.lock``; a second update meanwhile is deferred."""
+        self.config.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.config.root / "update.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UpdateDeferred("another update is in progress on this bear — try again "
+                                     "when it has finished") from None
+            yield
+        finally:
+            os.close(fd)
+
+    def _apply(self, release_url: str, manifest_url: str) -> UpdateResult:
         version = None
         try:
             self._check_conditions()
@@ -123,8 +146,12 @@ class Updater:
             self.journal.record("check", version, "deferred", reason=str(exc),
                                 release=release_url)
             raise
-        except UpdateError as exc:
+        except UpdateRefused as exc:
             self.journal.record("verify", version, "refused", reason=str(exc),
+                                release=release_url)
+            raise
+        except UpdateError as exc:
+            self.journal.record("install", version, "failed", reason=str(exc),
                                 release=release_url)
             raise
         self.switch(manifest, release_dir, release_url)
@@ -149,6 +176,7 @@ class Updater:
             raise UpdateRefused("update.public_key is not set — no release can be trusted; "
                                 "set TEDDY_UPDATE__PUBLIC_KEY from teddy-cloud release keygen")
         timeout = self.config.download_timeout_s
+        started = time.monotonic()
         manifest_bytes = fetch_small(manifest_url, timeout)
         signature = fetch_small(urllib.parse.urljoin(manifest_url, SIGNATURE_NAME), timeout)
         try:
@@ -164,7 +192,8 @@ class Updater:
             download_file(urllib.parse.urljoin(manifest_url, item.path), item,
                           staged / item.path, self.config.download_attempts, timeout)
         self.journal.record("verify", manifest.version, "verified", files=len(manifest.files),
-                            bytes=manifest.total_size)
+                            bytes=manifest.total_size,
+                            seconds=round(time.monotonic() - started, 2))
         return manifest, staged
 
     def _check_policy(self, manifest: ReleaseManifest) -> None:
@@ -178,6 +207,14 @@ class Updater:
             raise UpdateRefused(
                 f"release {manifest.version} is {manifest.total_size} bytes, over "
                 f"update.max_download_bytes {self.config.max_download_bytes}"
+            )
+        self.config.root.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.config.root).free
+        needed = 3 * manifest.total_size + FREE_SPACE_MARGIN
+        if free < needed:
+            raise UpdateDeferred(
+                f"only {free // 2**20} MB free under {self.config.root}, release "
+                f"{manifest.version} needs about {needed // 2**20} MB — free some space"
             )
 
     def _staging_dir(self, manifest_bytes: bytes, version: str) -> Path:
@@ -197,7 +234,7 @@ class Updater:
         self.installer.install(manifest, staged, release_dir)
         shutil.rmtree(staged, ignore_errors=True)
         self.journal.record("install", manifest.version, "installed", release=release_url,
-                            dir=str(release_dir), seconds=round(time.monotonic() - started, 1))
+                            dir=str(release_dir), seconds=round(time.monotonic() - started, 2))
         return release_dir
 
     # --- switch, check, confirm -------------------------------------------------------
@@ -222,17 +259,18 @@ class Updater:
         previous = Path(pending["previous"]) if pending.get("previous") else None
         self.service.prepare()
         self.service.restart()
+        started = time.monotonic()
         report = self.health_check(release_dir, version)
         self.journal.record("health", version, "healthy" if report.ok else "unhealthy",
-                            reason=report.reason, checks=report.checks)
+                            reason=report.reason, checks=report.checks,
+                            seconds=round(time.monotonic() - started, 2))
         if not report.ok:
             return self.roll_back(version, previous, f"post-update check failed: {report.reason}")
-        reason = self._watch(version)
-        if reason is not None:
+        by_guard, reason = self._watch(version)
+        if by_guard:
             return UpdateResult(version, "rolled_back", reason, self.current_version())
-        if not self.service.is_active():
-            return self.roll_back(version, previous, "the new release is not running after "
-                                  f"{self.config.confirm_after_s:.0f} s")
+        if reason is not None:
+            return self.roll_back(version, previous, reason)
         manifest = self._manifest_of(release_dir)
         self.state.finish(version, manifest.floor if manifest else None)
         self.journal.record("confirm", version, "installed",
@@ -243,17 +281,29 @@ class Updater:
     def _subprocess_health_check(self, release_dir: Path, version: str) -> HealthReport:
         return check_release(release_dir, version, self.config.health_timeout_s, self.env)
 
-    def _watch(self, version: str) -> str | None:
-        """Wait ``confirm_after_s``; the boot guard's rollback reason if it rolled back."""
-        deadline = time.monotonic() + self.config.confirm_after_s
+    def _watch(self, version: str) -> tuple[bool, str | None]:
+        """Wait until the release has run ``confirm_after_s`` without a new start.
+
+        ``(True, reason)`` when the boot guard rolled it back meanwhile; ``(False, None)``
+        when it is stable; ``(False, reason)`` when it never became stable.
+        """
+        window = self.config.confirm_after_s
+        give_up = time.monotonic() + window * (self.config.max_starts + 2) + 10
+        starts, stable_since = None, time.monotonic()
         while True:
             state = self.state.read()
             pending = state["pending"]
             if not pending or pending.get("version") != version:
                 last = state.get("last_rollback") or {}
-                return last.get("reason", "rolled back by the boot guard")
-            if time.monotonic() >= deadline:
-                return None
+                return True, last.get("reason", "rolled back by the boot guard")
+            now = time.monotonic()
+            if pending.get("starts") != starts:  # (re)started: the window begins again
+                starts, stable_since = pending.get("starts"), now
+            if now - stable_since >= window and self.service.is_active():
+                return False, None
+            if now >= give_up:
+                return False, (f"the new release did not stay up {window:g} s "
+                               f"({starts} starts)")
             time.sleep(0.1)
 
     def roll_back(self, version: str, previous: Path | None, reason: str) -> UpdateResult:

@@ -87,6 +87,7 @@ class VoiceLoop:
         self._events: queue.SimpleQueue[tuple[str, float]] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._idle = threading.Event()
+        self._losses_seen = microphone.stats.losses
         self.heartbeat: Callable[[float | None], None] = lambda grace=None: None
         """Called every step, and before speaking with the seconds it may take: the systemd
         watchdog's ``alive`` (:mod:`agent.lifecycle`), so a hung loop gets restarted."""
@@ -105,8 +106,12 @@ class VoiceLoop:
         self._events.put(("release", time.monotonic()))
 
     def request_stop(self) -> None:
-        """Finish the current turn, then return from :meth:`run` (signal-safe)."""
+        """Finish the current turn, then return from :meth:`run` (signal-safe). The reply is
+        kept (the store commits it before it is spoken) but no longer spoken: a stop under
+        systemd must not wait for a long answer."""
         self._stop.set()
+        if self.voice.speaking:
+            self.voice.stop()
 
     @property
     def stopping(self) -> bool:
@@ -134,6 +139,9 @@ class VoiceLoop:
         self.heartbeat(None)
         self._handle_events()
         frame = self.microphone.read(READ_TIMEOUT_S)
+        if self.microphone.stats.losses != self._losses_seen:
+            self._losses_seen = self.microphone.stats.losses
+            self._cut_off()
         if frame is not None:
             self._hear(frame)
         if self.gate.expire(time.monotonic(), self.ears.in_speech):
@@ -157,6 +165,14 @@ class VoiceLoop:
         transcript = heard.transcript
         wanted = " ".join(self.settings.wake_phrase.split())
         return transcript.text == wanted and transcript.confidence >= self.settings.min_confidence
+
+    def _cut_off(self) -> None:
+        """The microphone was lost: an utterance in progress is incomplete, drop it."""
+        if not self.ears.in_speech:
+            return
+        logger.warning("microphone lost mid-utterance; asking the child to say it again")
+        self.ears.reset()
+        self._speak(phrase("say_again"), lambda: None)
 
     def _handle_events(self) -> None:
         while True:
@@ -205,6 +221,8 @@ class VoiceLoop:
                                      first_sample[0] if first_sample else None, completed))
 
     def _speak(self, text: str, on_start: Callable[[], None]) -> bool:
+        if self._stop.is_set():
+            return False  # shutting down: the turn is kept, not spoken
         self.heartbeat(5.0 + 90.0 * len(text.split()) / self.settings.tts_rate)  # 1.5x, seconds
         self.microphone.set_muted(True)
         self._show("speaking")

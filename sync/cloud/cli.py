@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="teddy-cloud", description="Teddy's cloud: the system of record and the fleet."
     )
-    parser.add_argument("--config", metavar="FILE", help="TOML config file (default: $TEDDY_CONFIG)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML config file (default: $TEDDY_CONFIG)")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="override logging.level")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -7,7 +7,7 @@ parent's code matches. Brute force is limited per claim: a wrong code counts aga
 claim named with ``--device``, or, when no device is named, against EVERY waiting claim
 (so guessing cannot outrun any claim's limit); a claim with ``fleet.claim_max_attempts``
 wrong codes is locked and the bear is told. A code older than ``fleet.claim_ttl_s`` is
-expired.
+expired (counted from when the cloud first saw the claim).
 """
 
 from __future__ import annotations
@@ -87,17 +87,18 @@ def collect_requests(link: CloudLink, settings: Settings) -> list[ClaimRequest]:
 
 
 def record_requests(conn: Any, settings: Settings, requests: list[ClaimRequest]) -> None:
-    """Insert claims not seen before; the code's lifetime starts at the earlier of the
-    bear's own time and the time the cloud first saw it."""
+    """Insert claims not seen before. A code's lifetime runs from the moment the cloud
+    first sees it (the cloud's clock: a bear's clock may not be set yet); the broker drops
+    a request the bear published more than ``pairing.code_ttl_s`` ago by itself (MQTT v5
+    message expiry), and the bear stops waiting then too."""
     ttl = settings.fleet.claim_ttl_s
     for request in requests:
         conn.execute(
             "INSERT INTO pairings (claim_id, device_id, code_digest, public_key, firmware,"
-            " requested_at, expires_at) VALUES (%s, %s, %s, %s, %s,"
-            " LEAST(to_timestamp(%s), now()), LEAST(to_timestamp(%s), now())"
-            " + make_interval(secs => %s)) ON CONFLICT (claim_id) DO NOTHING",
+            " requested_at, expires_at) VALUES (%s, %s, %s, %s, %s, to_timestamp(%s),"
+            " now() + make_interval(secs => %s)) ON CONFLICT (claim_id) DO NOTHING",
             (request.claim_id, request.device_id, request.code_digest, request.public_key,
-             request.firmware, request.requested_at, request.requested_at, ttl),
+             request.firmware, request.requested_at, ttl),
         )
 
 

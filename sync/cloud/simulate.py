@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from agent.safety.verdict import Action, Verdict
 from agent.store import ConversationStore, Scope, TurnToKeep
@@ -185,8 +186,9 @@ class Simulation:
     """A fleet of simulated bears against the configured broker."""
 
     def __init__(self, settings: Settings, workdir: Path, devices: int,
-                 prefix: str = "sim") -> None:
+                 prefix: str = "sim", first_index: int = 0) -> None:
         self._settings = settings
+        self._first = first_index
         self._workdir = workdir
         self._prefix = prefix
         self._count = devices
@@ -198,10 +200,14 @@ class Simulation:
 
     def start(self, connect_timeout: float = 60.0) -> int:
         """Make every bear and connect it; returns how many are connected within the timeout."""
-        for index in range(self._count):
-            device_id = f"{self._prefix}-{index:05d}"
-            self.bears.append(SimulatedBear(self._settings, device_id, self._workdir,
-                                            self.latencies))
+        from concurrent.futures import ThreadPoolExecutor
+
+        def make(index: int) -> SimulatedBear:
+            return SimulatedBear(self._settings, f"{self._prefix}-{self._first + index:05d}",
+                                 self._workdir, self.latencies)
+
+        with ThreadPoolExecutor(max_workers=16) as pool:  # store creation waits on fsync
+            self.bears.extend(pool.map(make, range(self._count)))
         for bear in self.bears:
             bear.start(self._stop)
         deadline = time.monotonic() + connect_timeout
@@ -245,19 +251,11 @@ class Simulation:
                 time.sleep(delay)
             self.bears[index % len(self.bears)].append(1)
 
-    def count_in_database(self, report: SimulationReport) -> None:
-        """Fill ``in_database`` from PostgreSQL (``cloud.pg_dsn``)."""
-        from sync.cloud import db
-
-        with db.connect(self._settings.cloud) as conn:
-            row = conn.execute(
-                "SELECT count(*), count(DISTINCT (device_id, seq)) FROM turns"
-                " WHERE device_id LIKE %s", (f"{self._prefix}-%",)).fetchone()
-        report.in_database, report.distinct_in_database = row
-
     def close(self) -> None:
         """Stop every bear. Idempotent."""
         self._stop.set()
+        for bear in self.bears:
+            bear.sync.wake()
         for bear in self.bears:
             bear.close()
         self.bears.clear()
@@ -267,3 +265,68 @@ class Simulation:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+BEARS_PER_PROCESS = 100
+"""paho waits on its sockets with ``select()``, which cannot watch descriptors past 1024,
+and each simulated bear holds about seven (SQLite files, its socket, paho's wake-up pair);
+so one process hosts at most this many bears and a fleet is split over processes."""
+
+
+def _worker(settings: Settings, workdir: Path, count: int, prefix: str, first: int,
+            turns: int, rate: float | None, timeout: float, barrier: Any, results: Any) -> None:
+    with Simulation(settings, workdir, count, prefix, first) as simulation:
+        connected = simulation.start()
+        barrier.wait(600)  # every process connected: this is "at once"
+        at_once = simulation.connected()
+        report = simulation.drive(turns, rate, timeout)
+        report.max_connected = max(report.max_connected, at_once, connected)
+        results.put((report, simulation.latencies.values))
+
+
+def run_fleet(settings: Settings, workdir: Path, devices: int, turns: int,
+              rate: float | None = None, timeout: float = 300.0,
+              prefix: str = "sim") -> SimulationReport:
+    """Run ``devices`` simulated bears over as many processes as they need; one report."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    groups = [(first, min(BEARS_PER_PROCESS, devices - first))
+              for first in range(0, devices, BEARS_PER_PROCESS)]
+    barrier, results = context.Barrier(len(groups)), context.Queue()
+    share = None if rate is None else rate / devices
+    workers = [context.Process(target=_worker, daemon=True, args=(
+        settings, workdir, count, prefix, first, turns,
+        None if share is None else share * count, timeout, barrier, results))
+        for first, count in groups]
+    for worker in workers:
+        worker.start()
+    merged, latencies = SimulationReport(), Latencies()
+    for _ in workers:
+        report, values = results.get(timeout=timeout + 900)
+        _merge(merged, report)
+        latencies.values.extend(values)
+    for worker in workers:
+        worker.join(60)
+    merged.p50, merged.p99 = latencies.percentile(50), latencies.percentile(99)
+    return merged
+
+
+def _merge(total: SimulationReport, part: SimulationReport) -> None:
+    total.devices += part.devices
+    total.max_connected += part.max_connected
+    total.turns_appended += part.turns_appended
+    total.turns_acked += part.turns_acked
+    total.left_unacked += part.left_unacked
+    total.seconds = max(total.seconds, part.seconds)
+
+
+def count_in_database(settings: Settings, prefix: str, report: SimulationReport) -> None:
+    """Fill ``in_database`` and ``distinct_in_database`` from PostgreSQL (``cloud.pg_dsn``)."""
+    from sync.cloud import db
+
+    with db.connect(settings.cloud) as conn:
+        row = conn.execute(
+            "SELECT count(*), count(DISTINCT (device_id, seq)) FROM turns"
+            " WHERE device_id LIKE %s", (f"{prefix}-%",)).fetchone()
+    report.in_database, report.distinct_in_database = row

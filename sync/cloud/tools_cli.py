@@ -67,20 +67,18 @@ def _provision(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from sync.cloud.simulate import Simulation
+    from sync.cloud.simulate import count_in_database, run_fleet
 
     if args.devices < 1 or args.turns < 0:
         raise ConfigError("--devices must be at least 1 and --turns at least 0")
     with tempfile.TemporaryDirectory(prefix="teddy-sim-") as scratch:
         workdir = args.workdir or Path(scratch)
-        with Simulation(settings, workdir, args.devices, prefix=args.prefix) as simulation:
-            connected = simulation.start()
-            print(f"connected {connected} of {args.devices} bears", flush=True)
-            report = simulation.drive(args.turns, args.rate, args.timeout)
-            if not args.no_count:
-                simulation.count_in_database(report)
-        for line in report.lines():
-            print(line)
+        report = run_fleet(settings, workdir, args.devices, args.turns, args.rate,
+                           args.timeout, args.prefix)
+    if not args.no_count:
+        count_in_database(settings, args.prefix, report)
+    for line in report.lines():
+        print(line)
     complete = report.left_unacked == 0 and (
         report.in_database is None or report.distinct_in_database == report.in_database)
     return 0 if complete else 1

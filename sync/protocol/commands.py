@@ -20,7 +20,7 @@ from sync.protocol.base import Message
 
 COMMAND_NAMES = (
     "ping", "health", "set-volume", "set-config", "delete-data", "export-summary",
-    "restart", "unpair", "update-content-pack",
+    "restart", "unpair", "update-content-pack", "update",
 )
 """Every command a bear understands."""
 

@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from config.notify import NotifySettings
@@ -51,10 +52,20 @@ FROM alerts a WHERE a.id = ANY(%s)
 """
 LEASE_DUE = """
 UPDATE notification_deliveries SET next_attempt_at = %(lease)s
-WHERE id IN (SELECT id FROM notification_deliveries
-             WHERE status IN ('pending', 'retrying') AND next_attempt_at <= %(now)s
-             ORDER BY next_attempt_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+WHERE id IN (
+    SELECT d.id FROM notification_deliveries d
+    WHERE d.status IN ('pending', 'retrying') AND d.next_attempt_at <= %(now)s
+      AND NOT (d.event = 'cleared' AND EXISTS (
+          SELECT 1 FROM notification_deliveries r
+          WHERE r.alert_id = d.alert_id AND r.channel = d.channel AND r.event = 'raised'
+            AND r.status IN ('pending', 'retrying')))
+    ORDER BY d.next_attempt_at, d.id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
 RETURNING id, alert_id, event, channel, attempts
+"""
+"""Lease due deliveries; a clear waits until its raise has gone to the same channel."""
+PARENTS = """
+SELECT device_id, array_agg(DISTINCT parent_email ORDER BY parent_email) FROM consents
+WHERE revoked_at IS NULL AND device_id = ANY(%s) GROUP BY device_id
 """
 LIVE = "('pending', 'retrying', 'delivered')"
 """Statuses of deliveries that did or will reach the channel."""
@@ -182,9 +193,11 @@ class Notifier:
             return Counter()
         alerts = {row[0]: row for row in self.conn.execute(
             ALERT_ROWS, ([d[1] for d in due],)).fetchall()}
+        parents = self._parents({row[1] for row in alerts.values()})
         jobs = [(d, alerts.get(d[1])) for d in due]
         with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
-            results = list(pool.map(lambda job: self._send(job[0][3], job[0][2], job[1]), jobs))
+            results = list(pool.map(
+                lambda job: self._send(job[0][3], job[0][2], job[1], parents), jobs))
         outcomes: Counter = Counter()
         with self.conn.transaction():
             for (delivery_id, _, _, channel, attempts), (error, elapsed_ms) in zip(
@@ -193,7 +206,16 @@ class Notifier:
                                       channel)] += 1
         return outcomes
 
-    def _send(self, channel: str, event: str, row) -> tuple[DeliveryError | None, int]:
+    def _parents(self, device_ids: set[str]) -> dict[str, tuple[str, ...]]:
+        """Device id -> e-mail addresses of parents with an active consent (fleet tables)."""
+        if not device_ids or self.conn.execute(
+                "SELECT to_regclass('consents')").fetchone()[0] is None:
+            return {}
+        rows = self.conn.execute(PARENTS, (sorted(device_ids),)).fetchall()
+        return {device_id: tuple(emails) for device_id, emails in rows}
+
+    def _send(self, channel: str, event: str, row,
+              parents: dict[str, tuple[str, ...]]) -> tuple[DeliveryError | None, int]:
         """One attempt (in a worker thread, no database): ``(error or None, milliseconds)``."""
         sender = self.senders.get(channel)
         started = time.monotonic()
@@ -202,7 +224,8 @@ class Notifier:
             error = DeliveryError(f"channel {channel} is no longer configured", retryable=False)
         elif row is not None:
             try:
-                sender.send(_notification((row[0], event, *row[1:])))
+                note = _notification((row[0], event, *row[1:]))
+                sender.send(replace(note, parents=parents.get(note.device_id, ())))
             except DeliveryError as exc:
                 error = exc
             except Exception as exc:  # a sender bug must not lose the delivery's state

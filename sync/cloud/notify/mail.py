@@ -24,6 +24,10 @@ class EmailSender:
     def send(self, note: Notification) -> None:
         """Send one message to every recipient; raises DeliveryError."""
         where = f"SMTP server {self.settings.host}:{self.settings.port}"
+        recipients = self.recipients(note)
+        if not recipients:
+            raise DeliveryError(f"no parent with an active consent on record for "
+                                f"{note.device_id} — nobody to tell", retryable=False)
         try:
             with smtplib.SMTP(self.settings.host, self.settings.port,
                               timeout=self.timeout) as smtp:
@@ -32,7 +36,7 @@ class EmailSender:
                     password = self.settings.password
                     smtp.login(self.settings.username,
                                password.get_secret_value() if password else "")
-                smtp.send_message(self.compose(note))
+                smtp.send_message(self.compose(note, recipients))
         except DeliveryError:
             raise
         except smtplib.SMTPResponseException as exc:
@@ -59,11 +63,15 @@ class EmailSender:
         smtp.starttls(context=context)
         smtp.ehlo()
 
-    def compose(self, note: Notification) -> EmailMessage:
-        """The e-mail for ``note``."""
+    def recipients(self, note: Notification) -> list[str]:
+        """Who gets ``note``: the bear's parents (``to_parent``) or the fixed ``to`` list."""
+        return list(note.parents) if self.settings.to_parent else list(self.settings.to)
+
+    def compose(self, note: Notification, recipients: list[str]) -> EmailMessage:
+        """The e-mail for ``note`` to ``recipients``."""
         message = EmailMessage()
         message["From"] = self.settings.sender
-        message["To"] = ", ".join(self.settings.to)
+        message["To"] = ", ".join(recipients)
         message["Subject"] = note.subject()
         message["Date"] = formatdate(localtime=False)
         message["Message-ID"] = make_msgid(domain="teddy.invalid")

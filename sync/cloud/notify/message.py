@@ -42,6 +42,9 @@ class Notification:
     """When it cleared (with ``event="cleared"``)."""
     details: dict[str, Any] = field(default_factory=dict)
     """Machine-readable facts."""
+    parents: tuple[str, ...] = ()
+    """E-mail addresses of the parents with an active consent for this bear (for
+    ``to_parent`` channels); never put in logs."""
 
     @property
     def wellbeing(self) -> bool:
@@ -50,8 +53,13 @@ class Notification:
 
     @property
     def dedupe_key(self) -> str:
-        """Same key, same news: device, kind and event."""
-        return f"{self.device_id}|{self.kind}|{self.event}"
+        """Same key, same news: device, kind and event (for wellbeing alerts also the
+        categories: a new kind of worry is news even within the window)."""
+        key = f"{self.device_id}|{self.kind}|{self.event}"
+        categories = self.details.get("categories") if self.wellbeing else None
+        if isinstance(categories, list) and categories:
+            key += "|" + ",".join(sorted(str(c) for c in categories))
+        return key
 
     def subject(self) -> str:
         """A one-line title."""
