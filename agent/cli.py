@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _setup_logging(level: str, settings: Settings | None = None) -> None:
-    from agent.logs import configure_logging  # JSON lines off a TTY; no transcripts/secrets
+    from config.logs import configure_logging  # JSON lines off a TTY; no transcripts/secrets
 
     configure_logging(level, settings)
 

@@ -2,9 +2,9 @@
 
 systemd starts this (``teddy-alert@.service``, the ``OnFailure=`` of ``teddy-agent``) once
 the agent crashed ``StartLimitBurst`` times in a row. It logs a critical line to the
-journal and leaves the alert in ``<data_dir>/alerts/`` so that the next ``teddy run``
-raises it through the bear's alert sink (and so over ``up/alerts``) before anything else.
-Meanwhile the fleet already sees the bear ``offline``: the broker published its Last Will.
+journal, publishes the alert on ``up/alerts`` with the bear's own broker login (best
+effort: the fleet already sees the bear ``offline`` from its Last Will), and leaves it in
+``<data_dir>/alerts/`` so that the next ``teddy run`` raises it through the alert sink.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +63,44 @@ def take_pending(data_dir: Path) -> list[dict]:
     return sorted(alerts, key=lambda alert: alert.get("raised_at", 0))
 
 
+def publish_alert(settings: Any, alert: dict, timeout: float = 5.0) -> bool:
+    """Publish ``alert`` on ``up/alerts`` (QoS 1); False (logged) when it cannot be sent."""
+    from agent.identity import device_id
+    from config.errors import TeddyError
+    from sync.client import MqttLink
+    from sync.protocol import AlertMessage, up_topic
+
+    try:
+        device = device_id(settings, create=False)
+        settings = _with_own_login(settings)
+        message = AlertMessage(
+            device_id=device, alert_id=f"{ALERT_KIND}-{int(alert['raised_at'])}",
+            state="raised", kind=ALERT_KIND, severity="critical", message=alert["message"],
+            details={"unit": alert["unit"]}, raised_at=alert["raised_at"])
+        with MqttLink(settings.mqtt, f"teddy-{device}-failsafe") as link:
+            link.connect()
+            info = link.client.publish(up_topic(device, "alerts"), message.to_payload(), qos=1)
+            info.wait_for_publish(timeout)
+            return info.is_published()
+    except (TeddyError, RuntimeError, ValueError, OSError) as exc:
+        logger.warning("could not publish the %s alert: %s", ALERT_KIND, exc)
+        return False
+
+
+def _with_own_login(settings: Any) -> Any:
+    """The paired bear's own broker login, else the provisioned one."""
+    from agent.credentials import CredentialsError
+    from agent.pairing import paired_settings
+
+    try:
+        return paired_settings(settings)
+    except CredentialsError:
+        return settings
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Record the failure of the unit named in ``argv`` (``%i`` of the alert unit)."""
-    from agent.logs import configure_logging
+    from config.logs import configure_logging
     from config.errors import TeddyError
     from config.settings import load_settings
 
@@ -74,13 +110,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging("INFO")
     try:
-        data_dir = load_settings().store.data_dir
+        settings = load_settings()
     except TeddyError as exc:
         logger.error("config unreadable (%s); using /var/lib/teddy", exc)
-        data_dir = Path("/var/lib/teddy")
+        settings = None
+    data_dir = settings.store.data_dir if settings is not None else Path("/var/lib/teddy")
     path = record_failure(args[0], data_dir)
     logger.critical("health alert %s: %s gave up restarting; alert kept in %s",
                     ALERT_KIND, args[0], path, extra={"unit": args[0], "alert": ALERT_KIND})
+    if settings is not None:
+        alert = json.loads(path.read_text())
+        sent = publish_alert(settings, alert)
+        logger.info("alert %s %s on up/alerts", ALERT_KIND, "published" if sent else "not sent")
     return 0
 
 

@@ -74,7 +74,7 @@ class Lifecycle:
 
     def reload(self) -> None:
         """Re-read the config; apply the live sections; report the rest."""
-        from agent.logs import configure_logging
+        from config.logs import configure_logging
 
         self.notifier.reloading()
         try:

@@ -166,6 +166,7 @@ class Watchdog:
         return self
 
     def _run(self) -> None:
+        next_at = time.monotonic()
         while True:
             if time.monotonic() <= self._deadline:
                 if self.notifier.watchdog_ping():
@@ -175,7 +176,8 @@ class Watchdog:
                 if self.missed == 1 or self.missed % 10 == 0:
                     logger.error("main loop silent for over %.1f s: not pinging the watchdog",
                                  self.max_stall)
-            if self._stop.wait(self.interval):
+            next_at += self.interval  # a fixed schedule: late wake-ups do not add up
+            if self._stop.wait(max(0.0, next_at - time.monotonic())):
                 return
 
     def stop(self) -> None:

@@ -132,6 +132,11 @@ class PulseServer:
                        env=self._full_env(), check=check, timeout=30,
                        stderr=subprocess.DEVNULL)
 
+    def start_playing(self, wav: Path) -> subprocess.Popen:
+        """Start playing a WAV into the sink; kill the process returned to stop it."""
+        return subprocess.Popen(["paplay", f"--device={self.SINK}", "--latency-msec=20", str(wav)],
+                                env=self._full_env(), stderr=subprocess.DEVNULL)
+
     def _stop_keeper(self) -> None:
         if self._keeper is not None:
             self._keeper.kill()

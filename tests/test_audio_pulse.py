@@ -95,13 +95,13 @@ def test_microphone_vanishes_mid_utterance_and_comes_back(pulse, model, tmp_path
         runner.start()
         wait_for(lambda: microphone.stats.blocks > 5, 5, "the stream to deliver")
         paw.press()  # held for the whole test: listening throughout
-        cut_player = threading.Thread(target=pulse.play, args=(long_wav, False))
-        cut_player.start()
+        cut_player = pulse.start_playing(long_wav)
         wait_for(lambda: loop.ears.in_speech, 3, "speech to start")
-        time.sleep(0.5)  # mid-utterance
+        time.sleep(0.5)  # mid-utterance: the player stops and the microphone vanishes
+        cut_player.kill()
+        cut_player.wait(5)
         pulse.unload_sink()
         wait_for(lambda: alerts.recent("audio.device_lost"), 5, "the device_lost alert")
-        cut_player.join(10)
         time.sleep(0.5)
         pulse.load_sink()
         wait_for(lambda: alerts.recent("audio.device_restored"), 10, "the device_restored alert")

@@ -19,7 +19,15 @@ from sync_helpers import (
 
 from config.settings import Settings
 from sync.cloud.ingest import Ingestor
-from sync.protocol import AlertMessage, HealthSample, TurnRecord, TurnsBatch, up_topic
+from sync.protocol import (
+    AlertMessage,
+    CommandResult,
+    ConfigReported,
+    HealthSample,
+    TurnRecord,
+    TurnsBatch,
+    up_topic,
+)
 
 
 def _publisher(port: int) -> mqtt.Client:
@@ -126,3 +134,42 @@ def test_sigterm_mid_stream_loses_nothing(broker, database, env, tmp_path):
         ingest.stop()
     assert report.turns_acked == 8_000
     assert_exactly_once(database, device, data_dir, 8_000)
+
+
+def test_command_results_and_reported_config_are_recorded(broker, database):
+    settings = Settings(mqtt={"port": broker.port},
+                        cloud={"pg_dsn": database.dsn, "client_id": "ingest-commands"})
+    device = "bear-results"
+    with database.connect() as conn:
+        conn.execute("INSERT INTO devices (device_id) VALUES (%s) ON CONFLICT DO NOTHING",
+                     (device,))
+        conn.execute("INSERT INTO commands (id, device_id, name, issued_at, expires_at)"
+                     " VALUES ('cmd-1', %s, 'ping', now(), now() + interval '1 minute')",
+                     (device,))
+    ingestor, worker = _running(settings)
+    client = _publisher(broker.port)
+    try:
+        done = CommandResult(id="cmd-1", device_id=device, name="ping", status="done",
+                             data={"pong": True}, finished_at=1_700_000_000.0)
+        _send(client, up_topic(device, "cmd-result"), done.to_payload())
+        forged = done.model_copy(update={"device_id": "bear-other"})
+        _send(client, up_topic(device, "cmd-result"), forged.to_payload())
+        report = ConfigReported(device_id=device, version=3, applied={"voice.tts_rate": 140},
+                                reported_at=1_700_000_001.0)
+        _send(client, up_topic(device, "config"), report.to_payload())
+        with database.connect() as conn:
+            assert _until(lambda: conn.execute(
+                "SELECT status, result FROM commands WHERE id = 'cmd-1'").fetchone()
+                == ("done", {"pong": True}))
+            assert _until(lambda: conn.execute(
+                "SELECT reported IS NOT NULL FROM device_config WHERE device_id = %s",
+                (device,)).fetchone())
+            assert _until(lambda: conn.execute(
+                "SELECT count(*) FROM dead_letters WHERE topic = %s AND reason LIKE %s",
+                (up_topic(device, "cmd-result"), "%bear-other%")).fetchone()[0] == 1)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        ingestor.stop()
+        worker.join(15)
+        ingestor.close()

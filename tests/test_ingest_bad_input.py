@@ -49,8 +49,11 @@ def _publish(port: int, topic: str, payload: bytes) -> None:
 
 
 def _dead_letters(database) -> dict[str, tuple[str, int]]:
+    """Dead letters of this test's topics (the database is shared by the whole session)."""
+    topics = [f"teddy/v1/{device}/up/{kind}" for device, kind, _, _ in BAD]
     with database.connect() as conn:
-        rows = conn.execute("SELECT topic, reason, payload_size FROM dead_letters").fetchall()
+        rows = conn.execute("SELECT topic, reason, payload_size FROM dead_letters"
+                            " WHERE topic = ANY(%s)", (topics,)).fetchall()
     return {topic: (reason, size) for topic, reason, size in rows}
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from agent.logs import GUARD, Sensitive, configure_logging, secrets_in
+from config.logs import GUARD, Sensitive, configure_logging, secrets_in
 from config.settings import load_settings
 
 TEDDY = str(Path(sys.executable).parent / "teddy")

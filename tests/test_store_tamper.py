@@ -205,7 +205,7 @@ def test_schema_1_store_is_migrated_and_still_reads(settings):
                  json.dumps({"action": "allow", "categories": [], "matches": []})))
     raw.close()
     with ConversationStore.open(settings.store, clock=lambda: 2.0) as store:
-        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         assert store.turns("c1")[0].text == "old words"
         store.append("c1", [_turn("bear", "new words")])
         assert [t.text for t in store.turns("c1")] == ["old words", "new words"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from agent.failsafe import ALERT_KIND, record_failure, take_pending
@@ -18,8 +19,10 @@ def test_the_alert_unit_command_logs_critical_and_leaves_the_alert(
         env=env, capture_output=True, text=True, timeout=30,
     )
     assert result.returncode == 0, result.stderr
-    line = json.loads(result.stderr.strip().splitlines()[-1])
-    assert line["level"] == "CRITICAL" and line["unit"] == "teddy-agent.service"
+    lines = [json.loads(text) for text in result.stderr.strip().splitlines()]
+    critical = [line for line in lines if line["level"] == "CRITICAL"]
+    assert critical and critical[0]["unit"] == "teddy-agent.service"
+    assert "not sent" in lines[-1]["msg"]  # no device id yet: nothing to publish as
     alerts = take_pending(data_dir)
     assert [a["kind"] for a in alerts] == [ALERT_KIND]
     assert alerts[0]["unit"] == "teddy-agent.service" and alerts[0]["severity"] == "critical"
@@ -40,3 +43,35 @@ def test_a_wrong_call_is_a_usage_error() -> None:
     result = subprocess.run([sys.executable, "-m", "agent.failsafe"], capture_output=True,
                             text=True, timeout=30)
     assert result.returncode == 2 and "usage" in result.stderr
+
+
+def test_the_alert_reaches_the_broker_on_up_alerts(env: dict[str, str], broker) -> None:
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    from sync.protocol import AlertMessage
+
+    device = "bear-failsafe-01"
+    got: list[bytes] = []
+    arrived = threading.Event()
+    listener = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                           protocol=mqtt.MQTTv5)
+    listener.on_message = lambda c, u, message: (got.append(message.payload), arrived.set())
+    listener.connect("127.0.0.1", broker.port)
+    listener.subscribe(f"teddy/v1/{device}/up/alerts", qos=1)
+    listener.loop_start()
+    try:
+        time.sleep(0.3)  # the subscription is in place
+        result = subprocess.run(
+            [sys.executable, "-m", "agent.failsafe", "teddy-agent.service"],
+            env=dict(env, TEDDY_DEVICE__ID=device), capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert arrived.wait(10), result.stderr
+    finally:
+        listener.loop_stop()
+        listener.disconnect()
+    alert = AlertMessage.from_payload(got[0])
+    assert (alert.device_id, alert.kind, alert.severity, alert.state) == (
+        device, ALERT_KIND, "critical", "raised")
+    assert alert.details == {"unit": "teddy-agent.service"}

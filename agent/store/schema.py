@@ -48,6 +48,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE conversations ADD COLUMN child_id TEXT;
     CREATE INDEX conversations_child ON conversations(child_id);
     """,
+    # 3: claiming and re-reading a sync batch looks rows up by batch id.
+    """
+    CREATE INDEX outbox_batch ON outbox(batch_id);
+    """,
 )
 """Forward migrations; entry N (0-based) takes the schema from version N to N+1."""
 

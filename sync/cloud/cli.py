@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(args.config)
-        from agent.logs import configure_logging  # JSON lines off a TTY; secrets masked
+        from config.logs import configure_logging  # JSON lines off a TTY; secrets masked
 
         configure_logging(args.log_level or settings.logging.level, settings)
         return args.func(args, settings)

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 5.0
 """Seconds :meth:`Ingestor.run` spends committing what it holds after :meth:`stop`."""
-QOS = {"turns": 1, "status": 1, "health": 0, "alerts": 1}
+QOS = {"turns": 1, "status": 1, "health": 0, "alerts": 1, "cmd-result": 1, "config": 1}
 """Subscription QoS per ``up/<name>``."""
 
 
@@ -67,6 +67,9 @@ class Ingestor:
         self._link = MqttLink(settings.mqtt, client_id=client_id, manual_ack=True,
                               backoff=Backoff(0.2, 5.0))
         self._link.on("message", self._on_message)
+        self._link.on("subscribe", self._on_subscribe)
+        self._subscribed = threading.Event()
+        self._subscribe_mid: int | None = None
         self._link.after_connect(self._subscribe)
         self._inbox: queue.Queue[Received] = queue.Queue()
         self._stop = threading.Event()
@@ -104,8 +107,18 @@ class Ingestor:
         return [(shared_subscription(group, name), QOS[name]) for name in KINDS]
 
     def _subscribe(self) -> None:
-        for topic, qos in self._topics():
-            self._link.client.subscribe(topic, qos=qos)
+        self._subscribed.clear()
+        _, self._subscribe_mid = self._link.client.subscribe(self._topics())
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        if mid != self._subscribe_mid:
+            return
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            logger.error("the broker refused ingest's subscriptions: %s — check the ingest "
+                         "account's ACL", ", ".join(refused))
+            return
+        self._subscribed.set()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         self._inbox.put(Received(message.topic, bytes(message.payload), message.mid,
@@ -118,6 +131,9 @@ class Ingestor:
         if cloud.metrics_port is not None:
             self.metrics.serve(cloud.metrics_port)
         self._link.connect()
+        if not self._subscribed.wait(self._settings.mqtt.connect_timeout):
+            logger.warning("subscriptions not confirmed within %.0f s; ingesting anyway",
+                           self._settings.mqtt.connect_timeout)
         logger.info("ingesting %s", shared_subscription(cloud.share_group, "+"))
         while not self._stop.is_set():
             batch = self._next_messages(timeout=0.2)

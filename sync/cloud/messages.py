@@ -10,9 +10,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from config.errors import ProtocolError
-from sync.protocol import AlertMessage, HealthSample, Status, TurnsBatch, parse_device_topic
+from sync.protocol import (
+    AlertMessage,
+    CommandResult,
+    ConfigReported,
+    HealthSample,
+    Status,
+    TurnsBatch,
+    parse_device_topic,
+)
 
-KINDS = {"turns": TurnsBatch, "status": Status, "health": HealthSample, "alerts": AlertMessage}
+KINDS = {
+    "turns": TurnsBatch,
+    "status": Status,
+    "health": HealthSample,
+    "alerts": AlertMessage,
+    "cmd-result": CommandResult,
+    "config": ConfigReported,
+}
 """``up/<name>`` topics ingest takes, and the model each payload must match."""
 
 

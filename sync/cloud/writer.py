@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sync.cloud import fleet
 from sync.cloud.messages import Parsed
 from sync.protocol import Ack, down_topic, to_ranges
 
@@ -142,6 +143,12 @@ def _write_other(conn: Any, item: Parsed, outcome: Outcome) -> None:
         _write_health(conn, item)
     elif item.kind == "alerts":
         _write_alert(conn, item)
+    elif item.kind == "cmd-result":
+        if not fleet.record_result(conn, item.body):
+            logger.info("result for unknown command %s from %s ignored", item.body.id,
+                        item.device_id)
+    elif item.kind == "config":
+        fleet.record_reported_config(conn, item.body)
     elif item.kind == "invalid":
         _dead_letter(conn, item, outcome)
 
