@@ -179,11 +179,13 @@ def _sync(args: argparse.Namespace, settings: Settings) -> int:
     from agent.identity import device_id
     from agent.runtime import FIRMWARE
     from agent.store import ConversationStore
+    from agent.uplink import broker_settings
     from sync.device import DeviceSync
 
     if not ConversationStore.exists(settings.store):
         print("nothing to sync: no consent, nothing kept")
         return 0
+    settings = broker_settings(settings)  # the bear's own login once paired
     with ConversationStore.open(settings.store) as store:
         if args.once and store.outbox_depth() == 0 and not store.unacked_batches():
             print("nothing to sync: the outbox is empty")

@@ -9,7 +9,9 @@
   publishes ``offline`` and disconnects, STOPPING=1, and :func:`serve` returns;
 - SIGHUP: the config file is read again; what can change live (``logging.level``) is
   applied, anything else is reported as needing a restart;
-- with a store (a parent consented) and sync allowed, a thread syncs the outbox.
+- with a store (a parent consented, or pairing did): the health monitor, and the uplink
+  (:mod:`agent.uplink`) that syncs the outbox, takes signed fleet commands once paired and
+  publishes health and alerts.
 """
 
 from __future__ import annotations
@@ -53,9 +55,8 @@ class Lifecycle:
         """SIGHUP reloads handled."""
         self._config_file = config_file
         self._reload_wanted = threading.Event()
-        self._sync_stop = threading.Event()
-        self._sync: Any = None
-        self._sync_thread: threading.Thread | None = None
+        self._uplink: Any = None
+        self._monitor: Any = None
 
     # -- signals (handlers only set flags; the loop thread does the work) --------------------
 
@@ -93,45 +94,36 @@ class Lifecycle:
         logger.info("config reloaded (live: %s)%s", ", ".join(LIVE_SECTIONS), note)
         self.notifier.ready(f"config reloaded{note}")
 
-    # -- sync ----------------------------------------------------------------------------------
+    # -- the uplink and the health monitor --------------------------------------------------
 
-    def start_sync(self) -> None:
-        """Sync the outbox from a thread when the store exists and the parent allowed sync."""
+    def start_uplink(self) -> None:
+        """Watch the bear's health; sync, take fleet commands and publish health when there
+        is a store (see :mod:`agent.uplink`)."""
+        from agent.health import HealthMonitor
         from agent.identity import device_id
-        from agent.runtime import FIRMWARE
-        from agent.store import ConversationStore, Scope
-        from sync.device import DeviceSync
+        from agent.uplink import Uplink
 
-        store = self.bear.store
-        consent = store.consent() if store is not None else None
-        if consent is None or not consent.allows(Scope.SYNC):
-            logger.info("not syncing: no parental consent to sync")
-            return
-        sync_store = ConversationStore.open(self.settings.store)
-        self._sync = DeviceSync(self.settings, sync_store, device_id(self.settings), FIRMWARE,
-                                alerts=self.bear.alerts)
-        self._sync_store = sync_store
-        self._sync_thread = threading.Thread(target=self._sync_run, name="sync", daemon=True)
-        self._sync_thread.start()
+        if self.bear.store is not None:
+            self._monitor = HealthMonitor(self.settings, self.bear.alerts,
+                                          device_id(self.settings))
+            self._monitor.start()
+        self._uplink = Uplink(self.settings, self.bear, self._monitor,
+                              restart=self.loop.request_stop, is_busy=self._busy)
+        self._uplink.start()
 
-    def _sync_run(self) -> None:
-        try:
-            self._sync.run(self._sync_stop)
-        except Exception:  # the bear keeps talking; turns stay in the outbox
-            logger.exception("sync thread stopped")
+    def _busy(self) -> bool:
+        voice = getattr(self.loop, "voice", None)
+        ears = getattr(self.loop, "ears", None)
+        return bool(getattr(voice, "speaking", False) or getattr(ears, "in_speech", False))
 
-    def stop_sync(self) -> None:
-        """Stop the sync thread, publish ``offline`` and disconnect; idempotent."""
-        self._sync_stop.set()
-        if self._sync is not None:
-            self._sync.wake()
-        if self._sync_thread is not None:
-            self._sync_thread.join(timeout=3)
-            self._sync_thread = None
-        if self._sync is not None:
-            self._sync.close()
-            self._sync_store.close()
-            self._sync = None
+    def stop_uplink(self) -> None:
+        """Stop syncing, publish ``offline`` and disconnect; stop the monitor. Idempotent."""
+        if self._uplink is not None:
+            self._uplink.close()
+            self._uplink = None
+        if self._monitor is not None:
+            self._monitor.close()
+            self._monitor = None
 
     # -- the whole life ------------------------------------------------------------------------
 
@@ -146,13 +138,13 @@ class Lifecycle:
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
         self.loop.heartbeat = self.heartbeat
         try:
-            self.start_sync()
+            self.start_uplink()
             self.notifier.ready("listening")
             with self.watchdog:
                 self.loop.run()
             self.notifier.stopping("finishing")
         finally:
-            self.stop_sync()
+            self.stop_uplink()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.notifier.close()

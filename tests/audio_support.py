@@ -119,7 +119,14 @@ class PulseServer:
         )
 
     def unload_sink(self) -> None:
-        """Remove the null sink: the microphone (its monitor) vanishes."""
+        """Remove the null sink: the microphone (its monitor) vanishes.
+
+        Streams still playing into the sink are killed first: PulseAudio would otherwise
+        keep them and move them into the next sink, replaying stale audio.
+        """
+        self._stop_keeper()
+        for line in self.pactl("list", "short", "sink-inputs").stdout.splitlines():
+            self.pactl("kill-sink-input", line.split()[0], check=False)
         modules = self.pactl("list", "short", "modules").stdout.splitlines()
         for line in modules:
             if "module-null-sink" in line:

@@ -1,0 +1,123 @@
+"""The appliance's one MQTT link and everything that rides on it.
+
+One connection per bear (its own login once paired): the outbox sync, the fleet command
+endpoint, and the health monitor's alerts and samples. It runs only when there is a store
+(a parent consented, or pairing recorded consent); the outbox itself holds only turns the
+parent allowed to sync.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from config.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+HEALTH_PUBLISH_EVERY = 5.0
+"""Seconds between looks at the health monitor's outgoing alerts and samples."""
+
+
+def broker_settings(settings: Settings) -> Settings:
+    """``settings`` with the bear's own broker login once it is paired."""
+    from agent.credentials import CredentialVault
+    from agent.pairing import paired_settings
+
+    if CredentialVault(settings.store).exists():
+        return paired_settings(settings)
+    return settings
+
+
+class Uplink:
+    """Sync thread, command endpoint and health publishing on one :class:`DeviceSync`."""
+
+    def __init__(self, settings: Settings, bear: Any, monitor: Any = None,
+                 restart: Callable[[], None] | None = None,
+                 is_busy: Callable[[], bool] = lambda: False) -> None:
+        self._settings = settings
+        self._bear = bear
+        self._monitor = monitor
+        self._restart = restart
+        self._is_busy = is_busy
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._sync: Any = None
+        self._store: Any = None
+        self._commands: Any = None
+        self._device_id = ""
+
+    def start(self) -> bool:
+        """Connect in the background; False (and nothing started) without a store."""
+        from agent.commands import BearControls
+        from agent.identity import device_id
+        from agent.runtime import FIRMWARE
+        from agent.store import ConversationStore
+        from sync.commands_link import open_command_endpoint
+        from sync.device import DeviceSync
+
+        if self._bear.store is None:
+            logger.info("no uplink: nothing is kept and the bear is not paired")
+            return False
+        settings = broker_settings(self._settings)
+        self._store = ConversationStore.open(settings.store, alerts=self._bear.alerts)
+        self._device_id = device_id(settings)
+        self._sync = DeviceSync(settings, self._store, self._device_id, FIRMWARE,
+                                alerts=self._bear.alerts)
+        controls = BearControls(settings, store=lambda: self._bear.store,
+                                restart=self._restart, is_busy=self._is_busy)
+        self._commands = open_command_endpoint(self._sync.link, controls)
+        self._spawn("sync", self._run_sync)
+        if self._monitor is not None:
+            self._spawn("health-publish", self._publish_health)
+        return True
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _run_sync(self) -> None:
+        try:
+            self._sync.run(self._stop)
+        except Exception:  # the bear keeps talking; turns stay in the outbox
+            logger.exception("sync thread stopped")
+
+    def _publish_health(self) -> None:
+        from sync.protocol import up_topic
+
+        link, device = self._sync.link, self._device_id
+        while not self._stop.wait(HEALTH_PUBLISH_EVERY):
+            self._monitor.signals.set("broker_connected", link.connected)
+            if not link.connected:
+                continue
+            try:
+                for item in self._monitor.outgoing():
+                    info = link.client.publish(up_topic(device, item.topic),
+                                               item.message.to_payload(), qos=item.qos)
+                    if item.qos == 1:
+                        info.wait_for_publish(timeout=5)
+                        if info.is_published():
+                            self._monitor.mark_published(item.message)
+            except Exception:
+                logger.exception("publishing health failed; trying again")
+
+    def close(self) -> None:
+        """Stop the threads, close the command endpoint, publish ``offline``. Idempotent."""
+        self._stop.set()
+        if self._sync is not None:
+            self._sync.wake()
+        for thread in self._threads:
+            thread.join(timeout=3)
+        self._threads.clear()
+        if self._commands is not None:
+            self._commands.close()
+            self._commands = None
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None

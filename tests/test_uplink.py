@@ -1,0 +1,61 @@
+"""The appliance's one link: a paired bear syncs, takes signed commands and publishes its
+alerts over the same connection, with its own login (agent/uplink.py)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from fleet_support import cloud_env, pair_bear
+from support import run_cli
+
+from agent.health import HealthMonitor
+from agent.runtime import open_bear
+from agent.uplink import Uplink
+from sync.cloud.ingest import Ingestor
+
+pytest_plugins = ["fleet_fixtures"]
+
+
+def _until(check, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def test_paired_bear_syncs_takes_commands_and_publishes_alerts(bear, cloud, database, env,
+                                                                secure_broker, tmp_path):
+    with database.connect() as conn:
+        pair_bear(bear, cloud, conn)
+    ingestor = Ingestor(cloud)
+    ingesting = threading.Thread(target=ingestor.run)
+    ingesting.start()
+    device = bear.device.id
+    try:
+        with open_bear(bear) as teddy, HealthMonitor(bear, teddy.alerts, device) as monitor:
+            teddy.respond("hello teddy")
+            uplink = Uplink(bear, teddy, monitor)
+            assert uplink.start()
+            try:
+                teddy.alerts.raise_alert("audio.device_lost", "warning", "microphone vanished")
+                out = run_cli("teddy-cloud", "fleet", "send", device, "ping", "--wait",
+                              env=cloud_env(env, secure_broker, tmp_path))
+                assert json.loads(out.stdout)["status"] == "done"
+                with database.connect() as conn:
+                    assert _until(lambda: conn.execute(
+                        "SELECT count(*) FROM turns WHERE device_id = %s",
+                        (device,)).fetchone()[0] == 2)
+                    assert _until(lambda: conn.execute(
+                        "SELECT count(*) FROM alerts WHERE device_id = %s AND kind = %s",
+                        (device, "audio.device_lost")).fetchone()[0] == 1, timeout=30)
+            finally:
+                uplink.close()
+                uplink.close()  # idempotent
+    finally:
+        ingestor.stop()
+        ingesting.join(15)
+        ingestor.close()
