@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="teddy", description="Teddy, the talking bear: run it, talk to it, look after it."
     )
-    parser.add_argument("--config", metavar="FILE", help="TOML config file (default: $TEDDY_CONFIG)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML config file (default: $TEDDY_CONFIG)")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="override logging.level")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -368,7 +368,7 @@ class CommandProcessor:
                                       Path(self.controls.settings.store.data_dir)))
 
     def _update(self, args: UpdateArgs) -> Outcome:
-        from agent.update import Updater, UpdateDeferred, UpdateRefused
+        from agent.update import UpdateDeferred, Updater, UpdateRefused
 
         try:
             with Updater(self.controls.settings, is_busy=self.controls.is_busy) as updater:

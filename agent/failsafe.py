@@ -100,8 +100,8 @@ def _with_own_login(settings: Any) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Record the failure of the unit named in ``argv`` (``%i`` of the alert unit)."""
-    from config.logs import configure_logging
     from config.errors import TeddyError
+    from config.logs import configure_logging
     from config.settings import load_settings
 
     args = list(sys.argv[1:] if argv is None else argv)

@@ -55,11 +55,11 @@ class Section(BaseModel):
 
 
 # Section modules subclass Section, so they are imported after it (a top import would cycle).
-from config.voice import AudioSettings, PinsSettings, VoiceSettings  # noqa: E402
+from config.fleet import FleetSettings, PairingSettings  # noqa: E402
 from config.health import HealthSettings  # noqa: E402
 from config.notify import NotifySettings  # noqa: E402
 from config.update import UpdateSettings  # noqa: E402
-from config.fleet import FleetSettings, PairingSettings  # noqa: E402
+from config.voice import AudioSettings, PinsSettings, VoiceSettings  # noqa: E402
 
 
 class DeviceSettings(Section):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from config.errors import ConfigError
 
 
-class Scope(str, Enum):
+class Scope(StrEnum):
     """What a parent may allow."""
 
     KEEP = "keep"

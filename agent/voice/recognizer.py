@@ -158,12 +158,15 @@ class StreamingRecognizer:
             for segment in self._segments for item in segment.get("result", ())
         )
         text = " ".join(" ".join(segment.get("text", "") for segment in self._segments).split())
+        self.audio_seconds = 0.0
         self.reset()
         in_grammar = self.grammar is None or text in self._phrases
         return Transcript(text, words, in_grammar)
 
     def reset(self) -> None:
         """Forget the audio fed so far."""
+        if self.audio_seconds:
+            self._kaldi.FinalResult()  # Reset() alone keeps audio buffered mid-utterance
         self._kaldi.Reset()
         self._segments = []
         self._partial = ""

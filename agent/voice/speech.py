@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 _engine_lock = threading.Lock()
 """espeak-ng is one engine per process: one synthesis at a time."""
 _default_voice: str | None = None
+RENDER_ATTEMPTS = 3
+"""pyttsx3's first run after start can end before espeak-ng delivers: try again."""
 
 
 @dataclass(frozen=True)
@@ -79,12 +81,15 @@ class Synthesizer:
         """Render ``text`` to audio in memory."""
         from hardware.wav import read_wav
 
-        buffer = io.BytesIO()
         with _engine_lock:
             engine = self._engine_ready()
-            engine.save_to_file(text, buffer)
-            with contextlib.redirect_stdout(io.StringIO()):  # pyttsx3 prints "saved to"
-                engine.runAndWait()
+            for _attempt in range(RENDER_ATTEMPTS):
+                buffer = io.BytesIO()
+                engine.save_to_file(text, buffer)
+                with contextlib.redirect_stdout(io.StringIO()):  # pyttsx3 prints "saved to"
+                    engine.runAndWait()
+                if buffer.getvalue():
+                    break
         if not buffer.getvalue():
             raise SpeechError(f"pyttsx3 rendered no audio for a {len(text)}-character text "
                               "— check the espeak-ng installation")
