@@ -40,7 +40,7 @@ class Lifecycle:
     """Signals, watchdog and sync around one voice loop. Use :func:`serve`."""
 
     def __init__(self, settings: Settings, bear: Any, loop: Any, config_file: str | None,
-                 notifier: Notifier | None = None) -> None:
+                 notifier: Notifier | None = None, appliance: Any = None) -> None:
         self.settings = settings
         """The settings in force (replaced by a SIGHUP reload)."""
         self.bear = bear
@@ -57,6 +57,8 @@ class Lifecycle:
         self._reload_wanted = threading.Event()
         self._uplink: Any = None
         self._monitor: Any = None
+        self._appliance = appliance
+        self._pairing: Any = None
 
     # -- signals (handlers only set flags; the loop thread does the work) --------------------
 
@@ -125,6 +127,39 @@ class Lifecycle:
             self._monitor.close()
             self._monitor = None
 
+    # -- pairing (the paw held 5 s) and factory reset (15 s) ---------------------------------
+
+    def start_pairing(self) -> None:
+        """Let the paw pair the bear (LED, spoken code); needs the appliance's LED and voice."""
+        from agent.identity import device_id
+        from agent.pairing import Pairing
+
+        appliance = self._appliance
+        if appliance is None:
+            return
+        self._pairing = Pairing(self.settings, device_id(self.settings), appliance.led,
+                                appliance.voice.say, on_paired=lambda _: self.rejoin(),
+                                before_reset=self.forget)
+        appliance.paw_listeners.append((self._pairing.paw_pressed, self._pairing.paw_released))
+
+    def rejoin(self) -> None:
+        """Paired: open the store the pairing's consent created, reconnect as the bear itself."""
+        logger.info("paired; reconnecting with the bear's own login")
+        self.stop_uplink()
+        self.bear.reopen_store()
+        self.start_uplink()
+
+    def forget(self) -> None:
+        """Before a factory reset shreds everything: let go of the link and the store."""
+        self.stop_uplink()
+        self.bear.close_store()
+
+    def stop_pairing(self) -> None:
+        """Stop taking paw holds for pairing. Idempotent."""
+        if self._pairing is not None:
+            self._pairing.close()
+            self._pairing = None
+
     # -- the whole life ------------------------------------------------------------------------
 
     def serve(self) -> int:
@@ -139,11 +174,13 @@ class Lifecycle:
         self.loop.heartbeat = self.heartbeat
         try:
             self.start_uplink()
+            self.start_pairing()
             self.notifier.ready("listening")
             with self.watchdog:
                 self.loop.run()
             self.notifier.stopping("finishing")
         finally:
+            self.stop_pairing()
             self.stop_uplink()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

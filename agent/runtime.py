@@ -46,12 +46,26 @@ class Bear:
         """Start a fresh conversation (new dialogue state, new data key when kept)."""
         self.conversation = Conversation(self.safety, self.dialogue, self.alerts, self.store)
 
+    def reopen_store(self) -> None:
+        """Open the store again (pairing just created it or changed consent); new conversation."""
+        self.close_store()
+        if ConversationStore.exists(self.settings.store):
+            self.store = ConversationStore.open(self.settings.store, alerts=self.alerts)
+        self.new_conversation()
+
+    def close_store(self) -> None:
+        """Stop keeping anything (before a factory reset); the bear still talks. Idempotent."""
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        self.new_conversation()
+
 
 @contextmanager
 def open_bear(settings: Settings) -> Iterator[Bear]:
     """Build a bear from settings; closes the store on exit."""
     alerts = AlertSink()
-    store = None
+    store = bear = None
     if ConversationStore.exists(settings.store):
         store = ConversationStore.open(settings.store, alerts=alerts)
     try:
@@ -61,7 +75,10 @@ def open_bear(settings: Settings) -> Iterator[Bear]:
         dialogue = DialogueEngine(age_band=settings.dialogue.age_band, remember_name=remember_name)
         conversation = Conversation(safety, dialogue, alerts, store)
         logger.info("bear ready (consent: %s)", "yes" if consent else "none; keeping nothing")
-        yield Bear(settings, safety, dialogue, alerts, store, conversation)
+        bear = Bear(settings, safety, dialogue, alerts, store, conversation)
+        yield bear
     finally:
-        if store is not None:
+        if bear is not None:
+            bear.close_store()
+        elif store is not None:
             store.close()

@@ -50,7 +50,9 @@ class Microphone(Protocol):
 class Speaker(Protocol):
     """Plays 16-bit mono PCM; :meth:`stop` from another thread cuts it short."""
 
-    def play(self, pcm: bytes, sample_rate: int, on_start: Callable[[], None] | None = None) -> bool:
+    def play(
+        self, pcm: bytes, sample_rate: int, on_start: Callable[[], None] | None = None
+    ) -> bool:
         """Play and block until done; True if played to the end, False if stopped."""
 
     def stop(self) -> None:

@@ -1,4 +1,4 @@
-"""GPIO through gpiozero: the paw button and the RGB LED.
+"""GPIO through gpiozero: the pin factory and the paw button (the LED is hardware/led.py).
 
 The pin factory comes from settings (``pins.factory``), like gpiozero's own
 ``GPIOZERO_PIN_FACTORY``: ``mock`` is the simulated twin (gpiozero's MockFactory, whose
@@ -13,7 +13,6 @@ from typing import Any
 
 from config.voice import PinsSettings
 from hardware.errors import PinError
-from hardware.led import LED_COLOURS
 
 logger = logging.getLogger(__name__)
 
@@ -101,40 +100,3 @@ class MockPaw:
     def release(self) -> None:
         """Let go of the paw (the pin goes high)."""
         self._pin.drive_high()
-
-
-class RgbLed:
-    """The paw's RGB LED (common cathode), for showing listening, speaking and pairing."""
-
-    COLOURS = LED_COLOURS
-    """Colour (red, green, blue, each 0..1) of each state: the one table in hardware/led.py."""
-
-    def __init__(self, settings: PinsSettings, factory: Any) -> None:
-        from gpiozero import RGBLED
-
-        self._led = RGBLED(
-            settings.led_red_pin, settings.led_green_pin, settings.led_blue_pin,
-            pin_factory=factory,
-        )
-        self._closed = False
-
-    def show(self, state: str) -> None:
-        """Light the colour of ``state`` (one of :attr:`COLOURS`)."""
-        self._led.color = self.COLOURS[state]
-
-    @property
-    def colour(self) -> tuple[float, float, float]:
-        """The colour shown now (red, green, blue, each 0..1)."""
-        return tuple(self._led.color)
-
-    def close(self) -> None:
-        """Switch off and release the pins; idempotent."""
-        if not self._closed:
-            self._closed = True
-            self._led.close()
-
-    def __enter__(self) -> RgbLed:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

@@ -26,7 +26,9 @@ def read_wav(source: Path | bytes) -> tuple[bytes, int]:
     try:
         handle = wave.open(io.BytesIO(source) if isinstance(source, bytes) else str(source))
     except FileNotFoundError:
-        raise AudioDeviceError(f"WAV file {source} does not exist — pass an existing file") from None
+        raise AudioDeviceError(
+            f"WAV file {source} does not exist — pass an existing file"
+        ) from None
     except (wave.Error, EOFError) as exc:
         raise AudioDeviceError(f"WAV file {source} is not a PCM WAV file ({exc})") from None
     with handle:

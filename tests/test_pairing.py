@@ -321,14 +321,10 @@ def _secret(text: str):
 
 def test_every_led_state_is_one_table_shown_on_mock_pins(pins):
     """listening, speaking, pairing, paired, offline, low battery, error, factory reset:
-    one table; the voice loop's LED takes its colours from it too."""
-    from hardware.led import LED_COLOURS
-    from hardware.pins import RgbLed
-
+    one table, and one LED adapter that the voice loop and pairing both use."""
     wanted = {"listening", "speaking", "pairing", "paired", "offline", "low_battery", "error",
               "factory_reset", "off"}
     assert wanted <= set(LED_PATTERNS)
-    assert RgbLed.COLOURS is LED_COLOURS
     with StatusLed(22, 27, 24, pins) as led:
         for state, pattern in LED_PATTERNS.items():
             led.show(state)

@@ -19,7 +19,8 @@ from agent.voice.recognizer import StreamingRecognizer, load_model
 from agent.voice.speech import Synthesizer, Voice
 from agent.voice.vad import VadSegmenter
 from config.voice import PinsSettings, VoiceSettings
-from hardware.pins import MockPaw, PawButton, RgbLed, make_pin_factory
+from hardware.led import LED_COLOURS, StatusLed
+from hardware.pins import MockPaw, PawButton, make_pin_factory
 from hardware.wav import WavMicrophone, WavSpeaker
 
 LONG_REPLY = "Once upon a time a little bear lived in a big forest. " * 4
@@ -50,7 +51,7 @@ def bear(model):
     ears = Ears(VadSegmenter(voice_settings), StreamingRecognizer(model, 16000, KO_PHRASES))
     pins = PinsSettings()
     factory = make_pin_factory(pins)
-    led = RgbLed(pins, factory)
+    led = StatusLed.from_settings(pins, factory)
     loop = VoiceLoop(voice_settings, microphone, ears, Voice(Synthesizer(voice_settings), speaker),
                      lambda text: heard.append(text) or reply[0], led=led)
     button = PawButton(pins, factory, loop.paw_pressed, loop.paw_released)
@@ -70,7 +71,7 @@ def test_hold_listens_and_release_ends_the_utterance(bear, tmp_path: Path) -> No
     loop, paw, microphone, speaker, heard, led = bear
     paw.press()
     wait_for(lambda: loop.gate.state is Listening.HELD, 2, "listening")
-    assert led.colour == RgbLed.COLOURS["listening"]
+    assert led.colour == LED_COLOURS["listening"]
     microphone.feed(speech_pcm("곰 인형", tmp_path), 16000)
     wait_for(lambda: microphone.pending == 0 and loop.ears.in_speech, 5, "speech heard")
     time.sleep(0.3)

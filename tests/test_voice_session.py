@@ -92,10 +92,15 @@ def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     process = subprocess.Popen([sys.executable, "-m", "agent.cli", "run"], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
-    line = ""
-    while time.monotonic() < deadline and "running" not in line:
+    line, lines = "", []
+    while time.monotonic() < deadline and "running" not in line and process.poll() is None:
         line = process.stderr.readline()
-    assert "running" in line, "teddy run did not start"
+        lines.append(line)
+    if "running" not in line:
+        process.kill()
+        out, err = process.communicate(timeout=10)
+        raise AssertionError(f"teddy run did not start (exit {process.returncode}): "
+                             f"{''.join(lines)}{err}")
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=20)
     assert process.returncode == 0, err

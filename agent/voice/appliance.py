@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agent.voice.ears import Ears
@@ -19,7 +19,8 @@ from agent.voice.speech import Synthesizer, Voice
 from agent.voice.vad import VadSegmenter
 from config.settings import Settings
 from hardware.audio import AlertHook, open_microphone, open_speaker
-from hardware.pins import PawButton, RgbLed, make_pin_factory
+from hardware.led import StatusLed
+from hardware.pins import PawButton, make_pin_factory
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +42,27 @@ class Appliance:
 
     loop: VoiceLoop
     """The listen loop; call ``loop.run()``."""
-    paw: PawButton
-    """The paw button adapter."""
+    paw: PawButton | None
+    """The paw button adapter (set once the loop exists)."""
     pin_factory: Any
     """The gpiozero pin factory (a MockFactory in the simulated twin)."""
-    led: RgbLed | None
-    """The LED, if it could be set up."""
+    led: StatusLed
+    """The status LED (one table of patterns: hardware/led.py)."""
+    voice: Voice
+    """The bear's voice (pairing speaks its code with it)."""
+    paw_listeners: list[tuple[Callable[[], None], Callable[[], None]]] = field(
+        default_factory=list)
+    """More ``(pressed, released)`` hooks for the paw, after the loop's own (pairing)."""
+
+    def _paw_pressed(self) -> None:
+        self.loop.paw_pressed()
+        for pressed, _ in list(self.paw_listeners):
+            pressed()
+
+    def _paw_released(self) -> None:
+        self.loop.paw_released()
+        for _, released in list(self.paw_listeners):
+            released()
 
 
 @contextmanager
@@ -65,9 +81,10 @@ def open_appliance(
         voice = Voice(Synthesizer(settings.voice), speaker)
         factory = make_pin_factory(settings.pins)
         stack.callback(factory.close)
-        led = stack.enter_context(RgbLed(settings.pins, factory))
+        led = stack.enter_context(StatusLed.from_settings(settings.pins, factory))
         loop = VoiceLoop(settings.voice, microphone, ears, voice, respond, wake_ears, led, alert)
-        paw = stack.enter_context(
-            PawButton(settings.pins, factory, loop.paw_pressed, loop.paw_released)
+        appliance = Appliance(loop, None, factory, led, voice)
+        appliance.paw = stack.enter_context(
+            PawButton(settings.pins, factory, appliance._paw_pressed, appliance._paw_released)
         )
-        yield Appliance(loop, paw, factory, led)
+        yield appliance

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -55,18 +56,27 @@ def listen_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_command(args: argparse.Namespace, settings: Settings) -> int:
-    """``teddy run``: the appliance loop until SIGTERM / SIGINT."""
+    """``teddy run``: the appliance until SIGTERM / SIGINT (see :mod:`agent.lifecycle`)."""
+    import threading
+
+    from agent.lifecycle import STOP_SIGNALS, Lifecycle
     from agent.runtime import open_bear
     from agent.voice.appliance import open_appliance
 
-    with open_bear(settings) as bear:
-        def respond(text: str) -> str:
-            return bear.respond(text).reply
+    early_stop = threading.Event()  # a stop while the model loads: don't start at all
+    previous = {sig: signal.signal(sig, lambda *_: early_stop.set()) for sig in STOP_SIGNALS}
+    try:
+        with open_bear(settings) as bear:
+            def respond(text: str) -> str:
+                return bear.respond(text).reply
 
-        with open_appliance(settings, respond, bear.alerts.raise_alert) as appliance:
-            from agent.lifecycle import serve  # READY, watchdog, SIGTERM/SIGHUP, sync, offline
-
-            print("teddy: running; squeeze the paw to talk", file=sys.stderr, flush=True)
-            serve(settings, bear, appliance.loop, args.config)
-    print("teddy: stopped", file=sys.stderr, flush=True)
+            with open_appliance(settings, respond, bear.alerts.raise_alert) as appliance:
+                if early_stop.is_set():
+                    return 0
+                print("teddy: running; squeeze the paw to talk", file=sys.stderr, flush=True)
+                Lifecycle(settings, bear, appliance.loop, args.config, appliance=appliance).serve()
+        print("teddy: stopped", file=sys.stderr, flush=True)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0

@@ -9,14 +9,14 @@ push-to-talk mode, frames that arrive while idle are discarded unheard.
 from __future__ import annotations
 
 import logging
-from enum import Enum
+from enum import StrEnum
 
 from config.voice import VoiceSettings
 
 logger = logging.getLogger(__name__)
 
 
-class Listening(str, Enum):
+class Listening(StrEnum):
     """State of the gate."""
 
     IDLE = "idle"
