@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from agent import __version__
 from agent.alerts import AlertSink
@@ -61,6 +62,14 @@ class Bear:
         self.new_conversation()
 
 
+def installed_content(settings: Settings) -> Path | None:
+    """The content pack the fleet installed (``update-content-pack``), if any."""
+    from agent.content_update import installed_dir
+
+    folder = installed_dir(settings.store.data_dir)
+    return folder if folder.is_dir() else None
+
+
 @contextmanager
 def open_bear(settings: Settings) -> Iterator[Bear]:
     """Build a bear from settings; closes the store on exit."""
@@ -72,7 +81,8 @@ def open_bear(settings: Settings) -> Iterator[Bear]:
         consent = store.consent() if store is not None else None
         remember_name = consent is not None and consent.allows(Scope.NAME)
         safety = default_filter()
-        dialogue = DialogueEngine(age_band=settings.dialogue.age_band, remember_name=remember_name)
+        dialogue = DialogueEngine(age_band=settings.dialogue.age_band, remember_name=remember_name,
+                                  content_dir=installed_content(settings))
         conversation = Conversation(safety, dialogue, alerts, store)
         logger.info("bear ready (consent: %s)", "yes" if consent else "none; keeping nothing")
         bear = Bear(settings, safety, dialogue, alerts, store, conversation)

@@ -173,6 +173,9 @@ def test_update_content_pack_installs_a_signed_bundle(settings, fleet_key):
     pack = load_pack("6-8", directory)
     assert any(j.question == "What do bears eat for breakfast?" for j in pack.jokes)
     assert installed_version(settings.store.data_dir) == 2
+    with open_bear(settings) as teddy:  # the next start speaks from the installed pack
+        assert any(j.question == "What do bears eat for breakfast?"
+                   for j in teddy.dialogue.pack.jokes)
 
     again = run(proc, command(fleet_key, "update-content-pack",
                               {"bundle": bundle.signed_with(fleet_key).model_dump()}))

@@ -188,7 +188,14 @@ def test_devices_show_and_alerts(paired, fleet_env, database):
                      (paired.device.id,))
     devices = run_cli("teddy-cloud", "fleet", "devices", env=fleet_env).stdout.splitlines()
     line = next(row for row in devices if row.startswith(paired.device.id))
-    assert line.split()[-2:] == ["1", "approved"]  # one open alert; paired
+    assert line.split()[-3:] == ["1", "approved", "-"]  # one open alert; paired; no update
+    with database.connect() as conn:
+        conn.execute("INSERT INTO device_updates (device_id, version, target_version, state,"
+                     " reason) VALUES (%s, '0.1.0', '0.2.0', 'rolled_back', 'store broken')",
+                     (paired.device.id,))
+    devices = run_cli("teddy-cloud", "fleet", "devices", env=fleet_env).stdout.splitlines()
+    line = next(row for row in devices if row.startswith(paired.device.id))
+    assert line.split()[-1] == "rolled_back->0.2.0"
     show = json.loads(run_cli("teddy-cloud", "fleet", "show", paired.device.id,
                               env=fleet_env).stdout)
     assert show["consent"]["scopes"] == ["keep", "sync"] and show["open_alerts"] == 1

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 from agent.dialogue import games
-from agent.dialogue.content import ContentPack, load_pack
+from agent.dialogue.content import CONTENT_DIR, ContentPack, load_pack
 from agent.dialogue.intents import IntentMatcher
 from agent.dialogue.speech import MAX_WORDS, Speech, fit
 from agent.dialogue.state import DialogueState
@@ -39,13 +40,14 @@ _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz-")
 class DialogueEngine:
     """Skills over a content pack, for one age band. Stateless itself; thread-safe."""
 
-    def __init__(self, age_band: str = "6-8", remember_name: bool = False) -> None:
+    def __init__(self, age_band: str = "6-8", remember_name: bool = False,
+                 content_dir: Path | None = None) -> None:
         self.age_band = age_band
         """Age band of the child ("3-5", "6-8" or "9-12")."""
         self.remember_name = remember_name
         """Whether a parent allowed the bear to use the child's first name."""
-        self.pack: ContentPack = load_pack(age_band)
-        """The content for this band."""
+        self.pack: ContentPack = load_pack(age_band, content_dir or CONTENT_DIR)
+        """The content for this band (a fleet-installed pack when ``content_dir`` is given)."""
         self._intents = IntentMatcher(self.pack.intents)
         self._speech = Speech(self.pack)
         self._not_names = set(self.pack.intents["yes"]) | set(self.pack.intents["no"]) | {

@@ -157,11 +157,13 @@ class Fleet:
             "   FROM health_samples h WHERE h.device_id = d.device_id"
             "   ORDER BY h.sampled_at DESC LIMIT 1) AS backlog,"
             " (SELECT p.status FROM pairings p WHERE p.device_id = d.device_id"
-            "   ORDER BY p.first_seen DESC LIMIT 1) AS pairing"
-            " FROM devices d ORDER BY d.device_id"
+            "   ORDER BY p.first_seen DESC LIMIT 1) AS pairing,"
+            " u.state AS update_state, u.target_version, u.reason AS update_reason"
+            " FROM devices d LEFT JOIN device_updates u USING (device_id)"
+            " ORDER BY d.device_id"
         ).fetchall()
         names = ("device_id", "online", "last_seen", "firmware", "open_alerts", "backlog",
-                 "pairing")
+                 "pairing", "update_state", "target_version", "update_reason")
         return [dict(zip(names, row, strict=True)) for row in rows]
 
     def show(self, device_id: str) -> dict[str, Any]:

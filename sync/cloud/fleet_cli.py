@@ -108,13 +108,16 @@ def _devices(args: argparse.Namespace, settings: Settings) -> int:
     with fleet.conn:
         rows = fleet.devices()
     print(f"{'DEVICE':<24} {'ONLINE':<6} {'LAST SEEN':<20} {'FIRMWARE':<10} {'BACKLOG':>7} "
-          f"{'ALERTS':>6}  PAIRING")
+          f"{'ALERTS':>6}  {'PAIRING':<10} UPDATE")
     for d in rows:
         seen = d["last_seen"].strftime("%Y-%m-%d %H:%M:%S") if d["last_seen"] else "-"
         backlog = "-" if d["backlog"] is None else str(int(float(d["backlog"])))
+        update = d["update_state"] or "-"
+        if d["target_version"] and d["update_state"] != "current":
+            update += f"->{d['target_version']}"
         print(f"{d['device_id']:<24} {'yes' if d['online'] else 'no':<6} {seen:<20} "
               f"{d['firmware'] or '-':<10} {backlog:>7} {d['open_alerts']:>6}  "
-              f"{d['pairing'] or '-'}")
+              f"{d['pairing'] or '-':<10} {update}")
     return 0
 
 
