@@ -71,6 +71,9 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
                 return bear.respond(text).reply
 
             with open_appliance(settings, respond, bear.alerts.raise_alert) as appliance:
+                loop = appliance.loop
+                for sig in STOP_SIGNALS:  # from now on a stop ends the loop after its turn
+                    signal.signal(sig, lambda *_: loop.request_stop())
                 if early_stop.is_set():
                     return 0
                 print("teddy: running; squeeze the paw to talk", file=sys.stderr, flush=True)
