@@ -15,24 +15,16 @@ from collections.abc import Callable, Sequence
 from pydantic import ValidationError
 
 from agent.store.cli import consent_revoke
+from config.cli import new_parser, run
 from config.errors import ConfigError, TeddyError
 from config.settings import Settings, format_validation_error, load_settings
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[argparse.Namespace, Settings], int]
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``teddy`` argument parser with every sub-command."""
-    parser = argparse.ArgumentParser(
-        prog="teddy", description="Teddy, the talking bear: run it, talk to it, look after it."
-    )
-    parser.add_argument("--config", metavar="FILE",
-                        help="TOML config file (default: $TEDDY_CONFIG)")
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="override logging.level")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser, commands = new_parser(
+        "teddy", "Teddy, the talking bear: run it, talk to it, look after it.")
     _add_chat(commands)
     _add_consent(commands)
     _add_sync(commands)
@@ -96,24 +88,7 @@ def _add_config(commands: argparse._SubParsersAction) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``teddy``; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    if getattr(args, "raw_config", False):
-        return args.func(args, None)
-    try:
-        settings = load_settings(args.config)
-        _setup_logging(args.log_level or settings.logging.level, settings)
-        return args.func(args, settings)
-    except TeddyError as exc:
-        print(f"teddy: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-
-
-def _setup_logging(level: str, settings: Settings | None = None) -> None:
-    from config.logs import configure_logging  # JSON lines off a TTY; no transcripts/secrets
-
-    configure_logging(level, settings)
+    return run(build_parser(), argv)
 
 
 # --- handlers ---------------------------------------------------------------------------

@@ -8,22 +8,16 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from config.errors import TeddyError
-from config.settings import Settings, load_settings
+from config.cli import new_parser, run
+from config.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``teddy-cloud`` argument parser with every sub-command."""
-    parser = argparse.ArgumentParser(
-        prog="teddy-cloud", description="Teddy's cloud: the system of record and the fleet."
-    )
-    parser.add_argument("--config", metavar="FILE",
-                        help="TOML config file (default: $TEDDY_CONFIG)")
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="override logging.level")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser, commands = new_parser(
+        "teddy-cloud", "Teddy's cloud: the system of record and the fleet.")
     migrate = commands.add_parser("migrate", help="create or update the PostgreSQL schema")
     migrate.set_defaults(func=_migrate)
     ingest = commands.add_parser(
@@ -44,18 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``teddy-cloud``; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    try:
-        settings = load_settings(args.config)
-        from config.logs import configure_logging  # JSON lines off a TTY; secrets masked
-
-        configure_logging(args.log_level or settings.logging.level, settings)
-        return args.func(args, settings)
-    except TeddyError as exc:
-        print(f"teddy-cloud: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return run(build_parser(), argv)
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
