@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Self
 
 from config.voice import AudioSettings
 
@@ -60,6 +61,37 @@ class Speaker(Protocol):
 
     def close(self) -> None:
         """Release the device; idempotent."""
+
+
+class StoppableSpeaker:
+    """The stop/close/context-manager half every speaker shares; subclasses play."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._closed = False
+
+    def _begin(self) -> None:
+        """Refuse a closed speaker; clear an earlier stop before a new playback."""
+        from hardware.errors import AudioDeviceError
+
+        if self._closed:
+            raise AudioDeviceError("speaker is closed — open a new one")
+        self._stop.clear()
+
+    def stop(self) -> None:
+        """Cut the current playback short (thread-safe)."""
+        self._stop.set()
+
+    def close(self) -> None:
+        """Stop any playback; idempotent."""
+        self._stop.set()
+        self._closed = True
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def open_microphone(settings: AudioSettings, alert: AlertHook | None = None) -> Microphone:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from config.voice import AudioSettings
 from hardware import portaudio
+from hardware.audio import StoppableSpeaker
 from hardware.errors import AudioDeviceError
 from hardware.frames import SAMPLE_BYTES, resample
 
@@ -18,22 +18,19 @@ CHUNK_MS = 20
 """Audio written to the device per step, milliseconds: the most a stop has to wait."""
 
 
-class SoundDeviceSpeaker:
+class SoundDeviceSpeaker(StoppableSpeaker):
     """Speaker adapter over sounddevice (or any module with its API, as ``backend``)."""
 
     def __init__(self, settings: AudioSettings, backend: Any = None) -> None:
         self._settings = settings
         self._sd = backend if backend is not None else portaudio.import_sounddevice()
-        self._stop = threading.Event()
-        self._closed = False
+        super().__init__()
 
     def play(
         self, pcm: bytes, sample_rate: int, on_start: Callable[[], None] | None = None
     ) -> bool:
         """Play int16 mono PCM; True if played to the end, False if :meth:`stop` cut it."""
-        if self._closed:
-            raise AudioDeviceError("speaker is closed — open a new one")
-        self._stop.clear()
+        self._begin()
         stream, rate = self._open(sample_rate)
         pcm = resample(pcm, sample_rate, rate)
         step = rate * CHUNK_MS // 1000 * SAMPLE_BYTES
@@ -69,17 +66,3 @@ class SoundDeviceSpeaker:
             ) from None
         return stream, rate
 
-    def stop(self) -> None:
-        """Cut the current playback short (thread-safe)."""
-        self._stop.set()
-
-    def close(self) -> None:
-        """Stop any playback; idempotent."""
-        self._stop.set()
-        self._closed = True
-
-    def __enter__(self) -> SoundDeviceSpeaker:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

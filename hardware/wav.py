@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from config.voice import AudioSettings
-from hardware.audio import MicStats
+from hardware.audio import MicStats, StoppableSpeaker
 from hardware.errors import AudioDeviceError
 from hardware.frames import SAMPLE_BYTES, frame_bytes, resample, to_mono
 
@@ -147,7 +147,7 @@ class WavMicrophone:
         self.close()
 
 
-class WavSpeaker:
+class WavSpeaker(StoppableSpeaker):
     """Speaker twin: keeps what was played in memory, or writes it to ``path``."""
 
     def __init__(self, path: Path | None = None, realtime: bool = False) -> None:
@@ -157,16 +157,13 @@ class WavSpeaker:
         """Whether playback takes the audio's duration (so it can be stopped midway)."""
         self.played: list[tuple[bytes, int, bool]] = []
         """Each playback: the PCM actually played, its rate in Hertz, and if it finished."""
-        self._stop = threading.Event()
-        self._closed = False
+        super().__init__()
 
     def play(
         self, pcm: bytes, sample_rate: int, on_start: Callable[[], None] | None = None
     ) -> bool:
         """'Play' int16 mono PCM; True if played to the end, False if stopped."""
-        if self._closed:
-            raise AudioDeviceError("speaker is closed — open a new one")
-        self._stop.clear()
+        self._begin()
         if on_start is not None:
             on_start()
         played, completed = self._play_paced(pcm, sample_rate) if self.realtime else (pcm, True)
@@ -184,17 +181,3 @@ class WavSpeaker:
                 return pcm[:offset], False
         return pcm, True
 
-    def stop(self) -> None:
-        """Cut the current playback short (thread-safe)."""
-        self._stop.set()
-
-    def close(self) -> None:
-        """Stop any playback; idempotent."""
-        self._stop.set()
-        self._closed = True
-
-    def __enter__(self) -> WavSpeaker:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
