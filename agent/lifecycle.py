@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,13 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 LIVE_SECTIONS = ("logging",)
 """Settings sections a SIGHUP applies without a restart."""
+
+IDLE_LED_STATES = ("off", "alert", "offline")
+"""LED states that mean "idle": only these are replaced by the idle state."""
+IDLE_LED_EVERY = 2.0
+"""Seconds between looks at open alerts and the link for the idle LED."""
+ALERT_LED_SEVERITIES = ("warning", "high", "critical")
+"""Open alerts of these severities turn the idle LED to ``alert``."""
 
 
 class Lifecycle:
@@ -59,6 +67,8 @@ class Lifecycle:
         self._monitor: Any = None
         self._appliance = appliance
         self._pairing: Any = None
+        self._led_checked = float("-inf")
+        self._idle_led = "off"
 
     # -- signals (handlers only set flags; the loop thread does the work) --------------------
 
@@ -71,6 +81,7 @@ class Lifecycle:
     def heartbeat(self, grace: float | None = None) -> None:
         """Called by the loop each step (and before a long blocking step, with ``grace``)."""
         self.watchdog.alive(grace)
+        self._refresh_idle_led()
         if self._reload_wanted.is_set():
             self._reload_wanted.clear()
             self.reload()
@@ -109,9 +120,9 @@ class Lifecycle:
             self._monitor = HealthMonitor(self.settings, self.bear.alerts,
                                           device_id(self.settings))
             self._monitor.start()
-        self._uplink = Uplink(self.settings, self.bear, self._monitor,
-                              restart=self.loop.request_stop, is_busy=self._busy)
-        self._uplink.start()
+        uplink = Uplink(self.settings, self.bear, self._monitor,
+                        restart=self.loop.request_stop, is_busy=self._busy)
+        self._uplink = uplink if uplink.start() else None
 
     def _busy(self) -> bool:
         voice = getattr(self.loop, "voice", None)
@@ -126,6 +137,31 @@ class Lifecycle:
         if self._monitor is not None:
             self._monitor.close()
             self._monitor = None
+
+    # -- the LED while idle: open alerts, a lost link ----------------------------------------
+
+    def idle_state(self) -> str:
+        """``alert`` while an operational alert of warning or worse is open, ``offline``
+        while the uplink is down, else ``off``. Wellbeing alerts are for the parent only:
+        the child never sees them on the LED."""
+        if self._monitor is not None and any(
+                a.severity in ALERT_LED_SEVERITIES and not a.kind.startswith("wellbeing.")
+                for a in self._monitor.open_alerts()):
+            return "alert"
+        if self._uplink is not None and not self._uplink.connected:
+            return "offline"
+        return "off"
+
+    def _refresh_idle_led(self) -> None:
+        led = getattr(self._appliance, "led", None)
+        now = time.monotonic()
+        if led is None or now - self._led_checked < IDLE_LED_EVERY:
+            return
+        self._led_checked = now
+        self._idle_led = self.idle_state()
+        shown = getattr(led, "state", None)
+        if shown in IDLE_LED_STATES and shown != self._idle_led:
+            led.show(self._idle_led)
 
     # -- pairing (the paw held 5 s) and factory reset (15 s) ---------------------------------
 
@@ -172,6 +208,7 @@ class Lifecycle:
         previous = {sig: signal.signal(sig, self._on_stop) for sig in STOP_SIGNALS}
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
         self.loop.heartbeat = self.heartbeat
+        self.loop.idle_state = lambda: self._idle_led
         try:
             self.start_uplink()
             self.start_pairing()

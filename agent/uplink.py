@@ -104,6 +104,11 @@ class Uplink:
             except Exception:
                 logger.exception("publishing health failed; trying again")
 
+    @property
+    def connected(self) -> bool:
+        """Whether the link to the broker is up now."""
+        return self._sync is not None and self._sync.link.connected
+
     def close(self) -> None:
         """Stop the threads, close the command endpoint, publish ``offline``. Idempotent."""
         self._stop.set()

@@ -380,3 +380,24 @@ def test_background_loop_ticks_until_closed(data_dir):
     monitor.close()  # idempotent
     assert [a.kind for a in heard] == ["system.disk_low"]
     assert monitor.snapshot() is not None
+
+
+def test_idle_led_shows_open_alerts_but_never_wellbeing_ones(settings: Settings, sink: AlertSink):
+    """The appliance's idle LED: ``alert`` while an operational rule alert is open, back to
+    ``off`` when it clears; a wellbeing escalation never shows (the child sees the LED)."""
+    from agent.lifecycle import Lifecycle
+    from agent.notify import Notifier
+
+    system = SyntheticSystem()
+    with HealthMonitor(settings, sink, DEVICE, sampler=system) as monitor:
+        lifecycle = Lifecycle(settings, None, None, None, Notifier(None))
+        lifecycle._monitor = monitor
+        monitor.tick(now=1000.0)
+        sink.raise_alert("wellbeing.escalation", "high", "the child said something")
+        assert lifecycle.idle_state() == "off"
+        system.readings["disk_free_mb"] = 50.0
+        monitor.tick(now=1010.0)
+        assert lifecycle.idle_state() == "alert"
+        system.readings["disk_free_mb"] = 900.0
+        monitor.tick(now=1020.0)
+        assert lifecycle.idle_state() == "off"

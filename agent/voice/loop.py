@@ -243,4 +243,9 @@ class VoiceLoop:
 
     def _show(self, state: str) -> None:
         if self._led is not None:
-            self._led.show(state)
+            self._led.show(self.idle_state() if state == "off" else state)
+
+    def idle_state(self) -> str:
+        """What the LED shows while the bear is idle; the lifecycle replaces this hook to
+        show open operational alerts or a lost link."""
+        return "off"
