@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 
 import pytest
 
@@ -97,3 +98,20 @@ def test_wrong_key_fails_clearly(tmp_path):
     os.replace(other.store.key_path, settings.store.key_path)
     with ConversationStore.open(settings.store) as store, pytest.raises(DecryptionError):
         store.turns(conversation)
+
+
+def test_a_new_store_after_a_factory_reset_numbers_turns_above_the_old_ones(tmp_path):
+    """The cloud keys turns on (device_id, seq) and a reset keeps the device id: a new store
+    must never reuse a seq, or its turns would be dropped as duplicates."""
+    settings = load_settings(store={"data_dir": tmp_path})
+    with ConversationStore.open(settings.store, create=True) as store:
+        store.grant_consent("Mum", [Scope.KEEP, Scope.SYNC])
+        before = _exchange(store, store.start_conversation())
+    for leftover in tmp_path.iterdir():  # what a factory reset leaves: nothing of the store
+        leftover.unlink()
+    time.sleep(0.01)  # a reset and a new pairing take far longer than this
+    with ConversationStore.open(settings.store, create=True) as store:
+        store.grant_consent("Mum", [Scope.KEEP, Scope.SYNC])
+        after = _exchange(store, store.start_conversation())
+    assert min(after) > max(before)
+    assert after[1] == after[0] + 1

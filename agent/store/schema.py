@@ -82,3 +82,18 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 def _statements(script: str) -> list[str]:
     return [part.strip() for part in script.split(";") if part.strip()]
+
+
+def seed_sequence(conn: sqlite3.Connection, now: float) -> None:
+    """Start a new store's turn numbers above any earlier store's on this device.
+
+    The cloud keys turns on ``(device_id, seq)`` and a factory reset keeps the device id: a new
+    store counting from 1 again would have its turns taken for duplicates and silently
+    dropped. So a new store counts from the current time in milliseconds (``now`` in Unix
+    seconds); AUTOINCREMENT keeps it increasing from there.
+    """
+    conn.execute(
+        "INSERT INTO sqlite_sequence (name, seq) SELECT 'turns', ? WHERE NOT EXISTS"
+        " (SELECT 1 FROM sqlite_sequence WHERE name = 'turns')",
+        (int(now * 1000),),
+    )

@@ -29,7 +29,7 @@ from agent.store.consent import Consent, Scope
 from agent.store.failures import FailureReporter
 from agent.store.kek import KeyRing
 from agent.store.keys import KeyProvider, provider_from_settings
-from agent.store.schema import migrate
+from agent.store.schema import migrate, seed_sequence
 from config.errors import ConsentRequiredError, StoreError, TeddyError
 from config.settings import StoreSettings
 
@@ -158,7 +158,8 @@ class ConversationStore:
         failures = FailureReporter(path, alerts)
         conn = _connect(path, settings.synchronous, failures)
         try:
-            migrate(conn)
+            if migrate(conn) == 0:  # a new store
+                seed_sequence(conn, clock())
             store = cls(conn, keys, path, settings, alerts, clock)
         except sqlite3.Error as exc:
             conn.close()
