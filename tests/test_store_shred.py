@@ -229,7 +229,7 @@ def test_retention_keeps_unsynced_only_when_configured_and_says_so(settings):
         assert {c.id for c in store.conversations()} == {old, new}
         assert [a.kind for a in alerts.recent()] == ["store.retention_kept_unsynced"]
         # once the cloud has them, the next sweep shreds them after all
-        store.mark_synced([(1, 2)])
+        store.mark_synced([(t.seq, t.seq) for t in store.turns(old)])
         report = store.enforce_retention()
         assert report.shredded == [old] and report.kept_unsynced == []
         assert [c.id for c in store.conversations()] == [new]
@@ -239,8 +239,8 @@ def test_retention_runs_in_a_long_running_bear(settings, store):
     clock = Clock()
     with ConversationStore.open(settings.store, clock=clock) as running:
         first = running.start_conversation()
-        _exchange(running, first)
-        running.mark_synced([(1, 2)])
+        seqs = _exchange(running, first)
+        running.mark_synced([(seqs[0], seqs[-1])])
         clock.now += 29 * DAY
         assert running.start_conversation() and len(running.conversations()) == 2
         clock.now += 2 * DAY + SWEEP_EVERY
