@@ -7,7 +7,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from support import Database, Mosquitto, start_cli, wait_for_log
+from support import Mosquitto, migrated_database, start_cli, wait_for_log
 
 _CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("TEDDY_")}
 
@@ -32,13 +32,8 @@ def broker(tmp_path: Path):
 @pytest.fixture(scope="session")
 def database():
     """A throwaway PostgreSQL database with the schema migrated, for the whole session."""
-    from sync.cloud.migrate import migrate
-
-    db = Database()
-    with db.connect() as conn:
-        migrate(conn)
-    yield db
-    db.drop()
+    with migrated_database() as db:
+        yield db
 
 
 @pytest.fixture

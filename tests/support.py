@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 VENV_BIN = Path(sys.executable).parent
@@ -129,3 +130,26 @@ def wait_for_log(log: Path, text: str, timeout: float = 20.0) -> None:
         time.sleep(0.05)
     raise TimeoutError(f"{text!r} not in {log} after {timeout} s:\n"
                        f"{log.read_text(errors='replace') if log.exists() else ''}")
+
+
+def until(check, timeout: float = 20.0):
+    """Poll ``check()`` every 0.05 s until it returns something true or ``timeout`` seconds
+    pass; returns its last value (so ``assert until(...)`` shows what it saw)."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
+
+
+@contextmanager
+def migrated_database():
+    """A throwaway database with the cloud schema, dropped afterwards."""
+    from sync.cloud.migrate import migrate
+
+    db = Database()
+    try:
+        with db.connect() as conn:
+            migrate(conn)
+        yield db
+    finally:
+        db.drop()

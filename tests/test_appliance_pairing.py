@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from fleet_support import RecordingLed, SpeakingFake
+from support import until
 
 from agent.lifecycle import Lifecycle
 from agent.notify import Notifier
@@ -47,13 +48,6 @@ class PawOnly:
             released()
 
 
-def _until(check, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while not (value := check()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return value
-
-
 def test_paw_hold_pairs_and_the_running_bear_syncs_as_itself(bear, cloud, database):
     appliance = PawOnly()
     ingestor = Ingestor(cloud)
@@ -72,12 +66,12 @@ def test_paw_hold_pairs_and_the_running_bear_syncs_as_itself(bear, cloud, databa
                 with database.connect() as conn:
                     approve(cloud, conn, appliance.voice.code(), "sam@example.org",
                             ("keep", "sync"))
-                assert _until(lambda: teddy.store is not None), "the bear never rejoined"
-                assert _until(lambda: appliance.led.shown[-1:] == ["paired"])
+                assert until(lambda: teddy.store is not None), "the bear never rejoined"
+                assert until(lambda: appliance.led.shown[-1:] == ["paired"])
                 assert "pairing" in appliance.led.shown
                 assert teddy.respond("tell me a joke").stored is True
                 with database.connect() as conn:
-                    assert _until(lambda: conn.execute(
+                    assert until(lambda: conn.execute(
                         "SELECT count(*) FROM turns WHERE device_id = %s",
                         (bear.device.id,)).fetchone()[0] == 2)
             finally:

@@ -8,6 +8,7 @@ import time
 import urllib.request
 
 import paho.mqtt.client as mqtt
+from support import until
 from sync_helpers import (
     BackgroundSync,
     IngestProcess,
@@ -41,20 +42,11 @@ def _send(client: mqtt.Client, topic: str, payload: bytes, qos: int = 1) -> None
     client.publish(topic, payload, qos=qos).wait_for_publish(5)
 
 
-def _until(check, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
-
-
 def _running(settings: Settings) -> tuple[Ingestor, threading.Thread]:
     ingestor = Ingestor(settings)
     worker = threading.Thread(target=ingestor.run)
     worker.start()
-    assert _until(lambda: ingestor._link.connected, 10)
+    assert until(lambda: ingestor._link.connected, 10)
     time.sleep(0.3)  # subscriptions granted
     return ingestor, worker
 
@@ -92,11 +84,11 @@ def test_health_alerts_metrics_and_a_nul_byte(broker, database):
                 return conn.execute(
                     "SELECT count(*), max(cleared_at) IS NOT NULL FROM alerts"
                     " WHERE device_id = %s", (device,)).fetchone() == (1, True)
-            assert _until(alert_cleared)
+            assert until(alert_cleared)
             row = conn.execute("SELECT sample FROM health_samples WHERE device_id = %s",
                                (device,)).fetchone()
             assert row[0]["metrics"] == {"cpu_percent": 12.5, "temp_c": None}
-            assert _until(lambda: conn.execute(
+            assert until(lambda: conn.execute(
                 "SELECT count(*) FROM turns WHERE device_id = %s", (device,)).fetchone()[0])
             reason = conn.execute("SELECT reason FROM dead_letters WHERE topic = %s",
                                   (up_topic("bear-nul", "turns"),)).fetchone()[0]
@@ -158,13 +150,13 @@ def test_command_results_and_reported_config_are_recorded(broker, database):
                                 reported_at=1_700_000_001.0)
         _send(client, up_topic(device, "config"), report.to_payload())
         with database.connect() as conn:
-            assert _until(lambda: conn.execute(
+            assert until(lambda: conn.execute(
                 "SELECT status, result FROM commands WHERE id = 'cmd-1'").fetchone()
                 == ("done", {"pong": True}))
-            assert _until(lambda: conn.execute(
+            assert until(lambda: conn.execute(
                 "SELECT reported IS NOT NULL FROM device_config WHERE device_id = %s",
                 (device,)).fetchone())
-            assert _until(lambda: conn.execute(
+            assert until(lambda: conn.execute(
                 "SELECT count(*) FROM dead_letters WHERE topic = %s AND reason LIKE %s",
                 (up_topic(device, "cmd-result"), "%bear-other%")).fetchone()[0] == 1)
     finally:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from notify_support import HttpReceiver, self_signed_cert, start_smtp
-from support import Database, free_port
+from support import free_port, migrated_database
 
 from config.errors import ConfigError
 from config.notify import NotifySettings
@@ -30,13 +30,8 @@ SECRET = "webhook-secret-for-tests"
 @pytest.fixture(scope="module")
 def pg():
     """A database of this module's own (no other test's alerts get fanned out here)."""
-    from sync.cloud.migrate import migrate
-
-    db = Database()
-    with db.connect() as conn:
-        migrate(conn)
-    yield db
-    db.drop()
+    with migrated_database() as db:
+        yield db
 
 
 @pytest.fixture

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 from fleet_support import cloud_env, pair_bear
-from support import run_cli
+from support import run_cli, until
 
 from agent.health import HealthMonitor
 from agent.runtime import open_bear
@@ -16,15 +15,6 @@ from agent.uplink import Uplink
 from sync.cloud.ingest import Ingestor
 
 pytest_plugins = ["fleet_fixtures"]
-
-
-def _until(check, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
 
 
 def test_paired_bear_syncs_takes_commands_and_publishes_alerts(bear, cloud, database, env,
@@ -46,10 +36,10 @@ def test_paired_bear_syncs_takes_commands_and_publishes_alerts(bear, cloud, data
                               env=cloud_env(env, secure_broker, tmp_path))
                 assert json.loads(out.stdout)["status"] == "done"
                 with database.connect() as conn:
-                    assert _until(lambda: conn.execute(
+                    assert until(lambda: conn.execute(
                         "SELECT count(*) FROM turns WHERE device_id = %s",
                         (device,)).fetchone()[0] == 2)
-                    assert _until(lambda: conn.execute(
+                    assert until(lambda: conn.execute(
                         "SELECT count(*) FROM alerts WHERE device_id = %s AND kind = %s",
                         (device, "audio.device_lost")).fetchone()[0] == 1, timeout=30)
             finally:
