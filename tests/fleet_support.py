@@ -158,7 +158,7 @@ class RunningBear:
         settings = self.settings
         credentials = CredentialVault(settings.store).load()
         self.store = ConversationStore.open(settings.store)
-        self.sync = connect_with_retry(lambda: _connected_sync(paired_settings(settings),
+        self.sync = connect_with_retry(lambda: connected_sync(paired_settings(settings),
                                                                self.store))
         controls = BearControls(settings, store=lambda: self.store, restart=self._restart,
                                 unpaired=self.unpaired.set)
@@ -177,7 +177,8 @@ class RunningBear:
         self.store.close()
 
 
-def _connected_sync(settings: Settings, store):
+def connected_sync(settings: Settings, store):
+    """A DeviceSync of ``store`` connected with ``settings`` (closed again if refused)."""
     from config.errors import SyncError
     from sync.device import DeviceSync
 

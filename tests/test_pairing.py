@@ -11,6 +11,7 @@ from fleet_support import (
     RecordingLed,
     SpeakingFake,
     cloud_env,
+    connected_sync,
 )
 from support import run_cli, start_cli, wait_for_log
 
@@ -23,7 +24,6 @@ from hardware.led import LED_PATTERNS, StatusLed
 from hardware.pins import MockPaw, PawButton
 from sync.client import MqttLink
 from sync.cloud.pairing import ExpiredCodeError, LockedClaimError, WrongCodeError, approve
-from sync.device import DeviceSync
 
 pytest_plugins = ["fleet_fixtures"]
 
@@ -87,18 +87,8 @@ def test_paw_hold_pairs_and_the_bear_syncs_as_itself(bear, secure_broker, databa
     try:
         wait_for_log(log, "ingesting")
         own = paired_settings(bear)
-
-        def connected() -> DeviceSync:
-            sync = DeviceSync(own, store, bear.device.id, "test")
-            try:
-                sync.connect()
-            except SyncError:
-                sync.close()
-                raise
-            return sync
-
         with ConversationStore.open(bear.store) as store:
-            with connect_with_retry(connected) as sync:
+            with connect_with_retry(lambda: connected_sync(own, store)) as sync:
                 report = sync.sync_once(timeout=20)
             assert report.turns_acked == 2 and store.outbox_depth() == 0
     finally:
