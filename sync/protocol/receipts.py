@@ -21,7 +21,7 @@ ReceiptKind = Literal["turns", "alerts", "health", "cmd-result", "config"]
 
 
 class Receipt(Message):
-    """``down/receipt``: committed (or, with ``refused``, not stored) ``up/`` messages."""
+    """``down/receipt``: committed (or, with ``refused``, not stored) ``up/`` messages, QoS 1."""
 
     v: Literal[1] = 1
     """Schema version."""
