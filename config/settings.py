@@ -211,13 +211,14 @@ class CloudSettings(Section):
     """Most dead letters kept in all."""
     dead_letters_per_device_per_s: float = Field(default=2.0, ge=0)
     """Dead letters kept per device per second (bursts of 5 s worth); the rest are counted."""
-    bear_turns_per_s: float = Field(default=50.0, gt=0)
+    bear_turns_per_s: float = Field(default=1000.0, gt=0)
     """Turns a second one bear may send; more are refused (``down/receipt``) until later."""
-    bear_turns_burst: float = Field(default=2000.0, ge=1)
-    """Turns one bear may send at once after being quiet (a bear back online catching up)."""
-    bear_bytes_per_s: float = Field(default=64 * 1024.0, gt=0)
+    bear_turns_burst: float = Field(default=60_000.0, ge=1)
+    """Turns one bear may send at once after being quiet (a bear back online catching up
+    on weeks of conversations)."""
+    bear_bytes_per_s: float = Field(default=2 * 1024 * 1024.0, gt=0)
     """Payload bytes a second one bear may send on ``up/``; more are refused until later."""
-    bear_bytes_burst: float = Field(default=4 * 1024 * 1024.0, ge=1024)
+    bear_bytes_burst: float = Field(default=64 * 1024 * 1024.0, ge=1024)
     """Payload bytes one bear may send at once after being quiet."""
 
 
