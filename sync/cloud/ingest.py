@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 5.0
 """Seconds :meth:`Ingestor.run` spends committing what it holds after :meth:`stop`."""
-QOS = {"turns": 1, "status": 1, "health": 0, "alerts": 1, "cmd-result": 1, "config": 1}
+QOS = {"turns": 1, "status": 1, "health": 1, "alerts": 1, "cmd-result": 1, "config": 1}
 """Subscription QoS per ``up/<name>``."""
 
 
