@@ -158,6 +158,12 @@ class PendingUplink:
         except ProtocolError as exc:
             logger.error("ignored a malformed receipt on %s: %s", message.topic, exc)
             return
+        try:
+            self._take(receipt)
+        except Exception:  # paho's network thread must live on; the message stays pending
+            logger.exception("handling a receipt for up/%s failed", receipt.kind)
+
+    def _take(self, receipt: Receipt) -> None:
         self.receipts += 1
         listener = self._listeners.get(receipt.kind)
         if listener is not None:
