@@ -61,8 +61,7 @@ class PendingUplink:
         """Receipts taken so far."""
         link.client.message_callback_add(down_topic(device_id, "receipt"), self._on_message)
         link.after_connect(self._on_connected)
-        self._thread = threading.Thread(target=self._run, name="teddy-receipts", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None  # started by the first send()
 
     @classmethod
     def of(cls, link: MqttLink, device_id: str, timeout: float = 10.0) -> PendingUplink:
@@ -85,7 +84,7 @@ class PendingUplink:
             return
         self._closing.set()
         self._link.client.message_callback_remove(down_topic(self._device_id, "receipt"))
-        if self._thread is not threading.current_thread():
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(5)
 
     def listen(self, kind: str, callback: Callable[[Receipt], None]) -> None:
@@ -117,6 +116,10 @@ class PendingUplink:
             self._trim()
             entry = _Pending(kind, message, retain, float("-inf"), on_receipt, threading.Event())
             self._pending[key] = entry
+            if self._thread is None and not self._closing.is_set():
+                self._thread = threading.Thread(target=self._run, name="teddy-receipts",
+                                                daemon=True)
+                self._thread.start()
         self._publish(entry)
         return entry.done
 

@@ -9,6 +9,7 @@ counted, not kept), capped per device and in total, and deleted after
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from config.settings import CloudSettings
@@ -18,6 +19,8 @@ logger = logging.getLogger(__name__)
 
 PRUNE_EVERY_S = 300.0
 """Seconds between two deletions of expired dead letters by one ingest process."""
+TOTAL_RECOUNT_S = 1.0
+"""Seconds between two counts of all dead letters (in between, this process adds its own)."""
 
 
 class DeadLetters:
@@ -30,6 +33,8 @@ class DeadLetters:
                                   max(cloud.dead_letters_per_device_per_s * 5, 1.0))
         self.dropped: dict[str, int] = {"rate": 0, "device_cap": 0, "total_cap": 0}
         """Dead letters not kept, by why."""
+        self._total = 0
+        self._counted_at = float("-inf")
 
     def admit(self, device_id: str | None) -> bool:
         """Whether a dead letter from ``device_id`` is within the per-device rate."""
@@ -42,25 +47,36 @@ class DeadLetters:
                reason: str) -> bool:
         """Keep one dead letter unless a cap is reached; True if it was kept."""
         cloud = self.cloud
-        same_device = "device_id IS NULL" if device_id is None else "device_id = %(device)s"
-        row = conn.execute(
-            "SELECT (SELECT count(*) FROM (SELECT 1 FROM dead_letters WHERE "
-            f"{same_device} LIMIT %(per_device)s) d),"
-            " (SELECT count(*) FROM (SELECT 1 FROM dead_letters LIMIT %(total)s) t)",
-            {"device": device_id, "per_device": cloud.dead_letters_per_device,
-             "total": cloud.dead_letters_total}).fetchone()
-        if row[0] >= cloud.dead_letters_per_device:
-            self.dropped["device_cap"] += 1
-            return False
-        if row[1] >= cloud.dead_letters_total:
+        if self._total_reached(conn):
             self.dropped["total_cap"] += 1
+            return False
+        same_device = "device_id IS NULL" if device_id is None else "device_id = %(device)s"
+        kept = conn.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM dead_letters WHERE {same_device}"
+            " LIMIT %(per_device)s) d",
+            {"device": device_id, "per_device": cloud.dead_letters_per_device}).fetchone()[0]
+        if kept >= cloud.dead_letters_per_device:
+            self.dropped["device_cap"] += 1
             return False
         conn.execute(
             "INSERT INTO dead_letters (topic, device_id, payload, payload_size, reason)"
             " VALUES (%s, %s, %s, %s, %s)",
             (topic, device_id, payload[:cloud.dead_letter_keep_bytes], len(payload),
              reason[:1000]))
+        self._total += 1
         return True
+
+    def _total_reached(self, conn: Any) -> bool:
+        """Whether all dead letters reach ``cloud.dead_letters_total`` (counted at most once
+        a second; in between, this process's own inserts are added)."""
+        total = self.cloud.dead_letters_total
+        now = time.monotonic()
+        if now - self._counted_at >= TOTAL_RECOUNT_S:
+            self._total = conn.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM dead_letters LIMIT %s) t",
+                (total,)).fetchone()[0]
+            self._counted_at = now
+        return self._total >= total
 
 
 def prune(conn: Any, keep_days: float) -> int:
