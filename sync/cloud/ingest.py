@@ -133,10 +133,9 @@ class Ingestor:
         if mid != self._subscribe_mid:
             return
         refused = [str(r) for r in reasons if r.is_failure]
-        if refused:
+        if refused:  # ingest what was granted; the operator fixes the rest
             logger.error("the broker refused ingest's subscriptions: %s — check the ingest "
                          "account's ACL", ", ".join(refused))
-            return
         self._subscribed.set()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
