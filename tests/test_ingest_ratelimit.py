@@ -87,6 +87,8 @@ def test_a_flooding_bear_is_refused_and_cannot_starve_a_normal_bear(broker, data
         stored = cloud_count(database, flood)
         assert stored == 100 * len(acked_ids) < 30_000
         assert took < 15, f"the normal bear waited {took:.1f} s behind the flood"
+        print(f"normal bear synced 60 turns in {took:.2f} s beside the flood; "
+              f"{ingestor.counters.refused} flood batches refused, {len(acked_ids)} acked")
         text = ingestor.metrics.render().decode()
         assert 'teddy_ingest_refused_total{kind="turns"}' in text
     finally:

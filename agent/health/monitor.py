@@ -15,6 +15,7 @@ from here to the speaker: a wellbeing escalation is never spoken to the child.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -245,8 +246,10 @@ class HealthMonitor:
         last = self._last
         if last is None:
             return None
+        metrics = {name: value if value is None or math.isfinite(value) else None
+                   for name, value in last.metrics.items()}  # the protocol refuses NaN/inf
         return HealthSample(device_id=self.device_id, sampled_at=last.sampled_at,
-                            metrics=last.metrics, open_alerts=[a.kind for a in last.open_alerts])
+                            metrics=metrics, open_alerts=[a.kind for a in last.open_alerts])
 
 
 def to_alert_message(row: JournalAlert, state: str) -> AlertMessage:
