@@ -13,7 +13,6 @@ import time
 import uuid
 
 import paho.mqtt.client as mqtt
-import pytest
 from support import until
 from sync_helpers import IngestProcess
 
@@ -144,7 +143,6 @@ def _publisher(port: int) -> mqtt.Client:
     return client
 
 
-@pytest.mark.slow
 def test_fuzzed_payloads_never_stop_ingest(broker, database, env, tmp_path):
     rng = random.Random(SEED)
     gen = Generator(rng)
