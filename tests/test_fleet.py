@@ -146,7 +146,7 @@ def test_the_retained_desired_config_reaches_a_bear_that_was_offline(paired, clo
 def test_delete_data_deletes_in_postgresql_and_on_the_bear(bear, cloud, secure_broker, database,
                                                            data_dir, tmp_path, fleet_env):
     """COPPA deletion for a parent: every bear they paired, both sides, confirmed."""
-    second = bear_settings(secure_broker, data_dir.parent / "bear2")
+    second = bear_settings(cloud, database, data_dir.parent / "bear2")
     with database.connect() as conn:
         for teddy_settings in (bear, second):
             pair_bear(teddy_settings, cloud, conn, parent="pat@example.org")

@@ -5,7 +5,7 @@ re-exported here so both ends ``from sync.protocol import ...``.
 """
 
 from sync.protocol.base import Message
-from sync.protocol.claim import ClaimAnswer, ClaimRequest, PairingGrant, claim_topic
+from sync.protocol.claim import ClaimAnswer, ClaimBody, ClaimRequest, PairingGrant, Release
 from sync.protocol.commands import (
     COMMAND_NAMES,
     Command,
@@ -19,6 +19,7 @@ from sync.protocol.status import Status
 from sync.protocol.topics import (
     TOPIC_ROOT,
     DeviceTopic,
+    claim_requests_filter,
     device_root,
     down_topic,
     parse_device_topic,
@@ -30,6 +31,7 @@ from sync.protocol.turns import Ack, TurnRecord, TurnsBatch, to_ranges
 __all__ = [
     "COMMAND_NAMES",
     "ClaimAnswer",
+    "ClaimBody",
     "ClaimRequest",
     "Command",
     "CommandResult",
@@ -37,7 +39,7 @@ __all__ = [
     "ConfigReported",
     "ContentBundle",
     "PairingGrant",
-    "claim_topic",
+    "Release",
     "TOPIC_ROOT",
     "Ack",
     "AlertMessage",
@@ -47,6 +49,7 @@ __all__ = [
     "Status",
     "TurnRecord",
     "TurnsBatch",
+    "claim_requests_filter",
     "device_root",
     "down_topic",
     "parse_device_topic",
