@@ -4,6 +4,7 @@ attacks of issue 12 (items 1, 2, 6, 7), tried against a real Mosquitto and Postg
 from __future__ import annotations
 
 import base64
+import json
 import queue
 import threading
 import time
@@ -15,10 +16,11 @@ from fleet_support import (
     RunningBear,
     SpeakingFake,
     bear_settings,
+    cloud_env,
     pair_bear,
 )
 from identity_support import publish_claim
-from support import until
+from support import run_cli, until
 
 from agent.credentials import CredentialVault
 from agent.pairing import Pairing, keep_release_notice
@@ -289,7 +291,8 @@ def _sync_turns(settings, texts: list[str]) -> None:
         running.sync.sync_once(timeout=20)
 
 
-def test_delete_data_for_a_parent_deletes_only_that_familys_rows(bear, cloud, database):
+def test_delete_data_for_a_parent_deletes_only_that_familys_rows(bear, cloud, database, env,
+                                                                  secure_broker, tmp_path):
     """Item 7: pair to the first family, unpair, factory-reset, re-pair to a second family;
     ``fleet delete-data --parent first@`` deletes the first family's turns and alerts only;
     the second family's stay, and the bear (now theirs) is not told to delete."""
@@ -319,7 +322,9 @@ def test_delete_data_for_a_parent_deletes_only_that_familys_rows(bear, cloud, da
             conn.execute("INSERT INTO alerts (device_id, kind, severity, message, raised_at)"
                          " VALUES (%s, 'wellbeing.sad', 'warning', 'x', now())",
                          (bear.device.id,))
-            reports = Fleet(cloud, conn).delete_parent_data("first@example.org")
+            out = run_cli("teddy-cloud", "fleet", "delete-data", "--parent", "first@example.org",
+                          env=cloud_env(env, secure_broker, tmp_path))
+            reports = json.loads(out.stdout)
             after = dict(conn.execute(
                 "SELECT p.parent_email, count(*) FROM turns t JOIN pairings p USING"
                 " (pairing_id) WHERE t.device_id = %s GROUP BY 1", (bear.device.id,)).fetchall())
