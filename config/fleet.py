@@ -8,9 +8,10 @@ cloud's claim answers. There is no shared claim password: a bear claims on its o
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from config.settings import Section
 
@@ -25,6 +26,19 @@ class PairingSettings(Section):
     """Base64 X25519 public key of the cloud that claims are sealed to; from manufacture."""
     claim_verify_key: str | None = Field(default=None, min_length=40, max_length=64)
     """Base64 Ed25519 public key that must have signed the cloud's claim answers."""
+    @field_validator("fleet_key", "claim_key", "claim_verify_key")
+    @classmethod
+    def _check_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                raw = base64.b64decode(value, validate=True)
+            except ValueError:
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError("must be the base64 of a 32-byte public key, as the bundle "
+                                 "of teddy-cloud provision has it")
+        return value
+
     hold_pair_s: float = Field(default=5.0, gt=0, le=60)
     """Seconds the paw must be held to enter pairing (released before the reset hold)."""
     hold_reset_s: float = Field(default=15.0, gt=0, le=120)

@@ -157,7 +157,7 @@ class Fleet:
             "   FROM health_samples h WHERE h.device_id = d.device_id"
             "   ORDER BY h.sampled_at DESC LIMIT 1) AS backlog,"
             " (SELECT p.status FROM pairings p WHERE p.device_id = d.device_id"
-            "   ORDER BY p.first_seen DESC LIMIT 1) AS pairing,"
+            "   AND p.status <> 'refused' ORDER BY p.first_seen DESC LIMIT 1) AS pairing,"
             " u.state AS update_state, u.target_version, u.reason AS update_reason"
             " FROM devices d LEFT JOIN device_updates u USING (device_id)"
             " ORDER BY d.device_id"
