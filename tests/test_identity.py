@@ -361,3 +361,31 @@ def test_a_factory_provisioned_bear_takes_signed_fleet_commands(bear, cloud, dat
         assert unpaired["bear"]["status"] == "done" and running.unpaired.wait(5)
         assert running.store.consent() is None
     assert deleted["confirmed"] is True
+
+
+def test_a_bear_that_keeps_nothing_is_still_reached_by_the_fleet(bear, cloud, database):
+    """No consent, no store, never paired: the appliance's uplink still takes signed
+    commands (the fleet key and the login came at manufacture); a foreign signature is
+    refused."""
+    from agent.runtime import open_bear
+    from agent.uplink import Uplink
+
+    with open_bear(bear) as teddy:
+        assert teddy.store is None
+        uplink = Uplink(bear, teddy)
+        assert uplink.start() is True
+        try:
+            assert until(lambda: uplink.connected, 10)
+            time.sleep(0.3)  # SUBACK of down/cmd
+            with database.connect() as conn:
+                fleet = Fleet(cloud, conn)
+                pong = fleet.send(bear.device.id, "ping", wait=True).result
+                deleted = fleet.send(bear.device.id, "delete-data", wait=True).result
+                other = cloud.model_copy(update={"fleet": cloud.fleet.model_copy(update={
+                    "signing_key_file": cloud.store.data_dir / "foreign.key"})})
+                foreign = Fleet(other, conn).send(bear.device.id, "ping", wait=True).result
+        finally:
+            uplink.close()
+    assert pong.status == "done" and deleted.status == "done"
+    assert deleted.data.get("kept") is False
+    assert foreign.status == "rejected" and "signature" in foreign.reason
