@@ -389,3 +389,23 @@ def test_a_bear_that_keeps_nothing_is_still_reached_by_the_fleet(bear, cloud, da
     assert pong.status == "done" and deleted.status == "done"
     assert deleted.data.get("kept") is False
     assert foreign.status == "rejected" and "signature" in foreign.reason
+
+
+def test_a_malformed_claim_does_not_stop_pairing(bear, cloud, database, data_dir):
+    """A bear retaining 50k-deep JSON, or a claim that does not open, on its own up/claim:
+    every other bear still pairs."""
+    garbage = ClaimRequest(claim_id="c" + "f" * 24, ephemeral_key="A" * 43 + "=",
+                           sealed="B" * 40).to_payload()
+    for name, payload in (("deep", b"[" * 50_000 + b"]" * 50_000), ("sealed", garbage)):
+        bad = bear_settings(cloud, database, data_dir.parent / name)
+        with MqttLink(bad.mqtt, client_id=f"bad-{name}") as link:
+            link.connect()
+            link.client.publish(up_topic(bad.device.id, "claim"), payload, qos=1,
+                                retain=True).wait_for_publish(5)
+    pairing, voice = _start(bear)
+    try:
+        with database.connect() as conn:
+            approve(cloud, conn, voice.code(), "sam@example.org", ("keep",))
+        assert pairing.wait(20).status == "approved"
+    finally:
+        pairing.close()
