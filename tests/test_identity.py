@@ -409,3 +409,66 @@ def test_a_malformed_claim_does_not_stop_pairing(bear, cloud, database, data_dir
         assert pairing.wait(20).status == "approved"
     finally:
         pairing.close()
+
+
+def test_a_new_operator_provisions_and_pairs_a_bear_with_the_shipped_commands(
+        env, database, tmp_path):
+    """README/operations path, every step the installed command: ``teddy-cloud provision``
+    (registers, broker account, bundle) -> ``provision-device --from-cloud`` on the card ->
+    ``teddy pair`` on the bear -> ``teddy-cloud fleet pair approve``. The broker runs the
+    shipped ACL; the pairing operator is a service account that reads ``+/up/#`` and
+    writes ``+/down/#`` (the ingest role)."""
+    import os
+    import re
+    import subprocess
+    import sys
+    import tomllib
+    from pathlib import Path
+
+    from support import Mosquitto, start_cli, wait_for_log
+
+    repo = Path(__file__).resolve().parent.parent
+    broker_dir, out, cloud_dir = tmp_path / "broker", tmp_path / "bundles", tmp_path / "cloud"
+    broker_dir.mkdir()
+    passwd, acl = broker_dir / "passwd", broker_dir / "acl"
+    acl.write_text((repo / "config/examples/acl").read_text())
+    cloud = dict(env, TEDDY_STORE__DATA_DIR=str(cloud_dir))
+    files = ["--password-file", str(passwd), "--acl-file", str(acl), "--out", str(out)]
+    run_cli("teddy-cloud", "provision", "bear-op-01", *files, env=cloud)
+    run_cli("teddy-cloud", "provision", "--ingest", "fleet", *files, env=cloud)
+    broker = Mosquitto(broker_dir, anonymous=False,
+                       extra_config=f"password_file {passwd}\nacl_file {acl}\nuser root\n")
+    broker.start()
+    try:
+        root = tmp_path / "card"
+        (root / "etc/teddy/credentials").mkdir(parents=True)
+        (root / "var/lib/teddy").mkdir(parents=True)
+        (root / "etc/passwd").write_text(f"teddy:x:{os.geteuid()}:{os.getegid()}::/:/bin/false\n")
+        installed = subprocess.run(
+            [sys.executable, str(repo / "scripts/provision-device"), "--root", str(root),
+             "--from-cloud", str(out / "bear-op-01.toml"), "--broker",
+             f"127.0.0.1:{broker.port}"], capture_output=True, text=True, timeout=30)
+        assert installed.returncode == 0, installed.stderr
+        bear = dict(env, TEDDY_STORE__DATA_DIR=str(root / "var/lib/teddy"),
+                    TEDDY_MQTT__PASSWORD_FILE=str(root / "etc/teddy/credentials/mqtt-password"))
+        log = tmp_path / "pair.log"
+        process = start_cli("teddy", "--config", str(root / "etc/teddy/teddy.toml"), "pair",
+                            env=bear, log=log)
+        try:
+            wait_for_log(log, "My pairing code is")
+            code = "".join(re.findall(r"\d", log.read_text().split("My pairing code is")[1]
+                                      .split(".")[0]))
+            fleet = tomllib.loads((out / "fleet.toml").read_text())["mqtt"]
+            operator = dict(cloud, TEDDY_MQTT__PORT=str(broker.port),
+                            TEDDY_MQTT__USERNAME="fleet", TEDDY_MQTT__PASSWORD=fleet["password"],
+                            TEDDY_FLEET__CLAIM_COLLECT_S="0.5")
+            approved = run_cli("teddy-cloud", "fleet", "pair", "approve", "--code", code,
+                               "--parent-email", "sam@example.org", env=operator)
+            assert process.wait(20) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+    finally:
+        broker.kill()
+    assert "paired bear-op-01 with sam@example.org" in approved.stdout
+    assert "paired as bear-op-01" in log.read_text()
