@@ -173,6 +173,7 @@ class Fleet:
             raise UnknownDeviceError(f"no bear {device_id!r} is known — list them with "
                                      "teddy-cloud fleet devices")
         one = self.conn.execute
+        device["pairing_id"] = self._current_pairing(device_id)
         device["consent"] = _first(one(
             "SELECT scopes, granted_at FROM consents WHERE device_id = %s AND revoked_at IS NULL"
             " ORDER BY id DESC LIMIT 1", (device_id,)), ("scopes", "granted_at"))
