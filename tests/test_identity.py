@@ -85,7 +85,7 @@ def test_a_service_account_or_an_unmade_id_cannot_claim(bear, cloud, secure_brok
         for device in (None, "ingest", rogue):
             with pytest.raises(WrongCodeError, match="matches no bear waiting to pair"):
                 approve(cloud, conn, "111111", "eve@example.org", ("keep", "sync"), device,
-                        requester=f"eve-{device}")
+                        requester=f"eve-{device}-{bear.device.id}")
         rows = conn.execute("SELECT count(*) FROM pairings WHERE device_id = ANY(%s)",
                             (["ingest", rogue],)).fetchone()[0]
     assert rows == 0
@@ -129,7 +129,7 @@ def test_another_bears_credentials_cannot_claim_a_paired_bear(bear, cloud, secur
         for code in ("222222", "333333"):
             with pytest.raises(WrongCodeError):
                 approve(cloud, conn, code, "eve@example.org", ("keep", "sync"),
-                        requester=f"eve-{code}")
+                        requester=f"eve-{code}-{bear.device.id}")
         claimed = conn.execute("SELECT count(*) FROM pairings WHERE device_id = %s",
                                (bear.device.id,)).fetchone()[0]
     assert claimed == 1  # only the real pairing
@@ -149,7 +149,8 @@ def test_a_paired_bear_is_reclaimed_only_after_a_reset_the_cloud_can_verify(bear
     publish_claim(bear, bear.device.id, "444444")  # no release inside
     with database.connect() as conn:
         with pytest.raises(WrongCodeError):
-            approve(cloud, conn, "444444", "eve@example.org", ("keep",), requester="eve")
+            approve(cloud, conn, "444444", "eve@example.org", ("keep",),
+                    requester=f"eve-{bear.device.id}")
         assert conn.execute("SELECT status FROM pairings WHERE device_id = %s AND status ="
                             " 'refused'", (bear.device.id,)).fetchone() == ("refused",)
     assert _consent(database, bear.device.id) == first
@@ -162,11 +163,11 @@ def test_a_paired_bear_is_reclaimed_only_after_a_reset_the_cloud_can_verify(bear
 
     factory_reset(bear)
     with database.connect() as conn:
-        pair_bear(bear, cloud, conn, parent="pat@example.org")
+        pair_bear(bear, cloud, conn, parent="robin@example.org")
         old = conn.execute("SELECT status FROM pairings WHERE pairing_id = %s",
                            (first[0][1],)).fetchone()[0]
     assert old == "released"
-    assert [c[0] for c in _consent(database, bear.device.id)] == ["pat@example.org"]
+    assert [c[0] for c in _consent(database, bear.device.id)] == ["robin@example.org"]
 
 
 def test_a_reader_of_the_claim_topic_cannot_recover_the_code(bear, cloud, database):
@@ -227,19 +228,20 @@ def test_wrong_codes_of_one_requester_lock_only_that_requester(cloud, database, 
     one = bear_settings(cloud, database, data_dir / "one")
     two = bear_settings(cloud, database, data_dir / "two")
     (p1, v1), (p2, v2) = _start(one), _start(two)
+    eve = f"eve-{one.device.id}@example.org"  # the limit is per requester: one of her own
     try:
         wrong = next(f"{n:06d}" for n in range(1_000_000) if f"{n:06d}" not in (v1.code(),
                                                                                  v2.code()))
         with database.connect() as conn:
             for _ in range(cloud.fleet.requester_max_attempts):
                 with pytest.raises(WrongCodeError):
-                    approve(cloud, conn, wrong, "eve@example.org", ("keep",))
-            with pytest.raises(RequesterLockedError, match="wrong codes from eve@example.org"):
-                approve(cloud, conn, v1.code(), "eve@example.org", ("keep",))
+                    approve(cloud, conn, wrong, eve, ("keep",))
+            with pytest.raises(RequesterLockedError, match=f"wrong codes from {eve}"):
+                approve(cloud, conn, v1.code(), eve, ("keep",))
             assert conn.execute("SELECT max(failed_attempts) FROM pairings WHERE device_id ="
                                 " ANY(%s)", ([one.device.id, two.device.id],)).fetchone() == (0,)
             approve(cloud, conn, v1.code(), "sam@example.org", ("keep", "sync"))
-            approve(cloud, conn, v2.code(), "pat@example.org", ("keep", "sync"))
+            approve(cloud, conn, v2.code(), "robin@example.org", ("keep", "sync"))
         assert p1.wait(20).status == "approved" and p2.wait(20).status == "approved"
     finally:
         p1.close()
@@ -262,7 +264,7 @@ def test_two_approvals_at_once_exactly_one_pairs_and_both_sides_agree(bear, clou
                 results.put((parent, exc))
 
     threads = [threading.Thread(target=approve_as, args=(p,)) for p in
-               ("sam@example.org", "pat@example.org")]
+               ("sam@example.org", "robin@example.org")]
     for thread in threads:
         thread.start()
     for thread in threads:

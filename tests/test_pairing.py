@@ -117,7 +117,8 @@ def test_wrong_codes_are_refused_and_brute_force_locks_the_claim(bear, cloud, da
     with database.connect() as conn:
         for _attempt in range(3):
             with pytest.raises(WrongCodeError, match="matches no bear"):
-                approve(cloud, conn, wrong, "eve@example.org", ("keep",), bear.device.id)
+                approve(cloud, conn, wrong, "eve@example.org", ("keep",), bear.device.id,
+                        requester=f"eve-{bear.device.id}")
         with pytest.raises(LockedClaimError, match="locked after 3 wrong codes"):
             approve(cloud, conn, right, "sam@example.org", ("keep",), bear.device.id)
         status = conn.execute("SELECT status, failed_attempts FROM pairings WHERE device_id = %s",
@@ -137,8 +138,8 @@ def test_a_wrong_code_on_the_command_line_fails_clearly(bear, secure_broker, env
     voice.wait_for(1)
     wrong = f"{(int(voice.code()) + 500) % 1_000_000:06d}"
     result = run_cli("teddy-cloud", "fleet", "pair", "approve", "--code", wrong,
-                     "--parent-email", "sam@example.org", env=cloud_env(env, secure_broker,
-                                                                        tmp_path), check=False)
+                     "--parent-email", "sam@example.org", "--requester", f"op-{bear.device.id}",
+                     env=cloud_env(env, secure_broker, tmp_path), check=False)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"teddy-cloud: error: code {wrong} matches no bear waiting to pair — check the code "
@@ -157,10 +158,12 @@ def test_an_expired_code_is_refused_by_the_cloud(bear, cloud, database):
     wrong = f"{(int(voice.code()) + 1) % 1_000_000:06d}"
     with database.connect() as conn:
         with pytest.raises(WrongCodeError):
-            approve(cloud, conn, wrong, "sam@example.org", ("keep",))  # the cloud sees it
+            approve(cloud, conn, wrong, "sam@example.org", ("keep",),  # the cloud sees it
+                    requester=f"sam-{bear.device.id}")
         time.sleep(1.2)
         with pytest.raises(ExpiredCodeError, match=f"code {voice.code()} expired"):
-            approve(cloud, conn, voice.code(), "sam@example.org", ("keep",))
+            approve(cloud, conn, voice.code(), "sam@example.org", ("keep",),
+                    requester=f"sam-{bear.device.id}")
     outcome = pairing.wait(10)
     assert outcome.status == "rejected" and outcome.reason == "the code expired"
     assert led.shown[-1] == "error" and not CredentialVault(bear.store).exists()
