@@ -1,5 +1,8 @@
-"""The bear's fleet credentials (its own broker login, the fleet's command-signing public
-key), sealed with AES-256-GCM in ``<data_dir>/fleet.sealed``.
+"""The bear's pairing record (the pairing id, the parent, the release token of that pairing;
+from older bears also a broker login and fleet key that pairing gave them), sealed with
+AES-256-GCM in ``<data_dir>/fleet.sealed``. Its existence means "paired". A bear made at
+manufacture has its broker login and the fleet key in its config instead (an empty
+``mqtt_password`` here means: use that login).
 
 The sealing key comes from the store's key machinery (:class:`agent.store.keys.FileKeyProvider`,
 mode 0600, refused when others may read it) but is a key of its own, ``fleet.key``: the
@@ -19,7 +22,7 @@ from pathlib import Path
 from agent.store import crypto
 from agent.store.keys import FileKeyProvider
 from config.errors import KeyFileError
-from config.settings import StoreSettings
+from config.settings import Settings, StoreSettings
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,12 @@ class FleetCredentials:
     """Raw Ed25519 public key that must have signed every command and config."""
     paired_at: float
     """Unix time, seconds."""
+    pairing_id: str = ""
+    """The pairing (family scope) the cloud started."""
+    parent: str = ""
+    """The consenting parent."""
+    release_token: str = ""
+    """Proves this pairing to the cloud when the bear releases it (never logged)."""
 
     def __repr__(self) -> str:
         return f"FleetCredentials(device_id={self.device_id!r}, mqtt_username=" \
@@ -84,6 +93,9 @@ class CredentialVault:
             "mqtt_password": credentials.mqtt_password,
             "fleet_public_key": base64.b64encode(credentials.fleet_public_key).decode(),
             "paired_at": credentials.paired_at,
+            "pairing_id": credentials.pairing_id,
+            "parent": credentials.parent,
+            "release_token": credentials.release_token,
         }).encode()
         sealed = crypto.seal(key, plain, AAD)
         tmp = self.path.with_name(SEALED_NAME + ".tmp")
@@ -107,7 +119,8 @@ class CredentialVault:
             device_id=data["device_id"], mqtt_username=data["mqtt_username"],
             mqtt_password=data["mqtt_password"],
             fleet_public_key=base64.b64decode(data["fleet_public_key"]),
-            paired_at=data["paired_at"],
+            paired_at=data["paired_at"], pairing_id=data.get("pairing_id", ""),
+            parent=data.get("parent", ""), release_token=data.get("release_token", ""),
         )
 
     def shred(self) -> bool:
@@ -136,3 +149,14 @@ def shred_file(path: Path) -> bool:
         os.fsync(handle.fileno())
     path.unlink()
     return True
+
+
+def fleet_key(settings: Settings) -> bytes | None:
+    """The fleet's command-signing public key: the one installed at manufacture
+    (``[pairing] fleet_key``), else the one an older pairing gave; None if neither."""
+    if settings.pairing.fleet_key:
+        return base64.b64decode(settings.pairing.fleet_key)
+    vault = CredentialVault(settings.store)
+    if vault.exists():
+        return vault.load().fleet_public_key
+    return None

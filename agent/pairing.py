@@ -1,16 +1,19 @@
 """Pairing with the paw: hold 5 s to pair, 15 s to factory-reset.
 
 Holding the paw for ``pairing.hold_pair_s`` arms pairing (the LED pulses blue); letting go
-before ``pairing.hold_reset_s`` starts it: the bear makes a 6-digit one-time code and a
-claim id, connects with the claim credential (which the broker lets touch only
-``teddy/v1/claim/<claim id>/...``), publishes a retained claim request carrying the code's
-digest and a fresh X25519 public key, and speaks the code twice. When the parent approves
-(``teddy-cloud fleet pair approve``), the answer holds the bear's own broker credentials
-and the fleet's command-signing key, sealed to that X25519 key; the bear seals them on
-disk (:mod:`agent.credentials`), records the parent's consent (source ``cloud``), the LED
-turns green, and ``on_paired`` reconnects it as itself. A rejected or expired claim
-shows ``error`` and the bear stays unpaired. Holding on to ``pairing.hold_reset_s`` is a
-factory reset (:mod:`agent.factory_reset`): LED red, then off.
+before ``pairing.hold_reset_s`` starts it: the bear makes a 6-digit one-time code, a claim
+id and a nonce, connects with its OWN broker login (made at manufacture), publishes a
+retained claim on ``teddy/v1/<device_id>/up/claim`` sealed to the cloud's claim key (from
+manufacture), and speaks the code twice. When the parent approves, the cloud answers on
+``down/claim`` with a signed answer bound to that claim (claim id, nonce, expiry); the bear
+verifies it against the claim-answer key it got at manufacture (a foreign answer is
+ignored), seals the pairing record (:mod:`agent.credentials`), records the parent's consent
+(source ``cloud``), the LED turns green, and ``on_paired`` reopens the store. A rejected or
+expired claim shows ``error`` and the bear stays unpaired. A paired bear does not pair again
+until it is unpaired or factory-reset; the reset keeps a release notice (the old pairing's
+id and release token, nothing about the family) that the next claim carries, so the cloud
+can verify that the old pairing ended on this bear. Holding on to ``pairing.hold_reset_s``
+is a factory reset (:mod:`agent.factory_reset`): LED red, then off.
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, TypeVar
 
 from agent.credentials import CredentialVault, FleetCredentials
 from config.errors import ProtocolError, SyncError, TeddyError
-from config.settings import MqttSettings, Settings
-from sync.protocol import ClaimAnswer, ClaimRequest, claim_topic
-from sync.protocol.claim import code_digest, open_grant
+from config.settings import Settings
+from sync.protocol import ClaimAnswer, ClaimBody, PairingGrant, Release, down_topic, up_topic
+from sync.protocol.claim import code_digest, open_grant, seal_request
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +45,12 @@ T = TypeVar("T")
 
 RESET_LED_S = 2.0
 """Seconds the LED blinks red during a factory reset before it goes off."""
+RELEASE_NOTICE = "release.json"
+"""File (in the data dir) a factory reset leaves: the proof that releases the old pairing."""
+
+
+class PairingSetupError(TeddyError, RuntimeError):
+    """The bear cannot pair: it was not provisioned with the cloud's claim keys."""
 
 
 class PairingState(StrEnum):
@@ -221,24 +231,26 @@ class Pairing:
 
     def _pair(self) -> PairingOutcome:
         from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
         from sync.client import MqttLink
 
+        if self.vault.exists():
+            return PairingOutcome("failed", "this bear is already paired — unpair it from the "
+                                            "parent app, or factory-reset it (hold the paw 15 s)")
+        claim_key, verify_key = self._manufacture_keys()
         self.led.show("pairing")
         code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
         claim_id = "c" + secrets.token_hex(12)
         private = X25519PrivateKey.generate()
-        public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        requested_at = self._clock()
-        request = ClaimRequest(claim_id=claim_id, device_id=self.device_id,
-                               code_digest=code_digest(claim_id, code), requested_at=requested_at,
-                               public_key=base64.b64encode(public).decode(),
-                               firmware=_firmware())
+        body = ClaimBody(claim_id=claim_id, device_id=self.device_id,
+                         code_digest=code_digest(claim_id, code), nonce=secrets.token_hex(16),
+                         requested_at=self._clock(), firmware=_firmware(),
+                         release=read_release_notice(self.settings))
+        request = seal_request(body, private, claim_key)
         answers: queue.Queue[bytes] = queue.Queue()
-        link = MqttLink(self._claim_mqtt(), client_id=claim_id)
-        answer_topic = claim_topic(claim_id, "down/answer")
-        request_topic = claim_topic(claim_id, "up/request")
+        link = MqttLink(self.settings.mqtt, client_id=f"teddy-{self.device_id}-pair")
+        answer_topic = down_topic(self.device_id, "claim")
+        request_topic = up_topic(self.device_id, "claim")
         link.client.message_callback_add(answer_topic,
                                          lambda c, u, m: answers.put(bytes(m.payload)))
         link.after_connect(lambda: link.client.subscribe(answer_topic, qos=1))
@@ -249,13 +261,19 @@ class Pairing:
             logger.info("claim %s published; speaking the code", claim_id)
             self._speak_code(code)
             deadline = time.monotonic() + self.settings.pairing.code_ttl_s - (
-                self._clock() - requested_at)
-            outcome = self._await_answer(answers, deadline, private)
-            link.client.publish(request_topic, b"", qos=1, retain=True)
-            link.client.publish(answer_topic, b"", qos=1, retain=True).wait_for_publish(5)
+                self._clock() - body.requested_at)
+            outcome = self._await_answer(answers, deadline, private, body, verify_key)
+            link.client.publish(request_topic, b"", qos=1, retain=True).wait_for_publish(5)
         if outcome.status == "approved" and self._on_paired is not None:
             self._on_paired(self.vault.load())
         return outcome
+
+    def _manufacture_keys(self) -> tuple[str, bytes]:
+        pairing = self.settings.pairing
+        if not (pairing.claim_key and pairing.claim_verify_key and pairing.fleet_key):
+            raise PairingSetupError("this bear has no claim keys from manufacture — provision "
+                                    "it with scripts/provision-device --from-cloud BUNDLE")
+        return pairing.claim_key, base64.b64decode(pairing.claim_verify_key)
 
     def _expiring(self) -> Any:
         """MQTT v5 properties: the broker drops the retained request when the code expires
@@ -267,11 +285,6 @@ class Pairing:
         properties.MessageExpiryInterval = max(1, math.ceil(self.settings.pairing.code_ttl_s))
         return properties
 
-    def _claim_mqtt(self) -> MqttSettings:
-        pairing = self.settings.pairing
-        return self.settings.mqtt.model_copy(update={"username": pairing.claim_username,
-                                                     "password": pairing.claim_password})
-
     def _speak_code(self, code: str) -> None:
         spaced = ", ".join(code)
         for _ in range(self.settings.pairing.speak_times):
@@ -280,8 +293,8 @@ class Pairing:
             except Exception as exc:  # a mute bear still pairs if the code was heard once
                 logger.warning("could not speak the pairing code: %s", exc)
 
-    def _await_answer(self, answers: queue.Queue[bytes], deadline: float,
-                      private: Any) -> PairingOutcome:
+    def _await_answer(self, answers: queue.Queue[bytes], deadline: float, private: Any,
+                      body: ClaimBody, verify_key: bytes) -> PairingOutcome:
         while (remaining := deadline - time.monotonic()) > 0:
             if self._cancel.is_set():
                 return PairingOutcome("failed", "pairing cancelled")
@@ -289,27 +302,44 @@ class Pairing:
                 payload = answers.get(timeout=min(remaining, 0.2))
             except queue.Empty:
                 continue
-            if not payload:
+            answer = self._verified(payload, body, verify_key) if payload else None
+            if answer is None:
                 continue
+            if answer.status == "rejected":
+                return PairingOutcome("rejected", answer.reason)
             try:
-                answer = ClaimAnswer.from_payload(payload)
-                if answer.status == "rejected":
-                    return PairingOutcome("rejected", answer.reason)
-                return self._accept(open_grant(answer, private))
+                return self._accept(open_grant(answer, private), answer)
             except ProtocolError as exc:
                 return PairingOutcome("failed", str(exc))
         return PairingOutcome("expired", f"nobody entered the code within "
                                          f"{self.settings.pairing.code_ttl_s:g} s")
 
-    def _accept(self, grant: Any) -> PairingOutcome:
-        if grant.device_id != self.device_id:
-            return PairingOutcome("failed", f"the cloud answered for device {grant.device_id!r}")
+    def _verified(self, payload: bytes, body: ClaimBody, verify_key: bytes) -> Any:
+        """The answer to THIS claim signed by the cloud's claim key, else None (ignored)."""
+        try:
+            answer = ClaimAnswer.from_payload(payload)
+            answer.verify(verify_key)
+        except ProtocolError as exc:
+            logger.warning("ignored a claim answer: %s", exc)
+            return None
+        if (answer.claim_id, answer.nonce, answer.device_id) != (body.claim_id, body.nonce,
+                                                                 self.device_id):
+            logger.info("ignored an answer to another claim (%s)", answer.claim_id)
+            return None
+        if answer.expires_at < self._clock():
+            logger.warning("ignored an expired answer to claim %s", answer.claim_id)
+            return None
+        return answer
+
+    def _accept(self, grant: PairingGrant, answer: ClaimAnswer) -> PairingOutcome:
         self.vault.save(FleetCredentials(
-            device_id=grant.device_id, mqtt_username=grant.mqtt_username,
-            mqtt_password=grant.mqtt_password,
-            fleet_public_key=base64.b64decode(grant.fleet_public_key), paired_at=self._clock()))
+            device_id=self.device_id, mqtt_username=self.settings.mqtt.username or "",
+            mqtt_password="", fleet_public_key=base64.b64decode(self.settings.pairing.fleet_key),
+            paired_at=self._clock(), pairing_id=answer.pairing_id, parent=grant.parent,
+            release_token=grant.release_token))
         self._grant_consent(grant.parent, tuple(grant.scopes))
-        return PairingOutcome("approved", device_id=grant.device_id)
+        forget_release_notice(self.settings)
+        return PairingOutcome("approved", device_id=self.device_id)
 
     def _grant_in_store(self, parent: str, scopes: tuple[str, ...]) -> None:
         from agent.store import ConversationStore, Scope
@@ -331,6 +361,7 @@ class Pairing:
             self._worker.join(timeout=5)
         if self._before_reset is not None:
             self._before_reset()
+        keep_release_notice(self.settings)
         factory_reset(self.settings)
         time.sleep(RESET_LED_S if self.settings.pairing.hold_reset_s >= 5 else 0.2)
         self.led.show("off")
@@ -352,14 +383,65 @@ class Pairing:
 
 
 def paired_settings(settings: Settings) -> Settings:
-    """``settings`` with the bear's own broker login from its sealed credentials.
+    """``settings`` with the broker login an older pairing sealed; a bear made at
+    manufacture keeps its own login from its config (the record holds no password).
 
     Raises :class:`agent.credentials.CredentialsError` when the bear is not paired.
     """
     credentials = CredentialVault(settings.store).load()
+    if not credentials.mqtt_password:
+        return settings
     mqtt = settings.mqtt.model_copy(update={"username": credentials.mqtt_username,
                                             "password": _secret(credentials.mqtt_password)})
     return settings.model_copy(update={"mqtt": mqtt})
+
+
+def keep_release_notice(settings: Settings) -> bool:
+    """Before a factory reset shreds the pairing record: keep its release proof (pairing id
+    and release token, nothing about the family) so the bear's next claim can show the
+    cloud that the old pairing ended here. False when the bear was not paired."""
+    import json
+    import os
+
+    vault = CredentialVault(settings.store)
+    try:
+        record = vault.load() if vault.exists() else None
+    except TeddyError as exc:
+        logger.warning("the pairing record does not open (%s); no release notice kept", exc)
+        return False
+    if record is None or not record.pairing_id or not record.release_token:
+        return False
+    path = Path(settings.store.data_dir) / RELEASE_NOTICE
+    tmp = path.with_name(RELEASE_NOTICE + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"pairing_id": record.pairing_id, "token": record.release_token}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    logger.info("factory reset: release notice of pairing %s kept", record.pairing_id)
+    return True
+
+
+def read_release_notice(settings: Settings) -> Release | None:
+    """The release proof a factory reset left, if any (a malformed one is ignored)."""
+    import json
+
+    path = Path(settings.store.data_dir) / RELEASE_NOTICE
+    try:
+        data = json.loads(path.read_text())
+        return Release(pairing_id=data["pairing_id"], token=data["token"],
+                       reason="factory-reset")
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as exc:
+        logger.warning("ignored a malformed %s: %s", path, exc)
+        return None
+
+
+def forget_release_notice(settings: Settings) -> None:
+    """Remove the release notice once a new pairing is in place."""
+    (Path(settings.store.data_dir) / RELEASE_NOTICE).unlink(missing_ok=True)
 
 
 def connect_with_retry(open_connected: Callable[[], T], timeout: float = 10.0) -> T:

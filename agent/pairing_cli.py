@@ -66,7 +66,9 @@ def _pair(args: argparse.Namespace, settings: Settings) -> int:
 
 def _reset(args: argparse.Namespace, settings: Settings) -> int:
     from agent.factory_reset import factory_reset
+    from agent.pairing import keep_release_notice
 
+    keep_release_notice(settings)
     report = factory_reset(settings)
     print(f"factory reset: {len(report.keys)} keys and {len(report.files)} files shredded")
     return 0

@@ -47,6 +47,7 @@ class Uplink:
         self._sync: Any = None
         self._store: Any = None
         self._commands: Any = None
+        self._link: Any = None
         self._device_id = ""
 
     def start(self) -> bool:
@@ -59,8 +60,7 @@ class Uplink:
         from sync.device import DeviceSync
 
         if self._bear.store is None:
-            logger.info("no uplink: nothing is kept and the bear is not paired")
-            return False
+            return self._start_commands_only()
         settings = broker_settings(self._settings)
         self._store = ConversationStore.open(settings.store, alerts=self._bear.alerts)
         self._device_id = device_id(settings)
@@ -72,6 +72,32 @@ class Uplink:
         self._spawn("sync", self._run_sync)
         if self._monitor is not None:
             self._spawn("health-publish", self._publish_health)
+        return True
+
+    def _start_commands_only(self) -> bool:
+        """A bear that keeps nothing still takes the fleet's signed commands (delete-data,
+        update, unpair) with its own login from manufacture: one link, no sync, no health.
+        (identity issue: every bear can be reached by its fleet.)"""
+        from agent.commands import BearControls
+        from agent.credentials import fleet_key
+        from agent.identity import device_id
+        from sync.client import MqttLink
+        from sync.commands_link import open_command_endpoint
+        from sync.device import SESSION_EXPIRY
+
+        if fleet_key(self._settings) is None or not self._settings.mqtt.username:
+            logger.warning("no uplink: nothing is kept, and without a broker login and fleet "
+                           "key from manufacture (provision-device --from-cloud) fleet commands "
+                           "cannot reach this bear")
+            return False
+        self._device_id = device_id(self._settings)
+        self._link = MqttLink(self._settings.mqtt, client_id=f"teddy-{self._device_id}",
+                              clean_start=False, session_expiry=SESSION_EXPIRY)
+        controls = BearControls(self._settings, store=lambda: self._bear.store,
+                                restart=self._restart, is_busy=self._is_busy)
+        self._commands = open_command_endpoint(self._link, controls)
+        self._link.start()
+        logger.info("nothing is kept: the uplink only takes fleet commands")
         return True
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
@@ -105,6 +131,8 @@ class Uplink:
     @property
     def connected(self) -> bool:
         """Whether the link to the broker is up now."""
+        if self._link is not None:
+            return self._link.connected
         return self._sync is not None and self._sync.link.connected
 
     def close(self) -> None:
@@ -118,6 +146,9 @@ class Uplink:
         if self._commands is not None:
             self._commands.close()
             self._commands = None
+        if self._link is not None:
+            self._link.close()
+            self._link = None
         if self._sync is not None:
             self._sync.close()
             self._sync = None

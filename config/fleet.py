@@ -1,15 +1,17 @@
 """Settings sections ``pairing`` (the bear's side of the claim) and ``fleet`` (the cloud's).
 
-The bear pairs with a *claim credential* (``pairing.claim_username``/``claim_password``)
-that the broker's ACL lets touch only ``teddy/v1/claim/<its client id>/...``; the cloud
-answers with the bear's own credentials and the fleet's command-signing public key.
+A bear is made at manufacture (``teddy-cloud provision`` + ``scripts/provision-device``): its
+own broker login, and three public keys of the cloud in ``[pairing]``: the fleet's
+command-signing key, the claim key its claims are sealed to, and the key that signs the
+cloud's claim answers. There is no shared claim password: a bear claims on its own topics.
 """
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, field_validator
 
 from config.settings import Section
 
@@ -17,10 +19,26 @@ from config.settings import Section
 class PairingSettings(Section):
     """The bear's paw-button pairing and factory reset."""
 
-    claim_username: str = "claim"
-    """Broker user of the claim credential (its ACL: ``teddy/v1/claim/%c/#`` only)."""
-    claim_password: SecretStr | None = None
-    """Password of the claim credential, set at manufacture; never logged."""
+    fleet_key: str | None = Field(default=None, min_length=40, max_length=64)
+    """Base64 Ed25519 public key that signs the fleet's commands and config; installed at
+    manufacture (``provision-device --from-cloud``), kept across factory resets."""
+    claim_key: str | None = Field(default=None, min_length=40, max_length=64)
+    """Base64 X25519 public key of the cloud that claims are sealed to; from manufacture."""
+    claim_verify_key: str | None = Field(default=None, min_length=40, max_length=64)
+    """Base64 Ed25519 public key that must have signed the cloud's claim answers."""
+    @field_validator("fleet_key", "claim_key", "claim_verify_key")
+    @classmethod
+    def _check_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                raw = base64.b64decode(value, validate=True)
+            except ValueError:
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError("must be the base64 of a 32-byte public key, as the bundle "
+                                 "of teddy-cloud provision has it")
+        return value
+
     hold_pair_s: float = Field(default=5.0, gt=0, le=60)
     """Seconds the paw must be held to enter pairing (released before the reset hold)."""
     hold_reset_s: float = Field(default=15.0, gt=0, le=120)
@@ -44,7 +62,16 @@ class FleetSettings(Section):
     claim_ttl_s: float = Field(default=300.0, gt=0, le=3600)
     """Seconds after a claim request during which its code may be approved."""
     claim_max_attempts: int = Field(default=5, ge=1, le=100)
-    """Wrong codes a claim tolerates before it is locked (brute-force limit)."""
+    """Wrong codes a claim tolerates before it is locked (brute-force limit, per claim)."""
+    requester_max_attempts: int = Field(default=5, ge=1, le=100)
+    """Wrong codes one requester (parent account or operator) may enter within
+    ``claim_ttl_s`` before its approvals are refused for that long (per requester)."""
+    claim_key_file: Path | None = None
+    """X25519 private key (PEM, mode 0600) that opens bears' claims; made on first use.
+    None: ``<store.data_dir>/claim.key``."""
+    claim_signing_key_file: Path | None = None
+    """Ed25519 private key (PEM, mode 0600) that signs claim answers; made on first use.
+    None: ``<store.data_dir>/claim-signing.key``."""
     claim_collect_s: float = Field(default=1.0, gt=0, le=30)
     """``pair approve``: seconds to collect retained claim requests from the broker."""
     broker_password_file: Path | None = None

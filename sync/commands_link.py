@@ -115,18 +115,21 @@ class CommandsLink:
 
 def open_command_endpoint(link: MqttLink, controls: Any,
                           pending: PendingUplink | None = None) -> CommandsLink | None:
-    """The command endpoint of a paired bear on its existing link; None while unpaired.
+    """The command endpoint of a bear on its existing link; None when it has no fleet key.
 
-    ``controls`` is an :class:`agent.commands.BearControls`. Call before or after
-    ``link.connect()``; close the returned endpoint before the link.
+    The fleet key is installed at manufacture, so a factory-provisioned bear takes commands
+    before it is ever paired (older bears got it by pairing). ``controls`` is an
+    :class:`agent.commands.BearControls`. Call before or after ``link.connect()``; close the
+    returned endpoint before the link.
     """
     from agent.commands import CommandProcessor
-    from agent.credentials import CredentialVault
+    from agent.credentials import fleet_key
+    from agent.identity import device_id
 
-    vault = CredentialVault(controls.settings.store)
-    if not vault.exists():
-        logger.info("not paired: no fleet commands are taken")
+    key = fleet_key(controls.settings)
+    if key is None:
+        logger.warning("no fleet key: this bear was not provisioned with one (provision-device "
+                       "--from-cloud) and is not paired — fleet commands cannot reach it")
         return None
-    credentials = vault.load()
-    processor = CommandProcessor(controls, credentials.device_id, credentials.fleet_public_key)
+    processor = CommandProcessor(controls, device_id(controls.settings), key)
     return CommandsLink(link, processor, pending).attach()

@@ -26,9 +26,9 @@ def cloud(secure_broker: SecureBroker, database, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def bear(secure_broker: SecureBroker, data_dir: Path) -> Settings:
-    """A new bear's settings."""
-    return bear_settings(secure_broker, data_dir)
+def bear(cloud: Settings, database, data_dir: Path) -> Settings:
+    """A new bear's settings, made at manufacture (registered, own login, cloud keys)."""
+    return bear_settings(cloud, database, data_dir)
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Shared parts of the pairing, command and fleet tests: an authenticating Mosquitto with
-the production ACL shape, a bear's settings, a speaking fake, and a real pairing run."""
+the production ACL shape, a bear made at manufacture, a speaking fake, and a real pairing."""
 
 from __future__ import annotations
 
@@ -15,21 +15,25 @@ from config.settings import Settings
 from sync.cloud import broker_accounts
 
 CLOUD_PASSWORD = secrets.token_urlsafe(16)
-CLAIM_PASSWORD = secrets.token_urlsafe(16)
+INGEST_PASSWORD = secrets.token_urlsafe(16)
 
 ACL = """\
 user cloud
 topic readwrite teddy/#
 
-pattern readwrite teddy/v1/claim/%c/#
+user ingest
+topic read teddy/v1/+/up/#
+topic write teddy/v1/+/down/#
+
 pattern write teddy/v1/%u/up/#
 pattern read teddy/v1/%u/down/#
 """
 
 
 class SecureBroker(Mosquitto):
-    """Mosquitto refusing anonymous clients: a cloud user, the claim user, bears added by
-    pairing (password file + SIGHUP), and an ACL confining each bear and each claim."""
+    """Mosquitto refusing anonymous clients: the cloud (fleet) user, an ingest service
+    account, bears added at manufacture (password file + SIGHUP), and an ACL confining
+    each bear to its own topics."""
 
     def __init__(self, workdir: Path) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -37,7 +41,7 @@ class SecureBroker(Mosquitto):
         self.acl = workdir / "acl"
         self.pid_file = workdir / "mosquitto.pid"
         broker_accounts.set_account(self.passwd, "cloud", CLOUD_PASSWORD)
-        broker_accounts.set_account(self.passwd, "claim", CLAIM_PASSWORD)
+        broker_accounts.set_account(self.passwd, "ingest", INGEST_PASSWORD)
         self.acl.write_text(ACL)
         super().__init__(workdir, anonymous=False, extra_config=(
             f"password_file {self.passwd}\nacl_file {self.acl}\npid_file {self.pid_file}\n"
@@ -73,16 +77,34 @@ def cloud_settings(broker: SecureBroker, dsn: str, tmp_path: Path, **fleet: obje
     )
 
 
-def bear_settings(broker: SecureBroker, data_dir: Path, **pairing: object) -> Settings:
-    """A bear with the claim credential and a unique device id."""
+def bear_settings(cloud: Settings, database, data_dir: Path, device_id: str | None = None,
+                  **pairing: object) -> Settings:
+    """A bear made at manufacture, as ``teddy-cloud provision`` + ``provision-device
+    --from-cloud`` make it: registered, its own broker login, the cloud's public keys."""
+    from sync.cloud.identity import manufacture
+
+    device_id = device_id or f"bear-{secrets.token_hex(4)}"
+    with database.connect() as conn:
+        made = manufacture(cloud, conn, device_id)
     return Settings(
-        device={"id": f"bear-{secrets.token_hex(4)}"},
+        device={"id": device_id},
         store={"data_dir": data_dir},
-        mqtt={"port": broker.port},
+        mqtt={"port": cloud.mqtt.port, "username": device_id, "password": made.password},
         sync={"ack_timeout": 2, "once_timeout": 20},
-        pairing={"claim_password": CLAIM_PASSWORD, "hold_pair_s": 0.3, "hold_reset_s": 1.2,
-                 **pairing},
+        pairing={**made.keys, "hold_pair_s": 0.3, "hold_reset_s": 1.2, **pairing},
     )
+
+
+def bear_env(base: dict[str, str], bear: Settings) -> dict[str, str]:
+    """Environment of ``teddy`` as the bear ``bear`` (its manufacture login and keys)."""
+    pairing = bear.pairing
+    return dict(base, TEDDY_MQTT__PORT=str(bear.mqtt.port), TEDDY_DEVICE__ID=bear.device.id,
+                TEDDY_MQTT__USERNAME=bear.mqtt.username,
+                TEDDY_MQTT__PASSWORD=bear.mqtt.password.get_secret_value(),
+                TEDDY_STORE__DATA_DIR=str(bear.store.data_dir),
+                TEDDY_PAIRING__FLEET_KEY=pairing.fleet_key,
+                TEDDY_PAIRING__CLAIM_KEY=pairing.claim_key,
+                TEDDY_PAIRING__CLAIM_VERIFY_KEY=pairing.claim_verify_key)
 
 
 class SpeakingFake:
@@ -150,20 +172,19 @@ class RunningBear:
 
     def __enter__(self) -> RunningBear:
         from agent.commands import BearControls, CommandProcessor
-        from agent.credentials import CredentialVault
-        from agent.pairing import connect_with_retry, paired_settings
+        from agent.credentials import fleet_key
+        from agent.pairing import connect_with_retry
         from agent.store import ConversationStore
+        from agent.uplink import broker_settings
         from sync.commands_link import CommandsLink
 
         settings = self.settings
-        credentials = CredentialVault(settings.store).load()
         self.store = ConversationStore.open(settings.store)
-        self.sync = connect_with_retry(lambda: connected_sync(paired_settings(settings),
+        self.sync = connect_with_retry(lambda: connected_sync(broker_settings(settings),
                                                                self.store))
         controls = BearControls(settings, store=lambda: self.store, restart=self._restart,
                                 unpaired=self.unpaired.set)
-        self.processor = CommandProcessor(controls, settings.device.id,
-                                          credentials.fleet_public_key)
+        self.processor = CommandProcessor(controls, settings.device.id, fleet_key(settings))
         self.commands = CommandsLink(self.sync.link, self.processor).attach()
         time.sleep(0.2)  # SUBACK of down/cmd and down/config
         return self

@@ -80,7 +80,7 @@ def _password(fragment: Path) -> str:
 
 
 @pytest.fixture
-def secured(tmp_path: Path, env: dict[str, str]):
+def secured(tmp_path: Path, env: dict[str, str], database):
     """Accounts bear-a, bear-b and ingest provisioned by the CLI; a broker enforcing them."""
     passwd, acl, out = tmp_path / "passwd", tmp_path / "acl", tmp_path / "fragments"
     acl.write_text((ROOT / "config/examples/acl").read_text())

@@ -17,7 +17,6 @@ from support import run_cli, start_cli, wait_for_log
 
 from agent.credentials import CredentialVault
 from agent.runtime import open_bear
-from config.errors import SyncError
 from sync.cloud import broker_accounts
 from sync.cloud.cloud_link import CloudLink
 from sync.cloud.fleet import Fleet
@@ -146,7 +145,7 @@ def test_the_retained_desired_config_reaches_a_bear_that_was_offline(paired, clo
 def test_delete_data_deletes_in_postgresql_and_on_the_bear(bear, cloud, secure_broker, database,
                                                            data_dir, tmp_path, fleet_env):
     """COPPA deletion for a parent: every bear they paired, both sides, confirmed."""
-    second = bear_settings(secure_broker, data_dir.parent / "bear2")
+    second = bear_settings(cloud, database, data_dir.parent / "bear2")
     with database.connect() as conn:
         for teddy_settings in (bear, second):
             pair_bear(teddy_settings, cloud, conn, parent="pat@example.org")
@@ -206,6 +205,8 @@ def test_devices_show_and_alerts(paired, fleet_env, database):
 
 
 def test_unpair_ends_the_pairing_on_both_sides(paired, fleet_env, secure_broker, database):
+    """Unpair ends the family's pairing and consent; the bear keeps its identity from
+    manufacture (broker account, fleet key), so the fleet still reaches it."""
     with open_bear(paired) as teddy:
         teddy.respond("hello teddy")
     with RunningBear(paired) as running:
@@ -213,19 +214,20 @@ def test_unpair_ends_the_pairing_on_both_sides(paired, fleet_env, secure_broker,
         assert running.unpaired.wait(5)
         assert running.store.consent() is None and running.store.turns() == []
     report = json.loads(out.stdout)
-    assert report["bear"]["status"] == "done" and report["broker_account_removed"] is True
+    assert report["bear"]["status"] == "done" and len(report["pairing_ended"]) == 36
     assert not CredentialVault(paired.store).exists()
-    assert not broker_accounts.has_account(secure_broker.passwd, paired.device.id)
+    assert broker_accounts.has_account(secure_broker.passwd, paired.device.id)
     with database.connect() as conn:
         assert conn.execute("SELECT status FROM pairings WHERE device_id = %s",
                             (paired.device.id,)).fetchone()[0] == "unpaired"
         assert conn.execute("SELECT count(*) FROM consents WHERE device_id = %s AND revoked_at"
                             " IS NULL", (paired.device.id,)).fetchone()[0] == 0
-    from sync.client import MqttLink
-
-    old = paired.mqtt.model_copy(update={"username": paired.device.id})
-    with pytest.raises(SyncError, match="refused"):
-        MqttLink(old, client_id="teddy-" + paired.device.id).connect()
+        assert conn.execute("SELECT pairing_id FROM devices WHERE device_id = %s",
+                            (paired.device.id,)).fetchone()[0] is None
+    with RunningBear(paired):  # still reachable: identity is manufacture data
+        pong = run_cli("teddy-cloud", "fleet", "send", paired.device.id, "ping", "--wait",
+                       env=fleet_env)
+        assert json.loads(pong.stdout)["status"] == "done"
 
 
 def test_send_without_an_answer_says_so(paired, fleet_env):

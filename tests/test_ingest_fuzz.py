@@ -5,6 +5,7 @@ their caps. The generator is seeded: a failure reproduces with the same seed."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
@@ -28,7 +29,6 @@ from sync.protocol import (
     TurnsBatch,
     up_topic,
 )
-from sync.protocol.claim import code_digest
 
 SEED = int(os.environ.get("TEDDY_FUZZ_SEED", "20261203"))
 PAYLOADS = 10_000
@@ -85,9 +85,8 @@ class Generator:
                                      reported_at=at)
         else:
             claim_id = "c" + uuid.UUID(int=rng.getrandbits(128)).hex[:24]
-            message = ClaimRequest(claim_id=claim_id, device_id=device,
-                                   code_digest=code_digest(claim_id, "123456"),
-                                   requested_at=at, public_key="A" * 43 + "=")
+            message = ClaimRequest(claim_id=claim_id, ephemeral_key="A" * 43 + "=",
+                                   sealed=base64.b64encode(rng.randbytes(96)).decode())
         return message.model_dump(mode="json")
 
     def mutate(self, data: dict) -> bytes:
@@ -171,7 +170,7 @@ def test_fuzzed_payloads_never_stop_ingest(broker, database, env, tmp_path):
                 if kind == "claim":
                     _parse_claim(payload)
             if kind == "claim":
-                topic = f"teddy/v1/claim/{data['claim_id']}/up/request"
+                topic = up_topic(device if device in GOOD + MUTANTS else GOOD[0], "claim")
             elif device in GOOD + MUTANTS:
                 topic = up_topic(device, kind)
             else:  # a topic that names no valid device

@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -39,11 +40,9 @@ def test_the_provisioned_bear_loads_its_identity_key_and_broker_credentials(
 ) -> None:
     root = card(tmp_path, os.geteuid())  # the test plays the teddy user
     (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\nfake\n")
-    (tmp_path / "claim").write_text("fleet-claim-pw-123\n")
     record_path = tmp_path / "record.json"
     result = provision(root, "--broker", "mqtt.example.invalid:8883", "--ca-file",
-                       str(tmp_path / "ca.pem"), "--claim-password-file", str(tmp_path / "claim"),
-                       "--record", str(record_path), cwd=tmp_path)
+                       str(tmp_path / "ca.pem"), "--record", str(record_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     record = json.loads(record_path.read_text())
     assert stat.S_IMODE(record_path.stat().st_mode) == 0o600
@@ -66,17 +65,15 @@ def test_the_provisioned_bear_loads_its_identity_key_and_broker_credentials(
     assert config.mqtt.username == record["device_id"] and config.mqtt.password is None
     assert str(config.mqtt.tls.ca_file) == "/etc/teddy/ca.pem"
     assert str(config.voice.model_path) == "/opt/teddy/model"  # install-pi's keys are kept
-    assert config.pairing.claim_password.get_secret_value() == "fleet-claim-pw-123"
-    assert stat.S_IMODE((root / "etc/teddy/teddy.toml").stat().st_mode) == 0o640
+    assert config.pairing.fleet_key is None  # no cloud bundle: no cloud keys either
+    assert stat.S_IMODE((root / "etc/teddy/teddy.toml").stat().st_mode) == 0o644  # no secret
 
 
 def test_files_belong_to_teddy_or_root_and_a_second_run_changes_nothing(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("chown needs root")
     root = card(tmp_path, 4321)
-    (tmp_path / "claim").write_text("fleet-claim-pw-123\n")
-    first = provision(root, "--device-id", "bear-test-01", "--claim-password-file",
-                      str(tmp_path / "claim"), cwd=tmp_path)
+    first = provision(root, "--device-id", "bear-test-01", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     owners = {path: (os.stat(root / path).st_uid, stat.S_IMODE(os.stat(root / path).st_mode))
               for path in ("var/lib/teddy/device_id", "var/lib/teddy/teddy.key",
@@ -84,9 +81,8 @@ def test_files_belong_to_teddy_or_root_and_a_second_run_changes_nothing(tmp_path
     assert owners == {
         "var/lib/teddy/device_id": (4321, 0o600), "var/lib/teddy/teddy.key": (4321, 0o600),
         "etc/teddy/credentials/mqtt-password": (0, 0o600),
-        "etc/teddy/teddy.toml": (0, 0o640),  # holds the claim password: root:teddy 0640
+        "etc/teddy/teddy.toml": (0, 0o644),  # no secret in it (no shared claim password)
     }
-    assert os.stat(root / "etc/teddy/teddy.toml").st_gid == 4321
     key_before = (root / "var/lib/teddy/teddy.key").read_bytes()
     record_before = json.loads((tmp_path / "bear-test-01.provision.json").read_text())
     second = provision(root, cwd=tmp_path)
@@ -119,9 +115,10 @@ def test_dry_run_writes_nothing(tmp_path: Path) -> None:
 
 
 def test_cloud_provisioned_bear_connects_to_a_password_protected_broker(
-    tmp_path: Path, env: dict[str, str]
+    tmp_path: Path, env: dict[str, str], database
 ) -> None:
-    """teddy-cloud provision -> provision-device --from-cloud -> the bear's settings log in."""
+    """teddy-cloud provision -> provision-device --from-cloud -> the bear's settings log in;
+    the bear is registered as manufactured and holds the cloud's public keys."""
     from support import Mosquitto
 
     from config.errors import SyncError
@@ -149,6 +146,13 @@ def test_cloud_provisioned_bear_connects_to_a_password_protected_broker(
             root / "etc/teddy/teddy.toml", store={"data_dir": root / "var/lib/teddy"},
             mqtt={"password_file": root / "etc/teddy/credentials/mqtt-password"})
         assert settings.device.id == "bear-frag-01"
+        bundle = tomllib.loads((tmp_path / "out/bear-frag-01.toml").read_text())["pairing"]
+        assert settings.pairing.fleet_key == bundle["fleet_key"]
+        assert (settings.pairing.claim_key, settings.pairing.claim_verify_key) == (
+            bundle["claim_key"], bundle["claim_verify_key"])
+        with database.connect() as conn:
+            assert conn.execute("SELECT manufactured_at IS NOT NULL FROM devices WHERE"
+                                " device_id = 'bear-frag-01'").fetchone() == (True,)
         with MqttLink(settings.mqtt, "bear-frag-01") as link:
             link.connect()
             assert link.connected

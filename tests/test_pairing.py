@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from fleet_support import (
-    CLAIM_PASSWORD,
     RecordingLed,
     SpeakingFake,
+    bear_env,
     cloud_env,
     connected_sync,
 )
@@ -19,10 +19,8 @@ from agent.credentials import CredentialVault
 from agent.pairing import Pairing, PairingState, connect_with_retry, paired_settings
 from agent.runtime import open_bear
 from agent.store import ConversationStore
-from config.errors import SyncError
 from hardware.led import LED_PATTERNS, StatusLed
 from hardware.pins import MockPaw, PawButton
-from sync.client import MqttLink
 from sync.cloud.pairing import ExpiredCodeError, LockedClaimError, WrongCodeError, approve
 
 pytest_plugins = ["fleet_fixtures"]
@@ -71,8 +69,9 @@ def test_paw_hold_pairs_and_the_bear_syncs_as_itself(bear, secure_broker, databa
 
     credentials = CredentialVault(bear.store).load()
     assert credentials.mqtt_username == bear.device.id and len(credentials.fleet_public_key) == 32
+    assert credentials.parent == "sam@example.org" and len(credentials.pairing_id) == 36
     sealed = (Path(bear.store.data_dir) / "fleet.sealed").read_bytes()
-    assert credentials.mqtt_password.encode() not in sealed
+    assert credentials.release_token.encode() not in sealed and b"sam@" not in sealed
     with ConversationStore.open(bear.store) as store:
         consent = store.consent()
     assert consent.source == "cloud" and consent.parent == "sam@example.org"
@@ -95,46 +94,18 @@ def test_paw_hold_pairs_and_the_bear_syncs_as_itself(bear, secure_broker, databa
         ingest.terminate()
         ingest.wait(15)
     with database.connect() as conn:
-        rows = conn.execute("SELECT role FROM turns WHERE device_id = %s ORDER BY seq",
-                            (bear.device.id,)).fetchall()
-        pairing_row = conn.execute("SELECT status, parent_email FROM pairings WHERE device_id"
-                                   " = %s", (bear.device.id,)).fetchone()
+        rows = conn.execute("SELECT role, pairing_id::text FROM turns WHERE device_id = %s"
+                            " ORDER BY seq", (bear.device.id,)).fetchall()
+        pairing_row = conn.execute("SELECT status, parent_email, pairing_id::text FROM pairings"
+                                   " WHERE device_id = %s", (bear.device.id,)).fetchone()
     assert [r[0] for r in rows] == ["child", "bear"]
-    assert pairing_row == ("approved", "sam@example.org")
-
-
-def test_the_claim_credential_touches_nothing_else(bear, secure_broker, cloud):
-    """The claim user reads and writes its own claim root only: nothing from a bear's topics
-    or another claim reaches it, and what it publishes under a bear's root goes nowhere."""
-    from sync.cloud.cloud_link import CloudLink
-
-    mine, other = "c" + "a" * 24, "c" + "b" * 24
-    claim = bear.mqtt.model_copy(update={"username": "claim", "password": _secret(CLAIM_PASSWORD)})
-    received: list[str] = []
-    with CloudLink(cloud) as operator, MqttLink(claim, client_id=mine) as link:
-        seen_by_cloud = operator.expect(f"teddy/v1/{bear.device.id}/up/#")
-        link.on("message", lambda c, u, m: received.append(m.topic))
-        link.connect()
-        for topic in (f"teddy/v1/{bear.device.id}/down/cmd", f"teddy/v1/claim/{other}/down/answer",
-                      f"teddy/v1/claim/{mine}/down/answer"):
-            link.client.subscribe(topic, qos=1)
-        time.sleep(0.3)
-        link.client.publish(f"teddy/v1/{bear.device.id}/up/turns", b"{}", qos=1).wait_for_publish(5)
-        for topic in (f"teddy/v1/{bear.device.id}/down/cmd", f"teddy/v1/claim/{other}/down/answer",
-                      f"teddy/v1/claim/{mine}/down/answer"):
-            operator.publish(topic, b"{}")
-        _wait(lambda: received)
-        time.sleep(0.3)
-    assert received == [f"teddy/v1/claim/{mine}/down/answer"]
-    assert seen_by_cloud.empty()
-    with pytest.raises(SyncError, match="refused"):
-        wrong = bear.mqtt.model_copy(update={"username": "claim", "password": _secret("nope")})
-        MqttLink(wrong, client_id="c" + "d" * 24).connect()
+    assert pairing_row == ("approved", "sam@example.org", credentials.pairing_id)
+    assert {r[1] for r in rows} == {credentials.pairing_id}  # the family's scope
 
 
 def test_wrong_codes_are_refused_and_brute_force_locks_the_claim(bear, cloud, database):
-    """Each wrong code counts against the waiting claim; at the limit it is locked and the
-    bear is told (LED error); the right code no longer works."""
+    """Each wrong code for a named bear counts against its claim; at the limit it is locked
+    and the bear is told (LED error); the right code no longer works."""
     cloud = cloud.model_copy(update={"fleet": cloud.fleet.model_copy(
         update={"claim_max_attempts": 3})})
     voice, led = SpeakingFake(), RecordingLed()
@@ -146,7 +117,8 @@ def test_wrong_codes_are_refused_and_brute_force_locks_the_claim(bear, cloud, da
     with database.connect() as conn:
         for _attempt in range(3):
             with pytest.raises(WrongCodeError, match="matches no bear"):
-                approve(cloud, conn, wrong, "eve@example.org", ("keep",), bear.device.id)
+                approve(cloud, conn, wrong, "eve@example.org", ("keep",), bear.device.id,
+                        requester=f"eve-{bear.device.id}")
         with pytest.raises(LockedClaimError, match="locked after 3 wrong codes"):
             approve(cloud, conn, right, "sam@example.org", ("keep",), bear.device.id)
         status = conn.execute("SELECT status, failed_attempts FROM pairings WHERE device_id = %s",
@@ -166,8 +138,8 @@ def test_a_wrong_code_on_the_command_line_fails_clearly(bear, secure_broker, env
     voice.wait_for(1)
     wrong = f"{(int(voice.code()) + 500) % 1_000_000:06d}"
     result = run_cli("teddy-cloud", "fleet", "pair", "approve", "--code", wrong,
-                     "--parent-email", "sam@example.org", env=cloud_env(env, secure_broker,
-                                                                        tmp_path), check=False)
+                     "--parent-email", "sam@example.org", "--requester", f"op-{bear.device.id}",
+                     env=cloud_env(env, secure_broker, tmp_path), check=False)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"teddy-cloud: error: code {wrong} matches no bear waiting to pair — check the code "
@@ -186,10 +158,12 @@ def test_an_expired_code_is_refused_by_the_cloud(bear, cloud, database):
     wrong = f"{(int(voice.code()) + 1) % 1_000_000:06d}"
     with database.connect() as conn:
         with pytest.raises(WrongCodeError):
-            approve(cloud, conn, wrong, "sam@example.org", ("keep",))  # the cloud sees it
+            approve(cloud, conn, wrong, "sam@example.org", ("keep",),  # the cloud sees it
+                    requester=f"sam-{bear.device.id}")
         time.sleep(1.2)
         with pytest.raises(ExpiredCodeError, match=f"code {voice.code()} expired"):
-            approve(cloud, conn, voice.code(), "sam@example.org", ("keep",))
+            approve(cloud, conn, voice.code(), "sam@example.org", ("keep",),
+                    requester=f"sam-{bear.device.id}")
     outcome = pairing.wait(10)
     assert outcome.status == "rejected" and outcome.reason == "the code expired"
     assert led.shown[-1] == "error" and not CredentialVault(bear.store).exists()
@@ -198,42 +172,33 @@ def test_an_expired_code_is_refused_by_the_cloud(bear, cloud, database):
 def test_the_broker_forgets_a_claim_its_bear_could_not_clear(bear, cloud):
     """Power lost while pairing: the retained request expires with the code on its own."""
     from sync.cloud.cloud_link import CloudLink
-    from sync.cloud.pairing import collect_requests
+    from sync.cloud.identity import claim_keys
+    from sync.cloud.pairing import collect_claims
 
     short = bear.model_copy(update={"pairing": bear.pairing.model_copy(
         update={"code_ttl_s": 2.0})})
+    keys = claim_keys(cloud)
     with CloudLink(cloud) as link:
         request = _publish_claim_like_a_bear(short)
-        assert [r.claim_id for r in collect_requests(link, cloud)].count(request) == 1
+        assert [c.request.claim_id for c in collect_claims(link, cloud, keys)].count(request) == 1
     time.sleep(3.2)  # Mosquitto counts expiry in whole seconds
     with CloudLink(cloud) as link:
-        assert request not in [r.claim_id for r in collect_requests(link, cloud)]
+        assert request not in [c.request.claim_id for c in collect_claims(link, cloud, keys)]
 
 
 def _publish_claim_like_a_bear(settings) -> str:
     """Publish a claim request as Pairing does, then vanish without clearing it."""
-    import base64
-    import secrets
+    from identity_support import publish_claim
 
-    from sync.protocol import ClaimRequest, claim_topic
-    from sync.protocol.claim import code_digest
-
-    pairing = Pairing(settings, settings.device.id, RecordingLed(), SpeakingFake().say)
-    claim_id = "c" + secrets.token_hex(12)
-    request = ClaimRequest(claim_id=claim_id, device_id=settings.device.id,
-                           code_digest=code_digest(claim_id, "123456"), requested_at=time.time(),
-                           public_key=base64.b64encode(b"k" * 32).decode())
-    with MqttLink(pairing._claim_mqtt(), client_id=claim_id) as link:
-        link.connect()
-        link.client.publish(claim_topic(claim_id, "up/request"), request.to_payload(), qos=1,
-                            retain=True, properties=pairing._expiring()).wait_for_publish(5)
-    return claim_id
+    return publish_claim(settings, settings.device.id, "123456",
+                         expiry=Pairing(settings, settings.device.id, RecordingLed(),
+                                        SpeakingFake().say)._expiring())
 
 
-def test_the_bear_gives_up_when_nobody_enters_the_code(secure_broker, data_dir, cloud):
+def test_the_bear_gives_up_when_nobody_enters_the_code(database, data_dir, cloud):
     from fleet_support import bear_settings
 
-    bear = bear_settings(secure_broker, data_dir, code_ttl_s=0.8)
+    bear = bear_settings(cloud, database, data_dir, code_ttl_s=0.8)
     voice, led = SpeakingFake(), RecordingLed()
     pairing = Pairing(bear, bear.device.id, led, voice.say)
     pairing.start()
@@ -242,10 +207,12 @@ def test_the_bear_gives_up_when_nobody_enters_the_code(secure_broker, data_dir, 
     assert pairing.state == PairingState.IDLE
     # the retained request is gone: a later approval finds nothing to match
     from sync.cloud.cloud_link import CloudLink
-    from sync.cloud.pairing import collect_requests
+    from sync.cloud.identity import claim_keys
+    from sync.cloud.pairing import collect_claims
 
     with CloudLink(cloud) as link:
-        assert [r for r in collect_requests(link, cloud) if r.device_id == bear.device.id] == []
+        assert [c for c in collect_claims(link, cloud, claim_keys(cloud))
+                if c.device_id == bear.device.id] == []
 
 
 def test_a_short_hold_does_nothing_and_a_long_hold_resets(bear, cloud, database, pins):
@@ -279,7 +246,8 @@ def test_a_short_hold_does_nothing_and_a_long_hold_resets(bear, cloud, database,
         pairing.close()
 
     left = {p.name: p.read_bytes() for p in data.iterdir() if p.is_file()}
-    assert set(left) <= {"device_id"}, left
+    assert set(left) <= {"device_id", "release.json"}, left  # the release notice: no family data
+    assert b"example.org" not in left["release.json"]
     assert not CredentialVault(bear.store).exists() and not ConversationStore.exists(bear.store)
     for name, key in before.items():  # no key that existed survives anywhere
         if name.endswith(".key"):
@@ -334,41 +302,38 @@ def test_every_led_state_is_one_table_shown_on_mock_pins(pins):
 
 
 def test_an_answer_opens_only_with_the_bear_that_asked():
-    import base64
-
+    """The grant is sealed to the claim's one-time key and bound to that bear and claim."""
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     from config.errors import ProtocolError
-    from sync.protocol import PairingGrant
-    from sync.protocol.claim import open_grant, seal_grant
+    from sync.protocol import ClaimAnswer, PairingGrant
+    from sync.protocol.claim import open_grant, raw_public, seal_grant
 
     bear_key, other = X25519PrivateKey.generate(), X25519PrivateKey.generate()
-    public = base64.b64encode(bear_key.public_key().public_bytes(
-        Encoding.Raw, PublicFormat.Raw)).decode()
-    grant = PairingGrant(device_id="bear-one", mqtt_username="bear-one",
-                         mqtt_password="p" * 32, fleet_public_key="k" * 44,
-                         parent="sam@example.org", scopes=["keep"])
-    answer = seal_grant(grant, "c" + "1" * 24, public)
-    assert "p" * 32 not in answer.model_dump_json() and "sam@" not in answer.model_dump_json()
+    grant = PairingGrant(parent="sam@example.org", scopes=["keep"], release_token="t" * 43)
+    answer = seal_grant(grant, ClaimAnswer(device_id="bear-one", claim_id="c" + "1" * 24,
+                                           nonce="0" * 32, status="approved", expires_at=1e9),
+                        raw_public(bear_key))
+    assert "t" * 43 not in answer.model_dump_json() and "sam@" not in answer.model_dump_json()
     assert open_grant(answer, bear_key) == grant
-    with pytest.raises(ProtocolError, match="does not open with this bear's key"):
+    with pytest.raises(ProtocolError, match="does not open with this key"):
         open_grant(answer, other)
-    moved = answer.model_copy(update={"claim_id": "c" + "2" * 24})
-    with pytest.raises(ProtocolError):
-        open_grant(moved, bear_key)
+    for moved in ({"claim_id": "c" + "2" * 24}, {"device_id": "bear-two"}):
+        with pytest.raises(ProtocolError):
+            open_grant(answer.model_copy(update=moved), bear_key)
 
 
-def test_teddy_pair_and_factory_reset_from_the_shell(secure_broker, database, env, tmp_path,
-                                                     data_dir):
+def test_teddy_pair_and_factory_reset_from_the_shell(secure_broker, cloud, database, env,
+                                                     tmp_path, data_dir):
     """The laptop twin: ``teddy pair`` prints the code it speaks; the parent approves."""
     import re
 
-    bear_env = dict(env, TEDDY_MQTT__PORT=str(secure_broker.port),
-                    TEDDY_PAIRING__CLAIM_PASSWORD=CLAIM_PASSWORD,
-                    TEDDY_DEVICE__ID="bear-shell-pair")
+    from fleet_support import bear_settings
+
+    made = bear_settings(cloud, database, data_dir, device_id=f"bear-shell-{id(env) % 9999}")
+    shell_env = bear_env(env, made)
     log = tmp_path / "pair.log"
-    process = start_cli("teddy", "pair", env=bear_env, log=log)
+    process = start_cli("teddy", "pair", env=shell_env, log=log)
     try:
         wait_for_log(log, "My pairing code is")
         code = "".join(re.findall(r"\d", log.read_text().split("My pairing code is")[1]
@@ -380,9 +345,10 @@ def test_teddy_pair_and_factory_reset_from_the_shell(secure_broker, database, en
     finally:
         if process.poll() is None:
             process.kill()
-    assert "paired as bear-shell-pair" in log.read_text()
-    consent = run_cli("teddy", "consent", "show", env=bear_env).stdout
+    assert f"paired as {made.device.id}" in log.read_text()
+    consent = run_cli("teddy", "consent", "show", env=shell_env).stdout
     assert '"source": "cloud"' in consent and '"name"' in consent
-    out = run_cli("teddy", "factory-reset", "--yes", env=bear_env).stdout
+    out = run_cli("teddy", "factory-reset", "--yes", env=shell_env).stdout
     assert out.startswith("factory reset: 2 keys")
-    assert sorted(p.name for p in data_dir.iterdir()) == []  # the id came from config
+    # the id came from config; what is left is the proof that the pairing ended here
+    assert sorted(p.name for p in data_dir.iterdir()) == ["release.json"]

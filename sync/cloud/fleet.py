@@ -172,7 +172,7 @@ class Fleet:
             "   FROM health_samples h WHERE h.device_id = d.device_id"
             "   ORDER BY h.sampled_at DESC LIMIT 1) AS backlog,"
             " (SELECT p.status FROM pairings p WHERE p.device_id = d.device_id"
-            "   ORDER BY p.first_seen DESC LIMIT 1) AS pairing,"
+            "   AND p.status <> 'refused' ORDER BY p.first_seen DESC LIMIT 1) AS pairing,"
             " u.state AS update_state, u.target_version, u.reason AS update_reason"
             " FROM devices d LEFT JOIN device_updates u USING (device_id)"
             " ORDER BY d.device_id"
@@ -188,6 +188,7 @@ class Fleet:
             raise UnknownDeviceError(f"no bear {device_id!r} is known — list them with "
                                      "teddy-cloud fleet devices")
         one = self.conn.execute
+        device["pairing_id"] = self._current_pairing(device_id)
         device["consent"] = _first(one(
             "SELECT scopes, granted_at FROM consents WHERE device_id = %s AND revoked_at IS NULL"
             " ORDER BY id DESC LIMIT 1", (device_id,)), ("scopes", "granted_at"))
@@ -308,62 +309,110 @@ class Fleet:
 
     def devices_of_parent(self, parent_email: str) -> list[str]:
         """Every bear this parent ever consented for."""
+        return sorted({p["device_id"] for p in self.pairings_of_parent(parent_email)})
+
+    def pairings_of_parent(self, parent_email: str) -> list[dict[str, Any]]:
+        """Every pairing (family scope) this parent's consent started, and whether it is
+        the bear's current one."""
         rows = self.conn.execute(
-            "SELECT DISTINCT device_id FROM consents WHERE lower(parent_email) = lower(%s)"
-            " ORDER BY device_id", (parent_email,)).fetchall()
+            "SELECT p.pairing_id::text, p.device_id, d.pairing_id = p.pairing_id"
+            " FROM pairings p LEFT JOIN devices d USING (device_id)"
+            " WHERE lower(p.parent_email) = lower(%s)"
+            " AND p.status IN ('approved', 'unpaired', 'released') ORDER BY p.approved_at",
+            (parent_email,)).fetchall()
         if not rows:
             raise UnknownDeviceError(f"no bear was ever paired by {parent_email} — check the "
                                      "e-mail address")
-        return [row[0] for row in rows]
+        return [{"pairing_id": r[0], "device_id": r[1], "current": bool(r[2])} for r in rows]
+
+    def _current_pairing(self, device_id: str) -> str | None:
+        row = self.conn.execute("SELECT pairing_id::text FROM devices WHERE device_id = %s",
+                                (device_id,)).fetchone()
+        return None if row is None else row[0]
 
     def delete_data(self, device_id: str, ttl_s: float = 7 * 24 * 3600) -> dict[str, Any]:
-        """Delete a bear's kept data on the bear (waits for its confirmation) and in
-        PostgreSQL; returns what each side confirmed."""
+        """Delete what the bear's CURRENT family kept, on the bear (waits for its
+        confirmation) and in PostgreSQL (rows of its current pairing, or of no pairing when
+        it is not paired); returns what each side confirmed."""
         self.require_device(device_id)
+        pairing_id = self._current_pairing(device_id)
         sent = self.send(device_id, "delete-data", wait=True, ttl_s=ttl_s)
+        scope = "device_id = %s AND pairing_id IS NOT DISTINCT FROM %s::uuid"
         with self.conn.transaction():
-            turns = self.conn.execute("DELETE FROM turns WHERE device_id = %s",
-                                      (device_id,)).rowcount
+            turns = self.conn.execute(f"DELETE FROM turns WHERE {scope}",
+                                      (device_id, pairing_id)).rowcount
             alerts = self.conn.execute(
-                "DELETE FROM alerts WHERE device_id = %s AND kind LIKE 'wellbeing.%%'",
-                (device_id,)).rowcount
-        left = self.conn.execute("SELECT count(*) FROM turns WHERE device_id = %s",
-                                 (device_id,)).fetchone()[0]
+                f"DELETE FROM alerts WHERE {scope} AND kind LIKE 'wellbeing.%%'",
+                (device_id, pairing_id)).rowcount
+        left = self.conn.execute(f"SELECT count(*) FROM turns WHERE {scope}",
+                                 (device_id, pairing_id)).fetchone()[0]
         bear = sent.result
         return {
-            "device_id": device_id, "command_id": sent.command.id,
+            "device_id": device_id, "pairing_id": pairing_id, "command_id": sent.command.id,
             "cloud": {"turns_deleted": turns, "wellbeing_alerts_deleted": alerts,
                       "turns_left": left},
-            "bear": None if bear is None else {"status": bear.status, "reason": bear.reason,
-                                               **bear.data},
+            "bear": _bear_report(bear),
             "confirmed": left == 0 and bear is not None and bear.ok
                          and bear.data.get("conversations_left") == 0,
         }
 
-    def unpair(self, device_id: str) -> dict[str, Any]:
-        """Tell the bear to unpair (it shreds what it kept and its credentials), end the
-        pairing and consent, remove its broker account, and clear its desired config."""
-        from sync.cloud import broker_accounts
+    def delete_parent_data(self, parent_email: str,
+                           ttl_s: float = 7 * 24 * 3600) -> list[dict[str, Any]]:
+        """Delete exactly this parent's data: the rows of every pairing their consent
+        started (turns, alerts), never another family's; and on a bear still paired to
+        them, its kept data. A bear now with another family is not told (what this parent's
+        family left on it was shredded by the unpair or factory reset that ended it)."""
+        reports = []
+        for pairing in self.pairings_of_parent(parent_email):
+            sent = None
+            if pairing["current"]:
+                sent = self.send(pairing["device_id"], "delete-data", wait=True, ttl_s=ttl_s)
+            with self.conn.transaction():
+                turns = self.conn.execute("DELETE FROM turns WHERE pairing_id = %s",
+                                          (pairing["pairing_id"],)).rowcount
+                alerts = self.conn.execute("DELETE FROM alerts WHERE pairing_id = %s",
+                                           (pairing["pairing_id"],)).rowcount
+            left = self.conn.execute("SELECT count(*) FROM turns WHERE pairing_id = %s",
+                                     (pairing["pairing_id"],)).fetchone()[0]
+            bear = None if sent is None else sent.result
+            on_bear = (not pairing["current"]) or (bear is not None and bear.ok and
+                                                   bear.data.get("conversations_left") == 0)
+            reports.append({
+                **pairing, "command_id": None if sent is None else sent.command.id,
+                "cloud": {"turns_deleted": turns, "alerts_deleted": alerts, "turns_left": left},
+                "bear": _bear_report(bear) if pairing["current"] else "not this family's bear "
+                        "any more (its data there was shredded when the pairing ended)",
+                "confirmed": left == 0 and on_bear,
+            })
+        return reports
 
+    def unpair(self, device_id: str) -> dict[str, Any]:
+        """Tell the bear to unpair (it shreds what it kept and its pairing record), end the
+        pairing and consent, and clear its desired config. The bear keeps its identity and
+        broker account (manufacture data): it can be paired again, and the fleet still
+        reaches it."""
         self.require_device(device_id)
         sent = self.send(device_id, "unpair", wait=True)
         with self.conn.transaction():
-            self.conn.execute("UPDATE pairings SET status = 'unpaired', unpaired_at = now()"
-                              " WHERE device_id = %s AND status = 'approved'", (device_id,))
+            ended = self.conn.execute(
+                "UPDATE pairings SET status = 'unpaired', unpaired_at = now()"
+                " WHERE device_id = %s AND status = 'approved' RETURNING pairing_id::text",
+                (device_id,)).fetchone()
             self.conn.execute("UPDATE consents SET revoked_at = now() WHERE device_id = %s"
                               " AND revoked_at IS NULL", (device_id,))
+            self.conn.execute("UPDATE devices SET pairing_id = NULL WHERE device_id = %s",
+                              (device_id,))
             self.conn.execute("DELETE FROM device_config WHERE device_id = %s", (device_id,))
-        removed = False
-        if self.settings.fleet.broker_password_file is not None:
-            removed = broker_accounts.remove_account(self.settings.fleet.broker_password_file,
-                                                     device_id)
-            broker_accounts.reload_broker(self.settings.fleet.broker_pid_file)
         with CloudLink(self.settings) as link:
             link.publish(down_topic(device_id, "config"), b"", retain=True)
-        bear = sent.result
-        return {"device_id": device_id, "broker_account_removed": removed,
-                "bear": None if bear is None else {"status": bear.status, "reason": bear.reason,
-                                                   **bear.data}}
+        return {"device_id": device_id, "pairing_ended": None if ended is None else ended[0],
+                "bear": _bear_report(sent.result)}
+
+
+def _bear_report(result: CommandResult | None) -> dict[str, Any] | None:
+    if result is None:
+        return None
+    return {"status": result.status, "reason": result.reason, **result.data}
 
 
 def _check_config_locally(settings: Settings, values: dict[str, Any]) -> None:

@@ -37,7 +37,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     delete = sub.add_parser("delete-data", help="delete kept data in PostgreSQL and on the bear")
     target = delete.add_mutually_exclusive_group(required=True)
     target.add_argument("device", nargs="?", help="the bear")
-    target.add_argument("--parent", metavar="EMAIL", help="every bear this parent paired")
+    target.add_argument("--parent", metavar="EMAIL", help="exactly this parent's data: every "
+                        "pairing their consent started, never another family's")
     delete.set_defaults(func=_delete_data)
     unpair = sub.add_parser("unpair", help="unpair a bear (it shreds its data and credentials)")
     unpair.add_argument("device")
@@ -82,7 +83,9 @@ def _add_pair(sub: argparse._SubParsersAction) -> None:
     approve.add_argument("--consent", default="keep,sync",
                          help="comma list of keep, sync, name (default: keep,sync)")
     approve.add_argument("--device", help="the bear's id, when the app knows it (a wrong code "
-                         "then counts against this bear only)")
+                         "then also counts against this bear's claim)")
+    approve.add_argument("--requester", help="who asks (wrong codes are limited per requester;"
+                         " default: the parent's e-mail)")
     approve.set_defaults(func=_pair_approve)
 
 
@@ -198,8 +201,10 @@ def _alerts(args: argparse.Namespace, settings: Settings) -> int:
 def _delete_data(args: argparse.Namespace, settings: Settings) -> int:
     fleet = _fleet(settings)
     with fleet.conn:
-        devices = fleet.devices_of_parent(args.parent) if args.parent else [args.device]
-        reports = [fleet.delete_data(device) for device in devices]
+        if args.parent:
+            reports = fleet.delete_parent_data(args.parent)
+        else:
+            reports = [fleet.delete_data(args.device)]
     _print_json(reports)
     return 0 if all(r["confirmed"] for r in reports) else EXIT_NO_ANSWER
 
@@ -220,7 +225,8 @@ def _pair_approve(args: argparse.Namespace, settings: Settings) -> int:
 
     scopes = tuple(s.value for s in parse_scopes(args.consent))
     with db.connect(settings.cloud) as conn:
-        approved = approve(settings, conn, args.code, args.parent_email, scopes, args.device)
+        approved = approve(settings, conn, args.code, args.parent_email, scopes, args.device,
+                           requester=args.requester)
     print(f"paired {approved.device_id} with {args.parent_email} "
-          f"(consent: {','.join(approved.scopes)})")
+          f"(consent: {','.join(approved.scopes)}; pairing {approved.pairing_id})")
     return 0

@@ -1,18 +1,27 @@
-"""The cloud's side of pairing: match a spoken code to a waiting bear, record the consent,
-and answer with the bear's own credentials and the fleet's command-signing public key.
+"""The cloud's side of pairing: match a spoken code to a waiting bear, record the consent
+and the new pairing (family scope) in one transaction, and answer the bear with a signed,
+claim-bound grant.
 
-Bears in pairing mode publish a retained :class:`ClaimRequest`; ``fleet pair approve``
-collects them, records each in ``pairings``, and looks for the one whose code digest the
-parent's code matches. Brute force is limited per claim: a wrong code counts against the
-claim named with ``--device``, or, when no device is named, against EVERY waiting claim
-(so guessing cannot outrun any claim's limit); a claim with ``fleet.claim_max_attempts``
-wrong codes is locked and the bear is told. A code older than ``fleet.claim_ttl_s`` is
-expired (counted from when the cloud first saw the claim).
+Bears in pairing mode publish a retained, sealed :class:`ClaimRequest` on their OWN
+``teddy/v1/<device_id>/up/claim`` (see :mod:`sync.protocol.claim`). ``approve`` collects
+them as the fleet service account, takes each bear's id from the topic (the broker's ACL
+authenticates it), opens the claim with the cloud's claim key and records it in
+``pairings``. A claim is refused when its id is not a bear registered by ``teddy-cloud
+provision``, or when the bear is still paired and the claim does not carry that pairing's
+release token (kept on the bear through a factory reset, see :mod:`agent.pairing`).
+
+Wrong codes count against the requester (the approving parent or operator; after
+``fleet.requester_max_attempts`` within ``fleet.claim_ttl_s`` its approvals are refused for
+that long) and, when a device is named, against that claim (locked after
+``fleet.claim_max_attempts``) — never against other claims or other requesters. A code
+approves at most once: the claim flips ``pending -> approved`` with ``UPDATE ... WHERE
+status = 'pending'`` in the same transaction that records the consent, and a unique index
+allows one approved pairing per bear; a concurrent second approval gets
+:class:`AlreadyPairedError`.
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 import queue
 import secrets
@@ -22,11 +31,18 @@ from typing import Any
 
 from config.errors import ProtocolError, TeddyError
 from config.settings import DEVICE_ID_PATTERN, Settings
-from sync.cloud import broker_accounts
 from sync.cloud.cloud_link import CloudLink
-from sync.cloud.fleet import load_signing_key, public_key_bytes
-from sync.protocol import ClaimAnswer, ClaimRequest, PairingGrant, claim_topic
-from sync.protocol.claim import claim_requests_filter, code_digest, seal_grant
+from sync.cloud.identity import ClaimKeys, claim_keys, is_manufactured
+from sync.protocol import (
+    ClaimAnswer,
+    ClaimBody,
+    ClaimRequest,
+    PairingGrant,
+    claim_requests_filter,
+    down_topic,
+    parse_device_topic,
+)
+from sync.protocol.claim import code_digest, open_request, release_digest, seal_grant
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +66,14 @@ class LockedClaimError(PairingError):
     """The claim was locked after too many wrong codes."""
 
 
+class RequesterLockedError(PairingError):
+    """This requester entered too many wrong codes lately."""
+
+
+class AlreadyPairedError(PairingError):
+    """The code was already used, or the bear was just paired by another approval."""
+
+
 @dataclass(frozen=True)
 class Approved:
     """A pairing that succeeded."""
@@ -60,12 +84,26 @@ class Approved:
     """Its claim."""
     scopes: tuple[str, ...]
     """What the parent consented to."""
+    pairing_id: str = ""
+    """The new pairing (family scope)."""
 
 
-def collect_requests(link: CloudLink, settings: Settings) -> list[ClaimRequest]:
-    """Every retained claim request on the broker (malformed ones are skipped)."""
+@dataclass(frozen=True)
+class Claim:
+    """A claim request that arrived on a bear's own topic, opened."""
+
+    device_id: str
+    """From the topic (authenticated by the broker), never from the payload."""
+    request: ClaimRequest
+    """What was published."""
+    body: ClaimBody
+    """What was sealed inside."""
+
+
+def collect_claims(link: CloudLink, settings: Settings, keys: ClaimKeys) -> list[Claim]:
+    """Every retained claim on the broker that opens with the cloud's claim key."""
     inbox = link.expect(claim_requests_filter())
-    found: list[ClaimRequest] = []
+    found: list[Claim] = []
     deadline = time.monotonic() + settings.fleet.claim_collect_s
     while (remaining := deadline - time.monotonic()) > 0:
         try:
@@ -74,51 +112,95 @@ def collect_requests(link: CloudLink, settings: Settings) -> list[ClaimRequest]:
             if found:
                 break
             continue
-        if not payload:
-            continue
-        try:
-            request = ClaimRequest.from_payload(payload)
-        except ProtocolError as exc:
-            logger.warning("skipped a malformed claim request on %s: %s", topic, exc)
-            continue
-        if topic == claim_topic(request.claim_id, "up/request"):
-            found.append(request)
+        if payload:
+            claim = _open_claim(topic, payload, keys)
+            if claim is not None:
+                found.append(claim)
     return found
 
 
-def record_requests(conn: Any, settings: Settings, requests: list[ClaimRequest]) -> None:
-    """Insert claims not seen before. A code's lifetime runs from the moment the cloud
-    first sees it (the cloud's clock: a bear's clock may not be set yet); the broker drops
-    a request the bear published more than ``pairing.code_ttl_s`` ago by itself (MQTT v5
-    message expiry), and the bear stops waiting then too."""
-    ttl = settings.fleet.claim_ttl_s
-    for request in requests:
+def _open_claim(topic: str, payload: bytes, keys: ClaimKeys) -> Claim | None:
+    try:
+        device_id = parse_device_topic(topic).device_id
+        request = ClaimRequest.from_payload(payload)
+        return Claim(device_id, request, open_request(request, device_id, keys.opening))
+    except (ProtocolError, ValueError, RecursionError) as exc:
+        logger.warning("skipped a claim on %s: %s", topic, exc)
+        return None
+
+
+def record_claims(conn: Any, settings: Settings, link: CloudLink, keys: ClaimKeys,
+                  claims: list[Claim]) -> None:
+    """Insert claims not seen before; refuse those of unregistered ids or paired bears.
+
+    A code's lifetime runs from the moment the cloud first sees it (the cloud's clock);
+    the broker drops a request the bear published more than ``pairing.code_ttl_s`` ago."""
+    for claim in claims:
+        if conn.execute("SELECT 1 FROM pairings WHERE claim_id = %s",
+                        (claim.request.claim_id,)).fetchone():
+            continue
+        if not is_manufactured(conn, claim.device_id):
+            logger.warning("refused a claim from %r: not a bear registered by teddy-cloud "
+                           "provision", claim.device_id)
+            continue
+        releases, refusal = _releases(conn, claim)
+        body = claim.body
         conn.execute(
             "INSERT INTO pairings (claim_id, device_id, code_digest, public_key, firmware,"
-            " requested_at, expires_at) VALUES (%s, %s, %s, %s, %s, to_timestamp(%s),"
-            " now() + make_interval(secs => %s)) ON CONFLICT (claim_id) DO NOTHING",
-            (request.claim_id, request.device_id, request.code_digest, request.public_key,
-             request.firmware, request.requested_at, ttl),
-        )
+            " requested_at, expires_at, nonce, releases, status) VALUES (%s, %s, %s, %s, %s,"
+            " to_timestamp(%s), now() + make_interval(secs => %s), %s, %s, %s)"
+            " ON CONFLICT (claim_id) DO NOTHING",
+            (body.claim_id, claim.device_id, body.code_digest, claim.request.ephemeral_key,
+             body.firmware, body.requested_at, settings.fleet.claim_ttl_s, body.nonce,
+             releases, "refused" if refusal else "pending"))
+        if refusal:
+            logger.warning("refused claim %s of %s: %s", body.claim_id, claim.device_id,
+                           refusal)
+            _answer_rejected(link, keys, settings, claim.device_id, body.claim_id, body.nonce,
+                             refusal)
+
+
+def _releases(conn: Any, claim: Claim) -> tuple[str | None, str]:
+    """The pairing the claim may end (None if the bear is not paired) and a refusal reason."""
+    row = conn.execute("SELECT p.pairing_id::text, p.release_digest FROM devices d JOIN"
+                       " pairings p ON p.pairing_id = d.pairing_id WHERE d.device_id = %s"
+                       " AND p.status = 'approved'", (claim.device_id,)).fetchone()
+    if row is None:
+        return None, ""
+    release = claim.body.release
+    if (release is None or release.pairing_id != row[0] or row[1] is None
+            or not secrets.compare_digest(release_digest(release.token), row[1])):
+        return None, ("this bear is still paired to a family — unpair it (parent app or "
+                      "teddy-cloud fleet unpair) or factory-reset it, then pair again")
+    return row[0], ""
 
 
 def approve(settings: Settings, conn: Any, code: str, parent_email: str,
-            scopes: tuple[str, ...], device_id: str | None = None) -> Approved:
-    """Approve the waiting bear that spoke ``code``; see the module docstring."""
+            scopes: tuple[str, ...], device_id: str | None = None, *,
+            requester: str | None = None) -> Approved:
+    """Approve the waiting bear that spoke ``code``; see the module docstring.
+
+    ``requester`` is who asks (the signed-in parent's account, or the operator); wrong
+    codes are limited per requester. Default: ``parent_email``."""
     _check_inputs(code, parent_email, device_id)
+    who = (requester or parent_email).strip().lower()
+    _check_requester(conn, settings, who)
+    keys = claim_keys(settings)
     with CloudLink(settings, purpose="pairing") as link:
-        record_requests(conn, settings, collect_requests(link, settings))
-        claim = _match(conn, settings, link, code, device_id)
-        grant, password = _grant(settings, claim, parent_email, scopes)
-        _install_account(settings, claim["device_id"], password)
-        _record_approval(conn, claim, parent_email, scopes)
-        answer = seal_grant(grant, claim["claim_id"], claim["public_key"])
-        link.publish(claim_topic(claim["claim_id"], "down/answer"), answer.to_payload(),
-                     retain=True)
-        link.publish(claim_topic(claim["claim_id"], "up/request"), b"", retain=True)
-    logger.info("paired %s (claim %s, scopes %s)", claim["device_id"], claim["claim_id"],
-                ",".join(scopes))
-    return Approved(claim["device_id"], claim["claim_id"], scopes)
+        record_claims(conn, settings, link, keys, collect_claims(link, settings, keys))
+        claim = _match(conn, settings, link, keys, code, device_id, who)
+        token = secrets.token_urlsafe(32)
+        pairing_id = _commit(conn, claim, parent_email, scopes, who, release_digest(token))
+        grant = PairingGrant(parent=parent_email, scopes=list(scopes), release_token=token)
+        answer = ClaimAnswer(device_id=claim["device_id"], claim_id=claim["claim_id"],
+                             nonce=claim["nonce"], status="approved",
+                             expires_at=time.time() + settings.fleet.claim_ttl_s,
+                             pairing_id=pairing_id)
+        answer = seal_grant(grant, answer, claim["public_key"]).signed_with(keys.signing)
+        link.publish(down_topic(claim["device_id"], "claim"), answer.to_payload(), retain=True)
+    logger.info("paired %s (claim %s, pairing %s, scopes %s)", claim["device_id"],
+                claim["claim_id"], pairing_id, ",".join(scopes))
+    return Approved(claim["device_id"], claim["claim_id"], scopes, pairing_id)
 
 
 def _check_inputs(code: str, parent_email: str, device_id: str | None) -> None:
@@ -130,31 +212,47 @@ def _check_inputs(code: str, parent_email: str, device_id: str | None) -> None:
         raise PairingError(f"device id {device_id!r} is not 3-64 lowercase letters, digits, -")
 
 
-_CLAIM_COLUMNS = ("claim_id", "device_id", "code_digest", "public_key", "status",
+def _check_requester(conn: Any, settings: Settings, requester: str) -> None:
+    limit, window = settings.fleet.requester_max_attempts, settings.fleet.claim_ttl_s
+    failures = conn.execute(
+        "SELECT count(*) FROM pairing_failures WHERE requester = %s"
+        " AND failed_at > now() - make_interval(secs => %s)", (requester, window)).fetchone()[0]
+    if failures >= limit:
+        raise RequesterLockedError(f"{failures} wrong codes from {requester} in the last "
+                                   f"{window:g} s — wait that long, then enter the code the "
+                                   "bear speaks")
+
+
+_CLAIM_COLUMNS = ("claim_id", "device_id", "code_digest", "public_key", "nonce", "status",
                   "failed_attempts", "expired")
 
 
 def _claims(conn: Any, device_id: str | None) -> list[dict[str, Any]]:
     where, params = ("AND device_id = %s", (device_id,)) if device_id else ("", ())
     rows = conn.execute(
-        "SELECT claim_id, device_id, code_digest, public_key, status, failed_attempts,"
-        f" expires_at < now() FROM pairings WHERE status IN ('pending', 'locked') {where}"
-        " ORDER BY first_seen", params).fetchall()
+        "SELECT claim_id, device_id, code_digest, public_key, nonce, status, failed_attempts,"
+        " expires_at < now() FROM pairings WHERE (status IN ('pending', 'locked')"
+        " OR (status = 'approved' AND expires_at > now())) "
+        f"{where} ORDER BY first_seen", params).fetchall()
     return [dict(zip(_CLAIM_COLUMNS, row, strict=True)) for row in rows]
 
 
-def _match(conn: Any, settings: Settings, link: CloudLink, code: str,
-           device_id: str | None) -> dict[str, Any]:
+def _match(conn: Any, settings: Settings, link: CloudLink, keys: ClaimKeys, code: str,
+           device_id: str | None, requester: str) -> dict[str, Any]:
     claims = _claims(conn, device_id)
     matching = [c for c in claims if secrets.compare_digest(
         code_digest(c["claim_id"], code), c["code_digest"])]
     if not matching:
-        _charge_wrong_code(conn, settings, link, [c for c in claims if c["status"] == "pending"
-                                                  and not c["expired"]])
+        _charge_wrong_code(conn, settings, link, keys, requester,
+                           [c for c in claims if c["status"] == "pending" and not c["expired"]]
+                           if device_id else [])
         raise WrongCodeError(f"code {code} matches no bear waiting to pair — check the code the "
                              "bear spoke; after a few wrong codes the bear needs a new one "
                              "(hold its paw 5 s)")
     claim = matching[-1]
+    if claim["status"] == "approved":
+        raise AlreadyPairedError(f"code {code} was already used: {claim['device_id']} is paired "
+                                 "— a code pairs once; hold the paw 5 s for a new one")
     if claim["status"] == "locked":
         raise LockedClaimError(f"that bear's code was locked after "
                                f"{settings.fleet.claim_max_attempts} wrong codes — hold its paw "
@@ -162,67 +260,73 @@ def _match(conn: Any, settings: Settings, link: CloudLink, code: str,
     if claim["expired"]:
         conn.execute("UPDATE pairings SET status = 'expired' WHERE claim_id = %s",
                      (claim["claim_id"],))
-        _reject(link, claim["claim_id"], "the code expired")
+        _answer_rejected(link, keys, settings, claim["device_id"], claim["claim_id"],
+                         claim["nonce"], "the code expired")
         raise ExpiredCodeError(f"code {code} expired (codes last "
                                f"{settings.fleet.claim_ttl_s:g} s) — hold the bear's paw 5 s "
                                "for a new code")
     return claim
 
 
-def _charge_wrong_code(conn: Any, settings: Settings, link: CloudLink,
-                       claims: list[dict[str, Any]]) -> None:
+def _charge_wrong_code(conn: Any, settings: Settings, link: CloudLink, keys: ClaimKeys,
+                       requester: str, claims: list[dict[str, Any]]) -> None:
+    """One wrong code: against the requester, and against the claim of the named bear."""
+    conn.execute("DELETE FROM pairing_failures WHERE failed_at < now() - interval '1 day'")
+    conn.execute("INSERT INTO pairing_failures (requester, claim_id) VALUES (%s, %s)",
+                 (requester, claims[-1]["claim_id"] if claims else None))
     limit = settings.fleet.claim_max_attempts
     for claim in claims:
         attempts = conn.execute(
             "UPDATE pairings SET failed_attempts = failed_attempts + 1,"
             " status = CASE WHEN failed_attempts + 1 >= %s THEN 'locked' ELSE status END"
-            " WHERE claim_id = %s RETURNING failed_attempts", (limit, claim["claim_id"]),
-        ).fetchone()[0]
-        if attempts >= limit:
+            " WHERE claim_id = %s AND status = 'pending' RETURNING failed_attempts",
+            (limit, claim["claim_id"])).fetchone()
+        if attempts is not None and attempts[0] >= limit:
             logger.warning("claim %s of %s locked after %d wrong codes", claim["claim_id"],
-                           claim["device_id"], attempts)
-            _reject(link, claim["claim_id"], f"locked after {attempts} wrong codes")
+                           claim["device_id"], attempts[0])
+            _answer_rejected(link, keys, settings, claim["device_id"], claim["claim_id"],
+                             claim["nonce"], f"locked after {attempts[0]} wrong codes")
 
 
-def _reject(link: CloudLink, claim_id: str, reason: str) -> None:
-    answer = ClaimAnswer(claim_id=claim_id, status="rejected", reason=reason)
-    link.publish(claim_topic(claim_id, "down/answer"), answer.to_payload(), retain=True)
-    link.publish(claim_topic(claim_id, "up/request"), b"", retain=True)
+def _answer_rejected(link: CloudLink, keys: ClaimKeys, settings: Settings, device_id: str,
+                     claim_id: str, nonce: str, reason: str) -> None:
+    answer = ClaimAnswer(device_id=device_id, claim_id=claim_id, nonce=nonce,
+                         status="rejected", reason=reason,
+                         expires_at=time.time() + settings.fleet.claim_ttl_s)
+    link.publish(down_topic(device_id, "claim"), answer.signed_with(keys.signing).to_payload(),
+                 retain=True)
 
 
-def _grant(settings: Settings, claim: dict[str, Any], parent_email: str,
-           scopes: tuple[str, ...]) -> tuple[PairingGrant, str]:
-    password = secrets.token_urlsafe(32)
-    fleet_key = base64.b64encode(public_key_bytes(load_signing_key(settings))).decode()
-    grant = PairingGrant(device_id=claim["device_id"], mqtt_username=claim["device_id"],
-                         mqtt_password=password, fleet_public_key=fleet_key,
-                         parent=parent_email, scopes=list(scopes))
-    return grant, password
+def _commit(conn: Any, claim: dict[str, Any], parent_email: str, scopes: tuple[str, ...],
+            requester: str, release: str) -> str:
+    """Flip the claim to approved and record pairing and consent, all or nothing; the
+    new pairing id. Exactly one of two concurrent approvals gets here without an error."""
+    import psycopg
 
-
-def _install_account(settings: Settings, device_id: str, password: str) -> None:
-    path = settings.fleet.broker_password_file
-    if path is None:
-        logger.warning("fleet.broker_password_file is not set: %s's broker account must be "
-                       "installed by the provisioning system", device_id)
-        return
-    broker_accounts.set_account(path, device_id, password)
-    broker_accounts.reload_broker(settings.fleet.broker_pid_file)
-
-
-def _record_approval(conn: Any, claim: dict[str, Any], parent_email: str,
-                     scopes: tuple[str, ...]) -> None:
     device_id = claim["device_id"]
-    with conn.transaction():
-        conn.execute("INSERT INTO devices (device_id) VALUES (%s) ON CONFLICT DO NOTHING",
-                     (device_id,))
-        conn.execute("UPDATE pairings SET status = 'unpaired', unpaired_at = now()"
-                     " WHERE device_id = %s AND status = 'approved'", (device_id,))
-        conn.execute("UPDATE pairings SET status = 'approved', approved_at = now(),"
-                     " parent_email = %s, mqtt_username = %s WHERE claim_id = %s",
-                     (parent_email, device_id, claim["claim_id"]))
-        conn.execute("UPDATE consents SET revoked_at = now() WHERE device_id = %s"
-                     " AND revoked_at IS NULL", (device_id,))
-        conn.execute("INSERT INTO consents (device_id, parent_email, scopes, claim_id)"
-                     " VALUES (%s, %s, %s, %s)",
-                     (device_id, parent_email, list(scopes), claim["claim_id"]))
+    try:
+        with conn.transaction():
+            conn.execute(
+                "UPDATE pairings p SET status = 'released', unpaired_at = now() FROM pairings c"
+                " WHERE c.claim_id = %s AND p.pairing_id = c.releases AND p.status = 'approved'",
+                (claim["claim_id"],))
+            row = conn.execute(
+                "UPDATE pairings SET status = 'approved', approved_at = now(), parent_email = %s,"
+                " requester = %s, release_digest = %s, mqtt_username = device_id"
+                " WHERE claim_id = %s AND status = 'pending' AND expires_at > now()"
+                " RETURNING pairing_id::text", (parent_email, requester, release,
+                                                claim["claim_id"])).fetchone()
+            if row is None:
+                raise AlreadyPairedError(f"that code was used by another approval at the same "
+                                         f"time: {device_id} is paired — nothing was changed")
+            conn.execute("UPDATE consents SET revoked_at = now() WHERE device_id = %s"
+                         " AND revoked_at IS NULL", (device_id,))
+            conn.execute("INSERT INTO consents (device_id, parent_email, scopes, claim_id,"
+                         " pairing_id) VALUES (%s, %s, %s, %s, %s)",
+                         (device_id, parent_email, list(scopes), claim["claim_id"], row[0]))
+            conn.execute("UPDATE devices SET pairing_id = %s WHERE device_id = %s",
+                         (row[0], device_id))
+    except psycopg.errors.UniqueViolation:
+        raise AlreadyPairedError(f"{device_id} was just paired by another approval — nothing "
+                                 "was changed") from None
+    return row[0]

@@ -15,7 +15,8 @@ from config.settings import Settings
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``provision`` and ``simulate`` to the ``teddy-cloud`` sub-commands."""
     provision = commands.add_parser(
-        "provision", help="create a bear's broker credentials, ACL entries and config fragment")
+        "provision", help="manufacture a bear: register it, create its broker account and "
+        "write its provisioning bundle (id, login, the cloud's public keys)")
     provision.add_argument("device_id", metavar="DEVICE_ID", help="the bear (its broker user)")
     provision.add_argument("--password-file", type=Path,
                            help="Mosquitto password file (cloud.broker_password_file)")
@@ -51,19 +52,40 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _provision(args: argparse.Namespace, settings: Settings) -> int:
     from sync.cloud.provision import provision
 
-    done = provision(
-        args.device_id,
-        args.password_file or settings.cloud.broker_password_file,
-        args.acl_file or settings.cloud.broker_acl_file,
-        role="ingest" if args.ingest else "bear",
-        fragment_dir=args.out,
-        rotate=args.rotate,
-    )
+    bear = not args.ingest
+    from sync.cloud.identity import bundle_keys, bundle_toml, register
+
+    conn = _database(settings) if bear else None  # reachable before anything is made
+    try:
+        done = provision(
+            args.device_id,
+            args.password_file or settings.cloud.broker_password_file,
+            args.acl_file or settings.cloud.broker_acl_file,
+            role="ingest" if args.ingest else "bear",
+            fragment_dir=args.out,
+            rotate=args.rotate,
+        )
+        if conn is not None:
+            register(conn, done.username)
+    finally:
+        if conn is not None:
+            conn.close()
+    if bear and done.fragment is not None:
+        with open(done.fragment, "a") as handle:
+            handle.write(bundle_toml(bundle_keys(settings)))
     if args.reload_pid:
         os.kill(args.reload_pid, signal.SIGHUP)
     verb = "created" if done.created else "rotated the password of"
     print(f"{verb} {done.role} account {done.username}; config fragment {done.fragment}")
     return 0
+
+
+def _database(settings: Settings):
+    """The system of record, where a bear is registered as manufactured (only registered
+    bears can be claimed)."""
+    from sync.cloud import db
+
+    return db.connect(settings.cloud)
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:

@@ -5,7 +5,7 @@ re-exported here so both ends ``from sync.protocol import ...``.
 """
 
 from sync.protocol.base import Message
-from sync.protocol.claim import ClaimAnswer, ClaimRequest, PairingGrant, claim_topic
+from sync.protocol.claim import ClaimAnswer, ClaimBody, ClaimRequest, PairingGrant, Release
 from sync.protocol.commands import (
     COMMAND_NAMES,
     Command,
@@ -20,6 +20,7 @@ from sync.protocol.status import Status
 from sync.protocol.topics import (
     TOPIC_ROOT,
     DeviceTopic,
+    claim_requests_filter,
     device_root,
     down_topic,
     parse_device_topic,
@@ -31,6 +32,7 @@ from sync.protocol.turns import Ack, TurnRecord, TurnsBatch, to_ranges
 __all__ = [
     "COMMAND_NAMES",
     "ClaimAnswer",
+    "ClaimBody",
     "ClaimRequest",
     "Command",
     "CommandResult",
@@ -40,7 +42,7 @@ __all__ = [
     "PairingGrant",
     "Receipt",
     "receipt_id",
-    "claim_topic",
+    "Release",
     "TOPIC_ROOT",
     "Ack",
     "AlertMessage",
@@ -50,6 +52,7 @@ __all__ = [
     "Status",
     "TurnRecord",
     "TurnsBatch",
+    "claim_requests_filter",
     "device_root",
     "down_topic",
     "parse_device_topic",
