@@ -154,3 +154,14 @@ def test_cloud_units_share_the_subscription_and_keep_secrets_out_of_config() -> 
         assert unit["DynamicUser"] == ["yes"]
         assert "PGPASSFILE=%d/pgpass" in unit["Environment"]
         assert any(v.startswith("pgpass:") for v in unit["LoadCredential"])
+
+
+def test_the_notifier_runs_notify_run_with_its_secrets_as_a_credential() -> None:
+    """``teddy-cloud notify run`` as a unit: channel secrets come from a root-only credential
+    file, never from the world-readable cloud.toml."""
+    notify = directives("teddy-cloud-notify.service")
+    assert notify["ExecStart"] == ["/opt/teddy/venv/bin/teddy-cloud notify run"]
+    assert notify["Restart"] == ["always"] and notify["DynamicUser"] == ["yes"]
+    assert "notify.toml:/etc/teddy/credentials/notify.toml" in notify["LoadCredential"]
+    assert "TEDDY_CONFIG=%d/notify.toml" in notify["Environment"]
+    assert "teddy-cloud-migrate.service" in notify["After"][0]

@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sync.cloud.release_cli import register as register_release  # release ... (issue 9)
 
     register_release(commands)
+    from sync.cloud.notify.cli import register as register_notify  # notify ... (issue 10)
+
+    register_notify(commands)
     return parser
 
 
