@@ -55,6 +55,7 @@ class Section(BaseModel):
 
 
 # Section modules subclass Section, so they are imported after it (a top import would cycle).
+from config.backup import BackupSettings  # noqa: E402
 from config.fleet import FleetSettings, PairingSettings  # noqa: E402
 from config.health import HealthSettings  # noqa: E402
 from config.notify import NotifySettings  # noqa: E402
@@ -196,6 +197,10 @@ class CloudSettings(Section):
     """``teddy-cloud provision``: Mosquitto password file (hashes, via mosquitto_passwd)."""
     broker_acl_file: Path = Path("/etc/mosquitto/acl")
     """``teddy-cloud provision``: Mosquitto ACL file that gets each bear's entries."""
+    instance: int | None = Field(default=None, ge=0, le=999)
+    """Instance number of this ingest process (``teddy-cloud-ingest@N`` sets it from ``%i``):
+    its metrics endpoint listens on ``metrics_port + instance``, so instances side by side
+    never collide. None: ``metrics_port`` as it is."""
 
 
 class DialogueSettings(Section):
@@ -237,6 +242,7 @@ class Settings(BaseSettings):
     update: UpdateSettings = Field(default_factory=UpdateSettings)
     pairing: PairingSettings = Field(default_factory=PairingSettings)
     fleet: FleetSettings = Field(default_factory=FleetSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
 
     @classmethod
     def settings_customise_sources(

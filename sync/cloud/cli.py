@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from config.cli import new_parser, run
+from config.errors import ConfigError
 from config.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -55,9 +56,24 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def instance_settings(settings: Settings) -> Settings:
+    """``settings`` with this instance's metrics port: ``cloud.metrics_port + cloud.instance``
+    (port 0, "any free port", stays 0)."""
+    cloud = settings.cloud
+    if cloud.instance is None or not cloud.metrics_port:
+        return settings
+    port = cloud.metrics_port + cloud.instance
+    if port > 65535:
+        raise ConfigError(f"cloud.metrics_port {cloud.metrics_port} + cloud.instance "
+                          f"{cloud.instance} is past 65535 — lower cloud.metrics_port")
+    logger.info("instance %d: metrics on port %d", cloud.instance, port)
+    return settings.model_copy(update={"cloud": cloud.model_copy(update={"metrics_port": port})})
+
+
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from sync.cloud.ingest import Ingestor
 
+    settings = instance_settings(settings)
     with Ingestor(settings) as ingestor:
         signal.signal(signal.SIGTERM, lambda *_: ingestor.stop())
         signal.signal(signal.SIGINT, lambda *_: ingestor.stop())
