@@ -26,5 +26,8 @@ class BackupSettings(Section):
     """pgBackRest configuration (repository, retention, ``pg1-path``)."""
     binary: str = "pgbackrest"
     """The ``pgbackrest`` program (a name on PATH or a path)."""
+    user: str | None = "postgres"
+    """The cluster's owner: when ``teddy-cloud backup`` runs as root, pgBackRest runs as
+    this user (``runuser``); None: as whoever runs it."""
     timeout_s: float = Field(default=6 * 3600.0, gt=0)
     """Longest a backup or restore may run, seconds."""

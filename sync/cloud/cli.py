@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sync.cloud.notify.cli import register as register_notify  # notify ... (issue 10)
 
     register_notify(commands)
+    from sync.cloud.backup_cli import register as register_backup  # backup ... (issue 15)
+
+    register_backup(commands)
     return parser
 
 
