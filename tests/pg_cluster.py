@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from support import free_port
@@ -63,15 +65,17 @@ class PrivateCluster:
                                f"{result.stdout}\n{result.stderr}")
         return result
 
-    def init(self, archive_timeout: int = 1) -> PrivateCluster:
-        """``initdb`` with 1 MB WAL segments and pgBackRest as ``archive_command``."""
+    def init(self, archive_timeout: int = 1, archive: bool = True) -> PrivateCluster:
+        """``initdb`` with 1 MB WAL segments and (``archive``) pgBackRest as
+        ``archive_command``."""
         self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U",
                   "postgres", "--wal-segsize=1", "--no-sync")
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(
                 f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
                 f"unix_socket_directories = '{self.root}'\n"
-                "wal_level = replica\narchive_mode = on\n"
+                "wal_level = replica\n"
+                f"archive_mode = {'on' if archive else 'off'}\n"
                 f"archive_command = 'pgbackrest --config={self.backrest_conf} "
                 f"--stanza={self.stanza} archive-push %p'\n"
                 f"archive_timeout = {archive_timeout}\nmax_wal_senders = 3\n"
@@ -138,3 +142,28 @@ class PrivateCluster:
             except RuntimeError:
                 pass
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class ClusterDatabase:
+    """What sync_helpers expects of a database (``dsn``, ``connect()``), on a cluster."""
+
+    def __init__(self, cluster: PrivateCluster) -> None:
+        self.dsn = cluster.dsn
+
+    def connect(self):
+        """A new autocommit connection to the cluster's ``teddy`` database."""
+        import psycopg
+
+        return psycopg.connect(self.dsn, autocommit=True)
+
+
+@contextmanager
+def running_cluster(**init: int) -> Iterator[PrivateCluster]:
+    """A started private cluster with an empty ``teddy`` database; deleted afterwards."""
+    cluster = PrivateCluster().init(**init)
+    try:
+        cluster.start()
+        cluster.sql("CREATE DATABASE teddy", database="postgres")
+        yield cluster
+    finally:
+        cluster.close()

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pg_cluster import PrivateCluster
+from pg_cluster import ClusterDatabase, PrivateCluster, running_cluster
 from support import run_cli, until
 from sync_helpers import (
     BackgroundSync,
@@ -24,25 +24,10 @@ from sync_helpers import (
 TURNS = 150
 
 
-class ClusterDatabase:
-    """What sync_helpers expects of a database: ``connect()``."""
-
-    def __init__(self, cluster: PrivateCluster) -> None:
-        self.dsn = cluster.dsn
-
-    def connect(self):
-        import psycopg
-
-        return psycopg.connect(self.dsn, autocommit=True)
-
-
 @pytest.fixture
 def cluster():
-    cluster = PrivateCluster().init()
-    cluster.start()
-    cluster.sql("CREATE DATABASE teddy", database="postgres")
-    yield cluster
-    cluster.close()
+    with running_cluster() as cluster:
+        yield cluster
 
 
 def _sync(broker, tmp_path: Path, device: str) -> None:
