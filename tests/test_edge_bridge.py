@@ -14,20 +14,13 @@ import subprocess
 import threading
 import time
 
-from support import VENV_BIN, Mosquitto, until
+from edge_support import start_edges
+from support import VENV_BIN, until
 from sync_helpers import IngestProcess, cloud_count
 
 EDGES = 3
 BEARS_PER_EDGE = 40
 TURNS = 10
-
-
-def bridge_config(name: str, core_port: int) -> str:
-    """The bridge part of config/examples/mosquitto-edge.conf, without TLS and accounts."""
-    return (f"\nconnection {name}\naddress 127.0.0.1:{core_port}\n"
-            f"bridge_protocol_version mqttv311\nclientid {name}\ncleansession false\n"
-            "try_private true\nnotifications false\nrestart_timeout 1 2\n"
-            "topic teddy/v1/+/up/# out 1\ntopic teddy/v1/+/down/# in 1\n")
 
 
 def _simulate(env: dict[str, str], port: int, prefix: str, workdir, out: dict) -> None:
@@ -48,12 +41,7 @@ def _prefix_count(database, prefix: str) -> int:
 
 def test_three_bridged_edges_one_sigkilled_every_turn_exactly_once(broker, database, env,
                                                                    tmp_path):
-    core = broker
-    edges = []
-    for n in range(EDGES):
-        edge = Mosquitto(tmp_path / f"edge{n}", extra_config=bridge_config(f"edge-{n}", core.port))
-        edge.start()
-        edges.append(edge)
+    edges = start_edges(tmp_path, broker.port, EDGES)  # broker: the core
     ingest = IngestProcess(env, tmp_path).start()  # on the core
     results: dict = {}
     try:
