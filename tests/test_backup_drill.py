@@ -80,6 +80,7 @@ def test_restore_to_a_moment_brings_back_exactly_the_turns_before_it(broker, clu
         cluster.wait_primary()
         restore_s = time.monotonic() - started
         rows = _rows(cluster)
+        assert cluster.sql("SELECT kind, ok FROM backup_runs") == [("full", True)]
         assert (rows.get("bear-a"), rows.get("bear-b"), rows.get("bear-c")) == (
             TURNS, TURNS, None), rows
         try:
@@ -98,3 +99,18 @@ def test_restore_to_a_moment_brings_back_exactly_the_turns_before_it(broker, clu
           f"until the bear that synced during the outage was fully acked; RPO (WAL not yet "
           f"archived at the disaster) {max(rpo_s, 0.0):.1f} s with archive_timeout = 1 s; "
           f"{TURNS} turns committed after the chosen moment are gone by design")
+
+
+def test_bad_backup_input_is_one_clear_line(env, tmp_path):
+    naive = run_cli("teddy-cloud", "backup", "restore", "--to", "2026-01-31T09:30:00", env=env,
+                    check=False)
+    assert naive.returncode != 0 and "has no time zone" in naive.stderr
+    garbled = run_cli("teddy-cloud", "backup", "restore", "--to", "yesterday", env=env,
+                      check=False)
+    assert garbled.returncode != 0 and "is not an ISO time" in garbled.stderr
+    missing = run_cli("teddy-cloud", "backup", "list", env=dict(
+        env, TEDDY_BACKUP__CONFIG_FILE=str(tmp_path / "nope.conf"), TEDDY_BACKUP__USER=""),
+        check=False)
+    assert missing.returncode != 0 and "pgbackrest info failed" in missing.stderr
+    for result in (naive, garbled, missing):
+        assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
