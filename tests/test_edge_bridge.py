@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 
-from edge_support import start_edges
+from bridge_support import start_edges
 from support import VENV_BIN, until
 from sync_helpers import IngestProcess, cloud_count
 
