@@ -53,8 +53,8 @@ class FleetSettings(Section):
     """The cloud's fleet operations: command signing, pairing approval, broker accounts."""
 
     signing_key_file: Path | None = None
-    """Ed25519 private key (PEM, mode 0600) that signs commands and config; made on first
-    use. None: ``<store.data_dir>/fleet-signing.key``."""
+    """Ed25519 private key (PEM, mode 0600) that signs commands and config; made once by
+    ``teddy-cloud fleet keygen``, never implicitly. None: ``<store.data_dir>/fleet-signing.key``."""
     command_ttl_s: float = Field(default=300.0, gt=0, le=7 * 24 * 3600)
     """Seconds a command stays valid after it is issued (the bear rejects it after)."""
     wait_s: float = Field(default=30.0, gt=0, le=3600)

@@ -177,6 +177,9 @@ class NotifySettings(Section):
     """Most alerts fanned out or deliveries attempted per round."""
     concurrency: int = Field(default=8, ge=1, le=256)
     """Deliveries sent in parallel within a round."""
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """Port of the notifier's Prometheus ``/metrics`` (deliveries, and the fleet gauges read
+    from PostgreSQL: bears online, open alerts, backup age); None: no endpoint."""
     skip_older_than_s: float = Field(default=86400.0, gt=0)
     """Alert events older than this when first seen are logged, not sent (a notifier started
     on an old database does not page anyone about last month), seconds."""

@@ -55,6 +55,7 @@ class Section(BaseModel):
 
 
 # Section modules subclass Section, so they are imported after it (a top import would cycle).
+from config.backup import BackupSettings  # noqa: E402
 from config.fleet import FleetSettings, PairingSettings  # noqa: E402
 from config.health import HealthSettings  # noqa: E402
 from config.notify import NotifySettings  # noqa: E402
@@ -220,6 +221,10 @@ class CloudSettings(Section):
     """Payload bytes a second one bear may send on ``up/``; more are refused until later."""
     bear_bytes_burst: float = Field(default=64 * 1024 * 1024.0, ge=1024)
     """Payload bytes one bear may send at once after being quiet."""
+    instance: int | None = Field(default=None, ge=0, le=999)
+    """Instance number of this ingest process (``teddy-cloud-ingest@N`` sets it from ``%i``):
+    its metrics endpoint listens on ``metrics_port + instance``, so instances side by side
+    never collide. None: ``metrics_port`` as it is."""
 
 
 class DialogueSettings(Section):
@@ -261,6 +266,7 @@ class Settings(BaseSettings):
     update: UpdateSettings = Field(default_factory=UpdateSettings)
     pairing: PairingSettings = Field(default_factory=PairingSettings)
     fleet: FleetSettings = Field(default_factory=FleetSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -13,6 +13,7 @@ from support import Mosquitto
 
 from config.settings import Settings
 from sync.cloud import broker_accounts
+from sync.cloud.fleet import generate_signing_key
 
 CLOUD_PASSWORD = secrets.token_urlsafe(16)
 INGEST_PASSWORD = secrets.token_urlsafe(16)
@@ -49,7 +50,9 @@ class SecureBroker(Mosquitto):
 
 
 def cloud_env(base: dict[str, str], broker: SecureBroker, tmp_path: Path) -> dict[str, str]:
-    """Environment of ``teddy-cloud`` as the fleet's operator."""
+    """Environment of ``teddy-cloud`` as the fleet's operator (with the fleet's signing key,
+    made as ``teddy-cloud fleet keygen`` would)."""
+    generate_signing_key(tmp_path / "cloud" / "fleet-signing.key", exist_ok=True)
     env = dict(base)
     env.update({
         "TEDDY_MQTT__PORT": str(broker.port),
@@ -67,6 +70,7 @@ def cloud_env(base: dict[str, str], broker: SecureBroker, tmp_path: Path) -> dic
 
 def cloud_settings(broker: SecureBroker, dsn: str, tmp_path: Path, **fleet: object) -> Settings:
     """The same cloud, in-process."""
+    generate_signing_key(tmp_path / "cloud" / "fleet-signing.key", exist_ok=True)
     return Settings(
         mqtt={"port": broker.port, "username": "cloud", "password": CLOUD_PASSWORD},
         cloud={"pg_dsn": dsn},

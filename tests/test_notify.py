@@ -8,7 +8,9 @@ import email
 import hashlib
 import hmac
 import json
+import os
 import random
+import signal
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from notify_support import HttpReceiver, self_signed_cert, start_smtp
-from support import free_port, migrated_database
+from support import free_port, migrated_database, run_cli, start_cli, until
 
 from config.errors import ConfigError
 from config.notify import NotifySettings
@@ -416,20 +418,45 @@ def test_errors_never_carry_the_slack_url(conn):
     assert errors and all("very-secret-token" not in e for e in errors)
 
 
-def test_notify_commands_run_once_and_show_the_log(pg, conn, http, capsys):
-    import argparse
+def _cloud_env(tmp_path: Path, pg, http, **notify: object) -> dict[str, str]:
+    """The environment of ``teddy-cloud`` with a cloud.toml naming the database and a webhook
+    channel, as an operator would write it."""
+    config = tmp_path / "cloud.toml"
+    extra = "".join(f"{key} = {json.dumps(value)}\n" for key, value in notify.items())
+    config.write_text(
+        f'[cloud]\npg_dsn = "{pg.dsn}"\n\n[notify]\npoll_interval_s = 0.1\n{extra}\n'
+        f'[notify.channels.ops]\ntype = "webhook"\nurl = "{http.url}/hook"\n'
+        f'secret = "{SECRET}"\nmin_severity = "info"\n')
+    return {"PATH": os.environ["PATH"], "TEDDY_CONFIG": str(config), "HOME": str(tmp_path)}
 
-    from sync.cloud.notify.cli import register
 
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command"))
-    settings = load_settings(cloud={"pg_dsn": pg.dsn},
-                             notify={"channels": {"ops": _webhook(http, min_severity="info")}})
+def test_notify_commands_run_once_and_show_the_log(pg, conn, http, tmp_path):
+    """``teddy-cloud notify run --once`` and ``notify log`` as the installed command."""
+    env = _cloud_env(tmp_path, pg, http)
     _alert(conn, "bear-cli1", "system.cpu_high")
-    args = parser.parse_args(["notify", "run", "--once"])
-    assert args.func(args, settings) == 0
-    assert json.loads(capsys.readouterr().out) == {"delivered": 1, "pending": 1}
-    args = parser.parse_args(["notify", "log", "--status", "delivered"])
-    assert args.func(args, settings) == 0
-    (line,) = capsys.readouterr().out.splitlines()
+    result = run_cli("teddy-cloud", "notify", "run", "--once", env=env)
+    assert json.loads(result.stdout) == {"delivered": 1, "pending": 1}
+    (got,) = http.at("/hook")
+    assert json.loads(got.body)["device_id"] == "bear-cli1"
+    result = run_cli("teddy-cloud", "notify", "log", "--status", "delivered", env=env)
+    (line,) = result.stdout.splitlines()
     assert json.loads(line)["device_id"] == "bear-cli1" and json.loads(line)["channel"] == "ops"
+
+
+def test_notify_run_keeps_delivering_until_sigterm(pg, conn, http, tmp_path):
+    """``teddy-cloud notify run`` (the unit's command) delivers alerts raised while it runs
+    and exits 0 on SIGTERM, as ``systemctl stop`` sends."""
+    env = _cloud_env(tmp_path, pg, http)
+    log = tmp_path / "notify.log"
+    process = start_cli("teddy-cloud", "--log-level", "INFO", "notify", "run", env=env, log=log)
+    try:
+        _alert(conn, "bear-cli2", "system.disk_low", "critical")
+        assert until(lambda: http.at("/hook"), timeout=20), log.read_text()
+        _alert(conn, "bear-cli3", "system.disk_low", "critical")
+        assert until(lambda: len(http.at("/hook")) == 2, timeout=20), log.read_text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(15)
+    assert code == 0, log.read_text()
+    assert sorted(json.loads(r.body)["device_id"] for r in http.at("/hook")) == [
+        "bear-cli2", "bear-cli3"]

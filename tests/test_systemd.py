@@ -21,6 +21,7 @@ UNIT_FILES = sorted(p.name for p in UNITS_DIR.glob("*.service"))
 INSTANCES = {  # how a template is verified: with a real-looking instance name
     "teddy-cloud-ingest@.service": "teddy-cloud-ingest@1.service",
     "teddy-alert@.service": "teddy-alert@teddy-agent.service.service",
+    "teddy-cloud-backup@.service": "teddy-cloud-backup@full.service",
 }
 MAX_EXPOSURE = 2.0
 EXEC_KEYS = ("ExecStart", "ExecStartPre", "ExecStartPost", "ExecReload", "ExecStop")
@@ -155,3 +156,30 @@ def test_cloud_units_share_the_subscription_and_keep_secrets_out_of_config() -> 
         assert unit["DynamicUser"] == ["yes"]
         assert "PGPASSFILE=%d/pgpass" in unit["Environment"]
         assert any(v.startswith("pgpass:") for v in unit["LoadCredential"])
+
+
+def test_the_notifier_runs_notify_run_with_its_secrets_as_a_credential() -> None:
+    """``teddy-cloud notify run`` as a unit: channel secrets come from a root-only credential
+    file, never from the world-readable cloud.toml."""
+    notify = directives("teddy-cloud-notify.service")
+    assert notify["ExecStart"] == ["/opt/teddy/venv/bin/teddy-cloud notify run"]
+    assert notify["Restart"] == ["always"] and notify["DynamicUser"] == ["yes"]
+    assert "notify.toml:/etc/teddy/credentials/notify.toml" in notify["LoadCredential"]
+    assert "TEDDY_CONFIG=%d/notify.toml" in notify["Environment"]
+    assert "teddy-cloud-migrate.service" in notify["After"][0]
+
+
+def test_backups_run_nightly_as_the_cluster_owner_from_timers(root: Path) -> None:
+    """Full on Sundays, differential the other nights, both through the backup template;
+    the timers verify against the units they start."""
+    unit = directives("teddy-cloud-backup@.service")
+    assert unit["ExecStart"] == ["/opt/teddy/venv/bin/teddy-cloud backup take --type %i"]
+    assert unit["User"] == ["postgres"] and "TEDDY_BACKUP__USER=" in unit["Environment"]
+    for kind in ("full", "diff"):
+        timer = root / "etc/systemd/system" / f"teddy-cloud-backup-{kind}.timer"
+        shutil.copy(UNITS_DIR / timer.name, timer)
+        text = timer.read_text()
+        assert f"Unit=teddy-cloud-backup@{kind}.service" in text and "Persistent=true" in text
+        result = run_analyze("verify", "--man=no", "--generators=no", f"--root={root}",
+                             timer.name)
+        assert result.returncode == 0 and not result.stderr.strip(), result.stderr

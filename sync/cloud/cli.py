@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from config.cli import new_parser, run
+from config.errors import ConfigError
 from config.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     from sync.cloud.release_cli import register as register_release  # release ... (issue 9)
 
     register_release(commands)
+    from sync.cloud.notify.cli import register as register_notify  # notify ... (issue 10)
+
+    register_notify(commands)
+    from sync.cloud.backup_cli import register as register_backup  # backup ... (issue 15)
+
+    register_backup(commands)
     return parser
 
 
@@ -52,9 +59,24 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def instance_settings(settings: Settings) -> Settings:
+    """``settings`` with this instance's metrics port: ``cloud.metrics_port + cloud.instance``
+    (port 0, "any free port", stays 0)."""
+    cloud = settings.cloud
+    if cloud.instance is None or not cloud.metrics_port:
+        return settings
+    port = cloud.metrics_port + cloud.instance
+    if port > 65535:
+        raise ConfigError(f"cloud.metrics_port {cloud.metrics_port} + cloud.instance "
+                          f"{cloud.instance} is past 65535 — lower cloud.metrics_port")
+    logger.info("instance %d: metrics on port %d", cloud.instance, port)
+    return settings.model_copy(update={"cloud": cloud.model_copy(update={"metrics_port": port})})
+
+
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from sync.cloud.ingest import Ingestor
 
+    settings = instance_settings(settings)
     with Ingestor(settings) as ingestor:
         signal.signal(signal.SIGTERM, lambda *_: ingestor.stop())
         signal.signal(signal.SIGINT, lambda *_: ingestor.stop())

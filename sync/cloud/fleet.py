@@ -2,8 +2,8 @@
 delete a family's data on both sides, unpair.
 
 Every command and desired config is signed with the fleet's Ed25519 key
-(``fleet.signing_key_file``, PEM, mode 0600, made on first use) and recorded in
-``commands``/``device_config``. :func:`record_result` stores a bear's ``up/cmd-result``;
+(``fleet.signing_key_file``, PEM, mode 0600, made once by ``teddy-cloud fleet keygen``) and
+recorded in ``commands``/``device_config``. :func:`record_result` stores a bear's ``up/cmd-result``;
 ``fleet send --wait`` calls it, and ingest can call it for results that arrive later.
 """
 
@@ -52,30 +52,56 @@ def signing_key_path(settings: Settings) -> Path:
     return configured if configured is not None else settings.store.data_dir / "fleet-signing.key"
 
 
-def load_signing_key(settings: Settings, create: bool = True) -> Any:
-    """The fleet's ``Ed25519PrivateKey``, made (0600) on first use when ``create``."""
+def generate_signing_key(path: Path, exist_ok: bool = False) -> Any:
+    """Make the fleet's Ed25519 signing key at ``path`` (PEM, mode 0600, never replaced).
+
+    An existing key is an error unless ``exist_ok`` (then it is loaded as it is): a second
+    key would make every bear reject the fleet's commands."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import (
         Encoding,
         NoEncryption,
         PrivateFormat,
-        load_pem_private_key,
     )
 
+    pem = Ed25519PrivateKey.generate().private_bytes(Encoding.PEM, PrivateFormat.PKCS8,
+                                                     NoEncryption())
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if not exist_ok:
+            raise FleetError(f"a fleet signing key already exists at {path} — keep it (bears "
+                             "verify with it); move it away first to replace it") from None
+        return _read_signing_key(path)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+        handle.flush()
+        os.fsync(handle.fileno())
+    logger.info("created the fleet signing key %s (mode 0600)", path)
+    return _read_signing_key(path)
+
+
+def load_signing_key(settings: Settings, create: bool = False) -> Any:
+    """The fleet's ``Ed25519PrivateKey`` from ``fleet.signing_key_file``.
+
+    A missing key is an error naming the file and ``teddy-cloud fleet keygen``: a key minted
+    silently on another host would make every command fail on the bears. ``create`` (tests,
+    the keygen command) makes it instead."""
     path = signing_key_path(settings)
     if not path.exists():
         if not create:
-            raise FleetError(f"no fleet signing key at {path} — set TEDDY_FLEET__SIGNING_KEY_FILE")
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        pem = Ed25519PrivateKey.generate().private_bytes(Encoding.PEM, PrivateFormat.PKCS8,
-                                                         NoEncryption())
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(pem)
-            logger.info("created the fleet signing key %s (mode 0600)", path)
-        except FileExistsError:
-            pass
+            raise FleetError(
+                f"no fleet signing key at {path} — make it once with `teddy-cloud fleet keygen` "
+                "(or copy the fleet's key there, mode 0600) and set fleet.signing_key_file")
+        return generate_signing_key(path, exist_ok=True)
+    return _read_signing_key(path)
+
+
+def _read_signing_key(path: Path) -> Any:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
     if path.stat().st_mode & 0o077:
         raise FleetError(f"fleet signing key {path} is readable by others — run: chmod 600 {path}")
     key = load_pem_private_key(path.read_bytes(), password=None)

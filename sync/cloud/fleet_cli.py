@@ -44,6 +44,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     unpair.add_argument("device")
     unpair.set_defaults(func=_unpair)
     _add_pair(sub)
+    sub.add_parser("keygen", help="make the fleet's command-signing key (once, mode 0600)"
+                   ).set_defaults(func=_keygen)
     from sync.cloud.release_cli import register_rollout  # fleet rollout ... (issue 9)
 
     register_rollout(sub)
@@ -104,6 +106,19 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat(timespec="seconds")
     return str(value)
+
+
+def _keygen(args: argparse.Namespace, settings: Settings) -> int:
+    import base64
+
+    from sync.cloud.fleet import generate_signing_key, public_key_bytes, signing_key_path
+
+    path = signing_key_path(settings)
+    key = generate_signing_key(path)
+    print(f"fleet signing key written to {path} (mode 0600); public key "
+          f"{base64.b64encode(public_key_bytes(key)).decode()}")
+    print("copy this file (not a new key) to every host that sends commands")
+    return 0
 
 
 def _devices(args: argparse.Namespace, settings: Settings) -> int:

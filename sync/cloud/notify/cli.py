@@ -37,10 +37,18 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from contextlib import ExitStack
+
     from sync.cloud import db
+    from sync.cloud.fleet_metrics import FleetMetricsServer
     from sync.cloud.notify.dispatcher import Notifier
 
-    with db.connect(settings.cloud) as conn:
+    with ExitStack() as stack:
+        conn = stack.enter_context(db.connect(settings.cloud))
+        if settings.notify.metrics_port is not None and not args.once:
+            metrics = stack.enter_context(
+                FleetMetricsServer(settings.cloud.pg_dsn.get_secret_value()))
+            metrics.serve(settings.notify.metrics_port)
         notifier = Notifier(settings.notify, conn)
         if args.once:
             counts = notifier.run_once()

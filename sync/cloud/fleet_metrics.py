@@ -1,0 +1,196 @@
+"""Fleet-level gauges for Prometheus, read from PostgreSQL at scrape time (cached).
+
+What the alert rules in ``config/examples/prometheus/teddy-rules.yml`` and the Grafana
+dashboards need beyond each process's own counters: bears online (by firmware), open alerts
+by kind, notification deliveries by state, wellbeing alerts a parent has not been told of,
+and the age of the last good backup. A handful of indexed aggregate queries, run at most
+once per ``cache_s`` however often Prometheus scrapes; if PostgreSQL cannot be read,
+``teddy_fleet_db_up`` is 0 and the last values are not repeated.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+QUERIES = {
+    "firmware": "SELECT firmware, online, count(*) FROM devices GROUP BY firmware, online",
+    "alerts": "SELECT kind, severity, count(*) FROM alerts WHERE cleared_at IS NULL "
+              "GROUP BY kind, severity",
+    "deliveries": "SELECT channel, status, count(*) FROM notification_deliveries "
+                  "GROUP BY channel, status",
+    "undelivered": """
+        SELECT count(*) FROM alerts a
+        WHERE a.kind LIKE 'wellbeing.%%' AND a.raised_at > now() - interval '1 day'
+          AND a.raised_at < now() - make_interval(secs => %(grace)s)
+          AND NOT EXISTS (SELECT 1 FROM notification_deliveries d WHERE d.alert_id = a.id
+                          AND d.event = 'raised' AND d.status IN ('delivered', 'deduplicated'))
+    """,
+    "backup": "SELECT extract(epoch FROM max(finished_at)) FROM backup_runs WHERE ok",
+    "backup_failed": "SELECT extract(epoch FROM max(finished_at)) FROM backup_runs WHERE NOT ok",
+}
+LIVE_STATES = ("pending", "retrying")
+"""Delivery states that are a current backlog (a gauge); the others only ever grow."""
+
+
+class FleetCollector:
+    """A ``prometheus_client`` collector of fleet gauges from one PostgreSQL DSN."""
+
+    def __init__(self, dsn: str, cache_s: float = 15.0, undelivered_grace_s: float = 300.0):
+        self._dsn = dsn
+        self._cache_s = cache_s
+        self._grace = undelivered_grace_s
+        self._lock = threading.Lock()
+        self._at = float("-inf")
+        self._rows: dict[str, list[tuple]] | None = None
+        self._conn: Any = None
+
+    def _read(self) -> dict[str, list[tuple]] | None:
+        import psycopg
+
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=5)
+            params = {"grace": self._grace}
+            return {name: self._conn.execute(sql, params if "%(" in sql else None).fetchall()
+                    for name, sql in QUERIES.items()}
+        except psycopg.Error as exc:
+            logger.warning("fleet gauges: cannot read PostgreSQL (%s)", type(exc).__name__)
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            return None
+
+    def rows(self) -> dict[str, list[tuple]] | None:
+        """The query results, at most ``cache_s`` old; None when PostgreSQL failed."""
+        with self._lock:
+            if time.monotonic() - self._at >= self._cache_s:
+                self._rows = self._read()
+                self._at = time.monotonic()
+            return self._rows
+
+    def close(self) -> None:
+        """Close the connection. Idempotent."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def collect(self) -> Iterator[Any]:
+        """The metric families (called by the registry on every scrape)."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        rows = self.rows()
+        up = GaugeMetricFamily("teddy_fleet_db_up",
+                               "1 if the fleet gauges could read PostgreSQL at the last look")
+        up.add_metric([], 0.0 if rows is None else 1.0)
+        yield up
+        if rows is None:
+            return
+        yield from _fleet_families(rows)
+        yield from _notify_families(rows)
+        yield from _backup_families(rows)
+
+
+def _fleet_families(rows: dict[str, list[tuple]]) -> Iterator[Any]:
+    from prometheus_client.core import GaugeMetricFamily
+
+    bears = GaugeMetricFamily("teddy_fleet_bears", "Bears known to the cloud, by online state",
+                              labels=["state"])
+    online = GaugeMetricFamily("teddy_fleet_bears_online",
+                               "Bears online now, by firmware version", labels=["firmware"])
+    totals = {"online": 0, "offline": 0}
+    by_firmware: dict[str, int] = {}
+    for firmware, is_online, count in rows["firmware"]:
+        totals["online" if is_online else "offline"] += count
+        if is_online:
+            by_firmware[firmware or "unknown"] = by_firmware.get(firmware or "unknown", 0) + count
+    for state, count in totals.items():
+        bears.add_metric([state], count)
+    for firmware, count in sorted(by_firmware.items()):
+        online.add_metric([firmware], count)
+    alerts = GaugeMetricFamily("teddy_fleet_open_alerts", "Alerts raised and not cleared",
+                               labels=["kind", "severity"])
+    for kind, severity, count in rows["alerts"]:
+        alerts.add_metric([kind, severity], count)
+    yield from (bears, online, alerts)
+
+
+def _notify_families(rows: dict[str, list[tuple]]) -> Iterator[Any]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    backlog = GaugeMetricFamily("teddy_notify_deliveries_pending",
+                                "Deliveries waiting to be sent or retried", labels=["channel"])
+    done = CounterMetricFamily("teddy_notify_deliveries",
+                               "Deliveries that reached a final state, by channel and state",
+                               labels=["channel", "status"])
+    pending: dict[str, int] = {}
+    for channel, status, count in rows["deliveries"]:
+        if status in LIVE_STATES:
+            pending[channel] = pending.get(channel, 0) + count
+        else:
+            done.add_metric([channel, status], count)
+    for channel, count in sorted(pending.items()):
+        backlog.add_metric([channel], count)
+    undelivered = GaugeMetricFamily(
+        "teddy_notify_wellbeing_undelivered",
+        "Wellbeing alerts of the last day raised over 5 minutes ago that no parent channel "
+        "has delivered")
+    undelivered.add_metric([], rows["undelivered"][0][0])
+    yield from (backlog, done, undelivered)
+
+
+def _backup_families(rows: dict[str, list[tuple]]) -> Iterator[Any]:
+    from prometheus_client.core import GaugeMetricFamily
+
+    last = GaugeMetricFamily("teddy_backup_last_success_timestamp_seconds",
+                             "Unix time the last good backup finished (0: none yet)")
+    last.add_metric([], float(rows["backup"][0][0] or 0.0))
+    failed = GaugeMetricFamily("teddy_backup_last_failure_timestamp_seconds",
+                               "Unix time the last failed backup finished (0: none)")
+    failed.add_metric([], float(rows["backup_failed"][0][0] or 0.0))
+    yield from (last, failed)
+
+
+class FleetMetricsServer:
+    """``/metrics`` with the fleet gauges on its own registry; a context manager."""
+
+    def __init__(self, dsn: str, cache_s: float = 15.0) -> None:
+        from prometheus_client import CollectorRegistry
+
+        self.registry = CollectorRegistry()
+        """The registry the collector is in."""
+        self.collector = FleetCollector(dsn, cache_s)
+        """The fleet collector."""
+        self.registry.register(self.collector)
+        self._server: Any = None
+        self.port: int | None = None
+        """Port served on, once :meth:`serve` ran."""
+
+    def __enter__(self) -> FleetMetricsServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def serve(self, port: int, host: str = "0.0.0.0") -> int:
+        """Serve ``/metrics`` on ``port`` (0: a free one); returns the port."""
+        from prometheus_client import start_http_server
+
+        self._server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        self.port = self._server.server_port
+        logger.info("fleet metrics on http://%s:%d/metrics", host, self.port)
+        return self.port
+
+    def close(self) -> None:
+        """Stop serving and close the connection. Idempotent."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        self.collector.close()
