@@ -189,13 +189,16 @@ def _sync_forever(link, settings: Settings) -> int:
 
 
 def _config_check(args: argparse.Namespace, settings: None) -> int:
+    from config.files import tls_file_problems
+
     try:
-        load_settings(args.config)
+        lines = tls_file_problems(load_settings(args.config).mqtt.tls)
     except ConfigError as exc:
         cause = exc.__cause__
         lines = format_validation_error(cause) if isinstance(cause, ValidationError) else [str(exc)]
-        for line in lines:
-            print(f"invalid: {line}", file=sys.stderr)
+    for line in lines:
+        print(f"invalid: {line}", file=sys.stderr)
+    if lines:
         return 1
     print("config ok")
     return 0
