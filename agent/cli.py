@@ -95,11 +95,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _chat(args: argparse.Namespace, settings: Settings) -> int:
+    from agent.health.recorder import recording_alerts
     from agent.runtime import open_bear
 
     speaker = _open_speaker(settings) if args.speak else None
     try:
-        with open_bear(settings) as bear:
+        with open_bear(settings) as bear, recording_alerts(settings, bear.alerts,
+                                                           bear.store is not None):
             for line in sys.stdin:
                 if not line.strip():
                     continue
