@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 
 import pytest
@@ -113,3 +114,24 @@ def test_the_file_key_stays_the_default_off_a_pi(env, data_dir):
     content = (data_dir / "teddy.key").read_bytes()
     assert not content.startswith(SEALED_PREFIX)
     assert len(base64.b64decode(content.strip())) == 32
+
+
+def test_the_fleet_credentials_key_is_sealed_to_the_board_too(tmp_path, monkeypatch):
+    """The bear's broker login from pairing (``fleet.sealed``) is not readable from the card
+    either: its key file is sealed like the store's."""
+    from agent.credentials import CredentialVault, FleetCredentials
+    from config.errors import KeyFileError
+    from config.settings import StoreSettings
+
+    store = StoreSettings(data_dir=tmp_path / "card", key_provider="agent.store.otp:private_key")
+    own = fake_board(tmp_path / "own", private=secrets.token_hex(32))
+    monkeypatch.setenv("PATH", on_path({"PATH": os.environ["PATH"]}, own)["PATH"])
+    credentials = FleetCredentials("bear-otp-01", "bear-otp-01", "broker-pw-123456", b"k" * 32,
+                                   1.0)
+    CredentialVault(store).save(credentials)
+    assert (tmp_path / "card" / "fleet.key").read_bytes().startswith(SEALED_PREFIX)
+    assert CredentialVault(store).load().mqtt_password == "broker-pw-123456"
+    thief = fake_board(tmp_path / "thief", private=secrets.token_hex(32))
+    monkeypatch.setenv("PATH", on_path({"PATH": os.environ["PATH"]}, thief)["PATH"])
+    with pytest.raises(KeyFileError, match="does not open with this board"):
+        CredentialVault(store).load()
