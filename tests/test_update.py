@@ -131,6 +131,20 @@ def test_a_bear_that_never_updated_refuses_a_release_below_its_shipped_version(k
     assert read_state(Path(bear_env["TEDDY_STORE__DATA_DIR"]))["floor"] == "0.1.0"
 
 
+def test_a_bear_adopted_before_the_floor_was_kept_still_has_its_shipped_floor(bear_env):
+    """A bear whose first release was adopted by older software (no floor in its state):
+    the adopted release's marker still names the shipped version as the floor."""
+    root = Path(bear_env["TEDDY_UPDATE__ROOT"])
+    adopted = root / "releases" / "0.1.0"
+    adopted.mkdir(parents=True)
+    (adopted / "adopted.json").write_text(json.dumps({"version": "0.1.0", "venv": "/x"}))
+    (root / "current").symlink_to(adopted)
+    with updater_for(bear_env) as updater:
+        assert read_state(Path(bear_env["TEDDY_STORE__DATA_DIR"]))["floor"] is None
+        assert updater.floor() == "0.1.0"
+        assert updater.status()["floor"] == "0.1.0"
+
+
 def _wheel_of(kit, path: str) -> str:
     manifest = json.loads((kit.store / path / "manifest.json").read_text())
     return next(f["path"] for f in manifest["files"] if f["path"].endswith(".whl"))
