@@ -95,11 +95,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _chat(args: argparse.Namespace, settings: Settings) -> int:
+    from agent.health.recorder import recording_alerts
     from agent.runtime import open_bear
 
     speaker = _open_speaker(settings) if args.speak else None
     try:
-        with open_bear(settings) as bear:
+        with open_bear(settings) as bear, recording_alerts(settings, bear.alerts,
+                                                           bear.store is not None):
             for line in sys.stdin:
                 if not line.strip():
                     continue
@@ -189,13 +191,16 @@ def _sync_forever(link, settings: Settings) -> int:
 
 
 def _config_check(args: argparse.Namespace, settings: None) -> int:
+    from config.files import tls_file_problems
+
     try:
-        load_settings(args.config)
+        lines = tls_file_problems(load_settings(args.config).mqtt.tls)
     except ConfigError as exc:
         cause = exc.__cause__
         lines = format_validation_error(cause) if isinstance(cause, ValidationError) else [str(exc)]
-        for line in lines:
-            print(f"invalid: {line}", file=sys.stderr)
+    for line in lines:
+        print(f"invalid: {line}", file=sys.stderr)
+    if lines:
         return 1
     print("config ok")
     return 0

@@ -5,9 +5,11 @@ manufacture has its broker login and the fleet key in its config instead (an emp
 ``mqtt_password`` here means: use that login).
 
 The sealing key comes from the store's key machinery (:class:`agent.store.keys.FileKeyProvider`,
-mode 0600, refused when others may read it) but is a key of its own, ``fleet.key``: the
-store's KEK is rotated after every deletion, and credentials sealed under it would become
-unreadable the moment a parent deleted a conversation. A factory reset shreds both keys.
+mode 0600, refused when others may read it; sealed to the board like the store's key when
+``store.key_provider`` is an ``agent.store.otp`` provider) but is a key of its own,
+``fleet.key``: the store's KEK is rotated after every deletion, and credentials sealed
+under it would become unreadable the moment a parent deleted a conversation. A factory
+reset shreds both keys.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.store import crypto
-from agent.store.keys import FileKeyProvider
+from agent.store.keys import FileKeyProvider, provider_from_settings
 from config.errors import KeyFileError
 from config.settings import Settings, StoreSettings
 
@@ -72,7 +74,7 @@ class CredentialVault:
         """The bear's data dir."""
         self.path = self.data_dir / SEALED_NAME
         """The sealed credentials file."""
-        self._keys = FileKeyProvider(self.data_dir / KEY_NAME)
+        self._keys = _sealing_keys(store, self.data_dir / KEY_NAME)
 
     @property
     def key_path(self) -> Path:
@@ -131,6 +133,13 @@ class CredentialVault:
         if found:
             logger.info("fleet credentials shredded")
         return found
+
+
+def _sealing_keys(store: StoreSettings, path: Path) -> FileKeyProvider:
+    """The key file at ``path``, sealed to the board like the store's key when the store's
+    provider does that (``agent.store.otp``); a plain key file otherwise."""
+    provider = provider_from_settings(store.model_copy(update={"key_file": path}))
+    return provider if isinstance(provider, FileKeyProvider) else FileKeyProvider(path)
 
 
 def shred_file(path: Path) -> bool:

@@ -27,6 +27,9 @@ from sync.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 
+HOSTNAME_MISMATCH = 62
+"""OpenSSL's ``X509_V_ERR_HOSTNAME_MISMATCH``: the certificate is trusted but names another host."""
+
 
 @dataclass(frozen=True)
 class LastWill:
@@ -94,6 +97,7 @@ class MqttLink:
             password = settings.password.get_secret_value() if settings.password else None
             client.username_pw_set(settings.username, password)
         if settings.tls.enabled:
+            _check_tls_files(settings)
             client.tls_set(
                 ca_certs=str(settings.tls.ca_file),
                 certfile=str(settings.tls.cert_file) if settings.tls.cert_file else None,
@@ -176,6 +180,8 @@ class MqttLink:
             self.client.connect(settings.host, settings.port, settings.keepalive,
                                 clean_start=self._clean_start,
                                 properties=self._connect_properties())
+        except ssl.SSLCertVerificationError as exc:
+            raise SyncError(self._untrusted(exc)) from None
         except OSError as exc:
             raise SyncError(
                 f"cannot reach the MQTT broker at {self._where()}: {exc} — check "
@@ -235,12 +241,25 @@ class MqttLink:
             self._attempt_at = time.monotonic()
             try:
                 self.client.reconnect()
+            except ssl.SSLCertVerificationError as exc:
+                logger.warning("%s", self._untrusted(exc))
+                continue
             except OSError as exc:
                 logger.log(self._retry_log_level, "MQTT broker at %s unreachable: %s — "
                            "trying again", self._where(), exc)
                 continue
             self.client.loop_start()
             return
+
+    def _untrusted(self, exc: ssl.SSLCertVerificationError) -> str:
+        """One line for a broker certificate that TLS verification refused."""
+        if exc.verify_code == HOSTNAME_MISMATCH:
+            return (f"the broker's certificate at {self._where()} does not name host "
+                    f"{self.settings.host!r} ({exc.verify_message}) — set TEDDY_MQTT__HOST to "
+                    "a name the certificate carries")
+        return (f"the broker's certificate at {self._where()} is not signed by the CA in "
+                f"mqtt.tls.ca_file {self.settings.tls.ca_file} ({exc.verify_message}) — set "
+                "TEDDY_MQTT__TLS__CA_FILE to the CA that signed the broker's certificate")
 
     def _attempt_stalled(self) -> bool:
         """An attempt that neither connected nor reported a loss in ``connect_timeout``
@@ -269,3 +288,12 @@ class MqttLink:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_tls_files(settings: MqttSettings) -> None:
+    """Raise :class:`SyncError` naming the first TLS file that is missing or unusable."""
+    from config.files import tls_file_problems
+
+    problems = tls_file_problems(settings.tls)
+    if problems:
+        raise SyncError(problems[0])

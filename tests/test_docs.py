@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,34 @@ def test_privacy_names_exactly_the_consent_scopes_of_the_code() -> None:
     table = privacy().partition("## What you can allow")[2].partition("\n## ")[0]
     stated = re.findall(r"^\| `([a-z]+)` \|", table, re.MULTILINE)
     assert sorted(stated) == sorted(scope.value for scope in Scope)
+
+
+def test_privacy_promises_a_scrambled_card_only_where_the_key_is_sealed_to_the_board(
+        tmp_path) -> None:
+    """The card-thief promise is made only for the configuration that keeps it: each OTP hook
+    the doc names builds a board-sealed provider; the file key (the default, and what
+    install-pi and the example config leave) is said to be readable from the card."""
+    from agent.store.keys import FileKeyProvider, provider_from_settings
+    from agent.store.otp import OtpKeyProvider
+
+    section = privacy().partition("## What is kept, when you allow it")[2].partition("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")][1:]  # no header
+    sealed = [row for row in rows if "scrambled" in row]
+    assert len(sealed) == 1 and "only with the secret inside that bear's chip" in sealed[0]
+    assert "scrambled" not in section.replace(sealed[0], "")  # promised nowhere else
+    hooks = re.findall(r'"(agent\.store\.otp:\w+)"', sealed[0])
+    assert sorted(hooks) == ["agent.store.otp:customer_otp", "agent.store.otp:private_key"]
+    for hook in hooks:
+        provider = provider_from_settings(StoreSettings(data_dir=tmp_path, key_provider=hook))
+        assert isinstance(provider, OtpKeyProvider), hook
+    file_row = next(row for row in rows if "`teddy.key`" in row)
+    assert "the default" in file_row and "can read what is kept" in file_row
+    assert StoreSettings.model_fields["key_provider"].default is None
+    assert type(provider_from_settings(StoreSettings(data_dir=tmp_path))) is FileKeyProvider
+    install_pi = (REPO / "scripts" / "install-pi").read_text()
+    example = tomllib.loads((REPO / "config" / "examples" / "teddy.toml").read_text())
+    assert "key_provider" not in install_pi and "key_provider" not in example.get("store", {})
+    assert "`scripts/install-pi` alone leaves it so" in file_row
 
 
 # --- docs/operations.md: every command it tells an operator to run exists ----------------

@@ -84,12 +84,41 @@ def test_files_belong_to_teddy_or_root_and_a_second_run_changes_nothing(tmp_path
         "etc/teddy/teddy.toml": (0, 0o644),  # no secret in it (no shared claim password)
     }
     key_before = (root / "var/lib/teddy/teddy.key").read_bytes()
-    record_before = json.loads((tmp_path / "bear-test-01.provision.json").read_text())
+    record = root / "etc/teddy/credentials/bear-test-01.provision.json"
+    record_before = json.loads(record.read_text())
     second = provision(root, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert "writing" not in second.stdout and "0 files changed" in second.stdout
     assert (root / "var/lib/teddy/teddy.key").read_bytes() == key_before
-    assert json.loads((tmp_path / "bear-test-01.provision.json").read_text()) == record_before
+    assert json.loads(record.read_text()) == record_before
+
+
+def test_the_credentials_dir_is_root_only_and_the_secret_record_stays_in_it(
+    tmp_path: Path,
+) -> None:
+    """Reproduces issue 15: the credentials dir was left 0755 and ``<id>.provision.json``
+    (the broker password in the clear) was dropped into whatever directory one ran it in."""
+    root = card(tmp_path, os.geteuid())
+    creds = root / "etc/teddy/credentials"
+    creds.chmod(0o755)  # as a plain mkdir (or an older provision-device) leaves it
+    workdir = tmp_path / "workdir"
+    workdir.mkdir()
+    result = provision(root, "--device-id", "bear-private-01", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert list(workdir.iterdir()) == []  # nothing secret where the operator stood
+    assert stat.S_IMODE(creds.stat().st_mode) == 0o700
+    assert (creds.stat().st_uid, creds.stat().st_gid) == (0, 0) or os.geteuid() != 0
+    record = creds / "bear-private-01.provision.json"
+    assert stat.S_IMODE(record.stat().st_mode) == 0o600
+    assert json.loads(record.read_text())["device_id"] == "bear-private-01"
+    assert "/etc/teddy/credentials/bear-private-01.provision.json" in result.stdout
+    # an explicit --record that already exists with a loose mode is tightened, not kept
+    loose = tmp_path / "loose.json"
+    loose.write_text("{}")
+    loose.chmod(0o644)
+    again = provision(root, "--record", str(loose), cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert stat.S_IMODE(loose.stat().st_mode) == 0o600
 
 
 def test_one_line_errors_name_the_way_out(tmp_path: Path) -> None:

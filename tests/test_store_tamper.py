@@ -205,8 +205,10 @@ def test_schema_1_store_is_migrated_and_still_reads(settings):
                  json.dumps({"action": "allow", "categories": [], "matches": []})))
     raw.close()
     with ConversationStore.open(settings.store, clock=lambda: 2.0) as store:
-        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         assert store.turns("c1")[0].text == "old words"
+        assert store.consent().parent == "Mum"  # sealed by the migration, still readable
+        assert _raw(store).execute("SELECT parent FROM consents").fetchone()[0] == ""
         store.append("c1", [_turn("bear", "new words")])
         assert [t.text for t in store.turns("c1")] == ["old words", "new words"]
         assert verify(store).ok

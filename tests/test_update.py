@@ -115,6 +115,36 @@ def test_release_is_fetched_verified_installed_and_switched_to(kit, server, bear
     assert not Path(bear_env["TEDDY_UPDATE__ROOT"], "releases", "0.1.5").exists()
 
 
+def test_a_bear_that_never_updated_refuses_a_release_below_its_shipped_version(kit, server,
+                                                                             bear_env):
+    """The installed version is the floor from the first boot: without it, a signed but
+    older release (with a low floor of its own) would install on a bear never updated."""
+    older = kit.release("0.0.9", floor="0.0.1")
+    with updater_for(bear_env) as updater:
+        assert updater.floor() is None or updater.floor() == "0.1.0"
+        with pytest.raises(UpdateRefused) as refused:
+            updater.apply(f"{server.url}/{older}")
+        assert updater.floor() == "0.1.0"
+    assert "release 0.0.9 is below this bear's floor 0.1.0" in str(refused.value)
+    assert current_target(bear_env) == "0.1.0"
+    assert not Path(bear_env["TEDDY_UPDATE__ROOT"], "releases", "0.0.9").exists()
+    assert read_state(Path(bear_env["TEDDY_STORE__DATA_DIR"]))["floor"] == "0.1.0"
+
+
+def test_a_bear_adopted_before_the_floor_was_kept_still_has_its_shipped_floor(bear_env):
+    """A bear whose first release was adopted by older software (no floor in its state):
+    the adopted release's marker still names the shipped version as the floor."""
+    root = Path(bear_env["TEDDY_UPDATE__ROOT"])
+    adopted = root / "releases" / "0.1.0"
+    adopted.mkdir(parents=True)
+    (adopted / "adopted.json").write_text(json.dumps({"version": "0.1.0", "venv": "/x"}))
+    (root / "current").symlink_to(adopted)
+    with updater_for(bear_env) as updater:
+        assert read_state(Path(bear_env["TEDDY_STORE__DATA_DIR"]))["floor"] is None
+        assert updater.floor() == "0.1.0"
+        assert updater.status()["floor"] == "0.1.0"
+
+
 def _wheel_of(kit, path: str) -> str:
     manifest = json.loads((kit.store / path / "manifest.json").read_text())
     return next(f["path"] for f in manifest["files"] if f["path"].endswith(".whl"))
@@ -187,7 +217,8 @@ def test_a_release_that_cannot_open_the_store_rolls_back(kit, server, bear_env):
     assert current_target(bear_env) == "0.1.0"
     assert ("rollback", "rolled_back") in steps(bear_env)
     state = read_state(Path(bear_env["TEDDY_STORE__DATA_DIR"]))
-    assert state["pending"] is None and state["floor"] is None
+    # the rolled-back release's floor (0.1.0) is not taken; the shipped version is the floor
+    assert state["pending"] is None and state["floor"] == "0.1.0"
 
 
 def test_a_release_that_crashes_at_start_is_rolled_back_by_the_boot_guard(kit, server,

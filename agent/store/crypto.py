@@ -56,6 +56,11 @@ def data_key_aad(conversation_id: str) -> bytes:
     return f"teddy/dek/v1/{conversation_id}".encode()
 
 
+def consent_aad(consent_id: int) -> bytes:
+    """Associated data binding a sealed parent (name or e-mail) to its consent row."""
+    return f"teddy/consent/v1/{consent_id}".encode()
+
+
 def key_id(key: bytes) -> str:
     """A public fingerprint of a key-encryption key: tells keys apart, reveals nothing."""
     return hashlib.sha256(b"teddy/kek-id/v1/" + key).hexdigest()[:32]

@@ -171,7 +171,19 @@ def _rewrap_all(conn: sqlite3.Connection, old_kek: bytes, new_kek: bytes) -> int
                                  what=f"data key of conversation {conversation_id}")
         conn.execute("UPDATE conversations SET wrapped_key = ? WHERE id = ?",
                      (crypto.seal(new_kek, data_key, aad), conversation_id))
+    _reseal_consents(conn, old_kek, new_kek)
     return len(rows)
+
+
+def _reseal_consents(conn: sqlite3.Connection, old_kek: bytes, new_kek: bytes) -> None:
+    """Consents' sealed parents move to the new key with the data keys, in one transaction."""
+    rows = conn.execute("SELECT id, parent_sealed FROM consents "
+                        "WHERE parent_sealed IS NOT NULL").fetchall()
+    for consent_id, sealed in rows:
+        aad = crypto.consent_aad(consent_id)
+        parent = crypto.unseal(old_kek, sealed, aad, what=f"consent {consent_id}")
+        conn.execute("UPDATE consents SET parent_sealed = ? WHERE id = ?",
+                     (crypto.seal(new_kek, parent, aad), consent_id))
 
 
 def _unwraps(kek: bytes, conversation_id: str, wrapped: bytes) -> bool:

@@ -117,7 +117,7 @@ class FileKeyProvider:
         """Stage ``key`` in ``<key file>.next`` (0600, fsynced)."""
         try:
             self.discard_pending()
-            _write_key_file(self.pending_path, key)
+            _write_key_file(self.pending_path, self._encode(key))
         except OSError as exc:
             raise KeyRotationError(
                 f"cannot stage a new key at {self.pending_path} ({exc.strerror}) — make "
@@ -146,7 +146,7 @@ class FileKeyProvider:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         draft = self.path.with_name(f"{self.path.name}.new-{os.getpid()}")
         draft.unlink(missing_ok=True)
-        _write_key_file(draft, new_key())
+        _write_key_file(draft, self._encode(new_key()))
         try:
             os.link(draft, self.path)
         except FileExistsError:
@@ -173,8 +173,16 @@ class FileKeyProvider:
 
     def _read(self, path: Path | None = None) -> bytes:
         path = self.path if path is None else path
+        return self._decode(path.read_bytes(), path)
+
+    def _encode(self, key: bytes) -> bytes:
+        """The key file's content for ``key``: base64 and a newline."""
+        return base64.b64encode(key) + b"\n"
+
+    def _decode(self, content: bytes, path: Path) -> bytes:
+        """The key in a key file's ``content``; a one-line error naming ``path`` if none."""
         try:
-            key = base64.b64decode(path.read_bytes().strip(), validate=True)
+            key = base64.b64decode(content.strip(), validate=True)
         except ValueError:
             key = b""
         if len(key) != KEY_BYTES:
@@ -185,11 +193,11 @@ class FileKeyProvider:
         return key
 
 
-def _write_key_file(path: Path, key: bytes) -> None:
-    """Create ``path`` (must not exist) holding ``key``, mode 0600, durable on return."""
+def _write_key_file(path: Path, content: bytes) -> None:
+    """Create ``path`` (must not exist) holding ``content``, mode 0600, durable on return."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
-        handle.write(base64.b64encode(key) + b"\n")
+        handle.write(content)
         handle.flush()
         os.fsync(handle.fileno())
     _fsync_dir(path.parent)

@@ -3,10 +3,29 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
+from agent.store import crypto
 from config.errors import StoreError
 
-MIGRATIONS: tuple[str, ...] = (
+KeySource = Callable[[sqlite3.Connection], bytes]
+"""The key-encryption key this store's rows are sealed with (read inside the migration)."""
+
+
+def seal_clear_consents(conn: sqlite3.Connection, kek: bytes) -> int:
+    """Seal each consent's parent (name or e-mail) still kept in the clear; returns how many.
+
+    The sealed value is bound to the row (:func:`crypto.consent_aad`); ``parent`` is blanked.
+    """
+    rows = conn.execute("SELECT id, parent FROM consents WHERE parent_sealed IS NULL").fetchall()
+    for consent_id, parent in rows:
+        conn.execute("UPDATE consents SET parent = '', parent_sealed = ? WHERE id = ?",
+                     (crypto.seal(kek, parent.encode(), crypto.consent_aad(consent_id)),
+                      consent_id))
+    return len(rows)
+
+
+MIGRATIONS: tuple[str | Callable[[sqlite3.Connection, bytes], object], ...] = (
     # 1: conversations with wrapped data keys, encrypted turns, the outbox, consent.
     """
     CREATE TABLE conversations (
@@ -52,15 +71,27 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX outbox_batch ON outbox(batch_id);
     """,
+    # 4: consents keep the parent's name or e-mail sealed, like transcripts ...
+    """
+    ALTER TABLE consents ADD COLUMN parent_sealed BLOB;
+    """,
+    # 5: ... and the rows written before are sealed under the store's key (a keyed step:
+    #    it runs once the key-encryption key is loaded and matches the store).
+    seal_clear_consents,
 )
-"""Forward migrations; entry N (0-based) takes the schema from version N to N+1."""
+"""Forward migrations; entry N (0-based) takes the schema from version N to N+1. A string is
+SQL; a callable is a keyed step ``(conn, kek)`` that needs the store's key."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
 """The version this code writes and expects."""
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the schema up to :data:`SCHEMA_VERSION`; returns the version found before."""
+def migrate(conn: sqlite3.Connection, kek: KeySource | None = None) -> int:
+    """Bring the schema up to :data:`SCHEMA_VERSION`; returns the version found before.
+
+    Without ``kek`` it stops before the first keyed step (the store's key is not loaded
+    yet); the store calls it again with its key once it has checked the key matches.
+    """
     found = conn.execute("PRAGMA user_version").fetchone()[0]
     if found > SCHEMA_VERSION:
         raise StoreError(
@@ -68,16 +99,27 @@ def migrate(conn: sqlite3.Connection) -> int:
             "update teddy before opening this store"
         )
     for version in range(found, SCHEMA_VERSION):
+        step = MIGRATIONS[version]
+        if callable(step) and kek is None:
+            break
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _statements(MIGRATIONS[version]):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {version + 1}")
+            if conn.execute("PRAGMA user_version").fetchone()[0] == version:  # not done by
+                _run(conn, step, kek)                                          # another process
+                conn.execute(f"PRAGMA user_version = {version + 1}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
     return found
+
+
+def _run(conn: sqlite3.Connection, step, kek: KeySource | None) -> None:
+    if callable(step):
+        step(conn, kek(conn))
+        return
+    for statement in _statements(step):
+        conn.execute(statement)
 
 
 def _statements(script: str) -> list[str]:

@@ -123,7 +123,8 @@ class ConversationStore:
         self._last_sweep = float("-inf")
         self.path = path
         """Path of the database file."""
-        if not self._keyring.open(conn, create=False):
+        self._key_matches = self._keyring.open(conn, create=False)
+        if not self._key_matches:
             self._alert("store.wrong_key", Severity.CRITICAL,
                         f"the key-encryption key does not match store {path} — restore the "
                         "right key file from backup")
@@ -161,6 +162,7 @@ class ConversationStore:
             if migrate(conn) == 0:  # a new store
                 seed_sequence(conn, clock())
             store = cls(conn, keys, path, settings, alerts, clock)
+            store._finish_keyed_migrations()
         except sqlite3.Error as exc:
             conn.close()
             raise failures.translate(exc) from exc
@@ -170,6 +172,22 @@ class ConversationStore:
         store._sweep_quietly()
         store._finish_interrupted_deletion()
         return store
+
+    def _finish_keyed_migrations(self) -> None:
+        """Run the schema steps that need the key (sealing rows kept in the clear by older
+        releases), then checkpoint so the clear text leaves the WAL. Only with the right key:
+        a store opened with a wrong key is left as it is."""
+        if not self._key_matches:
+            return
+        with self._lock:
+            before = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            migrate(self._conn, kek=self._kek)
+            if before < self._conn.execute("PRAGMA user_version").fetchone()[0]:
+                deletion.checkpoint(self._conn)
+
+    def _kek(self, conn: sqlite3.Connection | None = None) -> bytes:
+        """The key-encryption key the store's rows are sealed with now."""
+        return self._keyring.ensure(kek_module.stored_key_id(conn or self._conn))
 
     def __enter__(self) -> ConversationStore:
         return self
@@ -220,18 +238,22 @@ class ConversationStore:
 
     @_sqlite_errors
     def consent(self) -> Consent | None:
-        """The consent in force, or None."""
+        """The consent in force, or None. The parent's name or e-mail is kept sealed."""
         row = self._conn.execute(
-            "SELECT parent, scopes, granted_at, source FROM consents "
+            "SELECT id, parent, parent_sealed, scopes, granted_at, source FROM consents "
             "WHERE revoked_at IS NULL ORDER BY id DESC LIMIT 1"
         ).fetchone()
         if row is None:
             return None
-        scopes = tuple(Scope(s) for s in json.loads(row[1]))
-        return Consent(parent=row[0], scopes=scopes, granted_at=row[2], source=row[3])
+        consent_id, parent, sealed = row[:3]
+        if sealed is not None:  # None only in a store opened with a wrong key, not migrated
+            parent = crypto.unseal(self._kek(), sealed, crypto.consent_aad(consent_id),
+                                   what=f"consent {consent_id}").decode()
+        scopes = tuple(Scope(s) for s in json.loads(row[3]))
+        return Consent(parent=parent, scopes=scopes, granted_at=row[4], source=row[5])
 
     def grant_consent(self, parent: str, scopes: Iterable[Scope], source: str = "local") -> Consent:
-        """Record a consent, replacing any earlier one.
+        """Record a consent (the parent sealed to its row), replacing any earlier one.
 
         Without the ``sync`` scope, turns still waiting for the cloud are not sent.
         """
@@ -239,9 +261,12 @@ class ConversationStore:
         now = self._clock()
         with self._transaction() as conn:
             conn.execute("UPDATE consents SET revoked_at = ? WHERE revoked_at IS NULL", (now,))
+            consent_id = conn.execute(_NEXT_CONSENT_ID).fetchone()[0]
+            sealed = crypto.seal(self._kek(conn), parent.encode(), crypto.consent_aad(consent_id))
             conn.execute(
-                "INSERT INTO consents (parent, scopes, granted_at, source) VALUES (?, ?, ?, ?)",
-                (parent, json.dumps(scope_list), now, source),
+                "INSERT INTO consents (id, parent, parent_sealed, scopes, granted_at, source) "
+                "VALUES (?, '', ?, ?, ?, ?)",
+                (consent_id, sealed, json.dumps(scope_list), now, source),
             )
             if Scope.SYNC.value not in scope_list:
                 conn.execute("DELETE FROM outbox")
@@ -598,6 +623,13 @@ class ConversationStore:
         except StoreError as exc:
             logger.warning("retention sweep failed, retrying later: %s", exc)
 
+
+_NEXT_CONSENT_ID = (
+    # the id AUTOINCREMENT would give: known before the insert, so the row's sealed parent
+    # can be bound to it (inside the writing transaction, so no one else takes it)
+    "SELECT max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'consents'), 0), "
+    "COALESCE((SELECT max(id) FROM consents), 0)) + 1"
+)
 
 _APPEND_STATE = (
     # one statement on the hot path: the highest seq ever given (AUTOINCREMENT never reuses

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, field
 
-from agent.store import sealing
+from agent.store import crypto, sealing
 from agent.store.store import ConversationStore
 from config.errors import StoreError
 
@@ -57,6 +57,7 @@ def _sqlite_checks(conn: sqlite3.Connection, report: VerifyReport) -> None:
 
 def _decryption_checks(store: ConversationStore, conn: sqlite3.Connection,
                        report: VerifyReport) -> None:
+    _consent_checks(store, conn, report)
     for (conversation_id,) in conn.execute("SELECT id FROM conversations").fetchall():
         try:
             data_key = store._data_key(conversation_id)  # noqa: SLF001
@@ -75,3 +76,17 @@ def _decryption_checks(store: ConversationStore, conn: sqlite3.Connection,
             except StoreError as exc:
                 if len(report.problems) < MAX_PROBLEMS:
                     report.problems.append(str(exc))
+
+
+def _consent_checks(store: ConversationStore, conn: sqlite3.Connection,
+                    report: VerifyReport) -> None:
+    """Every consent's sealed parent opens under the store's key, bound to its row."""
+    rows = conn.execute("SELECT id, parent_sealed FROM consents "
+                        "WHERE parent_sealed IS NOT NULL").fetchall()
+    for consent_id, sealed in rows:
+        try:
+            crypto.unseal(store._kek(), sealed, crypto.consent_aad(consent_id),  # noqa: SLF001
+                          what=f"consent {consent_id}")
+        except StoreError as exc:
+            if len(report.problems) < MAX_PROBLEMS:
+                report.problems.append(str(exc))

@@ -64,17 +64,20 @@ class UpdateState:
 
     def finish(self, version: str, floor: str | None) -> None:
         """Clear the pending update of ``version`` and raise the floor to ``floor``."""
-        from sync.protocol.release import parse_version
-
         with bootguard.locked(self.data_dir):
             state = bootguard.read_state(self.data_dir)
             pending = state.get("pending")
             if pending and pending.get("version") == version:
                 state["pending"] = None
-            old = state.get("floor")
-            if floor and (old is None or parse_version(floor) > parse_version(old)):
-                state["floor"] = floor
+            _raise(state, floor)
             bootguard.write_state(self.data_dir, state)
+
+    def raise_floor(self, floor: str) -> None:
+        """Raise the floor to ``floor`` (never lowers it): the shipped version at adoption."""
+        with bootguard.locked(self.data_dir):
+            state = bootguard.read_state(self.data_dir)
+            if _raise(state, floor):
+                bootguard.write_state(self.data_dir, state)
 
     def clear_pending(self) -> None:
         """Forget any pending update (after a rollback done by the updater itself)."""
@@ -82,3 +85,14 @@ class UpdateState:
             state = bootguard.read_state(self.data_dir)
             state["pending"] = None
             bootguard.write_state(self.data_dir, state)
+
+
+def _raise(state: dict, floor: str | None) -> bool:
+    """Set ``state["floor"]`` to ``floor`` when that is higher; whether it changed."""
+    from sync.protocol.release import parse_version
+
+    old = state.get("floor")
+    if floor and (old is None or parse_version(floor) > parse_version(old)):
+        state["floor"] = floor
+        return True
+    return False

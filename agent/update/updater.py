@@ -325,11 +325,16 @@ class Updater:
     # --- what is installed ------------------------------------------------------------
 
     def _ensure_current(self) -> None:
-        """Adopt the running venv as the first release when there is no ``current`` yet."""
+        """Adopt the running venv as the first release when there is no ``current`` yet.
+
+        The version it shipped with becomes the bear's floor: a bear that never updated
+        refuses a signed release older than its own (whatever that release's floor says).
+        """
         if self.config.current_link.is_symlink():
             return
         from agent import __version__
 
+        self.state.raise_floor(__version__)
         adopted = self.config.releases_dir / __version__
         adopted.mkdir(parents=True, exist_ok=True)
         if not (adopted / "venv").exists():
@@ -359,12 +364,21 @@ class Updater:
 
     def floor(self) -> str | None:
         """The lowest version this bear accepts: the highest floor it has installed."""
-        floors = [self.state.read().get("floor")]
+        floors = [self.state.read().get("floor"), self._adopted_floor()]
         current = self._manifest_of(self._link_target(self.config.current_link))
         if current is not None:
             floors.append(current.floor)
         known = [f for f in floors if f]
         return max(known, key=parse_version) if known else None
+
+    def _adopted_floor(self) -> str | None:
+        """The highest version adopted as shipped (bears adopted before the floor was kept)."""
+        versions = []
+        if self.config.releases_dir.is_dir():
+            for marker in self.config.releases_dir.glob(f"*/{ADOPTED_MARKER}"):
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    versions.append(json.loads(marker.read_text())["version"])
+        return max(versions, key=parse_version) if versions else None
 
     def status(self) -> dict:
         """What runs, what is pending, the floor and the last journal entry."""
