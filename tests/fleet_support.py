@@ -9,68 +9,101 @@ import threading
 import time
 from pathlib import Path
 
-from support import Mosquitto
+from support import ShippedBroker
 
 from config.settings import Settings
-from sync.cloud import broker_accounts
 
-CLOUD_PASSWORD = secrets.token_urlsafe(16)
+FLEET_PASSWORD = secrets.token_urlsafe(16)
+INGEST_PASSWORD = secrets.token_urlsafe(16)
 CLAIM_PASSWORD = secrets.token_urlsafe(16)
+CLOUD_PASSWORD = FLEET_PASSWORD
+"""The fleet operator's password (``svc.fleet``); the name older tests use."""
 
-ACL = """\
-user cloud
-topic readwrite teddy/#
-
+LEGACY_CLAIM_ACL = """\
+user claim
 pattern readwrite teddy/v1/claim/%c/#
-pattern write teddy/v1/%u/up/#
-pattern read teddy/v1/%u/down/#
 """
+"""The fleet-wide claim account of today's pairing (issue 12 removes it with the new pairing):
+not in the shipped config, so kept here, beside the broker's dynamic-security accounts, in
+a password file and ACL that only ever name ``claim``."""
 
 
-class SecureBroker(Mosquitto):
-    """Mosquitto refusing anonymous clients: a cloud user, the claim user, bears added by
-    pairing (password file + SIGHUP), and an ACL confining each bear and each claim."""
+class SecureBroker(ShippedBroker):
+    """The shipped broker config (dynamic-security plugin, no anonymous clients) with the
+    cloud's accounts made by the real BrokerAuth: ``svc.fleet`` (fleet operator) and
+    ``svc.ingest`` (ingest). Bears' accounts come from pairing, through the same BrokerAuth.
+    Until the new pairing lands, also the legacy ``claim`` account and the fleet's access to
+    the legacy claim topics."""
 
     def __init__(self, workdir: Path) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.passwd = workdir / "passwd"
         self.acl = workdir / "acl"
-        self.pid_file = workdir / "mosquitto.pid"
-        broker_accounts.set_account(self.passwd, "cloud", CLOUD_PASSWORD)
-        broker_accounts.set_account(self.passwd, "claim", CLAIM_PASSWORD)
-        self.acl.write_text(ACL)
-        super().__init__(workdir, anonymous=False, extra_config=(
-            f"password_file {self.passwd}\nacl_file {self.acl}\npid_file {self.pid_file}\n"
-            "user root\n"))
+        self.passwd.write_text(f"claim:{broker_accounts_hash(CLAIM_PASSWORD)}\n")
+        self.acl.write_text(LEGACY_CLAIM_ACL)
+        super().__init__(workdir)
+        self._extra = f"password_file {self.passwd}\nacl_file {self.acl}\n"
+        self.config.write_text(self.config.read_text() + self._extra)
+
+    def start(self) -> None:
+        """Start the broker; the first time, make the cloud's accounts."""
+        super().start()
+        if getattr(self, "_made", False):
+            return
+        with self.auth() as auth:
+            auth.set_service("svc.fleet", "fleet", FLEET_PASSWORD)
+            auth.set_service("svc.ingest", "ingest", INGEST_PASSWORD)
+            auth._ensure_role("legacy-claim", [  # noqa: SLF001 - test-only legacy topics
+                {"acltype": kind, "topic": "teddy/v1/claim/#", "allow": True}
+                for kind in ("publishClientSend", "subscribePattern")])
+            auth._run({"command": "addClientRole", "username": "svc.fleet",  # noqa: SLF001
+                       "rolename": "legacy-claim"})
+        self._made = True
 
 
-def cloud_env(base: dict[str, str], broker: SecureBroker, tmp_path: Path) -> dict[str, str]:
-    """Environment of ``teddy-cloud`` as the fleet's operator."""
+def broker_accounts_hash(password: str) -> str:
+    """A Mosquitto password-file hash (``$7$``, PBKDF2-SHA512) of ``password``."""
+    import base64
+    import hashlib
+    import os
+
+    salt = os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101, 64)
+    return f"$7$101${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def cloud_env(base: dict[str, str], broker: SecureBroker, tmp_path: Path,
+              username: str = "svc.fleet") -> dict[str, str]:
+    """Environment of ``teddy-cloud`` as the fleet's operator (``username="svc.ingest"``:
+    as the ingest service)."""
     env = dict(base)
     env.update({
         "TEDDY_MQTT__PORT": str(broker.port),
-        "TEDDY_MQTT__USERNAME": "cloud",
-        "TEDDY_MQTT__PASSWORD": CLOUD_PASSWORD,
+        "TEDDY_MQTT__USERNAME": username,
+        "TEDDY_MQTT__PASSWORD": _PASSWORDS[username],
         "TEDDY_STORE__DATA_DIR": str(tmp_path / "cloud"),
         "TEDDY_FLEET__SIGNING_KEY_FILE": str(tmp_path / "cloud" / "fleet-signing.key"),
-        "TEDDY_FLEET__BROKER_PASSWORD_FILE": str(broker.passwd),
-        "TEDDY_FLEET__BROKER_PID_FILE": str(broker.pid_file),
+        "TEDDY_FLEET__BROKER_ADMIN_PASSWORD_FILE": str(broker.admin_password_file),
         "TEDDY_FLEET__CLAIM_COLLECT_S": "0.5",
         "TEDDY_FLEET__WAIT_S": "15",
     })
     return env
 
 
-def cloud_settings(broker: SecureBroker, dsn: str, tmp_path: Path, **fleet: object) -> Settings:
+def cloud_settings(broker: SecureBroker, dsn: str, tmp_path: Path,
+                   username: str = "svc.fleet", **fleet: object) -> Settings:
     """The same cloud, in-process."""
     return Settings(
-        mqtt={"port": broker.port, "username": "cloud", "password": CLOUD_PASSWORD},
+        mqtt={"port": broker.port, "username": username, "password": _PASSWORDS[username]},
         cloud={"pg_dsn": dsn},
         store={"data_dir": tmp_path / "cloud"},
         fleet={"signing_key_file": tmp_path / "cloud" / "fleet-signing.key",
-               "broker_password_file": broker.passwd, "broker_pid_file": broker.pid_file,
+               "broker_admin_password_file": broker.admin_password_file,
                "claim_collect_s": 0.5, "wait_s": 15, **fleet},
     )
+
+
+_PASSWORDS = {"svc.fleet": FLEET_PASSWORD, "svc.ingest": INGEST_PASSWORD}
 
 
 def bear_settings(broker: SecureBroker, data_dir: Path, **pairing: object) -> Settings:

@@ -339,10 +339,9 @@ class Fleet:
                               " AND revoked_at IS NULL", (device_id,))
             self.conn.execute("DELETE FROM device_config WHERE device_id = %s", (device_id,))
         removed = False
-        if self.settings.fleet.broker_password_file is not None:
-            removed = broker_accounts.remove_account(self.settings.fleet.broker_password_file,
-                                                     device_id)
-            broker_accounts.reload_broker(self.settings.fleet.broker_pid_file)
+        if broker_accounts.admin_password(self.settings) is not None:
+            with broker_accounts.broker_auth(self.settings) as auth:
+                removed = auth.remove_device(device_id)
         with CloudLink(self.settings) as link:
             link.publish(down_topic(device_id, "config"), b"", retain=True)
         bear = sent.result

@@ -201,13 +201,12 @@ def _grant(settings: Settings, claim: dict[str, Any], parent_email: str,
 
 
 def _install_account(settings: Settings, device_id: str, password: str) -> None:
-    path = settings.fleet.broker_password_file
-    if path is None:
-        logger.warning("fleet.broker_password_file is not set: %s's broker account must be "
+    if broker_accounts.admin_password(settings) is None:
+        logger.warning("no broker administrator is configured: %s's broker account must be "
                        "installed by the provisioning system", device_id)
         return
-    broker_accounts.set_account(path, device_id, password)
-    broker_accounts.reload_broker(settings.fleet.broker_pid_file)
+    with broker_accounts.broker_auth(settings) as auth:
+        auth.set_device(device_id, password)
 
 
 def _record_approval(conn: Any, claim: dict[str, Any], parent_email: str,
