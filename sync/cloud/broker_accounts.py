@@ -150,8 +150,7 @@ class DynsecAuth:
 
     def remove_device(self, device_id: str) -> bool:
         """Remove the bear's account (the broker disconnects it) and its role."""
-        check_device_id(device_id)
-        if self._client(device_id) is None:
+        if not self.has_device(device_id):
             return False
         self._run({"command": "deleteClient", "username": device_id})
         self._run({"command": "deleteRole", "rolename": DEVICE_ROLE_PREFIX + device_id},
@@ -160,12 +159,19 @@ class DynsecAuth:
         return True
 
     def has_device(self, device_id: str) -> bool:
-        """Whether the bear has an account."""
-        return self._client(check_device_id(device_id)) is not None
+        """Whether the bear has an account (an account of that name that is not a bear's,
+        made by someone else, is not one)."""
+        return DEVICE_ROLE_PREFIX + device_id in self._roles(check_device_id(device_id))
 
     def has_service(self, name: str) -> bool:
-        """Whether the service account exists."""
-        return self._client(check_service_name(name)) is not None
+        """Whether the service account exists (with one of the service roles)."""
+        return any(role.startswith(SERVICE_ROLE_PREFIX)
+                   for role in self._roles(check_service_name(name)))
+
+    def _roles(self, username: str) -> set[str]:
+        client = self._client(username)
+        return set() if client is None else {str(item.get("rolename"))
+                                             for item in client.get("roles", [])}
 
     def set_service(self, name: str, role: str, password: str) -> None:
         """Create or replace a service account with role ``ingest`` or ``fleet``."""
