@@ -16,8 +16,6 @@ from config.settings import Settings
 FLEET_PASSWORD = secrets.token_urlsafe(16)
 INGEST_PASSWORD = secrets.token_urlsafe(16)
 CLAIM_PASSWORD = secrets.token_urlsafe(16)
-CLOUD_PASSWORD = FLEET_PASSWORD
-"""The fleet operator's password (``svc.fleet``); the name older tests use."""
 
 LEGACY_CLAIM_ACL = """\
 user claim

@@ -367,3 +367,34 @@ def test_the_pipeline_runs_on_provisioned_accounts(fleet, database, tmp_path):
         assert conn.execute("SELECT count(*) FROM turns WHERE device_id = %s",
                             (fleet.a,)).fetchone()[0] == 25
     assert os.path.exists(fleet.broker.dynsec_file)
+
+
+def test_the_failsafe_alert_goes_out_as_the_bear_and_leaves_its_queue_alone(fleet):
+    """``python -m agent.failsafe`` (systemd's OnFailure= alert) logs in with the bear's own
+    bound client id; the ``down/cmd`` queued for the crashed agent still waits for it."""
+    import subprocess
+    import sys
+
+    ingest = fleet.peer("svc.ingest")
+    bear_b = fleet.peer(fleet.b, clean_start=False, expiry=3600)
+    try:
+        assert ingest.subscribe("$share/ingest/teddy/v1/+/up/alerts") == [1]
+        assert bear_b.subscribe(f"teddy/v1/{fleet.b}/down/cmd") == [1]
+        bear_b.close()
+        assert ingest.publish(f"teddy/v1/{fleet.b}/down/cmd", b"queued-cmd") == 0
+        result = subprocess.run(
+            [sys.executable, "-m", "agent.failsafe", "teddy-agent.service"],
+            env=dict(fleet.env, TEDDY_DEVICE__ID=fleet.b, TEDDY_MQTT__USERNAME=fleet.b,
+                     TEDDY_MQTT__PASSWORD=fleet.password(fleet.b)),
+            capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert until(lambda: ingest.received, 10), result.stderr
+        assert ingest.received[0][0] == f"teddy/v1/{fleet.b}/up/alerts"
+        back = fleet.peer(fleet.b, clean_start=False, expiry=3600)
+        try:
+            assert until(lambda: back.received, 10)
+            assert back.received == [(f"teddy/v1/{fleet.b}/down/cmd", b"queued-cmd")]
+        finally:
+            back.close()
+    finally:
+        ingest.close()

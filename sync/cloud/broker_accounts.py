@@ -67,6 +67,12 @@ class BrokerAuth(Protocol):
     def close(self) -> None:
         """Let go of the broker connection."""
 
+    def __enter__(self) -> BrokerAuth:
+        """The backend itself."""
+
+    def __exit__(self, *exc: object) -> None:
+        """:meth:`close`."""
+
 
 def device_client_id(device_id: str) -> str:
     """The only MQTT client id bear ``device_id`` may connect with."""
