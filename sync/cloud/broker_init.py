@@ -49,7 +49,7 @@ def init_broker(dynsec_file: Path, password_file: Path, admin: str = "svc.admin"
     _check_owner(owner)
     binary = shutil.which("mosquitto_ctrl")
     if binary is None:
-        raise CloudError("mosquitto_ctrl is not installed — apt-get install mosquitto-clients")
+        raise CloudError("mosquitto_ctrl is not installed — apt-get install mosquitto")
     password = secrets.token_urlsafe(24)
     scratch = dynsec_file.with_name(f".{dynsec_file.name}.{secrets.token_hex(4)}.init")
     try:
