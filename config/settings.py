@@ -188,7 +188,8 @@ class CloudSettings(Section):
     share_group: str = "ingest"
     """MQTT v5 shared-subscription group every ingest process joins."""
     client_id: str | None = None
-    """MQTT client id of this ingest process; None: made from host and pid."""
+    """MQTT client id of this ingest process; None: the account's own name for a ``svc.``
+    account (the broker binds ingest accounts to it), else made from host and pid."""
     pool_size: int = Field(default=4, ge=1, le=64)
     """Most PostgreSQL connections in the ingestor's pool."""
     metrics_port: int | None = Field(default=None, ge=0, le=65535)

@@ -43,8 +43,9 @@ class LastWill:
 
 
 def service_client_id(settings: MqttSettings) -> str | None:
-    """The client id a cloud service account must connect with (its own name: the broker binds
-    each ``svc.<name>`` account to it), or None when ``settings`` log in as no service."""
+    """The client id a long-running cloud service (ingest) connects with: its account's own
+    name, to which the broker binds ``svc.<name>`` ingest accounts; None when ``settings``
+    log in as no service."""
     name = settings.username
     return name if name is not None and SERVICE_ACCOUNT_PATTERN.match(name) else None
 

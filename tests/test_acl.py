@@ -155,8 +155,7 @@ def test_broker_init_hands_the_broker_its_file(fleet, tmp_path):
     assert stat.S_IMODE(info.st_mode) == 0o600
     assert stat.S_IMODE((fresh / "admin-password").stat().st_mode) == 0o600
     tree = json.loads((fresh / "dynsec.json").read_text())
-    assert [(c["username"], c["clientid"]) for c in tree["clients"]] == [("svc.admin",
-                                                                          "svc.admin")]
+    assert [client["username"] for client in tree["clients"]] == ["svc.admin"]
     again = run_cli("teddy-cloud", "broker-init", "--dynsec-file", str(fresh / "dynsec.json"),
                     "--admin-password-file", str(fresh / "other"), env=fleet.env, check=False)
     assert again.returncode == 1 and "already exists" in again.stderr

@@ -13,10 +13,13 @@ What every account may do (checked by the broker at CONNECT, SUBSCRIBE and PUBLI
   id ``teddy-<id>``, publishes only under ``teddy/v1/<id>/up/`` and subscribes only under
   ``teddy/v1/<id>/down/`` (``$share/...``, ``+``/``#`` across bears and other bears' topics
   are refused in the SUBACK);
-- a service ``svc.<name>`` connects only with its own name as client id and has one role:
-  ``ingest`` (the shared subscription of every bear's ``up/``, write every ``down/``) or
-  ``fleet`` (write ``down/cmd``, ``down/config``, ``down/claim``; read ``up/cmd-result``,
-  ``up/config``, ``up/claim``).
+- a service ``svc.<name>`` has one role: ``ingest`` (the shared subscription of every bear's
+  ``up/``, write every ``down/``; one account per process, bound to its own name as client
+  id) or ``fleet`` (write ``down/cmd``, ``down/config``, ``down/claim``; read
+  ``up/cmd-result``, ``up/config``, ``up/claim``). Fleet operations open short connections
+  concurrently (CLI, approvals), and Mosquitto 2.0 binds an account to one exact client id
+  only, so ``fleet`` accounts are not bound: they are trusted cloud credentials that can
+  already command every bear (see docs/operations.md).
 """
 
 from __future__ import annotations
@@ -102,6 +105,9 @@ def device_acls(device_id: str) -> list[dict[str, Any]]:
             _acl("subscribePattern", f"{root}/down/#")]
 
 
+BOUND_SERVICE_ROLES = frozenset({"ingest"})
+"""Service roles whose accounts may connect only with their own name as client id."""
+
 SERVICE_ACLS: dict[str, list[dict[str, Any]]] = {
     "ingest": [
         {"acltype": "subscribePattern", "topic": f"$share/ingest/{TOPIC_ROOT}/+/up/#",
@@ -185,7 +191,8 @@ class DynsecAuth:
         if role not in SERVICE_ACLS:
             raise CloudError(f"unknown service role {role!r}: use one of {sorted(SERVICE_ACLS)}")
         self._ensure_role(SERVICE_ROLE_PREFIX + role, SERVICE_ACLS[role])
-        self._set_client(name, password, name, SERVICE_ROLE_PREFIX + role)
+        self._set_client(name, password, name if role in BOUND_SERVICE_ROLES else None,
+                         SERVICE_ROLE_PREFIX + role)
         logger.info("broker account of service %s (%s) set", name, role)
 
     def _ensure_role(self, role: str, acls: list[dict[str, Any]]) -> None:
@@ -205,18 +212,19 @@ class DynsecAuth:
             if (acl["acltype"], acl["topic"]) not in present:
                 self._run({"command": "addRoleACL", "rolename": role, **acl})
 
-    def _set_client(self, username: str, password: str, client_id: str, role: str) -> None:
+    def _set_client(self, username: str, password: str, client_id: str | None,
+                    role: str) -> None:
         existing = self._client(username)
         if existing is None:
             self._run({"command": "createClient", "username": username, "password": password,
-                       "clientid": client_id, "roles": [{"rolename": role}]})
+                       "clientid": client_id or "", "roles": [{"rolename": role}]})
             return
         roles = {item.get("rolename") for item in existing.get("roles", [])}
         if roles and roles != {role}:
             raise CloudError(f"broker account {username!r} exists with roles {sorted(roles)}, "
                              f"not {role!r} — it is not Teddy's to replace; pick another name")
         self._run({"command": "modifyClient", "username": username, "password": password,
-                   "clientid": client_id, "roles": [{"rolename": role}]})
+                   "clientid": client_id or "", "roles": [{"rolename": role}]})
 
     def _client(self, username: str) -> dict[str, Any] | None:
         answer = self._run({"command": "getClient", "username": username},
@@ -247,7 +255,7 @@ class DynsecAuth:
             return self._link
         from sync.client import MqttLink
 
-        link = MqttLink(self._mqtt, client_id=self._mqtt.username or "svc.admin")
+        link = MqttLink(self._mqtt, client_id=f"{self._mqtt.username}-{secrets.token_hex(4)}")
         link.on("message", self._on_message)
         link.on("subscribe", lambda *args: self._subscribed.set())
         try:

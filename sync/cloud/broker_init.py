@@ -1,16 +1,14 @@
 """``teddy-cloud broker-init``: the broker's dynamic-security file, with its administrator.
 
 Runs Mosquitto's own ``mosquitto_ctrl dynsec init FILE ADMIN`` (the password goes through
-its stdin, never a command line), binds the administrator to its own client id (so no account
-at all is left that could take over a bear's client id), and hands the file to the user the
-broker runs as (Debian: ``mosquitto``), mode 0600. The administrator's password goes to a
+its stdin, never a command line) and hands the file to the user the broker runs as (Debian:
+``mosquitto``), mode 0600. The administrator's password goes to a
 0600 file for ``fleet.broker_admin_password_file``. Every other account is made later, live,
 by ``teddy-cloud provision``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -60,14 +58,11 @@ def init_broker(dynsec_file: Path, password_file: Path, admin: str = "svc.admin"
             reason = (result.stderr or result.stdout).strip().splitlines()
             raise CloudError(f"mosquitto_ctrl dynsec init failed: "
                              f"{reason[-1] if reason else result.returncode}")
-        tree = json.loads(scratch.read_text())
+        text = scratch.read_text()
     finally:
         scratch.unlink(missing_ok=True)
-    for client in tree.get("clients", []):
-        if client.get("username") == admin:
-            client["clientid"] = admin
     write_private(password_file, password + "\n")
-    write_private(dynsec_file, json.dumps(tree, indent=2) + "\n", owner=owner)
+    write_private(dynsec_file, text, owner=owner)
     logger.info("broker dynamic-security file %s made with administrator %s", dynsec_file, admin)
     return BrokerInit(dynsec_file, password_file, admin)
 

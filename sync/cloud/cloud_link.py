@@ -17,7 +17,7 @@ from typing import Any
 
 from config.errors import CloudError
 from config.settings import Settings
-from sync.client import MqttLink, service_client_id
+from sync.client import MqttLink
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +31,7 @@ class CloudLink:
     """One fleet operation's MQTT connection. A context manager."""
 
     def __init__(self, settings: Settings, purpose: str = "fleet") -> None:
-        client_id = (service_client_id(settings.mqtt)
-                     or f"{purpose}-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}")
+        client_id = f"{purpose}-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self._link = MqttLink(settings.mqtt, client_id=client_id)
         self._subacks: dict[int, threading.Event] = {}
         self._link.on("subscribe", self._on_subscribe)
