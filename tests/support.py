@@ -115,18 +115,19 @@ def shipped_broker_config(workdir: Path, port: int) -> str:
 
 class ShippedBroker(Mosquitto):
     """Mosquitto built from the shipped example config with the dynamic-security plugin,
-    bootstrapped by the real ``teddy-cloud broker-init``; :meth:`auth` is the cloud's
+    bootstrapped by what ``teddy-cloud broker-init`` runs (in-process: tests/test_acl.py runs
+    the command itself); :meth:`auth` is the cloud's
     :class:`~sync.cloud.broker_accounts.BrokerAuth` on it."""
 
-    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path) -> None:
+        from sync.cloud.broker_init import init_broker
+
         workdir.mkdir(parents=True, exist_ok=True)
         self.dynsec_file = workdir / "dynamic-security.json"
         self.admin_password_file = workdir / "broker-admin-password"
         self.pid_file = workdir / "mosquitto.pid"
         super().__init__(workdir)
-        run_cli("teddy-cloud", "broker-init", "--dynsec-file", str(self.dynsec_file),
-                "--admin-password-file", str(self.admin_password_file),
-                env=env if env is not None else dict(os.environ))
+        init_broker(self.dynsec_file, self.admin_password_file, owner=None)
 
     def _config_text(self, extra_config: str, anonymous: bool) -> str:
         return shipped_broker_config(self.workdir, self.port) + extra_config

@@ -98,7 +98,9 @@ class Fleet:
     """A shipped broker with two bears and the ingest service, made by the CLI."""
 
     def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
-        self.broker = ShippedBroker(tmp_path / "broker", env)
+        from sync.cloud.provision import provision
+
+        self.broker = ShippedBroker(tmp_path / "broker")
         self.broker.start()
         self.out = tmp_path / "fragments"
         suffix = secrets.token_hex(3)
@@ -106,8 +108,9 @@ class Fleet:
         self.env = dict(env, TEDDY_MQTT__PORT=str(self.broker.port),
                         TEDDY_FLEET__BROKER_ADMIN_PASSWORD_FILE=str(
                             self.broker.admin_password_file))
-        for args in ([self.a], [self.b], ["--service", "ingest", "svc.ingest"]):
-            self.provision(*args)
+        with self.broker.auth() as auth:  # what `teddy-cloud provision` runs
+            for name, role in ((self.a, "bear"), (self.b, "bear"), ("svc.ingest", "ingest")):
+                provision(auth, name, role=role, fragment_dir=self.out)
 
     def provision(self, *args: str, check: bool = True):
         """``teddy-cloud provision ARGS --out <fragments>``."""
@@ -133,14 +136,22 @@ def fleet(tmp_path: Path, env: dict[str, str]):
 
 
 def test_provision_writes_private_fragments_and_never_the_password(fleet):
-    fragment = fleet.out / f"{fleet.a}.toml"
+    bear_c = fleet.a.replace("bear-a", "bear-c")
+    done = fleet.provision(bear_c)
+    assert done.stdout.startswith(f"created bear account {bear_c}")
+    fragment = fleet.out / f"{bear_c}.toml"
     assert stat.S_IMODE(fragment.stat().st_mode) == 0o600
     settings = load_settings(fragment)
-    assert settings.device.id == fleet.a and settings.mqtt.username == fleet.a
-    assert fleet.password(fleet.a) != fleet.password(fleet.b)
+    assert settings.device.id == bear_c and settings.mqtt.username == bear_c
+    assert fleet.password(bear_c) != fleet.password(fleet.a)
     time.sleep(0.2)  # the plugin saves its file after each change
     accounts = fleet.broker.dynsec_file.read_text()
-    assert f'"{fleet.a}"' in accounts and fleet.password(fleet.a) not in accounts
+    assert f'"{bear_c}"' in accounts and fleet.password(bear_c) not in accounts
+    peer = fleet.peer(bear_c)
+    try:
+        assert peer.connack == 0
+    finally:
+        peer.close()
 
 
 def test_broker_init_hands_the_broker_its_file(fleet, tmp_path):

@@ -127,7 +127,7 @@ def test_cloud_provisioned_bear_connects_to_a_password_protected_broker(
     from config.errors import SyncError
     from sync.client import MqttLink
 
-    broker = ShippedBroker(tmp_path / "broker", env)
+    broker = ShippedBroker(tmp_path / "broker")
     broker.start()
     try:
         made = subprocess.run(
