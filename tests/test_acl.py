@@ -408,3 +408,16 @@ def test_the_failsafe_alert_goes_out_as_the_bear_and_leaves_its_queue_alone(flee
             back.close()
     finally:
         ingest.close()
+
+
+def test_a_wrong_administrator_password_is_one_clear_line(fleet, tmp_path):
+    wrong = tmp_path / "wrong-admin-password"
+    wrong.write_text("not-it\n")
+    refused = run_cli("teddy-cloud", "provision", "bear-zz", "--out", str(tmp_path / "x"),
+                      env=dict(fleet.env, TEDDY_FLEET__BROKER_ADMIN_PASSWORD_FILE=str(wrong)),
+                      check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines()[-1] == (
+        "teddy-cloud: error: the broker refused its administrator 'svc.admin' — check "
+        "fleet.broker_admin_password_file and fleet.broker_admin_username")
+    assert not (tmp_path / "x").exists()

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
-from config.errors import CloudError
+from config.errors import CloudError, SyncError
 from config.settings import DEVICE_ID_PATTERN, SERVICE_ACCOUNT_PATTERN, MqttSettings, Settings
 from sync.protocol import TOPIC_ROOT
 
@@ -260,10 +260,12 @@ class DynsecAuth:
         link.on("subscribe", lambda *args: self._subscribed.set())
         try:
             link.connect()
-        except Exception as exc:
-            raise CloudError(f"cannot log in to the broker as its administrator "
-                             f"{self._mqtt.username!r}: {exc} — check "
-                             "fleet.broker_admin_password_file") from None
+        except SyncError as exc:
+            if "refused the connection" not in str(exc):
+                raise CloudError(str(exc)) from None
+            raise CloudError(f"the broker refused its administrator {self._mqtt.username!r} — "
+                             "check fleet.broker_admin_password_file and "
+                             "fleet.broker_admin_username") from None
         link.client.subscribe(CONTROL_TOPIC + "/response", qos=1)
         if not self._subscribed.wait(COMMAND_TIMEOUT_S):
             link.close()

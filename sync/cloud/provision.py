@@ -49,7 +49,7 @@ class Provisioned:
 def provision(auth: BrokerAuth, username: str, *, role: str = "bear",
               fragment_dir: Path | None = None, rotate: bool = False) -> Provisioned:
     """Create (or with ``rotate``, re-key) an account; see the module docstring."""
-    _check_name(username, role)
+    check_name(username, role)
     exists = auth.has_device(username) if role == "bear" else auth.has_service(username)
     if exists and not rotate:
         raise ProvisionError(f"{username!r} is already provisioned — pass --rotate to give "
@@ -64,7 +64,9 @@ def provision(auth: BrokerAuth, username: str, *, role: str = "bear",
     return Provisioned(username, role, password, fragment, created=not exists)
 
 
-def _check_name(username: str, role: str) -> None:
+def check_name(username: str, role: str) -> None:
+    """Refuse (:class:`ProvisionError`) a name outside its role's namespace: a bear's must be
+    a device id, a service's ``svc.<name>``."""
     try:
         if role == "bear":
             check_device_id(username)

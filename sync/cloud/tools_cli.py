@@ -61,8 +61,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def _provision(args: argparse.Namespace, settings: Settings) -> int:
     from sync.cloud.broker_accounts import broker_auth
-    from sync.cloud.provision import provision
+    from sync.cloud.provision import check_name, provision
 
+    check_name(args.name, args.service or "bear")
     with broker_auth(settings) as auth:
         done = provision(auth, args.name, role=args.service or "bear", fragment_dir=args.out,
                          rotate=args.rotate)
