@@ -68,6 +68,7 @@ def publish_alert(settings: Any, alert: dict, timeout: float = 5.0) -> bool:
     from agent.identity import device_id
     from config.errors import TeddyError
     from sync.client import MqttLink
+    from sync.device import SESSION_EXPIRY
     from sync.protocol import AlertMessage, up_topic
 
     try:
@@ -77,7 +78,10 @@ def publish_alert(settings: Any, alert: dict, timeout: float = 5.0) -> bool:
             device_id=device, alert_id=f"{ALERT_KIND}-{int(alert['raised_at'])}",
             state="raised", kind=ALERT_KIND, severity="critical", message=alert["message"],
             details={"unit": alert["unit"]}, raised_at=alert["raised_at"])
-        with MqttLink(settings.mqtt, f"teddy-{device}-failsafe") as link:
+        # The broker lets the bear connect only as teddy-<id>: resume its session without
+        # acknowledging anything, so what waits for the agent (down/cmd) stays queued for it.
+        with MqttLink(settings.mqtt, f"teddy-{device}", clean_start=False,
+                      session_expiry=SESSION_EXPIRY, manual_ack=True) as link:
             link.connect()
             info = link.client.publish(up_topic(device, "alerts"), message.to_payload(), qos=1)
             info.wait_for_publish(timeout)

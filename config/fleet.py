@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from config.settings import Section
 
@@ -74,8 +75,13 @@ class FleetSettings(Section):
     None: ``<store.data_dir>/claim-signing.key``."""
     claim_collect_s: float = Field(default=1.0, gt=0, le=30)
     """``pair approve``: seconds to collect retained claim requests from the broker."""
-    broker_password_file: Path | None = None
-    """Mosquitto password file that receives each paired bear's credentials; None: do not
-    install them (a provisioning system or the dynamic-security plugin does)."""
-    broker_pid_file: Path | None = None
-    """Mosquitto's ``pid_file``: the broker is sent SIGHUP to reload its password file."""
+    broker_auth: Literal["dynsec"] = "dynsec"
+    """How ``teddy-cloud`` keeps broker accounts (``sync.cloud.broker_accounts``): ``dynsec``
+    is Mosquitto's dynamic-security plugin, changed live over ``$CONTROL`` (no reload)."""
+    broker_admin_username: str = Field(default="svc.admin", pattern=r"^svc\.[a-z0-9][a-z0-9-]+$")
+    """The broker's account administrator (made by ``teddy-cloud broker-init``)."""
+    broker_admin_password: SecretStr | None = None
+    """Its password; never logged. Prefer ``broker_admin_password_file``."""
+    broker_admin_password_file: Path | None = None
+    """File holding the administrator's password (``teddy-cloud broker-init`` writes it,
+    mode 0600); read when an account is made or removed."""

@@ -39,6 +39,9 @@ from config.errors import ConfigError
 
 DEVICE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
 """A device id is one MQTT topic level: lowercase letters, digits and dashes, 3-64 long."""
+SERVICE_ACCOUNT_PATTERN = re.compile(r"^svc\.[a-z0-9][a-z0-9-]{1,59}$")
+"""A cloud service's broker account (``svc.ingest``, ``svc.fleet``): the dot keeps it apart
+from every device id, so no bear can ever be given a service's name or a service a bear's."""
 
 
 def default_data_dir() -> Path:
@@ -186,17 +189,17 @@ class CloudSettings(Section):
     share_group: str = "ingest"
     """MQTT v5 shared-subscription group every ingest process joins."""
     client_id: str | None = None
-    """MQTT client id of this ingest process; None: made from host and pid."""
+    """MQTT client id of this ingest process; None: the account's own name for a ``svc.``
+    account (the broker binds ingest accounts to it), else made from host and pid."""
     pool_size: int = Field(default=4, ge=1, le=64)
     """Most PostgreSQL connections in the ingestor's pool."""
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     """Port of the Prometheus ``/metrics`` endpoint (0: any free port); None: no endpoint."""
+    metrics_host: str = "127.0.0.1"
+    """Address the ``/metrics`` endpoint binds (it has no authentication: keep it on loopback
+    or a private network; ``0.0.0.0`` only behind a firewall)."""
     max_messages_per_transaction: int = Field(default=200, ge=1, le=10000)
     """Most MQTT messages the ingestor commits in one transaction."""
-    broker_password_file: Path = Path("/etc/mosquitto/passwd")
-    """``teddy-cloud provision``: Mosquitto password file (hashes, via mosquitto_passwd)."""
-    broker_acl_file: Path = Path("/etc/mosquitto/acl")
-    """``teddy-cloud provision``: Mosquitto ACL file that gets each bear's entries."""
     max_clock_ahead_s: float = Field(default=86400.0, ge=0, le=30 * 86400)
     """Ingest refuses a message dated more than this many seconds after its own clock."""
     max_message_age_days: float = Field(default=3660.0, ge=1, le=36500)

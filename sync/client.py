@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from config.errors import SyncError
-from config.settings import MqttSettings
+from config.settings import SERVICE_ACCOUNT_PATTERN, MqttSettings
 from sync.backoff import Backoff
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,14 @@ class LastWill:
     """QoS of the will message."""
     retain: bool = True
     """Whether the broker retains it."""
+
+
+def service_client_id(settings: MqttSettings) -> str | None:
+    """The client id a long-running cloud service (ingest) connects with: its account's own
+    name, to which the broker binds ``svc.<name>`` ingest accounts; None when ``settings``
+    log in as no service."""
+    name = settings.username
+    return name if name is not None and SERVICE_ACCOUNT_PATTERN.match(name) else None
 
 
 class MqttLink:

@@ -9,76 +9,66 @@ import threading
 import time
 from pathlib import Path
 
-from support import Mosquitto
+from support import ShippedBroker
 
 from config.settings import Settings
-from sync.cloud import broker_accounts
 from sync.cloud.fleet import generate_signing_key
 
-CLOUD_PASSWORD = secrets.token_urlsafe(16)
+FLEET_PASSWORD = secrets.token_urlsafe(16)
 INGEST_PASSWORD = secrets.token_urlsafe(16)
 
-ACL = """\
-user cloud
-topic readwrite teddy/#
 
-user ingest
-topic read teddy/v1/+/up/#
-topic write teddy/v1/+/down/#
+class SecureBroker(ShippedBroker):
+    """The shipped broker config (dynamic-security plugin, no anonymous clients) with the
+    cloud's accounts made by the real BrokerAuth: ``svc.fleet`` (fleet operator: commands,
+    config, pairing) and ``svc.ingest`` (ingest). Bears' accounts are made at manufacture
+    (``teddy-cloud provision``), through the same BrokerAuth."""
 
-pattern write teddy/v1/%u/up/#
-pattern read teddy/v1/%u/down/#
-"""
-
-
-class SecureBroker(Mosquitto):
-    """Mosquitto refusing anonymous clients: the cloud (fleet) user, an ingest service
-    account, bears added at manufacture (password file + SIGHUP), and an ACL confining
-    each bear to its own topics."""
-
-    def __init__(self, workdir: Path) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.passwd = workdir / "passwd"
-        self.acl = workdir / "acl"
-        self.pid_file = workdir / "mosquitto.pid"
-        broker_accounts.set_account(self.passwd, "cloud", CLOUD_PASSWORD)
-        broker_accounts.set_account(self.passwd, "ingest", INGEST_PASSWORD)
-        self.acl.write_text(ACL)
-        super().__init__(workdir, anonymous=False, extra_config=(
-            f"password_file {self.passwd}\nacl_file {self.acl}\npid_file {self.pid_file}\n"
-            "user root\n"))
+    def start(self) -> None:
+        """Start the broker; the first time, make the cloud's accounts."""
+        super().start()
+        if getattr(self, "_made", False):
+            return
+        with self.auth() as auth:
+            auth.set_service("svc.fleet", "fleet", FLEET_PASSWORD)
+            auth.set_service("svc.ingest", "ingest", INGEST_PASSWORD)
+        self._made = True
 
 
-def cloud_env(base: dict[str, str], broker: SecureBroker, tmp_path: Path) -> dict[str, str]:
+def cloud_env(base: dict[str, str], broker: SecureBroker, tmp_path: Path,
+              username: str = "svc.fleet") -> dict[str, str]:
     """Environment of ``teddy-cloud`` as the fleet's operator (with the fleet's signing key,
-    made as ``teddy-cloud fleet keygen`` would)."""
+    made as ``teddy-cloud fleet keygen`` would; ``username="svc.ingest"``: as ingest)."""
     generate_signing_key(tmp_path / "cloud" / "fleet-signing.key", exist_ok=True)
     env = dict(base)
     env.update({
         "TEDDY_MQTT__PORT": str(broker.port),
-        "TEDDY_MQTT__USERNAME": "cloud",
-        "TEDDY_MQTT__PASSWORD": CLOUD_PASSWORD,
+        "TEDDY_MQTT__USERNAME": username,
+        "TEDDY_MQTT__PASSWORD": _PASSWORDS[username],
         "TEDDY_STORE__DATA_DIR": str(tmp_path / "cloud"),
         "TEDDY_FLEET__SIGNING_KEY_FILE": str(tmp_path / "cloud" / "fleet-signing.key"),
-        "TEDDY_FLEET__BROKER_PASSWORD_FILE": str(broker.passwd),
-        "TEDDY_FLEET__BROKER_PID_FILE": str(broker.pid_file),
+        "TEDDY_FLEET__BROKER_ADMIN_PASSWORD_FILE": str(broker.admin_password_file),
         "TEDDY_FLEET__CLAIM_COLLECT_S": "0.5",
         "TEDDY_FLEET__WAIT_S": "15",
     })
     return env
 
 
-def cloud_settings(broker: SecureBroker, dsn: str, tmp_path: Path, **fleet: object) -> Settings:
+def cloud_settings(broker: SecureBroker, dsn: str, tmp_path: Path,
+                   username: str = "svc.fleet", **fleet: object) -> Settings:
     """The same cloud, in-process."""
     generate_signing_key(tmp_path / "cloud" / "fleet-signing.key", exist_ok=True)
     return Settings(
-        mqtt={"port": broker.port, "username": "cloud", "password": CLOUD_PASSWORD},
+        mqtt={"port": broker.port, "username": username, "password": _PASSWORDS[username]},
         cloud={"pg_dsn": dsn},
         store={"data_dir": tmp_path / "cloud"},
         fleet={"signing_key_file": tmp_path / "cloud" / "fleet-signing.key",
-               "broker_password_file": broker.passwd, "broker_pid_file": broker.pid_file,
+               "broker_admin_password_file": broker.admin_password_file,
                "claim_collect_s": 0.5, "wait_s": 15, **fleet},
     )
+
+
+_PASSWORDS = {"svc.fleet": FLEET_PASSWORD, "svc.ingest": INGEST_PASSWORD}
 
 
 def bear_settings(cloud: Settings, database, data_dir: Path, device_id: str | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 VENV_BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
 ADMIN_DSN = os.environ.get("TEDDY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -37,24 +39,27 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
 
 
 class Mosquitto:
-    """A Mosquitto broker on a free port, with its own config; can be killed and restarted."""
+    """A Mosquitto broker on a free port, with its own config; can be killed and restarted.
+    Anonymous and without authorization: for tests that are not about who may do what (those
+    use :class:`ShippedBroker`)."""
 
     def __init__(self, workdir: Path, extra_config: str = "", anonymous: bool = True) -> None:
         self.port = free_port()
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.config = workdir / "mosquitto.conf"
-        self.config.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            f"allow_anonymous {'true' if anonymous else 'false'}\n"
-            "persistence true\n"
-            f"persistence_location {workdir}/\n"
-            "max_queued_messages 100000\n"
-            "log_dest stderr\n"
-            + extra_config
-        )
+        self.config.write_text(self._config_text(extra_config, anonymous))
         self.process: subprocess.Popen | None = None
         self.log = workdir / "mosquitto.log"
+
+    def _config_text(self, extra_config: str, anonymous: bool) -> str:
+        return (f"listener {self.port} 127.0.0.1\n"
+                f"allow_anonymous {'true' if anonymous else 'false'}\n"
+                "persistence true\n"
+                f"persistence_location {self.workdir}/\n"
+                "max_queued_messages 100000\n"
+                "log_dest stderr\n"
+                + extra_config)
 
     def start(self) -> None:
         """Start the broker and wait until it accepts connections."""
@@ -75,6 +80,71 @@ class Mosquitto:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
+
+
+EXAMPLE_BROKER_CONFIG = ROOT / "config" / "examples" / "mosquitto.conf"
+
+
+def shipped_broker_config(workdir: Path, port: int) -> str:
+    """``config/examples/mosquitto.conf`` as this test's broker runs it: its loopback listener
+    on ``port``, its files in ``workdir``, logging to stderr, as the test's own user, and
+    without the TLS listener (no certificates here; tests/test_sync_tls.py covers TLS). Every
+    other line, the dynamic-security plugin included, is the shipped one."""
+    text = EXAMPLE_BROKER_CONFIG.read_text()
+    substitutions = {
+        "listener 1883 127.0.0.1": f"listener {port} 127.0.0.1",
+        "/var/lib/mosquitto/dynamic-security.json": f"{workdir}/dynamic-security.json",
+        "persistence_location /var/lib/mosquitto/": f"persistence_location {workdir}/",
+        "pid_file /run/mosquitto/mosquitto.pid": f"pid_file {workdir}/mosquitto.pid",
+        "log_dest file /var/log/mosquitto/mosquitto.log": "log_dest stderr",
+        "user mosquitto": f"user {getpass.getuser()}",
+    }
+    for shipped, ours in substitutions.items():
+        if shipped not in text:
+            raise AssertionError(f"{EXAMPLE_BROKER_CONFIG} no longer has {shipped!r}: update "
+                                 "shipped_broker_config() with it")
+        text = text.replace(shipped, ours)
+    kept, in_tls = [], False
+    for line in text.splitlines():
+        if line.startswith("listener "):
+            in_tls = line.split()[1] == "8883"
+        if not in_tls:
+            kept.append(line)
+    return "\n".join(kept) + "\n"
+
+
+class ShippedBroker(Mosquitto):
+    """Mosquitto built from the shipped example config with the dynamic-security plugin,
+    bootstrapped by what ``teddy-cloud broker-init`` runs (in-process: tests/test_acl.py runs
+    the command itself); :meth:`auth` is the cloud's
+    :class:`~sync.cloud.broker_accounts.BrokerAuth` on it."""
+
+    def __init__(self, workdir: Path) -> None:
+        from sync.cloud.broker_init import init_broker
+
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.dynsec_file = workdir / "dynamic-security.json"
+        self.admin_password_file = workdir / "broker-admin-password"
+        self.pid_file = workdir / "mosquitto.pid"
+        super().__init__(workdir)
+        init_broker(self.dynsec_file, self.admin_password_file, owner=None)
+
+    def _config_text(self, extra_config: str, anonymous: bool) -> str:
+        return shipped_broker_config(self.workdir, self.port) + extra_config
+
+    def admin_settings(self, **sections: object):
+        """Settings of a ``teddy-cloud`` that manages this broker's accounts."""
+        from config.settings import Settings
+
+        return Settings(mqtt={"port": self.port, **sections.pop("mqtt", {})},
+                        fleet={"broker_admin_password_file": self.admin_password_file},
+                        **sections)
+
+    def auth(self):
+        """The cloud's BrokerAuth of this broker (a context manager)."""
+        from sync.cloud.broker_accounts import broker_auth
+
+        return broker_auth(self.admin_settings())
 
 
 class Database:

@@ -17,7 +17,6 @@ from support import run_cli, start_cli, wait_for_log
 
 from agent.credentials import CredentialVault
 from agent.runtime import open_bear
-from sync.cloud import broker_accounts
 from sync.cloud.cloud_link import CloudLink
 from sync.cloud.fleet import Fleet
 from sync.protocol import Command, CommandResult, down_topic, up_topic
@@ -143,14 +142,15 @@ def test_the_retained_desired_config_reaches_a_bear_that_was_offline(paired, clo
 
 
 def test_delete_data_deletes_in_postgresql_and_on_the_bear(bear, cloud, secure_broker, database,
-                                                           data_dir, tmp_path, fleet_env):
+                                                           data_dir, tmp_path, fleet_env, env):
     """COPPA deletion for a parent: every bear they paired, both sides, confirmed."""
     second = bear_settings(cloud, database, data_dir.parent / "bear2")
     with database.connect() as conn:
         for teddy_settings in (bear, second):
             pair_bear(teddy_settings, cloud, conn, parent="pat@example.org")
     log = tmp_path / "ingest.log"
-    ingest = start_cli("teddy-cloud", "--log-level", "INFO", "ingest", env=fleet_env, log=log)
+    ingest = start_cli("teddy-cloud", "--log-level", "INFO", "ingest", log=log,
+                       env=cloud_env(env, secure_broker, tmp_path, "svc.ingest"))
     try:
         wait_for_log(log, "ingesting")
         for teddy_settings in (bear, second):
@@ -216,7 +216,8 @@ def test_unpair_ends_the_pairing_on_both_sides(paired, fleet_env, secure_broker,
     report = json.loads(out.stdout)
     assert report["bear"]["status"] == "done" and len(report["pairing_ended"]) == 36
     assert not CredentialVault(paired.store).exists()
-    assert broker_accounts.has_account(secure_broker.passwd, paired.device.id)
+    with secure_broker.auth() as auth:
+        assert auth.has_device(paired.device.id)  # identity stays: it is manufacture data
     with database.connect() as conn:
         assert conn.execute("SELECT status FROM pairings WHERE device_id = %s",
                             (paired.device.id,)).fetchone()[0] == "unpaired"

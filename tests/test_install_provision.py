@@ -148,23 +148,21 @@ def test_cloud_provisioned_bear_connects_to_a_password_protected_broker(
 ) -> None:
     """teddy-cloud provision -> provision-device --from-cloud -> the bear's settings log in;
     the bear is registered as manufactured and holds the cloud's public keys."""
-    from support import Mosquitto
+    from support import ShippedBroker
 
     from config.errors import SyncError
     from sync.client import MqttLink
 
-    broker_dir = tmp_path / "broker"
-    broker_dir.mkdir()
-    passwd, acl = broker_dir / "passwd", broker_dir / "acl"
-    made = subprocess.run(
-        [str(Path(sys.executable).parent / "teddy-cloud"), "provision", "bear-frag-01",
-         "--password-file", str(passwd), "--acl-file", str(acl), "--out", str(tmp_path / "out")],
-        env=env, capture_output=True, text=True, timeout=60)
-    assert made.returncode == 0, made.stderr
-    broker = Mosquitto(broker_dir, anonymous=False,
-                       extra_config=f"password_file {passwd}\nacl_file {acl}\nuser root\n")
+    broker = ShippedBroker(tmp_path / "broker")
     broker.start()
     try:
+        made = subprocess.run(
+            [str(Path(sys.executable).parent / "teddy-cloud"), "provision", "bear-frag-01",
+             "--out", str(tmp_path / "out")],
+            env=dict(env, TEDDY_MQTT__PORT=str(broker.port),
+                     TEDDY_FLEET__BROKER_ADMIN_PASSWORD_FILE=str(broker.admin_password_file)),
+            capture_output=True, text=True, timeout=60)
+        assert made.returncode == 0, made.stderr
         root = card(tmp_path, os.geteuid())
         result = provision(root, "--from-cloud", str(tmp_path / "out/bear-frag-01.toml"),
                            "--broker", f"127.0.0.1:{broker.port}", cwd=tmp_path)
@@ -182,11 +180,11 @@ def test_cloud_provisioned_bear_connects_to_a_password_protected_broker(
         with database.connect() as conn:
             assert conn.execute("SELECT manufactured_at IS NOT NULL FROM devices WHERE"
                                 " device_id = 'bear-frag-01'").fetchone() == (True,)
-        with MqttLink(settings.mqtt, "bear-frag-01") as link:
+        with MqttLink(settings.mqtt, "teddy-bear-frag-01") as link:
             link.connect()
             assert link.connected
         wrong = settings.mqtt.model_copy(update={"password": None})
-        with MqttLink(wrong, "bear-frag-01") as link, pytest.raises(SyncError):
+        with MqttLink(wrong, "teddy-bear-frag-01") as link, pytest.raises(SyncError):
             link.connect()  # the broker really checks: no password, no entry
     finally:
         broker.kill()

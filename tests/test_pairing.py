@@ -82,7 +82,8 @@ def test_paw_hold_pairs_and_the_bear_syncs_as_itself(bear, secure_broker, databa
         assert teddy.store.outbox_depth() == 2
 
     log = tmp_path / "ingest.log"
-    ingest = start_cli("teddy-cloud", "--log-level", "INFO", "ingest", env=cloud, log=log)
+    ingest = start_cli("teddy-cloud", "--log-level", "INFO", "ingest", log=log,
+                       env=cloud_env(env, secure_broker, tmp_path, "svc.ingest"))
     try:
         wait_for_log(log, "ingesting")
         own = paired_settings(bear)

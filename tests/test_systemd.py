@@ -148,7 +148,10 @@ def test_the_agent_runs_as_teddy_with_its_own_dirs_credentials_and_devices() -> 
 def test_cloud_units_share_the_subscription_and_keep_secrets_out_of_config() -> None:
     ingest = directives("teddy-cloud-ingest@.service")
     migrate = directives("teddy-cloud-migrate.service")
-    assert "TEDDY_CLOUD__CLIENT_ID=ingest-%H-%i" in ingest["Environment"]
+    # one broker account per instance; the broker binds its client id to the account's name
+    assert "TEDDY_MQTT__USERNAME=svc.ingest-%i" in ingest["Environment"]
+    assert not any(v.startswith("TEDDY_CLOUD__CLIENT_ID") for v in ingest["Environment"])
+    assert "mqtt-password:/etc/teddy/credentials/mqtt-password-%i" in ingest["LoadCredential"]
     assert "teddy-cloud-migrate.service" in ingest["After"][0]
     assert ingest["Type"] == ["notify"] and ingest["TimeoutStartSec"] == ["infinity"]
     assert migrate["Type"] == ["oneshot"]

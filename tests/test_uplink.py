@@ -7,7 +7,7 @@ import json
 import threading
 import time
 
-from fleet_support import cloud_env, pair_bear
+from fleet_support import cloud_env, cloud_settings, pair_bear
 from support import run_cli, until
 
 from agent.health import HealthMonitor
@@ -22,7 +22,7 @@ def test_paired_bear_syncs_takes_commands_and_publishes_alerts(bear, cloud, data
                                                                 secure_broker, tmp_path):
     with database.connect() as conn:
         pair_bear(bear, cloud, conn)
-    ingestor = Ingestor(cloud)
+    ingestor = Ingestor(cloud_settings(secure_broker, database.dsn, tmp_path, "svc.ingest"))
     ingesting = threading.Thread(target=ingestor.run)
     ingesting.start()
     device = bear.device.id

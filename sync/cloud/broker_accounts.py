@@ -1,88 +1,310 @@
-"""Bears' own broker accounts in a Mosquitto password file (``$7$`` PBKDF2-SHA512 hashes,
-the format ``mosquitto_passwd`` writes), and the SIGHUP that makes Mosquitto reload it.
+"""Broker accounts behind one interface, :class:`BrokerAuth`: the only way Teddy code makes,
+re-keys or removes a bear's or a cloud service's broker login.
 
-The file is rewritten atomically (a temporary file renamed over it), so the broker never
-reads half a file. Passwords never appear on a command line.
+The backend is chosen by ``fleet.broker_auth``; today that is :class:`DynsecAuth`, Mosquitto's
+dynamic-security plugin driven over its ``$CONTROL/dynamic-security/v1`` topic with the
+administrator account (passwords travel inside the TLS/loopback MQTT connection, never on a
+command line; changes are live, no reload). Another broker's authorization (EMQX, HiveMQ)
+plugs in as one more class with the same five methods.
+
+What every account may do (checked by the broker at CONNECT, SUBSCRIBE and PUBLISH):
+
+- a bear ``<id>`` (a :data:`~config.settings.DEVICE_ID_PATTERN` id) connects only with client
+  id ``teddy-<id>``, publishes only under ``teddy/v1/<id>/up/`` and subscribes only under
+  ``teddy/v1/<id>/down/`` (``$share/...``, ``+``/``#`` across bears and other bears' topics
+  are refused in the SUBACK);
+- a service ``svc.<name>`` has one role: ``ingest`` (the shared subscription of every bear's
+  ``up/``, write every ``down/``; one account per process, bound to its own name as client
+  id) or ``fleet`` (write ``down/cmd``, ``down/config``, ``down/claim``; read
+  ``up/cmd-result``, ``up/config``, ``up/claim``). Fleet operations open short connections
+  concurrently (CLI, approvals), and Mosquitto 2.0 binds an account to one exact client id
+  only, so ``fleet`` accounts are not bound: they are trusted cloud credentials that can
+  already command every bear (see docs/operations.md).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import json
 import logging
-import os
-import signal
+import secrets
+import threading
 from pathlib import Path
+from typing import Any, Protocol
 
-from config.errors import CloudError
+from pydantic import SecretStr
+
+from config.errors import CloudError, SyncError
+from config.settings import DEVICE_ID_PATTERN, SERVICE_ACCOUNT_PATTERN, MqttSettings, Settings
+from sync.protocol import TOPIC_ROOT
 
 logger = logging.getLogger(__name__)
 
-ITERATIONS = 1000
-"""PBKDF2 iterations of each hash (mosquitto_passwd's default is 101)."""
-SALT_BYTES = 12
-"""Salt length, bytes (as mosquitto_passwd)."""
+CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
+"""Where dynamic-security commands go; answers come on ``<this>/response``."""
+DEVICE_ROLE_PREFIX = "teddy-device-"
+"""A bear's own role is this prefix plus its device id."""
+SERVICE_ROLE_PREFIX = "teddy-service-"
+"""A service role is this prefix plus ``ingest`` or ``fleet``."""
+COMMAND_TIMEOUT_S = 10.0
+"""Seconds to wait for the broker to answer one batch of commands."""
 
 
-def password_hash(password: str, salt: bytes | None = None, iterations: int = ITERATIONS) -> str:
-    """A Mosquitto ``$7$`` hash of ``password``."""
-    salt = os.urandom(SALT_BYTES) if salt is None else salt
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations, 64)
-    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+class BrokerAuth(Protocol):
+    """Accounts of one broker. A context manager; :meth:`close` is idempotent."""
+
+    def set_device(self, device_id: str, password: str) -> None:
+        """Create or replace bear ``device_id``'s account, bound to client id ``teddy-<id>``."""
+
+    def remove_device(self, device_id: str) -> bool:
+        """Remove the bear's account; returns whether there was one."""
+
+    def has_device(self, device_id: str) -> bool:
+        """Whether the bear has an account."""
+
+    def has_service(self, name: str) -> bool:
+        """Whether service account ``name`` exists."""
+
+    def set_service(self, name: str, role: str, password: str) -> None:
+        """Create or replace service account ``svc.<name>`` with role ``ingest`` or ``fleet``."""
+
+    def close(self) -> None:
+        """Let go of the broker connection."""
+
+    def __enter__(self) -> BrokerAuth:
+        """The backend itself."""
+
+    def __exit__(self, *exc: object) -> None:
+        """:meth:`close`."""
 
 
-def set_account(path: Path, username: str, password: str) -> None:
-    """Add or replace ``username`` in the password file."""
-    if ":" in username or "\n" in username:
-        raise CloudError(f"broker user name {username!r} may not contain ':' or a newline")
-    lines = [line for line in _lines(path) if line.split(":", 1)[0] != username]
-    lines.append(f"{username}:{password_hash(password)}")
-    _write(path, lines)
-    logger.info("broker account %s set in %s", username, path)
+def device_client_id(device_id: str) -> str:
+    """The only MQTT client id bear ``device_id`` may connect with."""
+    return f"teddy-{device_id}"
 
 
-def remove_account(path: Path, username: str) -> bool:
-    """Remove ``username`` from the password file; returns whether it was there."""
-    lines = _lines(path)
-    kept = [line for line in lines if line.split(":", 1)[0] != username]
-    if len(kept) != len(lines):
-        _write(path, kept)
-        logger.info("broker account %s removed from %s", username, path)
-    return len(kept) != len(lines)
+def check_device_id(device_id: str) -> str:
+    """``device_id`` if it is a device id, else a :class:`CloudError` saying what it must be."""
+    if not DEVICE_ID_PATTERN.match(device_id):
+        raise CloudError(f"{device_id!r} is not a device id: 3-64 lowercase letters, digits or "
+                         "dashes (service accounts are svc.<name>: use --service)")
+    return device_id
 
 
-def has_account(path: Path, username: str) -> bool:
-    """Whether the password file has ``username``."""
-    return any(line.split(":", 1)[0] == username for line in _lines(path))
+def check_service_name(name: str) -> str:
+    """``name`` if it is a service account name, else a :class:`CloudError`."""
+    if not SERVICE_ACCOUNT_PATTERN.match(name):
+        raise CloudError(f"{name!r} is not a service account name: it must be svc.<name> "
+                         "(lowercase letters, digits, dashes), e.g. svc.ingest")
+    return name
 
 
-def reload_broker(pid_file: Path | None) -> bool:
-    """Send SIGHUP to the broker whose pid is in ``pid_file``; False when none is named."""
-    if pid_file is None:
-        return False
+def device_acls(device_id: str) -> list[dict[str, Any]]:
+    """The ACL list of bear ``device_id``'s own role."""
+    root = f"{TOPIC_ROOT}/{device_id}"
+    return [_acl("publishClientSend", f"{root}/up/#"),
+            _acl("subscribePattern", f"{root}/down/#")]
+
+
+BOUND_SERVICE_ROLES = frozenset({"ingest"})
+"""Service roles whose accounts may connect only with their own name as client id."""
+
+SERVICE_ACLS: dict[str, list[dict[str, Any]]] = {
+    "ingest": [
+        {"acltype": "subscribePattern", "topic": f"$share/ingest/{TOPIC_ROOT}/+/up/#",
+         "allow": True},
+        {"acltype": "publishClientSend", "topic": f"{TOPIC_ROOT}/+/down/#", "allow": True},
+    ],
+    "fleet": [
+        *({"acltype": "publishClientSend", "topic": f"{TOPIC_ROOT}/+/down/{name}", "allow": True}
+          for name in ("cmd", "config", "claim")),
+        *({"acltype": "subscribePattern", "topic": f"{TOPIC_ROOT}/+/up/{name}", "allow": True}
+          for name in ("cmd-result", "config", "claim")),
+    ],
+}
+"""What each service role may do."""
+
+
+def _acl(kind: str, topic: str) -> dict[str, Any]:
+    return {"acltype": kind, "topic": topic, "allow": True}
+
+
+class DynsecAuth:
+    """:class:`BrokerAuth` on Mosquitto's dynamic-security plugin, as its administrator."""
+
+    def __init__(self, mqtt: MqttSettings, admin_username: str, admin_password: str) -> None:
+        self._mqtt = mqtt.model_copy(update={"username": admin_username,
+                                             "password": SecretStr(admin_password),
+                                             "password_file": None})
+        self._link: Any = None
+        self._answers: dict[str, dict[str, Any]] = {}
+        self._answered = threading.Condition()
+        self._subscribed = threading.Event()
+
+    def __enter__(self) -> DynsecAuth:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Disconnect from the broker; idempotent."""
+        if self._link is not None:
+            self._link.close()
+            self._link = None
+
+    def set_device(self, device_id: str, password: str) -> None:
+        """Create or replace the bear's account and its own role (see the module docstring)."""
+        check_device_id(device_id)
+        role = DEVICE_ROLE_PREFIX + device_id
+        self._ensure_role(role, device_acls(device_id))
+        self._set_client(device_id, password, device_client_id(device_id), role)
+        logger.info("broker account of bear %s set", device_id)
+
+    def remove_device(self, device_id: str) -> bool:
+        """Remove the bear's account (the broker disconnects it) and its role."""
+        if not self.has_device(device_id):
+            return False
+        self._run({"command": "deleteClient", "username": device_id})
+        self._run({"command": "deleteRole", "rolename": DEVICE_ROLE_PREFIX + device_id},
+                  tolerate=("Role not found",))
+        logger.info("broker account of bear %s removed", device_id)
+        return True
+
+    def has_device(self, device_id: str) -> bool:
+        """Whether the bear has an account (an account of that name that is not a bear's,
+        made by someone else, is not one)."""
+        return DEVICE_ROLE_PREFIX + device_id in self._roles(check_device_id(device_id))
+
+    def has_service(self, name: str) -> bool:
+        """Whether the service account exists (with one of the service roles)."""
+        return any(role.startswith(SERVICE_ROLE_PREFIX)
+                   for role in self._roles(check_service_name(name)))
+
+    def _roles(self, username: str) -> set[str]:
+        client = self._client(username)
+        return set() if client is None else {str(item.get("rolename"))
+                                             for item in client.get("roles", [])}
+
+    def set_service(self, name: str, role: str, password: str) -> None:
+        """Create or replace a service account with role ``ingest`` or ``fleet``."""
+        check_service_name(name)
+        if role not in SERVICE_ACLS:
+            raise CloudError(f"unknown service role {role!r}: use one of {sorted(SERVICE_ACLS)}")
+        self._ensure_role(SERVICE_ROLE_PREFIX + role, SERVICE_ACLS[role])
+        self._set_client(name, password, name if role in BOUND_SERVICE_ROLES else None,
+                         SERVICE_ROLE_PREFIX + role)
+        logger.info("broker account of service %s (%s) set", name, role)
+
+    def _ensure_role(self, role: str, acls: list[dict[str, Any]]) -> None:
+        """Make ``role`` hold exactly ``acls`` (created, or its ACLs replaced)."""
+        answer = self._run({"command": "getRole", "rolename": role}, tolerate=("Role not found",))
+        if "error" in answer:
+            self._run({"command": "createRole", "rolename": role, "acls": acls})
+            return
+        have = answer.get("data", {}).get("role", {}).get("acls", [])
+        wanted = {(acl["acltype"], acl["topic"]) for acl in acls}
+        for acl in have:
+            if (acl["acltype"], acl["topic"]) not in wanted or not acl.get("allow"):
+                self._run({"command": "removeRoleACL", "rolename": role,
+                           "acltype": acl["acltype"], "topic": acl["topic"]})
+        present = {(acl["acltype"], acl["topic"]) for acl in have if acl.get("allow")}
+        for acl in acls:
+            if (acl["acltype"], acl["topic"]) not in present:
+                self._run({"command": "addRoleACL", "rolename": role, **acl})
+
+    def _set_client(self, username: str, password: str, client_id: str | None,
+                    role: str) -> None:
+        existing = self._client(username)
+        if existing is None:
+            self._run({"command": "createClient", "username": username, "password": password,
+                       "clientid": client_id or "", "roles": [{"rolename": role}]})
+            return
+        roles = {item.get("rolename") for item in existing.get("roles", [])}
+        if roles and roles != {role}:
+            raise CloudError(f"broker account {username!r} exists with roles {sorted(roles)}, "
+                             f"not {role!r} — it is not Teddy's to replace; pick another name")
+        self._run({"command": "modifyClient", "username": username, "password": password,
+                   "clientid": client_id or "", "roles": [{"rolename": role}]})
+
+    def _client(self, username: str) -> dict[str, Any] | None:
+        answer = self._run({"command": "getClient", "username": username},
+                           tolerate=("Client not found",))
+        return None if "error" in answer else answer.get("data", {}).get("client", {})
+
+    def _run(self, command: dict[str, Any], tolerate: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Send one command and return the broker's answer to it; an error not in
+        ``tolerate`` raises :class:`CloudError`."""
+        link = self._connected()
+        correlation = secrets.token_hex(8)
+        with self._answered:
+            link.client.publish(CONTROL_TOPIC, json.dumps(
+                {"commands": [{**command, "correlationData": correlation}]}), qos=1)
+            if not self._answered.wait_for(lambda: correlation in self._answers,
+                                           COMMAND_TIMEOUT_S):
+                raise CloudError(f"the broker did not answer {command['command']} within "
+                                 f"{COMMAND_TIMEOUT_S:g} s — is its dynamic-security plugin "
+                                 "loaded (config/examples/mosquitto.conf)?")
+            answer = self._answers.pop(correlation)
+        error = answer.get("error")
+        if error and error not in tolerate:
+            raise CloudError(f"the broker refused {command['command']}: {error}")
+        return answer
+
+    def _connected(self) -> Any:
+        if self._link is not None:
+            return self._link
+        from sync.client import MqttLink
+
+        link = MqttLink(self._mqtt, client_id=f"{self._mqtt.username}-{secrets.token_hex(4)}")
+        link.on("message", self._on_message)
+        link.on("subscribe", lambda *args: self._subscribed.set())
+        try:
+            link.connect()
+        except SyncError as exc:
+            if "refused the connection" not in str(exc):
+                raise CloudError(str(exc)) from None
+            raise CloudError(f"the broker refused its administrator {self._mqtt.username!r} — "
+                             "check fleet.broker_admin_password_file and "
+                             "fleet.broker_admin_username") from None
+        link.client.subscribe(CONTROL_TOPIC + "/response", qos=1)
+        if not self._subscribed.wait(COMMAND_TIMEOUT_S):
+            link.close()
+            raise CloudError("the broker did not confirm the administrator's subscription")
+        self._link = link
+        return link
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        try:
+            responses = json.loads(message.payload).get("responses", [])
+        except (ValueError, AttributeError):
+            logger.warning("unreadable dynamic-security response ignored")
+            return
+        with self._answered:
+            for response in responses:
+                if isinstance(response, dict) and "correlationData" in response:
+                    self._answers[str(response["correlationData"])] = response
+            self._answered.notify_all()
+
+
+def admin_password(settings: Settings) -> str | None:
+    """The broker administrator's password from ``fleet``, or None when none is configured."""
+    fleet = settings.fleet
+    if fleet.broker_admin_password is not None:
+        return fleet.broker_admin_password.get_secret_value()
+    if fleet.broker_admin_password_file is None:
+        return None
     try:
-        pid = int(Path(pid_file).read_text().strip())
-        os.kill(pid, signal.SIGHUP)
-    except (OSError, ValueError) as exc:
-        raise CloudError(f"cannot make the broker reload (pid file {pid_file}: {exc}) — check "
-                         "TEDDY_FLEET__BROKER_PID_FILE and that Mosquitto runs") from None
-    logger.info("broker (pid %d) reloads its password file", pid)
-    return True
+        return Path(fleet.broker_admin_password_file).read_text().strip()
+    except OSError as exc:
+        raise CloudError(f"fleet.broker_admin_password_file {fleet.broker_admin_password_file} "
+                         f"cannot be read ({exc.strerror}) — fix the path or its mode") from None
 
 
-def _lines(path: Path) -> list[str]:
-    try:
-        return [line for line in path.read_text().splitlines() if line.strip()]
-    except FileNotFoundError:
-        return []
-
-
-def _write(path: Path, lines: list[str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as handle:
-        handle.write("\n".join(lines) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+def broker_auth(settings: Settings) -> BrokerAuth:
+    """The :class:`BrokerAuth` of ``settings.fleet.broker_auth`` (connects on first use)."""
+    password = admin_password(settings)
+    if password is None:
+        raise CloudError("no broker administrator is configured — set "
+                         "TEDDY_FLEET__BROKER_ADMIN_PASSWORD_FILE (teddy-cloud broker-init "
+                         "writes it)")
+    return DynsecAuth(settings.mqtt, settings.fleet.broker_admin_username, password)

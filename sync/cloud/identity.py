@@ -120,20 +120,13 @@ def is_manufactured(conn: Any, device_id: str) -> bool:
 
 
 def install_broker_account(settings: Settings, device_id: str, password: str) -> None:
-    """THE one place that gives a bear its broker account in-process.
+    """THE one place that gives a bear its broker account in-process: through the broker's
+    account interface (:func:`sync.cloud.broker_accounts.broker_auth`), which also binds the
+    bear's client id to its login."""
+    from sync.cloud.broker_accounts import broker_auth
 
-    Today: the password file named by ``fleet.broker_password_file`` and a SIGHUP; when the
-    BrokerAuth interface lands this becomes
-    ``broker_auth(settings).set_device(device_id, password)``.
-    """
-    from sync.cloud import broker_accounts
-
-    path = settings.fleet.broker_password_file
-    if path is None:
-        raise IdentityError("fleet.broker_password_file is not set — set it (or use "
-                            "teddy-cloud provision with --password-file)")
-    broker_accounts.set_account(path, device_id, password)
-    broker_accounts.reload_broker(settings.fleet.broker_pid_file)
+    with broker_auth(settings) as auth:
+        auth.set_device(device_id, password)
 
 
 @dataclass(frozen=True)

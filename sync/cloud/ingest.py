@@ -36,7 +36,7 @@ from typing import Any
 
 from config.settings import Settings
 from sync.backoff import Backoff
-from sync.client import MqttLink
+from sync.client import MqttLink, service_client_id
 from sync.cloud import db, dead_letters, writer
 from sync.cloud.messages import KINDS, Parsed, Received, TimeWindow, parse
 from sync.cloud.metrics import IngestMetrics
@@ -76,7 +76,8 @@ class Ingestor:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        client_id = settings.cloud.client_id or f"ingest-{socket.gethostname()}-{os.getpid()}"
+        client_id = (settings.cloud.client_id or service_client_id(settings.mqtt)
+                     or f"ingest-{socket.gethostname()}-{os.getpid()}")
         self._link = MqttLink(settings.mqtt, client_id=client_id, manual_ack=True,
                               backoff=Backoff(0.2, 5.0), retry_log_level=logging.WARNING)
         self._link.on("message", self._on_message)
@@ -150,7 +151,7 @@ class Ingestor:
         cloud = self._settings.cloud
         self._pool = db.open_pool(cloud, prepare=writer.prepare_connection)
         if cloud.metrics_port is not None:
-            self.metrics.serve(cloud.metrics_port)
+            self.metrics.serve(cloud.metrics_port, cloud.metrics_host)
         self._link.start()
         if not self._wait_subscribed():
             self._finish()

@@ -66,8 +66,8 @@ class IngestMetrics:
         self.port: int | None = None
         """Port the ``/metrics`` endpoint listens on, once served."""
 
-    def serve(self, port: int, host: str = "0.0.0.0") -> int:
-        """Serve ``/metrics`` on ``port`` (0: a free one); returns the port."""
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
+        """Serve ``/metrics`` on ``host``:``port`` (0: a free port); returns the port."""
         from prometheus_client import start_http_server
 
         server, _thread = start_http_server(port, addr=host, registry=self.registry)
