@@ -175,7 +175,8 @@ class Lifecycle:
             return
         self._pairing = Pairing(self.settings, device_id(self.settings), appliance.led,
                                 appliance.voice.say, on_paired=lambda _: self.rejoin(),
-                                before_reset=self.forget)
+                                before_reset=self.forget, before_claim=self.stop_uplink,
+                                after_failed=self.start_uplink)
         appliance.paw_listeners.append((self._pairing.paw_pressed, self._pairing.paw_released))
 
     def rejoin(self) -> None:

@@ -145,6 +145,8 @@ class Pairing:
         on_paired: Callable[[FleetCredentials], None] | None = None,
         before_reset: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
+        before_claim: Callable[[], None] | None = None,
+        after_failed: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         """The bear's settings (``pairing`` and ``mqtt`` sections)."""
@@ -162,6 +164,9 @@ class Pairing:
         self._grant_consent = grant_consent or self._grant_in_store
         self._on_paired = on_paired
         self._before_reset = before_reset
+        self._before_claim = before_claim
+        self._after_failed = after_failed
+        self._claimed = False
         self._clock = clock
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
@@ -220,6 +225,8 @@ class Pairing:
             logger.exception("pairing crashed")
             outcome = PairingOutcome("failed", f"{type(exc).__name__}: {exc}")
         self.outcome = outcome
+        if outcome.status != "approved" and self._claimed and self._after_failed is not None:
+            self._after_failed()  # the bear's own link comes back (see before_claim)
         if outcome.status == "approved":
             self.led.show("paired")
         elif not self._cancel.is_set():
@@ -248,7 +255,12 @@ class Pairing:
                          release=read_release_notice(self.settings))
         request = seal_request(body, private, claim_key)
         answers: queue.Queue[bytes] = queue.Queue()
-        link = MqttLink(self.settings.mqtt, client_id=f"teddy-{self.device_id}-pair")
+        # The broker binds this login to ONE client id (teddy-<id>): the bear's running link
+        # (its uplink) lets go first, or the two would take the session from each other.
+        self._claimed = True
+        if self._before_claim is not None:
+            self._before_claim()
+        link = MqttLink(self.settings.mqtt, client_id=f"teddy-{self.device_id}")
         answer_topic = down_topic(self.device_id, "claim")
         request_topic = up_topic(self.device_id, "claim")
         link.client.message_callback_add(answer_topic,

@@ -13,6 +13,12 @@ from sync.protocol import ClaimBody, up_topic
 from sync.protocol.claim import code_digest, seal_request
 
 
+def bound_client_id(settings: Settings) -> str:
+    """The one client id the broker lets ``settings.mqtt.username`` connect with."""
+    name = settings.mqtt.username or ""
+    return name if name.startswith("svc.") else f"teddy-{name}"
+
+
 def publish_claim(settings: Settings, topic_device: str, code: str, *,
                   body_device: str | None = None, expiry: Any = None,
                   client_id: str | None = None) -> str:
@@ -26,7 +32,7 @@ def publish_claim(settings: Settings, topic_device: str, code: str, *,
                      code_digest=code_digest(claim_id, code), nonce=secrets.token_hex(16),
                      requested_at=time.time())
     request = seal_request(body, X25519PrivateKey.generate(), settings.pairing.claim_key)
-    with MqttLink(settings.mqtt, client_id=client_id or f"x-{secrets.token_hex(4)}") as link:
+    with MqttLink(settings.mqtt, client_id=client_id or bound_client_id(settings)) as link:
         link.connect()
         link.client.publish(up_topic(topic_device, "claim"), request.to_payload(), qos=1,
                             retain=True, properties=expiry).wait_for_publish(5)

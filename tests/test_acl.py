@@ -108,6 +108,7 @@ class Fleet:
         self.env = dict(env, TEDDY_MQTT__PORT=str(self.broker.port),
                         TEDDY_FLEET__BROKER_ADMIN_PASSWORD_FILE=str(
                             self.broker.admin_password_file))
+        run_cli("teddy-cloud", "fleet", "keygen", env=self.env)  # once per fleet
         with self.broker.auth() as auth:  # what `teddy-cloud provision` runs
             for name, role in ((self.a, "bear"), (self.b, "bear"), ("svc.ingest", "ingest")):
                 provision(auth, name, role=role, fragment_dir=self.out)

@@ -17,6 +17,7 @@ from fleet_support import (
     SpeakingFake,
     bear_settings,
     cloud_env,
+    cloud_settings,
     pair_bear,
 )
 from identity_support import publish_claim
@@ -27,12 +28,12 @@ from agent.pairing import Pairing, keep_release_notice
 from agent.store import ConversationStore, Scope
 from config.errors import ProtocolError
 from sync.client import MqttLink
-from sync.cloud import broker_accounts
 from sync.cloud.cloud_link import CloudLink
-from sync.cloud.fleet import Fleet
+from sync.cloud.fleet import Fleet, generate_signing_key
 from sync.cloud.identity import claim_keys
 from sync.cloud.pairing import (
     AlreadyPairedError,
+    PairingError,
     RequesterLockedError,
     WrongCodeError,
     approve,
@@ -51,11 +52,6 @@ def _as(bear, username: str, password: str):
         update={"username": username, "password": SecretStr(password)})})
 
 
-def _password_line(broker, user: str) -> str:
-    return next(line for line in broker.passwd.read_text().splitlines()
-                if line.startswith(f"{user}:"))
-
-
 def _start(bear) -> tuple[Pairing, SpeakingFake]:
     voice = SpeakingFake()
     pairing = Pairing(bear, bear.device.id, RecordingLed(), voice.say)
@@ -71,26 +67,33 @@ def _consent(database, device_id: str):
 
 
 def test_a_service_account_or_an_unmade_id_cannot_claim(bear, cloud, secure_broker, database):
-    """Item 1: claims as ``ingest`` (a service account that may write its own up/), as
-    ``svc.ingest`` (not a device id) and as a broker account never registered at
-    manufacture all go unanswered; nobody's password changes."""
-    ingest_before = _password_line(secure_broker, "ingest")
+    """Item 1: a claim as ``svc.ingest`` (a service account: its claim on up/ is refused by
+    the broker, and ``svc.*`` is no device id) and as a broker account never registered at
+    manufacture both go unanswered; nobody's password changes."""
     rogue = "bear-rogue-01"  # a broker account, but not made by teddy-cloud provision
-    broker_accounts.set_account(secure_broker.passwd, rogue, "rogue-password-123")
-    broker_accounts.reload_broker(secure_broker.pid_file)
-    time.sleep(0.3)
-    publish_claim(_as(bear, "ingest", INGEST_PASSWORD), "ingest", "111111")
+    with secure_broker.auth() as auth:
+        auth.set_device(rogue, "rogue-password-123")
+    with MqttLink(_as(bear, "svc.ingest", INGEST_PASSWORD).mqtt, client_id="svc.ingest") as link:
+        link.connect()  # no device topic can even be named for svc.*: try the raw topic
+        link.client.publish("teddy/v1/svc.ingest/up/claim", b'{"v": 2}', qos=1,
+                            retain=True).wait_for_publish(5)
     publish_claim(_as(bear, rogue, "rogue-password-123"), rogue, "111111")
     with database.connect() as conn:
-        for device in (None, "ingest", rogue):
+        with pytest.raises(PairingError, match="'svc.ingest' is not"):
+            approve(cloud, conn, "111111", "eve@example.org", ("keep", "sync"), "svc.ingest")
+        for device in (None, rogue):
             with pytest.raises(WrongCodeError, match="matches no bear waiting to pair"):
                 approve(cloud, conn, "111111", "eve@example.org", ("keep", "sync"), device,
                         requester=f"eve-{device}-{bear.device.id}")
         rows = conn.execute("SELECT count(*) FROM pairings WHERE device_id = ANY(%s)",
-                            (["ingest", rogue],)).fetchone()[0]
+                            (["svc.ingest", rogue],)).fetchone()[0]
     assert rows == 0
-    assert _password_line(secure_broker, "ingest") == ingest_before
-    assert not broker_accounts.has_account(secure_broker.passwd, "svc.ingest")
+    ingest = _as(bear, "svc.ingest", INGEST_PASSWORD)
+    with MqttLink(ingest.mqtt, client_id="svc.ingest") as link:
+        link.connect()  # its password is what it was
+        assert link.connected
+    with secure_broker.auth() as auth:
+        assert auth.has_service("svc.ingest")  # still a service account, not a bear
 
 
 def test_a_dotted_service_name_is_not_a_device_topic(bear, cloud, database):
@@ -101,12 +104,12 @@ def test_a_dotted_service_name_is_not_a_device_topic(bear, cloud, database):
     from sync.protocol import ClaimBody
     from sync.protocol.claim import seal_request
 
-    cloud_login = _as(bear, "cloud", cloud.mqtt.password.get_secret_value())
+    cloud_login = _as(bear, "svc.fleet", cloud.mqtt.password.get_secret_value())
 
     body = ClaimBody(claim_id="c" + "e" * 24, device_id="svc-ingest", code_digest="0" * 64,
                      nonce="1" * 32, requested_at=time.time())
     request = seal_request(body, X25519PrivateKey.generate(), bear.pairing.claim_key)
-    with MqttLink(cloud_login.mqtt, client_id="svc-test") as link:
+    with MqttLink(cloud_login.mqtt, client_id="svc.fleet") as link:
         link.connect()
         link.client.publish("teddy/v1/svc.ingest/up/claim", request.to_payload(), qos=1,
                             retain=True).wait_for_publish(5)
@@ -122,7 +125,7 @@ def test_another_bears_credentials_cannot_claim_a_paired_bear(bear, cloud, secur
     with database.connect() as conn:
         pair_bear(bear, cloud, conn, parent="sam@example.org")
     other = bear_settings(cloud, database, data_dir.parent / "bear-b")
-    before = (_consent(database, bear.device.id), _password_line(secure_broker, bear.device.id))
+    before = _consent(database, bear.device.id)
     publish_claim(other, bear.device.id, "222222")  # on A's topic: the broker drops it
     publish_claim(other, other.device.id, "333333", body_device=bear.device.id)
     with database.connect() as conn:
@@ -133,9 +136,11 @@ def test_another_bears_credentials_cannot_claim_a_paired_bear(bear, cloud, secur
         claimed = conn.execute("SELECT count(*) FROM pairings WHERE device_id = %s",
                                (bear.device.id,)).fetchone()[0]
     assert claimed == 1  # only the real pairing
-    assert (_consent(database, bear.device.id),
-            _password_line(secure_broker, bear.device.id)) == before
-    assert before[0][0][0] == "sam@example.org"
+    assert _consent(database, bear.device.id) == before
+    assert before[0][0] == "sam@example.org"
+    with MqttLink(bear.mqtt, client_id=f"teddy-{bear.device.id}") as link:
+        link.connect()  # A's own password still works: nobody replaced it
+        assert link.connected
 
 
 def test_a_paired_bear_is_reclaimed_only_after_a_reset_the_cloud_can_verify(bear, cloud,
@@ -207,8 +212,8 @@ def test_a_forged_answer_is_refused_and_the_fleet_key_stays(bear, cloud, secure_
     forged = ClaimAnswer(device_id=bear.device.id, claim_id=body.claim_id, nonce=body.nonce,
                          status="rejected", reason="forged", expires_at=time.time() + 60,
                          ).signed_with(Ed25519PrivateKey.generate())
-    attacker = _as(bear, "ingest", INGEST_PASSWORD)
-    with MqttLink(attacker.mqtt, client_id="attacker") as link:
+    attacker = _as(bear, "svc.ingest", INGEST_PASSWORD)
+    with MqttLink(attacker.mqtt, client_id="svc.ingest") as link:
         link.connect()
         link.client.publish(down_topic(bear.device.id, "claim"), forged.to_payload(), qos=1,
                             retain=True).wait_for_publish(5)
@@ -301,7 +306,7 @@ def test_delete_data_for_a_parent_deletes_only_that_familys_rows(bear, cloud, da
     from agent.factory_reset import factory_reset
     from sync.cloud.ingest import Ingestor
 
-    ingestor = Ingestor(cloud)
+    ingestor = Ingestor(cloud_settings(secure_broker, database.dsn, tmp_path, "svc.ingest"))
     ingesting = threading.Thread(target=ingestor.run)
     ingesting.start()
     try:
@@ -383,6 +388,7 @@ def test_a_bear_that_keeps_nothing_is_still_reached_by_the_fleet(bear, cloud, da
                 fleet = Fleet(cloud, conn)
                 pong = fleet.send(bear.device.id, "ping", wait=True).result
                 deleted = fleet.send(bear.device.id, "delete-data", wait=True).result
+                generate_signing_key(cloud.store.data_dir / "foreign.key", exist_ok=True)
                 other = cloud.model_copy(update={"fleet": cloud.fleet.model_copy(update={
                     "signing_key_file": cloud.store.data_dir / "foreign.key"})})
                 foreign = Fleet(other, conn).send(bear.device.id, "ping", wait=True).result
@@ -400,7 +406,7 @@ def test_a_malformed_claim_does_not_stop_pairing(bear, cloud, database, data_dir
                            sealed="B" * 40).to_payload()
     for name, payload in (("deep", b"[" * 4000 + b"]" * 4000), ("sealed", garbage)):
         bad = bear_settings(cloud, database, data_dir.parent / name)
-        with MqttLink(bad.mqtt, client_id=f"bad-{name}") as link:
+        with MqttLink(bad.mqtt, client_id=f"teddy-{bad.device.id}") as link:
             link.connect()
             link.client.publish(up_topic(bad.device.id, "claim"), payload, qos=1,
                                 retain=True).wait_for_publish(5)
@@ -415,11 +421,11 @@ def test_a_malformed_claim_does_not_stop_pairing(bear, cloud, database, data_dir
 
 def test_a_new_operator_provisions_and_pairs_a_bear_with_the_shipped_commands(
         env, database, tmp_path):
-    """README/operations path, every step the installed command: ``teddy-cloud provision``
-    (registers, broker account, bundle) -> ``provision-device --from-cloud`` on the card ->
-    ``teddy pair`` on the bear -> ``teddy-cloud fleet pair approve``. The broker runs the
-    shipped ACL; the pairing operator is a service account that reads ``+/up/#`` and
-    writes ``+/down/#`` (the ingest role)."""
+    """README/operations path, every step the installed command: the shipped broker config
+    (dynamic security, made as ``teddy-cloud broker-init`` makes it) -> ``teddy-cloud fleet
+    keygen`` -> ``teddy-cloud provision`` (registers, broker account, bundle) and
+    ``provision --service fleet svc.fleet`` -> ``provision-device --from-cloud`` on the card
+    -> ``teddy pair`` on the bear -> ``teddy-cloud fleet pair approve``."""
     import os
     import re
     import subprocess
@@ -427,20 +433,20 @@ def test_a_new_operator_provisions_and_pairs_a_bear_with_the_shipped_commands(
     import tomllib
     from pathlib import Path
 
-    from support import Mosquitto, start_cli, wait_for_log
+    from support import ShippedBroker, start_cli, wait_for_log
 
     repo = Path(__file__).resolve().parent.parent
-    broker_dir, out, cloud_dir = tmp_path / "broker", tmp_path / "bundles", tmp_path / "cloud"
-    broker_dir.mkdir()
-    passwd, acl = broker_dir / "passwd", broker_dir / "acl"
-    acl.write_text((repo / "config/examples/acl").read_text())
-    cloud = dict(env, TEDDY_STORE__DATA_DIR=str(cloud_dir))
-    files = ["--password-file", str(passwd), "--acl-file", str(acl), "--out", str(out)]
-    run_cli("teddy-cloud", "provision", "bear-op-01", *files, env=cloud)
-    run_cli("teddy-cloud", "provision", "--ingest", "fleet", *files, env=cloud)
-    broker = Mosquitto(broker_dir, anonymous=False,
-                       extra_config=f"password_file {passwd}\nacl_file {acl}\nuser root\n")
+    out, cloud_dir = tmp_path / "bundles", tmp_path / "cloud"
+    broker = ShippedBroker(tmp_path / "broker")
     broker.start()
+    cloud = dict(env, TEDDY_STORE__DATA_DIR=str(cloud_dir), TEDDY_MQTT__PORT=str(broker.port),
+                 TEDDY_FLEET__SIGNING_KEY_FILE=str(cloud_dir / "fleet-signing.key"),
+                 TEDDY_FLEET__BROKER_ADMIN_PASSWORD_FILE=str(broker.admin_password_file))
+    cloud_dir.mkdir()
+    run_cli("teddy-cloud", "fleet", "keygen", env=cloud)
+    run_cli("teddy-cloud", "provision", "bear-op-01", "--out", str(out), env=cloud)
+    run_cli("teddy-cloud", "provision", "--service", "fleet", "svc.fleet", "--out", str(out),
+            env=cloud)
     try:
         root = tmp_path / "card"
         (root / "etc/teddy/credentials").mkdir(parents=True)
@@ -460,9 +466,9 @@ def test_a_new_operator_provisions_and_pairs_a_bear_with_the_shipped_commands(
             wait_for_log(log, "My pairing code is")
             code = "".join(re.findall(r"\d", log.read_text().split("My pairing code is")[1]
                                       .split(".")[0]))
-            fleet = tomllib.loads((out / "fleet.toml").read_text())["mqtt"]
-            operator = dict(cloud, TEDDY_MQTT__PORT=str(broker.port),
-                            TEDDY_MQTT__USERNAME="fleet", TEDDY_MQTT__PASSWORD=fleet["password"],
+            fleet = tomllib.loads((out / "svc.fleet.toml").read_text())["mqtt"]
+            operator = dict(cloud, TEDDY_MQTT__USERNAME="svc.fleet",
+                            TEDDY_MQTT__PASSWORD=fleet["password"],
                             TEDDY_FLEET__CLAIM_COLLECT_S="0.5")
             approved = run_cli("teddy-cloud", "fleet", "pair", "approve", "--code", code,
                                "--parent-email", "sam@example.org", env=operator)

@@ -156,6 +156,10 @@ def test_cloud_provisioned_bear_connects_to_a_password_protected_broker(
     broker = ShippedBroker(tmp_path / "broker")
     broker.start()
     try:
+        cloud_env = dict(env, TEDDY_MQTT__PORT=str(broker.port),
+                         TEDDY_FLEET__BROKER_ADMIN_PASSWORD_FILE=str(broker.admin_password_file))
+        from support import run_cli
+        run_cli("teddy-cloud", "fleet", "keygen", env=cloud_env)  # once per fleet
         made = subprocess.run(
             [str(Path(sys.executable).parent / "teddy-cloud"), "provision", "bear-frag-01",
              "--out", str(tmp_path / "out")],
