@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sync.cloud.release_cli import register as register_release  # release ... (issue 9)
 
     register_release(commands)
+    from sync.cloud.portal.cli import register as register_portal  # portal ... (issue 14)
+
+    register_portal(commands)
     return parser
 
 
@@ -53,8 +56,10 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from sync.cloud import family_keys
     from sync.cloud.ingest import Ingestor
 
+    family_keys.install(settings)  # portal (issue 14): seal transcripts per family
     with Ingestor(settings) as ingestor:
         signal.signal(signal.SIGTERM, lambda *_: ingestor.stop())
         signal.signal(signal.SIGINT, lambda *_: ingestor.stop())
