@@ -114,3 +114,18 @@ def make_family(conn: Any, email: str, conversations: int = 2, turns: int = 4,
 def settings_of(kwargs: dict[str, Any]) -> Settings:
     """Settings from :func:`portal_settings`' keyword arguments."""
     return Settings(**kwargs)
+
+
+def seeded_family(conn: Any, config: dict[str, Any], email: str) -> dict[str, Any]:
+    """A family with a flagged conversation and a wellbeing alert (pages with content)."""
+    from sync.cloud import family_keys
+
+    ring = family_keys.install(settings_of(config))
+    family = make_family(conn, email, keyring=ring)
+    conn.execute("UPDATE turns SET action = 'escalate', categories = '{distress}'"
+                 " WHERE pairing_id = %s AND seq = 1", (family["pairing_id"],))
+    conn.execute("INSERT INTO alerts (device_id, kind, severity, message, raised_at,"
+                 " device_alert_id) VALUES (%s, 'wellbeing.escalation', 'high', 'the child"
+                 " said something a parent should know about', now(), 'a1')",
+                 (family["device_id"],))
+    return family

@@ -3,6 +3,7 @@ limits, security headers, tenant isolation over every route, sealing and retenti
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -246,10 +247,10 @@ def test_the_ingest_writer_seals_a_paired_bears_text(config, database):
         family = make_family(conn, unique("ingest"), conversations=0, keyring=ring)
         conn.execute(writer.STAGING_DDL)
         topic = f"teddy/v1/{family['device_id']}/up/turns"
-        payload = ('{"v": 1, "batch_id": "b1", "device_id": "%s", "turns": [{"seq": 1,'
-                   ' "conversation_id": "c1", "role": "child", "text": "my secret words",'
-                   ' "created_at": 1700000000, "action": "allow", "categories": []}]}'
-                   % family["device_id"]).encode()
+        payload = json.dumps({"v": 1, "batch_id": "b1", "device_id": family["device_id"],
+                              "turns": [{"seq": 1, "conversation_id": "c1", "role": "child",
+                                         "text": "my secret words", "created_at": 1700000000,
+                                         "action": "allow", "categories": []}]}).encode()
         parsed = parse(_received(topic, payload))
         assert parsed.kind == "turns", parsed.reason
         writer.write(conn, [parsed])

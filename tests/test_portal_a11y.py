@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 from notify_support import start_smtp
 from portal_browser import PHONE, browser, running_portal, sign_in
-from portal_support import make_family, portal_env, portal_settings, settings_of
+from portal_support import portal_env, portal_settings, seeded_family
 from support import free_port
 
 from config.settings import Settings
-from sync.cloud import family_keys
 
 
 @pytest.fixture
@@ -34,27 +33,14 @@ def page_paths(ids: dict[str, str]) -> list[str]:
     return [p for p in paths if p != "/"] + ["/no-such-page"]
 
 
-def seeded_family(database, config: dict, email: str) -> dict:
-    """A family with a flagged conversation, a wellbeing alert and a deletion."""
-    ring = family_keys.install(settings_of(config))
-    with database.connect() as conn:
-        family = make_family(conn, email, keyring=ring)
-        conn.execute("UPDATE turns SET action = 'escalate', categories = '{distress}'"
-                     " WHERE pairing_id = %s AND seq = 1", (family["pairing_id"],))
-        conn.execute("INSERT INTO alerts (device_id, kind, severity, message, raised_at,"
-                     " device_alert_id) VALUES (%s, 'wellbeing.escalation', 'high', 'the child"
-                     " said something a parent should know about', now(), 'a1')",
-                     (family["device_id"],))
-    return family
-
-
 def test_every_page_passes_axe_and_fits_a_phone(database, smtp, tmp_path: Path):
     from axe_playwright_python.sync_playwright import Axe
 
     port, sink = smtp
     config = portal_settings(database.dsn, port, tmp_path, "http://localhost")
     email = "axe@example.org"
-    family = seeded_family(database, config, email)
+    with database.connect() as conn:
+        family = seeded_family(conn, config, email)
     shots = tmp_path / "screens"
     shots.mkdir()
     axe = Axe()
