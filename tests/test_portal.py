@@ -285,3 +285,18 @@ def test_the_retention_job_deletes_transcripts_past_the_familys_retention(
                                           (f["pairing_id"],)).fetchone()[0]
                  for f in (old_short, old_default)}
     assert count == {short: 0, default: 8}
+
+
+def test_the_fleet_cli_exports_a_parents_sealed_transcripts_through_the_same_layer(
+        config, database):
+    ring = family_keys.install(settings_of(config))
+    email = unique("cli")
+    with database.connect() as conn:
+        family = make_family(conn, email, keyring=ring)
+    env = {**portal_env(config), "PATH": "/usr/bin:/bin"}
+    result = run_cli("teddy-cloud", "fleet", "export", "--parent", email, env=env)
+    assert family["device_id"] in result.stdout
+    assert "child line 0 of conversation 0" in result.stdout
+    refused = run_cli("teddy-cloud", "fleet", "export", "--parent", unique("nobody"), env=env,
+                      check=False)
+    assert refused.returncode == 1 and "no bear was ever paired" in refused.stdout
