@@ -300,3 +300,19 @@ def test_the_fleet_cli_exports_a_parents_sealed_transcripts_through_the_same_lay
     refused = run_cli("teddy-cloud", "fleet", "export", "--parent", unique("nobody"), env=env,
                       check=False)
     assert refused.returncode == 1 and "no bear was ever paired" in refused.stdout
+
+
+def test_a_wellbeing_mail_links_to_the_parent_app_and_carries_no_words():
+    from config.notify import EmailChannel
+    from sync.cloud.notify.mail import EmailSender
+    from sync.cloud.notify.message import Notification
+
+    channel = EmailChannel(type="email", audience="parent", host="127.0.0.1", starttls=False,
+                           sender="teddy@example.org", to_parent=True,
+                           app_url="https://parents.example.org/")
+    note = Notification(alert_id=1, event="raised", device_id="bear-1",
+                        kind="wellbeing.escalation", severity="high",
+                        message="the child said something", raised_at=datetime.now(UTC),
+                        details={"categories": ["distress"]}, parents=("p@example.org",))
+    body = EmailSender(channel, 5).compose(note, ["p@example.org"]).get_content()
+    assert "https://parents.example.org/alerts" in body
