@@ -316,3 +316,57 @@ def test_a_wellbeing_mail_links_to_the_parent_app_and_carries_no_words():
                         details={"categories": ["distress"]}, parents=("p@example.org",))
     body = EmailSender(channel, 5).compose(note, ["p@example.org"]).get_content()
     assert "https://parents.example.org/alerts" in body
+
+
+def test_a_parent_exports_and_deletes_a_day_then_everything_of_an_unpaired_bear(
+        config, pool, smtp, database):
+    ring = family_keys.install(settings_of(config))
+    email = unique("del")
+    with database.connect() as conn:
+        family = make_family(conn, email, conversations=2, keyring=ring)
+        conn.execute("UPDATE turns SET created_at = created_at - interval '2 days' WHERE"
+                     " conversation_id = %s", (family["conversations"][1],))
+    client = client_for(config, pool)
+    csrf = sign_in(client, smtp[1], email)
+    with database.connect() as conn:  # no bear to tell: the cloud side alone
+        conn.execute("UPDATE pairings SET status = 'unpaired' WHERE pairing_id = %s",
+                     (family["pairing_id"],))
+    bear = f"/bears/{family['pairing_id']}"
+    text = client.get(f"{bear}/export.txt").text
+    assert "Child: child line 0 of conversation 0" in text
+    exported = client.get("/export.json").json()
+    assert len(exported["bears"][0]["conversations"]) == 2
+
+    today = datetime.now(UTC).date().isoformat()
+    done = client.post(f"{bear}/days/{today}/delete", data={"csrf": csrf})
+    assert "deleted (4 turns)" in done.text and "nothing to delete on the bear" in done.text
+    left = client.get(f"{bear}/conversations").text
+    assert family["conversations"][0] not in left and family["conversations"][1] in left
+
+    unconfirmed = client.post(f"{bear}/delete", data={"csrf": csrf}, follow_redirects=False)
+    assert unconfirmed.status_code == 303 and "confirm" in unconfirmed.headers["location"]
+    client.post(f"{bear}/delete", data={"csrf": csrf, "confirm": "yes"})
+    with database.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM turns WHERE pairing_id = %s",
+                            (family["pairing_id"],)).fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM family_keys WHERE pairing_id = %s",
+                            (family["pairing_id"],)).fetchone()[0] == 0
+
+
+def test_an_invited_second_parent_joins_the_family_and_sees_its_bear(
+        config, pool, smtp, database):
+    ring = family_keys.install(settings_of(config))
+    first, second = unique("mum"), unique("dad")
+    with database.connect() as conn:
+        family = make_family(conn, first, keyring=ring)
+    owner = client_for(config, pool)
+    csrf = sign_in(owner, smtp[1], first)
+    assert owner.post("/family/invite", data={"csrf": csrf, "email": "not an address"}
+                      ).status_code == 400
+    owner.post("/family/invite", data={"csrf": csrf, "email": second})
+    assert f"{second} (invited)" in owner.get("/family").text
+    partner = client_for(config, pool)
+    sign_in(partner, smtp[1], second)
+    assert family["pairing_id"] in partner.get("/bears").text
+    assert f"{second} (member)" in partner.get("/family").text
+    assert partner.get(f"/bears/{family['pairing_id']}/conversations").status_code == 200

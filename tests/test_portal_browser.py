@@ -18,7 +18,6 @@ from support import free_port, start_cli, until, wait_for_log
 from agent.pairing import Pairing
 from agent.play import QUIET_REPLY
 from agent.runtime import open_bear
-from agent.store import ConversationStore
 
 pytest_plugins = ["fleet_fixtures"]
 
@@ -93,13 +92,26 @@ def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
                 page.get_by_role("button", name="Save settings").click()
                 page.wait_for_url(f"{bear_url}?saved=1")
                 assert until(lambda: bear.play.quiet_from == "19:30", 15)
+                assert running.store.consent().parent == email
             bedtime = datetime(2026, 12, 3, 20, 15)
             with open_bear(bear, clock=lambda: bedtime) as teddy:
                 assert teddy.respond("let's play a game").reply == QUIET_REPLY
             with open_bear(bear, clock=lambda: bedtime.replace(hour=10)) as teddy:
                 assert teddy.respond("let's play a game").reply != QUIET_REPLY
-            with ConversationStore.open(bear.store) as store:
-                assert store.consent().parent == email
+
+            with RunningBear(bear) as running:  # the parent takes consent back
+                page.goto(bear_url)
+                page.get_by_label("Yes, take back my consent").check()
+                page.get_by_role("button", name="Revoke consent").click()
+                page.wait_for_url(f"{base}/deletions/*")
+                assert running.unpaired.wait(20)
+            with database.connect() as conn:
+                status = conn.execute("SELECT status FROM pairings WHERE device_id = %s AND"
+                                      " approved_at IS NOT NULL", (bear.device.id,)).fetchone()
+                keys = conn.execute("SELECT count(*) FROM family_keys").fetchone()[0]
+                revoked = conn.execute("SELECT revoked_at IS NOT NULL FROM consent_records"
+                                       " WHERE parent_email = %s", (email,)).fetchone()
+            assert status == ("unpaired",) and revoked == (True,) and keys == 0
     finally:
         ingest.send_signal(signal.SIGTERM)
         ingest.wait(15)
