@@ -438,10 +438,12 @@ class CommandFailed(TeddyError, RuntimeError):
 
 def _peek(payload: bytes) -> tuple[str, str]:
     """Id and name of a payload, as far as they can be read, for the result of a refusal."""
+    from sync.protocol.base import load_json
+
     try:
-        data = json.loads(payload)
+        data = load_json(payload, "Command", Command.MAX_BYTES, Command.MAX_DEPTH)
         return str(data.get("id", "unknown"))[:64] or "unknown", str(data.get("name", ""))[:64]
-    except (ValueError, AttributeError):
+    except (ProtocolError, AttributeError):
         return "unknown", ""
 
 

@@ -68,7 +68,7 @@ class Uplink:
                                 alerts=self._bear.alerts)
         controls = BearControls(settings, store=lambda: self._bear.store,
                                 restart=self._restart, is_busy=self._is_busy)
-        self._commands = open_command_endpoint(self._sync.link, controls)
+        self._commands = open_command_endpoint(self._sync.link, controls, self._sync.pending)
         self._spawn("sync", self._run_sync)
         if self._monitor is not None:
             self._spawn("health-publish", self._publish_health)
@@ -86,21 +86,19 @@ class Uplink:
             logger.exception("sync thread stopped")
 
     def _publish_health(self) -> None:
-        from sync.protocol import up_topic
-
-        link, device = self._sync.link, self._device_id
+        """Hand alerts and samples to the link's receipt tracker: each is sent again until
+        the cloud's ``down/receipt`` says it is committed; only then is an alert marked
+        published in the journal (never on the broker's PUBACK)."""
+        link, pending, monitor = self._sync.link, self._sync.pending, self._monitor
         while not self._stop.wait(HEALTH_PUBLISH_EVERY):
-            self._monitor.signals.set("broker_connected", link.connected)
-            if not link.connected:
-                continue
+            monitor.signals.set("broker_connected", link.connected)
             try:
-                for item in self._monitor.outgoing():
-                    info = link.client.publish(up_topic(device, item.topic),
-                                               item.message.to_payload(), qos=item.qos)
-                    if item.qos == 1:
-                        info.wait_for_publish(timeout=5)
-                        if info.is_published():
-                            self._monitor.mark_published(item.message)
+                for item in monitor.outgoing():
+                    if item.topic == "alerts":
+                        pending.send("alerts", item.message,
+                                     on_receipt=lambda m=item.message: monitor.mark_published(m))
+                    else:
+                        pending.send(item.topic, item.message, latest_only=True)
             except Exception:
                 logger.exception("publishing health failed; trying again")
 

@@ -198,6 +198,30 @@ class CloudSettings(Section):
     """``teddy-cloud provision``: Mosquitto password file (hashes, via mosquitto_passwd)."""
     broker_acl_file: Path = Path("/etc/mosquitto/acl")
     """``teddy-cloud provision``: Mosquitto ACL file that gets each bear's entries."""
+    max_clock_ahead_s: float = Field(default=86400.0, ge=0, le=30 * 86400)
+    """Ingest refuses a message dated more than this many seconds after its own clock."""
+    max_message_age_days: float = Field(default=3660.0, ge=1, le=36500)
+    """Ingest refuses a message dated more than this many days ago (a bear keeps at most
+    ``store.retention_days`` = 3650, plus a margin)."""
+    dead_letter_keep_days: float = Field(default=7.0, gt=0, le=3650)
+    """Days a dead letter is kept before ingest deletes it."""
+    dead_letter_keep_bytes: int = Field(default=4096, ge=0, le=256 * 1024)
+    """Bytes of a refused payload kept in its dead letter (its full size is kept too)."""
+    dead_letters_per_device: int = Field(default=1000, ge=0)
+    """Most dead letters kept per device (more are counted in metrics, not kept)."""
+    dead_letters_total: int = Field(default=100_000, ge=0)
+    """Most dead letters kept in all."""
+    dead_letters_per_device_per_s: float = Field(default=2.0, ge=0)
+    """Dead letters kept per device per second (bursts of 5 s worth); the rest are counted."""
+    bear_turns_per_s: float = Field(default=1000.0, gt=0)
+    """Turns a second one bear may send; more are refused (``down/receipt``) until later."""
+    bear_turns_burst: float = Field(default=60_000.0, ge=1)
+    """Turns one bear may send at once after being quiet (a bear back online catching up
+    on weeks of conversations)."""
+    bear_bytes_per_s: float = Field(default=2 * 1024 * 1024.0, gt=0)
+    """Payload bytes a second one bear may send on ``up/``; more are refused until later."""
+    bear_bytes_burst: float = Field(default=64 * 1024 * 1024.0, ge=1024)
+    """Payload bytes one bear may send at once after being quiet."""
 
 
 class DialogueSettings(Section):

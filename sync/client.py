@@ -55,6 +55,7 @@ class MqttLink:
         will: LastWill | None = None,
         manual_ack: bool = False,
         backoff: Backoff | None = None,
+        retry_log_level: int = logging.INFO,
     ) -> None:
         import paho.mqtt.client as mqtt
 
@@ -84,6 +85,7 @@ class MqttLink:
         self._last_connect_reason: Any = None
         self._supervisor: threading.Thread | None = None
         self._attempt_at: float | None = None
+        self._retry_log_level = retry_log_level
         self._configure(will)
 
     def _configure(self, will: LastWill | None) -> None:
@@ -234,7 +236,8 @@ class MqttLink:
             try:
                 self.client.reconnect()
             except OSError as exc:
-                logger.info("MQTT broker at %s unreachable: %s", self._where(), exc)
+                logger.log(self._retry_log_level, "MQTT broker at %s unreachable: %s — "
+                           "trying again", self._where(), exc)
                 continue
             self.client.loop_start()
             return

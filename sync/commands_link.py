@@ -5,7 +5,8 @@ to ``down/cmd`` and ``down/config`` after every (re)connect and takes those topi
 paho's ``message_callback_add``, so the link's own ``on_message`` (DeviceSync's acks) is
 untouched. Commands run one at a time on a worker thread, never in paho's network thread;
 each result goes to ``up/cmd-result`` (QoS 1), each config report to ``up/config``
-(QoS 1, retained).
+(QoS 1, retained), through the link's :class:`~sync.receipts.PendingUplink`: both are sent
+again until the cloud's ``down/receipt`` says they are committed.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import threading
 from typing import Any
 
 from sync.client import MqttLink
-from sync.protocol import down_topic, up_topic
+from sync.protocol import down_topic
+from sync.receipts import PendingUplink
 
 logger = logging.getLogger(__name__)
 
 PUBLISH_WAIT_S = 5.0
-"""Seconds to wait for the broker's PUBACK of a result before running an after-action."""
+"""Seconds to wait for the cloud's receipt of a result before running an after-action."""
 
 
 class CommandsLink:
@@ -30,8 +32,10 @@ class CommandsLink:
     A context manager; :meth:`close` stops the worker (idempotent).
     """
 
-    def __init__(self, link: MqttLink, processor: Any) -> None:
+    def __init__(self, link: MqttLink, processor: Any,
+                 pending: PendingUplink | None = None) -> None:
         self._link = link
+        self._pending = pending or PendingUplink.of(link, processor.device_id)
         self._processor = processor
         self._device_id = processor.device_id
         self._jobs: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
@@ -80,17 +84,15 @@ class CommandsLink:
 
     def _run_command(self, payload: bytes) -> None:
         result, after = self._processor.handle(payload)
-        info = self._link.client.publish(up_topic(self._device_id, "cmd-result"),
-                                         result.to_payload(), qos=1)
+        receipted = self._pending.send("cmd-result", result)
         if after is not None:
-            info.wait_for_publish(timeout=PUBLISH_WAIT_S)
+            receipted.wait(timeout=PUBLISH_WAIT_S)
             after()
 
     def _apply_config(self, payload: bytes) -> None:
         report = self._processor.handle_config(payload)
         if report is not None:
-            self._link.client.publish(up_topic(self._device_id, "config"), report.to_payload(),
-                                      qos=1, retain=True)
+            self._pending.send("config", report, retain=True, latest_only=True)
 
     def close(self) -> None:
         """Stop taking commands; idempotent."""
@@ -111,7 +113,8 @@ class CommandsLink:
         self.close()
 
 
-def open_command_endpoint(link: MqttLink, controls: Any) -> CommandsLink | None:
+def open_command_endpoint(link: MqttLink, controls: Any,
+                          pending: PendingUplink | None = None) -> CommandsLink | None:
     """The command endpoint of a paired bear on its existing link; None while unpaired.
 
     ``controls`` is an :class:`agent.commands.BearControls`. Call before or after
@@ -126,4 +129,4 @@ def open_command_endpoint(link: MqttLink, controls: Any) -> CommandsLink | None:
         return None
     credentials = vault.load()
     processor = CommandProcessor(controls, credentials.device_id, credentials.fleet_public_key)
-    return CommandsLink(link, processor).attach()
+    return CommandsLink(link, processor, pending).attach()

@@ -28,7 +28,8 @@ from config.errors import ProtocolError, SyncError
 from config.settings import Settings
 from sync.backoff import Backoff
 from sync.client import LastWill, MqttLink
-from sync.protocol import Ack, Status, TurnRecord, TurnsBatch, down_topic, up_topic
+from sync.protocol import Ack, Receipt, Status, TurnRecord, TurnsBatch, down_topic, up_topic
+from sync.receipts import PendingUplink
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,8 @@ class DeviceSync:
         self._alerts = alerts
         self._on_ack = on_ack
         self._boot_time = time.time()
-        self._events: queue.Queue[Ack | None] = queue.Queue()
+        self._events: queue.Queue[Ack | Receipt | None] = queue.Queue()
+        self._paused_until = float("-inf")
         self._inflight: dict[str, _InFlight] = {}
         self._reconnected = threading.Event()
         self._over_budget = False
@@ -108,6 +110,10 @@ class DeviceSync:
         )
         self._link.on("message", self._on_message)
         self._link.after_connect(self._on_connected)
+        self.pending = PendingUplink.of(self._link, device_id, sync.ack_timeout)
+        """Alerts, health, command results and config reports waiting for the cloud's
+        receipt (``down/receipt``), on this same link."""
+        self.pending.listen("turns", self._events.put)
 
     def __enter__(self) -> DeviceSync:
         return self
@@ -149,6 +155,7 @@ class DeviceSync:
                 info.wait_for_publish(timeout=2)
             except RuntimeError:
                 pass  # the link dropped meanwhile; the Last Will says offline instead
+        self.pending.close()
         self._link.close()
 
     def _on_connected(self) -> None:
@@ -235,6 +242,8 @@ class DeviceSync:
     def _fill_window(self, report: SyncReport, drain: bool) -> None:
         sync = self._settings.sync
         while len(self._inflight) < sync.max_inflight and self._link.connected:
+            if time.monotonic() < self._paused_until:
+                return
             if not drain and not self._batch_ready():
                 return
             if not self._publish(None, report, resend=False):
@@ -275,12 +284,29 @@ class DeviceSync:
                 return
             if event is None:  # a wake-up: new turns, or a reconnect
                 return
+            if isinstance(event, Receipt):
+                self._refused(event)
+                return
             report.turns_acked += self._store.mark_synced(event.ranges)
             self._settle(event)
             if self._on_ack is not None:
                 self._on_ack(event.ranges)
             if self._events.empty():
                 return  # back to the pump: the window has room again
+
+    def _refused(self, receipt: Receipt) -> None:
+        """The cloud refused these batches for now (this bear is over its rate): send them
+        again after ``retry_after``, and nothing new before."""
+        if not receipt.refused:
+            return
+        now = time.monotonic()
+        self._paused_until = max(self._paused_until, now + receipt.retry_after)
+        for batch_id in receipt.ids:
+            flight = self._inflight.get(batch_id)
+            if flight is not None:
+                flight.sent_at = now + receipt.retry_after - self._settings.sync.ack_timeout
+        logger.info("the cloud refused %d batches for now (%s); sending again in %.1f s",
+                    len(receipt.ids), receipt.refused, receipt.retry_after)
 
     def _settle(self, ack: Ack) -> None:
         flight = self._inflight.get(ack.batch_id)

@@ -201,6 +201,17 @@ def test_health_sample_message_round_trips(settings, sink):
     assert parsed.sampled_at == 5000.0 and parsed.device_id == DEVICE
 
 
+def test_a_non_finite_reading_travels_as_unknown(settings, sink):
+    """The protocol refuses NaN/Infinity; a sensor that reads one must not stop the sample
+    (nor the alerts published with it)."""
+    system = SyntheticSystem(cpu_percent=float("nan"), cpu_temp_c=float("inf"))
+    with HealthMonitor(settings, sink, DEVICE, sampler=system) as monitor:
+        monitor.tick(now=5000.0)
+        sample = monitor.health_sample()
+    parsed = HealthSample.from_payload(sample.to_payload())
+    assert parsed.metrics["cpu_percent"] is None and parsed.metrics["cpu_temp_c"] is None
+
+
 @pytest.mark.parametrize("payload, fragment", [
     (b'{"v": 2, "device_id": "bear-1", "sampled_at": 1, "metrics": {}}', "field v"),
     (b'{"v": 1, "device_id": "bear-1", "sampled_at": 1, "metrics": {"x": "hot"}}', "metrics.x"),

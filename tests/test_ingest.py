@@ -72,9 +72,9 @@ def test_health_alerts_metrics_and_a_nul_byte(broker, database):
         cleared = raised.model_copy(update={"state": "cleared", "cleared_at": 1_700_000_060.0})
         _send(client, up_topic(device, "alerts"), cleared.to_payload())
         good = TurnRecord(seq=1, conversation_id="c", role="child", text="fine",
-                          created_at=1.0, action="allow")
+                          created_at=1_700_000_000.0, action="allow")
         nul = TurnRecord(seq=2, conversation_id="c", role="bear", text="bad\x00byte",
-                         created_at=1.0, action="allow")
+                         created_at=1_700_000_000.0, action="allow")
         _send(client, up_topic("bear-nul", "turns"),
               TurnsBatch(device_id="bear-nul", batch_id="n", turns=[nul]).to_payload())
         _send(client, up_topic(device, "turns"),

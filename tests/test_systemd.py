@@ -149,6 +149,7 @@ def test_cloud_units_share_the_subscription_and_keep_secrets_out_of_config() -> 
     migrate = directives("teddy-cloud-migrate.service")
     assert "TEDDY_CLOUD__CLIENT_ID=ingest-%H-%i" in ingest["Environment"]
     assert "teddy-cloud-migrate.service" in ingest["After"][0]
+    assert ingest["Type"] == ["notify"] and ingest["TimeoutStartSec"] == ["infinity"]
     assert migrate["Type"] == ["oneshot"]
     for unit in (ingest, migrate):
         assert unit["DynamicUser"] == ["yes"]

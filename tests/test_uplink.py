@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 from fleet_support import cloud_env, pair_bear
 from support import run_cli, until
@@ -49,3 +50,41 @@ def test_paired_bear_syncs_takes_commands_and_publishes_alerts(bear, cloud, data
         ingestor.stop()
         ingesting.join(15)
         ingestor.close()
+
+
+def test_a_wellbeing_alert_raised_while_ingest_is_down_arrives_exactly_once(
+        bear, cloud, database, secure_broker):
+    """The broker's PUBACK is not the cloud's commit: with no ingest subscribed the broker
+    drops the alert, so the bear keeps it until ``down/receipt`` (issue 12, item 4)."""
+    with database.connect() as conn:
+        pair_bear(bear, cloud, conn)
+    device = bear.device.id
+    with open_bear(bear) as teddy, HealthMonitor(bear, teddy.alerts, device) as monitor:
+        uplink = Uplink(bear, teddy, monitor)
+        assert uplink.start()
+        try:
+            teddy.alerts.raise_alert("wellbeing.escalation", "high", "the child sounded sad",
+                                     category="sadness")
+            assert until(lambda: uplink.connected, 20)
+            time.sleep(2 * 5.0)  # published (and PUBACKed) at least once; nobody stored it
+            assert [a.raise_published for a in monitor.journal.recent(0)] == [False], \
+                "the alert was marked published on the broker's PUBACK"
+            ingestor = Ingestor(cloud)
+            ingesting = threading.Thread(target=ingestor.run)
+            ingesting.start()
+            try:
+                assert until(lambda: all(a.raise_published
+                                         for a in monitor.journal.recent(0)), 30)
+                assert [a.raise_published for a in monitor.journal.recent(0)] == [True]
+                time.sleep(1.0)
+                with database.connect() as conn:
+                    rows = conn.execute(
+                        "SELECT count(*) FROM alerts WHERE device_id = %s AND kind = %s",
+                        (device, "wellbeing.escalation")).fetchone()[0]
+                assert rows == 1
+            finally:
+                ingestor.stop()
+                ingesting.join(15)
+                ingestor.close()
+        finally:
+            uplink.close()

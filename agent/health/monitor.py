@@ -5,7 +5,8 @@ Wiring (see README): build one :class:`HealthMonitor` with the bear's ``AlertSin
 ``health.sample_interval_s``) and :meth:`~HealthMonitor.close` on the way out. Parts feed
 :attr:`~HealthMonitor.signals`; the sync link takes :meth:`~HealthMonitor.pending_alerts`
 and :meth:`~HealthMonitor.health_sample` to publish on ``up/alerts`` / ``up/health`` and
-calls :meth:`~HealthMonitor.mark_published` after the broker's PUBACK.
+calls :meth:`~HealthMonitor.mark_published` once the cloud's ``down/receipt`` says the
+alert is committed (never on the broker's PUBACK).
 
 Alerts go to the journal, the log, and the sink's listeners (sync, LED). There is no path
 from here to the speaker: a wellbeing escalation is never spoken to the child.
@@ -14,6 +15,7 @@ from here to the speaker: a wellbeing escalation is never spoken to the child.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -219,15 +221,16 @@ class HealthMonitor:
         return messages
 
     def mark_published(self, message: AlertMessage) -> None:
-        """The broker acknowledged ``message`` (QoS 1 PUBACK): it leaves the queue."""
+        """The cloud committed ``message`` (its ``down/receipt``): it leaves the queue."""
         self.journal.mark_published(message.alert_id, message.state)
 
     def outgoing(self, now: float | None = None) -> list[Outgoing]:
         """What the sync link should publish now: every unpublished alert (QoS 1) and, at
         most every ``health.publish_every_s``, the latest health sample (QoS 0).
 
-        After the broker's PUBACK for an ``alerts`` item call :meth:`mark_published` with
-        its message; a health sample needs no acknowledgement (QoS 0, newest wins).
+        After the cloud's receipt for an ``alerts`` item call :meth:`mark_published` with
+        its message (see :class:`sync.receipts.PendingUplink`); of health samples only the
+        newest is worth resending.
         """
         now = self._clock() if now is None else now
         items = [Outgoing("alerts", message, 1) for message in self.pending_alerts()]
@@ -243,8 +246,10 @@ class HealthMonitor:
         last = self._last
         if last is None:
             return None
+        metrics = {name: value if value is None or math.isfinite(value) else None
+                   for name, value in last.metrics.items()}  # the protocol refuses NaN/inf
         return HealthSample(device_id=self.device_id, sampled_at=last.sampled_at,
-                            metrics=last.metrics, open_alerts=[a.kind for a in last.open_alerts])
+                            metrics=metrics, open_alerts=[a.kind for a in last.open_alerts])
 
 
 def to_alert_message(row: JournalAlert, state: str) -> AlertMessage:

@@ -95,17 +95,32 @@ def public_key_bytes(private_key: Any) -> bytes:
 
 
 def record_result(conn: Any, result: CommandResult) -> bool:
-    """Store a bear's command result on its ``commands`` row; False if no such command.
+    """Store a bear's command result; True if it was the command's final status.
 
-    Only a result from the device the command was sent to counts.
+    The final status is written once, on the ``commands`` row of a command sent to this very
+    device that is still ``sent``. Every other result (a replayed command's refusal, a second
+    answer, an id this device was never sent) goes to ``command_events`` beside it, once
+    (a resend of the same result is not kept twice), and never over the final status.
     """
+    args = (result.status, result.reason, json.dumps(result.data), result.finished_at)
     row = conn.execute(
         "UPDATE commands SET status = %s, reason = %s, result = %s, finished_at = to_timestamp(%s)"
-        " WHERE id = %s AND device_id = %s RETURNING id",
-        (result.status, result.reason, json.dumps(result.data), result.finished_at,
-         result.id, result.device_id),
+        " WHERE id = %s AND device_id = %s AND status = 'sent' RETURNING id",
+        (*args, result.id, result.device_id),
     ).fetchone()
-    return row is not None
+    if row is not None:
+        return True
+    conn.execute(
+        "INSERT INTO command_events (command_id, device_id, known, status, reason, result,"
+        " finished_at) SELECT %s, %s, EXISTS (SELECT 1 FROM commands WHERE id = %s AND"
+        " device_id = %s), %s, %s, %s, to_timestamp(%s)"
+        " WHERE NOT EXISTS (SELECT 1 FROM commands WHERE id = %s AND device_id = %s"
+        " AND status = %s AND finished_at = to_timestamp(%s))"
+        " ON CONFLICT (device_id, command_id, status, finished_at) DO NOTHING",
+        (result.id, result.device_id, result.id, result.device_id, *args, result.id,
+         result.device_id, result.status, result.finished_at),
+    )
+    return False
 
 
 def record_reported_config(conn: Any, report: ConfigReported) -> None:

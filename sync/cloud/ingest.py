@@ -6,6 +6,16 @@ committed. A payload that fails validation is kept in ``dead_letters`` with the 
 (in the same transaction) and never stops ingest. Inserts are idempotent on
 ``(device_id, seq)``, so resent batches never duplicate.
 
+No message can stop ingest: payloads are bounded in size and depth before parsing, every
+field and time is range-checked (:mod:`sync.cloud.messages`), and any exception while
+writing one message dead-letters that message (:mod:`sync.cloud.writer`). Dead letters are
+rate-limited, capped and expire (:mod:`sync.cloud.dead_letters`). Each bear is rate-limited
+(turns and bytes a second): what is over is refused with a ``down/receipt`` naming it and a
+``retry_after``, not acked, so the bear sends it again later and others are not starved.
+
+At start, ingest waits for a broker that is not up yet (retrying with backoff, a WARNING
+per attempt) and tells systemd READY only once its subscriptions are confirmed.
+
 PostgreSQL failures (a restart, a terminated backend) roll the transaction back; the batch
 is retried on a fresh connection from the pool, and nothing about it was acked meanwhile.
 On :meth:`Ingestor.stop` the ingestor unsubscribes, commits what it already holds (for up
@@ -27,16 +37,17 @@ from typing import Any
 from config.settings import Settings
 from sync.backoff import Backoff
 from sync.client import MqttLink
-from sync.cloud import db, writer
-from sync.cloud.messages import KINDS, Parsed, Received, parse
+from sync.cloud import db, dead_letters, writer
+from sync.cloud.messages import KINDS, Parsed, Received, TimeWindow, parse
 from sync.cloud.metrics import IngestMetrics
-from sync.protocol import shared_subscription
+from sync.cloud.ratelimit import TokenBuckets
+from sync.protocol import Receipt, down_topic, receipt_id, shared_subscription
 
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 5.0
 """Seconds :meth:`Ingestor.run` spends committing what it holds after :meth:`stop`."""
-QOS = {"turns": 1, "status": 1, "health": 0, "alerts": 1, "cmd-result": 1, "config": 1}
+QOS = {"turns": 1, "status": 1, "health": 1, "alerts": 1, "cmd-result": 1, "config": 1}
 """Subscription QoS per ``up/<name>``."""
 
 
@@ -56,6 +67,8 @@ class IngestCounters:
     """``down/ack`` messages published."""
     db_retries: int = 0
     """Transactions retried after a PostgreSQL failure."""
+    refused: int = 0
+    """Messages refused because their bear was over its rate."""
 
 
 class Ingestor:
@@ -65,7 +78,7 @@ class Ingestor:
         self._settings = settings
         client_id = settings.cloud.client_id or f"ingest-{socket.gethostname()}-{os.getpid()}"
         self._link = MqttLink(settings.mqtt, client_id=client_id, manual_ack=True,
-                              backoff=Backoff(0.2, 5.0))
+                              backoff=Backoff(0.2, 5.0), retry_log_level=logging.WARNING)
         self._link.on("message", self._on_message)
         self._link.on("subscribe", self._on_subscribe)
         self._subscribed = threading.Event()
@@ -75,6 +88,12 @@ class Ingestor:
         self._stop = threading.Event()
         self._stopped_at = float("inf")
         self._pool: Any = None
+        cloud = settings.cloud
+        self._turn_rate = TokenBuckets(cloud.bear_turns_per_s, cloud.bear_turns_burst)
+        self._byte_rate = TokenBuckets(cloud.bear_bytes_per_s, cloud.bear_bytes_burst)
+        self.dead_letters = dead_letters.DeadLetters(cloud)
+        """What decides which dead letters are kept (caps, rate)."""
+        self._pruned_at = float("-inf")
         self.counters = IngestCounters()
         """Running totals, for logs and tests."""
         self.metrics = IngestMetrics()
@@ -114,10 +133,9 @@ class Ingestor:
         if mid != self._subscribe_mid:
             return
         refused = [str(r) for r in reasons if r.is_failure]
-        if refused:
+        if refused:  # ingest what was granted; the operator fixes the rest
             logger.error("the broker refused ingest's subscriptions: %s — check the ingest "
                          "account's ACL", ", ".join(refused))
-            return
         self._subscribed.set()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
@@ -125,21 +143,78 @@ class Ingestor:
                                  message.qos, time.monotonic()))
 
     def run(self) -> None:
-        """Connect and ingest until :meth:`stop` (or SIGTERM through the CLI)."""
+        """Connect (waiting for the broker as long as it takes) and ingest until :meth:`stop`
+        (or SIGTERM through the CLI)."""
+        from agent.notify import Notifier
+
         cloud = self._settings.cloud
         self._pool = db.open_pool(cloud, prepare=writer.prepare_connection)
         if cloud.metrics_port is not None:
             self.metrics.serve(cloud.metrics_port)
-        self._link.connect()
-        if not self._subscribed.wait(self._settings.mqtt.connect_timeout):
-            logger.warning("subscriptions not confirmed within %.0f s; ingesting anyway",
-                           self._settings.mqtt.connect_timeout)
+        self._link.start()
+        if not self._wait_subscribed():
+            self._finish()
+            return
+        Notifier.from_environment().ready(f"ingesting {cloud.share_group}")
         logger.info("ingesting %s", shared_subscription(cloud.share_group, "+"))
         while not self._stop.is_set():
             batch = self._next_messages(timeout=0.2)
             if batch:
-                self._commit_with_retry(batch, give_up_at=None)
+                self._commit_safely(batch)
+            self._prune_due()
         self._finish()
+
+    def _wait_subscribed(self) -> bool:
+        """Wait until the broker confirmed our subscriptions; False if stopped first."""
+        waited = 0.0
+        while not self._stop.is_set():
+            if self._subscribed.wait(1.0):
+                return True
+            waited += 1.0
+            if waited % 30 == 0:
+                logger.warning("still waiting for the MQTT broker at %s:%s (%.0f s) — is it "
+                               "running, and may this account subscribe?",
+                               self._settings.mqtt.host, self._settings.mqtt.port, waited)
+        return False
+
+    def _commit_safely(self, batch: list[Received]) -> None:
+        """Commit a batch; if anything unexpected escapes, commit its messages one by one
+        (each one that still fails is dead-lettered), so ingest never stops."""
+        try:
+            self._commit_with_retry(batch, give_up_at=None)
+        except Exception:  # noqa: BLE001 - the last line of defence of the loop
+            logger.exception("a batch of %d messages failed; committing one by one", len(batch))
+            for message in batch:
+                try:
+                    self._commit_with_retry([message], give_up_at=None)
+                except Exception as exc:  # noqa: BLE001
+                    self._last_resort(message, exc)
+
+    def _last_resort(self, message: Received, exc: Exception) -> None:
+        logger.error("message on %s could not be handled (%s); dead-lettering it",
+                     message.topic, type(exc).__name__)
+        try:
+            with self._pool.connection(timeout=5.0) as conn, conn.transaction():
+                self.dead_letters.insert(conn, message.topic, None, message.payload,
+                                         f"unhandled {type(exc).__name__}")
+        except Exception:  # noqa: BLE001
+            logger.exception("could not dead-letter the message on %s", message.topic)
+        if message.qos > 0:
+            self._link.client.ack(message.mid, message.qos)
+        self.counters.dead_letters += 1
+        self.metrics.dead_letters.inc()
+
+    def _prune_due(self) -> None:
+        now = time.monotonic()
+        if now - self._pruned_at < dead_letters.PRUNE_EVERY_S:
+            return
+        self._pruned_at = now
+        try:
+            with self._pool.connection(timeout=5.0) as conn, conn.transaction():
+                pruned = dead_letters.prune(conn, self._settings.cloud.dead_letter_keep_days)
+            self.metrics.dead_letters_pruned.inc(pruned)
+        except Exception as exc:  # noqa: BLE001 - pruning waits for the next round
+            logger.warning("deleting expired dead letters failed: %s", exc)
 
     def _finish(self) -> None:
         """Graceful shutdown: no new messages; commit what we hold, within the grace."""
@@ -182,13 +257,17 @@ class Ingestor:
         import psycopg
         from psycopg_pool import PoolTimeout
 
-        items = [parse(message) for message in batch]
+        cloud = self._settings.cloud
+        window = TimeWindow.around(time.time(), cloud.max_clock_ahead_s,
+                                   cloud.max_message_age_days)
+        items = [parse(message, window) for message in batch]
+        items, refusals = self._within_rates(items)
         delay = Backoff(0.1, 5.0)
         while True:
             started = time.monotonic()
             try:
                 with self._pool.connection(timeout=5.0) as conn:
-                    outcome = writer.write(conn, items)
+                    outcome = writer.write(conn, items, self.dead_letters)
             except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
                 self.counters.db_retries += 1
                 self.metrics.db_retries.inc()
@@ -197,8 +276,42 @@ class Ingestor:
                 if self._wait(delay.next_delay(), give_up_at):
                     return False
                 continue
+            outcome.acks.extend(refusals)
             self._after_commit(batch, items, outcome, started)
             return True
+
+    def _within_rates(self, items: list[Parsed]) -> tuple[list[Parsed], list[tuple[str, Receipt]]]:
+        """Split off messages of bears over their rate: they are refused, not written."""
+        kept: list[Parsed] = []
+        refusals: list[tuple[str, Receipt]] = []
+        for item in items:
+            wait = self._over_rate(item)
+            if wait <= 0:
+                kept.append(item)
+                continue
+            rid = item.body.batch_id if item.kind == "turns" else receipt_id(item.kind, item.body)
+            self.counters.refused += 1
+            self.metrics.refused.labels(kind=item.kind).inc()
+            if rid is not None:
+                reason = (f"over this bear's rate ({self._settings.cloud.bear_turns_per_s:g} "
+                          f"turns/s, {self._settings.cloud.bear_bytes_per_s:g} bytes/s)")
+                refusals.append((down_topic(item.device_id, "receipt"),
+                                 Receipt(kind=item.kind, ids=[rid], refused=reason,
+                                         retry_after=round(min(max(wait, 0.5), 3600.0), 3))))
+        return kept, refusals
+
+    def _over_rate(self, item: Parsed) -> float:
+        """Seconds until ``item``'s bear may send it; 0.0 if it may now."""
+        if item.kind in ("invalid", "status") or item.body is None:
+            return 0.0
+        size = len(item.message.payload)
+        wait = self._byte_rate.take(item.device_id, size)
+        if wait > 0 or item.kind != "turns":
+            return wait
+        wait = self._turn_rate.take(item.device_id, len(item.body.turns))
+        if wait > 0:  # give the bytes back: the message is not taken
+            self._byte_rate.take(item.device_id, -size)
+        return wait
 
     def _deadline(self, give_up_at: float | None) -> float | None:
         if give_up_at is not None:
@@ -234,6 +347,10 @@ class Ingestor:
         counters.duplicates += outcome.duplicates
         counters.dead_letters += outcome.dead_letters
         counters.acks_sent += len(outcome.acks)
+        for reason, count in self.dead_letters.dropped.items():
+            if count:
+                metrics.dead_letters_dropped.labels(reason=reason).inc(count)
+                self.dead_letters.dropped[reason] = 0
         for item in items:
             metrics.messages.labels(kind=item.kind).inc()
         metrics.rows.inc(outcome.inserted)

@@ -6,6 +6,7 @@ its dead letter; what reaches :mod:`sync.cloud.writer` is already typed.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,9 +64,72 @@ class Parsed:
     """Why it is invalid (kind ``invalid``)."""
 
 
-def parse(message: Received) -> Parsed:
-    """Validate a message's topic and payload; never raises."""
+@dataclass(frozen=True)
+class TimeWindow:
+    """The times ingest believes: a bear's clock may run a little ahead, and a bear may
+    send what it kept for at most its longest retention (plus a margin)."""
+
+    earliest: float
+    """Earliest Unix time accepted, seconds."""
+    latest: float
+    """Latest Unix time accepted, seconds."""
+
+    @classmethod
+    def around(cls, now: float, ahead_s: float, max_age_days: float) -> TimeWindow:
+        """The window ``[now - max_age_days, now + ahead_s]``."""
+        return cls(now - max_age_days * 86400.0, now + ahead_s)
+
+    def check(self, what: str, value: float | None) -> None:
+        """Raise :class:`ProtocolError` if ``value`` (a Unix time) is outside the window."""
+        if value is None:
+            return
+        if value > self.latest:
+            raise ProtocolError(f"{what} {value:.0f} is {value - time.time():.0f} s in the "
+                                "future — check the bear's clock")
+        if value < self.earliest:
+            raise ProtocolError(f"{what} {value:.0f} is older than any bear keeps data — "
+                                "check the bear's clock")
+
+
+DEFAULT_WINDOW_AHEAD_S = 86400.0
+"""Seconds a bear's clock may run ahead of ingest's (cloud.max_clock_ahead_s)."""
+DEFAULT_WINDOW_AGE_DAYS = 3660.0
+"""Oldest time accepted, days (cloud.max_message_age_days)."""
+
+
+def _times(kind: str, body: Any) -> list[tuple[str, float | None]]:
+    if kind == "turns":
+        return [(f"turns seq {t.seq} created_at", t.created_at) for t in body.turns]
+    if kind == "alerts":
+        return [("raised_at", body.raised_at), ("cleared_at", body.cleared_at)]
+    names = {"status": "boot_time", "health": "sampled_at", "cmd-result": "finished_at",
+             "config": "reported_at"}
+    name = names.get(kind)
+    return [(name, getattr(body, name))] if name else []
+
+
+def parse(message: Received, window: TimeWindow | None = None) -> Parsed:
+    """Validate a message's topic, payload and times; never raises (anything unexpected
+    makes the message ``invalid`` with the exception's one line as the reason)."""
+    try:
+        return _parse(message, window)
+    except Exception as exc:  # noqa: BLE001 - one message can never stop ingest
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        return Parsed(message, "invalid", _device_of(message.topic),
+                      reason=f"unexpected {type(exc).__name__} while parsing: {first}")
+
+
+def _device_of(topic: str) -> str | None:
+    try:
+        return parse_device_topic(topic).device_id
+    except ProtocolError:
+        return None
+
+
+def _parse(message: Received, window: TimeWindow | None) -> Parsed:
     device_id = None
+    if window is None:
+        window = TimeWindow.around(time.time(), DEFAULT_WINDOW_AHEAD_S, DEFAULT_WINDOW_AGE_DAYS)
     try:
         topic = parse_device_topic(message.topic)
         device_id = topic.device_id
@@ -79,6 +143,8 @@ def parse(message: Received) -> Parsed:
         if named != device_id:
             raise ProtocolError(f"{topic.name} message names device {named!r} but arrived "
                                 f"on {device_id!r}'s topic")
+        for what, value in _times(topic.name, body):
+            window.check(f"{topic.name} {what}", value)
         return Parsed(message, topic.name, device_id, body)
     except ProtocolError as exc:
         return Parsed(message, "invalid", device_id, reason=str(exc))

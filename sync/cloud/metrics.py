@@ -33,6 +33,19 @@ class IngestMetrics:
         self.dead_letters = Counter("teddy_ingest_dead_letters", "Messages dead-lettered",
                                     registry=self.registry)
         """Messages kept in ``dead_letters``."""
+        self.dead_letters_dropped = Counter(
+            "teddy_ingest_dead_letters_dropped",
+            "Dead letters counted but not kept, by why (rate, device_cap, total_cap)",
+            ["reason"], registry=self.registry)
+        """Dead letters over the per-device rate or a cap."""
+        self.dead_letters_pruned = Counter("teddy_ingest_dead_letters_pruned",
+                                           "Dead letters deleted after cloud.dead_letter_keep_days",
+                                           registry=self.registry)
+        """Expired dead letters deleted."""
+        self.refused = Counter("teddy_ingest_refused",
+                               "Messages refused because their bear was over its rate, by kind",
+                               ["kind"], registry=self.registry)
+        """Messages refused by the per-bear rate limit (the bear sends them again later)."""
         self.db_retries = Counter("teddy_ingest_db_retries",
                                   "Transactions retried after a PostgreSQL failure",
                                   registry=self.registry)

@@ -3,8 +3,13 @@
 The fast path writes every message of the batch together: devices upserted in a fixed
 order, turns COPied into a per-connection staging table and moved with ``INSERT ... SELECT
 ... ON CONFLICT (device_id, seq) DO NOTHING`` (resends never duplicate). If PostgreSQL
-rejects the data (say, a NUL byte in a text), the slow path writes message by message, each
-under a savepoint, and dead-letters only the ones it refuses.
+rejects the data (say, a NUL byte in a text) or anything else goes wrong with one message,
+the slow path writes message by message, each under a savepoint, and dead-letters only the
+ones that fail — whatever the exception. Only a lost connection escapes (the batch is
+retried on a fresh one).
+
+Every committed alert, health sample, command result and reported config is named in a
+``down/receipt`` (sent after commit), so the bear stops resending it only then.
 """
 
 from __future__ import annotations
@@ -15,13 +20,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sync.cloud import family_keys, fleet
+from sync.cloud.dead_letters import DeadLetters
 from sync.cloud.messages import Parsed
-from sync.protocol import Ack, down_topic, to_ranges
+from sync.protocol import Ack, Message, Receipt, down_topic, receipt_id, to_ranges
 
 logger = logging.getLogger(__name__)
-
-DEAD_LETTER_KEEP_BYTES = 64 * 1024
-"""Bytes of an invalid payload kept in ``dead_letters`` (the size is kept in full)."""
 
 STAGING_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS turns_staging ("
@@ -41,46 +44,56 @@ def prepare_connection(conn: Any) -> None:
 class Outcome:
     """What one committed transaction did."""
 
-    acks: list[tuple[str, Ack]] = field(default_factory=list)
-    """``(topic, ack)`` to publish now that the rows are committed."""
+    acks: list[tuple[str, Message]] = field(default_factory=list)
+    """``(topic, ack or receipt)`` to publish now that the rows are committed."""
     inserted: int = 0
     """Turn rows that were new."""
     duplicates: int = 0
     """Turn rows already there (resends)."""
     dead_letters: int = 0
-    """Messages kept in ``dead_letters``."""
+    """Messages refused (kept in ``dead_letters``, or counted only when over a limit)."""
+    receipted: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    """``(device_id, kind)`` -> receipt ids of the committed messages."""
     oldest_turn_at: float | None = None
     """Creation time of the oldest turn committed, Unix seconds."""
 
 
-def write(conn: Any, items: list[Parsed]) -> Outcome:
-    """Commit ``items`` in one transaction (falling back to savepoints on bad data)."""
+def _connection_errors() -> tuple[type[BaseException], ...]:
     import psycopg
 
+    return (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def write(conn: Any, items: list[Parsed], dead: DeadLetters | None = None) -> Outcome:
+    """Commit ``items`` in one transaction (falling back to savepoints on any failure).
+
+    Raises only when the connection fails (the caller retries the batch on a new one)."""
     try:
         with conn.transaction():
-            return _write_all(conn, items)
-    except (psycopg.DataError, psycopg.IntegrityError) as exc:
-        logger.warning("batch rejected by PostgreSQL (%s); writing message by message",
-                       _first_line(exc))
-    with conn.transaction():
-        return _write_each(conn, items)
+            outcome = _write_all(conn, items, dead)
+    except _connection_errors():
+        raise
+    except Exception as exc:  # noqa: BLE001 - one bad message must not cost the batch
+        logger.warning("batch failed (%s: %s); writing message by message",
+                       type(exc).__name__, _first_line(exc))
+        with conn.transaction():
+            outcome = _write_each(conn, items, dead)
+    _add_receipts(outcome)
+    return outcome
 
 
-def _write_all(conn: Any, items: list[Parsed]) -> Outcome:
+def _write_all(conn: Any, items: list[Parsed], dead: DeadLetters | None) -> Outcome:
     outcome = Outcome()
     _upsert_devices(conn, items)
     turns = [item for item in items if item.kind == "turns"]
     if turns:
         _copy_turns(conn, turns, outcome)
     for item in items:
-        _write_other(conn, item, outcome)
+        _write_other(conn, item, outcome, dead)
     return outcome
 
 
-def _write_each(conn: Any, items: list[Parsed]) -> Outcome:
-    import psycopg
-
+def _write_each(conn: Any, items: list[Parsed], dead: DeadLetters | None) -> Outcome:
     outcome = Outcome()
     for item in items:
         try:
@@ -89,12 +102,50 @@ def _write_each(conn: Any, items: list[Parsed]) -> Outcome:
                 if item.kind == "turns":
                     _copy_turns(conn, [item], outcome)
                     conn.execute("DELETE FROM turns_staging")
-                _write_other(conn, item, outcome)
-        except (psycopg.DataError, psycopg.IntegrityError) as exc:
-            dead = Parsed(item.message, "invalid", item.device_id,
-                          reason=f"rejected by PostgreSQL: {_first_line(exc)}")
-            _dead_letter(conn, dead, outcome)
+                _write_other(conn, item, outcome, dead)
+        except _connection_errors():
+            raise
+        except Exception as exc:  # noqa: BLE001 - dead-letter it, whatever it was
+            reason = _rejection(exc)
+            _drop_receipt(outcome, item)
+            _dead_letter(conn, Parsed(item.message, "invalid", item.device_id, reason=reason),
+                         outcome, dead)
     return outcome
+
+
+def _rejection(exc: Exception) -> str:
+    import psycopg
+
+    if isinstance(exc, psycopg.Error):
+        return f"rejected by PostgreSQL: {_first_line(exc)}"
+    return f"rejected while storing ({type(exc).__name__}): {_first_line(exc)}"
+
+
+def _drop_receipt(outcome: Outcome, item: Parsed) -> None:
+    """A message rolled back to its savepoint is not receipted (nor acked)."""
+    key = (item.device_id, item.kind)
+    rid = receipt_id(item.kind, item.body) if item.body is not None else None
+    if rid is not None and rid in outcome.receipted.get(key, []):
+        outcome.receipted[key].remove(rid)
+    if item.kind == "turns":
+        outcome.acks = [(t, a) for t, a in outcome.acks
+                        if not (isinstance(a, Ack) and a.batch_id == item.body.batch_id
+                                and t == down_topic(item.device_id, "ack"))]
+
+
+def _add_receipts(outcome: Outcome) -> None:
+    for (device_id, kind), ids in sorted(outcome.receipted.items()):
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start:start + 1000]
+            if chunk:
+                outcome.acks.append((down_topic(device_id, "receipt"),
+                                     Receipt(kind=kind, ids=chunk)))
+
+
+def _receipt(outcome: Outcome, item: Parsed) -> None:
+    rid = receipt_id(item.kind, item.body)
+    if rid is not None:
+        outcome.receipted.setdefault((item.device_id, item.kind), []).append(rid)
 
 
 def _upsert_devices(conn: Any, items: list[Parsed]) -> None:
@@ -137,7 +188,7 @@ def _copy_turns(conn: Any, items: list[Parsed], outcome: Outcome) -> None:
                              Ack(batch_id=item.body.batch_id, ranges=ranges)))
 
 
-def _write_other(conn: Any, item: Parsed, outcome: Outcome) -> None:
+def _write_other(conn: Any, item: Parsed, outcome: Outcome, dead: DeadLetters | None) -> None:
     if item.kind == "status" and item.body is not None:
         status = item.body
         conn.execute(
@@ -150,12 +201,15 @@ def _write_other(conn: Any, item: Parsed, outcome: Outcome) -> None:
         _write_alert(conn, item)
     elif item.kind == "cmd-result":
         if not fleet.record_result(conn, item.body):
-            logger.info("result for unknown command %s from %s ignored", item.body.id,
-                        item.device_id)
+            logger.info("result %s for command %s from %s kept as an event, not as its final"
+                        " status", item.body.status, item.body.id, item.device_id)
     elif item.kind == "config":
         fleet.record_reported_config(conn, item.body)
     elif item.kind == "invalid":
-        _dead_letter(conn, item, outcome)
+        _dead_letter(conn, item, outcome, dead)
+        return
+    if item.body is not None:
+        _receipt(outcome, item)
 
 
 def _write_health(conn: Any, item: Parsed) -> None:
@@ -186,15 +240,29 @@ def _write_alert(conn: Any, item: Parsed) -> None:
          Jsonb(alert.details), alert.raised_at, cleared_at, alert.rule))
 
 
-def _dead_letter(conn: Any, item: Parsed, outcome: Outcome) -> None:
+def _dead_letter(conn: Any, item: Parsed, outcome: Outcome, dead: DeadLetters | None) -> None:
     message = item.message
-    logger.warning("dead-lettered a message on %s: %s", message.topic, item.reason)
-    conn.execute(
-        "INSERT INTO dead_letters (topic, device_id, payload, payload_size, reason)"
-        " VALUES (%s, %s, %s, %s, %s)",
-        (message.topic, item.device_id, message.payload[:DEAD_LETTER_KEEP_BYTES],
-         len(message.payload), item.reason))
     outcome.dead_letters += 1
+    if dead is not None and not dead.admit(item.device_id):
+        logger.debug("dead letter on %s over its rate; counted, not kept", message.topic)
+        return
+    logger.warning("dead-lettered a message on %s: %s", message.topic, item.reason)
+    try:
+        with conn.transaction():  # a savepoint: even a dead letter that fails costs nothing
+            if dead is not None:
+                dead.insert(conn, message.topic, item.device_id, message.payload,
+                            item.reason or "")
+            else:
+                conn.execute(
+                    "INSERT INTO dead_letters (topic, device_id, payload, payload_size, reason)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    (message.topic, item.device_id, message.payload[:4096],
+                     len(message.payload), (item.reason or "")[:1000]))
+    except _connection_errors():
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. a topic PostgreSQL cannot store
+        logger.warning("could not keep the dead letter from %s: %s", message.topic,
+                       _first_line(exc))
 
 
 def _first_line(exc: Exception) -> str:

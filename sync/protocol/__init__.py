@@ -15,6 +15,7 @@ from sync.protocol.commands import (
     ContentBundle,
 )
 from sync.protocol.health import AlertMessage, HealthSample
+from sync.protocol.receipts import Receipt, receipt_id
 from sync.protocol.status import Status
 from sync.protocol.topics import (
     TOPIC_ROOT,
@@ -37,6 +38,8 @@ __all__ = [
     "ConfigReported",
     "ContentBundle",
     "PairingGrant",
+    "Receipt",
+    "receipt_id",
     "claim_topic",
     "TOPIC_ROOT",
     "Ack",

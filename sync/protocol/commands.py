@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from config.errors import ProtocolError
-from sync.protocol.base import Message
+from sync.protocol.base import MAX_SAFE_INT, Message, Timestamp
 
 COMMAND_NAMES = (
     "ping", "health", "set-volume", "set-config", "delete-data", "export-summary",
@@ -84,9 +84,9 @@ class Command(Signed):
     """One of :data:`COMMAND_NAMES` (an unknown name is refused by the bear, with a reason)."""
     args: dict[str, Any] = Field(default_factory=dict)
     """Arguments of the command."""
-    issued_at: float = Field(ge=0)
+    issued_at: Timestamp
     """When the cloud issued it, Unix time in seconds."""
-    expires_at: float = Field(ge=0)
+    expires_at: Timestamp
     """After this Unix time (seconds) the bear refuses it."""
 
 
@@ -110,7 +110,7 @@ class CommandResult(Message):
     """Why it was rejected or failed; one line, never a transcript."""
     data: dict[str, Any] = Field(default_factory=dict)
     """What the command returned (counts, health readings); never a transcript."""
-    finished_at: float = Field(ge=0)
+    finished_at: Timestamp
     """Unix time, seconds."""
 
     @property
@@ -128,11 +128,11 @@ class ConfigDesired(Signed):
     """Schema version."""
     device_id: str = Field(min_length=3, max_length=64)
     """The bear it is for."""
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_SAFE_INT)
     """Increases with every change; a bear refuses a version older than one it applied."""
     values: dict[str, Any] = Field(default_factory=dict, max_length=200)
     """Dotted setting names (``voice.tts_volume``) and their wanted values."""
-    issued_at: float = Field(ge=0)
+    issued_at: Timestamp
     """Unix time, seconds."""
 
 
@@ -143,7 +143,7 @@ class ConfigReported(Message):
     """Schema version."""
     device_id: str = Field(min_length=3, max_length=64)
     """The reporting bear."""
-    version: int = Field(ge=0)
+    version: int = Field(ge=0, le=MAX_SAFE_INT)
     """The desired version this answers (0: none received yet)."""
     applied: dict[str, Any] = Field(default_factory=dict)
     """Settings now in force (changed live)."""
@@ -151,7 +151,7 @@ class ConfigReported(Message):
     """Valid settings that take effect at the next restart."""
     rejected: dict[str, str] = Field(default_factory=dict)
     """Settings refused, each with its one-line reason (nothing of a refused config is applied)."""
-    reported_at: float = Field(ge=0)
+    reported_at: Timestamp
     """Unix time, seconds."""
 
 
@@ -162,7 +162,7 @@ class ContentBundle(Signed):
 
     v: Literal[1] = 1
     """Schema version."""
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_SAFE_INT)
     """Content version; a bear refuses a version not newer than the one it runs."""
     files: dict[str, str] = Field(min_length=1, max_length=32)
     """File name (``jokes.json``...) to its full JSON text; files not named stay as they are."""

@@ -6,11 +6,11 @@ details small machine-readable facts.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from sync.protocol.base import Message
+from sync.protocol.base import Message, Timestamp
 
 MetricValue = float | None
 
@@ -24,11 +24,12 @@ class HealthSample(Message):
     """Schema version."""
     device_id: str = Field(min_length=3, max_length=64)
     """The sending bear; must equal the device id in the topic."""
-    sampled_at: float = Field(ge=0)
+    sampled_at: Timestamp
     """When the sample was taken, Unix time in seconds."""
     metrics: dict[str, MetricValue] = Field(max_length=128)
     """Metric name -> value in the metric's unit (None: unknown on this machine)."""
-    open_alerts: list[str] = Field(default_factory=list, max_length=64)
+    open_alerts: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list,
+                                                                   max_length=64)
     """Kinds of the alerts open right now."""
 
     @field_validator("metrics")
@@ -63,7 +64,7 @@ class AlertMessage(Message):
     """The bear's health rule that raised it; None for a one-shot alert from a part."""
     details: dict[str, Any] = Field(default_factory=dict)
     """Machine-readable facts (numbers, categories)."""
-    raised_at: float = Field(ge=0)
+    raised_at: Timestamp
     """Unix time in seconds."""
-    cleared_at: float | None = Field(default=None, ge=0)
+    cleared_at: Timestamp | None = None
     """Unix time in seconds, with ``state="cleared"``."""

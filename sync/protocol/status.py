@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from sync.protocol.base import Message
+from sync.protocol.base import Message, Timestamp
 
 
 class Status(Message):
@@ -18,5 +18,5 @@ class Status(Message):
     """Whether the bear is connected."""
     firmware: str = Field(default="", max_length=64)
     """Software version the bear runs."""
-    boot_time: float | None = None
+    boot_time: Timestamp | None = None
     """When the bear's process started, Unix time in seconds (None in the Last Will)."""

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from sync.protocol.base import Message
+from sync.protocol.base import MAX_SAFE_INT, Message, Timestamp
+
+SeqNumber = Annotated[int, Field(ge=0, le=MAX_SAFE_INT)]
 
 
 class TurnRecord(Message):
     """One turn as it travels to the cloud."""
 
-    seq: int = Field(ge=1)
+    seq: int = Field(ge=1, le=MAX_SAFE_INT)
     """Device-wide, monotonically increasing sequence number; unique per device."""
     conversation_id: str = Field(min_length=1, max_length=64)
     """Conversation the turn belongs to."""
@@ -21,11 +23,12 @@ class TurnRecord(Message):
     """Who spoke."""
     text: str = Field(max_length=4000)
     """What was said (the child's words with personal information redacted)."""
-    created_at: float = Field(ge=0)
+    created_at: Timestamp
     """When it was said, Unix time in seconds."""
     action: Literal["allow", "redact", "block", "escalate"]
     """The safety filter's action on this text."""
-    categories: list[str] = Field(default_factory=list, max_length=32)
+    categories: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list,
+                                                                 max_length=32)
     """Safety categories that fired."""
 
 
@@ -36,7 +39,7 @@ class TurnsBatch(Message):
 
     v: Literal[1] = 1
     """Schema version."""
-    device_id: str
+    device_id: str = Field(min_length=3, max_length=64)
     """The sending bear; must equal the device id in the topic."""
     batch_id: str = Field(min_length=1, max_length=64)
     """Stable id of this batch; a resend carries the same id."""
@@ -59,7 +62,7 @@ class Ack(Message):
     """Schema version."""
     batch_id: str = Field(min_length=1, max_length=64)
     """The batch this ack answers."""
-    ranges: list[tuple[int, int]] = Field(min_length=1, max_length=1000)
+    ranges: list[tuple[SeqNumber, SeqNumber]] = Field(min_length=1, max_length=1000)
     """Inclusive ``(first, last)`` seq ranges now committed."""
 
     @model_validator(mode="after")

@@ -1,0 +1,89 @@
+"""Dead letters: what ingest refused, kept for an operator, never without bounds.
+
+Each kept dead letter holds the topic, the reason, the payload's size and only its first
+``cloud.dead_letter_keep_bytes`` bytes. They are rate-limited per device (the rest are
+counted, not kept), capped per device and in total, and deleted after
+``cloud.dead_letter_keep_days`` by :func:`prune`, which ingest runs periodically.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from config.settings import CloudSettings
+from sync.cloud.ratelimit import TokenBuckets
+
+logger = logging.getLogger(__name__)
+
+PRUNE_EVERY_S = 300.0
+"""Seconds between two deletions of expired dead letters by one ingest process."""
+TOTAL_RECOUNT_S = 1.0
+"""Seconds between two counts of all dead letters (in between, this process adds its own)."""
+
+
+class DeadLetters:
+    """Decides which dead letters are kept, and keeps them. One per ingest process."""
+
+    def __init__(self, cloud: CloudSettings) -> None:
+        self.cloud = cloud
+        """The ``[cloud]`` settings (caps, rate, bytes kept, retention)."""
+        self._rate = TokenBuckets(cloud.dead_letters_per_device_per_s,
+                                  max(cloud.dead_letters_per_device_per_s * 5, 1.0))
+        self.dropped: dict[str, int] = {"rate": 0, "device_cap": 0, "total_cap": 0}
+        """Dead letters not kept, by why."""
+        self._total = 0
+        self._counted_at = float("-inf")
+
+    def admit(self, device_id: str | None) -> bool:
+        """Whether a dead letter from ``device_id`` is within the per-device rate."""
+        if self._rate.take(device_id) > 0:
+            self.dropped["rate"] += 1
+            return False
+        return True
+
+    def insert(self, conn: Any, topic: str, device_id: str | None, payload: bytes,
+               reason: str) -> bool:
+        """Keep one dead letter unless a cap is reached; True if it was kept."""
+        cloud = self.cloud
+        if self._total_reached(conn):
+            self.dropped["total_cap"] += 1
+            return False
+        same_device = "device_id IS NULL" if device_id is None else "device_id = %(device)s"
+        kept = conn.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM dead_letters WHERE {same_device}"
+            " LIMIT %(per_device)s) d",
+            {"device": device_id, "per_device": cloud.dead_letters_per_device}).fetchone()[0]
+        if kept >= cloud.dead_letters_per_device:
+            self.dropped["device_cap"] += 1
+            return False
+        conn.execute(
+            "INSERT INTO dead_letters (topic, device_id, payload, payload_size, reason)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            (topic, device_id, payload[:cloud.dead_letter_keep_bytes], len(payload),
+             reason[:1000]))
+        self._total += 1
+        return True
+
+    def _total_reached(self, conn: Any) -> bool:
+        """Whether all dead letters reach ``cloud.dead_letters_total`` (counted at most once
+        a second; in between, this process's own inserts are added)."""
+        total = self.cloud.dead_letters_total
+        now = time.monotonic()
+        if now - self._counted_at >= TOTAL_RECOUNT_S:
+            self._total = conn.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM dead_letters LIMIT %s) t",
+                (total,)).fetchone()[0]
+            self._counted_at = now
+        return self._total >= total
+
+
+def prune(conn: Any, keep_days: float) -> int:
+    """Delete dead letters older than ``keep_days``; returns how many."""
+    deleted = conn.execute(
+        "DELETE FROM dead_letters WHERE received_at < now() - make_interval(secs => %s)",
+        (keep_days * 86400.0,)).rowcount
+    if deleted:
+        logger.info("deleted %d dead letters older than %g days", deleted, keep_days)
+    return deleted
