@@ -108,7 +108,9 @@ def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
             with database.connect() as conn:
                 status = conn.execute("SELECT status FROM pairings WHERE device_id = %s AND"
                                       " approved_at IS NOT NULL", (bear.device.id,)).fetchone()
-                keys = conn.execute("SELECT count(*) FROM family_keys").fetchone()[0]
+                keys = conn.execute("SELECT count(*) FROM family_keys k JOIN pairings p USING"
+                                    " (pairing_id) WHERE p.device_id = %s",
+                                    (bear.device.id,)).fetchone()[0]
                 revoked = conn.execute("SELECT revoked_at IS NOT NULL FROM consent_records"
                                        " WHERE parent_email = %s", (email,)).fetchone()
             assert status == ("unpaired",) and revoked == (True,) and keys == 0
