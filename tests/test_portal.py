@@ -117,6 +117,7 @@ def test_posts_without_the_csrf_token_are_refused(config, pool, smtp, database):
                        follow_redirects=False).status_code == 303
     fresh = client_for(config, pool)  # before sign-in: the double-submit cookie
     assert fresh.post("/signin", data={"email": unique("x")}).status_code == 403
+    assert fresh.post("/family/retention", data={"days": "3", "csrf": csrf}).status_code == 403
 
 
 def test_sign_in_links_are_rate_limited_per_address_and_per_client(config, pool, smtp):

@@ -65,6 +65,17 @@ def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
             assert outcome is not None and outcome.status == "approved", outcome
             bear_url = page.url
 
+            other = chromium.new_context().new_page()  # another family, the same code
+            sign_in(other, base, sink, "eve@example.org")
+            other.goto(f"{base}/pair")
+            other.get_by_label("I have read the privacy notice").check()
+            other.get_by_label("The code the bear said").fill(voice.code())
+            other.get_by_role("button", name="Pair the bear").click()
+            other.get_by_role("alert").wait_for()
+            assert "matches no bear" in other.get_by_role("alert").inner_text()
+            assert other.goto(bear_url).status == 404
+            other.context.close()
+
             with open_bear(bear) as teddy:
                 assert teddy.respond("hello teddy").stored
             with RunningBear(bear) as running:

@@ -18,16 +18,11 @@ from typing import Any
 
 from starlette.requests import Request
 
+from config.errors import TeddyError
 from config.settings import Settings
 from sync.cloud import db, family_keys
-from sync.cloud.portal import auth, notice
-from sync.cloud.portal.service import (
-    SCOPES,
-    FamilyService,
-    NotFoundError,
-    Parent,
-    PortalInputError,
-)
+from sync.cloud.portal import auth
+from sync.cloud.portal.service import NotFoundError, Parent
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +43,7 @@ HEADERS = {
 """Sent with every response."""
 
 
-class Forbidden(Exception):
+class Forbidden(TeddyError, PermissionError):
     """A POST without a valid CSRF token, or without a session."""
 
 
@@ -165,5 +160,3 @@ def to_json(data: Any) -> str:
         return str(value)
     return json.dumps(data, indent=2, default=default, sort_keys=True)
 
-
-__all__ = ["SCOPES", "FamilyService", "PortalInputError", "create_app", "notice"]

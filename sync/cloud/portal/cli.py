@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from config.errors import CloudError
 from config.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -22,9 +23,13 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
+    try:
+        import uvicorn
 
-    from sync.cloud.portal.app import create_app
+        from sync.cloud.portal.app import create_app
+    except ImportError as exc:
+        raise CloudError(f"the parent app needs the cloud extra ({exc.name} is missing) — "
+                         "run: pip install 'teddy[cloud]'") from None
 
     app = create_app(settings)
     logger.info("parent app on http://%s:%d", settings.portal.host, settings.portal.port)

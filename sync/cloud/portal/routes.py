@@ -7,13 +7,13 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from config.errors import TeddyError
 from config.settings import Settings
 from sync.cloud.pairing import PairingError
 from sync.cloud.portal import auth, notice
 from sync.cloud.portal.app import (
     PRE_COOKIE,
     SESSION_COOKIE,
-    Forbidden,
     check_csrf,
     connection,
     export_text,
@@ -21,12 +21,12 @@ from sync.cloud.portal.app import (
     signed_in,
     to_json,
 )
-from sync.cloud.portal.service import SCOPES, FamilyService, NotFoundError, PortalInputError
+from sync.cloud.portal.service import SCOPES, FamilyService, PortalInputError
 
 logger = logging.getLogger(__name__)
 
 
-class SignInNeeded(Exception):
+class SignInNeeded(TeddyError, PermissionError):
     """A family page without a session."""
 
 
@@ -61,7 +61,9 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
     def sign_in_needed(request: Request, exc: SignInNeeded):
         if request.method == "GET":
             return RedirectResponse("/signin", status_code=303)
-        raise Forbidden()
+        return page(request, "message.html", 403, title="Please sign in",
+                    message="You are not signed in (or your session ended).",
+                    link=("/signin", "Sign in"))
 
     def back(url: str) -> Any:
         return RedirectResponse(url, status_code=303)
@@ -310,5 +312,3 @@ def _settings_from(form: dict[str, Any]) -> dict[str, Any]:
         raise PortalInputError("nothing to change")
     return values
 
-
-__all__ = ["NotFoundError", "add_routes"]
