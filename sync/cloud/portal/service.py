@@ -133,6 +133,13 @@ class FamilyService:
             "SELECT scopes, notice_version, granted_at, parent_email, verified_by"
             " FROM consent_records WHERE pairing_id = %(pairing)s AND pairing_id IN {scope}"
             " AND revoked_at IS NULL ORDER BY granted_at DESC LIMIT 1", {"pairing": pairing_id})
+        if not rows:  # paired by an operator (fleet pair approve): its consents row
+            rows = self._rows(
+                "SELECT c.scopes, 'not shown in the app', c.granted_at, c.parent_email,"
+                " 'operator approval' FROM consents c JOIN pairings p USING (claim_id)"
+                " WHERE p.pairing_id = %(pairing)s AND p.pairing_id IN {scope}"
+                " AND c.revoked_at IS NULL ORDER BY c.granted_at DESC LIMIT 1",
+                {"pairing": pairing_id})
         names = ("scopes", "notice_version", "granted_at", "parent_email", "verified_by")
         return dict(zip(names, rows[0], strict=True)) if rows else None
 
