@@ -261,6 +261,27 @@ def test_the_ingest_writer_seals_a_paired_bears_text(config, database):
         assert "secret" not in text and ring.open(conn, text) == "my secret words"
 
 
+def test_ingest_without_the_cloud_key_keeps_committing_and_says_why(config, database, caplog,
+                                                                   tmp_path):
+    from sync.cloud import writer
+    from sync.cloud.messages import parse
+
+    missing = {**config, "portal": {**config["portal"], "cloud_key_file": tmp_path / "none"}}
+    family_keys.install(settings_of(missing), create=False)
+    with database.connect() as conn:
+        family = make_family(conn, unique("nokey"), conversations=0)
+        conn.execute(writer.STAGING_DDL)
+        batch = {"v": 1, "batch_id": "b2", "device_id": family["device_id"], "turns": [
+            {"seq": 1, "conversation_id": "c1", "role": "child", "text": "hello",
+             "created_at": 1700000000, "action": "allow", "categories": []}]}
+        topic = f"teddy/v1/{family['device_id']}/up/turns"
+        writer.write(conn, [parse(_received(topic, json.dumps(batch).encode()))])
+        assert conn.execute("SELECT text FROM turns WHERE device_id = %s",
+                            (family["device_id"],)).fetchone() == ("hello",)
+    assert "stored unsealed" in caplog.text and "TEDDY_PORTAL__CLOUD_KEY_FILE" in caplog.text
+    assert not (tmp_path / "none").exists()
+
+
 def _received(topic: str, payload: bytes):
     from sync.cloud.messages import Received
 

@@ -9,10 +9,8 @@ from pathlib import Path
 import pytest
 from notify_support import start_smtp
 from portal_browser import PHONE, browser, running_portal, sign_in
-from portal_support import portal_env, portal_settings, seeded_family
+from portal_support import portal_env, portal_settings, seeded_family, settings_of
 from support import free_port
-
-from config.settings import Settings
 
 
 @pytest.fixture
@@ -23,11 +21,11 @@ def smtp():
     controller.stop()
 
 
-def page_paths(ids: dict[str, str]) -> list[str]:
+def page_paths(ids: dict[str, str], config: dict) -> list[str]:
     """Every HTML page (GET route) of the app, from its route table, with real ids."""
     from sync.cloud.portal.app import create_app
 
-    app = create_app(Settings(), pool=object())
+    app = create_app(settings_of(config), pool=object())
     paths = [r.path.format(**ids) for r in app.routes
              if "GET" in getattr(r, "methods", ()) and not r.path.endswith((".json", ".txt"))]
     return [p for p in paths if p != "/"] + ["/no-such-page"]
@@ -57,7 +55,7 @@ def test_every_page_passes_axe_and_fits_a_phone(database, smtp, tmp_path: Path):
                 " RETURNING deletion_id::text", (family["pairing_id"], email)).fetchone()[0]
         ids = {"pairing_id": family["pairing_id"], "deletion_id": deletion,
                "conversation_id": family["conversations"][0], "token": "x"}
-        for path in page_paths(ids):
+        for path in page_paths(ids, config):
             _check(page, axe, base + path, shots)
     print(f"\nscreenshots at 375 px: {shots}")
     assert len(list(shots.glob("*.png"))) >= 10

@@ -59,7 +59,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from sync.cloud import family_keys
     from sync.cloud.ingest import Ingestor
 
-    family_keys.install(settings)  # portal (issue 14): seal transcripts per family
+    family_keys.install(settings, create=False)  # portal (issue 14): seal per family
     with Ingestor(settings) as ingestor:
         signal.signal(signal.SIGTERM, lambda *_: ingestor.stop())
         signal.signal(signal.SIGINT, lambda *_: ingestor.stop())

@@ -23,7 +23,7 @@ import threading
 import uuid
 from typing import Any, Protocol
 
-from config.errors import ConfigError, TeddyError
+from config.errors import ConfigError, KeyFileError, TeddyError
 from config.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -51,9 +51,10 @@ class Wrapper(Protocol):
 class FileWrapper:
     """The cloud key in a 0600 file (made on first use); wraps with AES-256-GCM."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, create: bool = True) -> None:
         self.path = settings.portal.cloud_key_file or settings.store.data_dir / "portal-cloud.key"
-        """The cloud key file (read, or made, on first use)."""
+        """The cloud key file (read on first use; made then too when ``create``)."""
+        self._create = create
         self._loaded: bytes | None = None
 
     @property
@@ -61,7 +62,7 @@ class FileWrapper:
         if self._loaded is None:
             from agent.store.keys import FileKeyProvider
 
-            self._loaded = FileKeyProvider(self.path).load(create=True)
+            self._loaded = FileKeyProvider(self.path).load(create=self._create)
         return self._loaded
 
     def wrap(self, key: bytes) -> bytes:
@@ -84,11 +85,12 @@ class FileWrapper:
                                   "portal.cloud_key_file the right one?") from None
 
 
-def wrapper_from_settings(settings: Settings) -> Wrapper:
-    """The configured wrapper: the KMS hook if set, else the cloud key file."""
+def wrapper_from_settings(settings: Settings, create: bool = True) -> Wrapper:
+    """The configured wrapper: the KMS hook if set, else the cloud key file (made on first
+    use when ``create``: the parent app makes it, ingest only reads it)."""
     hook = settings.portal.key_provider
     if not hook:
-        return FileWrapper(settings)
+        return FileWrapper(settings, create)
     module_name, _, factory_name = hook.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), factory_name)
@@ -106,6 +108,10 @@ class Keyring:
         self._wrapper = wrapper
         self._cache: dict[str, bytes] = {}
         self._lock = threading.Lock()
+
+    def check(self) -> None:
+        """Load (or make) the cloud key now, so a missing or unreadable one fails at start."""
+        self._wrapper.unwrap(self._wrapper.wrap(bytes(32)))
 
     def _key_for_pairing(self, conn: Any, pairing_id: str) -> tuple[str, bytes]:
         row = conn.execute("SELECT key_id::text, wrapped_key FROM family_keys"
@@ -168,12 +174,15 @@ class Keyring:
 
 
 _installed: Keyring | None = None
+_warned = False
 
 
-def install(settings: Settings) -> Keyring:
-    """Give this process its keyring (ingest and the portal call this at start)."""
-    global _installed
-    _installed = Keyring(wrapper_from_settings(settings))
+def install(settings: Settings, create: bool = True) -> Keyring:
+    """Give this process its keyring (ingest and the portal call this at start; ingest with
+    ``create=False``, so it never makes a cloud key of its own that the app would not have)."""
+    global _installed, _warned
+    _installed = Keyring(wrapper_from_settings(settings, create))
+    _warned = False
     return _installed
 
 
@@ -193,7 +202,15 @@ def seal(conn: Any, device_id: str, text: str) -> str:
                        (device_id,)).fetchone()
     if row is None or row[0] is None:
         return text
-    return ring.seal_for_pairing(conn, row[0], text)
+    try:
+        return ring.seal_for_pairing(conn, row[0], text)
+    except KeyFileError as exc:
+        global _warned
+        if not _warned:  # once per process: the batch still commits, as before the app
+            logger.error("transcripts are stored unsealed: %s — give ingest the parent app's "
+                         "cloud key (TEDDY_PORTAL__CLOUD_KEY_FILE)", exc)
+            _warned = True
+        return text
 
 
 def destroy(conn: Any, pairing_id: str) -> int:

@@ -58,6 +58,7 @@ def create_app(settings: Settings, pool: Any = None) -> Any:
         pool = db.open_pool(settings.cloud)
     if family_keys.keyring() is None:
         family_keys.install(settings)
+    family_keys.keyring().check()  # the cloud key exists (made now) before ingest needs it
     app = FastAPI(title="Teddy for parents", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings, app.state.pool = settings, pool
     templates = Jinja2Templates(directory=str(HERE / "templates"))
