@@ -159,6 +159,8 @@ class DeleteArgs(_Args):
 
     child_id: str | None = None
     """Delete only this child profile's conversations; None: everything kept."""
+    conversation_ids: list[str] | None = Field(default=None, max_length=10000)
+    """Delete only these conversations (the parent app's "delete this conversation/day")."""
 
 
 class UnpairArgs(_Args):
@@ -315,12 +317,25 @@ class CommandProcessor:
         if store is None:
             return Outcome({"conversations_deleted": 0, "turns_deleted": 0,
                             "conversations_left": 0, "kept": False})
+        if args.conversation_ids is not None:
+            return self._delete_conversations(store, args.conversation_ids)
         report = store.delete_child(args.child_id) if args.child_id else store.delete_all()
         left = len(store.conversations(args.child_id))
         return Outcome({"conversations_deleted": report.conversations,
                         "turns_deleted": report.turns, "unsynced_deleted": report.unsynced,
                         "key_rotated": report.key_rotated, "conversations_left": left,
                         "kept": True})
+
+    def _delete_conversations(self, store: Any, ids: list[str]) -> Outcome:
+        known = {c.id for c in store.conversations()}
+        deleted = turns = 0
+        for conversation_id in ids:
+            if conversation_id in known:
+                report = store.delete_conversation(conversation_id)
+                deleted, turns = deleted + report.conversations, turns + report.turns
+        left = len({c.id for c in store.conversations()} & set(ids))
+        return Outcome({"conversations_deleted": deleted, "turns_deleted": turns,
+                        "conversations_left": left, "kept": True})
 
     def _export_summary(self, args: NoArgs) -> Outcome:
         store = self.controls.store()

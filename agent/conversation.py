@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from agent.alerts import AlertSink, Severity
 from agent.dialogue import DialogueEngine
+from agent.play import PlayLimits
 from agent.safety import SAFE_FALLBACK_REPLY, Action, SafetyFilter, Verdict
 from agent.store import ConversationStore, Scope, TurnToKeep
 
@@ -44,11 +45,13 @@ class Conversation:
         dialogue: DialogueEngine,
         alerts: AlertSink,
         store: ConversationStore | None = None,
+        play: PlayLimits | None = None,
     ) -> None:
         self._safety = safety
         self._dialogue = dialogue
         self._alerts = alerts
         self._store = store
+        self._play = play
         self._state = dialogue.new_state()
         self._conversation_id: str | None = None
 
@@ -58,7 +61,11 @@ class Conversation:
         verdict_in = self._safety.check_input(heard)
         if verdict_in.action is Action.ESCALATE:
             self._escalate(verdict_in)
-        candidate = self._dialogue.reply(verdict_in.redacted, verdict_in, self._state)
+        refusal = self._play.refusal() if self._play is not None else None
+        if refusal is not None and verdict_in.action is not Action.ESCALATE:
+            candidate = refusal  # bedtime or the day's play is over: a kind answer
+        else:
+            candidate = self._dialogue.reply(verdict_in.redacted, verdict_in, self._state)
         reply, verdict_out = self._checked_reply(candidate)
         stored = self._keep(verdict_in, reply, verdict_out)
         return TurnResult(reply, verdict_in, verdict_out, stored)

@@ -22,10 +22,11 @@ logger = logging.getLogger(__name__)
 LIVE_KEYS = frozenset({
     "voice.tts_volume", "voice.tts_rate", "dialogue.age_band", "logging.level",
     "store.retention_days", "sync.batch_size", "sync.max_inflight", "sync.ack_timeout",
+    "play.quiet_from", "play.quiet_until", "play.daily_limit_min",
 })
 """Settings a running bear changes at once; other settable ones wait for a restart."""
 REMOTE_SECTIONS = frozenset({"voice", "dialogue", "logging", "sync", "health", "pins", "audio",
-                             "store"})
+                             "store", "play"})
 """Sections the fleet may change; never identity, broker, cloud, pairing, update or notify
 (their keys decide who the bear trusts and where its data goes)."""
 REMOTE_FORBIDDEN = frozenset({"store.key_provider", "store.db_name"})

@@ -12,6 +12,7 @@ from agent import __version__
 from agent.alerts import AlertSink
 from agent.conversation import Conversation, TurnResult
 from agent.dialogue import DialogueEngine
+from agent.play import Clock, PlayLimits
 from agent.safety import SafetyFilter, default_filter
 from agent.store import ConversationStore, Scope
 from config.settings import Settings
@@ -38,6 +39,8 @@ class Bear:
     """The store, or None while no parent has consented (then nothing is kept)."""
     conversation: Conversation
     """The conversation in progress."""
+    play: PlayLimits | None = None
+    """Quiet hours and the daily limit (``play`` settings)."""
 
     def respond(self, child_text: str) -> TurnResult:
         """Answer one utterance through the whole pipeline."""
@@ -45,7 +48,8 @@ class Bear:
 
     def new_conversation(self) -> None:
         """Start a fresh conversation (new dialogue state, new data key when kept)."""
-        self.conversation = Conversation(self.safety, self.dialogue, self.alerts, self.store)
+        self.conversation = Conversation(self.safety, self.dialogue, self.alerts, self.store,
+                                         self.play)
 
     def reopen_store(self) -> None:
         """Open the store again (pairing just created it or changed consent); new conversation."""
@@ -71,8 +75,9 @@ def installed_content(settings: Settings) -> Path | None:
 
 
 @contextmanager
-def open_bear(settings: Settings) -> Iterator[Bear]:
-    """Build a bear from settings; closes the store on exit."""
+def open_bear(settings: Settings, clock: Clock | None = None) -> Iterator[Bear]:
+    """Build a bear from settings (``clock``: local time, injectable); closes the store on
+    exit."""
     alerts = AlertSink()
     store = bear = None
     if ConversationStore.exists(settings.store):
@@ -83,9 +88,10 @@ def open_bear(settings: Settings) -> Iterator[Bear]:
         safety = default_filter()
         dialogue = DialogueEngine(age_band=settings.dialogue.age_band, remember_name=remember_name,
                                   content_dir=installed_content(settings))
-        conversation = Conversation(safety, dialogue, alerts, store)
+        play = PlayLimits(settings.play, clock)
+        conversation = Conversation(safety, dialogue, alerts, store, play)
         logger.info("bear ready (consent: %s)", "yes" if consent else "none; keeping nothing")
-        bear = Bear(settings, safety, dialogue, alerts, store, conversation)
+        bear = Bear(settings, safety, dialogue, alerts, store, conversation, play)
         yield bear
     finally:
         if bear is not None:

@@ -123,6 +123,9 @@ class EmailChannel(ChannelBase):
     """Require STARTTLS (only a test server on localhost may turn it off)."""
     ca_file: Path | None = None
     """CA bundle to trust for the server's certificate; None: the system's."""
+    app_url: str | None = None
+    """The parent app's address (``portal.base_url``): wellbeing mails link to its alerts
+    page, where the parent signs in to read what was said; the mail never carries it."""
 
     @model_validator(mode="after")
     def _recipients(self) -> EmailChannel:

@@ -62,6 +62,8 @@ from config.backup import BackupSettings  # noqa: E402
 from config.fleet import FleetSettings, PairingSettings  # noqa: E402
 from config.health import HealthSettings  # noqa: E402
 from config.notify import NotifySettings  # noqa: E402
+from config.play import PlaySettings  # noqa: E402
+from config.portal import PortalSettings  # noqa: E402
 from config.update import UpdateSettings  # noqa: E402
 from config.voice import AudioSettings, PinsSettings, VoiceSettings  # noqa: E402
 
@@ -270,6 +272,8 @@ class Settings(BaseSettings):
     pairing: PairingSettings = Field(default_factory=PairingSettings)
     fleet: FleetSettings = Field(default_factory=FleetSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
+    play: PlaySettings = Field(default_factory=PlaySettings)
+    portal: PortalSettings = Field(default_factory=PortalSettings)
 
     @classmethod
     def settings_customise_sources(

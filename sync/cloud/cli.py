@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sync.cloud.backup_cli import register as register_backup  # backup ... (issue 15)
 
     register_backup(commands)
+    from sync.cloud.portal.cli import register as register_portal  # portal ... (issue 14)
+
+    register_portal(commands)
     return parser
 
 
@@ -74,9 +77,11 @@ def instance_settings(settings: Settings) -> Settings:
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from sync.cloud import family_keys
     from sync.cloud.ingest import Ingestor
 
     settings = instance_settings(settings)
+    family_keys.install(settings, create=False)  # portal (issue 14): seal per family
     with Ingestor(settings) as ingestor:
         signal.signal(signal.SIGTERM, lambda *_: ingestor.stop())
         signal.signal(signal.SIGINT, lambda *_: ingestor.stop())

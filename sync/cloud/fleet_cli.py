@@ -46,6 +46,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     _add_pair(sub)
     sub.add_parser("keygen", help="make the fleet's command-signing key (once, mode 0600)"
                    ).set_defaults(func=_keygen)
+    _add_export(sub)
     from sync.cloud.release_cli import register_rollout  # fleet rollout ... (issue 9)
 
     register_rollout(sub)
@@ -89,6 +90,32 @@ def _add_pair(sub: argparse._SubParsersAction) -> None:
     approve.add_argument("--requester", help="who asks (wrong codes are limited per requester;"
                          " default: the parent's e-mail)")
     approve.set_defaults(func=_pair_approve)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    export = sub.add_parser("export", help="a parent's transcripts, readable (the parent "
+                            "app's export, for a parent asking the operator)")
+    export.add_argument("--parent", metavar="EMAIL", required=True)
+    export.set_defaults(func=_export)
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from sync.cloud import db, family_keys
+    from sync.cloud.portal.service import export_pairing
+
+    family_keys.install(settings)
+    with db.connect(settings.cloud) as conn:
+        pairings = conn.execute(
+            "SELECT pairing_id::text, device_id FROM pairings WHERE lower(parent_email) ="
+            " lower(%s) AND status IN ('approved', 'unpaired') ORDER BY approved_at",
+            (args.parent,)).fetchall()
+        data = [{"pairing_id": p, "device_id": d, **export_pairing(conn, p)}
+                for p, d in pairings]
+    if not data:
+        print(f"teddy-cloud: no bear was ever paired by {args.parent} — check the address")
+        return 1
+    _print_json(data)
+    return 0
 
 
 def _fleet(settings: Settings):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sync.cloud import fleet
+from sync.cloud import family_keys, fleet
 from sync.cloud.dead_letters import DeadLetters
 from sync.cloud.messages import Parsed
 from sync.protocol import Ack, Message, Receipt, down_topic, receipt_id, to_ranges
@@ -159,16 +159,21 @@ def _upsert_devices(conn: Any, items: list[Parsed]) -> None:
 def _copy_turns(conn: Any, items: list[Parsed], outcome: Outcome) -> None:
     total = 0
     oldest = None
+    rows = []
+    for item in items:
+        batch = item.body
+        for t in batch.turns:
+            # portal (issue 14): transcript text sealed under the family's key
+            text = family_keys.seal(conn, item.device_id, t.text)
+            rows.append((item.device_id, t.seq, t.conversation_id, t.role, text,
+                         datetime.fromtimestamp(t.created_at, UTC), t.action,
+                         t.categories, batch.batch_id))
+            oldest = t.created_at if oldest is None else min(oldest, t.created_at)
+        total += len(batch.turns)
     with conn.cursor() as cur:
         with cur.copy(f"COPY turns_staging ({COLUMNS}) FROM STDIN") as copy:
-            for item in items:
-                batch = item.body
-                for t in batch.turns:
-                    copy.write_row((item.device_id, t.seq, t.conversation_id, t.role, t.text,
-                                    datetime.fromtimestamp(t.created_at, UTC), t.action,
-                                    t.categories, batch.batch_id))
-                    oldest = t.created_at if oldest is None else min(oldest, t.created_at)
-                total += len(batch.turns)
+            for row in rows:
+                copy.write_row(row)
         cur.execute(f"INSERT INTO turns ({COLUMNS}) SELECT {COLUMNS} FROM turns_staging"
                     " ORDER BY device_id, seq ON CONFLICT (device_id, seq) DO NOTHING")
         inserted = cur.rowcount

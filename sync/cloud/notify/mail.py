@@ -76,5 +76,8 @@ class EmailSender:
         message["Date"] = formatdate(localtime=False)
         message["Message-ID"] = make_msgid(domain="teddy.invalid")
         message["X-Teddy-Alert"] = f"{note.alert_id}/{note.event}"
-        message.set_content(note.text() + "\n")
+        text = note.text()
+        if note.wellbeing and self.settings.app_url:  # the parent app shows the rest
+            text += f"\n\nSee it in the parent app: {self.settings.app_url.rstrip('/')}/alerts"
+        message.set_content(text + "\n")
         return message

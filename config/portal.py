@@ -1,0 +1,50 @@
+"""Settings section ``portal``: the parent web app (``teddy-cloud portal``).
+
+Sign-in links go out through an e-mail channel of ``notify.channels`` (its SMTP server,
+credentials and STARTTLS rule), named by ``mail_channel``. Transcripts are sealed with a
+per-family data key wrapped by the cloud key in ``cloud_key_file`` (0600, made on first
+use) or by a KMS hook ``key_provider = "pkg.mod:factory"``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from config.settings import Section
+
+
+class PortalSettings(Section):
+    """The parent app: where it listens, its sign-in rules, and the family key."""
+
+    host: str = "127.0.0.1"
+    """Address to listen on (put a TLS reverse proxy in front in production)."""
+    port: int = Field(default=8080, ge=1, le=65535)
+    """Port to listen on."""
+    base_url: str = "http://127.0.0.1:8080"
+    """The address parents use, for the links in e-mails (https in production)."""
+    mail_channel: str | None = None
+    """Name of the ``notify.channels`` e-mail channel whose SMTP server sends sign-in links."""
+    mail_sender: str | None = None
+    """From address of sign-in mails; None: the channel's ``sender``."""
+    link_ttl_s: float = Field(default=900.0, gt=0, le=86400)
+    """Seconds a sign-in link works (once)."""
+    session_ttl_s: float = Field(default=14 * 86400.0, gt=0, le=90 * 86400)
+    """Seconds a session lasts."""
+    links_per_address_per_hour: int = Field(default=5, ge=1, le=1000)
+    """Sign-in links one e-mail address may ask for in an hour."""
+    links_per_client_per_hour: int = Field(default=20, ge=1, le=100000)
+    """Sign-in links one client address may ask for in an hour."""
+    secure_cookies: bool = True
+    """Mark the session cookie ``Secure`` (only plain-http local development turns it off)."""
+    cloud_key_file: Path | None = None
+    """The cloud key (32 random bytes, mode 0600, made on first use) wrapping family keys;
+    None: ``<store.data_dir>/portal-cloud.key``."""
+    key_provider: str | None = None
+    """``pkg.mod:factory`` returning an object with ``wrap(bytes)``/``unwrap(bytes)`` (a KMS);
+    replaces ``cloud_key_file``."""
+    retention_days: int = Field(default=30, ge=1, le=30)
+    """Default days the cloud keeps a family's transcripts (a parent may choose fewer)."""
+    bear_wait_s: float = Field(default=2.0, ge=0, le=60)
+    """Seconds a page waits for a bear's answer before showing 'waiting for the bear'."""

@@ -1,0 +1,222 @@
+"""Transcripts sealed at rest per family.
+
+Each pairing (a family's bear) has its own 32-byte data key; transcript text in PostgreSQL
+is AES-256-GCM under it (a fresh nonce per value, the key id as associated data), stored as
+``tk1.<key id>.<base64 nonce+ciphertext>``. Data keys are kept only wrapped by the cloud
+key (``portal.cloud_key_file``, 0600, made on first use) or by a KMS hook
+(``portal.key_provider = "pkg.mod:factory"``, called with the settings, returning an object
+with ``wrap(bytes) -> bytes`` and ``unwrap(bytes) -> bytes``). :func:`destroy` deletes a
+family's wrapped key: every row sealed under it, backups included, is unreadable after.
+
+Ingest seals through :func:`seal` (a hook in ``sync/cloud/writer.py``) once
+:func:`install` gave it the settings; a bear with no family (not paired: development and
+``teddy consent grant`` demos) has no key and its text is stored as sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import logging
+import os
+import threading
+import uuid
+from typing import Any, Protocol
+
+from config.errors import ConfigError, KeyFileError, TeddyError
+from config.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "tk1."
+NONCE_BYTES = 12
+
+
+class SealedTextError(TeddyError, ValueError):
+    """A sealed text could not be opened (its family key is gone, or it was altered)."""
+
+
+class Wrapper(Protocol):
+    """Wraps and unwraps data keys (the cloud key file, or a KMS)."""
+
+    def wrap(self, key: bytes) -> bytes:
+        """``key`` encrypted under the cloud key."""
+        ...
+
+    def unwrap(self, wrapped: bytes) -> bytes:
+        """The data key back."""
+        ...
+
+
+class FileWrapper:
+    """The cloud key in a 0600 file (made on first use); wraps with AES-256-GCM."""
+
+    def __init__(self, settings: Settings, create: bool = True) -> None:
+        self.path = settings.portal.cloud_key_file or settings.store.data_dir / "portal-cloud.key"
+        """The cloud key file (read on first use; made then too when ``create``)."""
+        self._create = create
+        self._loaded: bytes | None = None
+
+    @property
+    def _key(self) -> bytes:
+        if self._loaded is None:
+            from agent.store.keys import FileKeyProvider
+
+            self._loaded = FileKeyProvider(self.path).load(create=self._create)
+        return self._loaded
+
+    def wrap(self, key: bytes) -> bytes:
+        """``key`` sealed under the cloud key."""
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        nonce = os.urandom(NONCE_BYTES)
+        return nonce + AESGCM(self._key).encrypt(nonce, key, b"teddy-family-key")
+
+    def unwrap(self, wrapped: bytes) -> bytes:
+        """The data key back; raises :class:`SealedTextError` if it does not open."""
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        try:
+            return AESGCM(self._key).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:],
+                                             b"teddy-family-key")
+        except InvalidTag:
+            raise SealedTextError("a family key does not open with this cloud key — is "
+                                  "portal.cloud_key_file the right one?") from None
+
+
+def wrapper_from_settings(settings: Settings, create: bool = True) -> Wrapper:
+    """The configured wrapper: the KMS hook if set, else the cloud key file (made on first
+    use when ``create``: the parent app makes it, ingest only reads it)."""
+    hook = settings.portal.key_provider
+    if not hook:
+        return FileWrapper(settings, create)
+    module_name, _, factory_name = hook.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), factory_name)
+    except (ImportError, AttributeError, ValueError):
+        raise ConfigError(f"portal.key_provider {hook!r} is not an importable "
+                          "'package.module:factory' — fix it or unset it to use the key file"
+                          ) from None
+    return factory(settings)
+
+
+class Keyring:
+    """Family data keys on one database: created on demand, cached unwrapped by key id."""
+
+    def __init__(self, wrapper: Wrapper) -> None:
+        self._wrapper = wrapper
+        self._cache: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        """Load (or make) the cloud key now, so a missing or unreadable one fails at start."""
+        self._wrapper.unwrap(self._wrapper.wrap(bytes(32)))
+
+    def _key_for_pairing(self, conn: Any, pairing_id: str) -> tuple[str, bytes]:
+        row = conn.execute("SELECT key_id::text, wrapped_key FROM family_keys"
+                           " WHERE pairing_id = %s", (pairing_id,)).fetchone()
+        if row is None:
+            key = os.urandom(32)
+            row = conn.execute(
+                "INSERT INTO family_keys (pairing_id, key_id, wrapped_key) VALUES (%s, %s, %s)"
+                " ON CONFLICT (pairing_id) DO UPDATE SET pairing_id = EXCLUDED.pairing_id"
+                " RETURNING key_id::text, wrapped_key",
+                (pairing_id, str(uuid.uuid4()), self._wrapper.wrap(key))).fetchone()
+        return row[0], self._unwrapped(row[0], bytes(row[1]))
+
+    def _unwrapped(self, key_id: str, wrapped: bytes) -> bytes:
+        with self._lock:
+            key = self._cache.get(key_id)
+        if key is None:
+            key = self._wrapper.unwrap(wrapped)
+            with self._lock:
+                self._cache[key_id] = key
+        return key
+
+    def seal_for_pairing(self, conn: Any, pairing_id: str, text: str) -> str:
+        """``text`` sealed under the family key of ``pairing_id`` (made if missing)."""
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        key_id, key = self._key_for_pairing(conn, pairing_id)
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = AESGCM(key).encrypt(nonce, text.encode("utf-8"), key_id.encode())
+        return f"{PREFIX}{key_id}.{base64.b64encode(nonce + sealed).decode()}"
+
+    def open(self, conn: Any, value: str) -> str:
+        """The text of a sealed value (plain text passes through)."""
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        if not value.startswith(PREFIX):
+            return value
+        key_id, _, body = value[len(PREFIX):].partition(".")
+        with self._lock:
+            key = self._cache.get(key_id)
+        if key is None:
+            row = conn.execute("SELECT wrapped_key FROM family_keys WHERE key_id::text = %s",
+                               (key_id,)).fetchone()
+            if row is None:
+                raise SealedTextError("this text's family key was destroyed (deleted data)")
+            key = self._unwrapped(key_id, bytes(row[0]))
+        raw = base64.b64decode(body)
+        try:
+            return AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:],
+                                       key_id.encode()).decode("utf-8")
+        except InvalidTag:
+            raise SealedTextError("a sealed text was altered") from None
+
+    def forget(self, key_ids: list[str]) -> None:
+        """Drop unwrapped keys from the cache (after :func:`destroy`)."""
+        with self._lock:
+            for key_id in key_ids:
+                self._cache.pop(key_id, None)
+
+
+_installed: Keyring | None = None
+_warned = False
+
+
+def install(settings: Settings, create: bool = True) -> Keyring:
+    """Give this process its keyring (ingest and the portal call this at start; ingest with
+    ``create=False``, so it never makes a cloud key of its own that the app would not have)."""
+    global _installed, _warned
+    _installed = Keyring(wrapper_from_settings(settings, create))
+    _warned = False
+    return _installed
+
+
+def keyring() -> Keyring | None:
+    """This process's keyring, if installed."""
+    return _installed
+
+
+def seal(conn: Any, device_id: str, text: str) -> str:
+    """Ingest's hook: ``text`` sealed under the bear's current family key; unchanged when the
+    bear has no family or no keyring is installed. A destroyed key is replaced by a new one
+    at the next turn (the key is looked up in the same transaction)."""
+    ring = _installed
+    if ring is None:
+        return text
+    row = conn.execute("SELECT pairing_id::text FROM devices WHERE device_id = %s",
+                       (device_id,)).fetchone()
+    if row is None or row[0] is None:
+        return text
+    try:
+        return ring.seal_for_pairing(conn, row[0], text)
+    except KeyFileError as exc:
+        global _warned
+        if not _warned:  # once per process: the batch still commits, as before the app
+            logger.error("transcripts are stored unsealed: %s — give ingest the parent app's "
+                         "cloud key (TEDDY_PORTAL__CLOUD_KEY_FILE)", exc)
+            _warned = True
+        return text
+
+
+def destroy(conn: Any, pairing_id: str) -> int:
+    """Delete a family's data key: what was sealed under it can never be read again."""
+    rows = conn.execute("DELETE FROM family_keys WHERE pairing_id = %s RETURNING key_id::text",
+                        (pairing_id,)).fetchall()
+    if _installed is not None:
+        _installed.forget([r[0] for r in rows])
+    return len(rows)

@@ -1,0 +1,169 @@
+"""Signing parents in: one-time e-mail links, server-side sessions, sign-out everywhere.
+
+A link's token is 32 random bytes; only its SHA-256 is stored. It works once, for
+``portal.link_ttl_s``; a parent may ask for ``portal.links_per_address_per_hour`` links and a
+client address for ``portal.links_per_client_per_hour``. A session is another random token in
+a Secure, HttpOnly, SameSite=Strict cookie, with its own CSRF token; the session table is
+the truth, so revoking rows signs a parent out on every device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any
+
+from config.errors import TeddyError
+from config.settings import Settings
+from sync.cloud.portal.service import Parent, check_email
+
+logger = logging.getLogger(__name__)
+
+
+class RateLimitedError(TeddyError, PermissionError):
+    """Too many sign-in links asked for; the message says when to try again."""
+
+
+class MailError(TeddyError, ConnectionError):
+    """The sign-in mail could not be sent; the message says what to check."""
+
+
+def _hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def request_link(settings: Settings, conn: Any, email: str, client: str) -> str:
+    """Make a one-time sign-in link for ``email`` and mail it; returns the link (tests and
+    the local development mode print it). Raises :class:`RateLimitedError`."""
+    email = check_email(email)
+    portal = settings.portal
+    by_address, by_client = conn.execute(
+        "SELECT count(*) FILTER (WHERE lower(email) = lower(%s)),"
+        " count(*) FILTER (WHERE client = %s) FROM signin_links"
+        " WHERE created_at > now() - interval '1 hour' AND (lower(email) = lower(%s)"
+        " OR client = %s)", (email, client, email, client)).fetchone()
+    if by_address >= portal.links_per_address_per_hour or by_client >= \
+            portal.links_per_client_per_hour:
+        logger.warning("sign-in link refused: rate limit (client %s)", client)
+        raise RateLimitedError("too many sign-in links were asked for — wait an hour and try "
+                               "again, or use the newest link you were sent")
+    token = secrets.token_urlsafe(32)
+    conn.execute("INSERT INTO signin_links (token_hash, email, client, expires_at) VALUES"
+                 " (%s, %s, %s, now() + make_interval(secs => %s))",
+                 (_hash(token), email, client, portal.link_ttl_s))
+    link = f"{portal.base_url.rstrip('/')}/signin/{token}"
+    send_mail(settings, email, "Your Teddy sign-in link",
+              "Hello,\n\nOpen this link to sign in to Teddy's parent app. It works once, "
+              f"for {portal.link_ttl_s / 60:g} minutes:\n\n{link}\n\nIf you did not ask for "
+              "it, ignore this e-mail.\n")
+    return link
+
+
+def redeem(conn: Any, token: str) -> str | None:
+    """The e-mail address of an unused, unexpired link, which is used up now; else None."""
+    row = conn.execute(
+        "UPDATE signin_links SET used_at = now() WHERE token_hash = %s AND used_at IS NULL"
+        " AND expires_at > now() RETURNING email", (_hash(token),)).fetchone()
+    return None if row is None else row[0]
+
+
+def parent_for(conn: Any, email: str) -> Parent:
+    """The parent with this address, made on first sign-in (joining the family that invited
+    them, else a family of their own); bears paired for this address by an operator join
+    their family."""
+    with conn.transaction():
+        row = conn.execute("SELECT parent_id::text, email, family_id::text, role FROM parents"
+                           " WHERE lower(email) = lower(%s)", (email,)).fetchone()
+        if row is None:
+            invite = conn.execute(
+                "UPDATE family_invites SET accepted_at = now() WHERE invite_id = (SELECT"
+                " invite_id FROM family_invites WHERE lower(email) = lower(%s) AND accepted_at"
+                " IS NULL ORDER BY created_at LIMIT 1) RETURNING family_id::text",
+                (email,)).fetchone()
+            if invite is None:
+                family = conn.execute("INSERT INTO families DEFAULT VALUES"
+                                      " RETURNING family_id::text").fetchone()[0]
+                role = "owner"
+            else:
+                family, role = invite[0], "member"
+            row = conn.execute(
+                "INSERT INTO parents (email, family_id, role) VALUES (%s, %s, %s)"
+                " RETURNING parent_id::text, email, family_id::text, role",
+                (email, family, role)).fetchone()
+        parent = Parent(*row)
+        conn.execute(
+            "INSERT INTO family_pairings (pairing_id, family_id) SELECT pairing_id, %s FROM"
+            " pairings WHERE lower(parent_email) = lower(%s) AND status = 'approved'"
+            " ON CONFLICT (pairing_id) DO NOTHING", (parent.family_id, email))
+    return parent
+
+
+def start_session(settings: Settings, conn: Any, parent: Parent) -> str:
+    """A new session for ``parent``; returns the cookie token."""
+    token = secrets.token_urlsafe(32)
+    conn.execute("INSERT INTO portal_sessions (token_hash, parent_id, csrf, expires_at)"
+                 " VALUES (%s, %s, %s, now() + make_interval(secs => %s))",
+                 (_hash(token), parent.parent_id, secrets.token_urlsafe(32),
+                  settings.portal.session_ttl_s))
+    return token
+
+
+def session(conn: Any, token: str | None) -> tuple[Parent, str] | None:
+    """``(parent, csrf token)`` of a live session, else None."""
+    if not token:
+        return None
+    row = conn.execute(
+        "SELECT p.parent_id::text, p.email, p.family_id::text, p.role, s.csrf"
+        " FROM portal_sessions s JOIN parents p USING (parent_id) WHERE s.token_hash = %s"
+        " AND s.revoked_at IS NULL AND s.expires_at > now()", (_hash(token),)).fetchone()
+    return None if row is None else (Parent(*row[:4]), row[4])
+
+
+def end_session(conn: Any, token: str | None, everywhere: bool = False) -> None:
+    """Sign out this session, or every session of its parent."""
+    if not token:
+        return
+    if everywhere:
+        conn.execute("UPDATE portal_sessions SET revoked_at = now() WHERE revoked_at IS NULL"
+                     " AND parent_id = (SELECT parent_id FROM portal_sessions WHERE"
+                     " token_hash = %s)", (_hash(token),))
+    else:
+        conn.execute("UPDATE portal_sessions SET revoked_at = now() WHERE token_hash = %s",
+                     (_hash(token),))
+
+
+def send_mail(settings: Settings, to: str, subject: str, body: str) -> None:
+    """Send a mail through the SMTP server of the ``portal.mail_channel`` e-mail channel."""
+    from config.notify import EmailChannel
+
+    name = settings.portal.mail_channel
+    channel = settings.notify.channels.get(name) if name else None
+    if not isinstance(channel, EmailChannel):
+        raise MailError(f"portal.mail_channel {name!r} names no e-mail channel of "
+                        "notify.channels — set it to the channel whose SMTP server sends mail")
+    message = EmailMessage()
+    message["From"] = settings.portal.mail_sender or channel.sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain="teddy.invalid")
+    message.set_content(body)
+    try:
+        with smtplib.SMTP(channel.host, channel.port, timeout=settings.notify.timeout_s) as smtp:
+            smtp.ehlo()
+            if channel.starttls:
+                ca = str(channel.ca_file) if channel.ca_file else None
+                smtp.starttls(context=ssl.create_default_context(cafile=ca))
+                smtp.ehlo()
+            if channel.username:
+                password = channel.password.get_secret_value() if channel.password else ""
+                smtp.login(channel.username, password)
+            smtp.send_message(message)
+    except (smtplib.SMTPException, OSError) as exc:
+        raise MailError(f"could not send mail via {channel.host}:{channel.port}: {exc}"
+                        ) from None

@@ -1,0 +1,50 @@
+"""``teddy-cloud portal``: serve the parent app; ``portal retention``: the daily sweep."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from config.errors import CloudError
+from config.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``portal`` to the ``teddy-cloud`` parser."""
+    portal = commands.add_parser("portal", help="the parent web app (serve, retention)")
+    portal.set_defaults(func=_serve)
+    sub = portal.add_subparsers(dest="portal_action", metavar="ACTION")
+    sub.add_parser("serve", help="serve the app on portal.host:portal.port (the default)"
+                   ).set_defaults(func=_serve)
+    sub.add_parser("retention", help="delete transcripts older than each family's retention"
+                   ).set_defaults(func=_retention)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        import uvicorn
+
+        from sync.cloud.portal.app import create_app
+    except ImportError as exc:
+        raise CloudError(f"the parent app needs the cloud extra ({exc.name} is missing) — "
+                         "run: pip install 'teddy[cloud]'") from None
+
+    app = create_app(settings)
+    logger.info("parent app on http://%s:%d", settings.portal.host, settings.portal.port)
+    print(f"parent app listening on http://{settings.portal.host}:{settings.portal.port}",
+          flush=True)
+    uvicorn.run(app, host=settings.portal.host, port=settings.portal.port,
+                log_level="warning", proxy_headers=False, server_header=False)
+    return 0
+
+
+def _retention(args: argparse.Namespace, settings: Settings) -> int:
+    from sync.cloud import db
+    from sync.cloud.portal.service import retention_sweep
+
+    with db.connect(settings.cloud) as conn:
+        deleted = retention_sweep(conn, settings.portal.retention_days)
+    print(f"retention: deleted {deleted} transcript turns past their family's retention")
+    return 0

@@ -1,0 +1,314 @@
+"""The routes of the parent app (see :mod:`sync.cloud.portal.app`)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from config.errors import TeddyError
+from config.settings import Settings
+from sync.cloud.pairing import PairingError
+from sync.cloud.portal import auth, notice
+from sync.cloud.portal.app import (
+    PRE_COOKIE,
+    SESSION_COOKIE,
+    check_csrf,
+    connection,
+    export_text,
+    read_form,
+    signed_in,
+    to_json,
+)
+from sync.cloud.portal.service import SCOPES, FamilyService, PortalInputError
+
+logger = logging.getLogger(__name__)
+
+
+class SignInNeeded(TeddyError, PermissionError):
+    """A family page without a session."""
+
+
+def client_of(request: Any) -> str:
+    """The client's address (the reverse proxy's ``X-Forwarded-For`` is not trusted)."""
+    return request.client.host if request.client else "unknown"
+
+
+def family(request: Request, conn: Annotated[Any, Depends(connection)]) -> FamilyService:
+    """The signed-in parent's family (:class:`SignInNeeded` without a session)."""
+    found = signed_in(request, conn)
+    if found is None:
+        raise SignInNeeded()
+    return FamilyService(request.app.state.settings, conn, found[0])
+
+
+Conn = Annotated[Any, Depends(connection)]
+Form = Annotated[dict, Depends(read_form)]
+Fam = Annotated[FamilyService, Depends(family)]
+
+
+def posted(request: Any, fam: FamilyService, raw: dict[str, Any]) -> dict[str, Any]:
+    """The form of a signed-in parent's POST, if its CSRF token is the session's."""
+    return check_csrf(raw, request.state.signed[1])
+
+
+def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # noqa: N803
+               PlainTextResponse: Any, RedirectResponse: Any) -> None:  # noqa: N803
+    """Register every page on ``app``."""
+
+    @app.exception_handler(SignInNeeded)
+    def sign_in_needed(request: Request, exc: SignInNeeded):
+        if request.method == "GET":
+            return RedirectResponse("/signin", status_code=303)
+        return page(request, "message.html", 403, title="Please sign in",
+                    message="You are not signed in (or your session ended).",
+                    link=("/signin", "Sign in"))
+
+    def back(url: str) -> Any:
+        return RedirectResponse(url, status_code=303)
+
+    # --- signing in ----------------------------------------------------------------------
+
+    @app.get("/")
+    def home(request: Request, conn: Conn):
+        return back("/bears" if signed_in(request, conn) else "/signin")
+
+    @app.get("/signin")
+    def signin_form(request: Request):
+        return page(request, "signin.html", title="Sign in")
+
+    @app.post("/signin")
+    def signin_request(request: Request, conn: Conn, raw: Form):
+        form = check_csrf(raw, request.cookies.get(PRE_COOKIE))
+        email = str(form.get("email", ""))
+        try:
+            auth.request_link(settings, conn, email, client_of(request))
+        except (PortalInputError, auth.RateLimitedError) as exc:
+            status = 429 if isinstance(exc, auth.RateLimitedError) else 400
+            return page(request, "signin.html", status, title="Sign in", error=str(exc),
+                        email=email)
+        except auth.MailError as exc:
+            logger.error("sign-in mail failed: %s", exc)
+            return page(request, "signin.html", 503, title="Sign in", email=email,
+                        error="We could not send the e-mail just now. Please try again later.")
+        return page(request, "message.html", title="Check your e-mail",
+                    message=f"We sent a sign-in link to {email}. It works once, for "
+                            f"{settings.portal.link_ttl_s / 60:g} minutes.")
+
+    @app.get("/signin/{token}")
+    def signin_confirm(request: Request, token: str):
+        return page(request, "confirm.html", title="Sign in", token=token)
+
+    @app.post("/signin/{token}")
+    def signin_redeem(request: Request, token: str, conn: Conn, raw: Form):
+        check_csrf(raw, request.cookies.get(PRE_COOKIE))
+        email = auth.redeem(conn, token)
+        if email is None:
+            return page(request, "message.html", 400, title="This link does not work",
+                        message="Sign-in links work once and only for a short while. "
+                                "Ask for a new one.", link=("/signin", "Ask for a new link"))
+        parent = auth.parent_for(conn, email)
+        response = back("/bears")
+        response.set_cookie(SESSION_COOKIE, auth.start_session(settings, conn, parent),
+                            max_age=int(settings.portal.session_ttl_s), httponly=True,
+                            secure=settings.portal.secure_cookies, samesite="strict", path="/")
+        response.delete_cookie(PRE_COOKIE, path="/")
+        return response
+
+    @app.post("/signout")
+    def signout(request: Request, fam: Fam, raw: Form):
+        form = posted(request, fam, raw)
+        auth.end_session(fam.conn, request.cookies.get(SESSION_COOKIE),
+                         everywhere=form.get("everywhere") == "yes")
+        response = back("/signin")
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    # --- the family ----------------------------------------------------------------------
+
+    @app.get("/bears")
+    def dashboard(request: Request, fam: Fam):
+        bears = fam.bears()
+        return page(request, "dashboard.html", title="Your bears", bears=bears,
+                    alerts=fam.alerts()[:5], deletions=fam.deletions()[:5])
+
+    @app.get("/pair")
+    def pair_form(request: Request, fam: Fam):
+        return page(request, "pair.html", title="Pair a bear", notice=notice.current(),
+                    scopes=SCOPES)
+
+    @app.post("/pair")
+    def pair(request: Request, fam: Fam, raw: Form):
+        form = posted(request, fam, raw)
+        current = notice.current()
+        chosen = tuple(s for s in SCOPES if s in form["_multi"].getlist("scope"))
+        error = None
+        if form.get("read_notice") != "yes" or form.get("notice_version") != current.version:
+            error = "Please read the privacy notice and tick the box to say you have."
+        elif "sync" in chosen and "keep" not in chosen:
+            error = "Sending to the cloud (sync) needs keeping (keep) too."
+        if error is None:
+            try:
+                from sync.cloud.pairing import approve
+
+                result = approve(settings, fam.conn, str(form.get("code", "")).strip(),
+                                 fam.parent.email, chosen)
+                pairing_id = fam.adopt_pairing(
+                    result.device_id, str(form.get("child_name", "")).strip(), chosen,
+                    (current.version, current.sha256), client_of(request))
+                return back(f"/bears/{pairing_id}")
+            except PairingError as exc:
+                error = str(exc)
+        return page(request, "pair.html", 400, title="Pair a bear", notice=current,
+                    scopes=SCOPES, error=error)
+
+    @app.get("/bears/{pairing_id}")
+    def bear(request: Request, pairing_id: str, fam: Fam):
+        return page(request, "bear.html", title="Your bear", bear=fam.pairing(pairing_id),
+                    deletions=fam.deletions(pairing_id)[:5])
+
+    @app.post("/bears/{pairing_id}/settings")
+    def bear_settings(request: Request, pairing_id: str,
+                            fam: Fam, raw: Form):
+        form = posted(request, fam, raw)
+        bear = fam.pairing(pairing_id)
+        try:
+            fam.configure(pairing_id, _settings_from(form))
+        except PortalInputError as exc:
+            return page(request, "bear.html", 400, title="Your bear", bear=bear,
+                        deletions=fam.deletions(pairing_id)[:5], error=str(exc))
+        return back(f"/bears/{pairing_id}?saved=1")
+
+    @app.get("/bears/{pairing_id}/conversations")
+    def conversations(request: Request, pairing_id: str, fam: Fam):
+        bear = fam.pairing(pairing_id)
+        days: dict[str, list] = {}
+        for c in fam.conversations(pairing_id):
+            days.setdefault(c["day"], []).append(c)
+        return page(request, "conversations.html", title="What was said", bear=bear,
+                    days=days)
+
+    @app.get("/bears/{pairing_id}/conversations/{conversation_id}")
+    def transcript(request: Request, pairing_id: str, conversation_id: str,
+                   fam: Fam):
+        bear = fam.pairing(pairing_id)
+        return page(request, "transcript.html", title="Conversation", bear=bear,
+                    conversation_id=conversation_id,
+                    turns=fam.transcript(pairing_id, conversation_id))
+
+    @app.post("/bears/{pairing_id}/conversations/{conversation_id}/delete")
+    def delete_conversation(request: Request, pairing_id: str, conversation_id: str,
+                                  fam: Fam, raw: Form):
+        posted(request, fam, raw)
+        return back(f"/deletions/{fam.delete_conversation(pairing_id, conversation_id)}")
+
+    @app.post("/bears/{pairing_id}/days/{day}/delete")
+    def delete_day(request: Request, pairing_id: str, day: str,
+                         fam: Fam, raw: Form):
+        posted(request, fam, raw)
+        return back(f"/deletions/{fam.delete_day(pairing_id, day)}")
+
+    @app.post("/bears/{pairing_id}/delete")
+    def delete_all(request: Request, pairing_id: str,
+                         fam: Fam, raw: Form):
+        form = posted(request, fam, raw)
+        fam.pairing(pairing_id)
+        if form.get("confirm") != "yes":
+            return back(f"/bears/{pairing_id}?confirm=delete")
+        return back(f"/deletions/{fam.delete(pairing_id, 'everything')}")
+
+    @app.post("/bears/{pairing_id}/revoke")
+    def revoke(request: Request, pairing_id: str, fam: Fam, raw: Form):
+        form = posted(request, fam, raw)
+        fam.pairing(pairing_id)
+        if form.get("confirm") != "yes":
+            return back(f"/bears/{pairing_id}?confirm=revoke")
+        return back(f"/deletions/{fam.revoke(pairing_id)}")
+
+    @app.get("/bears/{pairing_id}/export.json")
+    def export_bear_json(request: Request, pairing_id: str,
+                         fam: Fam):
+        data = _one_bear(fam.export(), fam.pairing(pairing_id)["pairing_id"])
+        return PlainTextResponse(to_json(data), media_type="application/json", headers={
+            "Content-Disposition": 'attachment; filename="teddy-export.json"'})
+
+    @app.get("/bears/{pairing_id}/export.txt")
+    def export_bear_text(request: Request, pairing_id: str,
+                         fam: Fam):
+        data = _one_bear(fam.export(), fam.pairing(pairing_id)["pairing_id"])
+        return PlainTextResponse(export_text(data), headers={
+            "Content-Disposition": 'attachment; filename="teddy-export.txt"'})
+
+    @app.get("/export.json")
+    def export_json(request: Request, fam: Fam):
+        return PlainTextResponse(to_json(fam.export()), media_type="application/json",
+                                 headers={"Content-Disposition":
+                                          'attachment; filename="teddy-export.json"'})
+
+    @app.get("/export.txt")
+    def export_txt(request: Request, fam: Fam):
+        return PlainTextResponse(export_text(fam.export()), headers={
+            "Content-Disposition": 'attachment; filename="teddy-export.txt"'})
+
+    @app.get("/deletions/{deletion_id}")
+    def deletion(request: Request, deletion_id: str, fam: Fam):
+        return page(request, "deletion.html", title="Deletion", deletion=fam.deletion(deletion_id))
+
+    @app.get("/alerts")
+    def alerts(request: Request, fam: Fam):
+        return page(request, "alerts.html", title="Wellbeing alerts", alerts=fam.alerts())
+
+    @app.get("/family")
+    def family_page(request: Request, fam: Fam):
+        return page(request, "family.html", title="Family", members=fam.members(),
+                    retention=fam.retention_days())
+
+    @app.post("/family/invite")
+    def invite(request: Request, fam: Fam, raw: Form):
+        form = posted(request, fam, raw)
+        try:
+            fam.invite(str(form.get("email", "")))
+        except PortalInputError as exc:
+            return page(request, "family.html", 400, title="Family", members=fam.members(),
+                        retention=fam.retention_days(), error=str(exc))
+        return back("/family")
+
+    @app.post("/family/retention")
+    def retention(request: Request, fam: Fam, raw: Form):
+        form = posted(request, fam, raw)
+        try:
+            fam.set_retention(int(str(form.get("days", ""))))
+        except (ValueError, PortalInputError):
+            return page(request, "family.html", 400, title="Family", members=fam.members(),
+                        retention=fam.retention_days(),
+                        error="Choose how many days (1 to 30) to keep conversations.")
+        return back("/family")
+
+
+def _one_bear(data: dict[str, Any], pairing_id: str) -> dict[str, Any]:
+    return {**data, "bears": [b for b in data["bears"] if b["pairing_id"] == pairing_id],
+            "alerts": [a for a in data["alerts"] if a["pairing_id"] == pairing_id]}
+
+
+def _settings_from(form: dict[str, Any]) -> dict[str, Any]:
+    """Desired config from the bear's settings form (empty fields are not sent)."""
+    values: dict[str, Any] = {}
+    try:
+        if form.get("volume"):
+            values["voice.tts_volume"] = int(str(form["volume"])) / 100
+        if form.get("daily_limit"):
+            values["play.daily_limit_min"] = int(str(form["daily_limit"]))
+    except ValueError:
+        raise PortalInputError("volume and time limit are whole numbers") from None
+    if form.get("age_band"):
+        values["dialogue.age_band"] = str(form["age_band"])
+    quiet_from, quiet_until = str(form.get("quiet_from", "")), str(form.get("quiet_until", ""))
+    if bool(quiet_from) != bool(quiet_until):
+        raise PortalInputError("give both a start and an end for quiet hours (or neither)")
+    values["play.quiet_from"] = quiet_from or None
+    values["play.quiet_until"] = quiet_until or None
+    if not values:
+        raise PortalInputError("nothing to change")
+    return values
+

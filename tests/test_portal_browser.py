@@ -1,0 +1,138 @@
+"""The parent app end to end in a real browser against the real stack: PostgreSQL,
+Mosquitto, ingest, the portal process and a bear (pairing, sync, commands)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from fleet_support import RunningBear, SpeakingFake, cloud_env
+from notify_support import start_smtp
+from portal_browser import browser, running_portal, sign_in
+from portal_support import portal_env, portal_settings
+from support import free_port, start_cli, until, wait_for_log
+
+from agent.pairing import Pairing
+from agent.play import QUIET_REPLY
+from agent.runtime import open_bear
+
+pytest_plugins = ["fleet_fixtures"]
+
+
+@pytest.fixture
+def smtp():
+    """A local SMTP server capturing the sign-in mails."""
+    controller, sink = start_smtp(free_port(), None)
+    yield controller.port, sink
+    controller.stop()
+
+
+class _Led:
+    def show(self, state: str) -> None:
+        """Nothing to light in this test."""
+
+
+def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
+        bear, secure_broker, database, env, smtp, tmp_path: Path):
+    smtp_port, sink = smtp
+    portal = portal_settings(database.dsn, smtp_port, tmp_path, "http://localhost")
+    del portal["store"]  # the cloud's data dir stays cloud_env's
+    cloud = {**cloud_env(env, secure_broker, tmp_path), **portal_env(portal)}
+    ingest_log = tmp_path / "ingest.log"
+    ingest = start_cli("teddy-cloud", "--log-level", "INFO", "ingest", env=cloud, log=ingest_log)
+    wait_for_log(ingest_log, "ingesting")
+    email = "sam@example.org"
+    try:
+        with running_portal(cloud, tmp_path / "portal.log") as base, browser() as chromium:
+            page = chromium.new_page()
+            sign_in(page, base, sink, email)
+
+            voice = SpeakingFake()  # the parent listens to the bear's code
+            pairing = Pairing(bear, bear.device.id, _Led(), voice.say)
+            pairing.start()
+            voice.wait_for(1)
+            page.goto(f"{base}/pair")
+            page.get_by_label("I have read the privacy notice").check()
+            page.get_by_role("textbox", name="Child's first name").fill("Mia")
+            page.get_by_label("The code the bear said").fill(voice.code())
+            page.get_by_role("button", name="Pair the bear").click()
+            page.wait_for_url(f"{base}/bears/*")
+            outcome = pairing.wait(20)
+            pairing.close()
+            assert outcome is not None and outcome.status == "approved", outcome
+            bear_url = page.url
+
+            other = chromium.new_context().new_page()  # another family, the same code
+            sign_in(other, base, sink, "eve@example.org")
+            other.goto(f"{base}/pair")
+            other.get_by_label("I have read the privacy notice").check()
+            other.get_by_label("The code the bear said").fill(voice.code())
+            other.get_by_role("button", name="Pair the bear").click()
+            other.get_by_role("alert").wait_for()
+            assert "matches no bear" in other.get_by_role("alert").inner_text()
+            assert other.goto(bear_url).status == 404
+            other.context.close()
+
+            with open_bear(bear) as teddy:
+                assert teddy.respond("hello teddy").stored
+            with RunningBear(bear) as running:
+                assert running.sync.sync_once(timeout=20).turns_acked == 2
+                with database.connect() as conn:
+                    stored = [r[0] for r in conn.execute(
+                        "SELECT text FROM turns WHERE device_id = %s", (bear.device.id,))]
+                assert stored and all(t.startswith("tk1.") for t in stored)  # sealed
+                page.goto(f"{bear_url}/conversations")
+                page.get_by_role("link", name="2 turns").click()
+                page.get_by_text("hello teddy").wait_for()
+
+                page.get_by_role("button", name="Delete this conversation").click()
+                page.wait_for_url(f"{base}/deletions/*")
+                deleted_on_bear = until(lambda: _reload_says(page, "deleted on the bear"), 30)
+                assert deleted_on_bear, page.locator("#on-bear").inner_text()
+                with database.connect() as conn:
+                    assert conn.execute("SELECT count(*) FROM turns WHERE device_id = %s",
+                                        (bear.device.id,)).fetchone()[0] == 0
+                assert running.store.conversations() == []
+
+                page.goto(bear_url)
+                page.get_by_label("From").fill("19:30")
+                page.get_by_label("Until").fill("07:00")
+                page.get_by_role("button", name="Save settings").click()
+                page.wait_for_url(f"{bear_url}?saved=1")
+                assert until(lambda: bear.play.quiet_from == "19:30", 15)
+                assert running.store.consent().parent == email
+            bedtime = datetime(2026, 12, 3, 20, 15)
+            with open_bear(bear, clock=lambda: bedtime) as teddy:
+                assert teddy.respond("let's play a game").reply == QUIET_REPLY
+            with open_bear(bear, clock=lambda: bedtime.replace(hour=10)) as teddy:
+                assert teddy.respond("let's play a game").reply != QUIET_REPLY
+
+            with RunningBear(bear) as running:  # the parent takes consent back
+                page.goto(bear_url)
+                page.get_by_label("Yes, take back my consent").check()
+                page.get_by_role("button", name="Revoke consent").click()
+                page.wait_for_url(f"{base}/deletions/*")
+                assert running.unpaired.wait(20)
+            with database.connect() as conn:
+                status = conn.execute("SELECT status FROM pairings WHERE device_id = %s AND"
+                                      " approved_at IS NOT NULL", (bear.device.id,)).fetchone()
+                keys = conn.execute("SELECT count(*) FROM family_keys k JOIN pairings p USING"
+                                    " (pairing_id) WHERE p.device_id = %s",
+                                    (bear.device.id,)).fetchone()[0]
+                revoked = conn.execute("SELECT revoked_at IS NOT NULL FROM consent_records"
+                                       " WHERE parent_email = %s", (email,)).fetchone()
+            assert status == ("unpaired",) and revoked == (True,) and keys == 0
+    finally:
+        ingest.send_signal(signal.SIGTERM)
+        ingest.wait(15)
+
+
+def _reload_says(page, text: str) -> bool:
+    page.reload()
+    found = text in page.locator("#on-bear").inner_text()
+    if not found:
+        time.sleep(0.3)
+    return found
