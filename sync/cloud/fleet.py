@@ -21,6 +21,7 @@ from typing import Any
 
 from config.errors import CloudError, ProtocolError
 from config.settings import Settings
+from sync.cloud import family_keys
 from sync.cloud.cloud_link import CloudLink
 from sync.protocol import (
     COMMAND_NAMES,
@@ -398,6 +399,8 @@ class Fleet:
                                           (pairing["pairing_id"],)).rowcount
                 alerts = self.conn.execute("DELETE FROM alerts WHERE pairing_id = %s",
                                            (pairing["pairing_id"],)).rowcount
+                # crypto-shred: copies of the sealed rows in older backups stay unreadable
+                family_keys.destroy(self.conn, pairing["pairing_id"])
             left = self.conn.execute("SELECT count(*) FROM turns WHERE pairing_id = %s",
                                      (pairing["pairing_id"],)).fetchone()[0]
             bear = None if sent is None else sent.result
