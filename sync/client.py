@@ -245,9 +245,10 @@ class MqttLink:
     def _attempt_stalled(self) -> bool:
         """An attempt that neither connected nor reported a loss in ``connect_timeout``
         (paho's network thread can end silently, e.g. on a socket it cannot select)."""
-        if self._connected.is_set() or self._attempt_at is None or self._closing.is_set():
+        attempt_at = self._attempt_at  # once: paho's thread clears it on CONNACK meanwhile
+        if self._connected.is_set() or attempt_at is None or self._closing.is_set():
             return False
-        return time.monotonic() - self._attempt_at > self.settings.connect_timeout
+        return time.monotonic() - attempt_at > self.settings.connect_timeout
 
     def close(self) -> None:
         """Disconnect cleanly and stop the network threads. Idempotent."""

@@ -18,8 +18,14 @@ from support import Mosquitto, free_port
 
 from config.settings import Settings
 from sync.cloud import broker_accounts
-from sync.cloud.simulate import (BEARS_PER_PROCESS, Latencies, SimulatedBear, Simulation,
-                                 SimulationReport, _merge)
+from sync.cloud.simulate import (
+    BEARS_PER_PROCESS,
+    Latencies,
+    SimulatedBear,
+    Simulation,
+    SimulationReport,
+    _merge,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGE_EXAMPLE = ROOT / "config" / "examples" / "edge-broker.conf"
