@@ -244,3 +244,30 @@ def test_a_connack_during_the_stall_check_does_not_kill_the_reconnect_supervisor
 
     with Racing(Settings().mqtt, client_id="race") as link:
         assert link._attempt_stalled() is True  # decided on the one time it read
+
+
+class EndsDuringLoopStop(threading.Thread):
+    """paho's network thread ending by itself while ``loop_stop()`` runs: paho clears
+    ``client._thread`` as its thread ends, here right after loop_stop's None check."""
+
+    def __init__(self, client) -> None:
+        super().__init__(target=lambda: None)
+        self.client = client
+
+    def __ne__(self, other):  # loop_stop's ``current_thread() != self._thread``
+        self.client._thread = None
+        return True
+
+    __hash__ = threading.Thread.__hash__
+
+
+def test_the_network_thread_ending_during_loop_stop_does_not_kill_the_supervisor():
+    """Found by bench-sync (f) under load: paho's loop_stop() raised AttributeError in the
+    reconnect supervisor, which died, and that bear stayed offline for good."""
+    from sync.client import MqttLink
+
+    link = MqttLink(Settings().mqtt, client_id="race")
+    link.client._thread = EndsDuringLoopStop(link.client)
+    link._stop_network_thread()  # raised AttributeError inside paho before the fix
+    assert link.client._thread is None
+    link.close()
