@@ -234,7 +234,7 @@ class MqttLink:
             elif not self._lost.is_set() or self._closing.is_set():
                 continue
             self._lost.clear()
-            self.client.loop_stop()  # the old network thread has ended or ends now
+            self._stop_network_thread()  # the old one has ended or ends now
             self._reconnect(immediately=first_now)
             first_now = False
 
@@ -269,12 +269,21 @@ class MqttLink:
                 f"mqtt.tls.ca_file {self.settings.tls.ca_file} ({exc.verify_message}) — set "
                 "TEDDY_MQTT__TLS__CA_FILE to the CA that signed the broker's certificate")
 
+    def _stop_network_thread(self) -> None:
+        # paho's network thread clears ``client._thread`` as it ends; if that happens between
+        # loop_stop()'s None check and its join(), loop_stop raises AttributeError.
+        try:
+            self.client.loop_stop()
+        except AttributeError:
+            logger.debug("paho's network thread ended by itself during loop_stop()")
+
     def _attempt_stalled(self) -> bool:
         """An attempt that neither connected nor reported a loss in ``connect_timeout``
         (paho's network thread can end silently, e.g. on a socket it cannot select)."""
-        if self._connected.is_set() or self._attempt_at is None or self._closing.is_set():
+        attempt_at = self._attempt_at  # once: paho's thread clears it on CONNACK meanwhile
+        if self._connected.is_set() or attempt_at is None or self._closing.is_set():
             return False
-        return time.monotonic() - self._attempt_at > self.settings.connect_timeout
+        return time.monotonic() - attempt_at > self.settings.connect_timeout
 
     def close(self) -> None:
         """Disconnect cleanly and stop the network threads. Idempotent."""
@@ -286,7 +295,7 @@ class MqttLink:
             if self._connected.is_set():
                 self.client.disconnect()
         finally:
-            self.client.loop_stop()
+            self._stop_network_thread()
             if self._supervisor is not None and self._supervisor is not threading.current_thread():
                 self._supervisor.join(5)
             self._connected.clear()
