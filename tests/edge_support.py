@@ -17,7 +17,6 @@ from pydantic import SecretStr
 from support import Mosquitto, free_port
 
 from config.settings import Settings
-from sync.cloud import broker_accounts
 from sync.cloud.simulate import (
     BEARS_PER_PROCESS,
     Latencies,
@@ -54,7 +53,7 @@ def bear_password(secret: str, device_id: str) -> str:
 
 def write_accounts(path: Path, accounts: dict[str, str]) -> None:
     """A Mosquitto password file with ``accounts`` (mosquitto_passwd's 101 iterations)."""
-    lines = [f"{user}:{broker_accounts.password_hash(password, iterations=101)}"
+    lines = [f"{user}:{_password_hash(password)}"
              for user, password in accounts.items()]
     path.write_text("\n".join(lines) + "\n")
 
@@ -265,3 +264,16 @@ def run_spread_fleet(brokers: list[Settings], workdir: Path, devices: int, turns
 def bear_accounts(prefix: str, count: int, secret: str) -> dict[str, str]:
     """Every simulated bear's account (user name = device id)."""
     return {device: bear_password(secret, device) for device in bear_ids(prefix, count)}
+
+
+def _password_hash(password: str) -> str:
+    """A Mosquitto password-file hash (``$7$``, PBKDF2-SHA512, as ``mosquitto_passwd``): the
+    edges in these tests keep a password file (their accounts are copied from the core's
+    provisioning; see docs/operations.md, "Past one broker")."""
+    import base64
+    import hashlib
+    import os
+
+    salt = os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101, 64)
+    return f"$7$101${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"

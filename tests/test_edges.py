@@ -25,7 +25,7 @@ from sync_helpers import IngestProcess, assert_exactly_once, filled_store
 
 from agent.commands import BearControls, CommandProcessor
 from config.settings import Settings
-from sync.cloud.fleet import Fleet, load_signing_key, public_key_bytes
+from sync.cloud.fleet import Fleet, generate_signing_key, load_signing_key, public_key_bytes
 from sync.commands_link import CommandsLink
 from sync.device import DeviceSync
 
@@ -97,6 +97,7 @@ def test_turns_acks_and_signed_commands_travel_through_the_bridges(
                            "password": cloud_env(env, edges.core)["TEDDY_MQTT__PASSWORD"]},
                      cloud={"pg_dsn": database.dsn}, store={"data_dir": tmp_path / "cloud"},
                      fleet={"signing_key_file": tmp_path / "cloud" / "fleet.key", "wait_s": 15})
+    generate_signing_key(tmp_path / "cloud" / "fleet.key", exist_ok=True)  # fleet keygen
     key = public_key_bytes(load_signing_key(cloud))
     try:
         with DeviceSync(settings, store, device, "edge-test") as sync:
