@@ -58,6 +58,7 @@ class Section(BaseModel):
 from config.fleet import FleetSettings, PairingSettings  # noqa: E402
 from config.health import HealthSettings  # noqa: E402
 from config.notify import NotifySettings  # noqa: E402
+from config.safety import SafetySettings  # noqa: E402
 from config.update import UpdateSettings  # noqa: E402
 from config.voice import AudioSettings, PinsSettings, VoiceSettings  # noqa: E402
 
@@ -237,6 +238,7 @@ class Settings(BaseSettings):
     update: UpdateSettings = Field(default_factory=UpdateSettings)
     pairing: PairingSettings = Field(default_factory=PairingSettings)
     fleet: FleetSettings = Field(default_factory=FleetSettings)
+    safety: SafetySettings = Field(default_factory=SafetySettings)
 
     @classmethod
     def settings_customise_sources(
