@@ -284,7 +284,8 @@ def _emit(start: int, end: int, digits: str) -> Iterator[tuple[int, int, str]]:
 
 def _is_counting(digits: str) -> bool:
     """Whether digits step by one up or down ("1234567", "987654321"): a child counting."""
-    steps = {int(b) - int(a) for a, b in zip(digits, digits[1:], strict=False)}
+    values = [ord(c) - 48 for c in digits if "0" <= c <= "9"]  # "+44 ...": the plus is no step
+    steps = {b - a for a, b in zip(values, values[1:], strict=False)}
     return steps in ({1}, {-1})
 
 
