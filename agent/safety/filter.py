@@ -32,7 +32,7 @@ from agent.safety.lexicon import (
     read_near,
 )
 from agent.safety.normalize import FoldTables, fold, load_tables
-from agent.safety.pii import PiiDetector, redact
+from agent.safety.pii import SELF_NAME_RULES, PiiDetector, redact
 from agent.safety.semantic import SemanticHit, SemanticStage
 from agent.safety.verdict import Action, Match, Verdict
 
@@ -172,24 +172,29 @@ class SafetyFilter:
         logger.info("safety filter ready: %d entries, %s matcher", len(entries), built.backend)
         return built
 
-    def check_input(self, text: str, history: Sequence[str] | None = None) -> Verdict:
+    def check_input(self, text: str, history: Sequence[str] | None = None,
+                    keep_name: bool = False) -> Verdict:
         """Judge the child's words; ``history``: the child's previous turns, oldest first.
+
+        ``keep_name``: the parent allowed the ``name`` scope, so the child's own first name
+        (from a self-introduction) is kept; every other name is still redacted.
 
         Only the last :data:`CONTEXT_TURNS` of ``history`` count, so a long conversation is
         judged exactly like a short one. The turns together escalate when they, and not this
         text alone nor the earlier turns alone, amount to a disclosure or a lure.
         """
-        verdict = self._check(text, INPUT)
+        verdict = self._check(text, INPUT, keep_name)
         if history and verdict.action is not Action.ESCALATE:
-            verdict = self._with_context(text, list(history)[-CONTEXT_TURNS:], verdict)
+            verdict = self._with_context(text, list(history)[-CONTEXT_TURNS:], verdict,
+                                         keep_name)
         return verdict
 
     def check_output(self, text: str) -> Verdict:
         """Judge what the bear is about to say."""
         return self._check(text, OUTPUT)
 
-    def _check(self, text: str, direction: str) -> Verdict:
-        spans = self._pii.find(text)
+    def _check(self, text: str, direction: str, keep_name: bool = False) -> Verdict:
+        spans = self._spans(text, keep_name)
         word_hits = self._word_hits(text, direction)
         matches = [Match(s.category, s.rule) for s in spans]
         matches += [Match(e.category, e.rule) for e in word_hits]
@@ -208,6 +213,12 @@ class SafetyFilter:
             elif self.semantic is not None and action is Action.ALLOW:
                 stage = "semantic"
         return self._verdict(text, spans, matches, action, stage, hit, direction)
+
+    def _spans(self, text: str, keep_name: bool) -> list:
+        spans = self._pii.find(text)
+        if keep_name:
+            spans = [s for s in spans if s.rule not in SELF_NAME_RULES]
+        return spans
 
     def _semantic_hit(self, text: str, direction: str) -> SemanticHit | None:
         semantic = self.semantic
@@ -250,7 +261,8 @@ class SafetyFilter:
                   if c in self._policies and self._action(c, direction) is Action.ESCALATE}
         return "high" if "high" in levels or None in levels else "low"
 
-    def _with_context(self, text: str, earlier: list[str], verdict: Verdict) -> Verdict:
+    def _with_context(self, text: str, earlier: list[str], verdict: Verdict,
+                      keep_name: bool) -> Verdict:
         """Escalate when the last turns together newly amount to a disclosure or lure."""
         escalating = frozenset(c for c, p in self._policies.items() if p.input is Action.ESCALATE)
         joined_now = _join([*earlier, text])
@@ -269,7 +281,7 @@ class SafetyFilter:
         if not new:
             return verdict
         matches = [*verdict.matches, *new]
-        spans = self._pii.find(text)
+        spans = self._spans(text, keep_name)
         return self._verdict(text, spans, matches, Action.ESCALATE, stage, hit, INPUT,
                              context=True)
 
