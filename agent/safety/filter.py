@@ -46,6 +46,9 @@ OUTPUT = "output"
 """Direction name of the bear's words."""
 CONTEXT_TURNS = 2
 """Earlier child turns judged together with the current one."""
+CONTEXT_SUSPICION = 0.45
+"""A turn this close (cosine) to an escalating exemplar is also judged with the turns before
+it (one more forward pass); others are not, which keeps most turns to one pass."""
 
 
 @dataclass(frozen=True)
@@ -271,13 +274,15 @@ class SafetyFilter:
                if e.category in escalating and e.category not in before]
         stage, hit = "rules", None
         semantic = self.semantic
-        if not new and semantic is not None:
+        if not new and semantic is not None and text.strip():
             allowed = frozenset(c for c in escalating if c in semantic.categories[INPUT])
-            hit = semantic.judge_window([*earlier, text], INPUT, allowed)
-            if hit is not None and semantic.judge_window(earlier, INPUT, allowed) is None:
-                new, stage = [Match(hit.category, "semantic.context")], "semantic"
-            else:
-                hit = None
+            if semantic.closeness(text, INPUT, allowed) >= CONTEXT_SUSPICION:
+                hit = semantic.judge_window([*earlier, text], INPUT, allowed)
+                if hit is not None and not semantic.judge_each(
+                        [t for t in earlier if t.strip()], INPUT, allowed):
+                    new, stage = [Match(hit.category, "semantic.context")], "semantic"
+                else:
+                    hit = None
         if not new:
             return verdict
         matches = [*verdict.matches, *new]

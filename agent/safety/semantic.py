@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 BENIGN = "benign"
 """Name of the contrast exemplar file in each direction."""
-VECTOR_CACHE = 512
+VECTOR_CACHE = 4096
 """Recent texts whose vectors are kept (conversation windows reuse them)."""
 
 
@@ -48,10 +48,15 @@ class SemanticHit:
 
 @dataclass(frozen=True)
 class Limits:
-    """When a nearest harmful exemplar counts."""
+    """When the nearest harmful exemplars count."""
 
     threshold: float
+    """The nearest harmful exemplar must be at least this similar (cosine)."""
     margin: float
+    """Mean similarity of the ``k`` nearest harmful exemplars minus that of the ``k``
+    nearest benign ones must be at least this."""
+    k: int = 3
+    """How many neighbours on each side are averaged for the margin."""
 
 
 @dataclass
@@ -77,12 +82,21 @@ class ExemplarIndex:
         masked = np.where(harmful, sims, -2.0)
         best = int(masked.argmax())
         category = str(self.labels[best])
-        benign_best = float(sims[self.benign].max()) if self.benign.any() else -1.0
         limits = self.per_category.get(category, self.limits)
+        benign_sims = sims[self.benign]
+        benign_mean = _top_mean(benign_sims, limits.k) if benign_sims.size else -1.0
         score = float(sims[best])
-        if score < limits.threshold or score - benign_best < limits.margin:
+        margin = _top_mean(masked[harmful], limits.k) - benign_mean
+        if score < limits.threshold or margin < limits.margin:
             return None
-        return SemanticHit(category, score, self.texts[best], benign_best)
+        return SemanticHit(category, score, self.texts[best],
+                           float(benign_sims.max()) if benign_sims.size else -1.0)
+
+
+def _top_mean(values: np.ndarray, k: int) -> float:
+    """Mean of the ``k`` largest values."""
+    k = min(k, values.size)
+    return float(np.partition(values, values.size - k)[values.size - k:].mean())
 
 
 def read_exemplars(folder: Path) -> list[tuple[str, str]]:
@@ -104,9 +118,10 @@ def read_limits(path: Path) -> dict[str, tuple[Limits, dict[str, Limits]]]:
         out = {}
         for direction in ("input", "output"):
             spec = raw[direction]
-            per = {name: Limits(float(v["threshold"]), float(v["margin"]))
+            k = int(spec.get("k", 3))
+            per = {name: Limits(float(v["threshold"]), float(v["margin"]), int(v.get("k", k)))
                    for name, v in spec.get("categories", {}).items()}
-            out[direction] = (Limits(float(spec["threshold"]), float(spec["margin"])), per)
+            out[direction] = (Limits(float(spec["threshold"]), float(spec["margin"]), k), per)
         return out
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SafetyListError(f"cannot read semantic thresholds {path}: {exc!r} — restore "
@@ -160,12 +175,20 @@ class SemanticStage:
 
     def judge_window(self, texts: list[str], direction: str,
                      allowed: frozenset[str]) -> SemanticHit | None:
-        """The finding for several turns taken together (their mean vector)."""
-        mean = np.mean([self.vector(t) for t in texts], axis=0)
-        norm = float(np.linalg.norm(mean))
-        if norm == 0.0:
-            return None
-        return self.indexes[direction].judge(mean / norm, allowed)
+        """The finding for several turns taken together (one text, turns joined)."""
+        return self.indexes[direction].judge(self.vector(" . ".join(texts)), allowed)
+
+    def judge_each(self, texts: list[str], direction: str,
+                   allowed: frozenset[str]) -> bool:
+        """Whether any one of ``texts`` alone is a finding (in ``allowed`` categories)."""
+        index = self.indexes[direction]
+        return any(index.judge(self.vector(t), allowed) is not None for t in texts)
+
+    def closeness(self, text: str, direction: str, allowed: frozenset[str]) -> float:
+        """Highest similarity of ``text`` to an exemplar of the ``allowed`` categories."""
+        index = self.indexes[direction]
+        rows = np.isin(index.labels, list(allowed))
+        return float((index.vectors[rows] @ self.vector(text)).max()) if rows.any() else -1.0
 
     def _vectors(self, rows: dict[str, list[tuple[str, str]]], folder: Path,
                  cache_dir: Path) -> dict[str, np.ndarray]:
