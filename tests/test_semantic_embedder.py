@@ -93,9 +93,9 @@ def test_close_is_idempotent_and_final():
 
 
 def test_teddy_health_says_which_stages_run(env):
-    report = json.loads(run_cli("teddy", "health", "--json", env=env).stdout)
+    report = json.loads(run_cli("teddy", "health", "--json", env=env, timeout=300).stdout)
     assert report["safety"]["stage"] == "rules+semantic"
     assert report["safety"]["loaded"] is True
     off = {**env, "TEDDY_SAFETY__SEMANTIC_MODEL": "off"}
-    text = run_cli("teddy", "health", env=off).stdout
+    text = run_cli("teddy", "health", env=off, timeout=300).stdout
     assert "safety: rules-only (turned off)" in text

@@ -154,6 +154,8 @@ class SemanticStage:
                 default, per)
         self.categories = {d: sorted(set(i.labels) - {BENIGN}) for d, i in self.indexes.items()}
         """Harmful categories per direction."""
+        self._known_benign = {d: frozenset(t for t, b in zip(i.texts, i.benign, strict=True) if b)
+                              for d, i in self.indexes.items()}
 
     def vector(self, text: str) -> np.ndarray:
         """The unit vector of ``text`` (recent texts from a small cache)."""
@@ -170,7 +172,13 @@ class SemanticStage:
         return vector
 
     def judge(self, text: str, direction: str) -> SemanticHit | None:
-        """The finding for ``text`` said in ``direction`` ("input" or "output")."""
+        """The finding for ``text`` said in ``direction`` ("input" or "output").
+
+        A text that is itself a benign exemplar (e.g. a built-in content reply) is benign
+        without a forward pass.
+        """
+        if text.strip() in self._known_benign[direction]:
+            return None
         return self.indexes[direction].judge(self.vector(text))
 
     def judge_window(self, texts: list[str], direction: str,
@@ -218,5 +226,8 @@ def _save(cache: Path, vectors: dict[str, np.ndarray]) -> None:
         with tempfile.NamedTemporaryFile(dir=cache.parent, suffix=".npz", delete=False) as tmp:
             np.savez(tmp, **vectors)
         os.replace(tmp.name, cache)
+        for old in cache.parent.glob("exemplars-*.npz"):
+            if old != cache:
+                old.unlink(missing_ok=True)  # vectors of earlier exemplars or models
     except OSError as exc:
         logger.debug("cannot cache exemplar vectors at %s: %s", cache, exc)
