@@ -100,11 +100,12 @@ def test_alert_severity_comes_from_the_category(safety):
 # --- conversation context -----------------------------------------------------------------
 
 def test_a_lure_split_across_turns_is_judged_together(safety):
-    alone = safety.check_input("he wants me to come to his house on my own")
-    together = safety.check_input("he wants me to come to his house on my own",
-                                  history=["the man from next door came round"])
+    alone = safety.check_input("he said hop in quick")
+    together = safety.check_input("he said hop in quick",
+                                  history=["i like cake", "a man in a white van stopped"])
     assert alone.action is Action.ALLOW
     assert together.action is Action.ESCALATE and together.context, together
+    assert together.severity == "high"
 
 
 def test_guardrails_do_not_decay_over_200_turns(safety):

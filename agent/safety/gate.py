@@ -53,15 +53,24 @@ def check_escalations(replies: Iterable[str], where: str = "") -> None:
 def gate_pack(directory: Path, safety: SafetyFilter) -> int:
     """Check the pack in ``directory`` for every age band; returns the lines checked."""
     from agent.dialogue import AGE_BANDS, DialogueEngine
+    from agent.dialogue.content import load_pack
 
+    _forget_packs(load_pack)  # a staging folder reuses its path: never judge a stale pack
     checked = 0
     for band in AGE_BANDS:
         engine = DialogueEngine(band, remember_name=True, content_dir=Path(directory))
         where = f" (age band {band})"
         checked += check_replies(engine.all_replies(), safety, where)
         check_escalations(escalation_replies(engine), where)
+    _forget_packs(load_pack)
     logger.info("content pack passed the safety gate: %d lines", checked)
     return checked
+
+
+def _forget_packs(load_pack) -> None:
+    clear = getattr(load_pack, "cache_clear", None)
+    if callable(clear):
+        clear()
 
 
 def escalation_replies(engine) -> Iterable[str]:
