@@ -20,7 +20,8 @@ def test_the_phone_number_with_a_plus_no_longer_crashes():
     verdict = default_filter().check_input("my dads phone is +44 7700 900123")
     assert verdict.action is Action.REDACT
     assert "7700" not in verdict.redacted and "900123" not in verdict.redacted
-    assert default_filter().check_output("ring +44 7700 900123").action is Action.REDACT
+    said = default_filter().check_output("ring +44 7700 900123")  # the bear giving a number
+    assert "900123" not in said.redacted and said.action in (Action.REDACT, Action.BLOCK)
 
 
 def test_teddy_safety_check_survives_it(env):
