@@ -12,9 +12,14 @@ import json
 import logging
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from agent.safety.errors import PackRefusedError
 from config.errors import ProtocolError, TeddyError
 from sync.protocol import ContentBundle
+
+if TYPE_CHECKING:
+    from agent.safety import SafetyFilter
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +44,13 @@ def installed_version(data_dir: Path) -> int:
     return int(path.read_text().strip()) if path.exists() else 0
 
 
-def install_bundle(bundle: ContentBundle, fleet_key: bytes, data_dir: Path) -> dict:
-    """Verify, validate and install ``bundle``; returns what was installed."""
+def install_bundle(bundle: ContentBundle, fleet_key: bytes, data_dir: Path,
+                   safety: SafetyFilter | None = None) -> dict:
+    """Verify, validate, safety-gate and install ``bundle``; returns what was installed.
+
+    Every line the new pack can make the bear say goes through ``check_output`` (``safety``,
+    default: the bear's filter); one failure refuses the whole bundle, naming the line.
+    """
     from agent.dialogue.content import AGE_BANDS, CONTENT_DIR, load_pack
 
     try:
@@ -69,10 +79,22 @@ def install_bundle(bundle: ContentBundle, fleet_key: bytes, data_dir: Path) -> d
         shutil.rmtree(staging, ignore_errors=True)
         raise ContentUpdateError(f"content bundle version {bundle.version} does not load: "
                                  f"{str(exc).splitlines()[0]}") from None
+    _gate(staging, bundle.version, safety)
     _swap(staging, target)
     logger.info("content pack version %d installed (%d files)", bundle.version,
                 len(bundle.files))
     return {"version": bundle.version, "files": sorted(bundle.files)}
+
+
+def _gate(staging: Path, version: int, safety: SafetyFilter | None) -> None:
+    from agent.safety import default_filter
+    from agent.safety.gate import gate_pack
+
+    try:
+        gate_pack(staging, safety if safety is not None else default_filter())
+    except PackRefusedError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ContentUpdateError(f"content bundle version {version}: {exc}") from None
 
 
 def _swap(staging: Path, target: Path) -> None:

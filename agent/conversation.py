@@ -8,6 +8,7 @@ their outbox rows written in the same transaction.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass
 
 from agent.alerts import AlertSink, Severity
@@ -20,6 +21,11 @@ logger = logging.getLogger(__name__)
 
 MAX_UTTERANCE_CHARS = 1000
 """Longer input is cut: no child says more in one breath, and it bounds every later step."""
+RECENT_TURNS = 4
+"""The child's last turns handed to ``check_input`` as context (it uses the last few)."""
+ALERT_SEVERITY = {"high": Severity.HIGH, "low": Severity.INFO}
+"""Escalation severity (from the category) -> parent alert severity: high pages the parent,
+low is a note for the daily summary (below every paging channel's floor)."""
 
 
 @dataclass(frozen=True)
@@ -54,11 +60,14 @@ class Conversation:
         self._play = play
         self._state = dialogue.new_state()
         self._conversation_id: str | None = None
+        self._recent: deque[str] = deque(maxlen=RECENT_TURNS)
 
     def respond(self, child_text: str) -> TurnResult:
         """Answer the child's words and keep the turn if consent allows."""
         heard = child_text.strip()[:MAX_UTTERANCE_CHARS]
-        verdict_in = self._safety.check_input(heard)
+        verdict_in = self._safety.check_input(heard, history=list(self._recent),
+                                              keep_name=self._name_allowed())
+        self._recent.append(heard)
         if verdict_in.action is Action.ESCALATE:
             self._escalate(verdict_in)
         refusal = self._play.refusal() if self._play is not None else None
@@ -78,10 +87,17 @@ class Conversation:
                        ",".join(verdict.categories))
         return SAFE_FALLBACK_REPLY, self._safety.check_output(SAFE_FALLBACK_REPLY)
 
+    def _name_allowed(self) -> bool:
+        store = self._store
+        if store is None:
+            return False
+        consent = store.consent()
+        return consent is not None and consent.allows(Scope.NAME)
+
     def _escalate(self, verdict: Verdict) -> None:
         self._alerts.raise_alert(
             "wellbeing.escalation",
-            Severity.HIGH,
+            ALERT_SEVERITY.get(verdict.severity or "high", Severity.HIGH),
             "the child said something a parent should know about",
             categories=list(verdict.categories),
         )

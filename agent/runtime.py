@@ -14,6 +14,7 @@ from agent.conversation import Conversation, TurnResult
 from agent.dialogue import DialogueEngine
 from agent.play import Clock, PlayLimits
 from agent.safety import SafetyFilter, default_filter
+from agent.safety import SafetyFilter, filter_for
 from agent.store import ConversationStore, Scope
 from config.settings import Settings
 
@@ -85,7 +86,7 @@ def open_bear(settings: Settings, clock: Clock | None = None) -> Iterator[Bear]:
     try:
         consent = store.consent() if store is not None else None
         remember_name = consent is not None and consent.allows(Scope.NAME)
-        safety = default_filter()
+        safety = filter_for(settings)
         dialogue = DialogueEngine(age_band=settings.dialogue.age_band, remember_name=remember_name,
                                   content_dir=installed_content(settings))
         play = PlayLimits(settings.play, clock)

@@ -64,6 +64,7 @@ from config.health import HealthSettings  # noqa: E402
 from config.notify import NotifySettings  # noqa: E402
 from config.play import PlaySettings  # noqa: E402
 from config.portal import PortalSettings  # noqa: E402
+from config.safety import SafetySettings  # noqa: E402
 from config.update import UpdateSettings  # noqa: E402
 from config.voice import AudioSettings, PinsSettings, VoiceSettings  # noqa: E402
 
@@ -274,6 +275,7 @@ class Settings(BaseSettings):
     backup: BackupSettings = Field(default_factory=BackupSettings)
     play: PlaySettings = Field(default_factory=PlaySettings)
     portal: PortalSettings = Field(default_factory=PortalSettings)
+    safety: SafetySettings = Field(default_factory=SafetySettings)
 
     @classmethod
     def settings_customise_sources(

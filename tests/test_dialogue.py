@@ -19,8 +19,9 @@ def safety() -> SafetyFilter:
 
 
 def talk(engine: DialogueEngine, safety: SafetyFilter, state, text: str) -> str:
-    """One turn the way the pipeline does it (input check, reply, output check)."""
-    verdict = safety.check_input(text)
+    """One turn the way the pipeline does it (input check, reply, output check); the `name`
+    consent that lets the engine remember the name also keeps it in the checked text."""
+    verdict = safety.check_input(text, keep_name=engine.remember_name)
     reply = engine.reply(verdict.redacted, verdict, state)
     assert safety.check_output(reply).allowed, reply
     return reply

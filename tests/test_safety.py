@@ -107,10 +107,15 @@ def test_personal_information_is_redacted(safety: SafetyFilter, text: str, categ
     assert all(secret not in m.rule for m in verdict.matches)
 
 
-def test_counting_and_first_names_are_not_personal_information(safety: SafetyFilter) -> None:
+def test_counting_is_not_personal_information_and_first_names_need_consent(
+        safety: SafetyFilter) -> None:
     assert safety.check_input("one two three four five six seven eight nine").action \
         is Action.ALLOW
-    assert safety.check_input("my name is emma and i am six").action is Action.ALLOW
+    # Issue 13: a first name is personal information unless the parent allowed `name`.
+    assert safety.check_input("my name is emma and i am six").redacted == \
+        "my name is [name] and i am six"
+    assert safety.check_input("my name is emma and i am six", keep_name=True).action \
+        is Action.ALLOW
 
 
 def test_redaction_and_escalation_combine(safety: SafetyFilter) -> None:
@@ -188,7 +193,8 @@ def test_a_missing_data_dir_names_itself(tmp_path: Path) -> None:
     assert isinstance(caught.value, ValueError)
 
 
-def test_both_matchers_agree_on_the_evaluation_set(safety: SafetyFilter) -> None:
+def test_both_matchers_agree_on_the_evaluation_set() -> None:
+    safety = SafetyFilter.load()  # the rules stage alone: the two phrase matchers compared
     regex = SafetyFilter.load(backend="regex")
     assert regex.backend == "regex" and safety.backend == "aho-corasick"
     lines = (Path(__file__).parent / "data" / "safety_eval.jsonl").read_text().splitlines()

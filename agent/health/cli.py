@@ -14,6 +14,7 @@ import time
 from agent.health.journal import HealthJournal, JournalAlert
 from agent.health.sampler import SystemSampler
 from agent.health.signals import SIGNALS
+from agent.semantic.model_files import model_status
 from config.settings import Settings
 
 RECENT_S = 24 * 3600
@@ -62,9 +63,11 @@ def build_report(settings: Settings, now: float | None = None) -> dict:
                 metrics.setdefault(name, value)
                 if name in SIGNALS or name.endswith("_p95_s") or name == "crash_restarts":
                     metrics[name] = value
+    safety = settings.safety
     return {
         "sampled_at": now,
         "agent_signals_at": signals_at,
+        "safety": model_status(safety.semantic_model, store.data_dir),
         "metrics": metrics,
         "open_alerts": [_alert_dict(a) for a in open_alerts],
         "recent_events": [_alert_dict(a) for a in recent],
@@ -85,6 +88,8 @@ def format_report(report: dict) -> str:
     for name, value in sorted(report["metrics"].items()):
         shown = "unknown" if value is None else f"{value:.2f}".rstrip("0").rstrip(".")
         lines.append(f"  {name:<28} {shown}")
+    safety = report["safety"]
+    lines.append(f"safety: {safety['stage']} ({safety['detail']})")
     lines.append(f"open alerts: {len(report['open_alerts']) or 'none'}")
     lines += [_alert_line(a) for a in report["open_alerts"]]
     if report["recent_events"]:

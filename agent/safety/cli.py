@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from agent.safety import default_filter
+from agent.safety import filter_for
 
 
 def register(subparsers: Any) -> None:
@@ -20,7 +20,9 @@ def register(subparsers: Any) -> None:
         "check",
         help="print one JSON verdict per text (arguments, or one per line on stdin)",
         description="Judge each TEXT as the child's words (or, with --output, as the "
-        "bear's) and print one JSON object per text: action, categories, redacted, matches.",
+        "bear's) and print one JSON object per text: action, categories, redacted, matches, "
+        "stage (rules or semantic), and for a semantic verdict the nearest exemplar and its "
+        "similarity; severity for an escalation.",
     )
     check.add_argument("--output", action="store_true",
                        help="judge as something the bear would say")
@@ -31,7 +33,7 @@ def register(subparsers: Any) -> None:
 
 def run_check(args: argparse.Namespace, settings: Any = None) -> int:
     """Print a verdict per text; exit 0 when every text is allowed, 1 otherwise."""
-    safety_filter = default_filter()
+    safety_filter = filter_for(settings)
     check = safety_filter.check_output if args.output else safety_filter.check_input
     all_allowed = True
     for text in _texts(args.texts):

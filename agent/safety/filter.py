@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agent.safety.errors import SafetyListError
 from agent.safety.lexicon import (
@@ -30,7 +32,8 @@ from agent.safety.lexicon import (
     read_near,
 )
 from agent.safety.normalize import FoldTables, fold, load_tables
-from agent.safety.pii import PiiDetector, redact
+from agent.safety.pii import SELF_NAME_RULES, PiiDetector, redact
+from agent.safety.semantic import SemanticHit, SemanticStage
 from agent.safety.verdict import Action, Match, Verdict
 
 logger = logging.getLogger(__name__)
@@ -41,6 +44,11 @@ INPUT = "input"
 """Direction name of the child's words."""
 OUTPUT = "output"
 """Direction name of the bear's words."""
+CONTEXT_TURNS = 2
+"""Earlier child turns judged together with the current one."""
+CONTEXT_SUSPICION = 0.45
+"""A turn this close (cosine) to an escalating exemplar is also judged with the turns before
+it (one more forward pass); others are not, which keeps most turns to one pass."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,8 @@ class CategoryPolicy:
     """Action when found in the child's words."""
     output: Action | None
     """Action when found in the bear's words."""
+    severity: str | None = None
+    """For an escalating category: "high" (page the parent) or "low" (daily-summary note)."""
 
 
 def read_policies(path: Path) -> dict[str, CategoryPolicy]:
@@ -65,9 +75,14 @@ def read_policies(path: Path) -> dict[str, CategoryPolicy]:
     for name, spec in raw.items():
         if name.startswith("_"):
             continue
+        severity = spec.get("severity")
+        if severity not in (None, "high", "low"):
+            raise SafetyListError(f"{path}: category {name} has severity {severity!r} — "
+                                  "use \"high\" or \"low\"")
         policies[name] = CategoryPolicy(
             Action(spec["input"]) if spec.get("input") else None,
             Action(spec["output"]) if spec.get("output") else None,
+            severity,
         )
     return policies
 
@@ -94,8 +109,12 @@ class SafetyFilter:
 
     def __init__(self, entries: list[Entry], policies: dict[str, CategoryPolicy],
                  pii: PiiDetector, tables: FoldTables, backend: str = "auto",
-                 near: list[NearRule] | None = None) -> None:
+                 near: list[NearRule] | None = None,
+                 semantic: Callable[[], SemanticStage | None] | None = None) -> None:
         self._policies = policies
+        self._semantic_loader = semantic
+        self._semantic: SemanticStage | None = None
+        self._semantic_lock = threading.Lock()
         self._pii = pii
         self._tables = tables
         self._matcher = make_matcher(entries, backend)
@@ -108,9 +127,29 @@ class SafetyFilter:
         """Name of the phrase matcher in use ("aho-corasick" or "regex")."""
         return self._matcher.name
 
+    @property
+    def semantic(self) -> SemanticStage | None:
+        """The semantic stage, loaded on first use (None: rules only)."""
+        if self._semantic_loader is not None:
+            with self._semantic_lock:
+                if self._semantic_loader is not None:
+                    self._semantic = self._semantic_loader()
+                    self._semantic_loader = None
+        return self._semantic
+
+    @property
+    def stages(self) -> str:
+        """``"rules+semantic"`` or ``"rules-only"`` (loads the semantic stage if pending)."""
+        return "rules+semantic" if self.semantic is not None else "rules-only"
+
     @classmethod
-    def load(cls, lists_dir: Path | None = None, backend: str = "auto") -> SafetyFilter:
-        """Build the filter from the data files in ``lists_dir`` (default: beside the code)."""
+    def load(cls, lists_dir: Path | None = None, backend: str = "auto",
+             embedder: Any = None, cache_dir: Path | None = None) -> SafetyFilter:
+        """Build the filter from the data files in ``lists_dir`` (default: beside the code).
+
+        ``embedder``: an :class:`agent.semantic.Embedder`, or a no-argument callable that
+        returns one or None (called on first use, so start-up stays fast); None: rules only.
+        """
         base = Path(lists_dir) if lists_dir is not None else PACKAGE_DIR
         if not (base / "categories.json").is_file():
             raise SafetyListError(
@@ -131,38 +170,125 @@ class SafetyFilter:
         if unknown:
             raise SafetyListError(f"{base / 'near.txt'} names unknown categories "
                                   f"{sorted(unknown)} — add them to categories.json")
-        built = cls(entries, policies, pii, tables, backend, near)
+        semantic = _semantic_loader(embedder, base, cache_dir) if embedder is not None else None
+        built = cls(entries, policies, pii, tables, backend, near, semantic)
         logger.info("safety filter ready: %d entries, %s matcher", len(entries), built.backend)
         return built
 
-    def check_input(self, text: str) -> Verdict:
-        """Judge the child's words."""
-        return self._check(text, INPUT)
+    def check_input(self, text: str, history: Sequence[str] | None = None,
+                    keep_name: bool = False) -> Verdict:
+        """Judge the child's words; ``history``: the child's previous turns, oldest first.
+
+        ``keep_name``: the parent allowed the ``name`` scope, so the child's own first name
+        (from a self-introduction) is kept; every other name is still redacted.
+
+        Only the last :data:`CONTEXT_TURNS` of ``history`` count, so a long conversation is
+        judged exactly like a short one. The turns together escalate when they, and not this
+        text alone nor the earlier turns alone, amount to a disclosure or a lure.
+        """
+        verdict = self._check(text, INPUT, keep_name)
+        if history and verdict.action is not Action.ESCALATE:
+            verdict = self._with_context(text, list(history)[-CONTEXT_TURNS:], verdict,
+                                         keep_name)
+        return verdict
 
     def check_output(self, text: str) -> Verdict:
         """Judge what the bear is about to say."""
         return self._check(text, OUTPUT)
 
-    def _check(self, text: str, direction: str) -> Verdict:
-        spans = self._pii.find(text)
+    def _check(self, text: str, direction: str, keep_name: bool = False) -> Verdict:
+        spans = self._spans(text, keep_name)
         word_hits = self._word_hits(text, direction)
         matches = [Match(s.category, s.rule) for s in spans]
         matches += [Match(e.category, e.rule) for e in word_hits]
+        action = self._most_severe(matches, direction)
+        stage, hit = "rules", None
+        if action.severity < Action.BLOCK.severity or (
+                direction == INPUT and action is Action.BLOCK):
+            hit = self._semantic_hit(text, direction)
+            if hit is not None:
+                found = self._action(hit.category, direction)
+                if found is not None and found.severity > action.severity:
+                    matches.append(Match(hit.category, "semantic"))
+                    action, stage = found, "semantic"
+                else:
+                    hit = None
+            elif self.semantic is not None and action is Action.ALLOW:
+                stage = "semantic"
+        return self._verdict(text, spans, matches, action, stage, hit, direction)
+
+    def _spans(self, text: str, keep_name: bool) -> list:
+        spans = self._pii.find(text)
+        if keep_name:
+            spans = [s for s in spans if s.rule not in SELF_NAME_RULES]
+        return spans
+
+    def _semantic_hit(self, text: str, direction: str) -> SemanticHit | None:
+        semantic = self.semantic
+        if semantic is None or not text.strip():
+            return None
+        return semantic.judge(text, direction)
+
+    def _most_severe(self, matches: Iterable[Match], direction: str) -> Action:
         action = Action.ALLOW
         for match in matches:
             found = self._action(match.category, direction)
             if found is not None and found.severity > action.severity:
                 action = found
+        return action
+
+    def _verdict(self, text: str, spans: list, matches: list[Match], action: Action,
+                 stage: str, hit: SemanticHit | None, direction: str,
+                 context: bool = False) -> Verdict:
         unique = tuple(sorted(set(matches), key=lambda m: (m.category, m.rule)))
+        categories = tuple(sorted({m.category for m in unique}))
         verdict = Verdict(
             action=action,
-            categories=tuple(sorted({m.category for m in unique})),
+            categories=categories,
             redacted=redact(text, spans) if spans else text,
             matches=unique,
+            stage=stage,
+            nearest=hit.nearest if hit is not None else None,
+            similarity=hit.similarity if hit is not None else None,
+            severity=self._severity(categories, direction) if action is Action.ESCALATE
+            else None,
+            context=context,
         )
-        logger.debug("%s check: %d chars -> %s %s", direction, len(text),
-                     verdict.action.value, verdict.categories)
+        logger.debug("%s check: %d chars -> %s %s (%s)", direction, len(text),
+                     verdict.action.value, verdict.categories, stage)
         return verdict
+
+    def _severity(self, categories: Iterable[str], direction: str) -> str:
+        """The most severe alert severity of the escalating categories ("high" wins)."""
+        levels = {self._policies[c].severity for c in categories
+                  if c in self._policies and self._action(c, direction) is Action.ESCALATE}
+        return "high" if "high" in levels or None in levels else "low"
+
+    def _with_context(self, text: str, earlier: list[str], verdict: Verdict,
+                      keep_name: bool) -> Verdict:
+        """Escalate when the last turns together newly amount to a disclosure or lure."""
+        escalating = frozenset(c for c, p in self._policies.items() if p.input is Action.ESCALATE)
+        joined_now = _join([*earlier, text])
+        before = {e.category for e in self._word_hits(_join(earlier), INPUT)}
+        new = [Match(e.category, e.rule) for e in self._word_hits(joined_now, INPUT)
+               if e.category in escalating and e.category not in before]
+        stage, hit = "rules", None
+        semantic = self.semantic
+        if not new and semantic is not None and text.strip():
+            allowed = frozenset(c for c in escalating if c in semantic.categories[INPUT])
+            if semantic.closeness(text, INPUT, allowed) >= CONTEXT_SUSPICION:
+                hit = semantic.judge_window([*earlier, text], INPUT, allowed)
+                if hit is not None and not semantic.judge_each(
+                        [t for t in earlier if t.strip()], INPUT, allowed):
+                    new, stage = [Match(hit.category, "semantic.context")], "semantic"
+                else:
+                    hit = None
+        if not new:
+            return verdict
+        matches = [*verdict.matches, *new]
+        spans = self._spans(text, keep_name)
+        return self._verdict(text, spans, matches, Action.ESCALATE, stage, hit, INPUT,
+                             context=True)
 
     def _action(self, category: str, direction: str) -> Action | None:
         policy = self._policies.get(category)
@@ -187,6 +313,24 @@ class SafetyFilter:
         if direction == INPUT and suppressed:
             found = [e for e in found if e.category not in suppressed]
         return found
+
+
+def _join(turns: Iterable[str]) -> str:
+    return " . ".join(t.strip() for t in turns if t.strip())
+
+
+def _semantic_loader(embedder: Any, base: Path, cache_dir: Path | None
+                     ) -> Callable[[], SemanticStage | None]:
+    """A loader that builds the semantic stage on first use (None if no embedder)."""
+    def load() -> SemanticStage | None:
+        model = embedder() if callable(embedder) and not hasattr(embedder, "encode") else embedder
+        if model is None:
+            return None
+        stage = SemanticStage(model, base, cache_dir)
+        logger.info("semantic safety stage ready: %s exemplars",
+                    {d: len(i.texts) for d, i in stage.indexes.items()})
+        return stage
+    return load
 
 
 def _inside_any(hit: Hit, allowed: Iterable[Hit]) -> bool:

@@ -58,6 +58,8 @@ class PiiDetector:
         )
         self._spoken_digits = frozenset([*self._digits, *self._repeats])
         self._not_names = frozenset(data["not_names"])
+        self._first_names = frozenset(data.get("first_names", ()))
+        self._street_words = frozenset(w.split()[-1] for w in data["street_types"])
         self._generic = frozenset(data["generic_words"])
         self._patterns = self._compile(data)
         self._needles = NeedleIndex(self._patterns)
@@ -120,10 +122,11 @@ class PiiDetector:
              r"\b(?:password|passcode|pass\s+code|pin|pin\s+number|pin\s+code|door\s+code|"
              r"lock\s+code|ipad\s+code|phone\s+code|secret\s+code|passwords?)"
              r"(?:'s|\s+is|:|\s*=|\s+was)\s+(" + digits + r"|\S+)", 1),
+            *_extra_rules(street, school),
             ("pii.name", "name.full", ("name", "call"),
              r"\b(?:my\s+(?:full\s+|whole\s+|real\s+)?name\s+is|my\s+name's|my\s+names|"
              r"i\s+am\s+called|i'm\s+called|im\s+called|call\s+me|everyone\s+calls\s+me)"
-             r"\s+([^\W\d_]+\s+[^\W\d_]+(?:-[^\W\d_]+)?)", 1),
+             r"\s+([^\W\d_]+\s+[^\W\d_]+(?:-[^\W\d_]+)?(?:\s+[^\W\d_]+)?)", 1),
             ("pii.name", "name.surname", ("name",),
              r"\bmy\s+(?:last|second|family|sur)\s*name\s+is\s+([^\W\d_]+(?:-[^\W\d_]+)?)", 1),
         ]
@@ -143,6 +146,8 @@ class PiiDetector:
                         start = self._skip_generic(text, start, end)
                     elif rule == "name.full":
                         start = start + len(re.match(r"\S+\s+", text[start:end]).group())
+                    if rule in _TRIMMED:
+                        end = self._trim(text, start, end)
                     spans.append(PiiSpan(start, end, category, rule))
         return _merge(spans)
 
@@ -152,11 +157,18 @@ class PiiDetector:
         check: Callable[[str], bool] | None = _CHECKS.get(rule)
         return check(self, value) if check else True
 
+    def _trim(self, text: str, start: int, end: int) -> int:
+        """Move ``end`` back past trailing words that are no names ("chloe and" -> "chloe")."""
+        words = list(re.finditer(r"\S+", text[start:end]))
+        while len(words) > 1 and words[-1].group().lower() in self._not_names:
+            words.pop()
+        return start + words[-1].end() if words else end
+
     def _is_surname(self, value: str) -> bool:
         return value.lower() not in self._not_names
 
     def _is_full_name(self, value: str) -> bool:
-        first, last = value.lower().split(maxsplit=1)
+        first, last = value.lower().split()[:2]
         return first not in self._not_names and last not in self._not_names
 
 
@@ -262,7 +274,30 @@ _SCHOOL_WORDS = frozenset({
     "infants", "grammar", "secondary", "prep", "preparatory", "montessori", "kindergarten",
     "nursery"})
 
+def _is_given_name(self: PiiDetector, value: str) -> bool:
+    return value.lower() not in self._not_names and value.lower() not in self._generic
+
+
+def _is_known_first_name(self: PiiDetector, value: str) -> bool:
+    return value.lower() in self._first_names and value.lower() not in self._not_names
+
+
+def _is_family_name(self: PiiDetector, value: str) -> bool:
+    return value.split()[0].lower() not in self._not_names
+
+
+def _is_street_name(self: PiiDetector, value: str) -> bool:
+    words = value.lower().split()[:-1]
+    return bool(words) and not any(w in _NOT_STREET_NAME or w in self._street_words
+                                   for w in words)
+
+
 _CHECKS: dict[str, Callable[[PiiDetector, str], bool]] = {
+    "name.self": _is_given_name,
+    "name.self_weak": _is_known_first_name,
+    "name.family": _is_family_name,
+    "name.title": _is_given_name,
+    "address.on_street": _is_street_name,
     "name.full": PiiDetector._is_full_name,
     "name.surname": PiiDetector._is_surname,
     "school.named": PiiDetector._is_named_school,
@@ -284,7 +319,8 @@ def _emit(start: int, end: int, digits: str) -> Iterator[tuple[int, int, str]]:
 
 def _is_counting(digits: str) -> bool:
     """Whether digits step by one up or down ("1234567", "987654321"): a child counting."""
-    steps = {int(b) - int(a) for a, b in zip(digits, digits[1:], strict=False)}
+    values = [ord(c) - 48 for c in digits if "0" <= c <= "9"]  # "+44 ...": the plus is no step
+    steps = {b - a for a, b in zip(values, values[1:], strict=False)}
     return steps in ({1}, {-1})
 
 
@@ -306,3 +342,67 @@ def redact(text: str, spans: list[PiiSpan]) -> str:
     for span in reversed(spans):
         text = text[: span.start] + span.placeholder + text[span.end :]
     return text
+
+
+_TRIMMED = frozenset({"name.full", "name.family"})
+
+SELF_NAME_RULES = frozenset({"name.self", "name.self_weak"})
+"""Rules that find the child's own first name (kept when the parent allowed ``name``)."""
+
+_WORDNAME = r"[^\W\d_]+"
+_RELATION = (r"(?:(?:big|little|baby|older|younger|best|step|step\s+)?\s*(?:mum|mom|mummy|"
+             r"mommy|mother|mama|dad|daddy|father|papa|sister|brother|sis|bro|nan|nana|nanny|"
+             r"gran|granny|grandma|grandmother|grandad|granddad|grandpa|grandfather|aunt|"
+             r"auntie|aunty|uncle|cousin|friend|teacher|babysitter|stepmum|stepmom|stepdad|"
+             r"neighbour|neighbor|dog|cat|puppy))")
+_MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+          r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
+_ORDINAL_WORD = (r"(?:(?:twenty|thirty)[\s-])?(?:first|second|third|fourth|fifth|sixth|seventh|"
+                 r"eighth|ninth|tenth|eleventh|twelfth|thirteenth|fourteenth|fifteenth|"
+                 r"sixteenth|seventeenth|eighteenth|nineteenth|twentieth|thirtieth)")
+_DAY = rf"(?:\d{{1,2}}(?:st|nd|rd|th)?|{_ORDINAL_WORD})"
+_YEAR = r"(?:(?:19|20)\d\d|(?:twenty|two\s+thousand)(?:\s+and)?(?:\s+[a-z]+){1,2})"
+_DATE = (rf"(?:(?:the\s+)?{_DAY}\s+(?:of\s+)?{_MONTH}\b(?:,?\s+{_YEAR})?"
+         rf"|{_MONTH}\s+(?:the\s+)?{_DAY}\b(?:,?\s+{_YEAR})?"
+         rf"|{_MONTH}\s+{_YEAR}"
+         r"|\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}"
+         rf"|(?<=in\s){_YEAR})")
+_NEAR = (r"(?:right\s+|just\s+)?(?:next\s+door\s+to|next\s+to|near|nearby|behind|opposite|"
+         r"across\s+from|across\s+the\s+road\s+from|by|beside|in\s+front\s+of|close\s+to|"
+         r"round\s+the\s+corner\s+from|around\s+the\s+corner\s+from|down\s+the\s+road\s+from)")
+_NOT_STREET_NAME = frozenset({
+    "the", "a", "an", "my", "our", "your", "his", "her", "their", "its", "this", "that",
+    "busy", "big", "long", "dark", "open", "same", "other", "wrong", "right", "each", "every",
+    "whole", "new", "old", "little", "bumpy", "quiet", "wet", "slippery", "way", "top",
+    "back", "front", "side", "main", "high"})
+
+
+def _extra_rules(street: str, school: str) -> list[tuple]:
+    """Self-introductions, family names, birthdays, saints' schools, landmarks, streets."""
+    intro = (r"\b(?:my\s+(?:first\s+|full\s+|whole\s+|real\s+)?name\s+is|my\s+name's|"
+             r"my\s+names|i\s+am\s+called|i'm\s+called|im\s+called|call\s+me|"
+             r"everyone\s+calls\s+me)")
+    return [
+        ("pii.name", "name.self", ("name", "call"),
+         rf"{intro}\s+({_WORDNAME})", 1),
+        ("pii.name", "name.self_weak", ("i'm", "im", "i am", "this is", " me "),
+         rf"\b(?:i'm|im|i\s+am|this\s+is|(?:it's|its|it\s+is)\s+me,?)\s+({_WORDNAME})\b", 1),
+        ("pii.name", "name.family", ("name", "called", "named"),
+         rf"\bmy\s+{_RELATION}(?:'s|s)?\s+(?:name\s+is|names\s+is|name's|is\s+called|"
+         rf"is\s+named|called|named)\s+({_WORDNAME}(?:\s+{_WORDNAME})?)", 1),
+        ("pii.name", "name.title", ("mr", "mrs", "ms", "dr", "mister"),
+         rf"\b(?:mr|mrs|ms|dr|mister)\.?\s+({_WORDNAME})", 1),
+        ("pii.birthday", "birthday.date", ("birth", "born", "bday"),
+         rf"\b(?:birthday|birth\s+day|born|birth|bday|b-day)\b[^.!?\n]{{0,24}}?({_DATE})", 1),
+        ("pii.school", "school.saint", ("st", "saint"),
+         rf"\b(?:go|goes|going|went|am|i'm|im|is|are|at|to)\s+(?:to\s+|at\s+)?"
+         rf"((?:st\.?|saint)\s+{_WORDNAME}(?:'s|s)?(?:\s+{school})?)\b", 1),
+        ("pii.location", "location.landmark", ("live", "house", "home", "flat"),
+         rf"\b(?:my\s+house|my\s+home|our\s+house|our\s+home|my\s+flat|our\s+flat|we\s+live|"
+         rf"i\s+live|where\s+i\s+live)\s+(?:is\s+)?{_NEAR}\s+"
+         rf"((?:{_REST}+?)(?=\s+(?:and|but|so)\b|[.,!?;]|$))", 1),
+        ("pii.address", "address.on_street", tuple(f" {w} " for w in (
+            "street", "road", "lane", "avenue", "drive", "close", "crescent", "terrace",
+            "grove", "way", "gardens")),
+         rf"\bon\s+((?:{_WORDNAME}\s+){{1,2}}?{street})\b", 1),
+    ]

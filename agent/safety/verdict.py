@@ -50,6 +50,18 @@ class Verdict:
     """The text with personal information replaced by placeholders like ``[phone]``."""
     matches: tuple[Match, ...] = field(default_factory=tuple)
     """Which rules fired (for explanation and tuning; contains no PII)."""
+    stage: str = "rules"
+    """Which stage decided: ``"rules"`` (word lists, patterns) or ``"semantic"`` (nearest
+    exemplar by meaning; for an allowed text: both stages ran and found nothing)."""
+    nearest: str | None = None
+    """For a semantic verdict: the labelled exemplar nearest in meaning (tuning data)."""
+    similarity: float | None = None
+    """For a semantic verdict: cosine similarity to ``nearest``."""
+    severity: str | None = None
+    """For an escalation: ``"high"`` (page the parent) or ``"low"`` (a note in the daily
+    summary), from the most severe escalating category (``categories.json``)."""
+    context: bool = False
+    """True when the last few turns together, not this text alone, decided."""
 
     @property
     def allowed(self) -> bool:
@@ -58,12 +70,21 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form, as kept in the store and printed by ``teddy safety check``."""
-        return {
+        data = {
             "action": self.action.value,
             "categories": list(self.categories),
             "redacted": self.redacted,
             "matches": [{"category": m.category, "rule": m.rule} for m in self.matches],
+            "stage": self.stage,
         }
+        if self.nearest is not None:
+            data["nearest"] = self.nearest
+            data["similarity"] = round(float(self.similarity or 0.0), 4)
+        if self.severity is not None:
+            data["severity"] = self.severity
+        if self.context:
+            data["context"] = True
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Verdict:
@@ -73,4 +94,9 @@ class Verdict:
             categories=tuple(data["categories"]),
             redacted=data["redacted"],
             matches=tuple(Match(m["category"], m["rule"]) for m in data.get("matches", ())),
+            stage=data.get("stage", "rules"),
+            nearest=data.get("nearest"),
+            similarity=data.get("similarity"),
+            severity=data.get("severity"),
+            context=bool(data.get("context", False)),
         )

