@@ -5,8 +5,11 @@ An :class:`ExemplarIndex` holds one L2-normalised vector per example phrase and 
 best label, its score, and the best score of any label from another *group* — the margin
 rule: a match counts only when it is clearly nearer than every other kind of answer.
 
-Vectors are computed once per (model, phrase list) and kept in memory; with a
-``cache_dir`` they are also kept on disk (``.npy``) so a bear starts without re-encoding.
+Vectors are computed once per (model, phrase list) and kept in memory. They are looked up
+first in a ``shipped`` file (``.npz`` made by ``scripts/make-dialogue-vectors`` for the
+built-in content; used only when its digest matches the phrases and model exactly), then in
+``cache_dir`` (``.npy``, written after computing, e.g. for a fleet-installed pack), so a bear
+starts without re-encoding hundreds of phrases.
 """
 
 from __future__ import annotations
@@ -58,7 +61,8 @@ class ExemplarIndex:
 
     def __init__(self, encoder: Encoder, examples: Sequence[tuple[str, str]],
                  group: Callable[[str], str] = lambda label: label,
-                 cache_dir: Path | None = None, fingerprint: str = "") -> None:
+                 cache_dir: Path | None = None, fingerprint: str = "",
+                 shipped: Path | None = None) -> None:
         self._encoder = encoder
         self.labels = [label for label, _ in examples]
         """Label of each example, in order."""
@@ -68,8 +72,9 @@ class ExemplarIndex:
         self._label_ids = {label: i for i, label in enumerate(dict.fromkeys(self.labels))}
         self._label_of = np.array([self._label_ids[label] for label in self.labels])
         self._label_names = list(self._label_ids)
-        self.vectors = _vectors(encoder, self.texts, fingerprint or _fingerprint(encoder),
-                                cache_dir)
+        self.digest = digest(self.texts, fingerprint or _fingerprint(encoder))
+        """Identifies (model, phrases): the key of every cache of these vectors."""
+        self.vectors = _vectors(encoder, self.texts, self.digest, cache_dir, shipped)
         """One row per example (float32, L2-normalised)."""
 
     def encode(self, text: str) -> np.ndarray:
@@ -94,11 +99,38 @@ def _fingerprint(encoder: Encoder) -> str:
     return str(getattr(encoder, "fingerprint", type(encoder).__name__))
 
 
-def _vectors(encoder: Encoder, texts: list[str], fingerprint: str,
-             cache_dir: Path | None) -> np.ndarray:
-    digest = hashlib.sha256("\n".join([fingerprint, *texts]).encode("utf-8")).hexdigest()[:24]
+def digest(texts: list[str], fingerprint: str) -> str:
+    """Key of the vectors of ``texts`` under the model with weights ``fingerprint``."""
+    return hashlib.sha256("\n".join([fingerprint, *texts]).encode("utf-8")).hexdigest()[:24]
+
+
+def save_shipped(path: Path, vectors: dict[str, np.ndarray]) -> None:
+    """Write vectors (digest -> array) to ship beside the content."""
+    with Path(path).open("wb") as handle:
+        np.savez_compressed(handle, **{f"v_{k}": v.astype(np.float32) for k, v in vectors.items()})
+
+
+def _from_shipped(path: Path | None, key: str, rows: int) -> np.ndarray | None:
+    if path is None or not Path(path).exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if f"v_{key}" not in data.files:
+                logger.info("shipped exemplar vectors are for other phrases; computing")
+                return None
+            array = data[f"v_{key}"]
+    except (OSError, ValueError) as exc:
+        logger.warning("ignoring unreadable shipped exemplar vectors %s: %s", path, exc)
+        return None
+    return array if array.shape == (rows, array.shape[1]) else None
+
+
+def _vectors(encoder: Encoder, texts: list[str], digest: str,
+             cache_dir: Path | None, shipped: Path | None) -> np.ndarray:
     with _LOCK:
         cached = _MEMORY.get(digest)
+        if cached is None:
+            cached = _from_shipped(shipped, digest, len(texts))
         if cached is None:
             cached = _from_disk(cache_dir, digest, len(texts))
         if cached is None:

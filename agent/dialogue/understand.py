@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.dialogue.content import Answer, ContentPack
+from agent.dialogue.content import CONTENT_DIR, Answer, ContentPack
 from agent.dialogue.intents import IntentMatcher, clean
 from agent.dialogue.semantic import Encoder, ExemplarIndex, Nearest
 
@@ -35,6 +35,10 @@ MARGIN = 0.03
 """How much nearer than any other kind of answer the best example must be."""
 WEAK = 0.50
 """Cosine that still decides by meaning when no keyword rule fired."""
+SHIPPED_VECTORS = CONTENT_DIR / "exemplar_vectors.npz"
+"""Vectors of the built-in examples (``scripts/make-dialogue-vectors``), so none are computed."""
+FIRM_RULES = frozenset({"stop"})
+"""Keyword intents that win over meaning ("go away" is a stop, however rude it sounds)."""
 PRIORITY = (
     "stop", "child_name", "grief", "hurt", "ill", "repeat", "game_animals", "game_counting",
     "game_wyr", "riddle", "joke", "story", "song", "bedtime", "unkind", "affection",
@@ -111,7 +115,7 @@ class Understander:
         self._index: ExemplarIndex | None = None
         if embedder is not None:
             self._index = ExemplarIndex(embedder, _examples(pack), group=_group,
-                                        cache_dir=cache_dir)
+                                        cache_dir=cache_dir, shipped=SHIPPED_VECTORS)
 
     @property
     def semantic(self) -> bool:
@@ -142,6 +146,8 @@ class Understander:
             return early
         nearest = self._nearest(cleaned)
         rule = next((i for i in PRIORITY if i in keywords), None)
+        if rule in FIRM_RULES:
+            return Understanding(rule, "rules", keywords=keywords, text=cleaned)
         if nearest is not None and nearest.score >= ACCEPT and nearest.margin >= MARGIN:
             return self._from_nearest(nearest, cleaned, keywords)
         if rule is not None:
@@ -211,6 +217,11 @@ def _negation(cleaned: str, keywords: frozenset[str]) -> Understanding | None:
         return Understanding("no", "negation", declined=declined_kind(cleaned),
                              keywords=keywords, text=cleaned)
     return None
+
+
+def examples(pack: ContentPack) -> list[tuple[str, str]]:
+    """(label, cleaned phrase) of every example the meaning stage compares with."""
+    return _examples(pack)
 
 
 def _examples(pack: ContentPack) -> list[tuple[str, str]]:
