@@ -13,6 +13,7 @@ from agent.alerts import AlertSink
 from agent.conversation import Conversation, TurnResult
 from agent.dialogue import DialogueEngine
 from agent.safety import SafetyFilter, default_filter
+from agent.semantic import load_embedder
 from agent.store import ConversationStore, Scope
 from config.settings import Settings
 
@@ -82,7 +83,9 @@ def open_bear(settings: Settings) -> Iterator[Bear]:
         remember_name = consent is not None and consent.allows(Scope.NAME)
         safety = default_filter()
         dialogue = DialogueEngine(age_band=settings.dialogue.age_band, remember_name=remember_name,
-                                  content_dir=installed_content(settings))
+                                  content_dir=installed_content(settings),
+                                  embedder=load_embedder(settings),
+                                  cache_dir=Path(settings.store.data_dir) / "cache")
         conversation = Conversation(safety, dialogue, alerts, store)
         logger.info("bear ready (consent: %s)", "yes" if consent else "none; keeping nothing")
         bear = Bear(settings, safety, dialogue, alerts, store, conversation)

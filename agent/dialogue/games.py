@@ -156,7 +156,8 @@ def reask(say: Speech, pack: ContentPack, state: DialogueState) -> str:
 
 def _every_reask(say: Speech, pack: ContentPack) -> Iterator[str]:
     questions = [r.question for r in pack.riddles] + list(pack.would_you_rather)
-    questions += [q for a in pack.animal_sounds for q in say.every("animal_question", sound=a.sound)]
+    questions += [q for a in pack.animal_sounds
+                  for q in say.every("animal_question", sound=a.sound)]
     questions += [q for n in range(0, pack.counting_target + 1)
                   for q in say.every("count_again", number=number_word(n))]
     for keep in say.every("keep_playing"):
