@@ -11,6 +11,7 @@ sentence model (how the bear ships) and on rules alone (how it runs without the 
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,7 @@ def safety() -> SafetyFilter:
     return default_filter()
 
 
+@lru_cache(maxsize=8)
 def engine_for(mode: str, band: str = "6-8") -> DialogueEngine:
     return DialogueEngine(band, embedder=require_embedder() if mode == "model" else None)
 

@@ -95,6 +95,7 @@ def got_label(engine: DialogueEngine, text: str) -> str:
 def score_intents(engine: DialogueEngine, rows: list[Labelled]) -> IntentScore:
     """Top-1 accuracy of the engine's understanding on ``rows``."""
     score = IntentScore()
+    engine.understander.prime(r.text for r in rows)
     for row in rows:
         got = got_label(engine, row.text)
         score.total += 1
@@ -128,6 +129,7 @@ def score_fallbacks(engine: DialogueEngine, safety,
     """Fallback replies over whole conversations (one fresh state each)."""
     canned = fallback_replies(engine)
     score = FallbackScore()
+    engine.understander.prime(line for lines in conversations for line in lines)
     for lines in conversations:
         for line, spoken, seconds in turns(engine, safety, lines):
             score.lines += 1

@@ -63,7 +63,8 @@ class ExemplarIndex:
                  group: Callable[[str], str] = lambda label: label,
                  cache_dir: Path | None = None, fingerprint: str = "",
                  shipped: Path | None = None) -> None:
-        self._encoder = encoder
+        self.encoder = encoder
+        """The embedder the vectors come from."""
         self.labels = [label for label, _ in examples]
         """Label of each example, in order."""
         self.texts = [text for _, text in examples]
@@ -79,7 +80,7 @@ class ExemplarIndex:
 
     def encode(self, text: str) -> np.ndarray:
         """The vector of one text."""
-        return self._encoder.encode([text])[0]
+        return self.encoder.encode([text])[0]
 
     def nearest(self, vector: np.ndarray, exclude: int | None = None) -> Nearest | None:
         """The nearest label to ``vector`` (``exclude``: an example index to leave out)."""

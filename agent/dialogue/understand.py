@@ -35,6 +35,8 @@ MARGIN = 0.03
 """How much nearer than any other kind of answer the best example must be."""
 WEAK = 0.50
 """Cosine that still decides by meaning when no keyword rule fired."""
+VECTOR_CACHE = 2048
+"""Most primed utterance vectors kept (``prime``)."""
 SHIPPED_VECTORS = CONTENT_DIR / "exemplar_vectors.npz"
 """Vectors of the built-in examples (``scripts/make-dialogue-vectors``), so none are computed."""
 FIRM_RULES = frozenset({"stop"})
@@ -113,6 +115,7 @@ class Understander:
         self._exact = _exact_table(pack)
         self._vocabulary = _vocabulary(pack)
         self._index: ExemplarIndex | None = None
+        self._vectors: dict[str, object] = {}
         if embedder is not None:
             self._index = ExemplarIndex(embedder, _examples(pack), group=_group,
                                         cache_dir=cache_dir, shipped=SHIPPED_VECTORS)
@@ -121,6 +124,17 @@ class Understander:
     def semantic(self) -> bool:
         """Whether meaning is used (the model is loaded)."""
         return self._index is not None
+
+    def prime(self, texts: Iterable[str]) -> None:
+        """Encode many texts in one batch ahead of ``understand`` (for measuring sets)."""
+        if self._index is None:
+            return
+        cleaned = sorted({self.normalise(t) for t in texts} - set(self._vectors))
+        if len(self._vectors) + len(cleaned) > VECTOR_CACHE:
+            self._vectors.clear()
+        for start in range(0, len(cleaned), VECTOR_CACHE):
+            chunk = cleaned[start:start + VECTOR_CACHE]
+            self._vectors.update(zip(chunk, self._index.encoder.encode(chunk), strict=True))
 
     def normalise(self, text: str) -> str:
         """Cleaned text with known recognizer near-misses put right."""
@@ -165,7 +179,10 @@ class Understander:
     def _nearest(self, cleaned: str) -> Nearest | None:
         if self._index is None:
             return None
-        return self._index.nearest(self._index.encode(cleaned))
+        vector = self._vectors.get(cleaned)
+        if vector is None:
+            vector = self._index.encode(cleaned)
+        return self._index.nearest(vector)
 
     def _from_nearest(self, nearest: Nearest, cleaned: str,
                       keywords: frozenset[str]) -> Understanding:
