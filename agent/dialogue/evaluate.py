@@ -124,12 +124,16 @@ def turns(engine: DialogueEngine, safety, lines: list[str],
         yield line, spoken, time.perf_counter() - start
 
 
-def score_fallbacks(engine: DialogueEngine, safety,
-                    conversations: list[list[str]]) -> FallbackScore:
-    """Fallback replies over whole conversations (one fresh state each)."""
+def score_fallbacks(engine: DialogueEngine, safety, conversations: list[list[str]],
+                    prime: bool = True) -> FallbackScore:
+    """Fallback replies over whole conversations (one fresh state each).
+
+    ``prime`` encodes every line in one batch first (fast); leave it off to time real turns.
+    """
     canned = fallback_replies(engine)
     score = FallbackScore()
-    engine.understander.prime(line for lines in conversations for line in lines)
+    if prime:
+        engine.understander.prime(line for lines in conversations for line in lines)
     for lines in conversations:
         for line, spoken, seconds in turns(engine, safety, lines):
             score.lines += 1
