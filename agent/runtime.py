@@ -13,8 +13,8 @@ from agent.alerts import AlertSink
 from agent.conversation import Conversation, TurnResult
 from agent.dialogue import DialogueEngine
 from agent.play import Clock, PlayLimits
-from agent.safety import SafetyFilter, default_filter
 from agent.safety import SafetyFilter, filter_for
+from agent.semantic import load_embedder
 from agent.store import ConversationStore, Scope
 from config.settings import Settings
 
@@ -88,7 +88,9 @@ def open_bear(settings: Settings, clock: Clock | None = None) -> Iterator[Bear]:
         remember_name = consent is not None and consent.allows(Scope.NAME)
         safety = filter_for(settings)
         dialogue = DialogueEngine(age_band=settings.dialogue.age_band, remember_name=remember_name,
-                                  content_dir=installed_content(settings))
+                                  content_dir=installed_content(settings),
+                                  embedder=load_embedder(settings),
+                                  cache_dir=Path(settings.store.data_dir) / "cache")
         play = PlayLimits(settings.play, clock)
         conversation = Conversation(safety, dialogue, alerts, store, play)
         logger.info("bear ready (consent: %s)", "yes" if consent else "none; keeping nothing")

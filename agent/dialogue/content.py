@@ -7,7 +7,7 @@ reads it once, checks its shape, and hands out what suits one age band.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,22 @@ class AnimalSound:
 
 
 @dataclass(frozen=True)
+class Answer:
+    """A short, true answer to a question children ask."""
+
+    id: str
+    """Stable identifier."""
+    topic: str
+    """Subject ("space", "dinosaurs"...), so "tell me more" stays on it."""
+    asks: tuple[str, ...]
+    """Example questions it answers (matched by meaning)."""
+    keys: tuple[tuple[str, ...], ...]
+    """Keyword sets: without the model, every word of one set must start a word of the text."""
+    text: str
+    """The answer."""
+
+
+@dataclass(frozen=True)
 class ContentPack:
     """Everything the bear can say for one age band."""
 
@@ -110,6 +126,10 @@ class ContentPack:
     """Phrase templates (see ``phrases.json``), not yet cut for the band."""
     intents: dict[str, tuple[str, ...]]
     """Intent name -> phrases that signal it."""
+    exemplars: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Intent name -> example phrasings, matched by meaning (``exemplars.json``)."""
+    answers: tuple[Answer, ...] = ()
+    """Answers to children's questions for the band (``answers.json``)."""
 
     def phrase_variants(self, key: str, *path: str) -> tuple[str, ...]:
         """The variants of phrase ``key`` (then ``path`` inside it) for this band."""
@@ -135,6 +155,16 @@ def _read(directory: Path, name: str) -> dict[str, Any]:
         raise ContentError(f"content file {path} is missing — restore the content pack") from None
     except json.JSONDecodeError as exc:
         raise ContentError(f"content file {path} is not valid JSON: {exc}") from None
+
+
+def _read_optional(directory: Path, name: str) -> dict[str, Any]:
+    """A file added after the first packs: an installed pack without it uses the built-in one."""
+    return _read(directory if (directory / name).exists() else CONTENT_DIR, name)
+
+
+def _answers(band: str, data: dict[str, Any]) -> tuple[Answer, ...]:
+    return tuple(Answer(a["id"], a["topic"], tuple(a["ask"]), tuple(tuple(k) for k in a["keys"]),
+                        a["text"]) for a in _for(band, data["answers"]))
 
 
 def _for(band: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -163,7 +193,7 @@ def load_pack(age_band: str = "6-8", directory: Path = CONTENT_DIR) -> ContentPa
         songs=tuple(Song(s["title"], s["text"]) for s in _for(age_band, songs)),
         facts=tuple(Fact(f["topic"], f["text"]) for f in _for(age_band, facts)),
         animal_sounds=tuple(AnimalSound(a["sound"], a["animal"], tuple(a["accept"]))
-                            for a in games["animal_sounds"]),
+                            for a in _for(age_band, games["animal_sounds"])),
         would_you_rather=tuple(w["text"] for w in _for(age_band, games["would_you_rather"])),
         reactions=tuple(games["would_you_rather_reactions"]),
         counting_step=int(counting["step"]),
@@ -172,6 +202,9 @@ def load_pack(age_band: str = "6-8", directory: Path = CONTENT_DIR) -> ContentPa
         phrases=_read(directory, "phrases.json"),
         intents={k: tuple(v) for k, v in _read(directory, "intents.json").items()
                  if not k.startswith("_")},
+        exemplars={k: tuple(v) for k, v in _read_optional(directory, "exemplars.json").items()
+                   if not k.startswith("_")},
+        answers=_answers(age_band, _read_optional(directory, "answers.json")),
     )
     _check_not_empty(pack)
     return pack

@@ -3,6 +3,8 @@
 Replies are built only from the content pack, by small composer functions. Each skill
 has two faces: ``reply`` picks one text for this turn, and ``all_replies`` lists every
 text the same composers can produce, so a test can put each through ``check_output``.
+What the child means comes from :class:`~agent.dialogue.understand.Understander`
+(keyword rules, and sentence meaning when the model is loaded).
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from agent.dialogue import games
-from agent.dialogue.content import CONTENT_DIR, ContentPack, load_pack
-from agent.dialogue.intents import IntentMatcher
+from agent.dialogue.content import CONTENT_DIR, Answer, ContentPack, load_pack
+from agent.dialogue.offers import offer_in
+from agent.dialogue.semantic import Encoder
 from agent.dialogue.speech import MAX_WORDS, Speech, fit
 from agent.dialogue.state import DialogueState
+from agent.dialogue.understand import Understander, Understanding, answer_by_keys
 from agent.safety.verdict import Action, Verdict
 
 logger = logging.getLogger(__name__)
@@ -25,30 +29,46 @@ ESCALATION_ORDER = ("medical_emergency", "self_harm", "abuse", "secrets", "bully
 """Which wellbeing answer wins when several categories fired, most urgent first."""
 BLOCK_ORDER = ("sexual", "violence", "dangerous", "drugs_alcohol", "hate", "profanity")
 """Which steer-away answer wins when several categories fired."""
-SWITCH_INTENTS = ("story", "joke", "riddle", "song", "game_animals", "game_counting",
-                  "game_wyr", "game", "fact", "bedtime", "capabilities", "bear_name", "bye")
+GAME_INTENTS = {"game_animals": "animal_sounds", "game_counting": "counting",
+                "game_wyr": "would_you_rather"}
+"""Intent -> the game it starts."""
+CONTENT_KINDS = ("riddle", "joke", "story", "song", "bedtime")
+"""Intents that hand out one piece of content (or start telling it)."""
+SWITCH_INTENTS = frozenset({*CONTENT_KINDS, *GAME_INTENTS, "game", "fact", "capabilities",
+                            "bear_name", "bye", "grief", "hurt", "ill", "affection",
+                            "feel_sad", "feel_scared"})
 """Intents that leave a game in progress."""
+SURE_SWITCH = 0.80
+"""Cosine at which a meaning-matched switch leaves a game (answers like "a dog" stay in it)."""
 SAMPLE_NAME = "Sam"
 """First name used when listing every reply that can carry the child's name."""
+DECLINABLE = ("story", "joke", "riddle", "song", "game", "fact")
+"""Kinds a child can say no to by name ("i dont want a song")."""
 _FEELINGS = ("scared", "sad", "nervous", "angry", "excited", "tired", "bored", "silly", "proud",
              "calm", "happy")
 _FEELING_OFFERS = {"tired": "bedtime", "sad": "song", "happy": "song", "silly": "joke",
                    "bored": "would_you_rather"}
+_PERSONA = ("colour", "food", "age", "friends", "real", "sleep", "animal", "home", "hobby")
+_SIMPLE = ("affection", "grief", "hurt", "ill", "unkind", "acknowledge", "apology",
+           "out_of_scope", "capabilities", "bear_name", "how_are_you")
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz-")
+_TOPICS = ("space", "nature", "animals")
 
 
 class DialogueEngine:
     """Skills over a content pack, for one age band. Stateless itself; thread-safe."""
 
     def __init__(self, age_band: str = "6-8", remember_name: bool = False,
-                 content_dir: Path | None = None) -> None:
+                 content_dir: Path | None = None, embedder: Encoder | None = None,
+                 cache_dir: Path | None = None) -> None:
         self.age_band = age_band
         """Age band of the child ("3-5", "6-8" or "9-12")."""
         self.remember_name = remember_name
         """Whether a parent allowed the bear to use the child's first name."""
         self.pack: ContentPack = load_pack(age_band, content_dir or CONTENT_DIR)
         """The content for this band (a fleet-installed pack when ``content_dir`` is given)."""
-        self._intents = IntentMatcher(self.pack.intents)
+        self.understander = Understander(self.pack, embedder, cache_dir)
+        """What the child means (by meaning when ``embedder`` is given, else by rules)."""
         self._speech = Speech(self.pack)
         self._not_names = set(self.pack.intents["yes"]) | set(self.pack.intents["no"]) | {
             "teddy", "bear", "not", "and", "the", "a", "called", "is", "name"}
@@ -59,13 +79,15 @@ class DialogueEngine:
 
     def is_stop(self, text: str) -> bool:
         """Whether the child asked the bear to stop or be quiet."""
-        return "stop" in self._intents.find(text)
+        return self.understander.understand(text).intent == "stop"
 
     def reply(self, text: str, verdict: Verdict, state: DialogueState) -> str:
         """The bear's answer to ``text`` (already redacted) given its input ``verdict``."""
         state.turns += 1
         answer = self._answer(text, verdict, state)
         state.last_reply = answer
+        if state.skill is None and state.offer is None and answer.endswith("?"):
+            state.offer, state.story_hint = offer_in(answer)
         logger.debug("reply %d: %d words, skill %s", state.turns, len(answer.split()),
                      state.skill)
         return answer
@@ -74,108 +96,174 @@ class DialogueEngine:
         say = self._speech
         if verdict.action is Action.ESCALATE:
             state.end_skill()
-            state.offer = None
+            state.offer, state.listening = None, False
             category = _first(ESCALATION_ORDER, verdict.categories, "distress")
             return say.one(state, "escalate", category)
         if verdict.action is Action.BLOCK:
             category = _first(BLOCK_ORDER, verdict.categories, "other")
             state.offer = "game" if category == "dangerous" else None
             return say.one(state, "block", category)
-        intents = self._intents.find(text)
-        if "stop" in intents:
+        heard = self.understander.understand(text)
+        if heard.intent == "stop":
             state.end_skill()
-            state.offer = None
+            state.offer, state.listening = None, False
             return say.one(state, "stop")
-        if "repeat" in intents:
-            return state.last_reply or say.one(state, "repeat_nothing")
-        if state.skill in games.GAMES and not intents.intersection(SWITCH_INTENTS):
-            answer = games.answer(say, self.pack, state, text, intents)
+        if heard.intent == "repeat":
+            return self._again(heard, state)
+        if state.skill in games.GAMES:
+            answer = self._in_game(text, heard, state)
             if answer is not None:
                 return answer
-        return self._skill(text, intents, state)
+        listening, state.listening = state.listening, False
+        return self._skill(text, heard, state, listening)
 
-    def _skill(self, text: str, intents: set[str], state: DialogueState) -> str:
+    def _again(self, heard: Understanding, state: DialogueState) -> str:
+        """"again" gives the same item again; "say that again" repeats the last words."""
+        wants_item = any(w in heard.text.split() for w in ("again", "same", "more"))
+        if (wants_item and state.skill is None and state.offer in games.GAMES
+                and state.last_kind == "game"):
+            return self._start_game(state.offer, state)
+        if wants_item and state.skill is None and state.last_item:
+            return state.last_item
+        return state.last_reply or self._speech.one(state, "repeat_nothing")
+
+    def _in_game(self, text: str, heard: Understanding, state: DialogueState) -> str | None:
         say = self._speech
-        if "child_name" in intents:
+        if heard.intent == "no" and heard.source == "negation":
+            state.end_skill()
+            state.offer = None
+            return say.one(state, "game_over")
+        if heard.intent == "more" and heard.source != "semantic":
+            return games.reask(say, self.pack, state)
+        sure = heard.source != "semantic" or heard.score >= SURE_SWITCH
+        if heard.intent in SWITCH_INTENTS and sure:
+            return None
+        return games.answer(say, self.pack, state, text, set(heard.keywords))
+
+    def _skill(self, text: str, heard: Understanding, state: DialogueState,
+               listening: bool) -> str:
+        intent = heard.intent
+        if intent == "child_name":
             return self._learn_name(text, state)
-        for intent, start in (("game_animals", "animal_sounds"), ("game_counting", "counting"),
-                              ("game_wyr", "would_you_rather")):
-            if intent in intents:
-                return games.start(say, self.pack, state, start)
-        for kind in ("riddle", "joke", "story", "song", "bedtime"):
-            if kind in intents:
-                return self._give(kind, state)
-        if "game" in intents:
+        if intent in GAME_INTENTS:
+            return self._start_game(GAME_INTENTS[intent], state)
+        if intent in CONTENT_KINDS:
+            return self._give(intent, state)
+        if intent == "game":
             state.end_skill()
             state.offer = "animal_sounds"
-            return say.one(state, "game_menu")
-        topic = _topic(intents)
-        if "fact" in intents or (topic and not intents & {"greeting", "feelings_talk"}):
-            return self._fact(state, topic)
-        if "more" in intents or ("yes" in intents and state.offer == "more"):
+            return self._speech.one(state, "game_menu")
+        if intent == "fact":
+            answer = answer_by_keys(self.pack.answers, heard.text)
+            return self._answer_question(answer, state) if answer else \
+                self._fact(state, _topic(heard.keywords))
+        if intent == "answer" and heard.answer is not None:
+            return self._answer_question(heard.answer, state)
+        if intent == "more":
             return self._more(state)
-        return self._social(intents, state)
+        return self._social(heard, state, listening)
 
-    def _social(self, intents: set[str], state: DialogueState) -> str:
+    def _social(self, heard: Understanding, state: DialogueState, listening: bool) -> str:
         say = self._speech
-        if "yes" in intents and state.offer and "no" not in intents:
-            offer, state.offer = state.offer, None
-            if offer in games.GAMES:
-                return games.start(say, self.pack, state, offer)
-            return self._give(offer, state)
+        intent = heard.intent
+        if intent == "yes" and state.offer:
+            return self._take_offer(state)
+        if intent == "no":
+            return self._decline(heard, state)
         state.offer = None
-        for intent, key, path in (("capabilities", "capabilities", ()),
-                                  ("bear_name", "bear_name", ()),
-                                  ("how_are_you", "how_are_you", ())):
-            if intent in intents:
-                return say.one(state, key, *path)
-        for feeling in _FEELINGS:
-            if f"feel_{feeling}" in intents:
-                state.offer = _FEELING_OFFERS.get(feeling)
-                return say.one(state, "feelings", feeling)
-        if "feelings_talk" in intents:
+        if intent.startswith("persona.") and intent[8:] in _PERSONA:
+            return say.one(state, "persona", intent[8:])
+        if intent.startswith("feel_") and intent[5:] in _FEELINGS:
+            state.offer = _FEELING_OFFERS.get(intent[5:])
+            return say.one(state, "feelings", intent[5:])
+        if intent == "feelings_talk":
             return say.one(state, "feelings", "talk")
-        for intent in ("greeting", "thanks", "bye"):
-            if intent in intents:
-                return say.one(state, intent, name=self._name_suffix(state))
-        if "no" in intents:
-            return say.one(state, "no_thanks")
-        if "yes" in intents:
+        if intent == "news":
+            state.listening = True
+            return say.one(state, "news")
+        if intent in _SIMPLE:
+            return say.one(state, intent)
+        if intent in ("greeting", "thanks", "bye"):
+            return say.one(state, intent, name=self._name_suffix(state))
+        if intent == "yes":
             return say.one(state, "yes_nothing")
+        if intent == "give_up":
+            return say.one(state, "no_thanks")
+        if listening:
+            return say.one(state, "listening")
         return say.one(state, "fallback")
+
+    def _take_offer(self, state: DialogueState) -> str:
+        offer, state.offer = state.offer, None
+        if offer in games.GAMES:
+            return self._start_game(offer, state)
+        if offer == "more":
+            return self._more(state)
+        if offer == "game":
+            state.offer = "animal_sounds"
+            return self._speech.one(state, "game_menu")
+        return self._give(offer or "story", state)
+
+    def _decline(self, heard: Understanding, state: DialogueState) -> str:
+        declined = heard.declined
+        state.offer = None
+        if state.skill is not None and (declined is None or declined in ("story", "game")):
+            state.end_skill()
+        if declined in DECLINABLE:
+            return self._speech.one(state, "decline", what=declined)
+        return self._speech.one(state, "no_thanks")
+
+    def _start_game(self, game: str, state: DialogueState) -> str:
+        state.last_kind, state.last_game = "game", game
+        return games.start(self._speech, self.pack, state, game)
 
     def _give(self, kind: str, state: DialogueState) -> str:
         """Start a skill or hand out one piece of content of ``kind``."""
         say = self._speech
         pack = self.pack
+        hint, state.story_hint = state.story_hint, None
         state.end_skill()
         state.last_kind = kind
         if kind == "story":
-            index = state.pick("story", len(pack.stories))
-            state.skill, state.story_id, state.position = "story", pack.stories[index].id, 0
+            state.skill, state.story_id, state.position = "story", self._story_id(state, hint), 0
             return self._story_part(state)
         if kind == "bedtime":
             state.skill, state.position = "bedtime", 0
             return self._bedtime_step(state)
         if kind == "joke":
             joke = pack.jokes[state.pick("joke", len(pack.jokes))]
-            return say.joke(state, joke)
+            return self._item(state, say.joke(state, joke))
         if kind == "riddle":
             state.skill = "riddle"
             state.item = state.pick("riddle", len(pack.riddles))
             return say.riddle_question(state, pack.riddles[state.item])
         if kind == "song":
             song = pack.songs[state.pick("song", len(pack.songs))]
-            return say.song(state, song)
+            return self._item(state, say.song(state, song))
         if kind == "fact":
             return self._fact(state, state.fact_topic)
         return self._give("story", state)
+
+    def _story_id(self, state: DialogueState, hint: str | None) -> str:
+        stories = self.pack.stories
+        about = [i for i, s in enumerate(stories)
+                 if hint and hint in f"{s.title} {s.parts[0]}".lower()]
+        return stories[state.pick("story", len(stories), about or None)].id
+
+    @staticmethod
+    def _item(state: DialogueState, text: str) -> str:
+        state.last_item = text
+        return text
 
     def _more(self, state: DialogueState) -> str:
         if state.skill == "story":
             return self._story_part(state)
         if state.skill == "bedtime":
             return self._bedtime_step(state)
+        if state.last_kind == "game" and state.last_game:
+            return self._start_game(state.last_game, state)
+        if state.last_kind == "answer":
+            return self._more_on_topic(state)
         return self._give(state.last_kind or "story", state)
 
     def _story_part(self, state: DialogueState) -> str:
@@ -188,7 +276,7 @@ class DialogueEngine:
             state.offer = None
         else:
             state.offer = "more"
-        return self._speech.story_part(state, story, index)
+        return self._item(state, self._speech.story_part(state, story, index))
 
     def _bedtime_step(self, state: DialogueState) -> str:
         steps = self._speech.variants("bedtime")
@@ -204,11 +292,29 @@ class DialogueEngine:
         choices = [i for i, f in enumerate(facts) if topic is None or f.topic == topic]
         index = state.pick("fact", len(facts), choices or None)
         state.end_skill()
-        state.last_kind, state.fact_topic = "fact", topic
-        return self._speech.fact(state, facts[index])
+        state.last_kind, state.fact_topic = "fact", topic if choices else None
+        return self._item(state, self._speech.fact(state, facts[index]))
+
+    def _answer_question(self, answer: Answer, state: DialogueState) -> str:
+        state.end_skill()
+        state.last_kind, state.fact_topic = "answer", answer.topic
+        state.used.setdefault("answer", set()).add(self.pack.answers.index(answer))
+        intro = self._speech.one(state, "answer_intro")
+        return self._item(state, fit(answer.text, intro))
+
+    def _more_on_topic(self, state: DialogueState) -> str:
+        used = state.used.setdefault("answer", set())
+        fresh = [a for i, a in enumerate(self.pack.answers)
+                 if a.topic == state.fact_topic and i not in used]
+        if fresh:
+            return self._answer_question(state.rng.choice(fresh), state)
+        if state.fact_topic in _TOPICS:
+            return self._fact(state, state.fact_topic)
+        state.last_kind = "fact"
+        return self._speech.one(state, "more_topic_done")
 
     def _learn_name(self, text: str, state: DialogueState) -> str:
-        words = self._intents.after("child_name", text).split()
+        words = self.understander.after("child_name", text).split()
         first = words[0] if words else ""
         if (self.remember_name and 2 <= len(first) <= 20 and set(first) <= _NAME_CHARS
                 and first not in self._not_names):
@@ -228,16 +334,26 @@ class DialogueEngine:
             for name in names:
                 yield from say.every(key, name=name)
         yield from say.every("name_kept", first=SAMPLE_NAME)
-        for key in ("name_not_kept", "bear_name", "capabilities", "how_are_you", "stop",
-                    "repeat_nothing", "yes_nothing", "no_thanks", "fallback", "game_menu",
-                    "bedtime"):
+        for key in ("name_not_kept", "stop", "repeat_nothing", "yes_nothing", "no_thanks",
+                    "fallback", "game_menu", "bedtime", "news", "listening", "game_over",
+                    "more_topic_done", *_SIMPLE):
             yield from say.every(key)
+        for what in DECLINABLE:
+            yield from say.every("decline", what=what)
+        for topic in _PERSONA:
+            yield from say.every("persona", topic)
         for feeling in (*_FEELINGS, "talk"):
             yield from say.every("feelings", feeling)
         for category in ESCALATION_ORDER:
             yield from say.every("escalate", category)
         for category in (*BLOCK_ORDER, "other"):
             yield from say.every("block", category)
+        yield from self._every_content()
+        yield from games.every(say, pack)
+
+    def _every_content(self) -> Iterator[str]:
+        say = self._speech
+        pack = self.pack
         for story in pack.stories:
             for index in range(len(story.parts)):
                 yield from say.every_story_part(story, index)
@@ -249,16 +365,18 @@ class DialogueEngine:
             yield from say.every_song(song)
         for fact in pack.facts:
             yield from say.every_fact(fact)
-        yield from games.every(say, pack)
+        for answer in pack.answers:
+            for intro in say.every("answer_intro"):
+                yield fit(answer.text, intro)
 
 
 def _first(order: tuple[str, ...], categories: tuple[str, ...], default: str) -> str:
     return next((c for c in order if c in categories), default)
 
 
-def _topic(intents: set[str]) -> str | None:
-    for topic in ("space", "nature", "animals"):
-        if f"topic_{topic}" in intents:
+def _topic(keywords: frozenset[str]) -> str | None:
+    for topic in _TOPICS:
+        if f"topic_{topic}" in keywords:
             return topic
     return None
 

@@ -103,6 +103,7 @@ def _wyr_answer(say: Speech, pack: ContentPack, state: DialogueState) -> str:
 
 def every(say: Speech, pack: ContentPack) -> Iterator[str]:
     """Every reply the games can produce."""
+    yield from _every_reask(say, pack)
     yield from _every_animal(say, pack)
     yield from _every_count(say, pack)
     for question, start_line in itertools.product(pack.would_you_rather, say.every("wyr_start")):
@@ -137,3 +138,28 @@ def _every_count(say: Speech, pack: ContentPack) -> Iterator[str]:
         words = {"number": number_word(number), "Number": number_word(number).capitalize()}
         yield from say.every("count_next", **words)
         yield from say.every("count_wrong", expected=number_word(number - step), **words)
+
+
+def reask(say: Speech, pack: ContentPack, state: DialogueState) -> str:
+    """"Keep playing" in the middle of a game: the same game goes on with its question."""
+    keep = say.one(state, "keep_playing")
+    if state.skill == "riddle":
+        return fit(pack.riddles[state.item].question, keep)
+    if state.skill == "animal_sounds":
+        question = say.one(state, "animal_question", sound=pack.animal_sounds[state.item].sound)
+        return fit(question, keep)
+    if state.skill == "would_you_rather":
+        return fit(pack.would_you_rather[state.item], keep)
+    last = number_word(max(0, state.position - pack.counting_step))
+    return fit(say.one(state, "count_again", number=last), keep)
+
+
+def _every_reask(say: Speech, pack: ContentPack) -> Iterator[str]:
+    questions = [r.question for r in pack.riddles] + list(pack.would_you_rather)
+    questions += [q for a in pack.animal_sounds
+                  for q in say.every("animal_question", sound=a.sound)]
+    questions += [q for n in range(0, pack.counting_target + 1)
+                  for q in say.every("count_again", number=number_word(n))]
+    for keep in say.every("keep_playing"):
+        for question in questions:
+            yield fit(question, keep)

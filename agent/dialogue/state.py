@@ -31,6 +31,14 @@ class DialogueState:
     """What the bear last offered, taken up by a "yes"."""
     last_reply: str | None = None
     """What the bear said last (for "say that again")."""
+    last_item: str | None = None
+    """The last joke, song, story part, fact or answer said (for "again": the same one)."""
+    last_game: str | None = None
+    """The last game played, so "keep playing" after it ends plays it again."""
+    listening: bool = False
+    """The bear just asked the child to tell it more: a plain statement next is an answer."""
+    story_hint: str | None = None
+    """A word the offered story should be about ("rabbit")."""
     child_name: str | None = None
     """The child's first name, kept only when the parent allowed it."""
     quiet: bool = False
