@@ -7,7 +7,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from fleet_support import RecordingLed, SpeakingFake
+from fleet_support import INGEST_PASSWORD, RecordingLed, SpeakingFake
+from pydantic import SecretStr
 from support import until
 
 from agent.lifecycle import Lifecycle
@@ -50,7 +51,8 @@ class PawOnly:
 
 def test_paw_hold_pairs_and_the_running_bear_syncs_as_itself(bear, cloud, database):
     appliance = PawOnly()
-    ingestor = Ingestor(cloud)
+    ingestor = Ingestor(cloud.model_copy(update={"mqtt": cloud.mqtt.model_copy(update={
+        "username": "svc.ingest", "password": SecretStr(INGEST_PASSWORD)})}))
     ingesting = threading.Thread(target=ingestor.run)
     ingesting.start()
     try:

@@ -11,7 +11,7 @@ from support import run_cli
 from agent.health.journal import HealthJournal
 from config.settings import load_settings
 
-LINE = "nobody loves me and the big kids call me names"
+LINE = "my uncle hits me and says it is our secret"
 
 
 def test_chat_escalation_leaves_an_unpublished_wellbeing_alert_in_health_db(env, data_dir):
@@ -25,12 +25,12 @@ def test_chat_escalation_leaves_an_unpublished_wellbeing_alert_in_health_db(env,
     assert len(pending) == 1, pending
     alert = pending[0]
     assert not alert.raise_published  # waits for the uplink, like the appliance's
-    assert alert.severity == "high" and {"distress", "bullying"} & set(alert.details["categories"])
+    assert alert.severity == "high" and {"abuse", "secrets"} & set(alert.details["categories"])
     assert alert.device_id == (data_dir / "device_id").read_text().strip()
     raw = sqlite3.connect(path)
     dump = "\n".join(raw.iterdump())
     raw.close()
-    for word in ("nobody", "loves", "kids", "names"):
+    for word in ("uncle", "hits", "secret"):
         assert word not in dump  # never the child's words
 
 
