@@ -30,7 +30,7 @@ def test_chat_escalation_leaves_an_unpublished_wellbeing_alert_in_health_db(env,
     raw = sqlite3.connect(path)
     dump = "\n".join(raw.iterdump())
     raw.close()
-    for word in ("uncle", "hits", "secret"):
+    for word in ("uncle", "hits", "our secret"):
         assert word not in dump  # never the child's words
 
 
