@@ -53,7 +53,7 @@ def test_paired_bear_syncs_takes_commands_and_publishes_alerts(bear, cloud, data
 
 
 def test_a_wellbeing_alert_raised_while_ingest_is_down_arrives_exactly_once(
-        bear, cloud, database, secure_broker):
+        bear, cloud, database, secure_broker, tmp_path):
     """The broker's PUBACK is not the cloud's commit: with no ingest subscribed the broker
     drops the alert, so the bear keeps it until ``down/receipt`` (issue 12, item 4)."""
     with database.connect() as conn:
@@ -69,7 +69,8 @@ def test_a_wellbeing_alert_raised_while_ingest_is_down_arrives_exactly_once(
             time.sleep(2 * 5.0)  # published (and PUBACKed) at least once; nobody stored it
             assert [a.raise_published for a in monitor.journal.recent(0)] == [False], \
                 "the alert was marked published on the broker's PUBACK"
-            ingestor = Ingestor(cloud)
+            ingestor = Ingestor(cloud_settings(secure_broker, database.dsn, tmp_path,
+                                               "svc.ingest"))
             ingesting = threading.Thread(target=ingestor.run)
             ingesting.start()
             try:
