@@ -38,7 +38,7 @@ def gen_docs_here(*args: str, capsys: pytest.CaptureFixture) -> tuple[int, str]:
 
 
 def test_generated_docs_are_up_to_date() -> None:
-    """Regenerates README's config reference and docs/protocol.md and diffs them."""
+    """Regenerates docs/configuration.md and docs/protocol.md and diffs them."""
     result = gen_docs("--check")
     assert result.returncode == 0, result.stderr + "\nrun scripts/gen-docs and commit the result"
 
@@ -46,12 +46,12 @@ def test_generated_docs_are_up_to_date() -> None:
 def test_check_catches_stale_docs_and_a_rewrite_touches_only_the_generated_part(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    readme, doc = tmp_path / "README.md", tmp_path / "protocol.md"
-    shutil.copy(REPO / "README.md", readme)
+    readme, doc = tmp_path / "configuration.md", tmp_path / "protocol.md"
+    shutil.copy(REPO / "docs" / "configuration.md", readme)
     head = readme.read_text().partition(START)[0]
     readme.write_text(head + f"{START}\nold reference\n{END}\n\nafter the markers\n")
     doc.write_text("# stale\n")
-    args = ("--readme", str(readme), "--protocol", str(doc))
+    args = ("--reference", str(readme), "--protocol", str(doc))
     code, errors = gen_docs_here("--check", *args, capsys=capsys)
     assert code == 1
     assert str(readme) in errors and str(doc) in errors
@@ -65,7 +65,7 @@ def test_check_catches_stale_docs_and_a_rewrite_touches_only_the_generated_part(
 def test_the_reference_names_every_settings_key_with_its_environment_variable() -> None:
     from config.settings import Settings
 
-    reference = (REPO / "README.md").read_text().partition(START)[2].partition(END)[0]
+    reference = (REPO / "docs" / "configuration.md").read_text().partition(START)[2].partition(END)[0]
     for section in Settings.model_fields:
         assert f"### `[{section}]`" in reference or f"### `[{section}." in reference, section
     assert "| `retention_days` | int | `30` |" in reference
