@@ -65,7 +65,8 @@ def test_check_catches_stale_docs_and_a_rewrite_touches_only_the_generated_part(
 def test_the_reference_names_every_settings_key_with_its_environment_variable() -> None:
     from config.settings import Settings
 
-    reference = (REPO / "docs" / "configuration.md").read_text().partition(START)[2].partition(END)[0]
+    doc = (REPO / "docs" / "configuration.md").read_text()
+    reference = doc.partition(START)[2].partition(END)[0]
     for section in Settings.model_fields:
         assert f"### `[{section}]`" in reference or f"### `[{section}." in reference, section
     assert "| `retention_days` | int | `30` |" in reference
