@@ -25,7 +25,8 @@ from agent.safety.verdict import Action, Verdict
 
 logger = logging.getLogger(__name__)
 
-ESCALATION_ORDER = ("medical_emergency", "self_harm", "abuse", "secrets", "bullying", "distress")
+ESCALATION_ORDER = ("medical_emergency", "self_harm", "abuse", "lures", "secrets", "bullying",
+                    "distress")
 """Which wellbeing answer wins when several categories fired, most urgent first."""
 BLOCK_ORDER = ("sexual", "violence", "dangerous", "drugs_alcohol", "hate", "profanity")
 """Which steer-away answer wins when several categories fired."""
