@@ -178,8 +178,9 @@ class FleetMetricsServer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def serve(self, port: int, host: str = "0.0.0.0") -> int:
-        """Serve ``/metrics`` on ``port`` (0: a free one); returns the port."""
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
+        """Serve ``/metrics`` on ``host``:``port`` (0: a free one); returns the port. Loopback
+        unless told otherwise: the endpoint has no authentication."""
         from prometheus_client import start_http_server
 
         self._server, _thread = start_http_server(port, addr=host, registry=self.registry)

@@ -48,7 +48,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         if settings.notify.metrics_port is not None and not args.once:
             metrics = stack.enter_context(
                 FleetMetricsServer(settings.cloud.pg_dsn.get_secret_value()))
-            metrics.serve(settings.notify.metrics_port)
+            metrics.serve(settings.notify.metrics_port, settings.cloud.metrics_host)
         notifier = Notifier(settings.notify, conn)
         if args.once:
             counts = notifier.run_once()
