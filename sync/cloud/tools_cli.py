@@ -9,7 +9,7 @@ from pathlib import Path
 from config.errors import ConfigError
 from config.settings import Settings
 
-SERVICE_ROLES = ("fleet", "ingest")
+SERVICE_ROLES = ("edge", "fleet", "ingest")
 """Roles of ``provision --service`` (as :data:`sync.cloud.broker_accounts.SERVICE_ACLS`)."""
 
 
