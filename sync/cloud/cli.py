@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ingest", help="take bears' turns from MQTT into PostgreSQL, ack after commit"
     )
     ingest.set_defaults(func=_ingest)
-    from sync.cloud.tools_cli import register as register_tools  # provision, simulate (issue 6)
+    from sync.cloud.tools_cli import register as register_tools  # provision, broker-init
 
     register_tools(commands)
     from sync.cloud.fleet_cli import register as register_fleet  # fleet ... (issue 7)
