@@ -88,9 +88,12 @@ def _idle_worker(brokers: list[Settings], device_ids: list[str],
     finally:
         stop.set()
         network.join(60)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     report = SimulationReport(devices=at_once.devices,
                               max_connected=min(at_once.connected, at_end.connected),
-                              bears_acked=at_end.probes_acked, drops=at_end.drops)
+                              bears_acked=at_end.probes_acked, drops=at_end.drops,
+                              idle_cpu_seconds=usage.ru_utime + usage.ru_stime,
+                              idle_peak_mb=usage.ru_maxrss / 1024)
     results.put(("idle", report, [], 0))
 
 
@@ -172,6 +175,8 @@ def _collect(results: Any, done: Any, sender_processes: int, idle_processes: int
         merged.max_connected += part.max_connected
         merged.bears_acked += part.bears_acked
         merged.drops += part.drops
+        merged.idle_cpu_seconds += part.idle_cpu_seconds
+        merged.idle_peak_mb += part.idle_peak_mb
     merged.p50, merged.p99 = latencies.percentile(50), latencies.percentile(99)
     return FleetResult(merged, unsynced)
 

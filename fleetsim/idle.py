@@ -108,6 +108,8 @@ class IdleBear:
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any,
                       properties: Any) -> None:
+        if any(reason.is_failure for reason in reasons):
+            logger.warning("idle bear %s may not read its down/#: %s", self.device_id, reasons)
         if not self.acked:  # sent again on every reconnect until acked, same batch id
             client.publish(up_topic(self.device_id, "turns"), self._batch, qos=1)
 

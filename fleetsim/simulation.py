@@ -159,6 +159,10 @@ class SimulationReport:
     """Bears that received the cloud's ack for everything they sent."""
     drops: int = 0
     """Connections of idle bears lost while the turns flowed."""
+    idle_cpu_seconds: float = 0.0
+    """CPU seconds the idle bears' processes spent, connecting included."""
+    idle_peak_mb: float = 0.0
+    """Peak resident memory of the idle bears' processes together, MB."""
     turns_appended: int = 0
     """Turns kept in the bears' stores."""
     turns_acked: int = 0
