@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from config.cli import new_parser, run
+from config.cli_runner import new_parser, run
 from config.errors import ConfigError
 from config.settings import Settings
 

@@ -1,7 +1,4 @@
-"""``teddy-cloud provision`` and ``teddy-cloud broker-init``: argument parsing and output.
-
-The load generator that used to be ``teddy-cloud simulate`` runs real bears, so it lives
-outside the cloud: ``teddy-sim fleet`` (package ``fleetsim``)."""
+"""``teddy-cloud provision`` and ``teddy-cloud broker-init``: argument parsing and output."""
 
 from __future__ import annotations
 
