@@ -125,11 +125,13 @@ class IdleBear:
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
                        properties: Any) -> None:
+        if self._fleet.stopping:  # our own goodbye, not a lost connection
+            self.connected = False
+            return
         if self.connected:
             self._fleet.dropped()
         self.connected = False
-        if not self._fleet.stopping:
-            self._retry_later()
+        self._retry_later()
 
 
 class IdleFleet:

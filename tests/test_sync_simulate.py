@@ -71,3 +71,32 @@ def test_idle_bears_hold_real_connections_and_get_their_probe_acked(broker, data
             " count(*) FILTER (WHERE device_id >= 'idle-00004')"
             " FROM turns WHERE device_id LIKE 'idle-%'").fetchone()
     assert (senders, probes) == (40, 246)
+
+
+def test_idle_bears_reconnect_after_their_broker_restarts(broker):
+    """The one network thread notices every lost connection (counted once the window is
+    marked) and brings each bear back with jittered retries."""
+    import threading
+
+    from support import until
+
+    from fleetsim.idle import IdleFleet
+
+    fleet = IdleFleet()
+    fleet.add(Settings(mqtt={"port": broker.port}).mqtt,
+              [f"idle-re-{n:03d}" for n in range(40)], partial(bear_password, "s3cret"))
+    stop = threading.Event()
+    network = threading.Thread(target=fleet.serve, args=(stop,), daemon=True)
+    network.start()
+    try:
+        assert until(lambda: fleet.report().connected == 40, 30), fleet.report()
+        fleet.mark()
+        broker.kill()
+        assert until(lambda: fleet.report().drops == 40, 30), fleet.report()
+        broker.start()
+        assert until(lambda: fleet.report().connected == 40, 30), fleet.report()
+    finally:
+        stop.set()
+        network.join(30)
+    assert not network.is_alive()
+    assert fleet.report().drops == 40
