@@ -2,8 +2,7 @@
 (dynamic security; a TLS listener for the edges' bridges, a plain loopback one for the cloud
 services) and edge Mosquittos made from the shipped ``config/examples/edge-broker.conf``
 (dynamic security too, the same accounts and roles), each bridged to the core; and simulated
-bears, each with its own broker account, spread over the edges (one ``Simulation`` per
-process)."""
+bears, each with its own broker account, spread over the edges (``fleetsim``)."""
 
 from __future__ import annotations
 
@@ -14,27 +13,21 @@ import secrets
 import shutil
 import subprocess
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
 from support import Mosquitto, free_port, shipped_broker_config
 
 from config.settings import Settings
+from fleetsim.fleet import FleetResult
+from fleetsim.fleet import run_spread_fleet as run_fleetsim
 from sync.cloud.broker_accounts import (
     DEVICE_ROLE_PREFIX,
     SERVICE_ACLS,
     SERVICE_ROLE_PREFIX,
     device_acls,
     device_client_id,
-)
-from sync.cloud.simulate import (
-    BEARS_PER_PROCESS,
-    Latencies,
-    SimulatedBear,
-    Simulation,
-    SimulationReport,
-    _merge,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -214,89 +207,19 @@ def cloud_env(base: dict[str, str], core: CoreBroker) -> dict[str, str]:
 
 # --- simulated bears with their own accounts, spread over brokers ---------------------------
 
-class AccountSimulation(Simulation):
-    """A :class:`Simulation` whose bears log in as themselves (user name = device id)."""
-
-    def __init__(self, settings: Settings, workdir: Path, devices: int, prefix: str,
-                 first_index: int, secret: str) -> None:
-        super().__init__(settings, workdir, devices, prefix, first_index)
-        self._secret = secret
-
-    def start(self, connect_timeout: float = 60.0) -> int:
-        """Make every bear (its own account) and connect it; returns how many connected."""
-        import time
-        from concurrent.futures import ThreadPoolExecutor
-
-        def make(index: int) -> SimulatedBear:
-            device_id = f"{self._prefix}-{self._first + index:05d}"
-            mqtt = self._settings.mqtt.model_copy(update={
-                "username": device_id,
-                "password": SecretStr(bear_password(self._secret, device_id))})
-            return SimulatedBear(self._settings.model_copy(update={"mqtt": mqtt}), device_id,
-                                 self._workdir, self.latencies)
-
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            self.bears.extend(pool.map(make, range(self._count)))
-        for bear in self.bears:
-            bear.start(self._stop)
-        deadline = time.monotonic() + connect_timeout
-        while time.monotonic() < deadline and self.connected() < len(self.bears):
-            time.sleep(0.1)
-        return self.connected()
-
-
 def bear_ids(prefix: str, count: int) -> list[str]:
     """The device ids a fleet of ``count`` bears with ``prefix`` gets."""
     return [f"{prefix}-{index:05d}" for index in range(count)]
 
 
-def _worker(settings: Settings, workdir: Path, count: int, prefix: str, first: int,
-            turns: int, timeout: float, secret: str, barrier: Any, results: Any) -> None:
-    with AccountSimulation(settings, workdir, count, prefix, first, secret) as simulation:
-        connected = simulation.start(connect_timeout=600)
-        barrier.wait(900)
-        at_once = simulation.connected()
-        report = simulation.drive(turns, None, timeout)
-        report.max_connected = max(report.max_connected, at_once, connected)
-        unsynced = sum(1 for bear in simulation.bears if bear.store.outbox_depth())
-        results.put((report, simulation.latencies.values, unsynced))
-
-
-@dataclass
-class FleetResult:
-    """What a fleet over several brokers did."""
-
-    report: SimulationReport
-    """Merged report of every process."""
-    bears_with_unsynced_outbox: int
-    """Bears whose outbox still held turns at the end."""
-
-
 def run_spread_fleet(brokers: list[Settings], workdir: Path, devices: int, turns: int,
-                     timeout: float, prefix: str, secret: str) -> FleetResult:
-    """``devices`` bears (up to BEARS_PER_PROCESS a process), process groups dealt round
-    the ``brokers`` in turn; each appends ``turns`` once every process has connected."""
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")
-    groups = [(first, min(BEARS_PER_PROCESS, devices - first))
-              for first in range(0, devices, BEARS_PER_PROCESS)]
-    barrier, results = context.Barrier(len(groups)), context.Queue()
-    workers = [context.Process(target=_worker, daemon=True, args=(
-        brokers[index % len(brokers)], workdir, count, prefix, first, turns, timeout, secret,
-        barrier, results)) for index, (first, count) in enumerate(groups)]
-    for worker in workers:
-        worker.start()
-    merged, latencies, unsynced = SimulationReport(), Latencies(), 0
-    for _ in workers:
-        report, values, left = results.get(timeout=timeout + 1200)
-        _merge(merged, report)
-        latencies.values.extend(values)
-        unsynced += left
-    for worker in workers:
-        worker.join(60)
-    merged.p50, merged.p99 = latencies.percentile(50), latencies.percentile(99)
-    return FleetResult(merged, unsynced)
+                     timeout: float, prefix: str, secret: str,
+                     senders: int | None = None) -> FleetResult:
+    """``devices`` bears dealt round the ``brokers``, each logged in as itself with its
+    :func:`bear_password`; the first ``senders`` (default: all) append ``turns`` each from
+    their real stores, the rest hold idle connections (``fleetsim.fleet.run_spread_fleet``)."""
+    return run_fleetsim(brokers, workdir, devices, turns, timeout, prefix,
+                        password=partial(bear_password, secret), senders=senders)
 
 
 def bear_accounts(prefix: str, count: int, secret: str) -> dict[str, str]:
