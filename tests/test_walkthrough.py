@@ -24,6 +24,7 @@ FIRST_INSTALL = (
     "install -m 0644 config/examples/cloud.toml /etc/teddy/cloud.toml",
     "install -m 0644 systemd/teddy-cloud-*.service /etc/systemd/system/",
     "CREATE ROLE teddy",
+    "CREATE DATABASE teddy OWNER teddy",
     "teddy-cloud fleet keygen",
     "openssl x509 -req -in /root/teddy-ca/broker.csr",
     "sudo teddy-cloud broker-init",
