@@ -24,9 +24,9 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.failsafe import take_pending
-from agent.notify import Notifier, Watchdog
 from config.errors import TeddyError
 from config.settings import Settings, load_settings
+from sync.systemd_notify import Notifier, Watchdog
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from support import until
 
 from agent.lifecycle import Lifecycle
-from agent.notify import Notifier
+from sync.systemd_notify import Notifier
 from agent.runtime import open_bear
 from sync.cloud.ingest import Ingestor
 from sync.cloud.pairing import approve

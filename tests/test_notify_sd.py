@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from systemd_support import FakeSystemd
 
-from agent.notify import Notifier, Watchdog
+from sync.systemd_notify import Notifier, Watchdog
 
 
 @pytest.fixture

@@ -146,7 +146,7 @@ class Ingestor:
     def run(self) -> None:
         """Connect (waiting for the broker as long as it takes) and ingest until :meth:`stop`
         (or SIGTERM through the CLI)."""
-        from agent.notify import Notifier
+        from sync.systemd_notify import Notifier
 
         cloud = self._settings.cloud
         self._pool = db.open_pool(cloud, prepare=writer.prepare_connection)
