@@ -281,7 +281,12 @@ def require_handlers(handlers: Mapping[str, Any], owner: str) -> None:
 def _argument_model(handler: Any) -> type | None:
     """The annotated type of ``handler``'s last parameter (its arguments), if any."""
     parameters = list(inspect.signature(handler).parameters)
-    hints = typing.get_type_hints(handler)
+    try:
+        hints = typing.get_type_hints(handler)
+    except NameError as exc:
+        raise CommandRegistryError(f"the annotations of handler {handler.__qualname__} do not "
+                                   f"resolve ({exc}) — import the argument models it names at "
+                                   "module level") from None
     return hints.get(parameters[-1]) if parameters else None
 
 
