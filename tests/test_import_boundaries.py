@@ -17,9 +17,6 @@ BEAR_ONLY = ("agent", "sync.device", "sync.commands_link")
 """Modules only the bear runs: the cloud never imports them."""
 CLOUD_ONLY = ("sync.cloud",)
 """Modules only the cloud runs: the bear never imports them."""
-MOVING_OUT = {"sync/cloud/simulate.py"}
-"""The fleet simulator drives real bears' code; it is leaving the cloud package (issue 16).
-Skipped while it is still here."""
 
 
 def imported_modules(path: Path) -> list[tuple[int, str]]:
@@ -34,13 +31,11 @@ def imported_modules(path: Path) -> list[tuple[int, str]]:
     return found
 
 
-def violations(folder: str, forbidden: tuple[str, ...], skip: set[str] = frozenset()) -> list[str]:
+def violations(folder: str, forbidden: tuple[str, ...]) -> list[str]:
     """``file:line imports module`` for each import under ``folder`` of a ``forbidden`` one."""
     lines = []
     for path in sorted((ROOT / folder).rglob("*.py")):
         relative = path.relative_to(ROOT).as_posix()
-        if relative in skip:
-            continue
         for line, module in imported_modules(path):
             if any(module == f or module.startswith(f + ".") for f in forbidden):
                 lines.append(f"{relative}:{line} imports {module}")
@@ -48,7 +43,7 @@ def violations(folder: str, forbidden: tuple[str, ...], skip: set[str] = frozens
 
 
 def test_the_cloud_never_imports_the_bear():
-    assert violations("sync/cloud", BEAR_ONLY, MOVING_OUT) == []
+    assert violations("sync/cloud", BEAR_ONLY) == []
 
 
 def test_the_bear_never_imports_the_cloud():
