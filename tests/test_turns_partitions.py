@@ -73,7 +73,8 @@ def test_migration_0010_converts_a_populated_turns_table_keeping_every_row():
             conn.execute("UPDATE turns SET device_id = 'bear-nofamily-now'"
                          " WHERE device_id = 'bear-nofamily'")  # that turn stays unstamped
             before = conn.execute(SNAPSHOT).fetchall()
-            assert len(before) == 5 and before[0][0] == "bear-nofamily-now" and before[0][10] is None
+            assert len(before) == 5
+            assert before[0][0] == "bear-nofamily-now" and before[0][10] is None
             assert migrate(conn) == ["0010_turns_partitioned"]
             after = conn.execute(SNAPSHOT).fetchall()
             assert after == before  # every row, every column (received_at, pairing_id)
