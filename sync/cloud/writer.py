@@ -34,6 +34,10 @@ STAGING_DDL = (
     ") ON COMMIT DELETE ROWS"
 )
 COLUMNS = "device_id, seq, conversation_id, role, text, created_at, action, categories, batch_id"
+TURN_KEY = "device_id, seq, created_at"
+"""The idempotency key of ``turns`` (its primary key since migration 0010, which partitions
+by ``created_at``); ``scripts/bench-partitions`` sets the old ``device_id, seq`` to measure
+the unpartitioned table beside it."""
 
 
 def prepare_connection(conn: Any) -> None:
@@ -176,8 +180,7 @@ def _copy_turns(conn: Any, items: list[Parsed], outcome: Outcome) -> None:
             for row in rows:
                 copy.write_row(row)
         cur.execute(f"INSERT INTO turns ({COLUMNS}) SELECT {COLUMNS} FROM turns_staging"
-                    " ORDER BY device_id, seq ON CONFLICT (device_id, seq, created_at)"
-                    " DO NOTHING")
+                    f" ORDER BY device_id, seq ON CONFLICT ({TURN_KEY}) DO NOTHING")
         inserted = cur.rowcount
     outcome.inserted += inserted
     outcome.duplicates += total - inserted
