@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 from pydantic import Field
 
 from config.errors import ProtocolError
 from sync.protocol.base import MAX_SAFE_INT, Message, Timestamp
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 COMMAND_NAMES = (
     "ping", "health", "set-volume", "set-config", "delete-data", "export-summary",
@@ -40,8 +43,8 @@ class Signed(Message):
         """What is signed: the domain label and the message minus its signature."""
         return canonical_bytes(self.DOMAIN, self.model_dump(mode="json", exclude={"signature"}))
 
-    def signed_with(self, private_key: Any) -> Signed:
-        """A copy carrying the signature of ``private_key`` (an ``Ed25519PrivateKey``)."""
+    def signed_with(self, private_key: Ed25519PrivateKey) -> Self:
+        """A copy carrying the signature of ``private_key``."""
         signature = base64.b64encode(private_key.sign(self.canonical_bytes())).decode()
         return self.model_copy(update={"signature": signature})
 
