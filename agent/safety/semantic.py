@@ -224,7 +224,7 @@ def _save(cache: Path, vectors: dict[str, np.ndarray]) -> None:
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=cache.parent, suffix=".npz", delete=False) as tmp:
-            np.savez(tmp, **vectors)
+            np.savez(tmp, **vectors)  # type: ignore[arg-type]  # numpy stub: a key may be "allow_pickle"
         os.replace(tmp.name, cache)
         for old in cache.parent.glob("exemplars-*.npz"):
             if old != cache:
