@@ -32,6 +32,7 @@ from sync.protocol import (
     ConfigReported,
     ContentBundle,
 )
+from sync.protocol.commands import CommandStatus
 
 logger = logging.getLogger(__name__)
 
@@ -286,7 +287,7 @@ class CommandProcessor:
         if command.expires_at - command.issued_at > MAX_LIFETIME_S:
             raise CommandRejected("command claims a validity longer than 7 days")
 
-    def _result(self, command_id: str, name: str, status: str, reason: str,
+    def _result(self, command_id: str, name: str, status: CommandStatus, reason: str,
                 data: dict[str, Any] | None = None) -> CommandResult:
         return CommandResult(id=command_id, device_id=self.device_id, name=name[:64],
                              status=status, reason=reason[:1000], data=data or {},
@@ -442,6 +443,8 @@ def _peek(payload: bytes) -> tuple[str, str]:
 
     try:
         data = load_json(payload, "Command", Command.MAX_BYTES, Command.MAX_DEPTH)
+        if not isinstance(data, dict):
+            return "unknown", ""
         return str(data.get("id", "unknown"))[:64] or "unknown", str(data.get("name", ""))[:64]
     except (ProtocolError, AttributeError):
         return "unknown", ""

@@ -76,8 +76,10 @@ def open_appliance(
         wake_ears = None
         if settings.voice.listen_mode == "wake_phrase":
             wake_ears = build_ears(settings, [settings.voice.wake_phrase], model)
-        microphone = stack.enter_context(open_microphone(settings.audio, alert))
-        speaker = stack.enter_context(open_speaker(settings.audio))
+        microphone = open_microphone(settings.audio, alert)
+        stack.callback(microphone.close)
+        speaker = open_speaker(settings.audio)
+        stack.callback(speaker.close)
         voice = Voice(Synthesizer(settings.voice), speaker)
         factory = make_pin_factory(settings.pins)
         stack.callback(factory.close)
