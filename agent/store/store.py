@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from agent.alerts import AlertSink, Severity
 from agent.safety.verdict import Verdict
@@ -56,7 +56,7 @@ class StoredTurn:
     """Device-wide, monotonically increasing sequence number."""
     conversation_id: str
     """The conversation it belongs to."""
-    role: str
+    role: Literal["child", "bear"]
     """``"child"`` or ``"bear"``."""
     text: str
     """What was said."""

@@ -59,7 +59,9 @@ class CloudLink:
         client = self._link.client
         client.message_callback_add(
             topic_filter, lambda c, u, m: inbox.put((m.topic, bytes(m.payload))))
-        _result, mid = client.subscribe(topic_filter, qos=qos)
+        result, mid = client.subscribe(topic_filter, qos=qos)
+        if mid is None:
+            raise CloudError(f"could not subscribe to {topic_filter} ({result}) — connect first")
         event = self._subacks.setdefault(mid, threading.Event())
         if not event.wait(SUBACK_TIMEOUT_S):
             raise CloudError(f"the broker did not confirm the subscription to {topic_filter} "

@@ -27,7 +27,7 @@ import queue
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from config.errors import ProtocolError, TeddyError
 from config.settings import DEVICE_ID_PATTERN, Settings
@@ -42,7 +42,7 @@ from sync.protocol import (
     down_topic,
     parse_device_topic,
 )
-from sync.protocol.claim import code_digest, open_request, release_digest, seal_grant
+from sync.protocol.claim import Scope, code_digest, open_request, release_digest, seal_grant
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +191,8 @@ def approve(settings: Settings, conn: Any, code: str, parent_email: str,
         claim = _match(conn, settings, link, keys, code, device_id, who)
         token = secrets.token_urlsafe(32)
         pairing_id = _commit(conn, claim, parent_email, scopes, who, release_digest(token))
-        grant = PairingGrant(parent=parent_email, scopes=list(scopes), release_token=token)
+        grant = PairingGrant(parent=parent_email, release_token=token,  # it checks the scopes
+                             scopes=cast("list[Scope]", list(scopes)))
         answer = ClaimAnswer(device_id=claim["device_id"], claim_id=claim["claim_id"],
                              nonce=claim["nonce"], status="approved",
                              expires_at=time.time() + settings.fleet.claim_ttl_s,

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from agent.safety.verdict import Action, Verdict
 from agent.store import ConversationStore, Scope, TurnToKeep
@@ -27,7 +27,8 @@ FIRMWARE = "simulated"
 _ALLOW = Verdict(action=Action.ALLOW, categories=(), redacted="")
 
 
-def open_bear_store(data_dir: Path, synchronous: str = "NORMAL") -> ConversationStore:
+def open_bear_store(data_dir: Path, synchronous: Literal["FULL", "NORMAL"] = "NORMAL"
+                    ) -> ConversationStore:
     """A bear's store in ``data_dir`` with keep+sync consent granted (made if missing)."""
     settings = StoreSettings(data_dir=data_dir, synchronous=synchronous)
     store = ConversationStore.open(settings, create=True)

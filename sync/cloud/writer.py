@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sync.cloud import family_keys, fleet
 from sync.cloud.dead_letters import DeadLetters
 from sync.cloud.messages import Parsed
 from sync.protocol import Ack, Message, Receipt, down_topic, receipt_id, to_ranges
+from sync.protocol.receipts import ReceiptKind
 
 logger = logging.getLogger(__name__)
 
@@ -123,29 +124,29 @@ def _rejection(exc: Exception) -> str:
 
 def _drop_receipt(outcome: Outcome, item: Parsed) -> None:
     """A message rolled back to its savepoint is not receipted (nor acked)."""
-    key = (item.device_id, item.kind)
+    key = (item.bear, item.kind)
     rid = receipt_id(item.kind, item.body) if item.body is not None else None
     if rid is not None and rid in outcome.receipted.get(key, []):
         outcome.receipted[key].remove(rid)
     if item.kind == "turns":
         outcome.acks = [(t, a) for t, a in outcome.acks
                         if not (isinstance(a, Ack) and a.batch_id == item.body.batch_id
-                                and t == down_topic(item.device_id, "ack"))]
+                                and t == down_topic(item.bear, "ack"))]
 
 
 def _add_receipts(outcome: Outcome) -> None:
     for (device_id, kind), ids in sorted(outcome.receipted.items()):
         for start in range(0, len(ids), 1000):
             chunk = ids[start:start + 1000]
-            if chunk:
+            if chunk:  # kind: one that receipt_id named, so a receipt kind
                 outcome.acks.append((down_topic(device_id, "receipt"),
-                                     Receipt(kind=kind, ids=chunk)))
+                                     Receipt(kind=cast(ReceiptKind, kind), ids=chunk)))
 
 
 def _receipt(outcome: Outcome, item: Parsed) -> None:
     rid = receipt_id(item.kind, item.body)
     if rid is not None:
-        outcome.receipted.setdefault((item.device_id, item.kind), []).append(rid)
+        outcome.receipted.setdefault((item.bear, item.kind), []).append(rid)
 
 
 def _upsert_devices(conn: Any, items: list[Parsed]) -> None:
@@ -164,7 +165,7 @@ def _copy_turns(conn: Any, items: list[Parsed], outcome: Outcome) -> None:
         batch = item.body
         for t in batch.turns:
             # portal (issue 14): transcript text sealed under the family's key
-            text = family_keys.seal(conn, item.device_id, t.text)
+            text = family_keys.seal(conn, item.bear, t.text)
             rows.append((item.device_id, t.seq, t.conversation_id, t.role, text,
                          datetime.fromtimestamp(t.created_at, UTC), t.action,
                          t.categories, batch.batch_id))
@@ -184,7 +185,7 @@ def _copy_turns(conn: Any, items: list[Parsed], outcome: Outcome) -> None:
         outcome.oldest_turn_at = oldest if known is None else min(known, oldest)
     for item in items:
         ranges = to_ranges(t.seq for t in item.body.turns)
-        outcome.acks.append((down_topic(item.device_id, "ack"),
+        outcome.acks.append((down_topic(item.bear, "ack"),
                              Ack(batch_id=item.body.batch_id, ranges=ranges)))
 
 

@@ -29,6 +29,8 @@ from config.errors import ProtocolError
 from sync.protocol.base import Message
 from sync.protocol.commands import Signed
 
+Scope = Literal["keep", "sync", "name"]
+"""What a parent consents to (:class:`agent.store.consent.Scope` values)."""
 CLAIM_ID_PATTERN = re.compile(r"^c[0-9a-f]{24}$")
 """A claim id: ``c`` and 24 hex digits."""
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
@@ -103,7 +105,7 @@ class PairingGrant(Message):
     """Schema version."""
     parent: str = Field(min_length=3, max_length=320)
     """The consenting parent (e-mail)."""
-    scopes: list[Literal["keep", "sync", "name"]] = Field(min_length=1, max_length=3)
+    scopes: list[Scope] = Field(min_length=1, max_length=3)
     """What the parent consented to."""
     release_token: str = Field(min_length=32, max_length=128)
     """Secret that proves this pairing to the cloud when the bear later releases it."""

@@ -56,9 +56,8 @@ def create_app(settings: Settings, pool: Any = None) -> Any:
 
     if pool is None:
         pool = db.open_pool(settings.cloud)
-    if family_keys.keyring() is None:
-        family_keys.install(settings)
-    family_keys.keyring().check()  # the cloud key exists (made now) before ingest needs it
+    keys = family_keys.keyring() or family_keys.install(settings)
+    keys.check()  # the cloud key exists (made now) before ingest needs it
     app = FastAPI(title="Teddy for parents", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings, app.state.pool = settings, pool
     templates = Jinja2Templates(directory=str(HERE / "templates"))
