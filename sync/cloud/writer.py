@@ -17,13 +17,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, cast
 
 from sync.cloud import family_keys, fleet
 from sync.cloud.dead_letters import DeadLetters
 from sync.cloud.messages import Parsed
 from sync.protocol import Ack, Message, Receipt, down_topic, receipt_id, to_ranges
 from sync.protocol.receipts import ReceiptKind
+
+if TYPE_CHECKING:
+    from psycopg import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ STAGING_DDL = (
 COLUMNS = "device_id, seq, conversation_id, role, text, created_at, action, categories, batch_id"
 
 
-def prepare_connection(conn: Any) -> None:
+def prepare_connection(conn: Connection) -> None:
     """Pool ``configure`` hook: give a new connection its staging table."""
     conn.execute(STAGING_DDL)
 
@@ -65,7 +68,7 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
     return (psycopg.OperationalError, psycopg.InterfaceError)
 
 
-def write(conn: Any, items: list[Parsed], dead: DeadLetters | None = None) -> Outcome:
+def write(conn: Connection, items: list[Parsed], dead: DeadLetters | None = None) -> Outcome:
     """Commit ``items`` in one transaction (falling back to savepoints on any failure).
 
     Raises only when the connection fails (the caller retries the batch on a new one)."""
@@ -83,7 +86,7 @@ def write(conn: Any, items: list[Parsed], dead: DeadLetters | None = None) -> Ou
     return outcome
 
 
-def _write_all(conn: Any, items: list[Parsed], dead: DeadLetters | None) -> Outcome:
+def _write_all(conn: Connection, items: list[Parsed], dead: DeadLetters | None) -> Outcome:
     outcome = Outcome()
     _upsert_devices(conn, items)
     turns = [item for item in items if item.kind == "turns"]
@@ -94,7 +97,7 @@ def _write_all(conn: Any, items: list[Parsed], dead: DeadLetters | None) -> Outc
     return outcome
 
 
-def _write_each(conn: Any, items: list[Parsed], dead: DeadLetters | None) -> Outcome:
+def _write_each(conn: Connection, items: list[Parsed], dead: DeadLetters | None) -> Outcome:
     outcome = Outcome()
     for item in items:
         try:
@@ -149,7 +152,7 @@ def _receipt(outcome: Outcome, item: Parsed) -> None:
         outcome.receipted.setdefault((item.bear, item.kind), []).append(rid)
 
 
-def _upsert_devices(conn: Any, items: list[Parsed]) -> None:
+def _upsert_devices(conn: Connection, items: list[Parsed]) -> None:
     devices = sorted({i.device_id for i in items if i.kind != "invalid" and i.device_id})
     if devices:  # sorted: two ingestors lock device rows in the same order
         conn.execute(
@@ -157,7 +160,7 @@ def _upsert_devices(conn: Any, items: list[Parsed]) -> None:
             " ON CONFLICT (device_id) DO UPDATE SET last_seen = now()", (devices,))
 
 
-def _copy_turns(conn: Any, items: list[Parsed], outcome: Outcome) -> None:
+def _copy_turns(conn: Connection, items: list[Parsed], outcome: Outcome) -> None:
     total = 0
     oldest = None
     rows = []
@@ -189,7 +192,8 @@ def _copy_turns(conn: Any, items: list[Parsed], outcome: Outcome) -> None:
                              Ack(batch_id=item.body.batch_id, ranges=ranges)))
 
 
-def _write_other(conn: Any, item: Parsed, outcome: Outcome, dead: DeadLetters | None) -> None:
+def _write_other(conn: Connection, item: Parsed, outcome: Outcome,
+                 dead: DeadLetters | None) -> None:
     if item.kind == "status" and item.body is not None:
         status = item.body
         conn.execute(
@@ -213,7 +217,7 @@ def _write_other(conn: Any, item: Parsed, outcome: Outcome, dead: DeadLetters | 
         _receipt(outcome, item)
 
 
-def _write_health(conn: Any, item: Parsed) -> None:
+def _write_health(conn: Connection, item: Parsed) -> None:
     from psycopg.types.json import Jsonb
 
     sample = item.body
@@ -224,7 +228,7 @@ def _write_health(conn: Any, item: Parsed) -> None:
          Jsonb({"metrics": sample.metrics, "open_alerts": sample.open_alerts})))
 
 
-def _write_alert(conn: Any, item: Parsed) -> None:
+def _write_alert(conn: Connection, item: Parsed) -> None:
     from psycopg.types.json import Jsonb
 
     alert = item.body
@@ -241,7 +245,8 @@ def _write_alert(conn: Any, item: Parsed) -> None:
          Jsonb(alert.details), alert.raised_at, cleared_at, alert.rule))
 
 
-def _dead_letter(conn: Any, item: Parsed, outcome: Outcome, dead: DeadLetters | None) -> None:
+def _dead_letter(conn: Connection, item: Parsed, outcome: Outcome,
+                 dead: DeadLetters | None) -> None:
     message = item.message
     outcome.dead_letters += 1
     if dead is not None and not dead.admit(item.device_id):
