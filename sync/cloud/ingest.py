@@ -32,7 +32,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from config.settings import Settings
 from sync.backoff import Backoff
@@ -43,6 +43,9 @@ from sync.cloud.metrics import IngestMetrics
 from sync.cloud.ratelimit import TokenBuckets
 from sync.protocol import Receipt, down_topic, receipt_id, shared_subscription
 from sync.protocol.receipts import ReceiptKind
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +134,8 @@ class Ingestor:
         self._subscribed.clear()
         _, self._subscribe_mid = self._link.client.subscribe(self._topics())
 
-    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any,
+                      props: Any) -> None:
         if mid != self._subscribe_mid:
             return
         refused = [str(r) for r in reasons if r.is_failure]
@@ -140,7 +144,7 @@ class Ingestor:
                          "account's ACL", ", ".join(refused))
         self._subscribed.set()
 
-    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self._inbox.put(Received(message.topic, bytes(message.payload), message.mid,
                                  message.qos, time.monotonic()))
 
