@@ -109,7 +109,8 @@ def save_shipped(path: Path, vectors: dict[str, np.ndarray]) -> None:
     """Write vectors (digest -> array) to ship beside the content."""
     with Path(path).open("wb") as handle:
         arrays = {f"v_{k}": v.astype(np.float32) for k, v in vectors.items()}
-        np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]  # stub: "allow_pickle"
+        # numpy's stub types **kwds as if a key could be its own "allow_pickle" flag
+        np.savez_compressed(handle, **arrays)  # type: ignore[arg-type, unused-ignore]
 
 
 def _from_shipped(path: Path | None, key: str, rows: int) -> np.ndarray | None:
