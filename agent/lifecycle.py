@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agent.failsafe import take_pending
-from agent.notify import Notifier, Watchdog
+from agent.crash_alert import take_pending
+from agent.systemd_notify import SystemdNotifier, Watchdog
 from config.errors import TeddyError
 from config.settings import Settings, load_settings
 
@@ -48,14 +48,14 @@ class Lifecycle:
     """Signals, watchdog and sync around one voice loop. Use :func:`serve`."""
 
     def __init__(self, settings: Settings, bear: Any, loop: Any, config_file: str | None,
-                 notifier: Notifier | None = None, appliance: Any = None) -> None:
+                 notifier: SystemdNotifier | None = None, appliance: Any = None) -> None:
         self.settings = settings
         """The settings in force (replaced by a SIGHUP reload)."""
         self.bear = bear
         """The bear (store, alerts)."""
         self.loop = loop
         """The voice loop: ``run()``, ``request_stop()`` and a ``heartbeat`` hook."""
-        self.notifier = notifier or Notifier.from_environment()
+        self.notifier = notifier or SystemdNotifier.from_environment()
         """Where READY/WATCHDOG/STOPPING go."""
         self.watchdog = Watchdog(self.notifier)
         """Pings while the loop steps."""

@@ -291,8 +291,8 @@ def test_nobody_takes_over_a_bears_client_id(fleet):
 def test_a_bear_in_the_ingest_share_group_steals_nothing(fleet, database, tmp_path):
     """The issue's attack during real traffic: bear A asks to join ``$share/ingest`` for
     turns and alerts; the ingest still gets every turn and alert of bear B, once."""
+    from fleetsim.simulation import append_turns, open_bear_store
     from sync.cloud.ingest import Ingestor
-    from sync.cloud.simulate import append_turns, open_bear_store
     from sync.device import DeviceSync
     from sync.protocol import AlertMessage
 
@@ -353,8 +353,8 @@ def test_metrics_listen_on_loopback_unless_configured():
 
 
 def test_the_pipeline_runs_on_provisioned_accounts(fleet, database, tmp_path):
+    from fleetsim.simulation import append_turns, open_bear_store
     from sync.cloud.ingest import Ingestor
-    from sync.cloud.simulate import append_turns, open_bear_store
     from sync.device import DeviceSync
 
     ingest_settings = load_settings(fleet.out / "svc.ingest.toml",
@@ -381,7 +381,7 @@ def test_the_pipeline_runs_on_provisioned_accounts(fleet, database, tmp_path):
 
 
 def test_the_failsafe_alert_goes_out_as_the_bear_and_leaves_its_queue_alone(fleet):
-    """``python -m agent.failsafe`` (systemd's OnFailure= alert) logs in with the bear's own
+    """``python -m agent.crash_alert`` (systemd's OnFailure= alert) logs in with the bear's own
     bound client id; the ``down/cmd`` queued for the crashed agent still waits for it."""
     import subprocess
     import sys
@@ -394,7 +394,7 @@ def test_the_failsafe_alert_goes_out_as_the_bear_and_leaves_its_queue_alone(flee
         bear_b.close()
         assert ingest.publish(f"teddy/v1/{fleet.b}/down/cmd", b"queued-cmd") == 0
         result = subprocess.run(
-            [sys.executable, "-m", "agent.failsafe", "teddy-agent.service"],
+            [sys.executable, "-m", "agent.crash_alert", "teddy-agent.service"],
             env=dict(fleet.env, TEDDY_DEVICE__ID=fleet.b, TEDDY_MQTT__USERNAME=fleet.b,
                      TEDDY_MQTT__PASSWORD=fleet.password(fleet.b)),
             capture_output=True, text=True, timeout=60)

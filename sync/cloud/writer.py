@@ -45,7 +45,7 @@ def prepare_connection(conn: Connection) -> None:
 
 
 @dataclass
-class Outcome:
+class WriteOutcome:
     """What one committed transaction did."""
 
     acks: list[tuple[str, Message]] = field(default_factory=list)
@@ -68,7 +68,7 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
     return (psycopg.OperationalError, psycopg.InterfaceError)
 
 
-def write(conn: Connection, items: list[Parsed], dead: DeadLetters | None = None) -> Outcome:
+def write(conn: Connection, items: list[Parsed], dead: DeadLetters | None = None) -> WriteOutcome:
     """Commit ``items`` in one transaction (falling back to savepoints on any failure).
 
     Raises only when the connection fails (the caller retries the batch on a new one)."""
@@ -86,8 +86,8 @@ def write(conn: Connection, items: list[Parsed], dead: DeadLetters | None = None
     return outcome
 
 
-def _write_all(conn: Connection, items: list[Parsed], dead: DeadLetters | None) -> Outcome:
-    outcome = Outcome()
+def _write_all(conn: Connection, items: list[Parsed], dead: DeadLetters | None) -> WriteOutcome:
+    outcome = WriteOutcome()
     _upsert_devices(conn, items)
     turns = [item for item in items if item.kind == "turns"]
     if turns:
@@ -97,8 +97,8 @@ def _write_all(conn: Connection, items: list[Parsed], dead: DeadLetters | None) 
     return outcome
 
 
-def _write_each(conn: Connection, items: list[Parsed], dead: DeadLetters | None) -> Outcome:
-    outcome = Outcome()
+def _write_each(conn: Connection, items: list[Parsed], dead: DeadLetters | None) -> WriteOutcome:
+    outcome = WriteOutcome()
     for item in items:
         try:
             with conn.transaction():  # a savepoint: a bad message cannot spoil the others
@@ -125,7 +125,7 @@ def _rejection(exc: Exception) -> str:
     return f"rejected while storing ({type(exc).__name__}): {_first_line(exc)}"
 
 
-def _drop_receipt(outcome: Outcome, item: Parsed) -> None:
+def _drop_receipt(outcome: WriteOutcome, item: Parsed) -> None:
     """A message rolled back to its savepoint is not receipted (nor acked)."""
     key = (item.bear, item.kind)
     rid = receipt_id(item.kind, item.body) if item.body is not None else None
@@ -137,7 +137,7 @@ def _drop_receipt(outcome: Outcome, item: Parsed) -> None:
                                 and t == down_topic(item.bear, "ack"))]
 
 
-def _add_receipts(outcome: Outcome) -> None:
+def _add_receipts(outcome: WriteOutcome) -> None:
     for (device_id, kind), ids in sorted(outcome.receipted.items()):
         for start in range(0, len(ids), 1000):
             chunk = ids[start:start + 1000]
@@ -146,7 +146,7 @@ def _add_receipts(outcome: Outcome) -> None:
                                      Receipt(kind=cast(ReceiptKind, kind), ids=chunk)))
 
 
-def _receipt(outcome: Outcome, item: Parsed) -> None:
+def _receipt(outcome: WriteOutcome, item: Parsed) -> None:
     rid = receipt_id(item.kind, item.body)
     if rid is not None:
         outcome.receipted.setdefault((item.bear, item.kind), []).append(rid)
@@ -160,7 +160,7 @@ def _upsert_devices(conn: Connection, items: list[Parsed]) -> None:
             " ON CONFLICT (device_id) DO UPDATE SET last_seen = now()", (devices,))
 
 
-def _copy_turns(conn: Connection, items: list[Parsed], outcome: Outcome) -> None:
+def _copy_turns(conn: Connection, items: list[Parsed], outcome: WriteOutcome) -> None:
     total = 0
     oldest = None
     rows = []
@@ -192,7 +192,7 @@ def _copy_turns(conn: Connection, items: list[Parsed], outcome: Outcome) -> None
                              Ack(batch_id=item.body.batch_id, ranges=ranges)))
 
 
-def _write_other(conn: Connection, item: Parsed, outcome: Outcome,
+def _write_other(conn: Connection, item: Parsed, outcome: WriteOutcome,
                  dead: DeadLetters | None) -> None:
     if item.kind == "status" and item.body is not None:
         status = item.body
@@ -245,7 +245,7 @@ def _write_alert(conn: Connection, item: Parsed) -> None:
          Jsonb(alert.details), alert.raised_at, cleared_at, alert.rule))
 
 
-def _dead_letter(conn: Connection, item: Parsed, outcome: Outcome,
+def _dead_letter(conn: Connection, item: Parsed, outcome: WriteOutcome,
                  dead: DeadLetters | None) -> None:
     message = item.message
     outcome.dead_letters += 1
