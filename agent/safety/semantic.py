@@ -240,7 +240,8 @@ def _save(cache: Path, vectors: dict[str, np.ndarray]) -> None:
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=cache.parent, suffix=".npz", delete=False) as tmp:
-            np.savez(tmp, **vectors)
+            # numpy's stub types **kwds as if a key could be its own "allow_pickle" flag
+            np.savez(tmp, **vectors)  # type: ignore[arg-type, unused-ignore]
         os.replace(tmp.name, cache)
         for old in cache.parent.glob("exemplars-*.npz"):
             if old != cache:
