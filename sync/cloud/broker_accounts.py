@@ -34,13 +34,16 @@ import logging
 import secrets
 import threading
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import SecretStr
 
 from config.errors import CloudError, SyncError
 from config.settings import DEVICE_ID_PATTERN, SERVICE_ACCOUNT_PATTERN, MqttSettings, Settings
 from sync.protocol import TOPIC_ROOT
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
 
 logger = logging.getLogger(__name__)
 
@@ -282,7 +285,7 @@ class DynsecAuth:
         self._link = link
         return link
 
-    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
             responses = json.loads(message.payload).get("responses", [])
         except (ValueError, AttributeError):
