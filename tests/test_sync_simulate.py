@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from support import run_cli
-from sync_helpers import IngestProcess
+from support.processes import run_cli
+from support.syncing import IngestProcess
 
 
 def test_simulate_reports_every_turn_arrived_once(broker, database, env, tmp_path):

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
-from support import Mosquitto, free_port
 
 from config.settings import Settings
+from support.brokers import Mosquitto, free_port
+from support.paths import ROOT
 from sync.cloud.simulate import (
     BEARS_PER_PROCESS,
     Latencies,
@@ -26,7 +27,6 @@ from sync.cloud.simulate import (
     _merge,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 EDGE_EXAMPLE = ROOT / "config" / "examples" / "edge-broker.conf"
 CLOUD_PASSWORD = secrets.token_urlsafe(16)
 
