@@ -24,9 +24,9 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.crash_alert import take_pending
-from agent.systemd_notify import SystemdNotifier, Watchdog
 from config.errors import TeddyError
 from config.settings import Settings, load_settings
+from sync.systemd_notify import SystemdNotifier, Watchdog
 
 logger = logging.getLogger(__name__)
 

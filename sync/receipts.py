@@ -17,11 +17,14 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config.errors import ProtocolError
 from sync.client import MqttLink
 from sync.protocol import Message, Receipt, down_topic, receipt_id, up_topic
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
 
 logger = logging.getLogger(__name__)
 
@@ -155,9 +158,9 @@ class PendingUplink:
             for entry in due:
                 self._publish(entry)
 
-    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
-            receipt = Receipt.from_payload(message.payload)
+            receipt = Receipt.from_payload(bytes(message.payload))
         except ProtocolError as exc:
             logger.error("ignored a malformed receipt on %s: %s", message.topic, exc)
             return

@@ -11,7 +11,7 @@ import pytest
 from support.fake_systemd import FakeSystemd
 from support.waiting import wait_until
 
-from agent.systemd_notify import SystemdNotifier, Watchdog
+from sync.systemd_notify import SystemdNotifier, Watchdog
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ class Embedder:
     """
 
     def __init__(self, encoder: BertEncoder, tokenizer: Any, files: ModelFiles) -> None:
-        self._encoder = encoder
+        self._encoder: BertEncoder | None = encoder
         self._tokenizer = tokenizer
         self._lock = threading.Lock()
         self._closed = False
@@ -56,7 +56,8 @@ class Embedder:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """One L2-normalised float32 vector per text: shape ``(len(texts), 384)``."""
-        if self._closed:
+        encoder = self._encoder
+        if self._closed or encoder is None:
             raise ModelFilesError("the embedder is closed — load it again with load_embedder()")
         if not texts:
             return np.zeros((0, DIMENSION), dtype=np.float32)
@@ -67,13 +68,19 @@ class Embedder:
             chunk = order[start:start + BATCH]
             ids, mask = _pad([encodings[i].ids for i in chunk])
             with self._lock:
-                out[chunk] = self._encoder.forward(ids, mask)
+                out[chunk] = encoder.forward(ids, mask)
         return out
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` dropped the weights."""
+        return self._closed
+
     def close(self) -> None:
-        """Drop the weights (idempotent); :meth:`encode` refuses afterwards."""
+        """Drop the weights (idempotent); :meth:`encode` refuses afterwards. The embedder
+        may be shared (:func:`load_embedder`): the next load then reads the files again."""
         self._closed = True
-        self._encoder = None  # type: ignore[assignment]
+        self._encoder = None
         self._tokenizer = None
 
     def __enter__(self) -> Embedder:
@@ -104,12 +111,18 @@ def _pad(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     return ids, mask
 
 
+_LOADED: dict[str, Embedder] = {}
+_LOADED_LOCK = threading.Lock()
+
+
 def load_embedder(settings: Any = None) -> Embedder | None:
     """The embedder the settings ask for, or None when the model is off or not installed.
 
     ``settings.safety.semantic_model``: ``"auto"`` (default; the fetched files, else the
     PyPI package's), ``"off"``, or a path. Files that fail their hash check raise
-    :class:`ModelFilesError` (never silently run a different model).
+    :class:`ModelFilesError` (never silently run a different model). One embedder per model
+    location per process: the safety filter and the dialogue share its ~90 MB of weights
+    (loaded and hash-checked once; loaded again only after it was closed).
     """
     choice, data_dir = _choice(settings)
     path = locate(choice, data_dir)
@@ -117,9 +130,13 @@ def load_embedder(settings: Any = None) -> Embedder | None:
         logger.warning("semantic model %s not installed (%s): safety runs on rules only",
                        MODEL_NAME, choice)
         return None
-    embedder = Embedder.from_files(read_model_files(path))
-    logger.info("semantic model %s loaded from %s", MODEL_NAME, path)
-    return embedder
+    with _LOADED_LOCK:
+        loaded = _LOADED.get(str(path))
+        if loaded is None or loaded.closed:
+            loaded = Embedder.from_files(read_model_files(path))
+            _LOADED[str(path)] = loaded
+            logger.info("semantic model %s loaded from %s", MODEL_NAME, path)
+        return loaded
 
 
 def _choice(settings: Any) -> tuple[str, Path | None]:

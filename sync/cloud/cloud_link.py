@@ -13,11 +13,14 @@ import queue
 import secrets
 import socket
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config.errors import CloudError
 from config.settings import Settings
 from sync.client import MqttLink
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ class CloudLink:
         """Disconnect; idempotent."""
         self._link.close()
 
-    def _on_subscribe(self, client: Any, userdata: Any, mid: int, *rest: Any) -> None:
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, *rest: Any) -> None:
         event = self._subacks.setdefault(mid, threading.Event())
         event.set()
 
@@ -59,7 +62,9 @@ class CloudLink:
         client = self._link.client
         client.message_callback_add(
             topic_filter, lambda c, u, m: inbox.put((m.topic, bytes(m.payload))))
-        _result, mid = client.subscribe(topic_filter, qos=qos)
+        result, mid = client.subscribe(topic_filter, qos=qos)
+        if mid is None:
+            raise CloudError(f"could not subscribe to {topic_filter} ({result}) — connect first")
         event = self._subacks.setdefault(mid, threading.Event())
         if not event.wait(SUBACK_TIMEOUT_S):
             raise CloudError(f"the broker did not confirm the subscription to {topic_filter} "

@@ -4,7 +4,8 @@ Messages are received with manual acknowledgement: a message is PUBACKed to the 
 and the bear's ``down/ack`` is published, only after the transaction holding its rows has
 committed. A payload that fails validation is kept in ``dead_letters`` with the reason
 (in the same transaction) and never stops ingest. Inserts are idempotent on
-``(device_id, seq)``, so resent batches never duplicate.
+``(device_id, seq, created_at)`` (a resend carries the turn's own time), so resent batches
+never duplicate.
 
 No message can stop ingest: payloads are bounded in size and depth before parsing, every
 field and time is range-checked (:mod:`sync.cloud.messages`), and any exception while
@@ -32,7 +33,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from config.settings import Settings
 from sync.backoff import Backoff
@@ -42,6 +43,10 @@ from sync.cloud.messages import KINDS, Parsed, Received, TimeWindow, parse
 from sync.cloud.metrics import IngestMetrics
 from sync.cloud.ratelimit import TokenBuckets
 from sync.protocol import Receipt, down_topic, receipt_id, shared_subscription
+from sync.protocol.receipts import ReceiptKind
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +135,8 @@ class Ingestor:
         self._subscribed.clear()
         _, self._subscribe_mid = self._link.client.subscribe(self._topics())
 
-    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any,
+                      props: Any) -> None:
         if mid != self._subscribe_mid:
             return
         refused = [str(r) for r in reasons if r.is_failure]
@@ -139,14 +145,14 @@ class Ingestor:
                          "account's ACL", ", ".join(refused))
         self._subscribed.set()
 
-    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self._inbox.put(Received(message.topic, bytes(message.payload), message.mid,
                                  message.qos, time.monotonic()))
 
     def run(self) -> None:
         """Connect (waiting for the broker as long as it takes) and ingest until :meth:`stop`
         (or SIGTERM through the CLI)."""
-        from agent.systemd_notify import SystemdNotifier
+        from sync.systemd_notify import SystemdNotifier
 
         cloud = self._settings.cloud
         self._pool = db.open_pool(cloud, prepare=writer.prepare_connection)
@@ -296,8 +302,9 @@ class Ingestor:
             if rid is not None:
                 reason = (f"over this bear's rate ({self._settings.cloud.bear_turns_per_s:g} "
                           f"turns/s, {self._settings.cloud.bear_bytes_per_s:g} bytes/s)")
-                refusals.append((down_topic(item.device_id, "receipt"),
-                                 Receipt(kind=item.kind, ids=[rid], refused=reason,
+                kind = cast(ReceiptKind, item.kind)  # turns, or one that receipt_id named
+                refusals.append((down_topic(item.bear, "receipt"),
+                                 Receipt(kind=kind, ids=[rid], refused=reason,
                                          retry_after=round(min(max(wait, 0.5), 3600.0), 3))))
         return kept, refusals
 

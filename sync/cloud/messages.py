@@ -20,8 +20,9 @@ from sync.protocol import (
     TurnsBatch,
     parse_device_topic,
 )
+from sync.protocol.base import Message
 
-KINDS = {
+KINDS: dict[str, type[Message]] = {
     "turns": TurnsBatch,
     "status": Status,
     "health": HealthSample,
@@ -62,6 +63,13 @@ class Parsed:
     """The validated message (None for a cleared retained status or an invalid one)."""
     reason: str | None = None
     """Why it is invalid (kind ``invalid``)."""
+
+    @property
+    def bear(self) -> str:
+        """The device id of a valid message (only a message on a bad topic has none)."""
+        if self.device_id is None:
+            raise ProtocolError(f"topic {self.message.topic!r} names no bear")
+        return self.device_id
 
 
 @dataclass(frozen=True)

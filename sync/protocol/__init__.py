@@ -8,11 +8,14 @@ from sync.protocol.base import Message
 from sync.protocol.claim import ClaimAnswer, ClaimBody, ClaimRequest, PairingGrant, Release
 from sync.protocol.commands import (
     COMMAND_NAMES,
+    COMMANDS,
     Command,
     CommandResult,
     ConfigDesired,
     ConfigReported,
     ContentBundle,
+    parse_command_args,
+    peek_command,
 )
 from sync.protocol.health import AlertMessage, HealthSample
 from sync.protocol.receipts import Receipt, receipt_id
@@ -31,6 +34,7 @@ from sync.protocol.turns import Ack, TurnRecord, TurnsBatch, to_ranges
 
 __all__ = [
     "COMMAND_NAMES",
+    "COMMANDS",
     "ClaimAnswer",
     "ClaimBody",
     "ClaimRequest",
@@ -55,7 +59,9 @@ __all__ = [
     "claim_requests_filter",
     "device_root",
     "down_topic",
+    "parse_command_args",
     "parse_device_topic",
+    "peek_command",
     "shared_subscription",
     "to_ranges",
     "up_topic",

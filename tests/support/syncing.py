@@ -11,10 +11,10 @@ from pathlib import Path
 
 from agent.store import ConversationStore
 from config.settings import Settings, StoreSettings
+from fleetsim.simulation import append_turns, open_bear_store
 from support.processes import start_cli, wait_for_log
 from support.waiting import wait_until
 from sync.cloud.ingest import Ingestor
-from sync.cloud.simulate import append_turns, open_bear_store
 from sync.device import DeviceSync, SyncReport
 
 

@@ -9,8 +9,8 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(condition: Callable[[], T], timeout: float = 20.0,
-               what: str | Callable[[], str] = "the condition", interval: float = 0.02) -> T:
+def wait_until(condition: Callable[[], T], timeout: float, what: str | Callable[[], str],
+               interval: float = 0.02) -> T:
     """Poll ``condition()`` until it returns something true; returns that value.
 
     After ``timeout`` seconds raises :class:`TimeoutError` naming ``what`` was awaited (a

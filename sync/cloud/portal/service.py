@@ -14,11 +14,15 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config.errors import TeddyError
 from config.settings import Settings
 from sync.cloud import family_keys
+from sync.cloud.db import one_row
+
+if TYPE_CHECKING:
+    from psycopg import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +60,7 @@ def _uuid(text: str) -> str:
         raise NotFoundError("not found") from None
 
 
-def open_text(conn: Any, value: str) -> str | None:
+def open_text(conn: Connection, value: str) -> str | None:
     """A turn's text opened with its family key (None when the key was destroyed)."""
     ring = family_keys.keyring()
     if ring is None:
@@ -70,21 +74,32 @@ def open_text(conn: Any, value: str) -> str | None:
 class FamilyService:
     """One parent's family: bears, conversations, alerts, settings, export and deletion."""
 
-    def __init__(self, settings: Settings, conn: Any, parent: Parent) -> None:
+    def __init__(self, settings: Settings, conn: Connection, parent: Parent,
+                 reads: Connection | None = None
+                 ) -> None:
         self.settings = settings
         """Cloud settings (fleet signing, MQTT)."""
         self.conn = conn
-        """An autocommit psycopg connection."""
+        """An autocommit psycopg connection (the primary)."""
         self.parent = parent
         """Whose family this is."""
+        self.reads = conn if reads is None else reads
+        """Where the transcript pages read (what was said, alerts, export): a read replica
+        (``portal.read_dsn``, which may lag the primary by its replay delay) or ``conn``."""
+
+    def _primary(self) -> FamilyService:
+        """This family with every read on the primary (what a change decides on)."""
+        return FamilyService(self.settings, self.conn, self.parent)
 
     # --- the one place family data is read -------------------------------------------
 
-    def _rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
+    def _rows(self, sql: str, params: dict[str, Any] | None = None, replica: bool = False
+              ) -> list[tuple]:
         if "{scope}" not in sql:
             raise RuntimeError("a family query must be scoped with {scope}")
         bound = {**(params or {}), "family": self.parent.family_id}
-        return self.conn.execute(sql.replace("{scope}", SCOPE), bound).fetchall()
+        conn = self.reads if replica else self.conn
+        return conn.execute(sql.replace("{scope}", SCOPE), bound).fetchall()
 
     def pairing(self, pairing_id: str) -> dict[str, Any]:
         """One of this family's bears by pairing id; :class:`NotFoundError` otherwise."""
@@ -151,7 +166,8 @@ class FamilyService:
             "SELECT t.conversation_id, min(t.created_at), count(*),"
             " bool_or(t.action <> 'allow') FROM turns t"
             " WHERE t.pairing_id = %(pairing)s AND t.pairing_id IN {scope}"
-            " GROUP BY t.conversation_id ORDER BY 2 DESC", {"pairing": _uuid(pairing_id)})
+            " GROUP BY t.conversation_id ORDER BY 2 DESC", {"pairing": _uuid(pairing_id)},
+            replica=True)
         return [{"conversation_id": r[0], "started_at": r[1], "day": r[1].date().isoformat(),
                  "turns": r[2], "flagged": r[3]} for r in rows]
 
@@ -161,10 +177,10 @@ class FamilyService:
             "SELECT t.seq, t.role, t.text, t.created_at, t.action, t.categories FROM turns t"
             " WHERE t.pairing_id = %(pairing)s AND t.pairing_id IN {scope}"
             " AND t.conversation_id = %(conversation)s ORDER BY t.seq",
-            {"pairing": _uuid(pairing_id), "conversation": conversation_id})
+            {"pairing": _uuid(pairing_id), "conversation": conversation_id}, replica=True)
         if not rows:
             raise NotFoundError("no such conversation")
-        return [{"seq": r[0], "role": r[1], "text": open_text(self.conn, r[2]),
+        return [{"seq": r[0], "role": r[1], "text": open_text(self.reads, r[2]),
                  "created_at": r[3], "action": r[4], "categories": list(r[5])} for r in rows]
 
     def alerts(self) -> list[dict[str, Any]]:
@@ -178,11 +194,11 @@ class FamilyService:
             "  ORDER BY t.created_at DESC LIMIT 1)"
             " FROM alerts a JOIN family_pairings fp ON fp.pairing_id = a.pairing_id"
             " WHERE a.pairing_id IN {scope} AND a.kind LIKE 'wellbeing.%%'"
-            " ORDER BY a.raised_at DESC LIMIT 200")
+            " ORDER BY a.raised_at DESC LIMIT 200", replica=True)
         names = ("pairing_id", "kind", "severity", "message", "raised_at", "cleared_at",
                  "device_id", "child_name")
         return [{**dict(zip(names, r[:8], strict=True)),
-                 "turn": open_text(self.conn, r[8]) if r[8] else None} for r in rows]
+                 "turn": open_text(self.reads, r[8]) if r[8] else None} for r in rows]
 
     def deletions(self, pairing_id: str | None = None) -> list[dict[str, Any]]:
         """Deletions asked for, with whether the bear confirmed them."""
@@ -226,8 +242,9 @@ class FamilyService:
 
     def retention_days(self) -> int:
         """Days the cloud keeps this family's transcripts."""
-        return self.conn.execute("SELECT retention_days FROM families WHERE family_id = %s",
-                                 (self.parent.family_id,)).fetchone()[0]
+        return one_row(self.conn.execute(
+            "SELECT retention_days FROM families WHERE family_id = %s",
+            (self.parent.family_id,)))[0]
 
     # --- changes ----------------------------------------------------------------------
 
@@ -307,17 +324,17 @@ class FamilyService:
             command = Fleet(self.settings, self.conn).send(bear["device_id"], "delete-data",
                                                            args, ttl_s=7 * 24 * 3600).command
             command_id = command.id
-        row = self.conn.execute(
+        row = one_row(self.conn.execute(
             "INSERT INTO portal_deletions (family_id, pairing_id, scope, command_id,"
             " cloud_turns) VALUES (%s, %s, %s, %s, %s) RETURNING deletion_id::text",
-            (self.parent.family_id, bear["pairing_id"], scope, command_id, deleted)).fetchone()
+            (self.parent.family_id, bear["pairing_id"], scope, command_id, deleted)))
         logger.info("family deletion %s (%s) of %s: %d cloud turns", row[0], scope,
                     bear["device_id"], deleted)
         return row[0]
 
     def delete_conversation(self, pairing_id: str, conversation_id: str) -> str:
         """Delete one conversation (cloud and bear)."""
-        self.transcript(pairing_id, conversation_id)  # must be this family's
+        self._primary().transcript(pairing_id, conversation_id)  # must be this family's
         return self.delete(pairing_id, "conversation", [conversation_id])
 
     def delete_day(self, pairing_id: str, day: str) -> str:
@@ -326,7 +343,7 @@ class FamilyService:
             wanted = date.fromisoformat(day).isoformat()
         except ValueError:
             raise NotFoundError("no such day") from None
-        ids = [c["conversation_id"] for c in self.conversations(pairing_id)
+        ids = [c["conversation_id"] for c in self._primary().conversations(pairing_id)
                if c["day"] == wanted]
         if not ids:
             raise NotFoundError("no conversations that day")
@@ -359,12 +376,12 @@ class FamilyService:
             "family": {"members": self.members(), "retention_days": self.retention_days()},
             "bears": [{**{k: b[k] for k in ("pairing_id", "device_id", "child_name",
                                               "status", "consent", "desired")},
-                       **export_pairing(self.conn, b["pairing_id"])} for b in bears],
+                       **export_pairing(self.reads, b["pairing_id"])} for b in bears],
             "alerts": self.alerts(),
         }
 
 
-def export_pairing(conn: Any, pairing_id: str) -> dict[str, Any]:
+def export_pairing(conn: Connection, pairing_id: str) -> dict[str, Any]:
     """Every conversation of one pairing, text opened (shared with ``fleet export``)."""
     rows = conn.execute(
         "SELECT conversation_id, seq, role, text, created_at, action, categories FROM turns"
@@ -378,7 +395,8 @@ def export_pairing(conn: Any, pairing_id: str) -> dict[str, Any]:
                               for k, v in conversations.items()]}
 
 
-def delete_pairing_rows(conn: Any, pairing_id: str, conversation_ids: list[str] | None) -> int:
+def delete_pairing_rows(conn: Connection, pairing_id: str,
+                        conversation_ids: list[str] | None) -> int:
     """Delete a pairing's turns (only the given conversations, or all with their wellbeing
     alerts); returns the turns deleted (shared with the fleet CLI's delete-data)."""
     with conn.transaction():
@@ -418,7 +436,7 @@ def _deletion_state(d: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
-def retention_sweep(conn: Any, default_days: int, now: datetime | None = None) -> int:
+def retention_sweep(conn: Connection, default_days: int, now: datetime | None = None) -> int:
     """Delete transcripts older than each family's retention (turns of no family: older
     than ``default_days``); returns the turns deleted."""
     at = now or datetime.now().astimezone()

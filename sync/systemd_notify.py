@@ -1,4 +1,4 @@
-"""Tell systemd how the bear is doing: READY, WATCHDOG pings, STATUS, RELOADING, STOPPING.
+"""Tell systemd how a service is doing: READY, WATCHDOG pings, STATUS, RELOADING, STOPPING.
 
 This is the ``sd_notify(3)`` protocol, implemented here in a few lines instead of taken from
 a package: systemd hands the service a ``NOTIFY_SOCKET`` (a unix datagram socket path, or
@@ -6,6 +6,9 @@ an abstract one when it starts with ``@``) and the service sends it newline-sepa
 ``KEY=VALUE`` datagrams. ``sdnotify`` on PyPI does the same but has been unmaintained since
 2017, and ``systemd-python`` needs libsystemd headers and a C compiler on the Pi; the
 protocol is stable and documented (``man sd_notify``), so a dependency buys nothing.
+
+Shared by the bear (``teddy run``) and the cloud's services (ingest), so it lives beside the
+protocol rather than in either.
 
 Outside systemd (no ``NOTIFY_SOCKET``) every call is a quiet no-op, so ``teddy run`` behaves
 the same on a laptop. :class:`Watchdog` pings from its own thread at half ``WatchdogSec``
@@ -161,12 +164,13 @@ class Watchdog:
             return self
         self.alive()
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="sd-watchdog", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(self.interval,),
+                                        name="sd-watchdog", daemon=True)
         self._thread.start()
         logger.info("watchdog pinging every %.1f s while the main loop is alive", self.interval)
         return self
 
-    def _run(self) -> None:
+    def _run(self, interval: float) -> None:
         next_at = time.monotonic()
         while True:
             if time.monotonic() <= self._deadline:
@@ -177,7 +181,7 @@ class Watchdog:
                 if self.missed == 1 or self.missed % 10 == 0:
                     logger.error("main loop silent for over %.1f s: not pinging the watchdog",
                                  self.max_stall)
-            next_at += self.interval  # a fixed schedule: late wake-ups do not add up
+            next_at += interval  # a fixed schedule: late wake-ups do not add up
             if self._stop.wait(max(0.0, next_at - time.monotonic())):
                 return
 
