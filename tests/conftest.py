@@ -1,4 +1,6 @@
-"""Fixtures: real brokers, real databases, and a clean environment for each bear."""
+"""The fixtures the tests share, each declared once: a clean environment, real brokers and
+databases, a bear's store, the safety filter, the Korean Vosk model, and the fleet (an
+authenticating broker, the cloud's and a manufactured bear's settings, simulated GPIO)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,12 @@ import signal
 from pathlib import Path
 
 import pytest
-from support import Mosquitto, migrated_database, start_cli, wait_for_log
+from support.brokers import Mosquitto
+from support.database import migrated_database
+from support.fleet import SecureBroker, bear_settings, cloud_settings
+from support.processes import start_cli, wait_for_log
+
+from config.settings import Settings, load_settings
 
 _CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("TEDDY_")}
 
@@ -69,3 +76,102 @@ def ingest(env: dict[str, str], tmp_path: Path, broker, database):
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         process.wait(15)
+
+
+# --- a bear's store ---------------------------------------------------------------------------
+
+@pytest.fixture
+def store_settings(data_dir: Path) -> Settings:
+    """Settings of a bear whose store lives in ``data_dir`` (no store made yet)."""
+    return load_settings(store={"data_dir": data_dir})
+
+
+@pytest.fixture
+def empty_store(store_settings: Settings):
+    """A new encrypted store, nobody's consent in it yet."""
+    from agent.store import ConversationStore
+
+    with ConversationStore.open(store_settings.store, create=True) as opened:
+        yield opened
+
+
+@pytest.fixture
+def store(store_settings: Settings):
+    """A new encrypted store where Mum consented to keep and sync."""
+    from agent.store import ConversationStore, Scope
+
+    with ConversationStore.open(store_settings.store, create=True) as opened:
+        opened.grant_consent("Mum", [Scope.KEEP, Scope.SYNC])
+        yield opened
+
+
+@pytest.fixture
+def consented_settings(store_settings: Settings) -> Settings:
+    """``store_settings`` of a store made with Mum's consent and closed again (for tests that
+    open it in other processes)."""
+    from agent.store import ConversationStore, Scope
+
+    with ConversationStore.open(store_settings.store, create=True) as opened:
+        opened.grant_consent("Mum", [Scope.KEEP, Scope.SYNC])
+    return store_settings
+
+
+# --- the safety filter and the voice -----------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def safety():
+    """The bear's safety filter (built once, as the bear builds it)."""
+    from agent.safety import default_filter
+
+    return default_filter()
+
+
+@pytest.fixture(scope="session")
+def semantic_safety(safety):
+    """The safety filter, required to have its semantic stage (``scripts/setup`` installs the
+    model)."""
+    assert safety.stages == "rules+semantic", "scripts/setup installs the model"
+    return safety
+
+
+@pytest.fixture(scope="module")
+def vosk_model():
+    """The small Korean Vosk model, loaded once per module."""
+    from support.audio import korean_model
+
+    from agent.voice.recognizer import load_model
+
+    return load_model(korean_model(), 16000)
+
+
+# --- the fleet ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def secure_broker(tmp_path: Path):
+    """An authenticating Mosquitto of the test's own."""
+    broker = SecureBroker(tmp_path / "broker")
+    broker.start()
+    yield broker
+    broker.kill()
+
+
+@pytest.fixture
+def cloud(secure_broker: SecureBroker, database, tmp_path: Path) -> Settings:
+    """The cloud's settings, in-process."""
+    return cloud_settings(secure_broker, database.dsn, tmp_path)
+
+
+@pytest.fixture
+def bear(cloud: Settings, database, data_dir: Path) -> Settings:
+    """A new bear's settings, made at manufacture (registered, own login, cloud keys)."""
+    return bear_settings(cloud, database, data_dir)
+
+
+@pytest.fixture
+def pins():
+    """gpiozero's MockFactory with PWM pins (the simulated twin of the Pi's GPIO)."""
+    from hardware.pins import make_pin_factory
+
+    factory = make_pin_factory(Settings().pins)
+    yield factory
+    factory.close()

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from support import ShippedBroker, run_cli, until
+from support.brokers import ShippedBroker
+from support.processes import run_cli
+from support.waiting import wait_until
 
 from config.errors import SyncError
 from config.settings import load_settings
@@ -75,13 +77,13 @@ class Peer:
     def subscribe(self, topic: str) -> list[int]:
         """Subscribe with QoS 1 and return the SUBACK reason codes."""
         _, mid = self.client.subscribe(topic, qos=1)
-        assert until(lambda: mid in self.subacks, 10), "no SUBACK"
+        wait_until(lambda: mid in self.subacks, 10, "the SUBACK")
         return self.subacks[mid]
 
     def publish(self, topic: str, payload: bytes = b"{}") -> int:
         """Publish with QoS 1 and return the PUBACK reason code."""
         info = self.client.publish(topic, payload, qos=1)
-        assert until(lambda: info.mid in self.pubacks, 10), "no PUBACK"
+        wait_until(lambda: info.mid in self.pubacks, 10, "the PUBACK")
         return self.pubacks[info.mid]
 
     def close(self) -> None:
@@ -250,8 +252,10 @@ def test_a_bear_publishes_only_under_its_own_up(fleet):
         assert bear_a.publish("$CONTROL/dynamic-security/v1", b"forged") == NOT_AUTHORIZED
         assert bear_a.publish(f"teddy/v1/{fleet.a}/up/turns", b"mine") == 0
         assert ingest.publish(f"teddy/v1/{fleet.b}/down/ack", b"for-b") == 0
-        assert until(lambda: (f"teddy/v1/{fleet.a}/up/turns", b"mine") in ingest.received)
-        assert until(lambda: (f"teddy/v1/{fleet.b}/down/ack", b"for-b") in bear_b.received)
+        wait_until(lambda: (f"teddy/v1/{fleet.a}/up/turns", b"mine") in ingest.received, 20,
+                   "ingest to get bear a's own turns")
+        wait_until(lambda: (f"teddy/v1/{fleet.b}/down/ack", b"for-b") in bear_b.received, 20,
+                   "bear b to get its own ack")
         time.sleep(0.3)
         assert all(payload != b"forged" for _, payload in ingest.received + bear_b.received)
         assert bear_a.received == []
@@ -280,7 +284,7 @@ def test_nobody_takes_over_a_bears_client_id(fleet):
         wiper.close()
         back = fleet.peer(fleet.b, clean_start=False, expiry=3600)
         try:
-            assert until(lambda: back.received, 10)
+            wait_until(lambda: back.received, 10, "the queued command")
             assert back.received == [(f"teddy/v1/{fleet.b}/down/cmd", b"queued-cmd")]
         finally:
             back.close()
@@ -310,7 +314,7 @@ def test_a_bear_in_the_ingest_share_group_steals_nothing(fleet, database, tmp_pa
         worker = threading.Thread(target=ingestor.run)
         worker.start()
         try:
-            assert until(lambda: ingestor.metrics.port, 10)
+            wait_until(lambda: ingestor.metrics.port, 10, "the metrics port")
             host = ingestor.metrics.address
             assert host == "127.0.0.1", "the unauthenticated /metrics must stay on loopback"
             with DeviceSync(bear_settings, store, fleet.b, "test") as link:
@@ -324,9 +328,9 @@ def test_a_bear_in_the_ingest_share_group_steals_nothing(fleet, database, tmp_pa
                     info.wait_for_publish(10)
                 assert link.sync_once(30).turns_acked == 40
             with database.connect() as conn:
-                assert until(lambda: conn.execute(
+                wait_until(lambda: conn.execute(
                     "SELECT count(*) FROM alerts WHERE device_id = %s", (fleet.b,)
-                ).fetchone()[0] == 20, 15)
+                ).fetchone()[0] == 20, 15, "20 alerts in PostgreSQL")
                 turns = conn.execute("SELECT count(*), count(DISTINCT seq) FROM turns "
                                      "WHERE device_id = %s", (fleet.b,)).fetchone()
             assert turns == (40, 40)
@@ -399,11 +403,12 @@ def test_the_failsafe_alert_goes_out_as_the_bear_and_leaves_its_queue_alone(flee
                      TEDDY_MQTT__PASSWORD=fleet.password(fleet.b)),
             capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
-        assert until(lambda: ingest.received, 10), result.stderr
+        wait_until(lambda: ingest.received, 10,
+                   lambda: f"the alert on up/alerts; crash_alert said {result.stderr}")
         assert ingest.received[0][0] == f"teddy/v1/{fleet.b}/up/alerts"
         back = fleet.peer(fleet.b, clean_start=False, expiry=3600)
         try:
-            assert until(lambda: back.received, 10)
+            wait_until(lambda: back.received, 10, "the queued command, still queued")
             assert back.received == [(f"teddy/v1/{fleet.b}/down/cmd", b"queued-cmd")]
         finally:
             back.close()

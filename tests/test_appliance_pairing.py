@@ -7,17 +7,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from fleet_support import INGEST_PASSWORD, RecordingLed, SpeakingFake
 from pydantic import SecretStr
-from support import until
+from support.fleet import INGEST_PASSWORD, RecordingLed, SpeakingFake
+from support.waiting import wait_until
 
 from agent.lifecycle import Lifecycle
 from agent.runtime import open_bear
 from sync.cloud.ingest import Ingestor
 from sync.cloud.pairing import approve
 from sync.systemd_notify import SystemdNotifier
-
-pytest_plugins = ["fleet_fixtures"]
 
 
 class IdleLoop:
@@ -68,14 +66,15 @@ def test_paw_hold_pairs_and_the_running_bear_syncs_as_itself(bear, cloud, databa
                 with database.connect() as conn:
                     approve(cloud, conn, appliance.voice.code(), "sam@example.org",
                             ("keep", "sync"))
-                assert until(lambda: teddy.store is not None), "the bear never rejoined"
-                assert until(lambda: appliance.led.shown[-1:] == ["paired"])
+                wait_until(lambda: teddy.store is not None, 20, "the bear to rejoin")
+                wait_until(lambda: appliance.led.shown[-1:] == ["paired"], 20,
+                           "the LED to show paired")
                 assert "pairing" in appliance.led.shown
                 assert teddy.respond("tell me a joke").stored is True
                 with database.connect() as conn:
-                    assert until(lambda: conn.execute(
+                    wait_until(lambda: conn.execute(
                         "SELECT count(*) FROM turns WHERE device_id = %s",
-                        (bear.device.id,)).fetchone()[0] == 2)
+                        (bear.device.id,)).fetchone()[0] == 2, 20, "both turns in PostgreSQL")
             finally:
                 lifecycle.stop_pairing()
                 lifecycle.stop_uplink()

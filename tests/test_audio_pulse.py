@@ -10,12 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-from audio_support import KO_PHRASES, PulseServer, korean_model, synthesize
+from support.audio import KO_PHRASES, PulseServer, synthesize
+from support.waiting import wait_until
 
 from agent.alerts import AlertSink
 from agent.voice.ears import Ears
 from agent.voice.loop import VoiceLoop
-from agent.voice.recognizer import StreamingRecognizer, load_model
+from agent.voice.recognizer import StreamingRecognizer
 from agent.voice.speech import Synthesizer, Voice
 from agent.voice.vad import VadSegmenter
 from config.pins import PinsSettings
@@ -40,27 +41,13 @@ def pulse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     portaudio.rescan(backend)
 
 
-@pytest.fixture(scope="module")
-def model():
-    return load_model(korean_model(), 16000)
+def make_ears(vosk_model) -> Ears:
+    return Ears(VadSegmenter(VoiceSettings()), StreamingRecognizer(vosk_model, 16000, KO_PHRASES))
 
 
-def make_ears(model) -> Ears:
-    return Ears(VadSegmenter(VoiceSettings()), StreamingRecognizer(model, 16000, KO_PHRASES))
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def test_real_microphone_hears_exactly_one_utterance(pulse, model, tmp_path: Path) -> None:
+def test_real_microphone_hears_exactly_one_utterance(pulse, vosk_model, tmp_path: Path) -> None:
     wav = synthesize("오늘 날씨", tmp_path / "utterance.wav")
-    ears = make_ears(model)
+    ears = make_ears(vosk_model)
     heard = []
     with SoundDeviceMicrophone(AudioSettings(input_device="pulse")) as microphone:
         assert microphone.is_open and microphone.device_rate == 16000
@@ -78,7 +65,8 @@ def test_real_microphone_hears_exactly_one_utterance(pulse, model, tmp_path: Pat
     assert stats.blocks > 100 and stats.dropped == 0 and stats.losses == 0
 
 
-def test_microphone_vanishes_mid_utterance_and_comes_back(pulse, model, tmp_path: Path) -> None:
+def test_microphone_vanishes_mid_utterance_and_comes_back(pulse, vosk_model,
+                                                          tmp_path: Path) -> None:
     long_wav = synthesize("안녕하세요 곰 인형 오늘 날씨 노래 하자", tmp_path / "cut.wav")
     next_wav = synthesize("고양이 좋아", tmp_path / "next.wav")
     alerts = AlertSink()
@@ -86,7 +74,7 @@ def test_microphone_vanishes_mid_utterance_and_comes_back(pulse, model, tmp_path
     audio = AudioSettings(input_device="pulse", stall_timeout_s=1.0, reopen_backoff_s=0.2)
     microphone = SoundDeviceMicrophone(audio, alert=alerts.raise_alert)
     voice = Voice(Synthesizer(VoiceSettings()), WavSpeaker())
-    loop = VoiceLoop(VoiceSettings(), microphone, make_ears(model), voice,
+    loop = VoiceLoop(VoiceSettings(), microphone, make_ears(vosk_model), voice,
                      lambda text: answered.append(text) or "좋아요")
     pins = PinsSettings()
     factory = make_pin_factory(pins)
@@ -94,23 +82,23 @@ def test_microphone_vanishes_mid_utterance_and_comes_back(pulse, model, tmp_path
     with microphone, factory, PawButton(pins, factory, loop.paw_pressed, loop.paw_released):
         paw = MockPaw(factory, pins.paw_pin)
         runner.start()
-        wait_for(lambda: microphone.stats.blocks > 5, 5, "the stream to deliver")
+        wait_until(lambda: microphone.stats.blocks > 5, 5, "the stream to deliver")
         paw.press()  # held for the whole test: listening throughout
         cut_player = pulse.start_playing(long_wav)
-        wait_for(lambda: loop.ears.in_speech, 3, "speech to start")
+        wait_until(lambda: loop.ears.in_speech, 3, "speech to start")
         time.sleep(0.5)  # mid-utterance: the player stops and the microphone vanishes
         cut_player.kill()
         cut_player.wait(5)
         pulse.unload_sink()
-        wait_for(lambda: alerts.recent("audio.device_lost"), 5, "the device_lost alert")
+        wait_until(lambda: alerts.recent("audio.device_lost"), 5, "the device_lost alert")
         time.sleep(0.5)
         pulse.load_sink()
-        wait_for(lambda: alerts.recent("audio.device_restored"), 10, "the device_restored alert")
+        wait_until(lambda: alerts.recent("audio.device_restored"), 10, "the device_restored alert")
         assert runner.is_alive()
         blocks = microphone.stats.blocks
-        wait_for(lambda: microphone.stats.blocks > blocks + 5, 5, "the reopened stream")
+        wait_until(lambda: microphone.stats.blocks > blocks + 5, 5, "the reopened stream")
         pulse.play(next_wav)
-        wait_for(lambda: "고양이 좋아" in answered, 8, "the next utterance to be answered")
+        wait_until(lambda: "고양이 좋아" in answered, 8, "the next utterance to be answered")
         paw.release()
         loop.request_stop()
         runner.join(10)

@@ -11,15 +11,16 @@ import time
 from pathlib import Path
 
 import pytest
-from pg_cluster import ClusterDatabase, PrivateCluster, running_cluster
-from support import run_cli, until
-from sync_helpers import (
+from support.pg_cluster import ClusterDatabase, PrivateCluster, running_cluster
+from support.processes import run_cli
+from support.syncing import (
     BackgroundSync,
     IngestProcess,
     assert_exactly_once,
     bear_settings,
     filled_store,
 )
+from support.waiting import wait_until
 
 TURNS = 150
 
@@ -62,8 +63,8 @@ def test_restore_to_a_moment_brings_back_exactly_the_turns_before_it(broker, clu
         time.sleep(1.0)
         _sync(broker, tmp_path, "bear-c")  # after the moment: restoring to it drops these
         (c_done,) = cluster.sql("SELECT clock_timestamp()")[0]
-        assert until(lambda: (cluster.sql("SELECT last_archived_time FROM pg_stat_archiver")[0][0]
-                              or c_done) > c_done, timeout=30), "WAL of bear-c never archived"
+        wait_until(lambda: (cluster.sql("SELECT last_archived_time FROM pg_stat_archiver")[0][0]
+                            or c_done) > c_done, 30, "bear-c's WAL to be archived")
         (last_archived,) = cluster.sql("SELECT last_archived_time FROM pg_stat_archiver")[0]
         (destroyed_at,) = cluster.sql("SELECT clock_timestamp()")[0]
         cluster.destroy()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from support import run_cli
+from support.processes import run_cli
 
 from agent.health.journal import HealthJournal
 from config.settings import load_settings

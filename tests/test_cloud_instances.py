@@ -10,7 +10,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from support import free_port, run_cli, start_cli, wait_for_log
+from support.brokers import free_port
+from support.processes import run_cli, start_cli, wait_for_log
 
 from config.errors import ConfigError
 from config.settings import Settings, load_settings

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from support import run_cli
+from support.processes import run_cli
 
 from config.errors import ConfigError
 from config.settings import load_settings

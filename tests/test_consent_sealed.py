@@ -11,7 +11,7 @@ import sqlite3
 import subprocess
 
 import pytest
-from support import run_cli
+from support.processes import run_cli
 
 from agent.safety.verdict import Action, Verdict
 from agent.store import ConversationStore, Scope, TurnToKeep
@@ -73,32 +73,25 @@ def test_a_schema_3_store_with_clear_consents_is_sealed_when_opened(tmp_path):
         assert secret.encode() not in _files(settings.store.db_path)
 
 
-@pytest.fixture
-def store(tmp_path):
-    settings = load_settings(store={"data_dir": tmp_path})
-    with ConversationStore.open(settings.store, create=True) as opened:
-        yield opened
-
-
-def test_a_sealed_parent_moved_to_another_consent_row_fails_authentication(store):
-    store.grant_consent("First Parent", [Scope.KEEP])
-    store.grant_consent("Second Parent", [Scope.KEEP, Scope.SYNC])
-    conn = sqlite3.connect(store.path, isolation_level=None)
+def test_a_sealed_parent_moved_to_another_consent_row_fails_authentication(empty_store):
+    empty_store.grant_consent("First Parent", [Scope.KEEP])
+    empty_store.grant_consent("Second Parent", [Scope.KEEP, Scope.SYNC])
+    conn = sqlite3.connect(empty_store.path, isolation_level=None)
     first, second = conn.execute("SELECT parent_sealed FROM consents ORDER BY id").fetchall()
     conn.execute("UPDATE consents SET parent_sealed = ? WHERE id = 2", (first[0],))
     conn.close()
     with pytest.raises(DecryptionError, match="failed authentication"):
-        store.consent()
-    assert any("consent 2 failed authentication" in p for p in verify(store).problems)
+        empty_store.consent()
+    assert any("consent 2 failed authentication" in p for p in verify(empty_store).problems)
 
 
-def test_consent_stays_readable_after_the_key_rotates(store):
-    store.grant_consent(PARENT, [Scope.KEEP])
-    conversation = store.start_conversation()
-    store.append(conversation, [TurnToKeep("child", "hi", Verdict(Action.ALLOW, (), "hi"))])
-    before = store._conn.execute("SELECT parent_sealed FROM consents").fetchone()[0]
-    report = store.delete_conversation(conversation)  # deletion rotates the KEK
+def test_consent_stays_readable_after_the_key_rotates(empty_store):
+    empty_store.grant_consent(PARENT, [Scope.KEEP])
+    conversation = empty_store.start_conversation()
+    empty_store.append(conversation, [TurnToKeep("child", "hi", Verdict(Action.ALLOW, (), "hi"))])
+    before = empty_store._conn.execute("SELECT parent_sealed FROM consents").fetchone()[0]
+    report = empty_store.delete_conversation(conversation)  # deletion rotates the KEK
     assert report.key_rotated
-    after = store._conn.execute("SELECT parent_sealed FROM consents").fetchone()[0]
+    after = empty_store._conn.execute("SELECT parent_sealed FROM consents").fetchone()[0]
     assert after != before  # re-sealed under the new key, not left under the old one
-    assert store.consent().parent == PARENT
+    assert empty_store.consent().parent == PARENT

@@ -10,12 +10,7 @@ import pytest
 from agent.dialogue import AGE_BANDS, MAX_WORDS, ContentError, DialogueEngine, load_pack
 from agent.dialogue.content import CONTENT_DIR
 from agent.dialogue.engine import SAMPLE_NAME
-from agent.safety import Action, SafetyFilter, default_filter
-
-
-@pytest.fixture(scope="module")
-def safety() -> SafetyFilter:
-    return default_filter()
+from agent.safety import Action, SafetyFilter
 
 
 def talk(engine: DialogueEngine, safety: SafetyFilter, state, text: str) -> str:

@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
+from support.embedder import require_embedder
 
 from agent.dialogue import AGE_BANDS, MAX_WORDS, DialogueEngine, load_pack
 from agent.dialogue.content import CONTENT_DIR
@@ -27,17 +28,11 @@ from agent.dialogue.evaluate import (
 )
 from agent.dialogue.semantic import _from_shipped, digest
 from agent.dialogue.understand import SHIPPED_VECTORS, examples
-from agent.safety import Action, SafetyFilter, default_filter
-from tests.semantic_support import require_embedder
+from agent.safety import Action, SafetyFilter
 
 DATA = Path(__file__).parent / "data"
 FROZEN = read_labelled(DATA / "frozen_intents.jsonl")
 MODES = ["model", "rules"]
-
-
-@pytest.fixture(scope="module")
-def safety() -> SafetyFilter:
-    return default_filter()
 
 
 @lru_cache(maxsize=8)

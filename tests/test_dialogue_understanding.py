@@ -8,18 +8,13 @@ reply on the redacted text, output check.
 from __future__ import annotations
 
 import pytest
+from support.embedder import require_embedder
 
 from agent.dialogue import DialogueEngine
 from agent.dialogue.evaluate import fallback_replies
-from agent.safety import SafetyFilter, default_filter
-from tests.semantic_support import require_embedder
+from agent.safety import SafetyFilter
 
 MODES = ["model", "rules"]
-
-
-@pytest.fixture(scope="module")
-def safety() -> SafetyFilter:
-    return default_filter()
 
 
 def engine_for(mode: str, band: str = "6-8") -> DialogueEngine:

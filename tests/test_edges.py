@@ -15,7 +15,8 @@ import threading
 import time
 
 import pytest
-from edge_support import (
+from support.brokers import free_port
+from support.edges import (
     CLOUD_USER,
     bear_accounts,
     bear_password,
@@ -23,8 +24,8 @@ from edge_support import (
     make_edge_fleet,
     run_spread_fleet,
 )
-from support import free_port, until
-from sync_helpers import IngestProcess, assert_exactly_once, filled_store
+from support.syncing import IngestProcess, assert_exactly_once, filled_store
+from support.waiting import wait_until
 
 from agent.commands import BearControls, CommandProcessor
 from config.settings import Settings
@@ -58,7 +59,7 @@ def raw_client(port: int, username: str, password: str, client_id: str | None = 
     client.username_pw_set(username, password)
     client.connect("127.0.0.1", port)
     client.loop_start()
-    assert until(client.is_connected, 10), f"{username} could not connect to {port}"
+    wait_until(client.is_connected, 10, f"{username} to connect to {port}")
     return client
 
 
@@ -77,8 +78,8 @@ def edges(tmp_path):
     fleet = make_edge_fleet(tmp_path / "brokers", 3,
                             bear_accounts("edge-bear", 4, secret)).start()
     fleet.secret = secret
-    assert until(lambda: fleet.core.log.read_text().count("New bridge connected") >= 3, 20), \
-        fleet.core.log.read_text()
+    wait_until(lambda: fleet.core.log.read_text().count("New bridge connected") >= 3, 20,
+               lambda: f"three bridges: {fleet.core.log.read_text()}")
     assert "u'svc.edge-" in fleet.core.log.read_text()  # each edge's certificate is its account
     yield fleet
     fleet.kill()
@@ -171,7 +172,7 @@ def test_a_bear_provisioned_once_connects_through_every_edge_only_as_itself(
     client id; ``--rotate`` re-keys it everywhere; a bear not provisioned gets in nowhere."""
     import tomllib
 
-    from support import run_cli
+    from support.processes import run_cli
 
     settings = edges.admin_settings()
     cloud = dict(env, TEDDY_MQTT__PORT=str(edges.core.port),
@@ -253,8 +254,8 @@ def test_three_edges_one_killed_mid_run_every_turn_exactly_once(database, env, t
             def landed() -> int:
                 return conn.execute("SELECT count(*) FROM turns WHERE device_id LIKE 'fan-%'"
                                     ).fetchone()[0]
-            assert until(lambda: landed() >= bears * turns // 5, 900), \
-                f"only {landed()} turns arrived before the kill"
+            wait_until(lambda: landed() >= bears * turns // 5, 900,
+                       lambda: f"a fifth of the turns before the kill (only {landed()} arrived)")
             fleet.edges[1].kill()
             killed_at = landed()
             time.sleep(1.0)
@@ -292,9 +293,9 @@ def test_a_bear_on_an_edge_syncs_after_its_edge_restarts(edges, edge_ingest, dat
             syncing = threading.Thread(target=lambda: sync.sync_once(90), daemon=True)
             syncing.start()
             with database.connect() as conn:
-                assert until(lambda: conn.execute(
+                wait_until(lambda: conn.execute(
                     "SELECT count(*) FROM turns WHERE device_id = %s", (device,)
-                ).fetchone()[0] > 300, 30)
+                ).fetchone()[0] > 300, 30, "300 turns of the bear")
             edges.edges[2].kill()
             time.sleep(0.5)
             edges.edges[2].start()

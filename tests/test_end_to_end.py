@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from support import run_cli
+from support.processes import run_cli
+from support.waiting import wait_until
 
 LINES = ["hello teddy", "tell me a joke please", "what can you do"]
 
@@ -94,13 +94,13 @@ def test_malformed_payload_is_dead_lettered_and_ingest_goes_on(env, database, br
     bad.wait_for_publish(5)
     client.loop_stop()
     client.disconnect()
-    deadline = time.monotonic() + 15
-    reasons: list[str] = []
-    while time.monotonic() < deadline and not reasons:
+
+    def reasons_of_bad() -> list[str]:
         with database.connect() as conn:
-            reasons = [r[0] for r in conn.execute(
+            return [r[0] for r in conn.execute(
                 "SELECT reason FROM dead_letters WHERE topic = 'teddy/v1/bear-bad/up/turns'")]
-        time.sleep(0.1)
+
+    reasons = wait_until(reasons_of_bad, 15, "the bad batch dead-lettered", interval=0.1)
     assert reasons and "not JSON" in reasons[0]
     assert ingest.poll() is None, "the ingestor stopped"
 

@@ -12,8 +12,8 @@ import urllib.request
 
 import psutil
 import pytest
-from support import start_cli
-from sync_helpers import (
+from support.processes import start_cli
+from support.syncing import (
     BackgroundSync,
     IngestProcess,
     assert_exactly_once,
@@ -74,7 +74,7 @@ def _metric(port: int, name: str) -> float:
 
 
 def test_two_ingestors_share_the_load_and_one_is_killed(broker, database, env, tmp_path):
-    from support import free_port
+    from support.brokers import free_port
 
     ports = free_port(), free_port()
     first = IngestProcess(env, tmp_path, "ingest-a", metrics_port=ports[0]).start()

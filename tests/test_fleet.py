@@ -7,21 +7,15 @@ import time
 import uuid
 
 import pytest
-from fleet_support import (
-    RunningBear,
-    bear_settings,
-    cloud_env,
-    pair_bear,
-)
-from support import run_cli, start_cli, wait_for_log
+from support.fleet import RunningBear, bear_settings, cloud_env, pair_bear
+from support.processes import run_cli, start_cli, wait_for_log
+from support.waiting import wait_until
 
 from agent.credentials import CredentialVault
 from agent.runtime import open_bear
 from sync.cloud.cloud_link import CloudLink
 from sync.cloud.fleet import Fleet
 from sync.protocol import Command, CommandResult, down_topic, up_topic
-
-pytest_plugins = ["fleet_fixtures"]
 
 
 @pytest.fixture
@@ -178,9 +172,8 @@ def test_the_retained_desired_config_reaches_a_bear_that_was_offline(paired, clo
         Fleet(cloud, conn).set_config(paired.device.id, {"dialogue.age_band": "9-12"})
     assert paired.dialogue.age_band != "9-12"
     with RunningBear(paired) as running:
-        deadline = time.monotonic() + 10
-        while paired.dialogue.age_band != "9-12" and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: paired.dialogue.age_band == "9-12", 10, "the new age band",
+                   interval=0.05)
         assert running.processor.seen.config_version == 1
     assert paired.dialogue.age_band == "9-12"
 
@@ -303,9 +296,7 @@ def test_content_pack_and_restart_over_the_command_line(paired, fleet_env, datab
         restart = run_cli("teddy-cloud", "fleet", "send", paired.device.id, "restart", "--wait",
                           env=fleet_env)
         assert json.loads(restart.stdout)["data"] == {"restarting": True}
-        deadline = time.monotonic() + 5
-        while running.restarts == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: running.restarts, 5, "the restart", interval=0.05)
         assert running.restarts == 1
     assert installed_version(paired.store.data_dir) == 2
     with database.connect() as conn:

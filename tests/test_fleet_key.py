@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from support import run_cli
+from support.processes import run_cli
 
 from config.settings import Settings
 from sync.cloud.fleet import FleetError, load_signing_key

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from support import migrated_database
+from support.database import migrated_database
 
 from sync.cloud.fleet_metrics import FleetCollector
 

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from support import run_cli
+from support.processes import run_cli
+from support.waiting import wait_until
 
 from agent.alerts import Alert, AlertSink
 from agent.health import HealthMonitor, Signals, UnknownSignalError
@@ -23,6 +24,13 @@ from sync.protocol import AlertMessage, HealthSample
 DEVICE = "bear-health-1"
 
 
+@pytest.fixture
+def health_settings(data_dir: Path) -> Settings:
+    """A bear with a device id, its store in ``data_dir``, alerts never suppressed."""
+    return load_settings(store={"data_dir": data_dir}, device={"id": DEVICE},
+                         health={"suppress_s": 0})
+
+
 class SyntheticSystem:
     """A system half of the sample whose readings the test sets (no real CPU to heat)."""
 
@@ -33,12 +41,6 @@ class SyntheticSystem:
 
     def __call__(self, now: float) -> dict[str, float | None]:
         return dict(self.readings)
-
-
-@pytest.fixture
-def settings(data_dir: Path) -> Settings:
-    return load_settings(store={"data_dir": data_dir}, device={"id": DEVICE},
-                         health={"suppress_s": 0})
 
 
 @pytest.fixture
@@ -81,27 +83,27 @@ def test_vcgencmd_throttling_bits(output, expected):
     assert parse_throttled(output) == expected
 
 
-def test_outbox_depth_and_age_from_a_real_store(settings: Settings):
+def test_outbox_depth_and_age_from_a_real_store(health_settings: Settings):
     from agent.runtime import open_bear
     from agent.store import ConversationStore, Scope
 
-    with ConversationStore.open(settings.store, create=True) as store:
+    with ConversationStore.open(health_settings.store, create=True) as store:
         store.grant_consent("parent@example.org", [Scope.KEEP, Scope.SYNC])
-    with open_bear(settings) as bear:
+    with open_bear(health_settings) as bear:
         bear.respond("hello bear")
         bear.respond("tell me a joke")
-    metrics = outbox_metrics(settings.store.db_path, now=time.time() + 100)
+    metrics = outbox_metrics(health_settings.store.db_path, now=time.time() + 100)
     assert metrics["outbox_depth"] == 4.0
     assert 99.0 <= metrics["oldest_unsynced_age_s"] < 200.0
     assert "retention_overdue_days" not in metrics
-    later = time.time() + (settings.store.retention_days + 3) * 86400
-    overdue = outbox_metrics(settings.store.db_path, now=later,
-                             retention_days=settings.store.retention_days)
+    later = time.time() + (health_settings.store.retention_days + 3) * 86400
+    overdue = outbox_metrics(health_settings.store.db_path, now=later,
+                             retention_days=health_settings.store.retention_days)
     assert 2.9 < overdue["retention_overdue_days"] < 3.1
     # The monitor's own (real) sampler reads the same store and raises the privacy alert.
     sink = AlertSink()
     heard = _heard(sink)
-    with HealthMonitor(settings, sink, DEVICE) as monitor:
+    with HealthMonitor(health_settings, sink, DEVICE) as monitor:
         monitor.tick(now=later)
         assert monitor.snapshot().metrics["outbox_depth"] == 4.0
     assert "privacy.retention_overdue" in [a.kind for a in heard]
@@ -144,10 +146,10 @@ def test_alerts_from_parts_are_counted_as_signals():
 # --- the monitor ---------------------------------------------------------------------------
 
 
-def test_rule_alert_is_announced_journaled_and_cleared(settings: Settings, sink: AlertSink):
+def test_rule_alert_is_announced_journaled_and_cleared(health_settings: Settings, sink: AlertSink):
     heard = _heard(sink)
     system = SyntheticSystem(disk_free_mb=120.0)
-    with HealthMonitor(settings, sink, DEVICE, sampler=system) as monitor:
+    with HealthMonitor(health_settings, sink, DEVICE, sampler=system) as monitor:
         monitor.tick(now=1000.0)
         assert [(a.kind, a.severity.value, a.cleared) for a in heard] == [
             ("system.disk_low", "critical", False)]
@@ -160,20 +162,20 @@ def test_rule_alert_is_announced_journaled_and_cleared(settings: Settings, sink:
         monitor.tick(now=1020.0)
         assert [(a.kind, a.cleared) for a in heard[1:]] == [("system.disk_low", True)]
         assert monitor.open_alerts() == [] and monitor.worst_open_severity() is None
-    journal_file = settings.store.data_dir / "health.db"
+    journal_file = health_settings.store.data_dir / "health.db"
     assert journal_file.stat().st_mode & 0o777 == 0o600
 
 
-def test_alerts_wait_in_the_journal_while_offline_and_publish_once(settings, sink):
+def test_alerts_wait_in_the_journal_while_offline_and_publish_once(health_settings, sink):
     system = SyntheticSystem(disk_free_mb=50.0)
-    with HealthMonitor(settings, sink, DEVICE, sampler=system) as monitor:
+    with HealthMonitor(health_settings, sink, DEVICE, sampler=system) as monitor:
         monitor.tick(now=1000.0)
         system.readings["disk_free_mb"] = 900.0
         monitor.tick(now=1100.0)
         sink.raise_alert("wellbeing.escalation", "high", "the child said something",
                          categories=["distress"], transcript="never kept")
     # A new process (the bear restarted, still offline): everything still waits.
-    with HealthMonitor(settings, AlertSink(), DEVICE, sampler=system) as monitor:
+    with HealthMonitor(health_settings, AlertSink(), DEVICE, sampler=system) as monitor:
         pending = monitor.pending_alerts()
         assert [(m.kind, m.state) for m in pending] == [
             ("system.disk_low", "raised"), ("system.disk_low", "cleared"),
@@ -190,8 +192,9 @@ def test_alerts_wait_in_the_journal_while_offline_and_publish_once(settings, sin
         assert [m.kind for m in monitor.pending_alerts()] == ["wellbeing.escalation"]
 
 
-def test_health_sample_message_round_trips(settings, sink):
-    with HealthMonitor(settings, sink, DEVICE, sampler=SyntheticSystem(cpu_temp_c=None)) as monitor:
+def test_health_sample_message_round_trips(health_settings, sink):
+    with HealthMonitor(health_settings, sink, DEVICE,
+                       sampler=SyntheticSystem(cpu_temp_c=None)) as monitor:
         assert monitor.health_sample() is None
         monitor.signals.set("broker_connected", True)
         monitor.tick(now=5000.0)
@@ -201,11 +204,11 @@ def test_health_sample_message_round_trips(settings, sink):
     assert parsed.sampled_at == 5000.0 and parsed.device_id == DEVICE
 
 
-def test_a_non_finite_reading_travels_as_unknown(settings, sink):
+def test_a_non_finite_reading_travels_as_unknown(health_settings, sink):
     """The protocol refuses NaN/Infinity; a sensor that reads one must not stop the sample
     (nor the alerts published with it)."""
     system = SyntheticSystem(cpu_percent=float("nan"), cpu_temp_c=float("inf"))
-    with HealthMonitor(settings, sink, DEVICE, sampler=system) as monitor:
+    with HealthMonitor(health_settings, sink, DEVICE, sampler=system) as monitor:
         monitor.tick(now=5000.0)
         sample = monitor.health_sample()
     parsed = HealthSample.from_payload(sample.to_payload())
@@ -223,8 +226,8 @@ def test_health_sample_refuses_bad_payloads(payload, fragment):
         HealthSample.from_payload(payload)
 
 
-def test_crash_loop_counts_unclean_restarts_only(settings, sink):
-    journal = HealthJournal(settings.store.data_dir / "health.db")
+def test_crash_loop_counts_unclean_restarts_only(health_settings, sink):
+    journal = HealthJournal(health_settings.store.data_dir / "health.db")
     now = time.time()
     for ago in (3000, 2000, 1000):
         journal.record_boot(now - ago)  # these processes died without a clean exit
@@ -232,22 +235,23 @@ def test_crash_loop_counts_unclean_restarts_only(settings, sink):
     journal.record_clean_exit(clean, now - 400)
     journal.close()
     heard = _heard(sink)
-    with HealthMonitor(settings, sink, DEVICE, sampler=SyntheticSystem()) as monitor:
+    with HealthMonitor(health_settings, sink, DEVICE, sampler=SyntheticSystem()) as monitor:
         monitor.tick(now=now)
         assert monitor.snapshot().metrics["crash_restarts"] == 3.0
     assert [a.kind for a in heard] == ["agent.crash_loop"]
     # This monitor exited cleanly: the next start sees no new crash.
-    with HealthMonitor(settings, AlertSink(), DEVICE, sampler=SyntheticSystem()) as monitor:
+    with HealthMonitor(health_settings, AlertSink(), DEVICE, sampler=SyntheticSystem()) as monitor:
         monitor.tick(now=now + 10)
         assert monitor.snapshot().metrics["crash_restarts"] == 3.0
 
 
-def test_repeated_escalations_alert_the_parent_and_nothing_is_spoken(settings, sink):
+def test_repeated_escalations_alert_the_parent_and_nothing_is_spoken(health_settings, sink):
     from agent.runtime import open_bear
 
-    with open_bear(settings) as bear:
+    with open_bear(health_settings) as bear:
         heard = _heard(bear.alerts)
-        with HealthMonitor(settings, bear.alerts, DEVICE, sampler=SyntheticSystem()) as monitor:
+        with HealthMonitor(health_settings, bear.alerts, DEVICE,
+                           sampler=SyntheticSystem()) as monitor:
             replies = [bear.respond(text).reply for text in
                        ["i feel sad all the time", "nobody loves me", "i am scared every night"]]
             monitor.tick()
@@ -272,9 +276,9 @@ def test_health_package_has_no_path_to_the_speaker():
 # --- teddy health -------------------------------------------------------------------------
 
 
-def test_teddy_health_prints_snapshot_and_open_alerts(settings, sink, env):
+def test_teddy_health_prints_snapshot_and_open_alerts(health_settings, sink, env):
     system = SyntheticSystem(memory_percent=97.0)
-    with HealthMonitor(settings, sink, DEVICE, sampler=system) as monitor:
+    with HealthMonitor(health_settings, sink, DEVICE, sampler=system) as monitor:
         monitor.signals.set("outbox_depth", 12)
         monitor.tick(now=time.time() - 120)
         monitor.tick()
@@ -326,14 +330,14 @@ def _publish(link, monitor: HealthMonitor) -> int:
     return sent
 
 
-def test_alerts_raised_offline_reach_the_cloud_after_reconnect(settings, sink, broker):
+def test_alerts_raised_offline_reach_the_cloud_after_reconnect(health_settings, sink, broker):
     from sync.client import MqttLink
 
     received: list = []
     cloud = _cloud_listener(broker.port, received)
-    mqtt_settings = settings.mqtt.model_copy(update={"port": broker.port})
+    mqtt_settings = health_settings.mqtt.model_copy(update={"port": broker.port})
     system = SyntheticSystem()
-    with HealthMonitor(settings, sink, DEVICE, sampler=system) as monitor:
+    with HealthMonitor(health_settings, sink, DEVICE, sampler=system) as monitor:
         link = MqttLink(mqtt_settings, client_id=f"teddy-{DEVICE}")
         link.connect()
         monitor.signals.set("broker_connected", link.connected)
@@ -352,9 +356,8 @@ def test_alerts_raised_offline_reach_the_cloud_after_reconnect(settings, sink, b
         _publish(link, monitor)
         assert monitor.pending_alerts() == []
         link.close()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and len(received) < 3:
-        time.sleep(0.05)
+    wait_until(lambda: len(received) >= 3, 10, "two alerts and a health sample",
+               interval=0.05)
     cloud.loop_stop()
     cloud.disconnect()
     alerts = [AlertMessage.from_payload(p) for t, p in received if t.endswith("/up/alerts")]
@@ -364,8 +367,8 @@ def test_alerts_raised_offline_reach_the_cloud_after_reconnect(settings, sink, b
     assert samples and samples[0].metrics["broker_connected"] == 1.0
 
 
-def test_journal_prunes_only_published_old_alerts(settings):
-    with HealthJournal(settings.store.data_dir / "health.db") as journal:
+def test_journal_prunes_only_published_old_alerts(health_settings):
+    with HealthJournal(health_settings.store.data_dir / "health.db") as journal:
         old = journal.record_raise(DEVICE, None, "store.disk_full", "critical", "full", {},
                                    at=1000.0, one_shot=True)
         unsent = journal.record_raise(DEVICE, None, "store.disk_full", "critical", "full", {},
@@ -384,24 +387,23 @@ def test_background_loop_ticks_until_closed(data_dir):
     heard = _heard(sink)
     monitor = HealthMonitor(settings, sink, DEVICE, sampler=SyntheticSystem(disk_free_mb=1.0))
     monitor.start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not heard:
-        time.sleep(0.02)
+    wait_until(lambda: heard, 10, "the disk alert")
     monitor.close()
     monitor.close()  # idempotent
     assert [a.kind for a in heard] == ["system.disk_low"]
     assert monitor.snapshot() is not None
 
 
-def test_idle_led_shows_open_alerts_but_never_wellbeing_ones(settings: Settings, sink: AlertSink):
+def test_idle_led_shows_open_alerts_but_never_wellbeing_ones(health_settings: Settings,
+                                                             sink: AlertSink):
     """The appliance's idle LED: ``alert`` while an operational rule alert is open, back to
     ``off`` when it clears; a wellbeing escalation never shows (the child sees the LED)."""
     from agent.lifecycle import Lifecycle
     from sync.systemd_notify import SystemdNotifier
 
     system = SyntheticSystem()
-    with HealthMonitor(settings, sink, DEVICE, sampler=system) as monitor:
-        lifecycle = Lifecycle(settings, None, None, None, SystemdNotifier(None))
+    with HealthMonitor(health_settings, sink, DEVICE, sampler=system) as monitor:
+        lifecycle = Lifecycle(health_settings, None, None, None, SystemdNotifier(None))
         lifecycle._monitor = monitor
         monitor.tick(now=1000.0)
         sink.raise_alert("wellbeing.escalation", "high", "the child said something")

@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from fleet_support import (
+from support.fleet import (
     INGEST_PASSWORD,
     RecordingLed,
     RunningBear,
@@ -20,8 +20,9 @@ from fleet_support import (
     cloud_settings,
     pair_bear,
 )
-from identity_support import publish_claim
-from support import run_cli, until
+from support.identity import publish_claim
+from support.processes import run_cli
+from support.waiting import wait_until
 
 from agent.credentials import CredentialVault
 from agent.pairing import Pairing, keep_release_notice
@@ -40,8 +41,6 @@ from sync.cloud.pairing import (
 )
 from sync.protocol import ClaimAnswer, ClaimRequest, down_topic, up_topic
 from sync.protocol.claim import code_digest, open_request
-
-pytest_plugins = ["fleet_fixtures"]
 
 
 def _as(bear, username: str, password: str):
@@ -320,8 +319,9 @@ def test_delete_data_for_a_parent_deletes_only_that_familys_rows(bear, cloud, da
             pair_bear(bear, cloud, conn, parent="second@example.org")
         _sync_turns(bear, ["tell me a joke", "another one"])
         with database.connect() as conn:
-            assert until(lambda: conn.execute("SELECT count(*) FROM turns WHERE device_id = %s",
-                                              (bear.device.id,)).fetchone()[0] == 6)
+            wait_until(lambda: conn.execute("SELECT count(*) FROM turns WHERE device_id = %s",
+                                            (bear.device.id,)).fetchone()[0] == 6,
+                       20, "the six turns in PostgreSQL")
             before = dict(conn.execute(
                 "SELECT p.parent_email, count(*) FROM turns t JOIN pairings p USING"
                 " (pairing_id) WHERE t.device_id = %s GROUP BY 1", (bear.device.id,)).fetchall())
@@ -382,7 +382,7 @@ def test_a_bear_that_keeps_nothing_is_still_reached_by_the_fleet(bear, cloud, da
         uplink = Uplink(bear, teddy)
         assert uplink.start() is True
         try:
-            assert until(lambda: uplink.connected, 10)
+            wait_until(lambda: uplink.connected, 10, "the uplink to connect")
             time.sleep(0.3)  # SUBACK of down/cmd
             with database.connect() as conn:
                 fleet = Fleet(cloud, conn)
@@ -433,7 +433,8 @@ def test_a_new_operator_provisions_and_pairs_a_bear_with_the_shipped_commands(
     import tomllib
     from pathlib import Path
 
-    from support import ShippedBroker, start_cli, wait_for_log
+    from support.brokers import ShippedBroker
+    from support.processes import start_cli, wait_for_log
 
     repo = Path(__file__).resolve().parent.parent
     out, cloud_dir = tmp_path / "bundles", tmp_path / "cloud"

@@ -8,8 +8,7 @@ import time
 import urllib.request
 
 import paho.mqtt.client as mqtt
-from support import until
-from sync_helpers import (
+from support.syncing import (
     BackgroundSync,
     IngestProcess,
     assert_exactly_once,
@@ -17,6 +16,7 @@ from sync_helpers import (
     filled_store,
     wait_for_count,
 )
+from support.waiting import wait_until
 
 from config.settings import Settings
 from sync.cloud.ingest import Ingestor
@@ -46,7 +46,7 @@ def _running(settings: Settings) -> tuple[Ingestor, threading.Thread]:
     ingestor = Ingestor(settings)
     worker = threading.Thread(target=ingestor.run)
     worker.start()
-    assert until(lambda: ingestor._link.connected, 10)
+    wait_until(lambda: ingestor._link.connected, 10, "ingest to connect")
     time.sleep(0.3)  # subscriptions granted
     return ingestor, worker
 
@@ -84,12 +84,13 @@ def test_health_alerts_metrics_and_a_nul_byte(broker, database):
                 return conn.execute(
                     "SELECT count(*), max(cleared_at) IS NOT NULL FROM alerts"
                     " WHERE device_id = %s", (device,)).fetchone() == (1, True)
-            assert until(alert_cleared)
+            wait_until(alert_cleared, 20, "the alert to clear")
             row = conn.execute("SELECT sample FROM health_samples WHERE device_id = %s",
                                (device,)).fetchone()
             assert row[0]["metrics"] == {"cpu_percent": 12.5, "temp_c": None}
-            assert until(lambda: conn.execute(
-                "SELECT count(*) FROM turns WHERE device_id = %s", (device,)).fetchone()[0])
+            wait_until(lambda: conn.execute(
+                "SELECT count(*) FROM turns WHERE device_id = %s", (device,)).fetchone()[0],
+                20, "the good turn in PostgreSQL")
             reason = conn.execute("SELECT reason FROM dead_letters WHERE topic = %s",
                                   (up_topic("bear-nul", "turns"),)).fetchone()[0]
             assert reason.startswith("rejected by PostgreSQL")
@@ -150,15 +151,16 @@ def test_command_results_and_reported_config_are_recorded(broker, database):
                                 reported_at=1_700_000_001.0)
         _send(client, up_topic(device, "config"), report.to_payload())
         with database.connect() as conn:
-            assert until(lambda: conn.execute(
+            wait_until(lambda: conn.execute(
                 "SELECT status, result FROM commands WHERE id = 'cmd-1'").fetchone()
-                == ("done", {"pong": True}))
-            assert until(lambda: conn.execute(
+                == ("done", {"pong": True}), 20, "cmd-1 done with its pong")
+            wait_until(lambda: conn.execute(
                 "SELECT reported IS NOT NULL FROM device_config WHERE device_id = %s",
-                (device,)).fetchone())
-            assert until(lambda: conn.execute(
+                (device,)).fetchone(), 20, "the reported config")
+            wait_until(lambda: conn.execute(
                 "SELECT count(*) FROM dead_letters WHERE topic = %s AND reason LIKE %s",
-                (up_topic(device, "cmd-result"), "%bear-other%")).fetchone()[0] == 1)
+                (up_topic(device, "cmd-result"), "%bear-other%")).fetchone()[0] == 1,
+                20, "the forged cmd-result dead-lettered")
     finally:
         client.disconnect()
         client.loop_stop()

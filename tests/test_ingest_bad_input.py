@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 
 import pytest
-from sync_helpers import IngestProcess, assert_exactly_once, bear_settings, filled_store
+from support.poison import batch_json, dead_letters_of, turn_json
+from support.syncing import IngestProcess, assert_exactly_once, bear_settings, filled_store
+from support.waiting import wait_until
 
 from sync.device import DeviceSync
 
@@ -17,15 +18,12 @@ pytestmark = pytest.mark.skipif(shutil.which("mosquitto_pub") is None,
                                 reason="mosquitto-clients is not installed (scripts/setup --test)")
 
 
-def _turn(seq: int) -> dict:
-    return {"seq": seq, "conversation_id": "c1", "role": "child", "text": "hi",
-            "created_at": 1_700_000_000.0, "action": "allow", "categories": []}
+WRITTEN_AT = 1_700_000_000.0
+"""When the turns of the bad batches say they were spoken."""
 
 
-def _batch(device_id: str, **changes) -> bytes:
-    body = {"v": 1, "device_id": device_id, "batch_id": "b-1", "turns": [_turn(1)]}
-    body.update(changes)
-    return json.dumps(body).encode()
+def _batch(device_id: str, seq: int = 1, **fields: object) -> bytes:
+    return batch_json(device_id, turn_json(seq, WRITTEN_AT), **fields)
 
 
 BAD = [  # (device in the topic, topic kind, payload, a fragment of the reason)
@@ -34,7 +32,7 @@ BAD = [  # (device in the topic, topic kind, payload, a fragment of the reason)
     ("bear-bad-array", "turns", b"[1, 2]", "must be a JSON object"),
     ("bear-bad-size", "turns", b'{"v": 1, "pad": "' + b"x" * 300_000 + b'"}', "over the"),
     ("bear-victim", "turns", _batch("bear-impostor"), "names device 'bear-impostor'"),
-    ("bear-bad-seq", "turns", _batch("bear-bad-seq", turns=[_turn(0)]), "turns.0.seq"),
+    ("bear-bad-seq", "turns", _batch("bear-bad-seq", seq=0), "turns.0.seq"),
     ("bear-bad-status", "status", b'{"v": 1, "state": "sleepy"}', "field state"),
     ("bear-bad-health", "health", json.dumps({"v": 1, "device_id": "bear-other",
                                               "sampled_at": 1.0, "metrics": {}}).encode(),
@@ -48,26 +46,19 @@ def _publish(port: int, topic: str, payload: bytes) -> None:
                     "-s"], input=payload, check=True, timeout=20)
 
 
-def _dead_letters(database) -> dict[str, tuple[str, int]]:
-    """Dead letters of this test's topics (the database is shared by the whole session)."""
-    topics = [f"teddy/v1/{device}/up/{kind}" for device, kind, _, _ in BAD]
-    with database.connect() as conn:
-        rows = conn.execute("SELECT topic, reason, payload_size FROM dead_letters"
-                            " WHERE topic = ANY(%s)", (topics,)).fetchall()
-    return {topic: (reason, size) for topic, reason, size in rows}
-
-
 def test_bad_input_is_dead_lettered_and_ingest_goes_on(broker, database, env, tmp_path):
     ingest = IngestProcess(env, tmp_path).start()
     try:
         for device, kind, payload, _ in BAD:
             _publish(broker.port, f"teddy/v1/{device}/up/{kind}", payload)
-        deadline = time.monotonic() + 20
-        while len(_dead_letters(database)) < len(BAD) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        letters = _dead_letters(database)
+        topics = [f"teddy/v1/{device}/up/{kind}" for device, kind, _, _ in BAD]
+        letters = wait_until(
+            lambda: len(found := dead_letters_of(database, topics)) == len(BAD) and found, 20,
+            lambda: f"every bad message dead-lettered; missing "
+                    f"{sorted(set(topics) - set(dead_letters_of(database, topics)))}",
+            interval=0.1)
         for device, kind, payload, fragment in BAD:
-            reason, size = letters[f"teddy/v1/{device}/up/{kind}"]
+            reason, size, _kept = letters[f"teddy/v1/{device}/up/{kind}"]
             assert fragment in reason and "\n" not in reason
             assert size == len(payload)
         with database.connect() as conn:

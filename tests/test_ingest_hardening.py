@@ -5,20 +5,28 @@ a command's final status is written once; ingest waits for a broker that is not 
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import paho.mqtt.client as mqtt
 import pytest
-from support import Mosquitto, until, wait_for_log
-from sync_helpers import IngestProcess, assert_exactly_once, bear_settings, filled_store
-from systemd_support import FakeSystemd
+from support.brokers import Mosquitto
+from support.fake_systemd import FakeSystemd
+from support.poison import batch_json, dead_letters_of, turn_json
+from support.processes import wait_for_log
+from support.syncing import (
+    IngestProcess,
+    assert_exactly_once,
+    bear_settings,
+    filled_store,
+    start_ingestor,
+    stop_ingestor,
+)
+from support.waiting import wait_until
 
 from agent.commands import CommandProcessor
 from config.errors import ProtocolError
 from config.settings import Settings
 from sync.cloud import dead_letters
-from sync.cloud.ingest import Ingestor
 from sync.device import DeviceSync
 from sync.protocol import (
     AlertMessage,
@@ -37,28 +45,18 @@ DEEP = b"[" * 50_000 + b"]" * 50_000
 DEEP_OBJECT = b'{"a":' * 40_000 + b"1" + b"}" * 40_000
 
 
-def _turn(seq: object = 1, created_at: object = None) -> str:
-    at = NOW if created_at is None else created_at
-    return (f'{{"seq": {seq}, "conversation_id": "c1", "role": "child", "text": "hi", '
-            f'"created_at": {at}, "action": "allow", "categories": []}}')
-
-
-def _batch(device: str, turn: str) -> bytes:
-    return f'{{"v": 1, "device_id": "{device}", "batch_id": "b-1", "turns": [{turn}]}}'.encode()
-
-
 POISON = [  # (device, kind, payload, a fragment of the dead letter's reason)
-    ("bear-p-1e12", "turns", _batch("bear-p-1e12", _turn(created_at="1e12")), "created_at"),
-    ("bear-p-inf", "turns", _batch("bear-p-inf", _turn(created_at="Infinity")), "Infinity"),
-    ("bear-p-nan", "turns", _batch("bear-p-nan", _turn(created_at="NaN")), "NaN"),
-    ("bear-p-1e400", "turns", _batch("bear-p-1e400", _turn(created_at="1e400")), "1e400"),
-    ("bear-p-y3000", "turns", _batch("bear-p-y3000", _turn(created_at="32503680000.0")),
+    ("bear-p-1e12", "turns", batch_json("bear-p-1e12", turn_json(created_at="1e12")), "created_at"),
+    ("bear-p-inf", "turns", batch_json("bear-p-inf", turn_json(created_at="Infinity")), "Infinity"),
+    ("bear-p-nan", "turns", batch_json("bear-p-nan", turn_json(created_at="NaN")), "NaN"),
+    ("bear-p-1e400", "turns", batch_json("bear-p-1e400", turn_json(created_at="1e400")), "1e400"),
+    ("bear-p-y3000", "turns", batch_json("bear-p-y3000", turn_json(created_at="32503680000.0")),
      "created_at"),
-    ("bear-p-future", "turns", _batch("bear-p-future", _turn(created_at=NOW + 3 * 86400)),
+    ("bear-p-future", "turns", batch_json("bear-p-future", turn_json(created_at=NOW + 3 * 86400)),
      "in the future"),
-    ("bear-p-1970", "turns", _batch("bear-p-1970", _turn(created_at="1.0")), "older than"),
-    ("bear-p-seq", "turns", _batch("bear-p-seq", _turn(seq=2**60)), "seq"),
-    ("bear-p-bigint", "turns", _batch("bear-p-bigint", _turn(seq="9" * 5000)), "JSON"),
+    ("bear-p-1970", "turns", batch_json("bear-p-1970", turn_json(created_at="1.0")), "older than"),
+    ("bear-p-seq", "turns", batch_json("bear-p-seq", turn_json(seq=2**60)), "seq"),
+    ("bear-p-bigint", "turns", batch_json("bear-p-bigint", turn_json(seq="9" * 5000)), "JSON"),
     ("bear-p-deep", "turns", DEEP, "nests deeper"),
     ("bear-p-deepobj", "turns", DEEP_OBJECT, "nests deeper"),
     ("bear-p-deepcmd", "cmd-result", DEEP[:20_000] + DEEP[-20_000:], "nests deeper"),
@@ -84,13 +82,6 @@ def _close(client: mqtt.Client) -> None:
     client.loop_stop()
 
 
-def _letters(database, topics: list[str]) -> dict[str, tuple[str, int, int]]:
-    with database.connect() as conn:
-        rows = conn.execute("SELECT topic, reason, payload_size, length(payload)"
-                            " FROM dead_letters WHERE topic = ANY(%s)", (topics,)).fetchall()
-    return {topic: (reason, size, kept) for topic, reason, size, kept in rows}
-
-
 def test_poison_messages_are_dead_lettered_and_ingest_goes_on(broker, database, env, tmp_path):
     ingest = IngestProcess(env, tmp_path).start()
     client = _publisher(broker.port)
@@ -98,9 +89,10 @@ def test_poison_messages_are_dead_lettered_and_ingest_goes_on(broker, database, 
     try:
         for (_device, _kind, payload, _), topic in zip(POISON, topics, strict=True):
             client.publish(topic, payload, qos=1).wait_for_publish(10)
-        assert until(lambda: len(_letters(database, topics)) == len(POISON), 30), \
-            sorted(set(topics) - set(_letters(database, topics)))
-        letters = _letters(database, topics)
+        wait_until(lambda: len(dead_letters_of(database, topics)) == len(POISON), 30,
+                   lambda: "every poison dead-lettered; missing "
+                           f"{sorted(set(topics) - set(dead_letters_of(database, topics)))}")
+        letters = dead_letters_of(database, topics)
         for (device, _kind, payload, fragment), topic in zip(POISON, topics, strict=True):
             reason, size, kept = letters[topic]
             assert fragment in reason, (device, reason)
@@ -152,24 +144,8 @@ def test_a_deeply_nested_command_is_refused_not_raised(tmp_path):
         assert "nests deeper" in result.reason
 
 
-def _ingestor(broker, database, client_id: str, **cloud) -> tuple[Ingestor, threading.Thread]:
-    settings = Settings(mqtt={"port": broker.port},
-                        cloud={"pg_dsn": database.dsn, "client_id": client_id, **cloud})
-    ingestor = Ingestor(settings)
-    worker = threading.Thread(target=ingestor.run)
-    worker.start()
-    assert until(lambda: ingestor._subscribed.is_set(), 15)
-    return ingestor, worker
-
-
-def _stop(ingestor: Ingestor, worker: threading.Thread) -> None:
-    ingestor.stop()
-    worker.join(15)
-    ingestor.close()
-
-
 def test_dead_letters_are_rate_limited_capped_truncated_and_expire(broker, database):
-    ingestor, worker = _ingestor(broker, database, "ingest-dead", dead_letters_per_device=40,
+    ingestor, worker = start_ingestor(broker, database, "ingest-dead", dead_letters_per_device=40,
                                  dead_letters_per_device_per_s=20.0)
     client = _publisher(broker.port)
     flood, other = "bear-dl-flood", "bear-dl-other"
@@ -180,7 +156,7 @@ def test_dead_letters_are_rate_limited_capped_truncated_and_expire(broker, datab
         for info in infos:
             info.wait_for_publish(30)
         client.publish(up_topic(other, "turns"), bad, qos=1).wait_for_publish(10)
-        assert until(lambda: ingestor.counters.dead_letters >= 1001, 60)
+        wait_until(lambda: ingestor.counters.dead_letters >= 1001, 60, "1001 dead letters")
         took = time.monotonic() - started
         with database.connect() as conn:
             kept, biggest, stored = conn.execute(
@@ -197,7 +173,7 @@ def test_dead_letters_are_rate_limited_capped_truncated_and_expire(broker, datab
         assert ingestor.metrics.dead_letters._value.get() >= 1001
     finally:
         _close(client)
-        _stop(ingestor, worker)
+        stop_ingestor(ingestor, worker)
     with database.connect() as conn:
         conn.execute("UPDATE dead_letters SET received_at = now() - interval '8 days'"
                      " WHERE device_id = %s", (flood,))
@@ -215,7 +191,7 @@ def test_a_replayed_result_never_rewrites_a_commands_final_status(broker, databa
         conn.execute("INSERT INTO commands (id, device_id, name, issued_at, expires_at)"
                      " VALUES ('cmd-audit-1', %s, 'delete-data', now(),"
                      " now() + interval '1 minute')", (device,))
-    ingestor, worker = _ingestor(broker, database, "ingest-audit")
+    ingestor, worker = start_ingestor(broker, database, "ingest-audit")
     client = _publisher(broker.port)
     try:
         done = CommandResult(id="cmd-audit-1", device_id=device, name="delete-data",
@@ -230,9 +206,9 @@ def test_a_replayed_result_never_rewrites_a_commands_final_status(broker, databa
             client.publish(up_topic(device, "cmd-result"), result.to_payload(),
                            qos=1).wait_for_publish(10)
         with database.connect() as conn:
-            assert until(lambda: conn.execute(
+            wait_until(lambda: conn.execute(
                 "SELECT count(*) FROM command_events WHERE device_id = %s",
-                (device,)).fetchone()[0] == 2)
+                (device,)).fetchone()[0] == 2, 20, "both command events")
             time.sleep(0.5)  # the second copy of the replay would have landed by now
             final = conn.execute("SELECT status, reason, result FROM commands"
                                  " WHERE id = 'cmd-audit-1'").fetchone()
@@ -246,7 +222,7 @@ def test_a_replayed_result_never_rewrites_a_commands_final_status(broker, databa
         ]
     finally:
         _close(client)
-        _stop(ingestor, worker)
+        stop_ingestor(ingestor, worker)
 
 
 def test_ingest_waits_for_a_broker_that_is_not_up_yet(database, env, tmp_path):
@@ -255,7 +231,7 @@ def test_ingest_waits_for_a_broker_that_is_not_up_yet(database, env, tmp_path):
     env = dict(env, TEDDY_MQTT__PORT=str(broker.port), TEDDY_CLOUD__PG_DSN=database.dsn,
                NOTIFY_SOCKET=systemd.address)
     ingest = IngestProcess(env, tmp_path, name="ingest-late")
-    from support import start_cli
+    from support.processes import start_cli
 
     ingest.starts = 1
     ingest.process = start_cli("teddy-cloud", "--log-level", "INFO", "ingest", env=env,

@@ -9,23 +9,18 @@ import threading
 import time
 
 import paho.mqtt.client as mqtt
-from support import until
-from sync_helpers import assert_exactly_once, bear_settings, cloud_count, filled_store
+from support.syncing import (
+    assert_exactly_once,
+    bear_settings,
+    cloud_count,
+    filled_store,
+    start_ingestor,
+    stop_ingestor,
+)
+from support.waiting import wait_until
 
-from config.settings import Settings
-from sync.cloud.ingest import Ingestor
 from sync.device import DeviceSync
 from sync.protocol import Ack, Receipt, TurnRecord, TurnsBatch, down_topic, up_topic
-
-
-def _ingestor(broker, database, client_id: str, **cloud) -> tuple[Ingestor, threading.Thread]:
-    settings = Settings(mqtt={"port": broker.port},
-                        cloud={"pg_dsn": database.dsn, "client_id": client_id, **cloud})
-    ingestor = Ingestor(settings)
-    worker = threading.Thread(target=ingestor.run)
-    worker.start()
-    assert until(lambda: ingestor._subscribed.is_set(), 15)
-    return ingestor, worker
 
 
 def _batches(device: str, count: int, size: int) -> list[bytes]:
@@ -61,7 +56,7 @@ class Listener:
 
 
 def test_a_flooding_bear_is_refused_and_cannot_starve_a_normal_bear(broker, database, tmp_path):
-    ingestor, worker = _ingestor(broker, database, "ingest-rate", bear_turns_per_s=100.0,
+    ingestor, worker = start_ingestor(broker, database, "ingest-rate", bear_turns_per_s=100.0,
                                  bear_turns_burst=500.0)
     flood = "bear-rl-flood"
     listener = Listener(broker.port, flood)
@@ -77,7 +72,8 @@ def test_a_flooding_bear_is_refused_and_cannot_starve_a_normal_bear(broker, data
             assert link.sync_once(20).turns_acked == 60
         took = time.monotonic() - started
         flooding.join(30)
-        assert until(lambda: ingestor.counters.refused + len(listener.acks) >= 300, 30)
+        wait_until(lambda: ingestor.counters.refused + len(listener.acks) >= 300, 30,
+                   "300 batches refused or acked")
         refused = [r for r in listener.receipts if r.refused]
         assert refused and all(r.kind == "turns" and r.retry_after > 0 for r in refused)
         assert "rate" in refused[0].refused
@@ -94,14 +90,12 @@ def test_a_flooding_bear_is_refused_and_cannot_starve_a_normal_bear(broker, data
     finally:
         listener.close()
         store.close()
-        ingestor.stop()
-        worker.join(15)
-        ingestor.close()
+        stop_ingestor(ingestor, worker)
     assert_exactly_once(database, "bear-rl-normal", tmp_path / "bear", 60)
 
 
 def test_a_refused_bear_waits_and_every_turn_arrives_once(broker, database, tmp_path):
-    ingestor, worker = _ingestor(broker, database, "ingest-rate-2", bear_turns_per_s=400.0,
+    ingestor, worker = start_ingestor(broker, database, "ingest-rate-2", bear_turns_per_s=400.0,
                                  bear_turns_burst=400.0)
     store = filled_store(tmp_path / "bear", 2_000)
     try:
@@ -113,7 +107,5 @@ def test_a_refused_bear_waits_and_every_turn_arrives_once(broker, database, tmp_
         assert ingestor.counters.refused >= 1
     finally:
         store.close()
-        ingestor.stop()
-        worker.join(15)
-        ingestor.close()
+        stop_ingestor(ingestor, worker)
     assert_exactly_once(database, "bear-rl-slow", tmp_path / "bear", 2_000)

@@ -148,7 +148,7 @@ def test_cloud_provisioned_bear_connects_to_a_password_protected_broker(
 ) -> None:
     """teddy-cloud provision -> provision-device --from-cloud -> the bear's settings log in;
     the bear is registered as manufactured and holds the cloud's public keys."""
-    from support import ShippedBroker
+    from support.brokers import ShippedBroker
 
     from config.errors import SyncError
     from sync.client import MqttLink
@@ -158,7 +158,7 @@ def test_cloud_provisioned_bear_connects_to_a_password_protected_broker(
     try:
         cloud_env = dict(env, TEDDY_MQTT__PORT=str(broker.port),
                          TEDDY_FLEET__BROKER_ADMIN_PASSWORD_FILE=str(broker.admin_password_file))
-        from support import run_cli
+        from support.processes import run_cli
         run_cli("teddy-cloud", "fleet", "keygen", env=cloud_env)  # once per fleet
         made = subprocess.run(
             [str(Path(sys.executable).parent / "teddy-cloud"), "provision", "bear-frag-01",

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-from support import free_port, run_cli, wait_for_port
+from support.brokers import free_port, wait_for_port
+from support.processes import run_cli
 
 REMOTE = Path("/lib/systemd/systemd-journal-remote")
 UPLOAD = Path("/lib/systemd/systemd-journal-upload")

@@ -17,8 +17,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from notify_support import HttpReceiver, self_signed_cert, start_smtp
-from support import free_port, migrated_database, run_cli, start_cli, until
+from support.brokers import free_port
+from support.database import migrated_database
+from support.processes import run_cli, start_cli
+from support.receivers import HttpReceiver, self_signed_cert, start_smtp
+from support.waiting import wait_until
 
 from config.errors import ConfigError
 from config.notify import NotifySettings
@@ -84,16 +87,13 @@ def _deliveries(conn, channel: str | None = None) -> list[tuple]:
 
 def _drain(notifier: Notifier, seconds: float = 10.0) -> None:
     """Run rounds until nothing is pending or retrying."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    def drained() -> bool:
         notifier.run_once()
-        left = notifier.conn.execute(
+        return notifier.conn.execute(
             "SELECT count(*) FROM notification_deliveries WHERE status IN "
-            "('pending', 'retrying')").fetchone()[0]
-        if left == 0:
-            return
-        time.sleep(0.02)
-    raise AssertionError("deliveries still pending after the drain")
+            "('pending', 'retrying')").fetchone()[0] == 0
+
+    wait_until(drained, seconds, "every delivery done (none pending or retrying)")
 
 
 # --- channels ----------------------------------------------------------------------------
@@ -452,9 +452,11 @@ def test_notify_run_keeps_delivering_until_sigterm(pg, conn, http, tmp_path):
     process = start_cli("teddy-cloud", "--log-level", "INFO", "notify", "run", env=env, log=log)
     try:
         _alert(conn, "bear-cli2", "system.disk_low", "critical")
-        assert until(lambda: http.at("/hook"), timeout=20), log.read_text()
+        wait_until(lambda: http.at("/hook"), 20,
+                   lambda: f"the first webhook call: {log.read_text()}")
         _alert(conn, "bear-cli3", "system.disk_low", "critical")
-        assert until(lambda: len(http.at("/hook")) == 2, timeout=20), log.read_text()
+        wait_until(lambda: len(http.at("/hook")) == 2, 20,
+                   lambda: f"the second webhook call: {log.read_text()}")
     finally:
         process.send_signal(signal.SIGTERM)
         code = process.wait(15)

@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
-from audio_support import KO_PHRASES, korean_model, speech_pcm
-from systemd_support import FakeSystemd
+from support.audio import KO_PHRASES, korean_model, speech_pcm
+from support.fake_systemd import FakeSystemd
+from support.waiting import wait_until
 
 TEDDY = str(Path(sys.executable).parent / "teddy")
 WATCHDOG_SEC = 2.0
@@ -120,12 +121,10 @@ def synthesized_conversation(tmp_path: Path) -> Path:
 
 
 def wait_for_line(log: Path, text: str, timeout: float) -> float:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if log.exists() and text in log.read_text():
-            return time.monotonic()
-        time.sleep(0.02)
-    raise TimeoutError(f"{text!r} not in {log} after {timeout} s:\n{log.read_text()[-2000:]}")
+    """When ``text`` showed up in ``log`` (``time.monotonic()``)."""
+    wait_until(lambda: log.exists() and text in log.read_text(), timeout,
+               lambda: f"{text!r} in {log}:\n{log.read_text()[-2000:]}")
+    return time.monotonic()
 
 
 def retained_status(port: int, device: str) -> dict:
@@ -138,12 +137,11 @@ def retained_status(port: int, device: str) -> dict:
     client.connect("127.0.0.1", port)
     client.subscribe(f"teddy/v1/{device}/up/status", qos=1)
     client.loop_start()
-    deadline = time.monotonic() + 5
-    while not got and time.monotonic() < deadline:
-        time.sleep(0.05)
-    client.loop_stop()
-    client.disconnect()
-    assert got, "no retained status"
+    try:
+        wait_until(lambda: got, 5, "the retained status", interval=0.05)
+    finally:
+        client.loop_stop()
+        client.disconnect()
     return json.loads(got[-1])
 
 

@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from pathlib import Path
 
-from notify_support import HttpReceiver
+from support.receivers import HttpReceiver
+from support.waiting import wait_until
 
 from agent.alerts import AlertSink
 from agent.health import HealthMonitor
@@ -56,14 +56,14 @@ def test_bear_alert_reaches_operators_and_wellbeing_reaches_only_the_parent(
         }}).notify
         with database.connect() as conn:
             notifier = Notifier(notify, conn)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
+
+            def ops_messages() -> list[dict]:
                 notifier.run_once()
                 ops = [json.loads(r.body) for r in http.at("/ops")
                        if json.loads(r.body)["device_id"] == device]
-                if len(ops) >= 2:
-                    break
-                time.sleep(0.2)
+                return ops if len(ops) >= 2 else []
+
+            ops = wait_until(ops_messages, 30, "the raise and the clear at /ops", interval=0.2)
         parent = [json.loads(r.body) for r in http.at("/parent")
                   if json.loads(r.body)["device_id"] == device]
         for request in http.at("/ops") + http.at("/parent"):

@@ -6,14 +6,9 @@ import time
 from pathlib import Path
 
 import pytest
-from fleet_support import (
-    RecordingLed,
-    SpeakingFake,
-    bear_env,
-    cloud_env,
-    connected_sync,
-)
-from support import run_cli, start_cli, wait_for_log
+from support.fleet import RecordingLed, SpeakingFake, bear_env, cloud_env, connected_sync
+from support.processes import run_cli, start_cli, wait_for_log
+from support.waiting import wait_until
 
 from agent.credentials import CredentialVault
 from agent.pairing import Pairing, PairingState, connect_with_retry, paired_settings
@@ -23,21 +18,11 @@ from hardware.led import LED_PATTERNS, StatusLed
 from hardware.pins import MockPaw, PawButton
 from sync.cloud.pairing import ExpiredCodeError, LockedClaimError, WrongCodeError, approve
 
-pytest_plugins = ["fleet_fixtures"]
-
 
 def _hold(paw: MockPaw, seconds: float) -> None:
     paw.press()
     time.sleep(seconds)
     paw.release()
-
-
-def _wait(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        time.sleep(0.02)
 
 
 def test_paw_hold_pairs_and_the_bear_syncs_as_itself(bear, secure_broker, database, env,
@@ -189,7 +174,7 @@ def test_the_broker_forgets_a_claim_its_bear_could_not_clear(bear, cloud):
 
 def _publish_claim_like_a_bear(settings) -> str:
     """Publish a claim request as Pairing does, then vanish without clearing it."""
-    from identity_support import publish_claim
+    from support.identity import publish_claim
 
     return publish_claim(settings, settings.device.id, "123456",
                          expiry=Pairing(settings, settings.device.id, RecordingLed(),
@@ -197,7 +182,7 @@ def _publish_claim_like_a_bear(settings) -> str:
 
 
 def test_the_bear_gives_up_when_nobody_enters_the_code(database, data_dir, cloud):
-    from fleet_support import bear_settings
+    from support.fleet import bear_settings
 
     bear = bear_settings(cloud, database, data_dir, code_ttl_s=0.8)
     voice, led = SpeakingFake(), RecordingLed()
@@ -219,7 +204,7 @@ def test_the_bear_gives_up_when_nobody_enters_the_code(database, data_dir, cloud
 def test_a_short_hold_does_nothing_and_a_long_hold_resets(bear, cloud, database, pins):
     """Released before 5 s: nothing. Held 15 s (here 1.2 s): keys, credentials and data
     crypto-shredded, LED red then off; copies taken before cannot be decrypted."""
-    from fleet_support import pair_bear
+    from support.fleet import pair_bear
 
     with database.connect() as conn:
         pair_bear(bear, cloud, conn)
@@ -239,9 +224,10 @@ def test_a_short_hold_does_nothing_and_a_long_hold_resets(bear, cloud, database,
             time.sleep(0.2)
             assert voice.said == [] and pairing.state == PairingState.IDLE
             paw.press()
-            _wait(lambda: led.state == "factory_reset", 5)
+            wait_until(lambda: led.state == "factory_reset", 5, "the factory-reset light")
             assert led.animating and led.colour[1:] == (0.0, 0.0)  # red
-            _wait(lambda: led.state == "off" and pairing.state == PairingState.IDLE, 10)
+            wait_until(lambda: led.state == "off" and pairing.state == PairingState.IDLE, 10,
+                       "the light off and pairing idle")
             paw.release()
         assert led.colour == (0.0, 0.0, 0.0) and voice.said == []
         pairing.close()
@@ -329,7 +315,7 @@ def test_teddy_pair_and_factory_reset_from_the_shell(secure_broker, cloud, datab
     """The laptop twin: ``teddy pair`` prints the code it speaks; the parent approves."""
     import re
 
-    from fleet_support import bear_settings
+    from support.fleet import bear_settings
 
     made = bear_settings(cloud, database, data_dir, device_id=f"bear-shell-{id(env) % 9999}")
     shell_env = bear_env(env, made)

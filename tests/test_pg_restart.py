@@ -7,9 +7,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from pg_cluster import ClusterDatabase, running_cluster
-from support import run_cli
-from sync_helpers import (
+from support.pg_cluster import ClusterDatabase, running_cluster
+from support.processes import run_cli
+from support.syncing import (
     BackgroundSync,
     IngestProcess,
     assert_exactly_once,

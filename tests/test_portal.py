@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from notify_support import start_smtp
-from portal_support import (
+from support.brokers import free_port
+from support.portal import (
     csrf_of,
     link_from,
     make_family,
@@ -19,7 +19,8 @@ from portal_support import (
     settings_of,
     sign_in,
 )
-from support import free_port, run_cli
+from support.processes import run_cli
+from support.receivers import start_smtp
 
 from sync.cloud import db, family_keys
 

@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
-from notify_support import start_smtp
-from portal_browser import PHONE, browser, running_portal, sign_in
-from portal_support import portal_env, portal_settings, seeded_family, settings_of
-from support import free_port
+from support.brokers import free_port
+from support.browser import PHONE, browser, running_portal, sign_in
+from support.portal import portal_env, portal_settings, seeded_family, settings_of
+from support.receivers import start_smtp
 
 
 @pytest.fixture

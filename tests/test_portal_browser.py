@@ -9,17 +9,17 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from fleet_support import RunningBear, SpeakingFake, cloud_env
-from notify_support import start_smtp
-from portal_browser import browser, running_portal, sign_in
-from portal_support import portal_env, portal_settings
-from support import free_port, start_cli, until, wait_for_log
+from support.brokers import free_port
+from support.browser import browser, running_portal, sign_in
+from support.fleet import RunningBear, SpeakingFake, cloud_env
+from support.portal import portal_env, portal_settings
+from support.processes import start_cli, wait_for_log
+from support.receivers import start_smtp
+from support.waiting import wait_until
 
 from agent.pairing import Pairing
 from agent.play import QUIET_REPLY
 from agent.runtime import open_bear
-
-pytest_plugins = ["fleet_fixtures"]
 
 
 @pytest.fixture
@@ -93,7 +93,9 @@ def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
 
                 page.get_by_role("button", name="Delete this conversation").click()
                 page.wait_for_url(f"{base}/deletions/*")
-                deleted_on_bear = until(lambda: _reload_says(page, "deleted on the bear"), 30)
+                deleted_on_bear = wait_until(
+                    lambda: _reload_says(page, "deleted on the bear"), 30,
+                    lambda: f"'deleted on the bear': {page.locator('#on-bear').inner_text()}")
                 assert deleted_on_bear, page.locator("#on-bear").inner_text()
                 with database.connect() as conn:
                     assert conn.execute("SELECT count(*) FROM turns WHERE device_id = %s",
@@ -105,7 +107,8 @@ def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
                 page.get_by_label("Until").fill("07:00")
                 page.get_by_role("button", name="Save settings").click()
                 page.wait_for_url(f"{bear_url}?saved=1")
-                assert until(lambda: bear.play.quiet_from == "19:30", 15)
+                wait_until(lambda: bear.play.quiet_from == "19:30", 15,
+                           "the quiet time on the bear")
                 assert running.store.consent().parent == email
             bedtime = datetime(2026, 12, 3, 20, 15)
             with open_bear(bear, clock=lambda: bedtime) as teddy:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import stat
 
-from support import run_cli
+from support.processes import run_cli
 
 
 def test_keygen_makes_the_cloud_key_once_and_refuses_to_replace_it(env, tmp_path):

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from notify_support import start_smtp
-from portal_support import make_family, portal_settings, settings_of, sign_in
-from support import ADMIN_DSN, free_port, migrated_database
+from support.brokers import free_port
+from support.database import ADMIN_DSN, migrated_database
+from support.portal import make_family, portal_settings, settings_of, sign_in
+from support.receivers import start_smtp
 
 from sync.cloud import db, family_keys
 from sync.cloud.portal import auth
@@ -99,6 +100,6 @@ def test_transcript_pages_read_the_replica_named_by_portal_read_dsn(primary_and_
 
 
 def _csrf(client, path: str) -> str:
-    from portal_support import csrf_of
+    from support.portal import csrf_of
 
     return csrf_of(client.get(path).text)

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from notify_support import HttpReceiver
-from support import free_port, run_cli, start_cli, until, wait_for_log
+from support.brokers import free_port
+from support.processes import run_cli, start_cli, wait_for_log
+from support.receivers import HttpReceiver
+from support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 PROM = REPO / "config" / "examples" / "prometheus"
@@ -160,7 +162,8 @@ def test_every_metric_the_rules_and_dashboards_use_is_exported_by_a_real_scrape(
         with database.connect() as conn:
             conn.execute("INSERT INTO alerts (device_id, kind, severity, message, raised_at) "
                          "VALUES ('prom-00000', 'system.disk_low', 'high', 'x', now())")
-        assert until(lambda: http.at("/hook"), timeout=30), (tmp_path / "notify.log").read_text()
+        wait_until(lambda: http.at("/hook"), 30,
+                   lambda: f"the webhook call: {(tmp_path / 'notify.log').read_text()}")
         wait_for_log(tmp_path / "notify.log", "fleet metrics on")
         with database.connect() as conn:
             devices = conn.execute("SELECT count(*) FROM devices").fetchone()[0]

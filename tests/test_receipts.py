@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from support import until
+from support.waiting import wait_until
 
 from config.settings import Settings
 from sync.client import MqttLink
@@ -76,5 +76,5 @@ def test_a_malformed_receipt_is_ignored(broker):
         other.loop_stop()
         time.sleep(0.5)
         assert pending.receipts == 0 and link.callback_errors == 0
-        assert until(lambda: link.connected, 2)
+        wait_until(lambda: link.connected, 2, "the link to connect")
     link.close()

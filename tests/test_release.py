@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
-from support import run_cli
-from update_support import ROOT
+from support.paths import ROOT
+from support.processes import run_cli
 
 from config.errors import KeyFileError, ProtocolError
 from sync.cloud.release import ReleaseError, generate_key, load_signing_key, publish_release

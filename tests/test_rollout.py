@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 
 import pytest
-from support import Database, run_cli
-from update_support import ReleaseServer, release_kit
+from support.database import Database
+from support.processes import run_cli
+from support.releases import ReleaseServer, release_kit
 
 from agent.update import UpdateDeferred, Updater, UpdateRefused
 from agent.update.bootguard import journal_read

@@ -21,11 +21,6 @@ from agent.safety.lexicon import expand_alternatives
 from agent.safety.normalize import fold
 
 
-@pytest.fixture(scope="module")
-def safety() -> SafetyFilter:
-    return default_filter()
-
-
 @pytest.mark.parametrize("text", [
     "shit", "SHIT", "sh1t", "$hit", "s h i t", "s-h-i-t", "s.h.i.t", "shiiiiiit",
     "Ｓｈｉｔ", "ѕhіt", "shït", "what the f***", "f u c k you",

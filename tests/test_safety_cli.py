@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from support import run_cli
+from support.processes import run_cli
 
 
 def test_check_prints_one_verdict_per_argument(env: dict[str, str]) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.safety import WELLBEING_CATEGORIES, Action, SafetyFilter, default_filter
+from agent.safety import WELLBEING_CATEGORIES, Action, SafetyFilter
 
 EVAL_SET = Path(__file__).parent / "data" / "safety_eval.jsonl"
 MIN_RECALL = 0.95
@@ -32,11 +32,6 @@ def is_pii(category: str) -> bool:
 @pytest.fixture(scope="module")
 def rows() -> list[dict]:
     return load_eval_set()
-
-
-@pytest.fixture(scope="module")
-def safety() -> SafetyFilter:
-    return default_filter()
 
 
 def test_the_set_is_big_and_mostly_benign(rows: list[dict]) -> None:

@@ -7,9 +7,9 @@ regression below today's level fails and reaching the bar shows as XPASS.
 from __future__ import annotations
 
 import pytest
+from support.frozen_sets import TARGETS, load, score_teddy
 
 from agent.safety import default_filter
-from tests.frozen_support import TARGETS, load, score_teddy
 
 MEASURED = {  # scripts/bench-safety --frozen-only, 2026-12-03, rules + semantic
     "harmful_caught": 0.774, "wellbeing_escalated": 0.852, "pii_redacted": 1.000,

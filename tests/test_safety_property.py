@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.processes import run_cli
 
 from agent.safety import Action, default_filter
-from tests.support import run_cli
 
 ACTIONS = set(Action)
 

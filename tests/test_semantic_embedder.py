@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.embedder import require_embedder
+from support.processes import run_cli
 
 from agent.semantic import ModelFilesError, load_embedder
 from agent.semantic.embedder import Embedder
@@ -19,8 +21,6 @@ from agent.semantic.model_files import (
     read_model_files,
 )
 from config.settings import load_settings
-from tests.semantic_support import require_embedder
-from tests.support import run_cli
 
 REFERENCE = Path(__file__).parent / "data" / "minilm_reference.json"
 

@@ -18,14 +18,6 @@ def _verdict(text: str) -> Verdict:
     return Verdict(Action.ALLOW, (), text)
 
 
-@pytest.fixture
-def store(tmp_path):
-    settings = load_settings(store={"data_dir": tmp_path})
-    with ConversationStore.open(settings.store, create=True) as opened:
-        opened.grant_consent("Mum", [Scope.KEEP, Scope.SYNC])
-        yield opened
-
-
 def _exchange(store, conversation_id, child="I like dinosaurs", bear="Me too!"):
     return store.append(conversation_id, [TurnToKeep("child", child, _verdict(child)),
                                           TurnToKeep("bear", bear, _verdict(bear))])

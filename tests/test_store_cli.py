@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from support import run_cli
+from support.processes import run_cli
 
 from agent.safety.verdict import Action, Verdict
 from agent.store import ConversationStore, Scope, TurnToKeep

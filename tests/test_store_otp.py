@@ -1,6 +1,6 @@
 """The store key sealed to the board (``agent.store.otp``), run as users run ``teddy``, on a
 simulated Raspberry Pi: fake ``vcmailbox``/``rpi-otp-private-key`` executables on PATH
-(tests/otp_support.py), so the real subprocess calls, parsing and errors are exercised.
+(tests/support/otp_board.py), so the real subprocess calls, parsing and errors are exercised.
 
 A memory card moved to another board (another OTP secret) cannot open its store; the same
 card in its own bear can. The file key stays the default for laptops and CI."""
@@ -13,8 +13,8 @@ import os
 import secrets
 
 import pytest
-from otp_support import fake_board, on_path, random_rows
-from support import run_cli
+from support.otp_board import fake_board, on_path, random_rows
+from support.processes import run_cli
 
 from agent.store.otp import SEALED_PREFIX
 

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from agent.safety.verdict import Action, Verdict
-from agent.store import ConversationStore, Scope, TurnToKeep
+from agent.store import ConversationStore, TurnToKeep
 from agent.store.keys import FileKeyProvider
 from agent.store.verify import verify
 from config.settings import load_settings
@@ -31,14 +31,6 @@ ROTATION_KILLS = 25
 
 def _turn(role: str, text: str) -> TurnToKeep:
     return TurnToKeep(role, text, Verdict(Action.ALLOW, (), text))
-
-
-@pytest.fixture
-def settings(tmp_path):
-    settings = load_settings(store={"data_dir": tmp_path / "bear"})
-    with ConversationStore.open(settings.store, create=True) as store:
-        store.grant_consent("Mum", [Scope.KEEP, Scope.SYNC])
-    return settings
 
 
 def _fork(work, *args) -> tuple[int, int]:
@@ -81,8 +73,8 @@ def _appender(write_fd: int, data_dir: str, round_no: int) -> None:
                 n += 1
 
 
-def _assert_consistent(settings, reported: dict[int, tuple[str, str]]) -> None:
-    raw = sqlite3.connect(settings.store.db_path)
+def _assert_consistent(consented_settings, reported: dict[int, tuple[str, str]]) -> None:
+    raw = sqlite3.connect(consented_settings.store.db_path)
     try:
         assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert raw.execute("SELECT count(*) FROM turns t LEFT JOIN outbox o ON o.seq = t.seq "
@@ -94,7 +86,7 @@ def _assert_consistent(settings, reported: dict[int, tuple[str, str]]) -> None:
         assert odd == 0  # an exchange is kept whole or not at all
     finally:
         raw.close()
-    with ConversationStore.open(settings.store) as store:
+    with ConversationStore.open(consented_settings.store) as store:
         kept = {t.seq: (t.conversation_id, t.text) for t in store.turns()}
         assert verify(store).ok
     missing = [seq for seq in reported if seq not in kept]
@@ -102,12 +94,12 @@ def _assert_consistent(settings, reported: dict[int, tuple[str, str]]) -> None:
     assert all(kept[seq] == expected for seq, expected in reported.items())
 
 
-def test_sigkill_while_appending_never_loses_or_tears_a_turn(settings):
+def test_sigkill_while_appending_never_loses_or_tears_a_turn(consented_settings):
     rng = random.Random(5)
     reported: dict[int, tuple[str, str]] = {}
     killed_mid_run = 0
     for round_no in range(KILLS):
-        pid, read_fd = _fork(_appender, str(settings.store.data_dir), round_no)
+        pid, read_fd = _fork(_appender, str(consented_settings.store.data_dir), round_no)
         lines = _kill_after(pid, read_fd, rng.uniform(0.005, 0.12))
         for line in lines:
             first, second, conversation, texts = line.split(" ", 3)
@@ -116,14 +108,14 @@ def test_sigkill_while_appending_never_loses_or_tears_a_turn(settings):
             reported[int(second)] = (conversation, bear)
         killed_mid_run += bool(lines)
         if round_no % 10 == 9:
-            _assert_consistent(settings, reported)
-    _assert_consistent(settings, reported)
+            _assert_consistent(consented_settings, reported)
+    _assert_consistent(consented_settings, reported)
     assert killed_mid_run >= KILLS // 2, "most kills should land while turns are being kept"
     assert len(reported) > 4 * KILLS
 
 
-def _conversations(settings, count: int) -> dict[str, list[str]]:
-    with ConversationStore.open(settings.store) as store:
+def _conversations(consented_settings, count: int) -> dict[str, list[str]]:
+    with ConversationStore.open(consented_settings.store) as store:
         for i in range(count):
             conversation = store.start_conversation()
             store.append(conversation, [_turn("child", f"story {i}"), _turn("bear", f"end {i}")])
@@ -138,23 +130,23 @@ def _rotator(write_fd: int, data_dir: str) -> None:
             os.write(write_fd, b"rotated\n")
 
 
-def _assert_all_readable(settings, expected: dict[str, list[str]]) -> None:
-    with ConversationStore.open(settings.store) as store:
+def _assert_all_readable(consented_settings, expected: dict[str, list[str]]) -> None:
+    with ConversationStore.open(consented_settings.store) as store:
         assert {c: [t.text for t in store.turns(c)] for c in expected} == expected
         assert verify(store).ok
-    assert not FileKeyProvider(settings.store.key_path).pending_path.exists()
+    assert not FileKeyProvider(consented_settings.store.key_path).pending_path.exists()
 
 
-def test_sigkill_during_key_rotation_leaves_every_conversation_readable(settings):
-    expected = _conversations(settings, 150)
+def test_sigkill_during_key_rotation_leaves_every_conversation_readable(consented_settings):
+    expected = _conversations(consented_settings, 150)
     rng = random.Random(7)
-    pending = FileKeyProvider(settings.store.key_path).pending_path
+    pending = FileKeyProvider(consented_settings.store.key_path).pending_path
     rotations = interrupted = 0
     for _ in range(ROTATION_KILLS):
-        pid, read_fd = _fork(_rotator, str(settings.store.data_dir))
+        pid, read_fd = _fork(_rotator, str(consented_settings.store.data_dir))
         rotations += len(_kill_after(pid, read_fd, rng.uniform(0.01, 0.15)))
         interrupted += pending.exists()  # killed between staging and promoting a key
-        _assert_all_readable(settings, expected)
+        _assert_all_readable(consented_settings, expected)
     assert rotations > 0  # the victims did rotate between kills
     assert interrupted >= ROTATION_KILLS // 5, "too few kills landed inside a rotation"
 
@@ -184,16 +176,16 @@ def _rotate_and_die_at(write_fd: int, data_dir: str, step: str) -> None:
 
 
 @pytest.mark.parametrize("step", ["before-commit", "before-promote"])
-def test_rotation_killed_at_each_step_recovers(settings, step):
-    expected = _conversations(settings, 20)
-    key_before = settings.store.key_path.read_bytes()
-    pid, read_fd = _fork(_rotate_and_die_at, str(settings.store.data_dir), step)
+def test_rotation_killed_at_each_step_recovers(consented_settings, step):
+    expected = _conversations(consented_settings, 20)
+    key_before = consented_settings.store.key_path.read_bytes()
+    pid, read_fd = _fork(_rotate_and_die_at, str(consented_settings.store.data_dir), step)
     _, status = os.waitpid(pid, 0)
     os.close(read_fd)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
-    assert FileKeyProvider(settings.store.key_path).pending_path.exists()
-    _assert_all_readable(settings, expected)
-    rotated = settings.store.key_path.read_bytes() != key_before
+    assert FileKeyProvider(consented_settings.store.key_path).pending_path.exists()
+    _assert_all_readable(consented_settings, expected)
+    rotated = consented_settings.store.key_path.read_bytes() != key_before
     assert rotated == (step == "before-promote")
 
 
@@ -209,14 +201,14 @@ def _deleter(write_fd: int, data_dir: str) -> None:
             os.write(write_fd, f"{info.id}\n".encode())
 
 
-def test_sigkill_during_deletion_leaves_whole_conversations_or_none(settings):
-    expected = _conversations(settings, 120)
+def test_sigkill_during_deletion_leaves_whole_conversations_or_none(consented_settings):
+    expected = _conversations(consented_settings, 120)
     rng = random.Random(11)
     deleted: set[str] = set()
     for _ in range(DELETION_KILLS):
-        pid, read_fd = _fork(_deleter, str(settings.store.data_dir))
+        pid, read_fd = _fork(_deleter, str(consented_settings.store.data_dir))
         deleted.update(_kill_after(pid, read_fd, rng.uniform(0.01, 0.1)))
-        raw = sqlite3.connect(settings.store.db_path)
+        raw = sqlite3.connect(consented_settings.store.db_path)
         try:
             assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
             left = {row[0] for row in raw.execute("SELECT id FROM conversations")}
@@ -228,7 +220,8 @@ def test_sigkill_during_deletion_leaves_whole_conversations_or_none(settings):
                                "(SELECT id FROM conversations)").fetchone()[0] == 0
         finally:
             raw.close()
-        _assert_all_readable(settings, {c: t for c, t in expected.items() if c not in deleted})
+        _assert_all_readable(consented_settings, {c: t for c,
+                                                  t in expected.items() if c not in deleted})
     assert deleted, "the deleting processes got some work done between kills"
 
 
@@ -239,18 +232,18 @@ def _delete_and_die_before_rotating(write_fd: int, data_dir: str) -> None:
         store.delete_conversation(store.conversations()[0].id)
 
 
-def test_deletion_killed_before_its_key_rotation_rotates_at_next_open(settings):
-    expected = _conversations(settings, 5)
+def test_deletion_killed_before_its_key_rotation_rotates_at_next_open(consented_settings):
+    expected = _conversations(consented_settings, 5)
     doomed = next(iter(expected))
-    key_before = settings.store.key_path.read_bytes()
-    pid, read_fd = _fork(_delete_and_die_before_rotating, str(settings.store.data_dir))
+    key_before = consented_settings.store.key_path.read_bytes()
+    pid, read_fd = _fork(_delete_and_die_before_rotating, str(consented_settings.store.data_dir))
     _, status = os.waitpid(pid, 0)
     os.close(read_fd)
-    assert os.WIFSIGNALED(status) and settings.store.key_path.read_bytes() == key_before
+    assert os.WIFSIGNALED(status) and consented_settings.store.key_path.read_bytes() == key_before
     del expected[doomed]
-    _assert_all_readable(settings, expected)  # opening it finished the rotation
-    assert settings.store.key_path.read_bytes() != key_before
-    with ConversationStore.open(settings.store) as store:
+    _assert_all_readable(consented_settings, expected)  # opening it finished the rotation
+    assert consented_settings.store.key_path.read_bytes() != key_before
+    with ConversationStore.open(consented_settings.store) as store:
         assert doomed not in [c.id for c in store.conversations()]
         assert store._conn.execute("SELECT count(*) FROM meta WHERE key = 'rotation_due'"
                                    ).fetchone()[0] == 0

@@ -39,18 +39,6 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def settings(tmp_path):
-    return load_settings(store={"data_dir": tmp_path / "bear"})
-
-
-@pytest.fixture
-def store(settings):
-    with ConversationStore.open(settings.store, create=True) as opened:
-        opened.grant_consent("Mum", [Scope.KEEP, Scope.SYNC])
-        yield opened
-
-
 def _files(store) -> bytes:
     """Everything SQLite keeps on disk for the store: the database, its WAL, its shm."""
     return b"".join(p.read_bytes() for p in sorted(store.path.parent.glob(store.path.name + "*")))
@@ -73,11 +61,11 @@ def _wrapped_keys(store) -> dict[str, bytes]:
         raw.close()
 
 
-def _kek(settings) -> bytes:
-    return base64.b64decode(settings.store.key_path.read_bytes().strip())
+def _kek(store_settings) -> bytes:
+    return base64.b64decode(store_settings.store.key_path.read_bytes().strip())
 
 
-def test_deleted_conversation_is_unrecoverable(settings, store, tmp_path):
+def test_deleted_conversation_is_unrecoverable(store_settings, store, tmp_path):
     doomed, kept = store.start_conversation(), store.start_conversation()
     for _ in range(30):  # enough rows to span several pages
         _exchange(store, doomed, child=SECRET, bear="I will keep it safe")
@@ -86,7 +74,7 @@ def test_deleted_conversation_is_unrecoverable(settings, store, tmp_path):
     _exchange(store, doomed, child=SECRET)
     doomed_rows = [r for r in _rows(store) if r[1] == doomed]
     doomed_wrapped = _wrapped_keys(store)[doomed]
-    old_kek = _kek(settings)
+    old_kek = _kek(store_settings)
     backup = tmp_path / "sd-card-copy"
     backup.mkdir()
     for path in store.path.parent.glob(store.path.name + "*"):
@@ -103,8 +91,9 @@ def test_deleted_conversation_is_unrecoverable(settings, store, tmp_path):
     for _, _, _, sealed, _ in doomed_rows:
         assert sealed not in on_disk and sealed[12:28] not in on_disk
     # no remaining key opens a deleted ciphertext, under its own row identity or any other
-    new_kek = _kek(settings)
-    assert new_kek != old_kek and not settings.store.key_path.with_name("teddy.key.next").exists()
+    new_kek = _kek(store_settings)
+    next_key = store_settings.store.key_path.with_name("teddy.key.next")
+    assert new_kek != old_kek and not next_key.exists()
     remaining = _wrapped_keys(store)
     data_keys = [crypto.unseal(new_kek, w, crypto.data_key_aad(c), what="key")
                  for c, w in remaining.items()]
@@ -118,7 +107,8 @@ def test_deleted_conversation_is_unrecoverable(settings, store, tmp_path):
     with pytest.raises(DecryptionError):
         crypto.unseal(new_kek, doomed_wrapped, crypto.data_key_aad(doomed), what="key")
     # the old copy of the database cannot be opened with the key the bear now has
-    copy_settings = load_settings(store={"data_dir": backup, "key_file": settings.store.key_path})
+    copy_settings = load_settings(store={"data_dir": backup,
+                                         "key_file": store_settings.store.key_path})
     with ConversationStore.open(copy_settings.store) as copy, pytest.raises(WrongKeyError):
         copy.turns(doomed)
     # and what was kept is untouched
@@ -182,20 +172,20 @@ def test_consent_without_sync_stops_queueing(store):
     assert store.outbox_depth() == 0 and len(store.turns()) == 4
 
 
-def test_no_consent_means_nothing_reaches_disk(settings):
+def test_no_consent_means_nothing_reaches_disk(store_settings):
     with pytest.raises(StoreError, match="teddy consent grant"):
-        ConversationStore.open(settings.store)
-    assert not settings.store.data_dir.exists()
+        ConversationStore.open(store_settings.store)
+    assert not store_settings.store.data_dir.exists()
 
 
 # --- retention -------------------------------------------------------------------------
 
 
-def _aged_store(settings, clock, **store_overrides):
+def _aged_store(store_settings, clock, **store_overrides):
     """A store holding one conversation 40 days old and one of today (kept, so far, under a
     60-day retention); returns 30-day settings."""
-    data_dir = settings.store.data_dir
-    settings = load_settings(store={"data_dir": data_dir, **store_overrides})
+    data_dir = store_settings.store.data_dir
+    store_settings = load_settings(store={"data_dir": data_dir, **store_overrides})
     longer = load_settings(store={"data_dir": data_dir, "retention_days": 60})
     today = clock.now
     clock.now = today - 40 * DAY
@@ -206,14 +196,14 @@ def _aged_store(settings, clock, **store_overrides):
         clock.now = today
         new = store.start_conversation()
         _exchange(store, new)
-    return settings, old, new
+    return store_settings, old, new
 
 
-def test_retention_shreds_old_conversations_when_the_store_opens(settings):
+def test_retention_shreds_old_conversations_when_the_store_opens(store_settings):
     clock = Clock()
-    settings, old, new = _aged_store(settings, clock)
+    store_settings, old, new = _aged_store(store_settings, clock)
     alerts = AlertSink()
-    with ConversationStore.open(settings.store, alerts=alerts, clock=clock) as store:
+    with ConversationStore.open(store_settings.store, alerts=alerts, clock=clock) as store:
         assert [c.id for c in store.conversations()] == [new]
         assert SECRET.encode() not in _files(store)
     # the old turns never reached the cloud: a person is told they are gone
@@ -221,11 +211,11 @@ def test_retention_shreds_old_conversations_when_the_store_opens(settings):
     assert alerts.recent()[0].details["turns"] == 2
 
 
-def test_retention_keeps_unsynced_only_when_configured_and_says_so(settings):
+def test_retention_keeps_unsynced_only_when_configured_and_says_so(store_settings):
     clock = Clock()
-    settings, old, new = _aged_store(settings, clock, keep_unsynced_past_retention=True)
+    store_settings, old, new = _aged_store(store_settings, clock, keep_unsynced_past_retention=True)
     alerts = AlertSink()
-    with ConversationStore.open(settings.store, alerts=alerts, clock=clock) as store:
+    with ConversationStore.open(store_settings.store, alerts=alerts, clock=clock) as store:
         assert {c.id for c in store.conversations()} == {old, new}
         assert [a.kind for a in alerts.recent()] == ["store.retention_kept_unsynced"]
         # once the cloud has them, the next sweep shreds them after all
@@ -235,9 +225,9 @@ def test_retention_keeps_unsynced_only_when_configured_and_says_so(settings):
         assert [c.id for c in store.conversations()] == [new]
 
 
-def test_retention_runs_in_a_long_running_bear(settings, store):
+def test_retention_runs_in_a_long_running_bear(store_settings, store):
     clock = Clock()
-    with ConversationStore.open(settings.store, clock=clock) as running:
+    with ConversationStore.open(store_settings.store, clock=clock) as running:
         first = running.start_conversation()
         seqs = _exchange(running, first)
         running.mark_synced([(seqs[0], seqs[-1])])
@@ -249,10 +239,10 @@ def test_retention_runs_in_a_long_running_bear(settings, store):
         assert len(running.conversations()) == 2
 
 
-def test_appending_to_a_conversation_deleted_by_another_process_says_so(settings, store):
+def test_appending_to_a_conversation_deleted_by_another_process_says_so(store_settings, store):
     conversation = store.start_conversation()
     _exchange(store, conversation)  # the running bear holds this conversation's key
-    with ConversationStore.open(settings.store) as parent_cli:
+    with ConversationStore.open(store_settings.store) as parent_cli:
         parent_cli.delete_conversation(conversation)
     with pytest.raises(StoreError, match="was deleted.*start a new conversation"):
         _exchange(store, conversation)

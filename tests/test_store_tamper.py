@@ -22,18 +22,6 @@ def _turn(role: str, text: str, action: Action = Action.ALLOW) -> TurnToKeep:
     return TurnToKeep(role, text, Verdict(action, categories, text))
 
 
-@pytest.fixture
-def settings(tmp_path):
-    return load_settings(store={"data_dir": tmp_path / "bear"})
-
-
-@pytest.fixture
-def store(settings):
-    with ConversationStore.open(settings.store, create=True) as opened:
-        opened.grant_consent("Mum", [Scope.KEEP, Scope.SYNC])
-        yield opened
-
-
 def _raw(store: ConversationStore) -> sqlite3.Connection:
     return sqlite3.connect(store.path, isolation_level=None)
 
@@ -116,16 +104,16 @@ def test_swapped_data_keys_fail(store):
     assert not report.ok and len(report.problems) == 2
 
 
-def test_wrong_key_is_named_at_open_and_read(settings, store):
+def test_wrong_key_is_named_at_open_and_read(store_settings, store):
     conversation, _ = _two_conversations(store)
     store.close()
-    os.unlink(settings.store.key_path)
+    os.unlink(store_settings.store.key_path)
     other = crypto.new_key()
-    _write_key(settings.store.key_path, other)
+    _write_key(store_settings.store.key_path, other)
     from agent.alerts import AlertSink
 
     alerts = AlertSink()
-    with ConversationStore.open(settings.store, alerts=alerts) as reopened:
+    with ConversationStore.open(store_settings.store, alerts=alerts) as reopened:
         assert [a.kind for a in alerts.recent()] == ["store.wrong_key"]
         with pytest.raises(WrongKeyError, match="not the one this store was written with"):
             reopened.turns(conversation)
@@ -133,20 +121,20 @@ def test_wrong_key_is_named_at_open_and_read(settings, store):
             reopened.start_conversation()
 
 
-def test_key_file_owned_by_another_user_is_refused(settings, store):
+def test_key_file_owned_by_another_user_is_refused(store_settings, store):
     store.close()
     if os.geteuid() != 0:
         pytest.skip("changing a file's owner needs root")
-    os.chown(settings.store.key_path, 4242, -1)
+    os.chown(store_settings.store.key_path, 4242, -1)
     with pytest.raises(KeyFileError, match="owned by uid 4242"):
-        ConversationStore.open(settings.store)
+        ConversationStore.open(store_settings.store)
 
 
-def test_damaged_key_file_is_refused(settings, store):
+def test_damaged_key_file_is_refused(store_settings, store):
     store.close()
-    settings.store.key_path.write_text("not a key\n")
+    store_settings.store.key_path.write_text("not a key\n")
     with pytest.raises(KeyFileError, match="does not hold a base64 32-byte key"):
-        ConversationStore.open(settings.store)
+        ConversationStore.open(store_settings.store)
 
 
 class MemoryKeyProvider:
@@ -187,12 +175,12 @@ def test_bad_key_provider_hook_names_the_setting(tmp_path):
         ConversationStore.open(settings.store, create=True)
 
 
-def test_schema_1_store_is_migrated_and_still_reads(settings):
+def test_schema_1_store_is_migrated_and_still_reads(store_settings):
     """A store written by the first release (clear verdicts, v1 AAD) opens and reads."""
-    settings.store.data_dir.mkdir(parents=True)
+    store_settings.store.data_dir.mkdir(parents=True)
     kek = crypto.new_key()
-    _write_key(settings.store.key_path, kek)
-    raw = sqlite3.connect(settings.store.db_path, isolation_level=None)
+    _write_key(store_settings.store.key_path, kek)
+    raw = sqlite3.connect(store_settings.store.db_path, isolation_level=None)
     raw.executescript(MIGRATIONS[0] + "; PRAGMA user_version = 1;")
     data_key = crypto.new_key()
     raw.execute("INSERT INTO consents (parent, scopes, granted_at, source) "
@@ -204,7 +192,7 @@ def test_schema_1_store_is_migrated_and_still_reads(settings):
                 (crypto.seal(data_key, b"old words", crypto.turn_aad("c1", 1, "child")),
                  json.dumps({"action": "allow", "categories": [], "matches": []})))
     raw.close()
-    with ConversationStore.open(settings.store, clock=lambda: 2.0) as store:
+    with ConversationStore.open(store_settings.store, clock=lambda: 2.0) as store:
         assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         assert store.turns("c1")[0].text == "old words"
         assert store.consent().parent == "Mum"  # sealed by the migration, still readable
@@ -214,11 +202,11 @@ def test_schema_1_store_is_migrated_and_still_reads(settings):
         assert verify(store).ok
 
 
-def test_newer_schema_is_refused(settings, store):
+def test_newer_schema_is_refused(store_settings, store):
     _raw(store).execute("PRAGMA user_version = 99")
     store.close()
     with pytest.raises(StoreError, match="schema version 99 is newer"):
-        ConversationStore.open(settings.store)
+        ConversationStore.open(store_settings.store)
 
 
 def _write_key(path, key: bytes) -> None:
@@ -234,9 +222,10 @@ def _wal_bytes(store) -> bytes:
     return wal.read_bytes() if wal.exists() else b""
 
 
-def test_a_running_bear_follows_a_rotation_made_by_another_process(settings, store):
+def test_a_running_bear_follows_a_rotation_made_by_another_process(store_settings, store):
     conversation, _ = _two_conversations(store)
-    with ConversationStore.open(settings.store) as cli:  # another connection, its own key ring
+    # another connection, its own key ring
+    with ConversationStore.open(store_settings.store) as cli:
         cli.rotate_key()
         cli_conversation = cli.start_conversation()
         cli.append(cli_conversation, [_turn("child", "written after the rotation")])
@@ -244,7 +233,7 @@ def test_a_running_bear_follows_a_rotation_made_by_another_process(settings, sto
     fresh = store.start_conversation()
     store.append(fresh, [_turn("child", "new conversation, new key")])
     assert store.turns(cli_conversation)[0].text == "written after the rotation"
-    with ConversationStore.open(settings.store) as reopened:
+    with ConversationStore.open(store_settings.store) as reopened:
         assert reopened.turns(fresh)[0].text == "new conversation, new key"
         assert reopened.turns(conversation)[0].text == "I have a red kite"
         assert verify(reopened).ok

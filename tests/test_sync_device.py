@@ -11,14 +11,15 @@ import threading
 import time
 
 import paho.mqtt.client as mqtt
-from support import start_cli
-from sync_helpers import (
+from support.processes import start_cli
+from support.syncing import (
     IngestProcess,
     assert_exactly_once,
     bear_settings,
     filled_store,
     wait_for_count,
 )
+from support.waiting import wait_until
 
 from agent.alerts import AlertSink
 from agent.store import ConversationStore
@@ -87,16 +88,13 @@ def test_run_batches_by_count_and_by_age(broker, database, env, tmp_path):
         appended = time.monotonic()
         append_turns(store, conversation, 25)
         link.wake()
-        deadline = time.monotonic() + 10
-        while sum(n for _, n in watcher.batches) < 25 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: sum(n for _, n in watcher.batches) >= 25, 10, "all 25 turns sent")
         sizes = [n for _, n in watcher.batches]
         delays = [at - appended for at, _ in watcher.batches]
         assert sizes == [10, 10, 5]
         assert delays[1] < 0.8, "full batches must leave at once"
         assert 1.0 < delays[2] < 3.0, "a partial batch waits for batch_max_age"
-        while store.outbox_depth() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: store.outbox_depth() == 0, 10, "the outbox to empty")
     finally:
         stop.set()
         runner.join(10)
@@ -118,17 +116,15 @@ def test_status_online_retained_and_last_will_offline(broker, database, env, dat
     try:
         wait_for_count(database, device, 3)
         with ConversationStore.open(StoreSettings(data_dir=data_dir)) as store:
-            deadline = time.monotonic() + 10
-            while store.outbox_depth() and time.monotonic() < deadline:
-                time.sleep(0.05)  # the ack follows the commit
-            assert store.outbox_depth() == 0
-        deadline = time.monotonic() + 20
-        online = None
-        while time.monotonic() < deadline and online is None:
+            # the ack follows the commit
+            wait_until(lambda: store.outbox_depth() == 0, 10, "the outbox to empty")
+
+        def online_row():
             with database.connect() as conn:
-                online = conn.execute("SELECT firmware, boot_time FROM devices WHERE"
-                                      " device_id = %s AND online", (device,)).fetchone()
-            time.sleep(0.1)
+                return conn.execute("SELECT firmware, boot_time FROM devices WHERE"
+                                    " device_id = %s AND online", (device,)).fetchone()
+
+        online = wait_until(online_row, 20, "the bear online in PostgreSQL", interval=0.1)
         assert online is not None and online[0] and online[1] is not None
         late = Watcher(broker.port, device)  # subscribes after the fact: retained status
         time.sleep(0.5)
@@ -136,10 +132,8 @@ def test_status_online_retained_and_last_will_offline(broker, database, env, dat
         assert late.status[-1]["boot_time"] > 0
         bear.send_signal(signal.SIGKILL)  # no goodbye: the broker publishes the Last Will
         bear.wait(10)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not (late.status and
-                                                   late.status[-1]["state"] == "offline"):
-            time.sleep(0.1)
+        wait_until(lambda: late.status and late.status[-1]["state"] == "offline", 20,
+                   "the Last Will (offline)", interval=0.1)
         assert late.status[-1]["state"] == "offline"
         late.close()
         time.sleep(1.0)
@@ -164,9 +158,7 @@ def test_continuous_sync_stops_cleanly_on_sigterm(broker, database, env, data_di
         for _ in range(5):  # another process keeps appending; the loop picks it up
             append_turns(store, conversation, 40)
             time.sleep(0.3)
-        deadline = time.monotonic() + 20
-        while store.outbox_depth() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: store.outbox_depth() == 0, 20, "the outbox to empty", interval=0.1)
         bear.send_signal(signal.SIGTERM)
         assert bear.wait(15) == 0
     finally:
@@ -189,9 +181,7 @@ def test_outbox_budget_alerts_and_keeps_every_turn(broker, database, env, tmp_pa
     runner = threading.Thread(target=link.run, args=(stop,))
     runner.start()
     try:
-        deadline = time.monotonic() + 10
-        while not alerts.recent(BUDGET_ALERT) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: alerts.recent(BUDGET_ALERT), 10, "the outbox budget alert")
         raised = alerts.recent(BUDGET_ALERT)
         assert raised and not raised[0].cleared and raised[0].details["budget"] == 4096
         assert "\n" not in raised[0].message and link.over_budget
@@ -199,9 +189,8 @@ def test_outbox_budget_alerts_and_keeps_every_turn(broker, database, env, tmp_pa
         assert store.outbox_usage()["unclaimed"] == 200  # nothing handed to paho offline
         broker.start()
         ingest = IngestProcess(env, tmp_path).start()
-        deadline = time.monotonic() + 30
-        while (store.outbox_depth() or link.over_budget) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: not (store.outbox_depth() or link.over_budget), 30,
+                   "the outbox drained and under budget", interval=0.1)
         assert alerts.recent(BUDGET_ALERT)[-1].cleared
     finally:
         stop.set()

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from functools import partial
 
-from edge_support import bear_password
-from support import run_cli
-from sync_helpers import IngestProcess
+from support.edges import bear_password
+from support.processes import run_cli
+from support.syncing import IngestProcess
 
 from config.settings import Settings
 from fleetsim.fleet import run_spread_fleet
@@ -78,7 +78,7 @@ def test_idle_bears_reconnect_after_their_broker_restarts(broker):
     marked) and brings each bear back with jittered retries."""
     import threading
 
-    from support import until
+    from support.waiting import wait_until
 
     from fleetsim.idle import IdleFleet
 
@@ -89,12 +89,15 @@ def test_idle_bears_reconnect_after_their_broker_restarts(broker):
     network = threading.Thread(target=fleet.serve, args=(stop,), daemon=True)
     network.start()
     try:
-        assert until(lambda: fleet.report().connected == 40, 30), fleet.report()
+        wait_until(lambda: fleet.report().connected == 40, 30,
+                   lambda: f"all 40 bears connected: {fleet.report()}")
         fleet.mark()
         broker.kill()
-        assert until(lambda: fleet.report().drops == 40, 30), fleet.report()
+        wait_until(lambda: fleet.report().drops == 40, 30,
+                   lambda: f"all 40 bears to see the drop: {fleet.report()}")
         broker.start()
-        assert until(lambda: fleet.report().connected == 40, 30), fleet.report()
+        wait_until(lambda: fleet.report().connected == 40, 30,
+                   lambda: f"all 40 bears reconnected: {fleet.report()}")
     finally:
         stop.set()
         network.join(30)

@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support import Mosquitto
-from sync_helpers import IngestProcess, assert_exactly_once, filled_store
+from support.brokers import Mosquitto
+from support.syncing import IngestProcess, assert_exactly_once, filled_store
 
 from config.errors import SyncError
 from config.settings import Settings

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from systemd_support import FakeSystemd
+from support.fake_systemd import FakeSystemd
+from support.waiting import wait_until
 
 from sync.systemd_notify import SystemdNotifier, Watchdog
 
@@ -20,15 +21,6 @@ def systemd(tmp_path: Path):
     fake.close()
 
 
-def wait_until(condition, timeout: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
-
-
 def test_messages_reach_the_notify_socket(systemd: FakeSystemd) -> None:
     with SystemdNotifier.from_environment({"NOTIFY_SOCKET": systemd.address}) as notifier:
         assert notifier.enabled
@@ -37,7 +29,7 @@ def test_messages_reach_the_notify_socket(systemd: FakeSystemd) -> None:
         assert notifier.reloading()
         assert notifier.stopping()
         assert notifier.extend_timeout(2.5)
-    assert wait_until(lambda: len(systemd.messages) == 5)
+    wait_until(lambda: len(systemd.messages) == 5, 2.0, "five messages")
     texts = [text for _, text in systemd.messages]
     assert texts == ["READY=1\nSTATUS=listening", "STATUS=3 turns", "RELOADING=1",
                      "STOPPING=1", "EXTEND_TIMEOUT_USEC=2500000"]
@@ -47,7 +39,7 @@ def test_abstract_socket_address_is_supported() -> None:
     fake = FakeSystemd(f"@teddy-test-{os.getpid()}-{time.monotonic_ns()}")
     try:
         assert SystemdNotifier(fake.address).watchdog_ping()
-        assert wait_until(lambda: fake.times_of("WATCHDOG=1"))
+        wait_until(lambda: fake.times_of("WATCHDOG=1"), 2.0, "a WATCHDOG=1 ping")
     finally:
         fake.close()
 

@@ -9,8 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support import Mosquitto, run_cli
-from sync_helpers import filled_store
+from support.brokers import Mosquitto
+from support.processes import run_cli
+from support.syncing import filled_store
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is missing")
 

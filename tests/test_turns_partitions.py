@@ -9,7 +9,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from support import Database, migrated_database, run_cli
+from support.database import Database, migrated_database
+from support.processes import run_cli
 
 from sync.cloud import partitions, writer
 from sync.cloud.messages import Received, parse

@@ -7,12 +7,12 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from support import run_cli
-from update_support import BASE_SITE_PACKAGES, ReleaseServer, release_kit
+from support.processes import run_cli
+from support.releases import BASE_SITE_PACKAGES, ReleaseServer, release_kit
+from support.waiting import wait_until
 
 from agent.update import UpdateDeferred, Updater, UpdateRefused
 from agent.update.bootguard import journal_read, read_state
@@ -58,16 +58,6 @@ def updater_for(env: dict[str, str], **kwargs) -> Updater:
     """An updater with this bear's settings (no battery unless told)."""
     kwargs.setdefault("battery", lambda: None)
     return Updater(load_settings(), env=env, **kwargs)
-
-
-def wait_for(predicate, timeout: float = 20.0) -> bool:
-    """Poll ``predicate`` until true or ``timeout`` seconds passed."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def current_target(env: dict[str, str]) -> str:
@@ -228,7 +218,7 @@ def test_a_release_that_crashes_at_start_is_rolled_back_by_the_boot_guard(kit, s
         result = updater.apply(f"{server.url}/{path}")
         assert result.outcome == "rolled_back", result.reason
         assert "crash loop" in result.reason
-        assert wait_for(updater.service.is_active), "the previous release is not running"
+        wait_until(updater.service.is_active, 20, "the previous release to run again")
         assert updater.service.starts >= 3  # two tries of 0.3.1, then 0.1.0 again
     assert current_target(bear_env) == "0.1.0"
     rollback = [e for e in journal_read(Path(bear_env["TEDDY_STORE__DATA_DIR"]))

@@ -7,15 +7,14 @@ import json
 import threading
 import time
 
-from fleet_support import cloud_env, cloud_settings, pair_bear
-from support import run_cli, until
+from support.fleet import cloud_env, cloud_settings, pair_bear
+from support.processes import run_cli
+from support.waiting import wait_until
 
 from agent.health import HealthMonitor
 from agent.runtime import open_bear
 from agent.uplink import Uplink
 from sync.cloud.ingest import Ingestor
-
-pytest_plugins = ["fleet_fixtures"]
 
 
 def test_paired_bear_syncs_takes_commands_and_publishes_alerts(bear, cloud, database, env,
@@ -37,12 +36,13 @@ def test_paired_bear_syncs_takes_commands_and_publishes_alerts(bear, cloud, data
                               env=cloud_env(env, secure_broker, tmp_path))
                 assert json.loads(out.stdout)["status"] == "done"
                 with database.connect() as conn:
-                    assert until(lambda: conn.execute(
+                    wait_until(lambda: conn.execute(
                         "SELECT count(*) FROM turns WHERE device_id = %s",
-                        (device,)).fetchone()[0] == 2)
-                    assert until(lambda: conn.execute(
+                        (device,)).fetchone()[0] == 2, 20, "both turns in PostgreSQL")
+                    wait_until(lambda: conn.execute(
                         "SELECT count(*) FROM alerts WHERE device_id = %s AND kind = %s",
-                        (device, "audio.device_lost")).fetchone()[0] == 1, timeout=30)
+                        (device, "audio.device_lost")).fetchone()[0] == 1,
+                        30, "the device_lost alert in PostgreSQL")
             finally:
                 uplink.close()
                 uplink.close()  # idempotent
@@ -65,7 +65,7 @@ def test_a_wellbeing_alert_raised_while_ingest_is_down_arrives_exactly_once(
         try:
             teddy.alerts.raise_alert("wellbeing.escalation", "high", "the child sounded sad",
                                      category="sadness")
-            assert until(lambda: uplink.connected, 20)
+            wait_until(lambda: uplink.connected, 20, "the uplink to connect")
             time.sleep(2 * 5.0)  # published (and PUBACKed) at least once; nobody stored it
             assert [a.raise_published for a in monitor.journal.recent(0)] == [False], \
                 "the alert was marked published on the broker's PUBACK"
@@ -74,8 +74,8 @@ def test_a_wellbeing_alert_raised_while_ingest_is_down_arrives_exactly_once(
             ingesting = threading.Thread(target=ingestor.run)
             ingesting.start()
             try:
-                assert until(lambda: all(a.raise_published
-                                         for a in monitor.journal.recent(0)), 30)
+                wait_until(lambda: all(a.raise_published for a in monitor.journal.recent(0)),
+                           30, "the alert published")
                 assert [a.raise_published for a in monitor.journal.recent(0)] == [True]
                 time.sleep(1.0)
                 with database.connect() as conn:

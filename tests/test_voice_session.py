@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from audio_support import KO_PHRASES, korean_model, synthesize
+from support.audio import KO_PHRASES, korean_model, synthesize
 
 AUDIO_SUFFIXES = {".wav", ".raw", ".pcm", ".flac", ".ogg", ".mp3"}
 

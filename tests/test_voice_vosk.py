@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from audio_support import KO_PHRASES, korean_model, speech_pcm, synthesize
+from support.audio import KO_PHRASES, korean_model, speech_pcm, synthesize
 
 from agent.voice.ears import Ears, hear_pcm
 from agent.voice.errors import ModelError
@@ -16,20 +16,14 @@ from config.voice import VoiceSettings
 from hardware.wav import WavMicrophone, read_wav
 
 
-@pytest.fixture(scope="module")
-def model():
-    """The Korean model, loaded once for the module."""
-    return load_model(korean_model(), 16000)
-
-
-def make_ears(model, grammar=KO_PHRASES, **voice) -> Ears:
+def make_ears(vosk_model, grammar=KO_PHRASES, **voice) -> Ears:
     settings = VoiceSettings(**voice)
-    return Ears(VadSegmenter(settings), StreamingRecognizer(model, 16000, grammar))
+    return Ears(VadSegmenter(settings), StreamingRecognizer(vosk_model, 16000, grammar))
 
 
-def test_grammar_phrases_come_back_exactly(model, tmp_path: Path) -> None:
+def test_grammar_phrases_come_back_exactly(vosk_model, tmp_path: Path) -> None:
     """At least 4 of 5 different spoken phrases are recognized word for word."""
-    ears = make_ears(model)
+    ears = make_ears(vosk_model)
     results = {}
     for index, phrase in enumerate(KO_PHRASES):
         pcm, rate = read_wav(synthesize(phrase, tmp_path / f"phrase{index}.wav"))
@@ -40,9 +34,9 @@ def test_grammar_phrases_come_back_exactly(model, tmp_path: Path) -> None:
     assert len(exact) >= 4, f"recognized exactly only {len(exact)} of 5: {results}"
 
 
-def test_partials_then_final_with_word_confidences(model, tmp_path: Path) -> None:
+def test_partials_then_final_with_word_confidences(vosk_model, tmp_path: Path) -> None:
     """Streaming: partial texts arrive during speech, the final carries word confidences."""
-    recognizer = StreamingRecognizer(model, 16000, KO_PHRASES)
+    recognizer = StreamingRecognizer(vosk_model, 16000, KO_PHRASES)
     pcm = speech_pcm("곰 인형", tmp_path)
     partials = []
     for offset in range(0, len(pcm), 960):
@@ -58,9 +52,9 @@ def test_partials_then_final_with_word_confidences(model, tmp_path: Path) -> Non
     assert recognizer.audio_seconds == 0, "the recognizer still holds the utterance's audio"
 
 
-def test_vad_cuts_one_utterance_between_silences(model, tmp_path: Path) -> None:
+def test_vad_cuts_one_utterance_between_silences(vosk_model, tmp_path: Path) -> None:
     """Silence, a phrase, silence: exactly one utterance, ended by the hang-over."""
-    ears = make_ears(model)
+    ears = make_ears(vosk_model)
     microphone = WavMicrophone(silence_after=False)
     microphone.feed(bytes(32000), 16000)
     microphone.feed(speech_pcm("오늘 날씨", tmp_path), 16000)
@@ -72,20 +66,20 @@ def test_vad_cuts_one_utterance_between_silences(model, tmp_path: Path) -> None:
     assert ears.segmenter.in_speech is False
 
 
-def test_a_click_is_too_short_to_be_an_utterance(model) -> None:
+def test_a_click_is_too_short_to_be_an_utterance(vosk_model) -> None:
     """A 60 ms burst is below min_speech_ms: discarded, not answered."""
     import numpy as np
 
-    ears = make_ears(model, min_speech_ms=300, vad_aggressiveness=0)
+    ears = make_ears(vosk_model, min_speech_ms=300, vad_aggressiveness=0)
     rng = np.random.default_rng(7)
     burst = (rng.standard_normal(16000 * 150 // 1000) * 8000).astype(np.int16).tobytes()
     heard = hear_pcm(ears, bytes(16000) + burst + bytes(32000), 16000)
     assert heard is None
 
 
-def test_max_utterance_length_cuts_long_speech(model, tmp_path: Path) -> None:
+def test_max_utterance_length_cuts_long_speech(vosk_model, tmp_path: Path) -> None:
     """Speech longer than max_utterance_s is cut there."""
-    ears = make_ears(model, max_utterance_s=1.0)
+    ears = make_ears(vosk_model, max_utterance_s=1.0)
     pcm = speech_pcm("안녕하세요 곰 인형 오늘 날씨 고양이 좋아 노래 하자", tmp_path)
     heard = hear_pcm(ears, pcm, 16000)
     assert heard is not None and heard.reason == "max_length"
@@ -120,13 +114,13 @@ def test_wrong_rate_model_is_refused(tmp_path: Path) -> None:
     assert check_model(source, 16000) == source
 
 
-def test_an_unsure_result_asks_the_child_again(model, tmp_path: Path) -> None:
+def test_an_unsure_result_asks_the_child_again(vosk_model, tmp_path: Path) -> None:
     """Words outside the grammar come back unsure: the bear asks again, never guesses."""
     from agent.voice.ears import reply_for
     from agent.voice.phrases import phrase
 
     asked: list[str] = []
-    ears = make_ears(model)
+    ears = make_ears(vosk_model)
     for words in ("강아지 친구", "사과 먹자", "엄마 아빠"):
         heard = hear_pcm(ears, speech_pcm(words, tmp_path), 16000)
         assert heard is not None

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from config.settings import Settings
+from support.waiting import wait_until
 
 LINK = re.compile(rb"(https?://\S+/signin/[A-Za-z0-9_-]+)")
 
@@ -49,13 +49,13 @@ def portal_env(settings: dict[str, Any]) -> dict[str, str]:
 
 def link_from(sink: Any, to: str, timeout: float = 10.0) -> str:
     """The newest sign-in link mailed to ``to``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def newest_link() -> str | None:
         for _tls, _sender, rcpt, content in reversed(sink.messages):
             if to in rcpt and (found := LINK.search(content)):
                 return found.group(1).decode()
-        time.sleep(0.05)
-    raise TimeoutError(f"no sign-in link mailed to {to}")
+        return None
+
+    return wait_until(newest_link, timeout, f"a sign-in link mailed to {to}", interval=0.05)
 
 
 def sign_in(client: Any, sink: Any, email: str) -> str:

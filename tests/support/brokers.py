@@ -1,22 +1,16 @@
-"""Real services for the tests: a Mosquitto broker of their own and a throwaway database."""
+"""Mosquitto brokers of a test's own: anonymous, or built from the shipped example config."""
 
 from __future__ import annotations
 
 import getpass
-import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
-import time
-import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
-VENV_BIN = Path(sys.executable).parent
-ROOT = Path(__file__).resolve().parents[1]
-ADMIN_DSN = os.environ.get("TEDDY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+from support.paths import ROOT
+from support.waiting import wait_until
 
 
 def free_port() -> int:
@@ -28,14 +22,16 @@ def free_port() -> int:
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
     """Block until something accepts connections on 127.0.0.1:port."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
+    wait_until(lambda: _accepts(port), timeout, f"something to listen on port {port}",
+               interval=0.05)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 class Mosquitto:
@@ -145,81 +141,3 @@ class ShippedBroker(Mosquitto):
         from sync.cloud.broker_accounts import broker_auth
 
         return broker_auth(self.admin_settings())
-
-
-class Database:
-    """A throwaway PostgreSQL database on the machine's server."""
-
-    def __init__(self) -> None:
-        import psycopg
-
-        self.name = f"teddy_test_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.name}"')
-        base, _, _ = ADMIN_DSN.rpartition("/")
-        self.dsn = f"{base}/{self.name}"
-
-    def connect(self):
-        """A new autocommit connection to this database."""
-        import psycopg
-
-        return psycopg.connect(self.dsn, autocommit=True)
-
-    def drop(self) -> None:
-        """Drop the database, disconnecting anyone still on it."""
-        import psycopg
-
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-
-
-def run_cli(program: str, *args: str, env: dict[str, str], stdin: str | None = None,
-            timeout: float = 60.0, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``teddy`` or ``teddy-cloud`` from the virtualenv, as a user would."""
-    result = subprocess.run([str(VENV_BIN / program), *args], input=stdin, env=env,
-                            capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{program} {' '.join(args)} exited {result.returncode}:\n"
-                             f"{result.stdout}\n{result.stderr}")
-    return result
-
-
-def start_cli(program: str, *args: str, env: dict[str, str], log: Path) -> subprocess.Popen:
-    """Start a long-running ``teddy``/``teddy-cloud`` command with its output in ``log``."""
-    handle = log.open("ab")
-    return subprocess.Popen([str(VENV_BIN / program), *args], env=env,
-                            stdout=handle, stderr=subprocess.STDOUT)
-
-
-def wait_for_log(log: Path, text: str, timeout: float = 20.0) -> None:
-    """Block until ``text`` appears in ``log``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if log.exists() and text in log.read_text(errors="replace"):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"{text!r} not in {log} after {timeout} s:\n"
-                       f"{log.read_text(errors='replace') if log.exists() else ''}")
-
-
-def until(check, timeout: float = 20.0):
-    """Poll ``check()`` every 0.05 s until it returns something true or ``timeout`` seconds
-    pass; returns its last value (so ``assert until(...)`` shows what it saw)."""
-    deadline = time.monotonic() + timeout
-    while not (value := check()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return value
-
-
-@contextmanager
-def migrated_database():
-    """A throwaway database with the cloud schema, dropped afterwards."""
-    from sync.cloud.migrate import migrate
-
-    db = Database()
-    try:
-        with db.connect() as conn:
-            migrate(conn)
-        yield db
-    finally:
-        db.drop()

@@ -7,8 +7,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
+
+from support.waiting import wait_until
 
 KO_PHRASES = ["안녕하세요", "곰 인형", "오늘 날씨", "노래 하자", "고양이 좋아"]
 """Five phrases of words the Korean model knows, each different."""
@@ -93,12 +94,9 @@ class PulseServer:
         return {**os.environ, **self.env}
 
     def _wait_ready(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.pactl("info", check=False).returncode == 0:
-                return
-            time.sleep(0.1)
-        raise TimeoutError(f"PulseAudio did not start: {(self.home / 'pulse.log').read_text()}")
+        wait_until(lambda: self.pactl("info", check=False).returncode == 0, timeout,
+                   lambda: f"PulseAudio to start: {(self.home / 'pulse.log').read_text()}",
+                   interval=0.1)
 
     def pactl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run ``pactl`` against this server."""

@@ -14,8 +14,8 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-"""The repository the releases are built from."""
+from support.paths import ROOT
+
 BASE_SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"])
 """The test venv's site-packages: development releases borrow their dependencies here."""
 

@@ -8,8 +8,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from portal_support import link_from
-from support import free_port, start_cli, wait_for_port
+from support.brokers import free_port, wait_for_port
+from support.portal import link_from
+from support.processes import start_cli
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",

@@ -17,11 +17,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from support import Mosquitto, free_port, shipped_broker_config
-
 from config.settings import Settings
 from fleetsim.fleet import FleetResult
 from fleetsim.fleet import run_spread_fleet as run_fleetsim
+from support.brokers import Mosquitto, free_port, shipped_broker_config
+from support.paths import ROOT
 from sync.cloud.broker_accounts import (
     DEVICE_ROLE_PREFIX,
     SERVICE_ACLS,
@@ -30,7 +30,6 @@ from sync.cloud.broker_accounts import (
     device_client_id,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 EDGE_EXAMPLE = ROOT / "config" / "examples" / "edge-broker.conf"
 CLOUD_USER = "svc.cloud"
 """The cloud services' account in these tests: the shipped ``ingest`` and ``fleet`` roles."""

@@ -9,9 +9,8 @@ import threading
 import time
 from pathlib import Path
 
-from support import ShippedBroker
-
 from config.settings import Settings
+from support.brokers import ShippedBroker
 from sync.cloud.fleet import generate_signing_key
 
 FLEET_PASSWORD = secrets.token_urlsafe(16)

@@ -7,14 +7,14 @@ from __future__ import annotations
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
-
-from support import start_cli, wait_for_log
 
 from agent.store import ConversationStore
 from config.settings import Settings, StoreSettings
 from fleetsim.simulation import append_turns, open_bear_store
+from support.processes import start_cli, wait_for_log
+from support.waiting import wait_until
+from sync.cloud.ingest import Ingestor
 from sync.device import DeviceSync, SyncReport
 
 
@@ -114,13 +114,12 @@ def cloud_count(database, device_id: str) -> int:
 
 def wait_for_count(database, device_id: str, at_least: int, timeout: float = 60.0) -> int:
     """Block until PostgreSQL holds ``at_least`` rows of the bear; returns the count."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def arrived() -> int:
         count = cloud_count(database, device_id)
-        if count >= at_least:
-            return count
-        assert time.monotonic() < deadline, f"only {count} of {at_least} turns arrived"
-        time.sleep(0.02)
+        return count if count >= at_least else 0
+
+    return wait_until(arrived, timeout, lambda: f"{at_least} turns of {device_id} (only "
+                                                f"{cloud_count(database, device_id)} arrived)")
 
 
 def assert_exactly_once(database, device_id: str, data_dir: Path, turns: int) -> None:
@@ -139,3 +138,23 @@ def assert_exactly_once(database, device_id: str, data_dir: Path, turns: int) ->
     assert len(local) == turns
     assert len(rows) == turns, f"PostgreSQL holds {len(rows)} rows for {turns} turns"
     assert {seq: (role, text) for seq, role, text in rows} == local
+
+
+def start_ingestor(broker, database, client_id: str, **cloud) -> tuple[Ingestor, threading.Thread]:
+    """An in-process :class:`Ingestor` on ``broker`` and ``database``, running in a thread,
+    once it has subscribed; ``cloud``: more ``cloud`` settings. Stop it with
+    :func:`stop_ingestor`."""
+    settings = Settings(mqtt={"port": broker.port},
+                        cloud={"pg_dsn": database.dsn, "client_id": client_id, **cloud})
+    ingestor = Ingestor(settings)
+    worker = threading.Thread(target=ingestor.run)
+    worker.start()
+    wait_until(lambda: ingestor._subscribed.is_set(), 15, "ingest to subscribe")
+    return ingestor, worker
+
+
+def stop_ingestor(ingestor: Ingestor, worker: threading.Thread) -> None:
+    """Stop what :func:`start_ingestor` started."""
+    ingestor.stop()
+    worker.join(15)
+    ingestor.close()

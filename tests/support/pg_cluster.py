@@ -12,12 +12,12 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from support import free_port
+from support.brokers import free_port
+from support.waiting import wait_until
 
 PG_BIN = Path(os.environ.get("TEDDY_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 OWNER = "postgres"
@@ -94,17 +94,14 @@ class PrivateCluster:
         """Block until it takes writes: recovery (WAL replay) over and promoted."""
         import psycopg
 
-        deadline = time.monotonic() + timeout
-        while True:
+        def primary() -> bool:
             try:
-                if self.sql("SELECT NOT pg_is_in_recovery()", database="postgres")[0][0]:
-                    return
+                return self.sql("SELECT NOT pg_is_in_recovery()", database="postgres")[0][0]
             except psycopg.OperationalError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"cluster not a primary after {timeout} s: "
-                                   f"{self.log.read_text()[-2000:]}")
-            time.sleep(0.1)
+                return False
+
+        wait_until(primary, timeout, lambda: f"the cluster to be a primary: "
+                                             f"{self.log.read_text()[-2000:]}", interval=0.1)
 
     def stop(self, mode: str = "fast") -> None:
         """``pg_ctl stop -m MODE``: ``immediate`` is a crash (no checkpoint)."""
@@ -145,7 +142,7 @@ class PrivateCluster:
 
 
 class ClusterDatabase:
-    """What sync_helpers expects of a database (``dsn``, ``connect()``), on a cluster."""
+    """What support.syncing expects of a database (``dsn``, ``connect()``), on a cluster."""
 
     def __init__(self, cluster: PrivateCluster) -> None:
         self.dsn = cluster.dsn

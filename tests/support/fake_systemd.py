@@ -6,6 +6,8 @@ import socket
 import threading
 import time
 
+from support.waiting import wait_until
+
 
 class FakeSystemd:
     """Binds ``address`` (``@`` prefix: abstract) and records every datagram with its time."""
@@ -34,13 +36,9 @@ class FakeSystemd:
 
     def wait_for(self, line: str, timeout: float) -> float:
         """When ``line`` first arrived; raises TimeoutError if it does not within ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            seen = self.times_of(line)
-            if seen:
-                return seen[0]
-            time.sleep(0.02)
-        raise TimeoutError(f"no {line} within {timeout} s; got {[m for _, m in self.messages]}")
+        seen = wait_until(lambda: self.times_of(line), timeout,
+                          lambda: f"{line}; got {[m for _, m in self.messages]}")
+        return seen[0]
 
     def close(self) -> None:
         self._stop.set()
