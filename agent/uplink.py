@@ -121,10 +121,10 @@ class Uplink:
             try:
                 for item in monitor.outgoing():
                     if item.topic == "alerts":
-                        pending.send("alerts", item.message,
+                        pending.send(item.message,
                                      on_receipt=lambda m=item.message: monitor.mark_published(m))
                     else:
-                        pending.send(item.topic, item.message, latest_only=True)
+                        pending.send(item.message, latest_only=True)
             except Exception:
                 logger.exception("publishing health failed; trying again")
 

@@ -23,15 +23,7 @@ from config.errors import CloudError, ProtocolError
 from config.settings import Settings
 from sync.cloud import family_keys
 from sync.cloud.cloud_link import CloudLink
-from sync.protocol import (
-    COMMAND_NAMES,
-    Command,
-    CommandResult,
-    ConfigDesired,
-    ConfigReported,
-    down_topic,
-    up_topic,
-)
+from sync.protocol import COMMAND_NAMES, Command, CommandResult, ConfigDesired, ConfigReported
 
 logger = logging.getLogger(__name__)
 
@@ -271,8 +263,8 @@ class Fleet:
         self.require_device(device_id)
         command = self.issue(device_id, name, args, ttl_s)
         with CloudLink(self.settings) as link:
-            results = link.expect(up_topic(device_id, "cmd-result")) if wait else None
-            link.publish(down_topic(device_id, "cmd"), command.to_payload())
+            results = link.expect(CommandResult, device_id) if wait else None
+            link.send(command, device_id)
             logger.info("sent command %s (%s) to %s", command.id, name, device_id)
             result = self._await_result(results, command) if results is not None else None
         return Sent(command, result)
@@ -311,8 +303,8 @@ class Fleet:
         desired = ConfigDesired(device_id=device_id, version=row[0], values=row[1],
                                 issued_at=time.time()).signed_with(self.signing_key)
         with CloudLink(self.settings) as link:
-            reports = link.expect(up_topic(device_id, "config")) if wait else None
-            link.publish(down_topic(device_id, "config"), desired.to_payload(), retain=True)
+            reports = link.expect(ConfigReported, device_id) if wait else None
+            link.send(desired, device_id)
             report = self._await_report(reports, desired) if reports is not None else None
         return desired, report
 
@@ -433,7 +425,7 @@ class Fleet:
                               (device_id,))
             self.conn.execute("DELETE FROM device_config WHERE device_id = %s", (device_id,))
         with CloudLink(self.settings) as link:
-            link.publish(down_topic(device_id, "config"), b"", retain=True)
+            link.clear_retained(ConfigDesired, device_id)
         return {"device_id": device_id, "pairing_ended": None if ended is None else ended[0],
                 "bear": _bear_report(sent.result)}
 

@@ -22,7 +22,7 @@ from typing import Any
 from sync.cloud import family_keys, fleet
 from sync.cloud.dead_letters import DeadLetters
 from sync.cloud.messages import Parsed
-from sync.protocol import Ack, Message, Receipt, down_topic, receipt_id, to_ranges
+from sync.protocol import Ack, Message, Receipt, receipt_id, to_ranges
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,8 @@ class Outcome:
     """What one committed transaction did."""
 
     acks: list[tuple[str, Message]] = field(default_factory=list)
-    """``(topic, ack or receipt)`` to publish now that the rows are committed."""
+    """``(device_id, ack or receipt)`` to publish (on the message's route to that bear) now
+    that the rows are committed."""
     inserted: int = 0
     """Turn rows that were new."""
     duplicates: int = 0
@@ -128,9 +129,9 @@ def _drop_receipt(outcome: Outcome, item: Parsed) -> None:
     if rid is not None and rid in outcome.receipted.get(key, []):
         outcome.receipted[key].remove(rid)
     if item.kind == "turns":
-        outcome.acks = [(t, a) for t, a in outcome.acks
+        outcome.acks = [(d, a) for d, a in outcome.acks
                         if not (isinstance(a, Ack) and a.batch_id == item.body.batch_id
-                                and t == down_topic(item.device_id, "ack"))]
+                                and d == item.device_id)]
 
 
 def _add_receipts(outcome: Outcome) -> None:
@@ -138,8 +139,7 @@ def _add_receipts(outcome: Outcome) -> None:
         for start in range(0, len(ids), 1000):
             chunk = ids[start:start + 1000]
             if chunk:
-                outcome.acks.append((down_topic(device_id, "receipt"),
-                                     Receipt(kind=kind, ids=chunk)))
+                outcome.acks.append((device_id, Receipt(kind=kind, ids=chunk)))
 
 
 def _receipt(outcome: Outcome, item: Parsed) -> None:
@@ -184,8 +184,7 @@ def _copy_turns(conn: Any, items: list[Parsed], outcome: Outcome) -> None:
         outcome.oldest_turn_at = oldest if known is None else min(known, oldest)
     for item in items:
         ranges = to_ranges(t.seq for t in item.body.turns)
-        outcome.acks.append((down_topic(item.device_id, "ack"),
-                             Ack(batch_id=item.body.batch_id, ranges=ranges)))
+        outcome.acks.append((item.device_id, Ack(batch_id=item.body.batch_id, ranges=ranges)))
 
 
 def _write_other(conn: Any, item: Parsed, outcome: Outcome, dead: DeadLetters | None) -> None:

@@ -27,7 +27,23 @@ from sync.protocol.topics import (
     shared_subscription,
     up_topic,
 )
+from sync.protocol.topics import Route
 from sync.protocol.turns import Ack, TurnRecord, TurnsBatch, to_ranges
+
+
+def routed_messages() -> list[type[Message]]:
+    """Every message class with a topic of its own (a ``ROUTE``), in definition order."""
+    found: list[type[Message]] = []
+    pending: list[type[Message]] = [Message]
+    while pending:
+        cls = pending.pop(0)
+        for sub in cls.__subclasses__():
+            if sub not in found and sub not in pending:
+                pending.append(sub)
+        if cls.ROUTE is not None and cls not in found:
+            found.append(cls)
+    return found
+
 
 __all__ = [
     "COMMAND_NAMES",
@@ -41,6 +57,7 @@ __all__ = [
     "ContentBundle",
     "PairingGrant",
     "Receipt",
+    "Route",
     "receipt_id",
     "Release",
     "TOPIC_ROOT",
@@ -56,6 +73,7 @@ __all__ = [
     "device_root",
     "down_topic",
     "parse_device_topic",
+    "routed_messages",
     "shared_subscription",
     "to_ranges",
     "up_topic",

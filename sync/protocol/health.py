@@ -11,12 +11,15 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from sync.protocol.base import Message, Timestamp
+from sync.protocol.topics import Route
 
 MetricValue = float | None
 
 
 class HealthSample(Message):
     """``up/health``: one sample of the bear's own health."""
+
+    ROUTE: ClassVar[Route] = Route("up", "health", ingested=True)
 
     MAX_BYTES: ClassVar[int] = 16 * 1024
 
@@ -43,6 +46,8 @@ class HealthSample(Message):
 
 class AlertMessage(Message):
     """``up/alerts``: an alert raised or cleared on the bear."""
+
+    ROUTE: ClassVar[Route] = Route("up", "alerts", ingested=True)
 
     MAX_BYTES: ClassVar[int] = 8 * 1024
 

@@ -44,6 +44,38 @@ def shared_subscription(group: str, name: str) -> str:
 
 
 @dataclass(frozen=True)
+class Route:
+    """Where a message class travels and how: declared once, as ``ROUTE``, on each message.
+
+    ``MqttLink.publish(message, device_id)`` takes topic, QoS and retain flag from here;
+    ingest's shared subscriptions and the docs' topic table are derived from the same.
+    """
+
+    direction: Direction
+    """``"up"`` (bear -> cloud) or ``"down"`` (cloud -> bear)."""
+    name: str
+    """The last topic level, e.g. ``"turns"``."""
+    qos: Literal[0, 1, 2] = 1
+    """QoS it is published and subscribed with."""
+    retain: bool = False
+    """Whether the broker keeps the last one for new subscribers."""
+    ingested: bool = False
+    """Whether ingest takes it into PostgreSQL (through its shared subscription)."""
+
+    def topic(self, device_id: str) -> str:
+        """The topic of this route under ``device_id``'s root."""
+        return f"{device_root(device_id)}/{self.direction}/{self.name}"
+
+    def every_device(self) -> str:
+        """The filter matching this route under every bear's root."""
+        return f"{TOPIC_ROOT}/+/{self.direction}/{self.name}"
+
+    def shared(self, group: str) -> str:
+        """The shared subscription of ingest ``group`` for this route."""
+        return f"$share/{group}/{self.every_device()}"
+
+
+@dataclass(frozen=True)
 class DeviceTopic:
     """A parsed device topic."""
 
