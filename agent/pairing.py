@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 from agent.credentials import CredentialVault, FleetCredentials
 from config.errors import ProtocolError, SyncError, TeddyError
 from config.settings import Settings
+from hardware.led import StatusLight
 from sync.protocol import ClaimAnswer, ClaimBody, ClaimRequest, PairingGrant, Release
 from sync.protocol.claim import code_digest, open_grant, seal_request
 
@@ -138,7 +139,7 @@ class Pairing:
         self,
         settings: Settings,
         device_id: str,
-        led: Any,
+        led: StatusLight,
         say: Callable[[str], Any],
         grant_consent: Callable[[str, tuple[str, ...]], None] | None = None,
         on_paired: Callable[[FleetCredentials], None] | None = None,
@@ -152,7 +153,7 @@ class Pairing:
         self.device_id = device_id
         """This bear."""
         self.led = led
-        """A :class:`hardware.led.StatusLed` (or anything with ``show(state)``)."""
+        """The bear's LED (:class:`hardware.led.StatusLed`, or any ``StatusLight``)."""
         self.vault = CredentialVault(settings.store)
         """Where the credentials are sealed."""
         self.state = PairingState.IDLE

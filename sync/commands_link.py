@@ -4,8 +4,9 @@
 to ``down/cmd`` and ``down/config`` (the link subscribes again after every reconnect), beside
 the link's other subscriptions (DeviceSync's acks, the receipts). Commands run one at a
 time on a worker thread, never in paho's network thread; each result goes to
-``up/cmd-result`` (QoS 1), each config report to ``up/config`` (QoS 1, retained), through the link's :class:`~sync.receipts.PendingUplink`: both are sent
-again until the cloud's ``down/receipt`` says they are committed.
+``up/cmd-result`` (QoS 1), each config report to ``up/config`` (QoS 1, retained), through
+the link's :class:`~sync.receipts.PendingUplink`: both are sent again until the cloud's
+``down/receipt`` says they are committed.
 """
 
 from __future__ import annotations

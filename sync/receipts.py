@@ -17,6 +17,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+
 from config.errors import ProtocolError
 from sync.client import Inbound, MqttLink
 from sync.protocol import Message, Receipt, receipt_id

@@ -19,7 +19,7 @@ from agent.credentials import CredentialVault
 from agent.runtime import open_bear
 from sync.cloud.cloud_link import CloudLink
 from sync.cloud.fleet import Fleet
-from sync.protocol import Command, CommandResult, down_topic, up_topic
+from sync.protocol import Command, CommandResult
 
 pytest_plugins = ["fleet_fixtures"]
 
@@ -87,11 +87,11 @@ def test_unsigned_expired_replayed_and_foreign_commands_are_refused_over_mqtt(pa
     with open_bear(paired) as teddy:
         teddy.respond("hello teddy")
     with RunningBear(paired) as running, CloudLink(cloud) as link:
-        results = link.expect(up_topic(device, "cmd-result"))
+        results = link.expect(CommandResult, device)
         for command in forged.values():
-            link.publish(down_topic(device, "cmd"), command.to_payload())
-        link.publish(down_topic(device, "cmd"), signed.to_payload())
-        link.publish(down_topic(device, "cmd"), signed.to_payload())  # the replay
+            link.send(command, device)
+        link.send(signed, device)
+        link.send(signed, device)  # the replay
         answers = [CommandResult.from_payload(results.get(timeout=10)[1]) for _ in range(5)]
         kept_after = len(running.store.turns())
     by_id: dict[str, list[CommandResult]] = {}

@@ -158,7 +158,7 @@ def _ingestor(broker, database, client_id: str, **cloud) -> tuple[Ingestor, thre
     ingestor = Ingestor(settings)
     worker = threading.Thread(target=ingestor.run)
     worker.start()
-    assert until(lambda: ingestor._subscribed.is_set(), 15)
+    assert until(lambda: ingestor.subscribed, 15)
     return ingestor, worker
 
 

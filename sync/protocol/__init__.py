@@ -20,6 +20,7 @@ from sync.protocol.status import Status
 from sync.protocol.topics import (
     TOPIC_ROOT,
     DeviceTopic,
+    Route,
     claim_requests_filter,
     device_root,
     down_topic,
@@ -27,7 +28,6 @@ from sync.protocol.topics import (
     shared_subscription,
     up_topic,
 )
-from sync.protocol.topics import Route
 from sync.protocol.turns import Ack, TurnRecord, TurnsBatch, to_ranges
 
 
