@@ -248,6 +248,9 @@ class MqttLink:
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
                        props: Any) -> None:
         self._connected.clear()
+        with self._subs_lock:  # a new connection's SUBACKs are what count now
+            for subscription in self._subscriptions:
+                subscription._granted.clear()
         if not self._closing.is_set():
             logger.warning("disconnected from MQTT broker: %s", reason)
             self._lost.set()

@@ -1,4 +1,4 @@
-"""``up/health`` (a periodic health sample, QoS 0) and ``up/alerts`` (raised or cleared, QoS 1).
+"""``up/health`` (a periodic health sample) and ``up/alerts`` (raised or cleared), both QoS 1.
 
 Neither ever carries a transcript: metrics are numbers, alert messages one line, alert
 details small machine-readable facts.
