@@ -87,7 +87,7 @@ class Subscription:
         self.qos = qos
         """The QoS asked for."""
         self.handler = handler
-        """Called with each :class:`Inbound` message."""
+        """Called with each :class:`Inbound` message (guarded by the link)."""
         self.refused: str | None = None
         """The broker's reason when its last SUBACK refused the filter, else None."""
         self.active = True
@@ -142,7 +142,9 @@ def service_client_id(settings: MqttSettings) -> str | None:
 
 
 class MqttLink:
-    """A paho ``Client`` built from config, with its connect options. A context manager."""
+    """One MQTT v5 connection built from config: publish protocol messages, subscribe
+    handlers (kept across reconnects), reconnect with jitter. A context manager; its paho
+    client is private."""
 
     def __init__(
         self,
@@ -266,7 +268,7 @@ class MqttLink:
         """Hand every message matching ``topic_filter`` to ``handler``; subscribed now if the
         link is up, and again after every reconnect. Call before :meth:`connect` or any time.
         """
-        subscription = Subscription(topic_filter, qos, handler)
+        subscription = Subscription(topic_filter, qos, self._guard(handler))
         with self._subs_lock:
             self._subscriptions.append(subscription)
             self._install(subscription.callback_filter)
@@ -328,8 +330,8 @@ class MqttLink:
         with self._subs_lock:
             handlers = [s.handler for s in self._subscriptions
                         if s.callback_filter == callback_filter]
-        for handler in handlers:
-            self._guard(handler)(inbound)
+        for handler in handlers:  # each guarded: one failing handler never stops the rest
+            handler(inbound)
 
     def _send_subscribe(self, subscription: Subscription) -> None:
         with self._subs_lock:  # the SUBACK (network thread) waits until its mid is known
