@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pydantic import ValidationError
 
 from agent.store.cli import consent_revoke
-from config.cli import new_parser, run
+from config.cli_runner import new_parser, run
 from config.errors import ConfigError, TeddyError
 from config.settings import Settings, format_validation_error, load_settings
 

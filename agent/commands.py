@@ -123,7 +123,7 @@ class SeenCommands:
 
 
 @dataclass
-class Outcome:
+class CommandOutcome:
     """What a handler returns: data for the result, and what to do once it is sent."""
 
     data: dict[str, Any] = field(default_factory=dict)
@@ -294,39 +294,40 @@ class CommandProcessor:
 
     # --- handlers ------------------------------------------------------------------------
 
-    def _ping(self, args: NoArgs) -> Outcome:
-        return Outcome({"pong": True, "time": self._clock()})
+    def _ping(self, args: NoArgs) -> CommandOutcome:
+        return CommandOutcome({"pong": True, "time": self._clock()})
 
-    def _health(self, args: NoArgs) -> Outcome:
+    def _health(self, args: NoArgs) -> CommandOutcome:
         sample = (self.controls.health or default_health(self.controls.settings))()
-        return Outcome({"sample": sample})
+        return CommandOutcome({"sample": sample})
 
-    def _set_volume(self, args: VolumeArgs) -> Outcome:
+    def _set_volume(self, args: VolumeArgs) -> CommandOutcome:
         outcome = self.config.apply({"voice.tts_volume": args.volume})
-        return Outcome({"volume": self.controls.settings.voice.tts_volume,
-                        "applied": outcome.applied})
+        return CommandOutcome({"volume": self.controls.settings.voice.tts_volume,
+                               "applied": outcome.applied})
 
-    def _set_config(self, args: ConfigArgs) -> Outcome:
+    def _set_config(self, args: ConfigArgs) -> CommandOutcome:
         outcome = self.config.apply(args.values)
         if not outcome.ok:
             raise ConfigRefused("config refused: " + "; ".join(outcome.rejected.values()))
-        return Outcome({"applied": outcome.applied, "pending_restart": outcome.pending_restart})
+        return CommandOutcome({"applied": outcome.applied,
+                               "pending_restart": outcome.pending_restart})
 
-    def _delete_data(self, args: DeleteArgs) -> Outcome:
+    def _delete_data(self, args: DeleteArgs) -> CommandOutcome:
         store = self.controls.store()
         if store is None:
-            return Outcome({"conversations_deleted": 0, "turns_deleted": 0,
-                            "conversations_left": 0, "kept": False})
+            return CommandOutcome({"conversations_deleted": 0, "turns_deleted": 0,
+                                   "conversations_left": 0, "kept": False})
         if args.conversation_ids is not None:
             return self._delete_conversations(store, args.conversation_ids)
         report = store.delete_child(args.child_id) if args.child_id else store.delete_all()
         left = len(store.conversations(args.child_id))
-        return Outcome({"conversations_deleted": report.conversations,
-                        "turns_deleted": report.turns, "unsynced_deleted": report.unsynced,
-                        "key_rotated": report.key_rotated, "conversations_left": left,
-                        "kept": True})
+        return CommandOutcome({"conversations_deleted": report.conversations,
+                               "turns_deleted": report.turns, "unsynced_deleted": report.unsynced,
+                               "key_rotated": report.key_rotated, "conversations_left": left,
+                               "kept": True})
 
-    def _delete_conversations(self, store: Any, ids: list[str]) -> Outcome:
+    def _delete_conversations(self, store: Any, ids: list[str]) -> CommandOutcome:
         known = {c.id for c in store.conversations()}
         deleted = turns = 0
         for conversation_id in ids:
@@ -334,16 +335,16 @@ class CommandProcessor:
                 report = store.delete_conversation(conversation_id)
                 deleted, turns = deleted + report.conversations, turns + report.turns
         left = len({c.id for c in store.conversations()} & set(ids))
-        return Outcome({"conversations_deleted": deleted, "turns_deleted": turns,
-                        "conversations_left": left, "kept": True})
+        return CommandOutcome({"conversations_deleted": deleted, "turns_deleted": turns,
+                               "conversations_left": left, "kept": True})
 
-    def _export_summary(self, args: NoArgs) -> Outcome:
+    def _export_summary(self, args: NoArgs) -> CommandOutcome:
         store = self.controls.store()
         if store is None:
-            return Outcome({"kept": False, "consent": None})
+            return CommandOutcome({"kept": False, "consent": None})
         consent = store.consent()
         stats = store.stats()
-        return Outcome({
+        return CommandOutcome({
             "kept": True,
             "consent": None if consent is None else {
                 "scopes": [s.value for s in consent.scopes], "source": consent.source,
@@ -353,12 +354,12 @@ class CommandProcessor:
             "retention_days": stats["retention_days"],
         })
 
-    def _restart(self, args: NoArgs) -> Outcome:
+    def _restart(self, args: NoArgs) -> CommandOutcome:
         if self.controls.restart is None:
             raise CommandFailed("this bear cannot restart itself here (no supervisor)")
-        return Outcome({"restarting": True}, after=self.controls.restart)
+        return CommandOutcome({"restarting": True}, after=self.controls.restart)
 
-    def _unpair(self, args: UnpairArgs) -> Outcome:
+    def _unpair(self, args: UnpairArgs) -> CommandOutcome:
         from agent.credentials import CredentialVault
 
         store = self.controls.store()
@@ -373,27 +374,29 @@ class CommandProcessor:
             if self.controls.unpaired is not None:
                 self.controls.unpaired()
 
-        return Outcome({"unpaired": True, "conversations_deleted": deleted},
-                       after=drop_credentials)
+        return CommandOutcome({"unpaired": True, "conversations_deleted": deleted},
+                              after=drop_credentials)
 
-    def _update_content_pack(self, args: ContentArgs) -> Outcome:
+    def _update_content_pack(self, args: ContentArgs) -> CommandOutcome:
         from agent.content_update import install_bundle
 
-        return Outcome(install_bundle(args.bundle, self.fleet_key,
-                                      Path(self.controls.settings.store.data_dir)))
+        return CommandOutcome(install_bundle(args.bundle, self.fleet_key,
+                                             Path(self.controls.settings.store.data_dir)))
 
-    def _update(self, args: UpdateArgs) -> Outcome:
+    def _update(self, args: UpdateArgs) -> CommandOutcome:
         from agent.update import UpdateDeferred, Updater, UpdateRefused
 
         try:
             with Updater(self.controls.settings, is_busy=self.controls.is_busy) as updater:
                 result = updater.apply(args.release_url)
         except UpdateDeferred as exc:
-            return Outcome({"outcome": "deferred", "reason": str(exc), "version": args.version})
+            return CommandOutcome({"outcome": "deferred", "reason": str(exc),
+                                   "version": args.version})
         except UpdateRefused as exc:
-            return Outcome({"outcome": "refused", "reason": str(exc), "version": args.version})
-        return Outcome({"outcome": result.outcome, "reason": result.reason,
-                        "running": result.running, "version": result.version})
+            return CommandOutcome({"outcome": "refused", "reason": str(exc),
+                                   "version": args.version})
+        return CommandOutcome({"outcome": result.outcome, "reason": result.reason,
+                               "running": result.running, "version": result.version})
 
     # --- desired config ------------------------------------------------------------------
 

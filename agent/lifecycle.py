@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from agent.failsafe import take_pending
-from agent.notify import Notifier, Watchdog
+from agent.crash_alert import take_pending
+from agent.systemd_notify import SystemdNotifier, Watchdog
 from agent.uplink import BearParts
 from config.errors import TeddyError
 from config.settings import Settings, load_settings
@@ -102,7 +102,7 @@ class Lifecycle:
     """Signals, watchdog and sync around one voice loop. Use :func:`serve`."""
 
     def __init__(self, settings: Settings, bear: ServedBear, loop: ServedLoop,
-                 config_file: str | None, notifier: Notifier | None = None,
+                 config_file: str | None, notifier: SystemdNotifier | None = None,
                  appliance: ServedAppliance | None = None) -> None:
         self.settings = settings
         """The settings in force (replaced by a SIGHUP reload)."""
@@ -110,7 +110,7 @@ class Lifecycle:
         """The bear (store, alerts)."""
         self.loop = loop
         """The voice loop: ``run()``, ``request_stop()`` and a ``heartbeat`` hook."""
-        self.notifier = notifier or Notifier.from_environment()
+        self.notifier = notifier or SystemdNotifier.from_environment()
         """Where READY/WATCHDOG/STOPPING go."""
         self.watchdog = Watchdog(self.notifier)
         """Pings while the loop steps."""

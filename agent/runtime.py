@@ -91,7 +91,7 @@ def open_bear(settings: Settings, clock: Clock | None = None) -> Iterator[Bear]:
                                   content_dir=installed_content(settings),
                                   embedder=load_embedder(settings),
                                   cache_dir=Path(settings.store.data_dir) / "cache")
-        play = PlayLimits(settings.play, clock)
+        play = PlayLimits(settings.play, clock, Path(settings.store.data_dir) / "play.json")
         conversation = Conversation(safety, dialogue, alerts, store, play)
         logger.info("bear ready (consent: %s)", "yes" if consent else "none; keeping nothing")
         bear = Bear(settings, safety, dialogue, alerts, store, conversation, play)

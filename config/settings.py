@@ -62,11 +62,12 @@ from config.backup import BackupSettings  # noqa: E402
 from config.fleet import FleetSettings, PairingSettings  # noqa: E402
 from config.health import HealthSettings  # noqa: E402
 from config.notify import NotifySettings  # noqa: E402
+from config.pins import PinsSettings  # noqa: E402
 from config.play import PlaySettings  # noqa: E402
 from config.portal import PortalSettings  # noqa: E402
 from config.safety import SafetySettings  # noqa: E402
 from config.update import UpdateSettings  # noqa: E402
-from config.voice import AudioSettings, PinsSettings, VoiceSettings  # noqa: E402
+from config.voice import AudioSettings, VoiceSettings  # noqa: E402
 
 
 class DeviceSettings(Section):

@@ -1,7 +1,7 @@
-"""Settings sections for the bear's ears, voice and pins: ``audio``, ``voice`` and ``pins``.
+"""Settings sections for the bear's ears and voice: ``audio`` and ``voice``.
 
 Environment overrides follow the house rule, e.g. ``TEDDY_VOICE__MODEL_PATH=/opt/vosk``,
-``TEDDY_AUDIO__INPUT_DEVICE="USB"`` or ``TEDDY_PINS__FACTORY=lgpio``.
+or ``TEDDY_AUDIO__INPUT_DEVICE="USB"``.
 """
 
 from __future__ import annotations
@@ -86,20 +86,3 @@ class VoiceSettings(Section):
     """Speaking volume, 0..1."""
     tts_voice: str | None = None
     """espeak-ng voice id (e.g. ``en-us``, ``ko``); None: the engine's default."""
-
-
-class PinsSettings(Section):
-    """GPIO: the paw button and the RGB LED (BCM numbering)."""
-
-    factory: Literal["mock", "lgpio", "native"] = "mock"
-    """gpiozero pin factory: ``mock`` (simulated twin), ``lgpio`` (Pi 5 / Bookworm), ``native``."""
-    paw_pin: int = Field(default=17, ge=0, le=53)
-    """BCM pin of the paw button (to ground, internal pull-up)."""
-    paw_bounce_s: float | None = Field(default=0.02, ge=0, le=1)
-    """Debounce time of the paw button, seconds; None: no debounce."""
-    led_red_pin: int = Field(default=22, ge=0, le=53)
-    """BCM pin of the LED's red channel."""
-    led_green_pin: int = Field(default=27, ge=0, le=53)
-    """BCM pin of the LED's green channel."""
-    led_blue_pin: int = Field(default=24, ge=0, le=53)
-    """BCM pin of the LED's blue channel."""

@@ -92,7 +92,7 @@ class StatusLed:
 
     @classmethod
     def from_settings(cls, settings: Any, factory: Any) -> StatusLed:
-        """The LED on the pins of a :class:`config.voice.PinsSettings`."""
+        """The LED on the pins of a :class:`config.pins.PinsSettings`."""
         return cls(settings.led_red_pin, settings.led_green_pin, settings.led_blue_pin, factory)
 
     @property

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from config.voice import PinsSettings
+from config.pins import PinsSettings
 from hardware.errors import PinError
 
 logger = logging.getLogger(__name__)

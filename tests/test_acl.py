@@ -379,7 +379,7 @@ def test_the_pipeline_runs_on_provisioned_accounts(fleet, database, tmp_path):
 
 
 def test_the_failsafe_alert_goes_out_as_the_bear_and_leaves_its_queue_alone(fleet):
-    """``python -m agent.failsafe`` (systemd's OnFailure= alert) logs in with the bear's own
+    """``python -m agent.crash_alert`` (systemd's OnFailure= alert) logs in with the bear's own
     bound client id; the ``down/cmd`` queued for the crashed agent still waits for it."""
     import subprocess
     import sys
@@ -392,7 +392,7 @@ def test_the_failsafe_alert_goes_out_as_the_bear_and_leaves_its_queue_alone(flee
         bear_b.close()
         assert ingest.publish(f"teddy/v1/{fleet.b}/down/cmd", b"queued-cmd") == 0
         result = subprocess.run(
-            [sys.executable, "-m", "agent.failsafe", "teddy-agent.service"],
+            [sys.executable, "-m", "agent.crash_alert", "teddy-agent.service"],
             env=dict(fleet.env, TEDDY_DEVICE__ID=fleet.b, TEDDY_MQTT__USERNAME=fleet.b,
                      TEDDY_MQTT__PASSWORD=fleet.password(fleet.b)),
             capture_output=True, text=True, timeout=60)

@@ -12,8 +12,8 @@ from pydantic import SecretStr
 from support import until
 
 from agent.lifecycle import Lifecycle
-from agent.notify import Notifier
 from agent.runtime import open_bear
+from agent.systemd_notify import SystemdNotifier
 from sync.cloud.ingest import Ingestor
 from sync.cloud.pairing import approve
 
@@ -58,7 +58,7 @@ def test_paw_hold_pairs_and_the_running_bear_syncs_as_itself(bear, cloud, databa
     try:
         with open_bear(bear) as teddy:
             assert teddy.respond("hello teddy").stored is False  # unpaired: keeps nothing
-            lifecycle = Lifecycle(bear, teddy, IdleLoop(), None, Notifier(None),
+            lifecycle = Lifecycle(bear, teddy, IdleLoop(), None, SystemdNotifier(None),
                                   appliance=appliance)
             lifecycle.start_uplink()
             lifecycle.start_pairing()

@@ -18,7 +18,8 @@ from agent.voice.loop import VoiceLoop
 from agent.voice.recognizer import StreamingRecognizer, load_model
 from agent.voice.speech import Synthesizer, Voice
 from agent.voice.vad import VadSegmenter
-from config.voice import AudioSettings, PinsSettings, VoiceSettings
+from config.pins import PinsSettings
+from config.voice import AudioSettings, VoiceSettings
 from hardware import portaudio
 from hardware.microphone import SoundDeviceMicrophone
 from hardware.pins import MockPaw, PawButton, make_pin_factory

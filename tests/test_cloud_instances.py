@@ -104,3 +104,19 @@ def test_the_shipped_cloud_toml_loads_and_holds_no_secret(tmp_path):
     data["mqtt"]["tls"]["ca_file"] = str(ca)
     settings = Settings(**data)
     assert settings.cloud.metrics_port == 9410 and settings.mqtt.username == "ingest"
+
+
+def test_a_taken_metrics_port_is_one_line_naming_the_setting(database, env, tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("teddy-cloud", "ingest", check=False, timeout=60,
+                         env=dict(env, TEDDY_CLOUD__METRICS_PORT=str(port)))
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: ") or "metrics port" in lines[-1], result.stderr
+    assert f"127.0.0.1:{port} is already in use" in lines[-1]
+    assert "cloud.metrics_port" in lines[-1] and "Traceback" not in result.stderr

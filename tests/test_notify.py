@@ -23,7 +23,8 @@ from support import free_port, migrated_database, run_cli, start_cli, until
 from config.errors import ConfigError
 from config.notify import NotifySettings
 from config.settings import load_settings
-from sync.cloud.notify import Notification, Notifier, backoff_bound, full_jitter, route
+from sync.backoff import backoff_bound, full_jitter
+from sync.cloud.notify import Notification, Notifier, route
 from sync.cloud.notify.webhook import verify_signature
 
 SECRET = "webhook-secret-for-tests"

@@ -18,7 +18,8 @@ from agent.voice.modes import Listening
 from agent.voice.recognizer import StreamingRecognizer, load_model
 from agent.voice.speech import Synthesizer, Voice
 from agent.voice.vad import VadSegmenter
-from config.voice import PinsSettings, VoiceSettings
+from config.pins import PinsSettings
+from config.voice import VoiceSettings
 from hardware.led import LED_COLOURS, StatusLed
 from hardware.pins import MockPaw, PawButton, make_pin_factory
 from hardware.wav import WavMicrophone, WavSpeaker

@@ -62,3 +62,30 @@ def test_the_bear_says_it_is_quiet_time_but_still_helps_a_child_in_distress(tmp_
         assert help_reply.input_verdict.action.value == "escalate"
         assert help_reply.reply != QUIET_REPLY
         assert teddy.alerts.recent("wellbeing.escalation")
+
+
+def test_switching_the_bear_off_and_on_does_not_reset_the_days_play(tmp_path) -> None:
+    state = tmp_path / "play.json"
+    clock = Clock(datetime(2026, 12, 3, 9, 0))
+    first = PlayLimits(PlaySettings(daily_limit_min=1), clock, state)
+    for _ in range(3):  # 20 + 30 + 30 = 80 s: over the minute
+        assert first.refusal() is None
+        clock.at += timedelta(seconds=30)
+    restarted = PlayLimits(PlaySettings(daily_limit_min=1), clock, state)
+    assert restarted.played_s == first.played_s == 80.0
+    assert restarted.refusal() == LIMIT_REPLY
+    clock.at = datetime(2026, 12, 4, 9, 0)
+    next_day = PlayLimits(PlaySettings(daily_limit_min=1), clock, state)
+    assert next_day.refusal() is None and next_day.played_s == 20.0
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("content", ["{", '{"day": "2026-12-03", "played_s": -5}',
+                                     '{"day": "yesterday", "played_s": 10}', "[]"])
+def test_an_unreadable_play_file_counts_from_zero_and_is_rewritten(tmp_path, content) -> None:
+    state = tmp_path / "play.json"
+    state.write_text(content)
+    clock = Clock(datetime(2026, 12, 3, 9, 0))
+    limits = PlayLimits(PlaySettings(daily_limit_min=1), clock, state)
+    assert limits.played_s == 0.0 and limits.refusal() is None
+    assert '"played_s": 20.0' in state.read_text()

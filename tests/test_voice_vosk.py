@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 from audio_support import KO_PHRASES, korean_model, speech_pcm, synthesize
 
-from agent.voice.ears import Ears
+from agent.voice.ears import Ears, hear_pcm
 from agent.voice.errors import ModelError
-from agent.voice.hearing import hear_pcm
 from agent.voice.recognizer import StreamingRecognizer, check_model, load_model
 from agent.voice.vad import VadSegmenter
 from config.errors import TeddyError
@@ -123,7 +122,7 @@ def test_wrong_rate_model_is_refused(tmp_path: Path) -> None:
 
 def test_an_unsure_result_asks_the_child_again(model, tmp_path: Path) -> None:
     """Words outside the grammar come back unsure: the bear asks again, never guesses."""
-    from agent.voice.hearing import reply_for
+    from agent.voice.ears import reply_for
     from agent.voice.phrases import phrase
 
     asked: list[str] = []

@@ -37,7 +37,7 @@ def listen_command(args: argparse.Namespace, settings: Settings) -> int:
     """``teddy listen FILE.wav [--reply-wav OUT.wav]``."""
     from agent.runtime import open_bear
     from agent.voice.appliance import build_ears
-    from agent.voice.hearing import hear_pcm, reply_for
+    from agent.voice.ears import hear_pcm, reply_for
     from agent.voice.speech import Synthesizer, Voice, open_speech
     from hardware.wav import read_wav
 

@@ -35,7 +35,7 @@ READ_TIMEOUT_S = 0.1
 
 
 @dataclass(frozen=True)
-class TurnRecord:
+class SpokenTurn:
     """One spoken turn, for tests and benchmarks (kept in memory, a few at a time)."""
 
     heard: Heard
@@ -76,7 +76,7 @@ class VoiceLoop:
         """Synthesizer and speaker."""
         self.gate = ListeningGate(settings)
         """When the ears are open."""
-        self.turns: deque[TurnRecord] = deque(maxlen=20)
+        self.turns: deque[SpokenTurn] = deque(maxlen=20)
         """The last turns (in memory only)."""
         self.barge_ins = 0
         """Times a paw press stopped the bear's speech."""
@@ -217,7 +217,7 @@ class VoiceLoop:
         responded_at = time.monotonic()
         first_sample: list[float] = []
         completed = self._speak(reply, lambda: first_sample.append(time.monotonic()))
-        self.turns.append(TurnRecord(heard, reply, unsure, responded_at,
+        self.turns.append(SpokenTurn(heard, reply, unsure, responded_at,
                                      first_sample[0] if first_sample else None, completed))
 
     def _speak(self, text: str, on_start: Callable[[], None]) -> bool:

@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from config.cli import new_parser, run
+from config.cli_runner import new_parser, run
 from config.errors import ConfigError
 from config.settings import Settings
 
@@ -25,9 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
         "ingest", help="take bears' turns from MQTT into PostgreSQL, ack after commit"
     )
     ingest.set_defaults(func=_ingest)
-    from sync.cloud.tools_cli import register as register_tools  # provision, simulate (issue 6)
+    from sync.cloud.provision_cli import register as register_provision  # issue 6
 
-    register_tools(commands)
+    register_provision(commands)
+    from sync.cloud.simulate_cli import register as register_simulate  # issue 6
+
+    register_simulate(commands)
     from sync.cloud.fleet_cli import register as register_fleet  # fleet ... (issue 7)
 
     register_fleet(commands)

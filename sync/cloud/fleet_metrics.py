@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from sync.cloud.metrics import MetricsEndpoint
+
 logger = logging.getLogger(__name__)
 
 QUERIES = {
@@ -168,7 +170,8 @@ class FleetMetricsServer:
         self.collector = FleetCollector(dsn, cache_s)
         """The fleet collector."""
         self.registry.register(self.collector)
-        self._server: Any = None
+        self._endpoint = MetricsEndpoint(self.registry, "notify.metrics_port",
+                                         "fleet metrics")
         self.port: int | None = None
         """Port served on, once :meth:`serve` ran."""
 
@@ -181,17 +184,10 @@ class FleetMetricsServer:
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
         """Serve ``/metrics`` on ``host``:``port`` (0: a free one); returns the port. Loopback
         unless told otherwise: the endpoint has no authentication."""
-        from prometheus_client import start_http_server
-
-        self._server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        self.port = self._server.server_port
-        logger.info("fleet metrics on http://%s:%d/metrics", host, self.port)
+        self.port = self._endpoint.serve(port, host)
         return self.port
 
     def close(self) -> None:
         """Stop serving and close the connection. Idempotent."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._endpoint.close()
         self.collector.close()

@@ -133,7 +133,7 @@ class Ingestor:
     def run(self) -> None:
         """Connect (waiting for the broker as long as it takes) and ingest until :meth:`stop`
         (or SIGTERM through the CLI)."""
-        from agent.notify import Notifier
+        from agent.systemd_notify import SystemdNotifier
 
         cloud = self._settings.cloud
         self._pool = db.open_pool(cloud, prepare=writer.prepare_connection)
@@ -143,7 +143,7 @@ class Ingestor:
         if not self._wait_subscribed():
             self._finish()
             return
-        Notifier.from_environment().ready(f"ingesting {cloud.share_group}")
+        SystemdNotifier.from_environment().ready(f"ingesting {cloud.share_group}")
         logger.info("ingesting %s", shared_subscription(cloud.share_group, "+"))
         while not self._stop.is_set():
             batch = self._next_messages(timeout=0.2)
@@ -316,7 +316,7 @@ class Ingestor:
         return time.monotonic() >= deadline
 
     def _after_commit(self, batch: list[Received], items: list[Parsed],
-                      outcome: writer.Outcome, started: float) -> None:
+                      outcome: writer.WriteOutcome, started: float) -> None:
         # Committed: only now may the bears forget their rows and the broker the messages.
         for device_id, ack in outcome.acks:
             self._link.publish(ack, device_id)
@@ -324,7 +324,7 @@ class Ingestor:
             self._link.ack(message.mid, message.qos)
         self._count(items, outcome, started)
 
-    def _count(self, items: list[Parsed], outcome: writer.Outcome, started: float) -> None:
+    def _count(self, items: list[Parsed], outcome: writer.WriteOutcome, started: float) -> None:
         counters, metrics = self.counters, self.metrics
         counters.messages += len(items)
         counters.turns_inserted += outcome.inserted

@@ -7,10 +7,64 @@ load generator) never collide.
 
 from __future__ import annotations
 
+import errno
 import logging
 from typing import Any
 
+from config.errors import CloudError
+
 logger = logging.getLogger(__name__)
+
+
+class MetricsPortError(CloudError):
+    """The ``/metrics`` endpoint cannot listen where it was told to."""
+
+
+class MetricsEndpoint:
+    """``/metrics`` for one registry over HTTP; stops with an idempotent :meth:`close`.
+
+    Shared by the ingest's own counters and the notifier's fleet gauges, so both fail the
+    same clear way when their port is taken.
+    """
+
+    def __init__(self, registry: Any, setting: str, label: str = "metrics") -> None:
+        self._registry = registry
+        self._setting = setting
+        self._label = label
+        self._server: Any = None
+        self.port: int | None = None
+        """Port served on, once :meth:`serve` ran."""
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
+        """Serve on ``host``:``port`` (0: a free port); returns the port. Raises
+        :class:`MetricsPortError` naming the setting when the address is taken."""
+        from prometheus_client import start_http_server
+
+        try:
+            self._server, _thread = start_http_server(port, addr=host, registry=self._registry)
+        except OSError as exc:
+            raise MetricsPortError(_port_problem(exc, host, port, self._setting)) from exc
+        self.port = self._server.server_port
+        logger.info("%s on http://%s:%d/metrics", self._label, host, self.port)
+        return self.port
+
+    def close(self) -> None:
+        """Stop serving. Idempotent."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+def _port_problem(exc: OSError, host: str, port: int, setting: str) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (f"metrics port {host}:{port} is already in use by another process — set "
+                f"{setting} to a free port (ingest instances @N listen on "
+                f"cloud.metrics_port + N; see docs/operations.md)")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (f"metrics host {host!r} is not an address of this machine — set "
+                f"cloud.metrics_host to one of its addresses (default 127.0.0.1)")
+    return f"cannot serve metrics on {host}:{port}: {exc.strerror} — check {setting}"
 
 
 class IngestMetrics:
@@ -62,26 +116,18 @@ class IngestMetrics:
         self.inbox = Gauge("teddy_ingest_inbox", "Messages received and not yet committed",
                            registry=self.registry)
         """Messages waiting in memory for their transaction."""
-        self._server: Any = None
+        self._endpoint = MetricsEndpoint(self.registry, "cloud.metrics_port")
         self.port: int | None = None
         """Port the ``/metrics`` endpoint listens on, once served."""
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
         """Serve ``/metrics`` on ``host``:``port`` (0: a free port); returns the port."""
-        from prometheus_client import start_http_server
-
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        self._server = server
-        self.port = server.server_port
-        logger.info("metrics on http://%s:%d/metrics", host, self.port)
+        self.port = self._endpoint.serve(port, host)
         return self.port
 
     def close(self) -> None:
         """Stop serving. Idempotent."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._endpoint.close()
 
     def render(self) -> bytes:
         """The exposition text, as ``/metrics`` would serve it."""

@@ -41,7 +41,7 @@ def prepare_connection(conn: Any) -> None:
 
 
 @dataclass
-class Outcome:
+class WriteOutcome:
     """What one committed transaction did."""
 
     acks: list[tuple[str, Message]] = field(default_factory=list)
@@ -65,7 +65,7 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
     return (psycopg.OperationalError, psycopg.InterfaceError)
 
 
-def write(conn: Any, items: list[Parsed], dead: DeadLetters | None = None) -> Outcome:
+def write(conn: Any, items: list[Parsed], dead: DeadLetters | None = None) -> WriteOutcome:
     """Commit ``items`` in one transaction (falling back to savepoints on any failure).
 
     Raises only when the connection fails (the caller retries the batch on a new one)."""
@@ -83,8 +83,8 @@ def write(conn: Any, items: list[Parsed], dead: DeadLetters | None = None) -> Ou
     return outcome
 
 
-def _write_all(conn: Any, items: list[Parsed], dead: DeadLetters | None) -> Outcome:
-    outcome = Outcome()
+def _write_all(conn: Any, items: list[Parsed], dead: DeadLetters | None) -> WriteOutcome:
+    outcome = WriteOutcome()
     _upsert_devices(conn, items)
     turns = [item for item in items if item.kind == "turns"]
     if turns:
@@ -94,8 +94,8 @@ def _write_all(conn: Any, items: list[Parsed], dead: DeadLetters | None) -> Outc
     return outcome
 
 
-def _write_each(conn: Any, items: list[Parsed], dead: DeadLetters | None) -> Outcome:
-    outcome = Outcome()
+def _write_each(conn: Any, items: list[Parsed], dead: DeadLetters | None) -> WriteOutcome:
+    outcome = WriteOutcome()
     for item in items:
         try:
             with conn.transaction():  # a savepoint: a bad message cannot spoil the others
@@ -122,7 +122,7 @@ def _rejection(exc: Exception) -> str:
     return f"rejected while storing ({type(exc).__name__}): {_first_line(exc)}"
 
 
-def _drop_receipt(outcome: Outcome, item: Parsed) -> None:
+def _drop_receipt(outcome: WriteOutcome, item: Parsed) -> None:
     """A message rolled back to its savepoint is not receipted (nor acked)."""
     key = (item.device_id, item.kind)
     rid = receipt_id(item.kind, item.body) if item.body is not None else None
@@ -134,7 +134,7 @@ def _drop_receipt(outcome: Outcome, item: Parsed) -> None:
                                 and d == item.device_id)]
 
 
-def _add_receipts(outcome: Outcome) -> None:
+def _add_receipts(outcome: WriteOutcome) -> None:
     for (device_id, kind), ids in sorted(outcome.receipted.items()):
         for start in range(0, len(ids), 1000):
             chunk = ids[start:start + 1000]
@@ -142,7 +142,7 @@ def _add_receipts(outcome: Outcome) -> None:
                 outcome.acks.append((device_id, Receipt(kind=kind, ids=chunk)))
 
 
-def _receipt(outcome: Outcome, item: Parsed) -> None:
+def _receipt(outcome: WriteOutcome, item: Parsed) -> None:
     rid = receipt_id(item.kind, item.body)
     if rid is not None:
         outcome.receipted.setdefault((item.device_id, item.kind), []).append(rid)
@@ -156,7 +156,7 @@ def _upsert_devices(conn: Any, items: list[Parsed]) -> None:
             " ON CONFLICT (device_id) DO UPDATE SET last_seen = now()", (devices,))
 
 
-def _copy_turns(conn: Any, items: list[Parsed], outcome: Outcome) -> None:
+def _copy_turns(conn: Any, items: list[Parsed], outcome: WriteOutcome) -> None:
     total = 0
     oldest = None
     rows = []
@@ -187,7 +187,7 @@ def _copy_turns(conn: Any, items: list[Parsed], outcome: Outcome) -> None:
         outcome.acks.append((item.device_id, Ack(batch_id=item.body.batch_id, ranges=ranges)))
 
 
-def _write_other(conn: Any, item: Parsed, outcome: Outcome, dead: DeadLetters | None) -> None:
+def _write_other(conn: Any, item: Parsed, outcome: WriteOutcome, dead: DeadLetters | None) -> None:
     if item.kind == "status" and item.body is not None:
         status = item.body
         conn.execute(
@@ -239,7 +239,7 @@ def _write_alert(conn: Any, item: Parsed) -> None:
          Jsonb(alert.details), alert.raised_at, cleared_at, alert.rule))
 
 
-def _dead_letter(conn: Any, item: Parsed, outcome: Outcome, dead: DeadLetters | None) -> None:
+def _dead_letter(conn: Any, item: Parsed, outcome: WriteOutcome, dead: DeadLetters | None) -> None:
     message = item.message
     outcome.dead_letters += 1
     if dead is not None and not dead.admit(item.device_id):

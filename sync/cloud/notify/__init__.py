@@ -5,7 +5,6 @@ deduplication, per-channel rate limits, retries with full-jitter backoff, and a 
 log in PostgreSQL (migration ``0003_notifications.sql``). Run with :class:`Notifier`.
 """
 
-from sync.cloud.notify.backoff import backoff_bound, full_jitter
 from sync.cloud.notify.dispatcher import Notifier
 from sync.cloud.notify.errors import DeliveryError
 from sync.cloud.notify.message import Notification
@@ -16,8 +15,6 @@ __all__ = [
     "DeliveryError",
     "Notification",
     "Notifier",
-    "backoff_bound",
-    "full_jitter",
     "route",
     "sign",
     "verify_signature",

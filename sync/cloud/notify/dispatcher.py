@@ -28,7 +28,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from config.notify import NotifySettings
-from sync.cloud.notify.backoff import full_jitter
+from sync.backoff import full_jitter
 from sync.cloud.notify.channels import Sender, build_senders
 from sync.cloud.notify.errors import DeliveryError
 from sync.cloud.notify.message import Notification

@@ -1,4 +1,4 @@
-"""``python -m agent.failsafe UNIT``: the health alert when a Teddy unit gives up restarting.
+"""``python -m agent.crash_alert UNIT``: the health alert when a Teddy unit gives up restarting.
 
 systemd starts this (``teddy-alert@.service``, the ``OnFailure=`` of ``teddy-agent``) once
 the agent crashed ``StartLimitBurst`` times in a row. It logs a critical line to the
@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
-        print("usage: python -m agent.failsafe UNIT", file=sys.stderr)
+        print("usage: python -m agent.crash_alert UNIT", file=sys.stderr)
         return 2
     configure_logging("INFO")
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from systemd_support import FakeSystemd
 
-from agent.notify import Notifier, Watchdog
+from agent.systemd_notify import SystemdNotifier, Watchdog
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def wait_until(condition, timeout: float = 2.0) -> bool:
 
 
 def test_messages_reach_the_notify_socket(systemd: FakeSystemd) -> None:
-    with Notifier.from_environment({"NOTIFY_SOCKET": systemd.address}) as notifier:
+    with SystemdNotifier.from_environment({"NOTIFY_SOCKET": systemd.address}) as notifier:
         assert notifier.enabled
         assert notifier.ready("listening")
         assert notifier.status("3 turns\nsecond line is dropped")
@@ -46,14 +46,14 @@ def test_messages_reach_the_notify_socket(systemd: FakeSystemd) -> None:
 def test_abstract_socket_address_is_supported() -> None:
     fake = FakeSystemd(f"@teddy-test-{os.getpid()}-{time.monotonic_ns()}")
     try:
-        assert Notifier(fake.address).watchdog_ping()
+        assert SystemdNotifier(fake.address).watchdog_ping()
         assert wait_until(lambda: fake.times_of("WATCHDOG=1"))
     finally:
         fake.close()
 
 
 def test_without_systemd_every_call_is_a_quiet_no_op() -> None:
-    notifier = Notifier.from_environment({})
+    notifier = SystemdNotifier.from_environment({})
     assert not notifier.enabled
     assert notifier.ready() is False and notifier.watchdog_ping() is False
     watchdog = Watchdog(notifier).start()
@@ -62,27 +62,27 @@ def test_without_systemd_every_call_is_a_quiet_no_op() -> None:
 
 
 def test_a_vanished_socket_is_logged_not_raised(tmp_path: Path, caplog) -> None:
-    notifier = Notifier(str(tmp_path / "gone.sock"))
+    notifier = SystemdNotifier(str(tmp_path / "gone.sock"))
     assert notifier.ready() is False
     assert "cannot notify systemd" in caplog.text
 
 
 def test_watchdog_interval_comes_from_watchdog_usec_for_this_pid_only() -> None:
-    mine = Notifier.from_environment(
+    mine = SystemdNotifier.from_environment(
         {"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())}
     )
     assert mine.watchdog_interval == 30.0
     assert Watchdog(mine).interval == 15.0
-    other = Notifier.from_environment({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"})
+    other = SystemdNotifier.from_environment({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"})
     assert other.watchdog_interval is None
-    assert Notifier.from_environment({"WATCHDOG_USEC": "junk"}).watchdog_interval is None
+    assert SystemdNotifier.from_environment({"WATCHDOG_USEC": "junk"}).watchdog_interval is None
 
 
 def test_watchdog_pings_twice_per_period_while_alive_and_stops_when_the_loop_hangs(
     systemd: FakeSystemd,
 ) -> None:
     watchdog_sec = 0.6
-    notifier = Notifier.from_environment(
+    notifier = SystemdNotifier.from_environment(
         {"NOTIFY_SOCKET": systemd.address, "WATCHDOG_USEC": str(int(watchdog_sec * 1e6))}
     )
     hang = threading.Event()
@@ -117,7 +117,7 @@ def test_watchdog_pings_twice_per_period_while_alive_and_stops_when_the_loop_han
 
 
 def test_grace_keeps_pinging_through_a_long_blocking_step(systemd: FakeSystemd) -> None:
-    notifier = Notifier(systemd.address, watchdog_interval=0.4)
+    notifier = SystemdNotifier(systemd.address, watchdog_interval=0.4)
     with Watchdog(notifier) as watchdog:
         watchdog.alive(grace=1.2)  # e.g. about to speak a long story
         time.sleep(1.0)

@@ -1,12 +1,10 @@
-"""``teddy-cloud provision`` and ``teddy-cloud simulate``: argument parsing and output."""
+"""``teddy-cloud provision`` and ``teddy-cloud broker-init``: argument parsing and output."""
 
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
-from config.errors import ConfigError
 from config.settings import Settings
 
 SERVICE_ROLES = ("fleet", "ingest")
@@ -14,7 +12,7 @@ SERVICE_ROLES = ("fleet", "ingest")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    """Add ``provision`` and ``simulate`` to the ``teddy-cloud`` sub-commands."""
+    """Add ``provision`` and ``broker-init`` to the ``teddy-cloud`` sub-commands."""
     provision = commands.add_parser(
         "provision", help="manufacture a bear (register it, create its broker account, write its "
                           "bundle: id, login, the cloud's public keys) or create a cloud service "
@@ -42,22 +40,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     init.add_argument("--owner", default="mosquitto",
                       help="user the broker runs as, who must own its file (default mosquitto)")
     init.set_defaults(func=_broker_init)
-
-    simulate = commands.add_parser(
-        "simulate", help="a load generator: many simulated bears over real MQTT connections")
-    simulate.add_argument("--devices", type=int, required=True, help="simulated bears")
-    simulate.add_argument("--turns", type=int, required=True, help="turns per bear")
-    simulate.add_argument("--rate", type=float,
-                          help="offered turns per second over the whole fleet (default: at once)")
-    simulate.add_argument("--timeout", type=float, default=300.0,
-                          help="seconds to wait for every ack (default 300)")
-    simulate.add_argument("--workdir", type=Path,
-                          help="where the bears keep their stores (default: a temporary folder)")
-    simulate.add_argument("--prefix", default="sim",
-                          help="device id prefix (default sim): ids are PREFIX-00000...")
-    simulate.add_argument("--no-count", action="store_true",
-                          help="do not count the rows in PostgreSQL (cloud.pg_dsn)")
-    simulate.set_defaults(func=_simulate)
 
 
 def _provision(args: argparse.Namespace, settings: Settings) -> int:
@@ -103,21 +85,3 @@ def _broker_init(args: argparse.Namespace, settings: Settings) -> int:
           f"{done.password_file} (set fleet.broker_admin_password_file to it), then (re)start "
           "Mosquitto with config/examples/mosquitto.conf")
     return 0
-
-
-def _simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from sync.cloud.simulate import count_in_database, run_fleet
-
-    if args.devices < 1 or args.turns < 0:
-        raise ConfigError("--devices must be at least 1 and --turns at least 0")
-    with tempfile.TemporaryDirectory(prefix="teddy-sim-") as scratch:
-        workdir = args.workdir or Path(scratch)
-        report = run_fleet(settings, workdir, args.devices, args.turns, args.rate,
-                           args.timeout, args.prefix)
-    if not args.no_count:
-        count_in_database(settings, args.prefix, report)
-    for line in report.lines():
-        print(line)
-    complete = report.left_unacked == 0 and (
-        report.in_database is None or report.distinct_in_database == report.in_database)
-    return 0 if complete else 1

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 logger = logging.getLogger(__name__)
 
 
-class Notifier:
+class SystemdNotifier:
     """Sends ``sd_notify`` messages to systemd; a no-op when not run by systemd."""
 
     def __init__(self, address: str | None, watchdog_interval: float | None = None) -> None:
@@ -37,7 +37,7 @@ class Notifier:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Notifier:
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> SystemdNotifier:
         """A notifier for the socket and watchdog systemd gave this process (if any)."""
         env = os.environ if environ is None else environ
         address = env.get("NOTIFY_SOCKET") or None
@@ -97,7 +97,7 @@ class Notifier:
                 self._socket.close()
                 self._socket = None
 
-    def __enter__(self) -> Notifier:
+    def __enter__(self) -> SystemdNotifier:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -130,7 +130,8 @@ class Watchdog:
     """
 
     def __init__(
-        self, notifier: Notifier, interval: float | None = None, max_stall: float | None = None
+        self, notifier: SystemdNotifier, interval: float | None = None,
+        max_stall: float | None = None,
     ) -> None:
         self.notifier = notifier
         """Where the pings go."""

@@ -1,4 +1,5 @@
-"""The OnFailure= alert: ``python -m agent.failsafe UNIT`` as ``teddy-alert@.service`` runs it."""
+"""The OnFailure= alert: ``python -m agent.crash_alert UNIT``, as ``teddy-alert@.service`` runs
+it."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ import sys
 import time
 from pathlib import Path
 
-from agent.failsafe import ALERT_KIND, record_failure, take_pending
+from agent.crash_alert import ALERT_KIND, record_failure, take_pending
 
 
 def test_the_alert_unit_command_logs_critical_and_leaves_the_alert(
     env: dict[str, str], data_dir: Path
 ) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "agent.failsafe", "teddy-agent.service"],
+        [sys.executable, "-m", "agent.crash_alert", "teddy-agent.service"],
         env=env, capture_output=True, text=True, timeout=30,
     )
     assert result.returncode == 0, result.stderr
@@ -40,7 +41,7 @@ def test_pending_alerts_come_oldest_first_and_bad_files_are_dropped(tmp_path: Pa
 
 
 def test_a_wrong_call_is_a_usage_error() -> None:
-    result = subprocess.run([sys.executable, "-m", "agent.failsafe"], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "agent.crash_alert"], capture_output=True,
                             text=True, timeout=30)
     assert result.returncode == 2 and "usage" in result.stderr
 
@@ -64,7 +65,7 @@ def test_the_alert_reaches_the_broker_on_up_alerts(env: dict[str, str], broker) 
     try:
         time.sleep(0.3)  # the subscription is in place
         result = subprocess.run(
-            [sys.executable, "-m", "agent.failsafe", "teddy-agent.service"],
+            [sys.executable, "-m", "agent.crash_alert", "teddy-agent.service"],
             env=dict(env, TEDDY_DEVICE__ID=device), capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         assert arrived.wait(10), result.stderr
