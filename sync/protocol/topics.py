@@ -33,11 +33,6 @@ def down_topic(device_id: str, name: str) -> str:
     return f"{device_root(device_id)}/down/{name}"
 
 
-def claim_requests_filter() -> str:
-    """What the fleet's pairing service subscribes to for every bear's retained claim."""
-    return f"{TOPIC_ROOT}/+/up/claim"
-
-
 def shared_subscription(group: str, name: str) -> str:
     """The shared subscription every ingest process of ``group`` joins for ``up/<name>``."""
     return f"$share/{group}/{TOPIC_ROOT}/+/up/{name}"
