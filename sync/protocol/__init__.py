@@ -31,7 +31,7 @@ from sync.protocol.turns import Ack, TurnRecord, TurnsBatch, to_ranges
 
 
 def routed_messages() -> list[type[Message]]:
-    """Every message class with a topic of its own (a ``ROUTE``), in definition order."""
+    """Every message class with a topic of its own (a ``ROUTE``), parents before children."""
     found: list[type[Message]] = []
     pending: list[type[Message]] = [Message]
     while pending:
