@@ -5,6 +5,11 @@ names this bear, has not expired (nor been issued from the future, beyond the cl
 skew allowed), and its id has never been accepted before (ids are kept in a file until
 the command would have expired anyway). Anything else is refused, and the
 :class:`CommandResult` says why. Desired config (``down/config``) is signed too.
+
+Which commands exist and what arguments they take is :data:`sync.protocol.commands.COMMANDS`;
+each has its handler here (:data:`HANDLERS`, filled by :func:`handles`), and importing this
+module fails if one has none. Whatever happens while a command is handled, the cloud gets a
+:class:`CommandResult`: a handler that crashes answers ``failed``, never silence.
 """
 
 from __future__ import annotations
@@ -17,21 +22,36 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import TYPE_CHECKING, Any
 
 from agent.remote_config import ConfigApplier
 from config.errors import ProtocolError, TeddyError
 from config.settings import Settings
 from sync.protocol import (
-    COMMAND_NAMES,
     Command,
     CommandResult,
     ConfigDesired,
     ConfigReported,
-    ContentBundle,
 )
+from sync.protocol.commands import (
+    CommandArgs,
+    CommandRegistryError,
+    ConfigArgs,
+    ContentArgs,
+    DeleteArgs,
+    NoArgs,
+    UnpairArgs,
+    UpdateArgs,
+    VolumeArgs,
+    parse_command_args,
+    peek_command,
+    require_handlers,
+)
+
+if TYPE_CHECKING:
+    from sync.client import MqttLink
+    from sync.commands_link import CommandsLink
+    from sync.receipts import PendingUplink
 
 logger = logging.getLogger(__name__)
 
@@ -92,9 +112,9 @@ class SeenCommands:
 
     def remember(self, command_id: str, expires_at: float) -> None:
         """Record an accepted id durably (before the command runs: at most once)."""
-        with self._lock:
-            self._ids[command_id] = expires_at
+        with self._lock:  # on disk first: an id that could not be kept is not taken as run
             self._append({"id": command_id, "expires_at": expires_at})
+            self._ids[command_id] = expires_at
 
     def set_config_version(self, version: int) -> None:
         """Record the applied desired-config version durably."""
@@ -132,67 +152,6 @@ class CommandOutcome:
     """Run after the result is published (restart, drop the credentials)."""
 
 
-class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class NoArgs(_Args):
-    """Commands without arguments."""
-
-
-class VolumeArgs(_Args):
-    """``set-volume``."""
-
-    volume: float = Field(ge=0, le=1)
-    """Speech volume, 0..1."""
-
-
-class ConfigArgs(_Args):
-    """``set-config``."""
-
-    values: dict[str, Any] = Field(min_length=1, max_length=200)
-    """Dotted setting names and their values."""
-
-
-class DeleteArgs(_Args):
-    """``delete-data``."""
-
-    child_id: str | None = None
-    """Delete only this child profile's conversations; None: everything kept."""
-    conversation_ids: list[str] | None = Field(default=None, max_length=10000)
-    """Delete only these conversations (the parent app's "delete this conversation/day")."""
-
-
-class UnpairArgs(_Args):
-    """``unpair``."""
-
-    delete: bool = True
-    """Also crypto-shred everything kept (the parent relationship ends)."""
-
-
-class ContentArgs(_Args):
-    """``update-content-pack``."""
-
-    bundle: ContentBundle
-    """The signed bundle."""
-
-
-class UpdateArgs(_Args):
-    """``update``."""
-
-    release_url: str = Field(min_length=1, max_length=2048)
-    """Directory URL of the signed release (ends in ``/``)."""
-    version: str = Field(min_length=1, max_length=64)
-    """The release's version, as the rollout records it."""
-
-
-ARG_MODELS: dict[str, type[_Args]] = {
-    "ping": NoArgs, "health": NoArgs, "set-volume": VolumeArgs, "set-config": ConfigArgs,
-    "delete-data": DeleteArgs, "export-summary": NoArgs, "restart": NoArgs,
-    "unpair": UnpairArgs, "update-content-pack": ContentArgs, "update": UpdateArgs,
-}
-
-
 @dataclass
 class BearControls:
     """What commands act on; the runtime passes its own parts, tests pass real ones too."""
@@ -209,6 +168,25 @@ class BearControls:
     """Told after the bear dropped its credentials (the runtime goes back to unpaired)."""
     is_busy: Callable[[], bool] = lambda: False
     """Whether a child is mid-conversation (updates wait until it is not)."""
+
+
+Handler = Callable[["CommandProcessor", Any], CommandOutcome]
+"""Runs one command with its parsed arguments."""
+
+HANDLERS: dict[str, Handler] = {}
+"""Command name to its handler, one per command of :data:`sync.protocol.commands.COMMANDS`."""
+
+
+def handles(name: str) -> Callable[[Handler], Handler]:
+    """Register the decorated method as the handler of command ``name``."""
+
+    def register(handler: Handler) -> Handler:
+        if name in HANDLERS:
+            raise CommandRegistryError(f"two handlers for command {name!r} — keep one")
+        HANDLERS[name] = handler
+        return handler
+
+    return register
 
 
 class CommandProcessor:
@@ -231,16 +209,29 @@ class CommandProcessor:
     # --- commands ------------------------------------------------------------------------
 
     def handle(self, payload: bytes) -> tuple[CommandResult, Callable[[], None] | None]:
-        """Verify and run one ``down/cmd`` payload; the result and any after-action."""
-        command_id, name = _peek(payload)
+        """Verify and run one ``down/cmd`` payload; the result and any after-action.
+
+        Never raises: whatever goes wrong, the result says so (the cloud is never left
+        without an answer)."""
+        command_id, name = peek_command(payload)
         try:
-            command = self.verify(payload)
-            args = _parse_args(command)
+            command, args = self.verify(payload)
         except CommandRejected as exc:
             logger.warning("rejected command %s (%s): %s", command_id, name, exc)
             return self._result(command_id, name, "rejected", str(exc)), None
+        except Exception as exc:  # e.g. the seen-ids file cannot be written: it did not run
+            logger.exception("could not accept command %s (%s)", command_id, name)
+            return self._result(command_id, name, "failed", "not run, the bear could not "
+                                f"accept it: {type(exc).__name__}: {exc}"), None
+        return self._run(command, args)
+
+    def _run(self, command: Command,
+             args: CommandArgs) -> tuple[CommandResult, Callable[[], None] | None]:
+        handler = HANDLERS.get(command.name)
         try:
-            outcome = getattr(self, "_" + command.name.replace("-", "_"))(args)
+            if handler is None:  # require_handlers makes this unreachable; never a KeyError
+                raise CommandFailed(f"this bear has no handler for {command.name!r}")
+            outcome = handler(self, args)
         except TeddyError as exc:
             logger.warning("command %s (%s) failed: %s", command.id, command.name, exc)
             return self._result(command.id, command.name, "failed", str(exc)), None
@@ -251,8 +242,9 @@ class CommandProcessor:
         logger.info("command %s (%s) done", command.id, command.name)
         return self._result(command.id, command.name, "done", "", outcome.data), outcome.after
 
-    def verify(self, payload: bytes) -> Command:
-        """The command, if it may run; :class:`CommandRejected` with the reason otherwise."""
+    def verify(self, payload: bytes) -> tuple[Command, CommandArgs]:
+        """The command and its parsed arguments, if it may run (its id is then recorded as
+        run); :class:`CommandRejected` with the reason otherwise (nothing recorded)."""
         try:
             command = Command.from_payload(payload)
         except ProtocolError as exc:
@@ -267,11 +259,12 @@ class CommandProcessor:
         self._check_fresh(command)
         if self.seen.seen(command.id):
             raise CommandRejected(f"replayed command: id {command.id} already ran")
-        if command.name not in COMMAND_NAMES:
-            raise CommandRejected(f"unknown command {command.name!r} — known: "
-                                  f"{', '.join(COMMAND_NAMES)}")
+        try:
+            args = parse_command_args(command.name, command.args)
+        except ProtocolError as exc:
+            raise CommandRejected(str(exc)) from None
         self.seen.remember(command.id, command.expires_at)
-        return command
+        return command, args
 
     def _check_fresh(self, command: Command) -> None:
         now = self._clock()
@@ -294,18 +287,22 @@ class CommandProcessor:
 
     # --- handlers ------------------------------------------------------------------------
 
+    @handles("ping")
     def _ping(self, args: NoArgs) -> CommandOutcome:
         return CommandOutcome({"pong": True, "time": self._clock()})
 
+    @handles("health")
     def _health(self, args: NoArgs) -> CommandOutcome:
         sample = (self.controls.health or default_health(self.controls.settings))()
         return CommandOutcome({"sample": sample})
 
+    @handles("set-volume")
     def _set_volume(self, args: VolumeArgs) -> CommandOutcome:
         outcome = self.config.apply({"voice.tts_volume": args.volume})
         return CommandOutcome({"volume": self.controls.settings.voice.tts_volume,
                                "applied": outcome.applied})
 
+    @handles("set-config")
     def _set_config(self, args: ConfigArgs) -> CommandOutcome:
         outcome = self.config.apply(args.values)
         if not outcome.ok:
@@ -313,6 +310,7 @@ class CommandProcessor:
         return CommandOutcome({"applied": outcome.applied,
                                "pending_restart": outcome.pending_restart})
 
+    @handles("delete-data")
     def _delete_data(self, args: DeleteArgs) -> CommandOutcome:
         store = self.controls.store()
         if store is None:
@@ -338,6 +336,7 @@ class CommandProcessor:
         return CommandOutcome({"conversations_deleted": deleted, "turns_deleted": turns,
                                "conversations_left": left, "kept": True})
 
+    @handles("export-summary")
     def _export_summary(self, args: NoArgs) -> CommandOutcome:
         store = self.controls.store()
         if store is None:
@@ -354,11 +353,13 @@ class CommandProcessor:
             "retention_days": stats["retention_days"],
         })
 
+    @handles("restart")
     def _restart(self, args: NoArgs) -> CommandOutcome:
         if self.controls.restart is None:
             raise CommandFailed("this bear cannot restart itself here (no supervisor)")
         return CommandOutcome({"restarting": True}, after=self.controls.restart)
 
+    @handles("unpair")
     def _unpair(self, args: UnpairArgs) -> CommandOutcome:
         from agent.credentials import CredentialVault
 
@@ -377,12 +378,14 @@ class CommandProcessor:
         return CommandOutcome({"unpaired": True, "conversations_deleted": deleted},
                               after=drop_credentials)
 
+    @handles("update-content-pack")
     def _update_content_pack(self, args: ContentArgs) -> CommandOutcome:
         from agent.content_update import install_bundle
 
         return CommandOutcome(install_bundle(args.bundle, self.fleet_key,
                                              Path(self.controls.settings.store.data_dir)))
 
+    @handles("update")
     def _update(self, args: UpdateArgs) -> CommandOutcome:
         from agent.update import UpdateDeferred, Updater, UpdateRefused
 
@@ -439,27 +442,6 @@ class CommandFailed(TeddyError, RuntimeError):
     """A command ran but could not do what it was asked."""
 
 
-def _peek(payload: bytes) -> tuple[str, str]:
-    """Id and name of a payload, as far as they can be read, for the result of a refusal."""
-    from sync.protocol.base import load_json
-
-    try:
-        data = load_json(payload, "Command", Command.MAX_BYTES, Command.MAX_DEPTH)
-        return str(data.get("id", "unknown"))[:64] or "unknown", str(data.get("name", ""))[:64]
-    except (ProtocolError, AttributeError):
-        return "unknown", ""
-
-
-def _parse_args(command: Command) -> BaseModel:
-    try:
-        return ARG_MODELS[command.name].model_validate(command.args)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(args)"
-        raise CommandRejected(f"invalid arguments for {command.name}: {where}: "
-                              f"{first['msg']}") from None
-
-
 def default_health(settings: Settings) -> Callable[[], dict[str, Any]]:
     """A health snapshot from the health sampler (or plain psutil if it is unavailable)."""
 
@@ -475,3 +457,27 @@ def default_health(settings: Settings) -> Callable[[], dict[str, Any]]:
                     "memory_percent": psutil.virtual_memory().percent}
 
     return sample
+
+
+def open_command_endpoint(link: MqttLink, controls: BearControls,
+                          pending: PendingUplink | None = None) -> CommandsLink | None:
+    """The command endpoint of a bear on its existing link; None when it has no fleet key.
+
+    The fleet key is installed at manufacture, so a factory-provisioned bear takes commands
+    before it is ever paired (older bears got it by pairing). Call before or after
+    ``link.connect()``; close the returned endpoint before the link.
+    """
+    from agent.credentials import fleet_key
+    from agent.identity import device_id
+    from sync.commands_link import CommandsLink
+
+    key = fleet_key(controls.settings)
+    if key is None:
+        logger.warning("no fleet key: this bear was not provisioned with one (provision-device "
+                       "--from-cloud) and is not paired — fleet commands cannot reach it")
+        return None
+    processor = CommandProcessor(controls, device_id(controls.settings), key)
+    return CommandsLink(link, processor, pending).attach()
+
+
+require_handlers(HANDLERS, "agent.commands.HANDLERS")  # a command without a handler: no start

@@ -24,10 +24,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.crash_alert import take_pending
-from agent.systemd_notify import SystemdNotifier, Watchdog
 from agent.uplink import BearParts
 from config.errors import TeddyError
 from config.settings import Settings, load_settings
+from sync.systemd_notify import SystemdNotifier, Watchdog
 
 if TYPE_CHECKING:
     from agent.health import HealthMonitor

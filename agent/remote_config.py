@@ -13,9 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
 from config.settings import Settings
+from sync.protocol.remote_config import check_remote_config
 
 logger = logging.getLogger(__name__)
 
@@ -24,14 +23,8 @@ LIVE_KEYS = frozenset({
     "store.retention_days", "sync.batch_size", "sync.max_inflight", "sync.ack_timeout",
     "play.quiet_from", "play.quiet_until", "play.daily_limit_min",
 })
-"""Settings a running bear changes at once; other settable ones wait for a restart."""
-REMOTE_SECTIONS = frozenset({"voice", "dialogue", "logging", "sync", "health", "pins", "audio",
-                             "store", "play"})
-"""Sections the fleet may change; never identity, broker, cloud, pairing, update or notify
-(their keys decide who the bear trusts and where its data goes)."""
-REMOTE_FORBIDDEN = frozenset({"store.key_provider", "store.db_name"})
-"""Keys of those sections the fleet may not change either. Any key naming a file (a
-``Path``) or holding a secret is refused as well."""
+"""Settings a running bear changes at once; other settable ones wait for a restart. Which
+settings the fleet may set at all is :mod:`sync.protocol.remote_config`."""
 
 ConfigListener = Callable[[str, Any], None]
 
@@ -68,14 +61,7 @@ class ConfigApplier:
 
     def check(self, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         """``(valid values coerced by the models, refused keys with reasons)``."""
-        valid: dict[str, Any] = {}
-        refused: dict[str, str] = {}
-        for key, value in values.items():
-            try:
-                valid[key] = self._validate(key, value)
-            except ValueError as exc:
-                refused[key] = str(exc)
-        return valid, refused
+        return check_remote_config(self.settings, values)
 
     def apply(self, values: dict[str, Any]) -> ConfigOutcome:
         """Apply ``values`` if every one is valid; otherwise apply nothing."""
@@ -96,34 +82,6 @@ class ConfigApplier:
         logger.info("applied config keys %s; %d wait for a restart",
                     ",".join(outcome.applied) or "-", len(outcome.pending_restart))
         return outcome
-
-    def _validate(self, key: str, value: Any) -> Any:
-        *path, name = key.split(".")
-        section = self._section(key, path)
-        field = type(section).model_fields.get(name)
-        if field is None:
-            raise ValueError(f"{key} is not a setting")
-        kind = str(field.annotation)
-        if (path[0] not in REMOTE_SECTIONS or key in REMOTE_FORBIDDEN or "Path" in kind
-                or "Secret" in kind):
-            raise ValueError(f"{key} cannot be set remotely — change it on the bear")
-        try:
-            checked = type(section).model_validate({**section.model_dump(), name: value})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise ValueError(f"{key}={value!r} is invalid: {first['msg']}") from None
-        return getattr(checked, name)
-
-    def _section(self, key: str, path: list[str]) -> BaseModel:
-        node: Any = self.settings
-        for part in path:
-            child = getattr(node, part, None) if part in type(node).model_fields else None
-            if not isinstance(child, BaseModel):
-                raise ValueError(f"{key} is not a setting")
-            node = child
-        if node is self.settings:
-            raise ValueError(f"{key} is not a setting (name a section and a key)")
-        return node
 
     def _set(self, key: str, value: Any) -> None:
         *path, name = key.split(".")

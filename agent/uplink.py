@@ -88,11 +88,10 @@ class Uplink:
 
     def start(self) -> bool:
         """Connect in the background; False (and nothing started) without a store."""
-        from agent.commands import BearControls
+        from agent.commands import BearControls, open_command_endpoint
         from agent.identity import device_id
         from agent.runtime import FIRMWARE
         from agent.store import ConversationStore
-        from sync.commands_link import open_command_endpoint
         from sync.device import DeviceSync
 
         if self._bear.store is None:
@@ -114,11 +113,10 @@ class Uplink:
         """A bear that keeps nothing still takes the fleet's signed commands (delete-data,
         update, unpair) with its own login from manufacture: one link, no sync, no health.
         (identity issue: every bear can be reached by its fleet.)"""
-        from agent.commands import BearControls
+        from agent.commands import BearControls, open_command_endpoint
         from agent.credentials import fleet_key
         from agent.identity import device_id
         from sync.client import MqttLink
-        from sync.commands_link import open_command_endpoint
         from sync.device import SESSION_EXPIRY
 
         if fleet_key(self._settings) is None or not self._settings.mqtt.username:

@@ -16,6 +16,25 @@ from pydantic import Field, SecretStr, field_validator
 
 from config.settings import Section
 
+EDGE_SCHEMES = {"mqtt": False, "mqtts": True}
+"""URL schemes of ``fleet.edge_brokers`` and whether each is TLS."""
+
+
+def edge_address(url: str) -> tuple[str, int, bool]:
+    """``(host, port, tls)`` of an edge broker URL ``mqtt[s]://HOST:PORT``; ValueError (a
+    pydantic validation error in settings) naming the bad value otherwise."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in EDGE_SCHEMES or not parts.hostname or port is None or parts.path:
+        raise ValueError(f"edge broker {url!r} is not mqtt://HOST:PORT or mqtts://HOST:PORT "
+                         "— write it e.g. as mqtts://edge-1.mqtt.example.com:8883")
+    return parts.hostname, port, EDGE_SCHEMES[parts.scheme]
+
 
 class PairingSettings(Section):
     """The bear's paw-button pairing and factory reset."""
@@ -85,3 +104,17 @@ class FleetSettings(Section):
     broker_admin_password_file: Path | None = None
     """File holding the administrator's password (``teddy-cloud broker-init`` writes it,
     mode 0600); read when an account is made or removed."""
+    edge_brokers: list[str] = []
+    """Edge brokers that hold bears' connections (docs/operations.md, "Past one broker"):
+    ``mqtt://HOST:PORT`` or ``mqtts://HOST:PORT`` (TLS, checked against ``edge_ca_file``). A
+    bear's account is made, re-keyed and removed on each of them as well as on the core
+    (``mqtt``), as the same administrator with the same password."""
+    edge_ca_file: Path | None = None
+    """CA bundle of the edges' ``mqtts://`` listeners; None: ``mqtt.tls.ca_file``."""
+
+    @field_validator("edge_brokers")
+    @classmethod
+    def _edge_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            edge_address(url)
+        return urls

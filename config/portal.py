@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from config.settings import Section
 
@@ -46,5 +46,9 @@ class PortalSettings(Section):
     replaces ``cloud_key_file``."""
     retention_days: int = Field(default=30, ge=1, le=30)
     """Default days the cloud keeps a family's transcripts (a parent may choose fewer)."""
+    read_dsn: SecretStr | None = None
+    """libpq connection string of a read replica for the app's transcript pages (what was
+    said, alerts, export), opened read-only; None: ``cloud.pg_dsn`` (the primary). Sign-in,
+    sessions, bears, deletions and every change always use the primary."""
     bear_wait_s: float = Field(default=2.0, ge=0, le=60)
     """Seconds a page waits for a bear's answer before showing 'waiting for the bear'."""

@@ -7,6 +7,11 @@ time on a worker thread, never in paho's network thread; each result goes to
 ``up/cmd-result`` (QoS 1), each config report to ``up/config`` (QoS 1, retained), through
 the link's :class:`~sync.receipts.PendingUplink`: both are sent again until the cloud's
 ``down/receipt`` says they are committed.
+
+It knows the bear only through :class:`CommandHandler` (the bear wires in
+:class:`agent.commands.CommandProcessor`, see :func:`agent.commands.open_command_endpoint`):
+whatever the handler does, every command gets a ``cmd-result``, ``failed`` with the reason if
+the handler itself broke.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Protocol
 
 from sync.client import Inbound, MqttLink, Subscription
-from sync.protocol import Command, ConfigDesired
+from sync.protocol import Command, CommandResult, ConfigDesired, ConfigReported, peek_command
 from sync.receipts import PendingUplink
 
 logger = logging.getLogger(__name__)
@@ -26,13 +33,30 @@ PUBLISH_WAIT_S = 5.0
 """Seconds to wait for the cloud's receipt of a result before running an after-action."""
 
 
+class CommandHandler(Protocol):
+    """What runs the commands and desired configs of one bear."""
+
+    device_id: str
+    """The bear whose ``down/cmd`` and ``down/config`` it takes."""
+
+    def handle(self, payload: bytes) -> tuple[CommandResult, Callable[[], None] | None]:
+        """Verify and run one ``down/cmd`` payload: its result, and what to do once the
+        cloud has the result (restart, drop the credentials), if anything."""
+        ...
+
+    def handle_config(self, payload: bytes) -> ConfigReported | None:
+        """Verify and apply one ``down/config`` payload: the report, or None to stay
+        silent."""
+        ...
+
+
 class CommandsLink:
-    """Feeds ``down/cmd`` and ``down/config`` to a :class:`agent.commands.CommandProcessor`.
+    """Feeds ``down/cmd`` and ``down/config`` to a :class:`CommandHandler`.
 
     A context manager; :meth:`close` stops the worker (idempotent).
     """
 
-    def __init__(self, link: MqttLink, processor: Any,
+    def __init__(self, link: MqttLink, processor: CommandHandler,
                  pending: PendingUplink | None = None) -> None:
         self._link = link
         self._pending = pending or PendingUplink.of(link, processor.device_id)
@@ -46,8 +70,8 @@ class CommandsLink:
         """Commands and configs handled so far."""
 
     def attach(self) -> CommandsLink:
-        """Install the topic callbacks and the subscribe hook; call before ``link.connect``
-        (or any time: it subscribes at once when the link is already up)."""
+        """Subscribe to ``down/cmd`` and ``down/config``; call before ``link.connect`` (or
+        any time: the link subscribes at once when it is already up)."""
         self._worker.start()
         self._subscriptions = [
             self._link.subscribe_to(Command, self._on_command, device_id=self._device_id),
@@ -77,11 +101,22 @@ class CommandsLink:
             self.handled += 1
 
     def _run_command(self, payload: bytes) -> None:
-        result, after = self._processor.handle(payload)
+        try:
+            result, after = self._processor.handle(payload)
+        except Exception as exc:  # the handler broke: the cloud still hears of the command
+            logger.exception("the command handler broke on a command")
+            result, after = self._broken(payload, exc), None
         receipted = self._pending.send(result)
         if after is not None:
             receipted.wait(timeout=PUBLISH_WAIT_S)
             after()
+
+    def _broken(self, payload: bytes, exc: Exception) -> CommandResult:
+        command_id, name = peek_command(payload)
+        return CommandResult(id=command_id, device_id=self._device_id, name=name,
+                             status="failed", finished_at=time.time(),
+                             reason=f"the bear's command handler broke: "
+                                    f"{type(exc).__name__}: {exc}"[:1000])
 
     def _apply_config(self, payload: bytes) -> None:
         report = self._processor.handle_config(payload)
@@ -104,25 +139,3 @@ class CommandsLink:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def open_command_endpoint(link: MqttLink, controls: Any,
-                          pending: PendingUplink | None = None) -> CommandsLink | None:
-    """The command endpoint of a bear on its existing link; None when it has no fleet key.
-
-    The fleet key is installed at manufacture, so a factory-provisioned bear takes commands
-    before it is ever paired (older bears got it by pairing). ``controls`` is an
-    :class:`agent.commands.BearControls`. Call before or after ``link.connect()``; close the
-    returned endpoint before the link.
-    """
-    from agent.commands import CommandProcessor
-    from agent.credentials import fleet_key
-    from agent.identity import device_id
-
-    key = fleet_key(controls.settings)
-    if key is None:
-        logger.warning("no fleet key: this bear was not provisioned with one (provision-device "
-                       "--from-cloud) and is not paired — fleet commands cannot reach it")
-        return None
-    processor = CommandProcessor(controls, device_id(controls.settings), key)
-    return CommandsLink(link, processor, pending).attach()

@@ -1,49 +1,40 @@
-"""Past one broker, for real: a core Mosquitto (TLS listener for the edges' bridges, a plain
-loopback one for the cloud services) and edge Mosquittos made from the shipped
-``config/examples/edge-broker.conf``, each bridged to the core; and simulated bears, each
-with its own broker account, spread over the edges (one ``Simulation`` per process)."""
+"""Past one broker, for real: a core Mosquitto from the shipped ``config/examples/mosquitto.conf``
+(dynamic security; a TLS listener for the edges' bridges, a plain loopback one for the cloud
+services) and edge Mosquittos made from the shipped ``config/examples/edge-broker.conf``
+(dynamic security too, the same accounts and roles), each bridged to the core; and simulated
+bears, each with its own broker account, spread over the edges (``fleetsim``)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
+import shutil
 import subprocess
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
-from support import Mosquitto, free_port
+from support import Mosquitto, free_port, shipped_broker_config
 
 from config.settings import Settings
-from sync.cloud.simulate import (
-    BEARS_PER_PROCESS,
-    Latencies,
-    SimulatedBear,
-    Simulation,
-    SimulationReport,
-    _merge,
+from fleetsim.fleet import FleetResult
+from fleetsim.fleet import run_spread_fleet as run_fleetsim
+from sync.cloud.broker_accounts import (
+    DEVICE_ROLE_PREFIX,
+    SERVICE_ACLS,
+    SERVICE_ROLE_PREFIX,
+    device_acls,
+    device_client_id,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGE_EXAMPLE = ROOT / "config" / "examples" / "edge-broker.conf"
+CLOUD_USER = "svc.cloud"
+"""The cloud services' account in these tests: the shipped ``ingest`` and ``fleet`` roles."""
 CLOUD_PASSWORD = secrets.token_urlsafe(16)
-
-EDGE_ACL = """\
-pattern write teddy/v1/%u/up/#
-pattern read teddy/v1/%u/down/#
-"""
-"""The ACL of every edge: the shipped ``config/examples/acl`` patterns."""
-
-
-def core_acl(edges: int) -> str:
-    """The core's ACL: the cloud user, one bridge account per edge, bears' patterns."""
-    bridges = "".join(
-        f"user edge-{n}\ntopic write teddy/v1/+/up/#\ntopic read teddy/v1/+/down/#\n"
-        f"topic write teddy/v1/claim/+/up/#\ntopic read teddy/v1/claim/+/down/#\n"
-        for n in range(1, edges + 1))
-    return "user cloud\ntopic readwrite teddy/#\n\n" + bridges + "\n" + EDGE_ACL
 
 
 def bear_password(secret: str, device_id: str) -> str:
@@ -51,16 +42,9 @@ def bear_password(secret: str, device_id: str) -> str:
     return hmac.new(secret.encode(), device_id.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def write_accounts(path: Path, accounts: dict[str, str]) -> None:
-    """A Mosquitto password file with ``accounts`` (mosquitto_passwd's 101 iterations)."""
-    lines = [f"{user}:{_password_hash(password)}"
-             for user, password in accounts.items()]
-    path.write_text("\n".join(lines) + "\n")
-
-
 def certificates(folder: Path, edges: int) -> Path:
     """A throwaway CA, a core certificate for 127.0.0.1 (``core.pem/key``) and one client
-    certificate per edge (``edge-N.pem/key``, CN ``edge-N``: its account on the core)."""
+    certificate per edge (``edge-N.pem/key``, CN ``svc.edge-N``: its account on the core)."""
     folder.mkdir(parents=True, exist_ok=True)
 
     def openssl(*args: str) -> None:
@@ -71,43 +55,81 @@ def certificates(folder: Path, edges: int) -> Path:
             "/CN=teddy-edge-test-ca", "-keyout", "ca.key", "-out", "ca.pem")
     (folder / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
     for name in ("core", *(f"edge-{n}" for n in range(1, edges + 1))):
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout",
+        subject = "/CN=core" if name == "core" else f"/CN=svc.{name}"
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout",
                 f"{name}.key", "-out", f"{name}.csr")
         openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
                 "-CAcreateserial", "-days", "1", "-extfile", "san.cnf", "-out", f"{name}.pem")
     return folder
 
 
-class CoreBroker(Mosquitto):
-    """The core: cloud services on the plain loopback listener, edges' bridges over TLS.
-    With ``bears``, it also takes bears directly (the single-broker comparison)."""
+def seed_accounts(dynsec_file: Path, bears: dict[str, str], edges: int) -> None:
+    """Add to a ``broker-init`` dynamic-security file what ``teddy-cloud provision`` makes, in
+    bulk (thousands of bears one command at a time would take minutes): every bear's client
+    (bound to ``teddy-<id>``) and its own role, the edges' bridge accounts ``svc.edge-N``
+    (certificate only, no password) and the cloud's ``svc.cloud`` (roles ingest and fleet).
+    The roles are :mod:`sync.cloud.broker_accounts`'s own."""
+    data = json.loads(dynsec_file.read_text())
+    for device_id, password in bears.items():
+        role = DEVICE_ROLE_PREFIX + device_id
+        data["roles"].append({"rolename": role, "acls": device_acls(device_id)})
+        data["clients"].append({"username": device_id, "clientid": device_client_id(device_id),
+                                **_password_fields(password), "roles": [{"rolename": role}]})
+    for name, acls in SERVICE_ACLS.items():
+        data["roles"].append({"rolename": SERVICE_ROLE_PREFIX + name, "acls": acls})
+    data["clients"] += [{"username": f"svc.edge-{n}",
+                         "roles": [{"rolename": SERVICE_ROLE_PREFIX + "edge"}]}
+                        for n in range(1, edges + 1)]
+    data["clients"].append({"username": CLOUD_USER, **_password_fields(CLOUD_PASSWORD),
+                            "roles": [{"rolename": SERVICE_ROLE_PREFIX + "ingest"},
+                                      {"rolename": SERVICE_ROLE_PREFIX + "fleet"}]})
+    dynsec_file.write_text(json.dumps(data, indent=1))
 
-    def __init__(self, workdir: Path, certs: Path, edges: int,
-                 bears: dict[str, str] | None = None) -> None:
+
+class CoreBroker(Mosquitto):
+    """The core, from the shipped ``config/examples/mosquitto.conf`` (dynamic security):
+    cloud services on its loopback listener, the edges' bridges on a mutual-TLS listener
+    (``use_identity_as_username``: the certificate's CN is the account). Bears may connect
+    to it directly too (the single-broker comparison)."""
+
+    def __init__(self, workdir: Path, certs: Path, edges: int, bears: dict[str, str]) -> None:
+        from sync.cloud.broker_init import init_broker
+
         workdir.mkdir(parents=True, exist_ok=True)
-        self.passwd, self.acl = workdir / "passwd", workdir / "acl"
-        accounts = {"cloud": CLOUD_PASSWORD, **(bears or {})}
-        write_accounts(self.passwd, accounts)
-        self.acl.write_text(core_acl(edges))
+        self.dynsec_file = workdir / "dynamic-security.json"
+        self.admin_password_file = workdir / "broker-admin-password"
+        init_broker(self.dynsec_file, self.admin_password_file, owner=None)
+        seed_accounts(self.dynsec_file, bears, edges)
+        self.certs = certs
         self.tls_port = free_port()
-        super().__init__(workdir, anonymous=False, extra_config=(
-            f"password_file {self.passwd}\nacl_file {self.acl}\nuser root\n"
-            "max_inflight_messages 100\nmax_packet_size 1048576\n"
-            f"listener {self.tls_port} 127.0.0.1\ncafile {certs}/ca.pem\n"
-            f"certfile {certs}/core.pem\nkeyfile {certs}/core.key\ntls_version tlsv1.2\n"
-            "require_certificate true\nuse_identity_as_username true\n"))
+        super().__init__(workdir)
+
+    def auth_of_core(self):
+        """The administrator's BrokerAuth of the core alone (a context manager)."""
+        from sync.cloud.broker_accounts import broker_auth
+
+        return broker_auth(Settings(mqtt={"port": self.port}, fleet={
+            "broker_admin_password_file": self.admin_password_file}))
+
+    def _config_text(self, extra_config: str, anonymous: bool) -> str:
+        return shipped_broker_config(self.workdir, self.port) + (
+            f"listener {self.tls_port} 127.0.0.1\ncafile {self.certs}/ca.pem\n"
+            f"certfile {self.certs}/core.pem\nkeyfile {self.certs}/core.key\n"
+            "tls_version tlsv1.2\nrequire_certificate true\nuse_identity_as_username true\n")
 
 
 def edge_config(workdir: Path, port: int, number: int, core: CoreBroker, certs: Path) -> str:
     """The shipped edge config with this machine's paths, ports and names put in. The bears'
     listener is plain TCP on loopback here (3,000 TLS handshakes would measure RSA, not the
-    bridge); the bridge to the core is TLS, as shipped."""
+    bridge); the bridge to the core is TLS, as shipped. Runs as root (its files are in the
+    test's private folder)."""
     text = EDGE_EXAMPLE.read_text()
     swaps = {
-        "/etc/mosquitto/passwd": str(workdir / "passwd"),
-        "/etc/mosquitto/acl": str(workdir / "acl"),
+        "/var/lib/mosquitto/dynamic-security.json": str(workdir / "dynamic-security.json"),
         "/run/mosquitto/mosquitto.pid": str(workdir / "mosquitto.pid"),
         "/var/lib/mosquitto/": f"{workdir}/",
+        "user mosquitto\n": "user root\n",
+        "log_dest file /var/log/mosquitto/mosquitto.log": "log_dest stderr",
         "listener 8883\n": f"listener {port} 127.0.0.1\n",
         "address core.teddy.example:8884": f"address 127.0.0.1:{core.tls_port}",
         "teddy-edge-1": f"teddy-edge-{number}",
@@ -121,18 +143,19 @@ def edge_config(workdir: Path, port: int, number: int, core: CoreBroker, certs: 
         text = text.replace(old, new)
     bear_tls = ("cafile ", "certfile ", "keyfile ", "tls_version ")
     lines = [line for line in text.splitlines() if not line.startswith(bear_tls)]
-    return "log_dest stderr\nuser root\n" + "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
 
 
 class EdgeBroker(Mosquitto):
-    """An edge from the shipped config: bear accounts + the bears' ACL, bridged to ``core``."""
+    """An edge from the shipped config, its dynamic-security file a copy of the core's (as
+    docs/operations.md, "Add an edge", says), bridged to ``core``."""
 
-    def __init__(self, workdir: Path, number: int, core: CoreBroker, certs: Path,
-                 bears: dict[str, str]) -> None:
+    def __init__(self, workdir: Path, number: int, core: CoreBroker, certs: Path) -> None:
         super().__init__(workdir)
         self.number = number
-        write_accounts(workdir / "passwd", bears)
-        (workdir / "acl").write_text(EDGE_ACL)
+        self.url = f"mqtt://127.0.0.1:{self.port}"
+        """Its address in ``fleet.edge_brokers``."""
+        shutil.copy(core.dynsec_file, workdir / "dynamic-security.json")
         self.config.write_text(edge_config(workdir, self.port, number, core, certs))
 
 
@@ -157,108 +180,46 @@ class EdgeFleet:
         for broker in (*self.edges, self.core):
             broker.kill()
 
+    def admin_settings(self, **sections: Any) -> Settings:
+        """Settings of a ``teddy-cloud`` that provisions bears on the core and every edge."""
+        return Settings(mqtt={"port": self.core.port},
+                        fleet={"broker_admin_password_file": self.core.admin_password_file,
+                               "edge_brokers": [edge.url for edge in self.edges]},
+                        **sections)
+
 
 def make_edge_fleet(workdir: Path, edges: int, bears: dict[str, str],
                     direct_bears: bool = False) -> EdgeFleet:
-    """A core and ``edges`` edges in ``workdir`` (not started); every edge knows every bear
-    account (as when one password file is copied to each edge)."""
+    """A core and ``edges`` edges in ``workdir`` (not started). Every broker has every bear's
+    account (the edges' files are copies of the core's), so bears may connect to any of them;
+    ``direct_bears`` is kept for callers of the password-file days (the core always has them)."""
     certs = certificates(workdir / "certs", edges)
-    core = CoreBroker(workdir / "core", certs, edges, bears if direct_bears else None)
-    return EdgeFleet(core, [EdgeBroker(workdir / f"edge-{n}", n, core, certs, bears)
+    core = CoreBroker(workdir / "core", certs, edges, bears)
+    return EdgeFleet(core, [EdgeBroker(workdir / f"edge-{n}", n, core, certs)
                             for n in range(1, edges + 1)])
 
 
 def cloud_env(base: dict[str, str], core: CoreBroker) -> dict[str, str]:
-    """``teddy-cloud`` as the cloud user on the core's loopback listener."""
-    return dict(base, TEDDY_MQTT__PORT=str(core.port), TEDDY_MQTT__USERNAME="cloud",
+    """``teddy-cloud`` as the cloud services' account on the core's loopback listener."""
+    return dict(base, TEDDY_MQTT__PORT=str(core.port), TEDDY_MQTT__USERNAME=CLOUD_USER,
                 TEDDY_MQTT__PASSWORD=CLOUD_PASSWORD)
 
 
 # --- simulated bears with their own accounts, spread over brokers ---------------------------
-
-class AccountSimulation(Simulation):
-    """A :class:`Simulation` whose bears log in as themselves (user name = device id)."""
-
-    def __init__(self, settings: Settings, workdir: Path, devices: int, prefix: str,
-                 first_index: int, secret: str) -> None:
-        super().__init__(settings, workdir, devices, prefix, first_index)
-        self._secret = secret
-
-    def start(self, connect_timeout: float = 60.0) -> int:
-        """Make every bear (its own account) and connect it; returns how many connected."""
-        import time
-        from concurrent.futures import ThreadPoolExecutor
-
-        def make(index: int) -> SimulatedBear:
-            device_id = f"{self._prefix}-{self._first + index:05d}"
-            mqtt = self._settings.mqtt.model_copy(update={
-                "username": device_id,
-                "password": SecretStr(bear_password(self._secret, device_id))})
-            return SimulatedBear(self._settings.model_copy(update={"mqtt": mqtt}), device_id,
-                                 self._workdir, self.latencies)
-
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            self.bears.extend(pool.map(make, range(self._count)))
-        for bear in self.bears:
-            bear.start(self._stop)
-        deadline = time.monotonic() + connect_timeout
-        while time.monotonic() < deadline and self.connected() < len(self.bears):
-            time.sleep(0.1)
-        return self.connected()
-
 
 def bear_ids(prefix: str, count: int) -> list[str]:
     """The device ids a fleet of ``count`` bears with ``prefix`` gets."""
     return [f"{prefix}-{index:05d}" for index in range(count)]
 
 
-def _worker(settings: Settings, workdir: Path, count: int, prefix: str, first: int,
-            turns: int, timeout: float, secret: str, barrier: Any, results: Any) -> None:
-    with AccountSimulation(settings, workdir, count, prefix, first, secret) as simulation:
-        connected = simulation.start(connect_timeout=600)
-        barrier.wait(900)
-        at_once = simulation.connected()
-        report = simulation.drive(turns, None, timeout)
-        report.max_connected = max(report.max_connected, at_once, connected)
-        unsynced = sum(1 for bear in simulation.bears if bear.store.outbox_depth())
-        results.put((report, simulation.latencies.values, unsynced))
-
-
-@dataclass
-class FleetResult:
-    """What a fleet over several brokers did."""
-
-    report: SimulationReport
-    """Merged report of every process."""
-    bears_with_unsynced_outbox: int
-    """Bears whose outbox still held turns at the end."""
-
-
 def run_spread_fleet(brokers: list[Settings], workdir: Path, devices: int, turns: int,
-                     timeout: float, prefix: str, secret: str) -> FleetResult:
-    """``devices`` bears (up to BEARS_PER_PROCESS a process), process groups dealt round
-    the ``brokers`` in turn; each appends ``turns`` once every process has connected."""
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")
-    groups = [(first, min(BEARS_PER_PROCESS, devices - first))
-              for first in range(0, devices, BEARS_PER_PROCESS)]
-    barrier, results = context.Barrier(len(groups)), context.Queue()
-    workers = [context.Process(target=_worker, daemon=True, args=(
-        brokers[index % len(brokers)], workdir, count, prefix, first, turns, timeout, secret,
-        barrier, results)) for index, (first, count) in enumerate(groups)]
-    for worker in workers:
-        worker.start()
-    merged, latencies, unsynced = SimulationReport(), Latencies(), 0
-    for _ in workers:
-        report, values, left = results.get(timeout=timeout + 1200)
-        _merge(merged, report)
-        latencies.values.extend(values)
-        unsynced += left
-    for worker in workers:
-        worker.join(60)
-    merged.p50, merged.p99 = latencies.percentile(50), latencies.percentile(99)
-    return FleetResult(merged, unsynced)
+                     timeout: float, prefix: str, secret: str,
+                     senders: int | None = None) -> FleetResult:
+    """``devices`` bears dealt round the ``brokers``, each logged in as itself with its
+    :func:`bear_password`; the first ``senders`` (default: all) append ``turns`` each from
+    their real stores, the rest hold idle connections (``fleetsim.fleet.run_spread_fleet``)."""
+    return run_fleetsim(brokers, workdir, devices, turns, timeout, prefix,
+                        password=partial(bear_password, secret), senders=senders)
 
 
 def bear_accounts(prefix: str, count: int, secret: str) -> dict[str, str]:
@@ -266,14 +227,13 @@ def bear_accounts(prefix: str, count: int, secret: str) -> dict[str, str]:
     return {device: bear_password(secret, device) for device in bear_ids(prefix, count)}
 
 
-def _password_hash(password: str) -> str:
-    """A Mosquitto password-file hash (``$7$``, PBKDF2-SHA512, as ``mosquitto_passwd``): the
-    edges in these tests keep a password file (their accounts are copied from the core's
-    provisioning; see docs/operations.md, "Past one broker")."""
+def _password_fields(password: str) -> dict[str, Any]:
+    """A dynamic-security client's password fields, as ``mosquitto_ctrl`` writes them
+    (PBKDF2-SHA512, 101 iterations, 12-byte salt, base64)."""
     import base64
-    import hashlib
     import os
 
     salt = os.urandom(12)
     digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101, 64)
-    return f"$7$101${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+    return {"password": base64.b64encode(digest).decode(),
+            "salt": base64.b64encode(salt).decode(), "iterations": 101}

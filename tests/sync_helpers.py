@@ -14,7 +14,7 @@ from support import start_cli, wait_for_log
 
 from agent.store import ConversationStore
 from config.settings import Settings, StoreSettings
-from sync.cloud.simulate import append_turns, open_bear_store
+from fleetsim.simulation import append_turns, open_bear_store
 from sync.device import DeviceSync, SyncReport
 
 

@@ -291,8 +291,8 @@ def test_nobody_takes_over_a_bears_client_id(fleet):
 def test_a_bear_in_the_ingest_share_group_steals_nothing(fleet, database, tmp_path):
     """The issue's attack during real traffic: bear A asks to join ``$share/ingest`` for
     turns and alerts; the ingest still gets every turn and alert of bear B, once."""
+    from fleetsim.simulation import append_turns, open_bear_store
     from sync.cloud.ingest import Ingestor
-    from sync.cloud.simulate import append_turns, open_bear_store
     from sync.device import DeviceSync
     from sync.protocol import AlertMessage
 
@@ -351,8 +351,8 @@ def test_metrics_listen_on_loopback_unless_configured():
 
 
 def test_the_pipeline_runs_on_provisioned_accounts(fleet, database, tmp_path):
+    from fleetsim.simulation import append_turns, open_bear_store
     from sync.cloud.ingest import Ingestor
-    from sync.cloud.simulate import append_turns, open_bear_store
     from sync.device import DeviceSync
 
     ingest_settings = load_settings(fleet.out / "svc.ingest.toml",

@@ -13,9 +13,9 @@ from support import until
 
 from agent.lifecycle import Lifecycle
 from agent.runtime import open_bear
-from agent.systemd_notify import SystemdNotifier
 from sync.cloud.ingest import Ingestor
 from sync.cloud.pairing import approve
+from sync.systemd_notify import SystemdNotifier
 
 pytest_plugins = ["fleet_fixtures"]
 

@@ -65,7 +65,7 @@ def test_two_instances_run_side_by_side_and_share_the_turns(broker, database, en
             wait_for_log(log, "ingesting")
         for n, process in enumerate(processes, 1):
             assert process.poll() is None, (tmp_path / f"ingest{n}.log").read_text()
-        result = run_cli("teddy-cloud", "simulate", "--devices", "8", "--turns", "10",
+        result = run_cli("teddy-sim", "fleet", "--devices", "8", "--turns", "10",
                          "--prefix", "inst", "--workdir", str(tmp_path / "fleet"),
                          env=bears_env, timeout=120)
         assert "postgresql: 80 rows, 80 distinct (device_id, seq)" in result.stdout

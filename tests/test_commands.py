@@ -18,6 +18,13 @@ from agent.store import ConversationStore, Scope
 from config.settings import Settings
 from sync.cloud.fleet import public_key_bytes
 from sync.protocol import Command, CommandResult, ConfigDesired, ContentBundle
+from sync.protocol.commands import (
+    COMMAND_NAMES,
+    CommandRegistryError,
+    NoArgs,
+    VolumeArgs,
+    require_handlers,
+)
 
 DEVICE = "bear-cmd-test"
 
@@ -316,3 +323,72 @@ def test_settings_the_fleet_may_not_touch_are_refused(settings, fleet_key, key, 
                                                          {"values": {key: value}}))
     assert result.status == "failed"
     assert result.reason == f"config refused: {key} cannot be set remotely — change it on the bear"
+
+
+# --- the registry ---------------------------------------------------------------------
+
+
+def test_every_command_of_the_registry_has_exactly_one_handler():
+    from agent.commands import HANDLERS
+    from sync.protocol.commands import COMMANDS
+
+    assert tuple(HANDLERS) == COMMAND_NAMES == tuple(COMMANDS)
+
+
+def test_a_command_added_without_a_handler_stops_the_bear_at_import():
+    """A new name in COMMANDS with no handler fails ``import agent.commands`` (so ``teddy
+    run`` never starts), instead of a KeyError later that would lose the cmd-result."""
+    import subprocess
+    import sys
+
+    script = (
+        "from types import MappingProxyType\n"
+        "import sync.protocol.commands as registry\n"
+        "registry.COMMANDS = MappingProxyType({**registry.COMMANDS,"
+        " 'self-destruct': registry.NoArgs})\n"
+        "registry.COMMAND_NAMES = tuple(registry.COMMANDS)\n"
+        "import agent.commands\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode != 0
+    assert "CommandRegistryError" in done.stderr
+    assert "no handler for ['self-destruct']" in done.stderr
+
+
+def test_require_handlers_refuses_a_missing_an_unknown_or_a_mistyped_handler():
+    def takes_nothing(processor, args: NoArgs): ...
+
+    def takes_volume(processor, args: VolumeArgs): ...
+
+    complete = dict.fromkeys(COMMAND_NAMES, takes_nothing)
+    complete["set-volume"] = takes_volume
+    for name in COMMAND_NAMES:  # the models of the others differ: no annotation there
+        if name not in ("ping", "health", "export-summary", "restart", "set-volume"):
+            complete[name] = lambda processor, args: None
+    require_handlers(complete, "test")
+    with pytest.raises(CommandRegistryError, match=r"no handler for \['ping'\]"):
+        require_handlers({n: h for n, h in complete.items() if n != "ping"}, "test")
+    with pytest.raises(CommandRegistryError, match=r"unknown commands \['reboot'\]"):
+        require_handlers({**complete, "reboot": takes_nothing}, "test")
+    with pytest.raises(CommandRegistryError, match="the handler of set-volume takes NoArgs"):
+        require_handlers({**complete, "set-volume": takes_nothing}, "test")
+
+
+def test_a_command_that_cannot_be_recorded_answers_failed_and_can_run_later(settings,
+                                                                           fleet_key):
+    """The seen-ids file cannot be written (here: a directory stands in its way): the
+    command does not run, the result says why, and the id is not taken as run."""
+    from agent.commands import SEEN_FILE
+
+    proc = processor(settings, fleet_key)
+    seen_file = Path(settings.store.data_dir) / SEEN_FILE
+    seen_file.unlink(missing_ok=True)
+    seen_file.mkdir(parents=True)
+    payload = command(fleet_key, "ping")
+    broken = run(proc, payload)
+    assert broken.status == "failed" and broken.reason.startswith("not run, the bear could not")
+    assert "IsADirectoryError" in broken.reason and broken.id == Command.from_payload(payload).id
+    seen_file.rmdir()
+    assert run(proc, payload).status == "done"  # the same command, once the disk is fixed
+    assert run(proc, payload).reason.startswith("replayed command")

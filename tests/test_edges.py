@@ -1,10 +1,12 @@
 """Past one broker: edge Mosquittos (the shipped ``config/examples/edge-broker.conf``) bridged
 over mutual TLS to a core broker where ``teddy-cloud ingest`` shares the subscription. Bears
 on the edges sync exactly once, get their acks and signed commands back through the bridges,
-stay confined by the edges' ACLs, and an edge SIGKILLed mid-run loses nothing."""
+stay confined by the edges' dynamic-security roles (the core's own), a bear provisioned once
+connects through any edge, and an edge SIGKILLed mid-run loses nothing."""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import secrets
@@ -14,6 +16,7 @@ import time
 
 import pytest
 from edge_support import (
+    CLOUD_USER,
     bear_accounts,
     bear_password,
     cloud_env,
@@ -46,12 +49,12 @@ def bear_on(edge, device_id: str, secret: str, **sync: float) -> Settings:
                           "password": bear_password(secret, device_id)}, sync=values)
 
 
-def raw_client(port: int, username: str, password: str):
+def raw_client(port: int, username: str, password: str, client_id: str | None = None):
     """A plain paho client (MQTT 5), connected and looping."""
     import paho.mqtt.client as mqtt
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
-                         client_id=f"raw-{secrets.token_hex(4)}")
+                         client_id=client_id or f"raw-{secrets.token_hex(4)}")
     client.username_pw_set(username, password)
     client.connect("127.0.0.1", port)
     client.loop_start()
@@ -76,6 +79,7 @@ def edges(tmp_path):
     fleet.secret = secret
     assert until(lambda: fleet.core.log.read_text().count("New bridge connected") >= 3, 20), \
         fleet.core.log.read_text()
+    assert "u'svc.edge-" in fleet.core.log.read_text()  # each edge's certificate is its account
     yield fleet
     fleet.kill()
 
@@ -93,7 +97,7 @@ def test_turns_acks_and_signed_commands_travel_through_the_bridges(
     device = "edge-bear-00001"
     store = filled_store(tmp_path / "bear", 120)
     settings = bear_on(edges.edges[1], device, edges.secret)
-    cloud = Settings(mqtt={"port": edges.core.port, "username": "cloud",
+    cloud = Settings(mqtt={"port": edges.core.port, "username": CLOUD_USER,
                            "password": cloud_env(env, edges.core)["TEDDY_MQTT__PASSWORD"]},
                      cloud={"pg_dsn": database.dsn}, store={"data_dir": tmp_path / "cloud"},
                      fleet={"signing_key_file": tmp_path / "cloud" / "fleet.key", "wait_s": 15})
@@ -121,28 +125,108 @@ def test_turns_acks_and_signed_commands_travel_through_the_bridges(
     assert status is not None and status[0] != "sent", status
 
 
-def test_the_edges_acls_confine_each_bear(edges, env):
-    """A bear on an edge writes only its own up/ and reads only its own down/: what it tries
-    on another bear's topics never reaches the core, nor does the other bear's traffic reach it."""
+def refusals(client) -> queue.Queue:
+    """Reason codes of ``client``'s PUBACKs and SUBACKs: ("puback"|"suback", code)."""
+    seen: queue.Queue = queue.Queue()
+    client.on_publish = lambda c, u, mid, code, props: seen.put(("puback", code.value))
+    client.on_subscribe = lambda c, u, mid, codes, props: seen.put(
+        ("suback", codes[0].value))
+    return seen
+
+
+def test_the_edges_dynsec_roles_confine_each_bear(edges, env):
+    """A bear on an edge writes only its own up/ and reads only its own down/, by the core's
+    own roles: another bear's topics are refused in the PUBACK and the SUBACK (reason 135),
+    nothing forged reaches the core, and its own up/ does cross the bridge."""
     mallory, victim = "edge-bear-00002", "edge-bear-00003"
-    password = cloud_env(env, edges.core)["TEDDY_MQTT__PASSWORD"]
-    cloud = raw_client(edges.core.port, "cloud", password)
-    seen_on_core = collector(cloud, "teddy/v1/+/up/#")
-    attacker = raw_client(edges.edges[0].port, mallory, bear_password(edges.secret, mallory))
-    stolen = collector(attacker, f"teddy/v1/{victim}/down/#")
+    admin = edges.core.admin_password_file.read_text().strip()
+    watcher = raw_client(edges.core.port, "svc.admin", admin)
+    seen_on_core = collector(watcher, "teddy/v1/+/up/#")
+    attacker = raw_client(edges.edges[0].port, mallory, bear_password(edges.secret, mallory),
+                          client_id=f"teddy-{mallory}")
+    answers = refusals(attacker)
     try:
-        attacker.publish(f"teddy/v1/{victim}/up/turns", b"forged", qos=1).wait_for_publish(5)
-        attacker.publish(f"teddy/v1/{mallory}/up/health", b"mine", qos=1).wait_for_publish(5)
+        attacker.subscribe(f"teddy/v1/{victim}/down/#", qos=1)
+        assert answers.get(timeout=10) == ("suback", 135)
+        attacker.subscribe("teddy/v1/+/down/#", qos=1)
+        assert answers.get(timeout=10) == ("suback", 135)
+        attacker.publish(f"teddy/v1/{victim}/up/turns", b"forged", qos=1)
+        assert answers.get(timeout=10) == ("puback", 135)
+        attacker.publish(f"teddy/v1/{mallory}/up/health", b"mine", qos=1)
+        assert answers.get(timeout=10) == ("puback", 0)
         topic, payload = seen_on_core.get(timeout=10)  # its own topic does cross the bridge
         assert (topic, payload) == (f"teddy/v1/{mallory}/up/health", b"mine")
-        cloud.publish(f"teddy/v1/{victim}/down/ack", b"for the victim", qos=1)
-        time.sleep(1.0)
+        time.sleep(0.5)
         assert seen_on_core.empty(), "a forged up/ message reached the core"
-        assert stolen.empty(), "a bear read another bear's down/ through its edge"
     finally:
-        for client in (attacker, cloud):
+        for client in (attacker, watcher):
             client.disconnect()
             client.loop_stop()
+
+
+def test_a_bear_provisioned_once_connects_through_every_edge_only_as_itself(
+        edges, database, env, tmp_path):
+    """``teddy-cloud provision`` with ``fleet.edge_brokers`` makes the bear's account on the
+    core and on every edge, live: its bundle's login works on each edge, bound to its own
+    client id; ``--rotate`` re-keys it everywhere; a bear not provisioned gets in nowhere."""
+    import tomllib
+
+    from support import run_cli
+
+    settings = edges.admin_settings()
+    cloud = dict(env, TEDDY_MQTT__PORT=str(edges.core.port),
+                 TEDDY_FLEET__BROKER_ADMIN_PASSWORD_FILE=str(edges.core.admin_password_file),
+                 TEDDY_FLEET__EDGE_BROKERS=json.dumps(settings.fleet.edge_brokers))
+    run_cli("teddy-cloud", "fleet", "keygen", env=cloud)
+    run_cli("teddy-cloud", "provision", "bear-edge-new", "--out", str(tmp_path), env=cloud)
+    login = tomllib.loads((tmp_path / "bear-edge-new.toml").read_text())["mqtt"]
+    for edge in edges.edges:
+        client = raw_client(edge.port, login["username"], login["password"],
+                            client_id="teddy-bear-edge-new")
+        client.disconnect()
+        client.loop_stop()
+        assert not connects(edge.port, login["username"], login["password"], "someone-else")
+    run_cli("teddy-cloud", "provision", "bear-edge-new", "--rotate", "--out", str(tmp_path),
+            env=cloud)
+    for edge in edges.edges:
+        assert not connects(edge.port, login["username"], login["password"],
+                            "teddy-bear-edge-new"), "the old password still works on an edge"
+    assert not connects(edges.edges[0].port, "bear-never-made", "x", "teddy-bear-never-made")
+
+
+def test_provisioning_with_an_edge_down_names_it_and_leaves_the_core_unchanged(edges, env):
+    """The edges are set before the core: with one down, provisioning fails naming that edge
+    and the core has no account yet, so the same command re-run later completes it."""
+    from sync.cloud.broker_accounts import broker_auth
+    from sync.cloud.provision import provision
+
+    edges.edges[2].kill()
+    with pytest.raises(Exception, match=f"edge broker {edges.edges[2].url}"):
+        with broker_auth(edges.admin_settings()) as auth:
+            provision(auth, "bear-edge-late")
+    with edges.core.auth_of_core() as core:
+        assert not core.has_device("bear-edge-late")
+    edges.edges[2].start()
+    with broker_auth(edges.admin_settings()) as auth:
+        assert provision(auth, "bear-edge-late").created
+
+
+def connects(port: int, username: str, password: str, client_id: str) -> bool:
+    """Whether the broker on ``port`` accepts this login (CONNACK success)."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
+                         client_id=client_id)
+    client.username_pw_set(username, password)
+    answered: queue.Queue = queue.Queue()
+    client.on_connect = lambda c, u, flags, code, props: answered.put(code.value)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        return answered.get(timeout=10) == 0
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def test_three_edges_one_killed_mid_run_every_turn_exactly_once(database, env, tmp_path):

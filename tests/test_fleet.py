@@ -52,10 +52,12 @@ def test_send_wait_runs_a_signed_command_and_records_the_result(paired, fleet_en
 
         refused = run_cli("teddy-cloud", "fleet", "send", paired.device.id, "set-volume",
                           "volume=7", "--wait", env=fleet_env, check=False)
-        assert refused.returncode == 1
-        answer = json.loads(refused.stdout)
-        assert answer["status"] == "rejected" and "less than or equal to 1" in answer["reason"]
-        assert _result_row(database, answer["id"])[:2] == ("rejected", answer["reason"])
+        assert refused.returncode == 1  # the registry's model refuses it before it is signed
+        assert "invalid arguments for set-volume: volume: Input should be less than or equal " \
+               "to 1 — nothing was sent" in refused.stderr
+        with database.connect() as conn:
+            assert conn.execute("SELECT count(*) FROM commands WHERE name = 'set-volume'"
+                                ).fetchone()[0] == 0
 
         volume = run_cli("teddy-cloud", "fleet", "send", paired.device.id, "set-volume",
                          "volume=0.3", "--wait", env=fleet_env)
@@ -105,6 +107,48 @@ def test_unsigned_expired_replayed_and_foreign_commands_are_refused_over_mqtt(pa
     assert replay.reason.startswith("replayed command")
     assert all(a.status == "rejected" for a in answers if a is not first)
     assert kept_after == 0  # the one genuine delete-data ran, once
+
+
+def test_every_command_gets_an_answer_even_when_the_bear_cannot_run_it(paired, cloud,
+                                                                        database):
+    """Over a real Mosquitto: a name the bear has no handler for, arguments its model
+    refuses (signed by a cloud that did not check them), and a command the bear cannot
+    record (its seen-ids file is blocked) each come back on up/cmd-result with the reason;
+    the blocked one runs when it is sent again after the fault is gone."""
+    from agent.commands import SEEN_FILE
+
+    device = paired.device.id
+    now = time.time()
+    with database.connect() as conn:
+        fleet = Fleet(cloud, conn)
+        blocked = fleet.issue(device, "ping")
+        key = fleet.signing_key
+
+    def signed(name: str, args: dict) -> Command:
+        return Command(id=uuid.uuid4().hex, device_id=device, name=name, args=args,
+                       issued_at=now, expires_at=now + 60).signed_with(key)
+
+    unknown, invalid = signed("self-destruct", {}), signed("set-volume", {"volume": 7})
+    seen_file = paired.store.data_dir / SEEN_FILE
+    with RunningBear(paired), CloudLink(cloud) as link:
+        results = link.expect(CommandResult, device)
+        for command in (unknown, invalid):
+            link.send(command, device)
+        seen_file.unlink(missing_ok=True)
+        seen_file.mkdir()
+        link.send(blocked, device)
+        answers = {a.id: a for a in (CommandResult.from_payload(results.get(timeout=10)[1])
+                                     for _ in range(3))}
+        seen_file.rmdir()
+        link.send(blocked, device)
+        again = CommandResult.from_payload(results.get(timeout=10)[1])
+    assert answers[unknown.id].status == "rejected"
+    assert answers[unknown.id].reason.startswith("unknown command 'self-destruct'")
+    assert answers[invalid.id].status == "rejected"
+    assert "invalid arguments for set-volume: volume" in answers[invalid.id].reason
+    assert answers[blocked.id].status == "failed"
+    assert "IsADirectoryError" in answers[blocked.id].reason
+    assert again.id == blocked.id and again.status == "done" and again.data["pong"] is True
 
 
 def test_config_set_is_validated_applied_and_reported(paired, fleet_env, database):

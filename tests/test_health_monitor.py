@@ -395,7 +395,7 @@ def test_idle_led_shows_open_alerts_but_never_wellbeing_ones(settings: Settings,
     """The appliance's idle LED: ``alert`` while an operational rule alert is open, back to
     ``off`` when it clears; a wellbeing escalation never shows (the child sees the LED)."""
     from agent.lifecycle import Lifecycle
-    from agent.systemd_notify import SystemdNotifier
+    from sync.systemd_notify import SystemdNotifier
 
     system = SyntheticSystem()
     with HealthMonitor(settings, sink, DEVICE, sampler=system) as monitor:

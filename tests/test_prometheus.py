@@ -154,7 +154,7 @@ def test_every_metric_the_rules_and_dashboards_use_is_exported_by_a_real_scrape(
         processes.append(start_cli("teddy-cloud", "--log-level", "INFO", "notify", "run",
                                    log=tmp_path / "notify.log",
                                    env=dict(notify_env, TEDDY_CONFIG=str(config))))
-        run_cli("teddy-cloud", "simulate", "--devices", "2", "--turns", "3", "--prefix", "prom",
+        run_cli("teddy-sim", "fleet", "--devices", "2", "--turns", "3", "--prefix", "prom",
                 "--workdir", str(tmp_path / "fleet"),
                 env=dict(env, TEDDY_SYNC__BATCH_MAX_AGE="0.1"), timeout=120)
         with database.connect() as conn:

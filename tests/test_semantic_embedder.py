@@ -99,3 +99,14 @@ def test_teddy_health_says_which_stages_run(env):
     off = {**env, "TEDDY_SAFETY__SEMANTIC_MODEL": "off"}
     text = run_cli("teddy", "health", env=off, timeout=300).stdout
     assert "safety: rules-only (turned off)" in text
+
+
+def test_one_embedder_per_model_per_process_until_it_is_closed(tmp_path):
+    """The safety filter and the dialogue ask for the model separately; they share one."""
+    settings = load_settings(store={"data_dir": str(_extract(tmp_path))})
+    first = load_embedder(settings)
+    assert load_embedder(settings) is first
+    first.close()
+    again = load_embedder(settings)
+    assert again is not first and not again.closed
+    assert again.encode(["hello"]).shape == (1, 384)

@@ -23,8 +23,8 @@ from sync_helpers import (
 from agent.alerts import AlertSink
 from agent.store import ConversationStore
 from config.settings import StoreSettings
+from fleetsim.simulation import append_turns
 from sync.backoff import Backoff
-from sync.cloud.simulate import append_turns
 from sync.device import BUDGET_ALERT, DeviceSync
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from systemd_support import FakeSystemd
 
-from agent.systemd_notify import SystemdNotifier, Watchdog
+from sync.systemd_notify import SystemdNotifier, Watchdog
 
 
 @pytest.fixture

@@ -21,15 +21,13 @@ from agent.dialogue.semantic import Encoder
 from agent.dialogue.speech import MAX_WORDS, Speech, fit
 from agent.dialogue.state import DialogueState
 from agent.dialogue.understand import Understander, Understanding, answer_by_keys
+from agent.safety.categories import BLOCK_ORDER, ESCALATION_ORDER, REPLIES
 from agent.safety.verdict import Action, Verdict
 
 logger = logging.getLogger(__name__)
 
-ESCALATION_ORDER = ("medical_emergency", "self_harm", "abuse", "lures", "secrets", "bullying",
-                    "distress")
-"""Which wellbeing answer wins when several categories fired, most urgent first."""
-BLOCK_ORDER = ("sexual", "violence", "dangerous", "drugs_alcohol", "hate", "profanity")
-"""Which steer-away answer wins when several categories fired."""
+BLOCK_FALLBACK = ("block", "other")
+"""The steer-away phrase set when no blocking category with a reply fired."""
 GAME_INTENTS = {"game_animals": "animal_sounds", "game_counting": "counting",
                 "game_wyr": "would_you_rather"}
 """Intent -> the game it starts."""
@@ -99,11 +97,11 @@ class DialogueEngine:
             state.end_skill()
             state.offer, state.listening = None, False
             category = _first(ESCALATION_ORDER, verdict.categories, "distress")
-            return say.one(state, "escalate", category)
+            return say.one(state, *REPLIES[category])
         if verdict.action is Action.BLOCK:
             category = _first(BLOCK_ORDER, verdict.categories, "other")
             state.offer = "game" if category == "dangerous" else None
-            return say.one(state, "block", category)
+            return say.one(state, *REPLIES.get(category, BLOCK_FALLBACK))
         heard = self.understander.understand(text)
         if heard.intent == "stop":
             state.end_skill()
@@ -346,9 +344,10 @@ class DialogueEngine:
         for feeling in (*_FEELINGS, "talk"):
             yield from say.every("feelings", feeling)
         for category in ESCALATION_ORDER:
-            yield from say.every("escalate", category)
-        for category in (*BLOCK_ORDER, "other"):
-            yield from say.every("block", category)
+            yield from say.every(*REPLIES[category])
+        for category in BLOCK_ORDER:
+            yield from say.every(*REPLIES[category])
+        yield from say.every(*BLOCK_FALLBACK)
         yield from self._every_content()
         yield from games.every(say, pack)
 

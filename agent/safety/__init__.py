@@ -12,27 +12,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from agent.safety.categories import WELLBEING_CATEGORIES
 from agent.safety.errors import SafetyListError
 from agent.safety.filter import SafetyFilter
 from agent.safety.verdict import Action, Match, Verdict
 
 logger = logging.getLogger(__name__)
-
-WELLBEING_CATEGORIES: frozenset[str] = frozenset(
-    {"self_harm", "abuse", "secrets", "distress", "bullying", "medical_emergency", "lures"}
-)
-"""Categories that escalate: answer gently, point to a trusted grown-up, alert the parent."""
-
-HARMFUL_INPUT_CATEGORIES: frozenset[str] = WELLBEING_CATEGORIES | {
-    "profanity", "sexual", "violence", "dangerous", "drugs_alcohol", "hate"
-}
-"""Categories of the child's words that the bear never repeats (block or escalate)."""
-
-OUTPUT_ONLY_CATEGORIES: frozenset[str] = frozenset(
-    {"asks_pii", "encourages_secrecy", "strangers", "dangerous_instructions",
-     "medical_advice", "guilt_trip", "put_down"}
-)
-"""Categories checked only on what the bear says."""
 
 SAFE_FALLBACK_REPLY = "Let's talk about something else. Shall I tell you a story or a joke?"
 """Spoken instead of any reply that fails ``check_output``; passes it itself (tested)."""
@@ -89,9 +74,7 @@ PACKAGE_DIR = Path(__file__).parent
 
 __all__ = [
     "Action",
-    "HARMFUL_INPUT_CATEGORIES",
     "Match",
-    "OUTPUT_ONLY_CATEGORIES",
     "SAFE_FALLBACK_REPLY",
     "SafetyFilter",
     "SafetyListError",

@@ -61,6 +61,11 @@ class CategoryPolicy:
     """Action when found in the bear's words."""
     severity: str | None = None
     """For an escalating category: "high" (page the parent) or "low" (daily-summary note)."""
+    reply: tuple[str, ...] | None = None
+    """For a category that escalates or blocks the child's words: the phrase set the bear
+    answers with (``("escalate", "self_harm")``: ``phrases.json`` section and key)."""
+    priority: int | None = None
+    """Among those categories: the lowest priority that fired chooses the reply."""
 
 
 def read_policies(path: Path) -> dict[str, CategoryPolicy]:
@@ -79,10 +84,19 @@ def read_policies(path: Path) -> dict[str, CategoryPolicy]:
         if severity not in (None, "high", "low"):
             raise SafetyListError(f"{path}: category {name} has severity {severity!r} — "
                                   "use \"high\" or \"low\"")
+        reply, priority = spec.get("reply"), spec.get("priority")
+        if reply is not None and (not isinstance(reply, str) or "." not in reply):
+            raise SafetyListError(f"{path}: category {name} has reply {reply!r} — name a "
+                                  "phrase set as section.key, e.g. \"escalate.distress\"")
+        if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
+            raise SafetyListError(f"{path}: category {name} has priority {priority!r} — use a "
+                                  "whole number (lowest is spoken first)")
         policies[name] = CategoryPolicy(
             Action(spec["input"]) if spec.get("input") else None,
             Action(spec["output"]) if spec.get("output") else None,
             severity,
+            tuple(reply.split(".")) if reply else None,
+            priority,
         )
     return policies
 

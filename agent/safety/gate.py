@@ -79,7 +79,7 @@ def escalation_replies(engine) -> Iterable[str]:
     if callable(own):
         yield from own()
         return
-    from agent.dialogue.engine import ESCALATION_ORDER
+    from agent.safety.categories import ESCALATION_ORDER, REPLIES
 
     for category in ESCALATION_ORDER:
-        yield from engine._speech.every("escalate", category)
+        yield from engine._speech.every(*REPLIES[category])

@@ -70,8 +70,14 @@ class Embedder:
                 out[chunk] = self._encoder.forward(ids, mask)
         return out
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` dropped the weights."""
+        return self._closed
+
     def close(self) -> None:
-        """Drop the weights (idempotent); :meth:`encode` refuses afterwards."""
+        """Drop the weights (idempotent); :meth:`encode` refuses afterwards. The embedder
+        may be shared (:func:`load_embedder`): the next load then reads the files again."""
         self._closed = True
         self._encoder = None  # type: ignore[assignment]
         self._tokenizer = None
@@ -104,12 +110,18 @@ def _pad(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     return ids, mask
 
 
+_LOADED: dict[str, Embedder] = {}
+_LOADED_LOCK = threading.Lock()
+
+
 def load_embedder(settings: Any = None) -> Embedder | None:
     """The embedder the settings ask for, or None when the model is off or not installed.
 
     ``settings.safety.semantic_model``: ``"auto"`` (default; the fetched files, else the
     PyPI package's), ``"off"``, or a path. Files that fail their hash check raise
-    :class:`ModelFilesError` (never silently run a different model).
+    :class:`ModelFilesError` (never silently run a different model). One embedder per model
+    location per process: the safety filter and the dialogue share its ~90 MB of weights
+    (loaded and hash-checked once; loaded again only after it was closed).
     """
     choice, data_dir = _choice(settings)
     path = locate(choice, data_dir)
@@ -117,9 +129,13 @@ def load_embedder(settings: Any = None) -> Embedder | None:
         logger.warning("semantic model %s not installed (%s): safety runs on rules only",
                        MODEL_NAME, choice)
         return None
-    embedder = Embedder.from_files(read_model_files(path))
-    logger.info("semantic model %s loaded from %s", MODEL_NAME, path)
-    return embedder
+    with _LOADED_LOCK:
+        loaded = _LOADED.get(str(path))
+        if loaded is None or loaded.closed:
+            loaded = Embedder.from_files(read_model_files(path))
+            _LOADED[str(path)] = loaded
+            logger.info("semantic model %s loaded from %s", MODEL_NAME, path)
+        return loaded
 
 
 def _choice(settings: Any) -> tuple[str, Path | None]:

@@ -3,38 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
-from config.errors import ConfigError
+from sync.protocol.consent import DEFAULT_SCOPES, Scope, parse_scopes
 
-
-class Scope(StrEnum):
-    """What a parent may allow."""
-
-    KEEP = "keep"
-    """Keep transcripts on the bear (encrypted)."""
-    SYNC = "sync"
-    """Send kept transcripts to the family's cloud account."""
-    NAME = "name"
-    """Remember the child's first name."""
-
-
-DEFAULT_SCOPES = (Scope.KEEP, Scope.SYNC)
-"""What ``teddy consent grant`` allows when no ``--scopes`` are given."""
-
-
-def parse_scopes(text: str) -> tuple[Scope, ...]:
-    """Parse ``"keep,sync"`` into scopes; a bad name is a one-line error."""
-    scopes = []
-    for part in (p.strip() for p in text.split(",")):
-        try:
-            scopes.append(Scope(part))
-        except ValueError:
-            allowed = ", ".join(s.value for s in Scope)
-            raise ConfigError(f"unknown consent scope {part!r} — use some of: {allowed}") from None
-    if Scope.SYNC in scopes and Scope.KEEP not in scopes:
-        raise ConfigError("consent scope 'sync' needs 'keep' too — use --scopes keep,sync")
-    return tuple(dict.fromkeys(scopes))
+__all__ = ["DEFAULT_SCOPES", "Consent", "Scope", "parse_scopes"]
 
 
 @dataclass(frozen=True)

@@ -13,17 +13,23 @@ gone, so a copy of the database taken before the deletion cannot be opened eithe
 
 from __future__ import annotations
 
-import base64
 import importlib
 import logging
 import os
-import stat
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from agent.store.crypto import KEY_BYTES, new_key
+from agent.store.crypto import new_key
 from agent.store.errors import KeyRotationError
 from config.errors import ConfigError, KeyFileError
+from config.keyfile import (
+    check_key_permissions,
+    create_key_file,
+    decode_key,
+    encode_key,
+    fsync_dir,
+    write_key_file,
+)
 from config.settings import StoreSettings
 
 logger = logging.getLogger(__name__)
@@ -117,7 +123,7 @@ class FileKeyProvider:
         """Stage ``key`` in ``<key file>.next`` (0600, fsynced)."""
         try:
             self.discard_pending()
-            _write_key_file(self.pending_path, self._encode(key))
+            write_key_file(self.pending_path, self._encode(key))
         except OSError as exc:
             raise KeyRotationError(
                 f"cannot stage a new key at {self.pending_path} ({exc.strerror}) — make "
@@ -130,7 +136,7 @@ class FileKeyProvider:
             os.replace(self.pending_path, self.path)
         except FileNotFoundError:
             return  # nothing staged, or another process promoted it first
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         logger.info("key file %s replaced by the rotated key", self.path)
 
     def discard_pending(self) -> None:
@@ -139,37 +145,14 @@ class FileKeyProvider:
             self.pending_path.unlink()
         except FileNotFoundError:
             return
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
 
     def _create(self) -> None:
         """Write a new key beside the path, then link it into place: never a torn key file."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        draft = self.path.with_name(f"{self.path.name}.new-{os.getpid()}")
-        draft.unlink(missing_ok=True)
-        _write_key_file(draft, self._encode(new_key()))
-        try:
-            os.link(draft, self.path)
-        except FileExistsError:
-            return  # another process made it first; use theirs
-        finally:
-            draft.unlink()
-        _fsync_dir(self.path.parent)
-        logger.info("created key file %s (mode 0600)", self.path)
+        create_key_file(self.path, self._encode(new_key()))
 
     def _check_permissions(self, path: Path | None = None) -> None:
-        path = self.path if path is None else path
-        info = path.stat()
-        mode = stat.S_IMODE(info.st_mode)
-        if mode & 0o077:
-            raise KeyFileError(
-                f"key file {path} has mode {mode:04o}, readable by others — "
-                f"run: chmod 600 {path}"
-            )
-        if info.st_uid != os.geteuid():
-            raise KeyFileError(
-                f"key file {path} is owned by uid {info.st_uid}, not by the service user "
-                f"(uid {os.geteuid()}) — run: chown {os.geteuid()} {path}"
-            )
+        check_key_permissions(self.path if path is None else path)
 
     def _read(self, path: Path | None = None) -> bytes:
         path = self.path if path is None else path
@@ -177,36 +160,8 @@ class FileKeyProvider:
 
     def _encode(self, key: bytes) -> bytes:
         """The key file's content for ``key``: base64 and a newline."""
-        return base64.b64encode(key) + b"\n"
+        return encode_key(key)
 
     def _decode(self, content: bytes, path: Path) -> bytes:
         """The key in a key file's ``content``; a one-line error naming ``path`` if none."""
-        try:
-            key = base64.b64decode(content.strip(), validate=True)
-        except ValueError:
-            key = b""
-        if len(key) != KEY_BYTES:
-            raise KeyFileError(
-                f"key file {path} does not hold a base64 {KEY_BYTES}-byte key — restore it "
-                "from backup; without it the stored conversations cannot be read"
-            )
-        return key
-
-
-def _write_key_file(path: Path, content: bytes) -> None:
-    """Create ``path`` (must not exist) holding ``content``, mode 0600, durable on return."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename or create in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        return decode_key(content, path)

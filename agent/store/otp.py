@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Protocol
 
 from agent.store import crypto
-from agent.store.keys import FileKeyProvider, _fsync_dir, _write_key_file
+from agent.store.keys import FileKeyProvider
 from config.errors import DecryptionError, KeyFileError
+from config.keyfile import fsync_dir, write_key_file
 from config.settings import StoreSettings
 
 logger = logging.getLogger(__name__)
@@ -188,9 +189,9 @@ class OtpKeyProvider(FileKeyProvider):
         """Replace a plain key file by the same key sealed to this board (atomically)."""
         draft = self.path.with_name(f"{self.path.name}.seal-{os.getpid()}")
         draft.unlink(missing_ok=True)
-        _write_key_file(draft, self._encode(key))
+        write_key_file(draft, self._encode(key))
         os.replace(draft, self.path)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         logger.info("sealed key file %s to this board's OTP secret", self.path)
 
 

@@ -19,7 +19,12 @@ What every account may do (checked by the broker at CONNECT, SUBSCRIBE and PUBLI
   ``up/cmd-result``, ``up/config``, ``up/claim``). Fleet operations open short connections
   concurrently (CLI, approvals), and Mosquitto 2.0 binds an account to one exact client id
   only, so ``fleet`` accounts are not bound: they are trusted cloud credentials that can
-  already command every bear (see docs/operations.md).
+  already command every bear (see docs/operations.md); or ``edge`` (an edge broker's bridge
+  on the core, logged in by its TLS client certificate: write every ``up/``, read every
+  ``down/``).
+
+With ``fleet.edge_brokers``, :func:`broker_auth` is a :class:`BrokerSet`: every bear account
+is made on each edge (the bears connect there) before the core, the same role on each.
 """
 
 from __future__ import annotations
@@ -116,6 +121,10 @@ SERVICE_ACLS: dict[str, list[dict[str, Any]]] = {
         {"acltype": "subscribePattern", "topic": f"$share/ingest/{TOPIC_ROOT}/+/up/#",
          "allow": True},
         {"acltype": "publishClientSend", "topic": f"{TOPIC_ROOT}/+/down/#", "allow": True},
+    ],
+    "edge": [
+        {"acltype": "publishClientSend", "topic": f"{TOPIC_ROOT}/+/up/#", "allow": True},
+        {"acltype": "subscribePattern", "topic": f"{TOPIC_ROOT}/+/down/#", "allow": True},
     ],
     "fleet": [
         *({"acltype": "publishClientSend", "topic": f"{TOPIC_ROOT}/+/down/{name}", "allow": True}
@@ -286,6 +295,78 @@ class DynsecAuth:
             self._answered.notify_all()
 
 
+class BrokerSet:
+    """:class:`BrokerAuth` over a core broker and its edges: a bear's account is set on every
+    edge first and on the core last, so a run that fails half-way (an edge down) left no
+    account on the core and the same command, re-run, completes it. Services live on the
+    core; whether an account exists is the core's answer."""
+
+    def __init__(self, core: BrokerAuth, edges: dict[str, BrokerAuth]) -> None:
+        self._core = core
+        self._edges = edges
+
+    def __enter__(self) -> BrokerSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Disconnect from every broker; idempotent."""
+        for auth in (*self._edges.values(), self._core):
+            auth.close()
+
+    def set_device(self, device_id: str, password: str) -> None:
+        """Set the bear's account on every edge, then on the core."""
+        for url, auth in self._edges.items():
+            self._on_edge(url, lambda edge: edge.set_device(device_id, password), auth)
+        self._core.set_device(device_id, password)
+
+    def remove_device(self, device_id: str) -> bool:
+        """Remove the bear's account from the core, then from every edge that has it;
+        returns whether the core had one."""
+        had = self._core.remove_device(device_id)
+        for url, auth in self._edges.items():
+            self._on_edge(url, lambda edge: edge.remove_device(device_id), auth)
+        return had
+
+    def has_device(self, device_id: str) -> bool:
+        """Whether the core has the bear's account."""
+        return self._core.has_device(device_id)
+
+    def has_service(self, name: str) -> bool:
+        """Whether the core has service account ``name``."""
+        return self._core.has_service(name)
+
+    def set_service(self, name: str, role: str, password: str) -> None:
+        """Create or replace a service account on the core (services never use an edge)."""
+        self._core.set_service(name, role, password)
+
+    @staticmethod
+    def _on_edge(url: str, change: Any, auth: BrokerAuth) -> None:
+        try:
+            change(auth)
+        except CloudError as exc:
+            raise CloudError(f"edge broker {url}: {exc} — bring it back (or take it out of "
+                             "fleet.edge_brokers) and run the same command again") from None
+
+
+def _edge_auth(settings: Settings, url: str, password: str) -> DynsecAuth:
+    """The administrator's :class:`DynsecAuth` on the edge at ``url``."""
+    from config.fleet import edge_address
+
+    host, port, tls = edge_address(url)
+    ca_file = settings.fleet.edge_ca_file or settings.mqtt.tls.ca_file
+    if tls and ca_file is None:
+        raise CloudError(f"edge broker {url} is TLS but no CA is set — set fleet.edge_ca_file "
+                         "to the CA that signed the edges' certificates")
+    mqtt = settings.mqtt.model_copy(update={
+        "host": host, "port": port,
+        "tls": settings.mqtt.tls.model_copy(update={"ca_file": ca_file if tls else None,
+                                                    "cert_file": None, "key_file": None})})
+    return DynsecAuth(mqtt, settings.fleet.broker_admin_username, password)
+
+
 def admin_password(settings: Settings) -> str | None:
     """The broker administrator's password from ``fleet``, or None when none is configured."""
     fleet = settings.fleet
@@ -307,4 +388,8 @@ def broker_auth(settings: Settings) -> BrokerAuth:
         raise CloudError("no broker administrator is configured — set "
                          "TEDDY_FLEET__BROKER_ADMIN_PASSWORD_FILE (teddy-cloud broker-init "
                          "writes it)")
-    return DynsecAuth(settings.mqtt, settings.fleet.broker_admin_username, password)
+    core = DynsecAuth(settings.mqtt, settings.fleet.broker_admin_username, password)
+    if not settings.fleet.edge_brokers:
+        return core
+    return BrokerSet(core, {url: _edge_auth(settings, url, password)
+                            for url in settings.fleet.edge_brokers})

@@ -28,9 +28,6 @@ def build_parser() -> argparse.ArgumentParser:
     from sync.cloud.provision_cli import register as register_provision  # issue 6
 
     register_provision(commands)
-    from sync.cloud.simulate_cli import register as register_simulate  # issue 6
-
-    register_simulate(commands)
     from sync.cloud.fleet_cli import register as register_fleet  # fleet ... (issue 7)
 
     register_fleet(commands)

@@ -28,8 +28,10 @@ def connect(settings: CloudSettings):
         ) from None
 
 
-def open_pool(settings: CloudSettings, prepare: Any = None):
-    """A psycopg_pool ``ConnectionPool`` of up to ``cloud.pool_size`` autocommit connections.
+def open_pool(settings: CloudSettings, prepare: Any = None, dsn: str | None = None,
+              setting: str = "TEDDY_CLOUD__PG_DSN"):
+    """A psycopg_pool ``ConnectionPool`` of up to ``cloud.pool_size`` autocommit connections
+    to ``dsn`` (default ``cloud.pg_dsn``; ``setting`` names it in errors).
 
     Broken connections (a PostgreSQL restart, ``pg_terminate_backend``) are checked out and
     replaced by the pool; ``prepare(conn)`` runs on every new connection. Raises
@@ -38,7 +40,7 @@ def open_pool(settings: CloudSettings, prepare: Any = None):
     from psycopg_pool import ConnectionPool, PoolTimeout
 
     pool = ConnectionPool(
-        settings.pg_dsn.get_secret_value(),
+        dsn or settings.pg_dsn.get_secret_value(),
         min_size=1,
         max_size=settings.pool_size,
         kwargs={"autocommit": True},
@@ -54,6 +56,12 @@ def open_pool(settings: CloudSettings, prepare: Any = None):
         pool.close()
         raise CloudError(
             f"cannot connect to PostgreSQL within {POOL_OPEN_TIMEOUT:g} s — check "
-            "TEDDY_CLOUD__PG_DSN and that the server runs"
+            f"{setting} and that the server runs"
         ) from None
     return pool
+
+
+def read_only(conn: Any) -> None:
+    """Pool ``configure`` hook: every transaction on ``conn`` is read-only (a replica's pool:
+    a write through it fails even if the DSN points at a primary)."""
+    conn.execute("SET default_transaction_read_only = on")

@@ -24,6 +24,7 @@ import uuid
 from typing import Any, Protocol
 
 from config.errors import ConfigError, KeyFileError, TeddyError
+from config.keyfile import load_key_file
 from config.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -60,9 +61,7 @@ class FileWrapper:
     @property
     def _key(self) -> bytes:
         if self._loaded is None:
-            from agent.store.keys import FileKeyProvider
-
-            self._loaded = FileKeyProvider(self.path).load(create=self._create)
+            self._loaded = load_key_file(self.path, create=self._create)
         return self._loaded
 
     def wrap(self, key: bytes) -> bytes:

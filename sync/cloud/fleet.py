@@ -23,7 +23,13 @@ from config.errors import CloudError, ProtocolError
 from config.settings import Settings
 from sync.cloud import family_keys
 from sync.cloud.cloud_link import CloudLink
-from sync.protocol import COMMAND_NAMES, Command, CommandResult, ConfigDesired, ConfigReported
+from sync.protocol import (
+    Command,
+    CommandResult,
+    ConfigDesired,
+    ConfigReported,
+    parse_command_args,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -242,9 +248,12 @@ class Fleet:
 
     def issue(self, device_id: str, name: str, args: dict[str, Any] | None = None,
               ttl_s: float | None = None) -> Command:
-        """A signed command, recorded as ``sent``."""
-        if name not in COMMAND_NAMES:
-            raise FleetError(f"unknown command {name!r} — use one of {', '.join(COMMAND_NAMES)}")
+        """A signed command, recorded as ``sent``; :class:`FleetError` (nothing signed) for an
+        unknown command or arguments its model in :data:`sync.protocol.COMMANDS` refuses."""
+        try:
+            parse_command_args(name, args or {})
+        except ProtocolError as exc:
+            raise FleetError(f"{exc} — nothing was sent") from None
         now = time.time()
         ttl = self.settings.fleet.command_ttl_s if ttl_s is None else ttl_s
         command = Command(id=uuid.uuid4().hex, device_id=device_id, name=name, args=args or {},
@@ -438,9 +447,9 @@ def _bear_report(result: CommandResult | None) -> dict[str, Any] | None:
 
 def _check_config_locally(settings: Settings, values: dict[str, Any]) -> None:
     """Refuse a desired config the bear would refuse (same models), before sending it."""
-    from agent.remote_config import ConfigApplier
+    from sync.protocol.remote_config import check_remote_config
 
-    _valid, refused = ConfigApplier(settings.model_copy(deep=True)).check(values)
+    _valid, refused = check_remote_config(settings, values)
     if refused:
         raise FleetError("invalid config: " + "; ".join(refused.values()))
 

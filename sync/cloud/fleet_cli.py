@@ -261,9 +261,9 @@ def _unpair(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _pair_approve(args: argparse.Namespace, settings: Settings) -> int:
-    from agent.store.consent import parse_scopes
     from sync.cloud import db
     from sync.cloud.pairing import approve
+    from sync.protocol.consent import parse_scopes
 
     scopes = tuple(s.value for s in parse_scopes(args.consent))
     with db.connect(settings.cloud) as conn:

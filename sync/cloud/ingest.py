@@ -4,7 +4,8 @@ Messages are received with manual acknowledgement: a message is PUBACKed to the 
 and the bear's ``down/ack`` is published, only after the transaction holding its rows has
 committed. A payload that fails validation is kept in ``dead_letters`` with the reason
 (in the same transaction) and never stops ingest. Inserts are idempotent on
-``(device_id, seq)``, so resent batches never duplicate.
+``(device_id, seq, created_at)`` (a resend carries the turn's own time), so resent batches
+never duplicate.
 
 No message can stop ingest: payloads are bounded in size and depth before parsing, every
 field and time is range-checked (:mod:`sync.cloud.messages`), and any exception while
@@ -133,7 +134,7 @@ class Ingestor:
     def run(self) -> None:
         """Connect (waiting for the broker as long as it takes) and ingest until :meth:`stop`
         (or SIGTERM through the CLI)."""
-        from agent.systemd_notify import SystemdNotifier
+        from sync.systemd_notify import SystemdNotifier
 
         cloud = self._settings.cloud
         self._pool = db.open_pool(cloud, prepare=writer.prepare_connection)

@@ -3,7 +3,7 @@
 Makes a random password, gives it to the broker through :func:`broker_auth` (the
 dynamic-security plugin: live, no reload, nothing written next to the broker), and writes the
 account's config fragment (mode 0600, replaced atomically). Bears are device ids
-(``bear-0042``); services are ``svc.<name>`` with a role, ``ingest`` or ``fleet``. The two
+(``bear-0042``); services are ``svc.<name>`` with a role, ``ingest``, ``fleet`` or ``edge``. The two
 never overlap, so a bear can never be given a service's account or the reverse.
 """
 

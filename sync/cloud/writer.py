@@ -2,7 +2,8 @@
 
 The fast path writes every message of the batch together: devices upserted in a fixed
 order, turns COPied into a per-connection staging table and moved with ``INSERT ... SELECT
-... ON CONFLICT (device_id, seq) DO NOTHING`` (resends never duplicate). If PostgreSQL
+... ON CONFLICT (device_id, seq, created_at) DO NOTHING`` (a resend carries the turn's
+own time, so it never duplicates; ``turns`` is partitioned by that time). If PostgreSQL
 rejects the data (say, a NUL byte in a text) or anything else goes wrong with one message,
 the slow path writes message by message, each under a savepoint, and dead-letters only the
 ones that fail — whatever the exception. Only a lost connection escapes (the batch is
@@ -33,6 +34,10 @@ STAGING_DDL = (
     ") ON COMMIT DELETE ROWS"
 )
 COLUMNS = "device_id, seq, conversation_id, role, text, created_at, action, categories, batch_id"
+TURN_KEY = "device_id, seq, created_at"
+"""The idempotency key of ``turns`` (its primary key since migration 0010, which partitions
+by ``created_at``); ``scripts/bench-partitions`` sets the old ``device_id, seq`` to measure
+the unpartitioned table beside it."""
 
 
 def prepare_connection(conn: Any) -> None:
@@ -175,7 +180,7 @@ def _copy_turns(conn: Any, items: list[Parsed], outcome: WriteOutcome) -> None:
             for row in rows:
                 copy.write_row(row)
         cur.execute(f"INSERT INTO turns ({COLUMNS}) SELECT {COLUMNS} FROM turns_staging"
-                    " ORDER BY device_id, seq ON CONFLICT (device_id, seq) DO NOTHING")
+                    f" ORDER BY device_id, seq ON CONFLICT ({TURN_KEY}) DO NOTHING")
         inserted = cur.rowcount
     outcome.inserted += inserted
     outcome.duplicates += total - inserted

@@ -8,11 +8,14 @@ from sync.protocol.base import Message
 from sync.protocol.claim import ClaimAnswer, ClaimBody, ClaimRequest, PairingGrant, Release
 from sync.protocol.commands import (
     COMMAND_NAMES,
+    COMMANDS,
     Command,
     CommandResult,
     ConfigDesired,
     ConfigReported,
     ContentBundle,
+    parse_command_args,
+    peek_command,
 )
 from sync.protocol.health import AlertMessage, HealthSample
 from sync.protocol.receipts import Receipt, receipt_id
@@ -46,6 +49,7 @@ def routed_messages() -> list[type[Message]]:
 
 __all__ = [
     "COMMAND_NAMES",
+    "COMMANDS",
     "ClaimAnswer",
     "ClaimBody",
     "ClaimRequest",
@@ -70,7 +74,9 @@ __all__ = [
     "TurnsBatch",
     "device_root",
     "down_topic",
+    "parse_command_args",
     "parse_device_topic",
+    "peek_command",
     "routed_messages",
     "shared_subscription",
     "to_ranges",

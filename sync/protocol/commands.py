@@ -5,25 +5,29 @@ a canonical encoding (:func:`canonical_bytes`: the message without its signature
 sorted compact JSON, behind a domain label). The bear checks the signature with the
 fleet public key it received at pairing, the device id, the expiry and the command id
 (never twice). A content-pack bundle inside ``update-content-pack`` is signed on its own.
+
+:data:`COMMANDS` is the one registry of fleet commands: each name and the pydantic model
+of its arguments. The cloud validates arguments with it before it signs
+(``teddy-cloud fleet send``); the bear validates them again and dispatches to the handler it
+registered for the same name (:mod:`agent.commands`), and refuses to start when a name has
+no handler or a handler no name (:func:`require_handlers`).
 """
 
 from __future__ import annotations
 
 import base64
+import inspect
 import json
+import typing
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from config.errors import ProtocolError
-from sync.protocol.base import MAX_SAFE_INT, Message, Timestamp
+from config.errors import ProtocolError, TeddyError
+from sync.protocol.base import MAX_SAFE_INT, Message, Timestamp, load_json
 from sync.protocol.topics import Route
-
-COMMAND_NAMES = (
-    "ping", "health", "set-volume", "set-config", "delete-data", "export-summary",
-    "restart", "unpair", "update-content-pack", "update",
-)
-"""Every command a bear understands."""
 
 CommandStatus = Literal["done", "rejected", "failed"]
 
@@ -175,3 +179,131 @@ class ContentBundle(Signed):
     """Content version; a bear refuses a version not newer than the one it runs."""
     files: dict[str, str] = Field(min_length=1, max_length=32)
     """File name (``jokes.json``...) to its full JSON text; files not named stay as they are."""
+
+
+# --- the registry: every command and the model of its arguments -------------------------
+
+
+class CommandArgs(BaseModel):
+    """Arguments of a command; an argument not named by the model is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoArgs(CommandArgs):
+    """Commands without arguments."""
+
+
+class VolumeArgs(CommandArgs):
+    """``set-volume``."""
+
+    volume: float = Field(ge=0, le=1)
+    """Speech volume, 0..1."""
+
+
+class ConfigArgs(CommandArgs):
+    """``set-config``."""
+
+    values: dict[str, Any] = Field(min_length=1, max_length=200)
+    """Dotted setting names and their values."""
+
+
+class DeleteArgs(CommandArgs):
+    """``delete-data``."""
+
+    child_id: str | None = None
+    """Delete only this child profile's conversations; None: everything kept."""
+    conversation_ids: list[str] | None = Field(default=None, max_length=10000)
+    """Delete only these conversations (the parent app's "delete this conversation/day")."""
+
+
+class UnpairArgs(CommandArgs):
+    """``unpair``."""
+
+    delete: bool = True
+    """Also crypto-shred everything kept (the parent relationship ends)."""
+
+
+class ContentArgs(CommandArgs):
+    """``update-content-pack``."""
+
+    bundle: ContentBundle
+    """The signed bundle."""
+
+
+class UpdateArgs(CommandArgs):
+    """``update``."""
+
+    release_url: str = Field(min_length=1, max_length=2048)
+    """Directory URL of the signed release (ends in ``/``)."""
+    version: str = Field(min_length=1, max_length=64)
+    """The release's version, as the rollout records it."""
+
+
+COMMANDS: Mapping[str, type[CommandArgs]] = MappingProxyType({
+    "ping": NoArgs, "health": NoArgs, "set-volume": VolumeArgs, "set-config": ConfigArgs,
+    "delete-data": DeleteArgs, "export-summary": NoArgs, "restart": NoArgs,
+    "unpair": UnpairArgs, "update-content-pack": ContentArgs, "update": UpdateArgs,
+})
+"""Every fleet command: its name and the model of its arguments (read-only)."""
+COMMAND_NAMES = tuple(COMMANDS)
+"""Every command a bear understands, in registry order."""
+
+
+class CommandRegistryError(TeddyError, LookupError):
+    """A side's handlers do not match :data:`COMMANDS` (raised at import, never at run time)."""
+
+
+def parse_command_args(name: str, args: dict[str, Any]) -> CommandArgs:
+    """``args`` validated by the model of command ``name``; :class:`ProtocolError` with a
+    one-line reason for an unknown command or invalid arguments."""
+    model = COMMANDS.get(name)
+    if model is None:
+        raise ProtocolError(f"unknown command {name!r} — known: {', '.join(COMMAND_NAMES)}")
+    try:
+        return model.model_validate(args)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(args)"
+        raise ProtocolError(f"invalid arguments for {name}: {where}: {first['msg']}") from None
+
+
+def require_handlers(handlers: Mapping[str, Any], owner: str) -> None:
+    """Raise :class:`CommandRegistryError` unless ``handlers`` has exactly one handler per
+    command of :data:`COMMANDS`, each taking that command's argument model (when its
+    last parameter is annotated). ``owner`` names the handlers in the message."""
+    missing = [n for n in COMMAND_NAMES if n not in handlers]
+    unknown = sorted(n for n in handlers if n not in COMMANDS)
+    if missing or unknown:
+        raise CommandRegistryError(
+            f"{owner} does not match sync.protocol.commands.COMMANDS: no handler for "
+            f"{missing or 'none'}, handlers for unknown commands {unknown or 'none'} — "
+            "register one handler per command, and each new command in COMMANDS")
+    for name, handler in handlers.items():
+        taken = _argument_model(handler)
+        if taken is not None and taken is not COMMANDS[name]:
+            raise CommandRegistryError(
+                f"{owner}: the handler of {name} takes {taken.__name__}, but COMMANDS says "
+                f"{COMMANDS[name].__name__} — make them agree")
+
+
+def _argument_model(handler: Any) -> type | None:
+    """The annotated type of ``handler``'s last parameter (its arguments), if any."""
+    parameters = list(inspect.signature(handler).parameters)
+    try:
+        hints = typing.get_type_hints(handler)
+    except NameError as exc:
+        raise CommandRegistryError(f"the annotations of handler {handler.__qualname__} do not "
+                                   f"resolve ({exc}) — import the argument models it names at "
+                                   "module level") from None
+    return hints.get(parameters[-1]) if parameters else None
+
+
+def peek_command(payload: bytes) -> tuple[str, str]:
+    """Id and name of a command payload, as far as they can be read (``"unknown"``, ``""``
+    otherwise): what a refusal's :class:`CommandResult` carries."""
+    try:
+        data = load_json(payload, "Command", Command.MAX_BYTES, Command.MAX_DEPTH)
+        return str(data.get("id", "unknown"))[:64] or "unknown", str(data.get("name", ""))[:64]
+    except (ProtocolError, AttributeError):
+        return "unknown", ""

@@ -47,8 +47,10 @@ class Forbidden(TeddyError, PermissionError):
     """A POST without a valid CSRF token, or without a session."""
 
 
-def create_app(settings: Settings, pool: Any = None) -> Any:
-    """The ASGI app on a psycopg pool (opened from ``cloud.pg_dsn`` when not given)."""
+def create_app(settings: Settings, pool: Any = None, read_pool: Any = None) -> Any:
+    """The ASGI app on a psycopg pool (opened from ``cloud.pg_dsn`` when not given) and, for
+    the transcript pages' reads, a read-only pool on ``portal.read_dsn`` (a replica; opened
+    from it when not given; None when it is not set: those reads use ``pool``)."""
     from fastapi import FastAPI
     from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
     from fastapi.staticfiles import StaticFiles
@@ -56,11 +58,15 @@ def create_app(settings: Settings, pool: Any = None) -> Any:
 
     if pool is None:
         pool = db.open_pool(settings.cloud)
+    if read_pool is None and settings.portal.read_dsn is not None:
+        read_pool = db.open_pool(settings.cloud, db.read_only,
+                                 settings.portal.read_dsn.get_secret_value(),
+                                 "TEDDY_PORTAL__READ_DSN")
     if family_keys.keyring() is None:
         family_keys.install(settings)
     family_keys.keyring().check()  # the cloud key exists (made now) before ingest needs it
     app = FastAPI(title="Teddy for parents", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.settings, app.state.pool = settings, pool
+    app.state.settings, app.state.pool, app.state.read_pool = settings, pool, read_pool
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
@@ -106,6 +112,16 @@ def create_app(settings: Settings, pool: Any = None) -> Any:
 def connection(request: Request) -> Iterator[Any]:
     """A pooled connection for one request."""
     with request.app.state.pool.connection() as conn:
+        yield conn
+
+
+def read_connection(request: Request) -> Iterator[Any]:
+    """A pooled connection to the read replica for one request (None: no replica, read the
+    primary)."""
+    if request.app.state.read_pool is None:
+        yield None
+        return
+    with request.app.state.read_pool.connection() as conn:
         yield conn
 
 

@@ -1,4 +1,5 @@
-"""``teddy-cloud portal``: serve the parent app; ``portal retention``: the daily sweep."""
+"""``teddy-cloud portal``: serve the parent app; ``portal retention``: the daily sweep (and
+the monthly ``turns`` partitions: made ahead, dropped whole past every retention)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub = portal.add_subparsers(dest="portal_action", metavar="ACTION")
     sub.add_parser("serve", help="serve the app on portal.host:portal.port (the default)"
                    ).set_defaults(func=_serve)
-    sub.add_parser("retention", help="delete transcripts older than each family's retention"
-                   ).set_defaults(func=_retention)
+    sub.add_parser("retention", help="make the turns partitions of the months ahead, drop"
+                   " the ones past every retention, delete transcripts older than each"
+                   " family's retention").set_defaults(func=_retention)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -41,10 +43,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _retention(args: argparse.Namespace, settings: Settings) -> int:
-    from sync.cloud import db
+    from sync.cloud import db, partitions
     from sync.cloud.portal.service import retention_sweep
 
     with db.connect(settings.cloud) as conn:
+        made = partitions.make_ahead(conn)
+        cutoff = partitions.retention_cutoff(conn, settings.portal.retention_days)
+        dropped = partitions.drop_expired(conn, cutoff)
         deleted = retention_sweep(conn, settings.portal.retention_days)
+    print(f"retention: made partitions [{', '.join(made)}]; dropped partitions past every"
+          f" retention (before {cutoff:%Y-%m-%d %H:%M} UTC) [{', '.join(dropped)}]")
     print(f"retention: deleted {deleted} transcript turns past their family's retention")
     return 0

@@ -17,6 +17,7 @@ from sync.cloud.portal.app import (
     check_csrf,
     connection,
     export_text,
+    read_connection,
     read_form,
     signed_in,
     to_json,
@@ -35,12 +36,14 @@ def client_of(request: Any) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def family(request: Request, conn: Annotated[Any, Depends(connection)]) -> FamilyService:
-    """The signed-in parent's family (:class:`SignInNeeded` without a session)."""
+def family(request: Request, conn: Annotated[Any, Depends(connection)],
+           reads: Annotated[Any, Depends(read_connection)]) -> FamilyService:
+    """The signed-in parent's family (:class:`SignInNeeded` without a session); its
+    transcript reads go to the replica when ``portal.read_dsn`` is set."""
     found = signed_in(request, conn)
     if found is None:
         raise SignInNeeded()
-    return FamilyService(request.app.state.settings, conn, found[0])
+    return FamilyService(request.app.state.settings, conn, found[0], reads=reads)
 
 
 Conn = Annotated[Any, Depends(connection)]

@@ -70,21 +70,31 @@ def open_text(conn: Any, value: str) -> str | None:
 class FamilyService:
     """One parent's family: bears, conversations, alerts, settings, export and deletion."""
 
-    def __init__(self, settings: Settings, conn: Any, parent: Parent) -> None:
+    def __init__(self, settings: Settings, conn: Any, parent: Parent, reads: Any = None
+                 ) -> None:
         self.settings = settings
         """Cloud settings (fleet signing, MQTT)."""
         self.conn = conn
-        """An autocommit psycopg connection."""
+        """An autocommit psycopg connection (the primary)."""
         self.parent = parent
         """Whose family this is."""
+        self.reads = conn if reads is None else reads
+        """Where the transcript pages read (what was said, alerts, export): a read replica
+        (``portal.read_dsn``, which may lag the primary by its replay delay) or ``conn``."""
+
+    def _primary(self) -> FamilyService:
+        """This family with every read on the primary (what a change decides on)."""
+        return FamilyService(self.settings, self.conn, self.parent)
 
     # --- the one place family data is read -------------------------------------------
 
-    def _rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
+    def _rows(self, sql: str, params: dict[str, Any] | None = None, replica: bool = False
+              ) -> list[tuple]:
         if "{scope}" not in sql:
             raise RuntimeError("a family query must be scoped with {scope}")
         bound = {**(params or {}), "family": self.parent.family_id}
-        return self.conn.execute(sql.replace("{scope}", SCOPE), bound).fetchall()
+        conn = self.reads if replica else self.conn
+        return conn.execute(sql.replace("{scope}", SCOPE), bound).fetchall()
 
     def pairing(self, pairing_id: str) -> dict[str, Any]:
         """One of this family's bears by pairing id; :class:`NotFoundError` otherwise."""
@@ -151,7 +161,8 @@ class FamilyService:
             "SELECT t.conversation_id, min(t.created_at), count(*),"
             " bool_or(t.action <> 'allow') FROM turns t"
             " WHERE t.pairing_id = %(pairing)s AND t.pairing_id IN {scope}"
-            " GROUP BY t.conversation_id ORDER BY 2 DESC", {"pairing": _uuid(pairing_id)})
+            " GROUP BY t.conversation_id ORDER BY 2 DESC", {"pairing": _uuid(pairing_id)},
+            replica=True)
         return [{"conversation_id": r[0], "started_at": r[1], "day": r[1].date().isoformat(),
                  "turns": r[2], "flagged": r[3]} for r in rows]
 
@@ -161,10 +172,10 @@ class FamilyService:
             "SELECT t.seq, t.role, t.text, t.created_at, t.action, t.categories FROM turns t"
             " WHERE t.pairing_id = %(pairing)s AND t.pairing_id IN {scope}"
             " AND t.conversation_id = %(conversation)s ORDER BY t.seq",
-            {"pairing": _uuid(pairing_id), "conversation": conversation_id})
+            {"pairing": _uuid(pairing_id), "conversation": conversation_id}, replica=True)
         if not rows:
             raise NotFoundError("no such conversation")
-        return [{"seq": r[0], "role": r[1], "text": open_text(self.conn, r[2]),
+        return [{"seq": r[0], "role": r[1], "text": open_text(self.reads, r[2]),
                  "created_at": r[3], "action": r[4], "categories": list(r[5])} for r in rows]
 
     def alerts(self) -> list[dict[str, Any]]:
@@ -178,11 +189,11 @@ class FamilyService:
             "  ORDER BY t.created_at DESC LIMIT 1)"
             " FROM alerts a JOIN family_pairings fp ON fp.pairing_id = a.pairing_id"
             " WHERE a.pairing_id IN {scope} AND a.kind LIKE 'wellbeing.%%'"
-            " ORDER BY a.raised_at DESC LIMIT 200")
+            " ORDER BY a.raised_at DESC LIMIT 200", replica=True)
         names = ("pairing_id", "kind", "severity", "message", "raised_at", "cleared_at",
                  "device_id", "child_name")
         return [{**dict(zip(names, r[:8], strict=True)),
-                 "turn": open_text(self.conn, r[8]) if r[8] else None} for r in rows]
+                 "turn": open_text(self.reads, r[8]) if r[8] else None} for r in rows]
 
     def deletions(self, pairing_id: str | None = None) -> list[dict[str, Any]]:
         """Deletions asked for, with whether the bear confirmed them."""
@@ -317,7 +328,7 @@ class FamilyService:
 
     def delete_conversation(self, pairing_id: str, conversation_id: str) -> str:
         """Delete one conversation (cloud and bear)."""
-        self.transcript(pairing_id, conversation_id)  # must be this family's
+        self._primary().transcript(pairing_id, conversation_id)  # must be this family's
         return self.delete(pairing_id, "conversation", [conversation_id])
 
     def delete_day(self, pairing_id: str, day: str) -> str:
@@ -326,7 +337,7 @@ class FamilyService:
             wanted = date.fromisoformat(day).isoformat()
         except ValueError:
             raise NotFoundError("no such day") from None
-        ids = [c["conversation_id"] for c in self.conversations(pairing_id)
+        ids = [c["conversation_id"] for c in self._primary().conversations(pairing_id)
                if c["day"] == wanted]
         if not ids:
             raise NotFoundError("no conversations that day")
@@ -359,7 +370,7 @@ class FamilyService:
             "family": {"members": self.members(), "retention_days": self.retention_days()},
             "bears": [{**{k: b[k] for k in ("pairing_id", "device_id", "child_name",
                                               "status", "consent", "desired")},
-                       **export_pairing(self.conn, b["pairing_id"])} for b in bears],
+                       **export_pairing(self.reads, b["pairing_id"])} for b in bears],
             "alerts": self.alerts(),
         }
 

@@ -1,4 +1,4 @@
-"""Tell systemd how the bear is doing: READY, WATCHDOG pings, STATUS, RELOADING, STOPPING.
+"""Tell systemd how a service is doing: READY, WATCHDOG pings, STATUS, RELOADING, STOPPING.
 
 This is the ``sd_notify(3)`` protocol, implemented here in a few lines instead of taken from
 a package: systemd hands the service a ``NOTIFY_SOCKET`` (a unix datagram socket path, or
@@ -6,6 +6,9 @@ an abstract one when it starts with ``@``) and the service sends it newline-sepa
 ``KEY=VALUE`` datagrams. ``sdnotify`` on PyPI does the same but has been unmaintained since
 2017, and ``systemd-python`` needs libsystemd headers and a C compiler on the Pi; the
 protocol is stable and documented (``man sd_notify``), so a dependency buys nothing.
+
+Shared by the bear (``teddy run``) and the cloud's services (ingest), so it lives beside the
+protocol rather than in either.
 
 Outside systemd (no ``NOTIFY_SOCKET``) every call is a quiet no-op, so ``teddy run`` behaves
 the same on a laptop. :class:`Watchdog` pings from its own thread at half ``WatchdogSec``

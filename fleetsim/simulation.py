@@ -1,4 +1,4 @@
-"""``teddy-cloud simulate``: many simulated bears, each the real thing but for the voice.
+"""Simulated bears that send turns: each the real thing but for the voice.
 
 Every simulated bear has its own encrypted SQLite store (the real ``ConversationStore``,
 with consent) and runs the real :class:`sync.device.DeviceSync` over its own MQTT
@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from pydantic import SecretStr
 
 from agent.safety.verdict import Action, Verdict
 from agent.store import ConversationStore, Scope, TurnToKeep
@@ -25,6 +27,11 @@ logger = logging.getLogger(__name__)
 FIRMWARE = "simulated"
 """What simulated bears report as their firmware."""
 _ALLOW = Verdict(action=Action.ALLOW, categories=(), redacted="")
+
+
+def device_name(prefix: str, index: int) -> str:
+    """The device id of bear number ``index`` of a fleet: ``PREFIX-00042``."""
+    return f"{prefix}-{index:05d}"
 
 
 def open_bear_store(data_dir: Path, synchronous: str = "NORMAL") -> ConversationStore:
@@ -146,6 +153,16 @@ class SimulationReport:
     """Simulated bears started."""
     max_connected: int = 0
     """Most bears connected to the broker at once."""
+    senders: int = 0
+    """Bears that sent turns from their real stores (the others only held a connection)."""
+    bears_acked: int = 0
+    """Bears that received the cloud's ack for everything they sent."""
+    drops: int = 0
+    """Connections of idle bears lost while the turns flowed."""
+    idle_cpu_seconds: float = 0.0
+    """CPU seconds the idle bears' processes spent, connecting included."""
+    idle_peak_mb: float = 0.0
+    """Peak resident memory of the idle bears' processes together, MB."""
     turns_appended: int = 0
     """Turns kept in the bears' stores."""
     turns_acked: int = 0
@@ -172,6 +189,8 @@ class SimulationReport:
         """A short human-readable report."""
         ms = lambda v: "n/a" if v is None else f"{v * 1000:.1f} ms"  # noqa: E731
         out = [f"bears: {self.devices} started, {self.max_connected} connected at once",
+               f"senders: {self.senders} sent turns from their stores; {self.bears_acked} bears "
+               "got every ack back",
                f"turns: {self.turns_appended} appended, {self.turns_acked} acked, "
                f"{self.left_unacked} unacked",
                f"rate: {self.rate:.0f} turns/s over {self.seconds:.1f} s",
@@ -186,8 +205,10 @@ class Simulation:
     """A fleet of simulated bears against the configured broker."""
 
     def __init__(self, settings: Settings, workdir: Path, devices: int,
-                 prefix: str = "sim", first_index: int = 0) -> None:
+                 prefix: str = "sim", first_index: int = 0,
+                 password: Callable[[str], str] | None = None) -> None:
         self._settings = settings
+        self._password = password
         self._first = first_index
         self._workdir = workdir
         self._prefix = prefix
@@ -203,8 +224,9 @@ class Simulation:
         from concurrent.futures import ThreadPoolExecutor
 
         def make(index: int) -> SimulatedBear:
-            return SimulatedBear(self._settings, f"{self._prefix}-{self._first + index:05d}",
-                                 self._workdir, self.latencies)
+            device_id = device_name(self._prefix, self._first + index)
+            return SimulatedBear(self._bear_settings(device_id), device_id, self._workdir,
+                                 self.latencies)
 
         with ThreadPoolExecutor(max_workers=16) as pool:  # store creation waits on fsync
             self.bears.extend(pool.map(make, range(self._count)))
@@ -215,6 +237,14 @@ class Simulation:
             time.sleep(0.1)
         return self.connected()
 
+    def _bear_settings(self, device_id: str) -> Settings:
+        """The settings, logged in as ``device_id`` itself when a password function is set."""
+        if self._password is None:
+            return self._settings
+        mqtt = self._settings.mqtt.model_copy(update={
+            "username": device_id, "password": SecretStr(self._password(device_id))})
+        return self._settings.model_copy(update={"mqtt": mqtt})
+
     def connected(self) -> int:
         """Bears connected to the broker right now."""
         return sum(bear.sync.link.connected for bear in self.bears)
@@ -222,7 +252,8 @@ class Simulation:
     def drive(self, turns: int, rate: float | None, timeout: float) -> SimulationReport:
         """Append ``turns`` per bear (at ``rate`` turns/s overall, or at once) and wait for
         every ack or the timeout."""
-        report = SimulationReport(devices=len(self.bears), max_connected=self.connected())
+        report = SimulationReport(devices=len(self.bears), max_connected=self.connected(),
+                                  senders=len(self.bears))
         started = time.monotonic()
         if rate is None:
             for bear in self.bears:
@@ -237,6 +268,7 @@ class Simulation:
         report.seconds = time.monotonic() - started
         report.turns_acked = sum(b.acked for b in self.bears)
         report.left_unacked = sum(b.pending() for b in self.bears)
+        report.bears_acked = sum(1 for b in self.bears if b.acked and not b.pending())
         report.p50 = self.latencies.percentile(50)
         report.p99 = self.latencies.percentile(99)
         return report
@@ -265,68 +297,3 @@ class Simulation:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-BEARS_PER_PROCESS = 100
-"""paho waits on its sockets with ``select()``, which cannot watch descriptors past 1024,
-and each simulated bear holds about seven (SQLite files, its socket, paho's wake-up pair);
-so one process hosts at most this many bears and a fleet is split over processes."""
-
-
-def _worker(settings: Settings, workdir: Path, count: int, prefix: str, first: int,
-            turns: int, rate: float | None, timeout: float, barrier: Any, results: Any) -> None:
-    with Simulation(settings, workdir, count, prefix, first) as simulation:
-        connected = simulation.start()
-        barrier.wait(600)  # every process connected: this is "at once"
-        at_once = simulation.connected()
-        report = simulation.drive(turns, rate, timeout)
-        report.max_connected = max(report.max_connected, at_once, connected)
-        results.put((report, simulation.latencies.values))
-
-
-def run_fleet(settings: Settings, workdir: Path, devices: int, turns: int,
-              rate: float | None = None, timeout: float = 300.0,
-              prefix: str = "sim") -> SimulationReport:
-    """Run ``devices`` simulated bears over as many processes as they need; one report."""
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")
-    groups = [(first, min(BEARS_PER_PROCESS, devices - first))
-              for first in range(0, devices, BEARS_PER_PROCESS)]
-    barrier, results = context.Barrier(len(groups)), context.Queue()
-    share = None if rate is None else rate / devices
-    workers = [context.Process(target=_worker, daemon=True, args=(
-        settings, workdir, count, prefix, first, turns,
-        None if share is None else share * count, timeout, barrier, results))
-        for first, count in groups]
-    for worker in workers:
-        worker.start()
-    merged, latencies = SimulationReport(), Latencies()
-    for _ in workers:
-        report, values = results.get(timeout=timeout + 900)
-        _merge(merged, report)
-        latencies.values.extend(values)
-    for worker in workers:
-        worker.join(60)
-    merged.p50, merged.p99 = latencies.percentile(50), latencies.percentile(99)
-    return merged
-
-
-def _merge(total: SimulationReport, part: SimulationReport) -> None:
-    total.devices += part.devices
-    total.max_connected += part.max_connected
-    total.turns_appended += part.turns_appended
-    total.turns_acked += part.turns_acked
-    total.left_unacked += part.left_unacked
-    total.seconds = max(total.seconds, part.seconds)
-
-
-def count_in_database(settings: Settings, prefix: str, report: SimulationReport) -> None:
-    """Fill ``in_database`` and ``distinct_in_database`` from PostgreSQL (``cloud.pg_dsn``)."""
-    from sync.cloud import db
-
-    with db.connect(settings.cloud) as conn:
-        row = conn.execute(
-            "SELECT count(*), count(DISTINCT (device_id, seq)) FROM turns"
-            " WHERE device_id LIKE %s", (f"{prefix}-%",)).fetchone()
-    report.in_database, report.distinct_in_database = row
