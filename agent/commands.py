@@ -36,6 +36,7 @@ from sync.protocol import (
 from sync.protocol.commands import (
     CommandArgs,
     CommandRegistryError,
+    CommandStatus,
     ConfigArgs,
     ContentArgs,
     DeleteArgs,
@@ -279,7 +280,7 @@ class CommandProcessor:
         if command.expires_at - command.issued_at > MAX_LIFETIME_S:
             raise CommandRejected("command claims a validity longer than 7 days")
 
-    def _result(self, command_id: str, name: str, status: str, reason: str,
+    def _result(self, command_id: str, name: str, status: CommandStatus, reason: str,
                 data: dict[str, Any] | None = None) -> CommandResult:
         return CommandResult(id=command_id, device_id=self.device_id, name=name[:64],
                              status=status, reason=reason[:1000], data=data or {},

@@ -82,7 +82,7 @@ class PawHold:
     """Turns paw presses and releases into *armed*, *pair* and *reset* by how long it is held."""
 
     def __init__(self, pair_after_s: float, reset_after_s: float, on_armed: Callable[[], None],
-                 on_pair: Callable[[], None], on_reset: Callable[[], None]) -> None:
+                 on_pair: Callable[[], object], on_reset: Callable[[], None]) -> None:
         self.pair_after_s = pair_after_s
         """Seconds of holding that arm pairing."""
         self.reset_after_s = reset_after_s
@@ -313,7 +313,8 @@ class Pairing:
         return PairingOutcome("expired", f"nobody entered the code within "
                                          f"{self.settings.pairing.code_ttl_s:g} s")
 
-    def _verified(self, payload: bytes, body: ClaimBody, verify_key: bytes) -> Any:
+    def _verified(self, payload: bytes, body: ClaimBody, verify_key: bytes
+                  ) -> ClaimAnswer | None:
         """The answer to THIS claim signed by the cloud's claim key, else None (ignored)."""
         try:
             answer = ClaimAnswer.from_payload(payload)
@@ -331,9 +332,13 @@ class Pairing:
         return answer
 
     def _accept(self, grant: PairingGrant, answer: ClaimAnswer) -> PairingOutcome:
+        fleet_key = self.settings.pairing.fleet_key
+        if fleet_key is None:  # checked before the claim (_manufacture_keys)
+            raise PairingSetupError("this bear has no fleet key from manufacture — provision "
+                                    "it with scripts/provision-device --from-cloud BUNDLE")
         self.vault.save(FleetCredentials(
             device_id=self.device_id, mqtt_username=self.settings.mqtt.username or "",
-            mqtt_password="", fleet_public_key=base64.b64decode(self.settings.pairing.fleet_key),
+            mqtt_password="", fleet_public_key=base64.b64decode(fleet_key),
             paired_at=self._clock(), pairing_id=answer.pairing_id, parent=grant.parent,
             release_token=grant.release_token))
         self._grant_consent(grant.parent, tuple(grant.scopes))

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 
@@ -34,7 +35,8 @@ def device_name(prefix: str, index: int) -> str:
     return f"{prefix}-{index:05d}"
 
 
-def open_bear_store(data_dir: Path, synchronous: str = "NORMAL") -> ConversationStore:
+def open_bear_store(data_dir: Path, synchronous: Literal["FULL", "NORMAL"] = "NORMAL"
+                    ) -> ConversationStore:
     """A bear's store in ``data_dir`` with keep+sync consent granted (made if missing)."""
     settings = StoreSettings(data_dir=data_dir, synchronous=synchronous)
     store = ConversationStore.open(settings, create=True)

@@ -9,7 +9,7 @@ from typing import Protocol, Self
 
 from config.voice import AudioSettings
 
-AlertHook = Callable[[str, str, str], None]
+AlertHook = Callable[[str, str, str], object]
 """``hook(kind, severity, message)``: how an adapter reports a fault (e.g. AlertSink)."""
 
 

@@ -23,18 +23,19 @@ from hardware.frames import SAMPLE_BYTES, frame_bytes, resample, to_mono
 
 def read_wav(source: Path | bytes) -> tuple[bytes, int]:
     """PCM (int16 mono) and rate (Hertz) of a WAV file or WAV bytes, in memory."""
+    name = f"({len(source)} bytes)" if isinstance(source, bytes) else str(source)
     try:
         handle = wave.open(io.BytesIO(source) if isinstance(source, bytes) else str(source))
     except FileNotFoundError:
         raise AudioDeviceError(
-            f"WAV file {source} does not exist — pass an existing file"
+            f"WAV file {name} does not exist — pass an existing file"
         ) from None
     except (wave.Error, EOFError) as exc:
-        raise AudioDeviceError(f"WAV file {source} is not a PCM WAV file ({exc})") from None
+        raise AudioDeviceError(f"WAV file {name} is not a PCM WAV file ({exc})") from None
     with handle:
         if handle.getsampwidth() != SAMPLE_BYTES:
             raise AudioDeviceError(
-                f"WAV file {source} has {8 * handle.getsampwidth()}-bit samples — convert it "
+                f"WAV file {name} has {8 * handle.getsampwidth()}-bit samples — convert it "
                 "to 16-bit PCM (sox IN.wav -b 16 OUT.wav)"
             )
         pcm = handle.readframes(handle.getnframes())

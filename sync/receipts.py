@@ -153,7 +153,7 @@ class PendingUplink:
 
     def _on_message(self, message: Inbound) -> None:
         try:
-            receipt = Receipt.from_payload(message.payload)
+            receipt = Receipt.from_payload(bytes(message.payload))
         except ProtocolError as exc:
             logger.error("ignored a malformed receipt on %s: %s", message.topic, exc)
             return

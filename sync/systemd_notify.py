@@ -164,12 +164,13 @@ class Watchdog:
             return self
         self.alive()
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="sd-watchdog", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(self.interval,),
+                                        name="sd-watchdog", daemon=True)
         self._thread.start()
         logger.info("watchdog pinging every %.1f s while the main loop is alive", self.interval)
         return self
 
-    def _run(self) -> None:
+    def _run(self, interval: float) -> None:
         next_at = time.monotonic()
         while True:
             if time.monotonic() <= self._deadline:
@@ -180,7 +181,7 @@ class Watchdog:
                 if self.missed == 1 or self.missed % 10 == 0:
                     logger.error("main loop silent for over %.1f s: not pinging the watchdog",
                                  self.max_stall)
-            next_at += self.interval  # a fixed schedule: late wake-ups do not add up
+            next_at += interval  # a fixed schedule: late wake-ups do not add up
             if self._stop.wait(max(0.0, next_at - time.monotonic())):
                 return
 

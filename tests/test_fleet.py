@@ -291,9 +291,13 @@ def test_content_pack_and_restart_over_the_command_line(paired, fleet_env, datab
     jokes = json.loads((CONTENT_DIR / "jokes.json").read_text())
     jokes["jokes"].append({"q": "Why did the bear nap?", "a": "It was un-bear-ably tired."})
     (bundle / "jokes.json").write_text(json.dumps(jokes))
+    # The bear runs every line of the pack through the safety filter before it installs it
+    # (thousands of lines, ~6 s here when idle, more on a Pi or a busy machine): wait for it.
+    pack_env = dict(fleet_env, TEDDY_FLEET__WAIT_S="120")
     with RunningBear(paired) as running:
         out = run_cli("teddy-cloud", "fleet", "send", paired.device.id, "update-content-pack",
-                      "--bundle", str(bundle), "--bundle-version", "2", "--wait", env=fleet_env)
+                      "--bundle", str(bundle), "--bundle-version", "2", "--wait", env=pack_env,
+                      timeout=180)
         result = json.loads(out.stdout)
         assert result["status"] == "done" and result["data"]["files"] == ["jokes.json"]
         restart = run_cli("teddy-cloud", "fleet", "send", paired.device.id, "restart", "--wait",

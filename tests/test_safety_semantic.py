@@ -198,3 +198,42 @@ def test_a_stranger_lure_gets_its_own_answer_pointing_to_a_grown_up(tmp_path):
         result = bear.respond("a man in a van says he has puppies for me")
     assert "lures" in result.input_verdict.categories
     assert "someone you don't know" in result.reply and "grown-up" in result.reply
+
+
+class CountingEmbedder:
+    """The real embedder, counting how many texts each forward call carries."""
+
+    def __init__(self, real) -> None:
+        self.real = real
+        self.batches: list[int] = []
+
+    def encode(self, texts: list[str]):
+        self.batches.append(len(texts))
+        return self.real.encode(texts)
+
+    def __getattr__(self, name: str):
+        return getattr(self.real, name)
+
+
+def test_the_gate_embeds_each_distinct_line_once_and_in_batches(tmp_path: Path):
+    """A pack's age bands share most lines: each distinct line gets one forward pass, done
+    in batches before judging (a pack is thousands of lines; one pass each took minutes)."""
+    import shutil
+
+    from agent.dialogue import AGE_BANDS
+    from agent.dialogue.content import CONTENT_DIR
+    from agent.safety.gate import gate_pack
+    from agent.semantic import load_embedder
+
+    embedder = CountingEmbedder(load_embedder(Settings()))
+    safety = SafetyFilter.load(embedder=embedder)
+    pack = tmp_path / "pack"
+    shutil.copytree(CONTENT_DIR, pack)
+    checked = gate_pack(pack, safety)
+    distinct = set()
+    for band in AGE_BANDS:
+        distinct |= set(DialogueEngine(band, remember_name=True, content_dir=pack).all_replies())
+    assert checked == len(distinct)
+    embedded = sum(embedder.batches) - sum(embedder.batches[:1])  # the first: exemplars
+    assert 0 < embedded <= len(distinct)
+    assert max(embedder.batches[1:]) > 100  # batched, not one line per pass

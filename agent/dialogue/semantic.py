@@ -108,7 +108,9 @@ def digest(texts: list[str], fingerprint: str) -> str:
 def save_shipped(path: Path, vectors: dict[str, np.ndarray]) -> None:
     """Write vectors (digest -> array) to ship beside the content."""
     with Path(path).open("wb") as handle:
-        np.savez_compressed(handle, **{f"v_{k}": v.astype(np.float32) for k, v in vectors.items()})
+        arrays = {f"v_{k}": v.astype(np.float32) for k, v in vectors.items()}
+        # numpy's stub types **kwds as if a key could be its own "allow_pickle" flag
+        np.savez_compressed(handle, **arrays)  # type: ignore[arg-type, unused-ignore]
 
 
 def _from_shipped(path: Path | None, key: str, rows: int) -> np.ndarray | None:

@@ -22,10 +22,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.dialogue.content import CONTENT_DIR, Answer, ContentPack
 from agent.dialogue.intents import IntentMatcher, clean
 from agent.dialogue.semantic import Encoder, ExemplarIndex, Nearest
+
+if TYPE_CHECKING:
+    import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +119,7 @@ class Understander:
         self._exact = _exact_table(pack)
         self._vocabulary = _vocabulary(pack)
         self._index: ExemplarIndex | None = None
-        self._vectors: dict[str, object] = {}
+        self._vectors: dict[str, np.ndarray] = {}
         if embedder is not None:
             self._index = ExemplarIndex(embedder, _examples(pack), group=_group,
                                         cache_dir=cache_dir, shipped=SHIPPED_VECTORS)

@@ -57,7 +57,7 @@ def build_report(settings: Settings, now: float | None = None) -> dict:
             recent = [a for a in journal.recent(now - RECENT_S) if a.one_shot]
         fresh = saved is not None and now - saved[0] <= (
             STALE_AFTER_INTERVALS * settings.health.sample_interval_s)
-        if fresh:
+        if fresh and saved is not None:
             signals_at = saved[0]
             for name, value in saved[1].items():
                 metrics.setdefault(name, value)

@@ -17,7 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from config.errors import TeddyError
 
@@ -216,8 +216,9 @@ class HealthJournal:
     def record_boot(self, at: float | None = None) -> int:
         """Journal that the bear's process started; returns the boot id."""
         at = time.time() if at is None else at
-        return self._run("INSERT INTO boots (pid, started_at) VALUES (?, ?)",
-                         (os.getpid(), at)).lastrowid
+        cursor = self._run("INSERT INTO boots (pid, started_at) VALUES (?, ?)",
+                           (os.getpid(), at))
+        return cast(int, cursor.lastrowid)  # an INSERT always sets it
 
     def record_clean_exit(self, boot_id: int, at: float | None = None) -> None:
         """Journal that the process with ``boot_id`` stopped cleanly."""

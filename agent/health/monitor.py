@@ -20,14 +20,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from agent.alerts import Alert, AlertSink, Severity
 from agent.health.journal import HealthJournal, JournalAlert
 from agent.health.rules import AlertEvent, RuleEngine, rules_from_settings
 from agent.health.signals import Signals
 from config.settings import Settings
-from sync.protocol.health import AlertMessage, HealthSample
+from sync.protocol.health import AlertMessage, AlertSeverity, AlertState, HealthSample
 
 logger = logging.getLogger(__name__)
 
@@ -244,14 +244,15 @@ class HealthMonitor:
                             metrics=metrics, open_alerts=[a.kind for a in last.open_alerts])
 
 
-def to_alert_message(row: JournalAlert, state: str) -> AlertMessage:
+def to_alert_message(row: JournalAlert, state: AlertState) -> AlertMessage:
     """The ``up/alerts`` message for a journal row's raise or clear."""
     details: dict[str, Any] = dict(row.details)
     if row.suppressed:
         details["suppressed"] = row.suppressed
     return AlertMessage(
         device_id=row.device_id, alert_id=row.id, state=state, kind=row.kind,
-        severity=row.severity, message=row.message[:500], rule=row.rule, details=details,
+        severity=cast(AlertSeverity, row.severity),  # the journal keeps a Severity's value
+        message=row.message[:500], rule=row.rule, details=details,
         raised_at=row.raised_at, cleared_at=row.cleared_at if state == "cleared" else None,
     )
 

@@ -169,7 +169,7 @@ class RuleEngine:
     def _open(self, rule: Rule, state: _State, value: float, now: float, device_id: str,
               breached: set[str]) -> AlertEvent:
         state.open = True
-        details = {"value": value, "threshold": rule.settings.threshold}
+        details: dict[str, object] = {"value": value, "threshold": rule.settings.threshold}
         effects = self._effects_of(rule.name, breached)
         if effects:
             details["explains"] = effects

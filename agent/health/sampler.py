@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,8 @@ class SystemSampler:
         )
 
     def _temperature(self) -> float | None:
-        sensors = getattr(self._psutil, "sensors_temperatures", lambda: {})() or {}
+        sensors: dict[str, list[Any]] = (
+            getattr(self._psutil, "sensors_temperatures", lambda: {})() or {})
         for name in ("cpu_thermal", "coretemp", "k10temp", "soc_thermal"):
             if sensors.get(name):
                 return float(sensors[name][0].current)

@@ -22,6 +22,8 @@ TRUSTED_GROWN_UP = re.compile(
     r"\b(grown[- ]?ups?|adults?|parents?|mum|mummy|mom|mommy|dad|daddy|teacher|"
     r"someone you trust|somebody you trust|trusted)\b", re.IGNORECASE)
 """An escalation reply must name someone like this."""
+PRIME_CHUNK = 1024
+"""Replies embedded together before they are judged (within the stage's vector cache)."""
 
 
 def check_replies(replies: Iterable[str], safety: SafetyFilter, where: str = "") -> int:
@@ -57,14 +59,27 @@ def gate_pack(directory: Path, safety: SafetyFilter) -> int:
 
     _forget_packs(load_pack)  # a staging folder reuses its path: never judge a stale pack
     checked = 0
+    judged: set[str] = set()  # the bands share most lines: each distinct line is judged once
     for band in AGE_BANDS:
         engine = DialogueEngine(band, remember_name=True, content_dir=Path(directory))
         where = f" (age band {band})"
-        checked += check_replies(engine.all_replies(), safety, where)
+        replies = [r for r in dict.fromkeys(engine.all_replies()) if r not in judged]
+        _prime(safety, replies)
+        checked += check_replies(replies, safety, where)
+        judged.update(replies)
         check_escalations(escalation_replies(engine), where)
     _forget_packs(load_pack)
     logger.info("content pack passed the safety gate: %d lines", checked)
     return checked
+
+
+def _prime(safety: SafetyFilter, replies: list[str]) -> None:
+    """Embed the replies in batches first: one forward pass per line is many times slower."""
+    semantic = safety.semantic
+    if semantic is None:
+        return
+    for start in range(0, len(replies), PRIME_CHUNK):
+        semantic.prime(replies[start:start + PRIME_CHUNK], "output")
 
 
 def _forget_packs(load_pack) -> None:

@@ -145,7 +145,8 @@ class PiiDetector:
                     if rule == "school.named":
                         start = self._skip_generic(text, start, end)
                     elif rule == "name.full":
-                        start = start + len(re.match(r"\S+\s+", text[start:end]).group())
+                        given = re.match(r"\S+\s+", text[start:end])  # a full name has two words
+                        start = start + given.end() if given else start
                     if rule in _TRIMMED:
                         end = self._trim(text, start, end)
                     spans.append(PiiSpan(start, end, category, rule))
@@ -154,7 +155,7 @@ class PiiDetector:
     def _accept(self, rule: str, match: re.Match[str], value: str) -> bool:
         if not value.strip():
             return False
-        check: Callable[[str], bool] | None = _CHECKS.get(rule)
+        check: Callable[[PiiDetector, str], bool] | None = _CHECKS.get(rule)
         return check(self, value) if check else True
 
     def _trim(self, text: str, start: int, end: int) -> int:

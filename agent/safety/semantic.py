@@ -171,6 +171,22 @@ class SemanticStage:
                 self._recent.popitem(last=False)
         return vector
 
+    def prime(self, texts: list[str], direction: str) -> int:
+        """Embed ``texts`` in batches ahead of judging them one by one (a content pack's
+        thousands of lines); returns how many needed a forward pass. At most
+        :data:`VECTOR_CACHE` texts are kept, so prime no more than that at once."""
+        with self._lock:
+            todo = list(dict.fromkeys(
+                t for t in texts if t.strip() and t.strip() not in self._known_benign[direction]
+                and t not in self._recent))[:VECTOR_CACHE]
+        vectors = self._embedder.encode(todo)
+        with self._lock:
+            for text, vector in zip(todo, vectors, strict=True):
+                self._recent[text] = vector
+            while len(self._recent) > VECTOR_CACHE:
+                self._recent.popitem(last=False)
+        return len(todo)
+
     def judge(self, text: str, direction: str) -> SemanticHit | None:
         """The finding for ``text`` said in ``direction`` ("input" or "output").
 
@@ -224,7 +240,8 @@ def _save(cache: Path, vectors: dict[str, np.ndarray]) -> None:
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=cache.parent, suffix=".npz", delete=False) as tmp:
-            np.savez(tmp, **vectors)
+            # numpy's stub types **kwds as if a key could be its own "allow_pickle" flag
+            np.savez(tmp, **vectors)  # type: ignore[arg-type, unused-ignore]
         os.replace(tmp.name, cache)
         for old in cache.parent.glob("exemplars-*.npz"):
             if old != cache:

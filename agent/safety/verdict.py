@@ -70,7 +70,7 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form, as kept in the store and printed by ``teddy safety check``."""
-        data = {
+        data: dict[str, Any] = {
             "action": self.action.value,
             "categories": list(self.categories),
             "redacted": self.redacted,

@@ -30,7 +30,7 @@ class Embedder:
     """
 
     def __init__(self, encoder: BertEncoder, tokenizer: Any, files: ModelFiles) -> None:
-        self._encoder = encoder
+        self._encoder: BertEncoder | None = encoder
         self._tokenizer = tokenizer
         self._lock = threading.Lock()
         self._closed = False
@@ -56,7 +56,8 @@ class Embedder:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """One L2-normalised float32 vector per text: shape ``(len(texts), 384)``."""
-        if self._closed:
+        encoder = self._encoder
+        if self._closed or encoder is None:
             raise ModelFilesError("the embedder is closed — load it again with load_embedder()")
         if not texts:
             return np.zeros((0, DIMENSION), dtype=np.float32)
@@ -67,7 +68,7 @@ class Embedder:
             chunk = order[start:start + BATCH]
             ids, mask = _pad([encodings[i].ids for i in chunk])
             with self._lock:
-                out[chunk] = self._encoder.forward(ids, mask)
+                out[chunk] = encoder.forward(ids, mask)
         return out
 
     @property
@@ -79,7 +80,7 @@ class Embedder:
         """Drop the weights (idempotent); :meth:`encode` refuses afterwards. The embedder
         may be shared (:func:`load_embedder`): the next load then reads the files again."""
         self._closed = True
-        self._encoder = None  # type: ignore[assignment]
+        self._encoder = None
         self._tokenizer = None
 
     def __enter__(self) -> Embedder:

@@ -56,7 +56,12 @@ class KeyRing:
     @property
     def can_rotate(self) -> bool:
         """Whether the provider can stage and promote a new key."""
-        return isinstance(self.provider, RotatableKeyProvider)
+        return self._rotatable is not None
+
+    @property
+    def _rotatable(self) -> RotatableKeyProvider | None:
+        """The provider, when it can stage and promote a new key."""
+        return self.provider if isinstance(self.provider, RotatableKeyProvider) else None
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -86,25 +91,29 @@ class KeyRing:
                 self._discard_pending()
                 return True
             pending = self._pending()
-            if pending is not None and crypto.key_id(pending) == db_id:
+            rotatable = self._rotatable
+            if (pending is not None and rotatable is not None
+                    and crypto.key_id(pending) == db_id):
                 logger.warning("finishing a key rotation that was interrupted after commit")
-                self.provider.promote_pending()
+                rotatable.promote_pending()
                 self.kek = pending
                 return True
             return False
 
     def _pending(self) -> bytes | None:
         """The staged key, or None if there is none or it is unreadable (never committed)."""
-        if not self.can_rotate:
+        rotatable = self._rotatable
+        if rotatable is None:
             return None
         try:
-            return self.provider.load_pending()
+            return rotatable.load_pending()
         except KeyFileError:
             return None
 
     def _discard_pending(self) -> None:
-        if self.can_rotate:
-            self.provider.discard_pending()
+        rotatable = self._rotatable
+        if rotatable is not None:
+            rotatable.discard_pending()
 
     def _adopt(self, conn: sqlite3.Connection) -> bool:
         """A store without a recorded key id (new, or from schema 1): record the current one."""
@@ -134,21 +143,22 @@ class KeyRing:
 
     def rotate(self, transaction: Transaction) -> str:
         """Re-wrap every data key under a new KEK; returns the new key id."""
-        if not self.can_rotate:
+        rotatable = self._rotatable
+        if rotatable is None:
             raise KeyRotationError(
                 f"the key provider {type(self.provider).__name__} cannot rotate its key — "
                 "rotate it with the provider's own tools"
             )
         with self._exclusive():
             new_kek = crypto.new_key()
-            self.provider.write_pending(new_kek)
+            rotatable.write_pending(new_kek)
             with transaction() as conn:
                 old_kek = self.ensure(stored_key_id(conn))
                 count = _rewrap_all(conn, old_kek, new_kek)
                 conn.execute("UPDATE meta SET value = ? WHERE key = ?",
                              (crypto.key_id(new_kek), KEK_ID))
                 conn.execute("DELETE FROM meta WHERE key = 'rotation_due'")
-            self.provider.promote_pending()
+            rotatable.promote_pending()
             if crypto.key_id(self.provider.load()) != crypto.key_id(new_kek):
                 raise KeyRotationError(
                     f"the rotated key did not replace {_where(self.provider)} — "

@@ -25,7 +25,9 @@ def seal_clear_consents(conn: sqlite3.Connection, kek: bytes) -> int:
     return len(rows)
 
 
-MIGRATIONS: tuple[str | Callable[[sqlite3.Connection, bytes], object], ...] = (
+Migration = str | Callable[[sqlite3.Connection, bytes], object]
+"""One schema step: an SQL script, or a function of the connection and the store's key."""
+MIGRATIONS: tuple[Migration, ...] = (
     # 1: conversations with wrapped data keys, encrypted turns, the outbox, consent.
     """
     CREATE TABLE conversations (
@@ -114,12 +116,13 @@ def migrate(conn: sqlite3.Connection, kek: KeySource | None = None) -> int:
     return found
 
 
-def _run(conn: sqlite3.Connection, step, kek: KeySource | None) -> None:
-    if callable(step):
-        step(conn, kek(conn))
+def _run(conn: sqlite3.Connection, step: Migration, kek: KeySource | None) -> None:
+    if isinstance(step, str):
+        for statement in _statements(step):
+            conn.execute(statement)
         return
-    for statement in _statements(step):
-        conn.execute(statement)
+    assert kek is not None, "migrate() stops before a keyed step when it has no key"
+    step(conn, kek(conn))
 
 
 def _statements(script: str) -> list[str]:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from agent.alerts import AlertSink, Severity
 from agent.safety.verdict import Verdict
@@ -56,7 +56,7 @@ class StoredTurn:
     """Device-wide, monotonically increasing sequence number."""
     conversation_id: str
     """The conversation it belongs to."""
-    role: str
+    role: Literal["child", "bear"]
     """``"child"`` or ``"bear"``."""
     text: str
     """What was said."""
@@ -111,7 +111,7 @@ class ConversationStore:
         alerts: AlertSink | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._conn = conn
+        self._conn: sqlite3.Connection | None = conn
         self._keyring = KeyRing(keys, path.with_name(path.name + ".keylock"))
         self._data_keys: dict[str, bytes] = {}
         self._lock = threading.RLock()
@@ -180,20 +180,27 @@ class ConversationStore:
         if not self._key_matches:
             return
         with self._lock:
-            before = self._conn.execute("PRAGMA user_version").fetchone()[0]
-            migrate(self._conn, kek=self._kek)
-            if before < self._conn.execute("PRAGMA user_version").fetchone()[0]:
-                deletion.checkpoint(self._conn)
+            before = self._db.execute("PRAGMA user_version").fetchone()[0]
+            migrate(self._db, kek=self._kek)
+            if before < self._db.execute("PRAGMA user_version").fetchone()[0]:
+                deletion.checkpoint(self._db)
 
     def _kek(self, conn: sqlite3.Connection | None = None) -> bytes:
         """The key-encryption key the store's rows are sealed with now."""
-        return self._keyring.ensure(kek_module.stored_key_id(conn or self._conn))
+        return self._keyring.ensure(kek_module.stored_key_id(conn or self._db))
 
     def __enter__(self) -> ConversationStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The open connection; a closed store raises :class:`StoreError`."""
+        if self._conn is None:
+            raise StoreError("the store is closed — open it again")
+        return self._conn
 
     def close(self) -> None:
         """Close the database and forget the keys held in memory. Idempotent."""
@@ -225,7 +232,7 @@ class ConversationStore:
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
         """Rows as dicts (sqlite-utils is not imported: it costs 0.4 s at every start)."""
-        cursor = self._conn.execute(sql, tuple(params))
+        cursor = self._db.execute(sql, tuple(params))
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
@@ -239,7 +246,7 @@ class ConversationStore:
     @_sqlite_errors
     def consent(self) -> Consent | None:
         """The consent in force, or None. The parent's name or e-mail is kept sealed."""
-        row = self._conn.execute(
+        row = self._db.execute(
             "SELECT id, parent, parent_sealed, scopes, granted_at, source FROM consents "
             "WHERE revoked_at IS NULL ORDER BY id DESC LIMIT 1"
         ).fetchone()
@@ -389,7 +396,7 @@ class ConversationStore:
         key = self._data_keys.get(conversation_id)
         if key is not None:
             return key
-        row = self._conn.execute(  # one statement: one snapshot of key and key id
+        row = self._db.execute(  # one statement: one snapshot of key and key id
             "SELECT wrapped_key, (SELECT value FROM meta WHERE key = 'kek_id') "
             "FROM conversations WHERE id = ?", (conversation_id,)
         ).fetchone()
@@ -439,7 +446,7 @@ class ConversationStore:
     @_sqlite_errors
     def unacked_batches(self) -> list[str]:
         """Batch ids sent earlier (perhaps by a process that died) and not yet acked."""
-        rows = self._conn.execute(
+        rows = self._db.execute(
             "SELECT DISTINCT batch_id FROM outbox WHERE batch_id IS NOT NULL ORDER BY seq"
         ).fetchall()
         return [row[0] for row in rows]
@@ -464,13 +471,13 @@ class ConversationStore:
     @_sqlite_errors
     def outbox_depth(self) -> int:
         """How many turns wait for the cloud's ack."""
-        return self._conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        return self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
 
     def outbox_usage(self, with_bytes: bool = True) -> dict[str, Any]:
         """For the sync client's batching and budget: ``rows`` waiting, ``unclaimed`` (in no
         batch yet), ``oldest_unclaimed_at`` (Unix seconds or None) and, with ``with_bytes``,
         ``bytes``: the sealed size of every waiting turn plus its row overhead."""
-        one = self._conn.execute
+        one = self._db.execute
         rows, unclaimed = one("SELECT count(*), count(*) - count(batch_id) FROM outbox").fetchone()
         oldest = one("SELECT t.created_at FROM outbox o JOIN turns t ON t.seq = o.seq "
                      "WHERE o.batch_id IS NULL ORDER BY o.seq LIMIT 1").fetchone()
@@ -490,7 +497,7 @@ class ConversationStore:
         import would cost the bear 0.4 s on every boot."""
         import sqlite_utils
 
-        tables = sqlite_utils.Database(self._conn)
+        tables = sqlite_utils.Database(self._db)
         wal = self.path.with_name(self.path.name + "-wal")
         return {
             "conversations": tables["conversations"].count,
@@ -508,7 +515,7 @@ class ConversationStore:
     def conversations(self, child_id: str | None = None) -> list[ConversationInfo]:
         """Every conversation's metadata (of one child, if given), oldest first."""
         where, params = ("WHERE c.child_id = ?", (child_id,)) if child_id else ("", ())
-        rows = self._conn.execute(
+        rows = self._db.execute(
             "SELECT c.id, c.child_id, c.started_at, "
             "       COALESCE(MAX(t.created_at), c.started_at), COUNT(t.seq), COUNT(o.seq) "
             "FROM conversations c LEFT JOIN turns t ON t.conversation_id = c.id "
@@ -547,7 +554,7 @@ class ConversationStore:
     def _finish_interrupted_deletion(self) -> None:
         """A deletion whose key rotation was cut off (crash, power loss): rotate now."""
         try:
-            due = deletion.rotation_due(self._conn)
+            due = deletion.rotation_due(self._db)
         except sqlite3.Error:
             return  # a damaged store: verify will say so
         if due and self._keyring.can_rotate:
@@ -567,7 +574,7 @@ class ConversationStore:
     def _checkpoint(self) -> bool:
         with self._lock:
             try:
-                return deletion.checkpoint(self._conn)
+                return deletion.checkpoint(self._db)
             except sqlite3.Error as exc:
                 raise self._failures.translate(exc) from exc
 
@@ -587,7 +594,7 @@ class ConversationStore:
         self._last_sweep = now
         cutoff = now - self._settings.retention_days * retention.DAY
         report = retention.RetentionReport()
-        for item in retention.expired(self._conn, cutoff):
+        for item in retention.expired(self._db, cutoff):
             if item.unsynced and self._settings.keep_unsynced_past_retention:
                 report.kept_unsynced.append(item.conversation_id)
             else:

@@ -33,7 +33,7 @@ class VerifyReport:
 def verify(store: ConversationStore) -> VerifyReport:
     """Run integrity, foreign-key, outbox and decryption checks on an open store."""
     report = VerifyReport()
-    conn = store._conn  # noqa: SLF001 - verification reads the raw rows on purpose
+    conn = store._db  # noqa: SLF001 - verification reads the raw rows on purpose
     try:
         _sqlite_checks(conn, report)
         _decryption_checks(store, conn, report)

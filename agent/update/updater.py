@@ -268,7 +268,8 @@ class Updater:
             return self.roll_back(version, previous, f"post-update check failed: {report.reason}")
         by_guard, reason = self._watch(version)
         if by_guard:
-            return UpdateResult(version, "rolled_back", reason, self.current_version())
+            return UpdateResult(version, "rolled_back", reason or "rolled back by the boot guard",
+                                self.current_version())
         if reason is not None:
             return self.roll_back(version, previous, reason)
         manifest = self._manifest_of(release_dir)

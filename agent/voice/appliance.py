@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.voice.ears import Ears
 from agent.voice.loop import VoiceLoop
@@ -22,10 +22,14 @@ from hardware.audio import AlertHook, open_microphone, open_speaker
 from hardware.led import StatusLed
 from hardware.pins import PawButton, make_pin_factory
 
+if TYPE_CHECKING:
+    import vosk
+
 logger = logging.getLogger(__name__)
 
 
-def build_ears(settings: Settings, grammar: list[str] | None = None, model: Any = None) -> Ears:
+def build_ears(settings: Settings, grammar: list[str] | None = None,
+               model: vosk.Model | None = None) -> Ears:
     """A VAD segmenter and a Vosk recognizer (grammar from settings unless given)."""
     rate = settings.audio.sample_rate
     model = model if model is not None else load_model(settings.voice.model_path, rate)
@@ -76,8 +80,10 @@ def open_appliance(
         wake_ears = None
         if settings.voice.listen_mode == "wake_phrase":
             wake_ears = build_ears(settings, [settings.voice.wake_phrase], model)
-        microphone = stack.enter_context(open_microphone(settings.audio, alert))
-        speaker = stack.enter_context(open_speaker(settings.audio))
+        microphone = open_microphone(settings.audio, alert)
+        stack.callback(microphone.close)
+        speaker = open_speaker(settings.audio)
+        stack.callback(speaker.close)
         voice = Voice(Synthesizer(settings.voice), speaker)
         factory = make_pin_factory(settings.pins)
         stack.callback(factory.close)

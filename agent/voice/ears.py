@@ -77,9 +77,9 @@ class Ears:
             self._busy_s += time.perf_counter() - started
         if step.ended is None:
             return None
-        return self._final(step)
+        return self._final(step, step.ended)
 
-    def _final(self, step: VadStep) -> Heard:
+    def _final(self, step: VadStep, reason: str) -> Heard:
         ended_at = time.monotonic()
         audio_s = self.recognizer.audio_seconds
         started = time.perf_counter()
@@ -87,7 +87,7 @@ class Ears:
         busy = self._busy_s + time.perf_counter() - started
         self._busy_s = 0.0
         self.partial = ""
-        return Heard(transcript, step.ended, step.too_short, audio_s, busy, ended_at,
+        return Heard(transcript, reason, step.too_short, audio_s, busy, ended_at,
                      time.monotonic())
 
     def reset(self) -> None:

@@ -88,7 +88,7 @@ class VoiceLoop:
         self._stop = threading.Event()
         self._idle = threading.Event()
         self._losses_seen = microphone.stats.losses
-        self.heartbeat: Callable[[float | None], None] = lambda grace=None: None
+        self.heartbeat: Callable[[float | None], None] = lambda grace: None
         """Called every step, and before speaking with the seconds it may take: the systemd
         watchdog's ``alive`` (:mod:`agent.lifecycle`), so a hung loop gets restarted."""
 

@@ -11,10 +11,13 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.voice.errors import ModelError
 from config.voice import MODEL_HELP
+
+if TYPE_CHECKING:
+    import vosk  # untyped: its names are Any to mypy, but say what is meant
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +28,7 @@ GRAPHS = (("graph/HCLG.fst",), ("graph/HCLr.fst", "graph/Gr.fst"))
 UNKNOWN_WORD = "[unk]"
 """Vosk's catch-all word in a phrase grammar."""
 
-_models: dict[Path, Any] = {}
+_models: dict[Path, vosk.Model] = {}
 _models_lock = threading.Lock()
 
 
@@ -96,7 +99,7 @@ def check_model(path: Path | None, sample_rate: int) -> Path:
     return path
 
 
-def load_model(path: Path | None, sample_rate: int = 16000) -> Any:
+def load_model(path: Path | None, sample_rate: int = 16000) -> vosk.Model:
     """The Vosk model at ``path``, checked and loaded once per process."""
     checked = check_model(path, sample_rate).resolve()
     with _models_lock:
@@ -116,7 +119,7 @@ def load_model(path: Path | None, sample_rate: int = 16000) -> Any:
 class StreamingRecognizer:
     """Vosk recognition of one utterance at a time, fed frame by frame."""
 
-    def __init__(self, model: Any, sample_rate: int = 16000,
+    def __init__(self, model: vosk.Model, sample_rate: int = 16000,
                  grammar: list[str] | None = None) -> None:
         import vosk
 

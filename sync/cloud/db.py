@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config.errors import CloudError
 from config.settings import CloudSettings
+
+if TYPE_CHECKING:
+    from psycopg import Cursor
+    from psycopg.rows import TupleRow
 
 POOL_OPEN_TIMEOUT = 15.0
 """Seconds the pool may take to make its first connection before ingest gives up."""
@@ -14,6 +18,15 @@ POOL_OPEN_TIMEOUT = 15.0
 def _reason(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[-1] if text else type(exc).__name__
+
+
+def one_row(cursor: Cursor[TupleRow]) -> TupleRow:
+    """The row a statement always returns (an aggregate, an upsert or INSERT … RETURNING)."""
+    row = cursor.fetchone()
+    if row is None:
+        raise CloudError("PostgreSQL returned no row where the statement always makes one — "
+                         "check the schema is migrated (teddy-cloud migrate)")
+    return row
 
 
 def connect(settings: CloudSettings):

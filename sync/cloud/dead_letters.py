@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from config.settings import CloudSettings
+from sync.cloud.db import one_row
 from sync.cloud.ratelimit import TokenBuckets
+
+if TYPE_CHECKING:
+    from psycopg import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +47,7 @@ class DeadLetters:
             return False
         return True
 
-    def insert(self, conn: Any, topic: str, device_id: str | None, payload: bytes,
+    def insert(self, conn: Connection, topic: str, device_id: str | None, payload: bytes,
                reason: str) -> bool:
         """Keep one dead letter unless a cap is reached; True if it was kept."""
         cloud = self.cloud
@@ -51,10 +55,10 @@ class DeadLetters:
             self.dropped["total_cap"] += 1
             return False
         same_device = "device_id IS NULL" if device_id is None else "device_id = %(device)s"
-        kept = conn.execute(
+        kept = one_row(conn.execute(
             f"SELECT count(*) FROM (SELECT 1 FROM dead_letters WHERE {same_device}"
             " LIMIT %(per_device)s) d",
-            {"device": device_id, "per_device": cloud.dead_letters_per_device}).fetchone()[0]
+            {"device": device_id, "per_device": cloud.dead_letters_per_device}))[0]
         if kept >= cloud.dead_letters_per_device:
             self.dropped["device_cap"] += 1
             return False
@@ -66,20 +70,19 @@ class DeadLetters:
         self._total += 1
         return True
 
-    def _total_reached(self, conn: Any) -> bool:
+    def _total_reached(self, conn: Connection) -> bool:
         """Whether all dead letters reach ``cloud.dead_letters_total`` (counted at most once
         a second; in between, this process's own inserts are added)."""
         total = self.cloud.dead_letters_total
         now = time.monotonic()
         if now - self._counted_at >= TOTAL_RECOUNT_S:
-            self._total = conn.execute(
-                "SELECT count(*) FROM (SELECT 1 FROM dead_letters LIMIT %s) t",
-                (total,)).fetchone()[0]
+            self._total = one_row(conn.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM dead_letters LIMIT %s) t", (total,)))[0]
             self._counted_at = now
         return self._total >= total
 
 
-def prune(conn: Any, keep_days: float) -> int:
+def prune(conn: Connection, keep_days: float) -> int:
     """Delete dead letters older than ``keep_days``; returns how many."""
     deleted = conn.execute(
         "DELETE FROM dead_letters WHERE received_at < now() - make_interval(secs => %s)",

@@ -21,11 +21,15 @@ import logging
 import os
 import threading
 import uuid
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from config.errors import ConfigError, KeyFileError, TeddyError
 from config.keyfile import load_key_file
 from config.settings import Settings
+from sync.cloud.db import one_row
+
+if TYPE_CHECKING:
+    from psycopg import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -112,16 +116,16 @@ class Keyring:
         """Load (or make) the cloud key now, so a missing or unreadable one fails at start."""
         self._wrapper.unwrap(self._wrapper.wrap(bytes(32)))
 
-    def _key_for_pairing(self, conn: Any, pairing_id: str) -> tuple[str, bytes]:
+    def _key_for_pairing(self, conn: Connection, pairing_id: str) -> tuple[str, bytes]:
         row = conn.execute("SELECT key_id::text, wrapped_key FROM family_keys"
                            " WHERE pairing_id = %s", (pairing_id,)).fetchone()
         if row is None:
             key = os.urandom(32)
-            row = conn.execute(
+            row = one_row(conn.execute(
                 "INSERT INTO family_keys (pairing_id, key_id, wrapped_key) VALUES (%s, %s, %s)"
                 " ON CONFLICT (pairing_id) DO UPDATE SET pairing_id = EXCLUDED.pairing_id"
                 " RETURNING key_id::text, wrapped_key",
-                (pairing_id, str(uuid.uuid4()), self._wrapper.wrap(key))).fetchone()
+                (pairing_id, str(uuid.uuid4()), self._wrapper.wrap(key))))
         return row[0], self._unwrapped(row[0], bytes(row[1]))
 
     def _unwrapped(self, key_id: str, wrapped: bytes) -> bytes:
@@ -133,7 +137,7 @@ class Keyring:
                 self._cache[key_id] = key
         return key
 
-    def seal_for_pairing(self, conn: Any, pairing_id: str, text: str) -> str:
+    def seal_for_pairing(self, conn: Connection, pairing_id: str, text: str) -> str:
         """``text`` sealed under the family key of ``pairing_id`` (made if missing)."""
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -142,7 +146,7 @@ class Keyring:
         sealed = AESGCM(key).encrypt(nonce, text.encode("utf-8"), key_id.encode())
         return f"{PREFIX}{key_id}.{base64.b64encode(nonce + sealed).decode()}"
 
-    def open(self, conn: Any, value: str) -> str:
+    def open(self, conn: Connection, value: str) -> str:
         """The text of a sealed value (plain text passes through)."""
         from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -190,7 +194,7 @@ def keyring() -> Keyring | None:
     return _installed
 
 
-def seal(conn: Any, device_id: str, text: str) -> str:
+def seal(conn: Connection, device_id: str, text: str) -> str:
     """Ingest's hook: ``text`` sealed under the bear's current family key; unchanged when the
     bear has no family or no keyring is installed. A destroyed key is replaced by a new one
     at the next turn (the key is looked up in the same transaction)."""
@@ -212,7 +216,7 @@ def seal(conn: Any, device_id: str, text: str) -> str:
         return text
 
 
-def destroy(conn: Any, pairing_id: str) -> int:
+def destroy(conn: Connection, pairing_id: str) -> int:
     """Delete a family's data key: what was sealed under it can never be read again."""
     rows = conn.execute("DELETE FROM family_keys WHERE pairing_id = %s RETURNING key_id::text",
                         (pairing_id,)).fetchall()

@@ -15,11 +15,14 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from config.errors import CloudError
 from config.settings import DEVICE_ID_PATTERN, Settings
 from sync.protocol.claim import raw_public
+
+if TYPE_CHECKING:
+    from psycopg import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +104,7 @@ def bundle_keys(settings: Settings) -> dict[str, str]:
             "claim_verify_key": raw_public(keys.signing)}
 
 
-def register(conn: Any, device_id: str) -> bool:
+def register(conn: Connection, device_id: str) -> bool:
     """Record ``device_id`` as a manufactured bear; False if it already was."""
     if not DEVICE_ID_PATTERN.match(device_id):
         raise IdentityError(f"device id {device_id!r} must be 3-64 lowercase letters, digits or "
@@ -113,7 +116,7 @@ def register(conn: Any, device_id: str) -> bool:
     return row is not None
 
 
-def is_manufactured(conn: Any, device_id: str) -> bool:
+def is_manufactured(conn: Connection, device_id: str) -> bool:
     """Whether ``device_id`` was registered by ``teddy-cloud provision``."""
     return conn.execute("SELECT 1 FROM devices WHERE device_id = %s AND manufactured_at IS NOT"
                         " NULL", (device_id,)).fetchone() is not None
@@ -141,7 +144,7 @@ class Manufactured:
     """Its ``[pairing]`` keys."""
 
 
-def manufacture(settings: Settings, conn: Any, device_id: str) -> Manufactured:
+def manufacture(settings: Settings, conn: Connection, device_id: str) -> Manufactured:
     """Register ``device_id``, give it a broker account; what its bundle must hold."""
     register(conn, device_id)
     password = secrets.token_urlsafe(32)

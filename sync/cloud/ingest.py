@@ -33,7 +33,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from config.settings import Settings
 from sync.backoff import Backoff
@@ -43,6 +43,7 @@ from sync.cloud.messages import KINDS, Parsed, Received, TimeWindow, parse
 from sync.cloud.metrics import IngestMetrics
 from sync.cloud.ratelimit import TokenBuckets
 from sync.protocol import Receipt, receipt_id, shared_subscription
+from sync.protocol.receipts import ReceiptKind
 
 logger = logging.getLogger(__name__)
 
@@ -282,8 +283,9 @@ class Ingestor:
             if rid is not None:
                 reason = (f"over this bear's rate ({self._settings.cloud.bear_turns_per_s:g} "
                           f"turns/s, {self._settings.cloud.bear_bytes_per_s:g} bytes/s)")
-                refusals.append((item.device_id,
-                                 Receipt(kind=item.kind, ids=[rid], refused=reason,
+                kind = cast(ReceiptKind, item.kind)  # turns, or one that receipt_id named
+                refusals.append((item.bear,
+                                 Receipt(kind=kind, ids=[rid], refused=reason,
                                          retry_after=round(min(max(wait, 0.5), 3600.0), 3))))
         return kept, refusals
 

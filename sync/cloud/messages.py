@@ -52,6 +52,13 @@ class Parsed:
     reason: str | None = None
     """Why it is invalid (kind ``invalid``)."""
 
+    @property
+    def bear(self) -> str:
+        """The device id of a valid message (only a message on a bad topic has none)."""
+        if self.device_id is None:
+            raise ProtocolError(f"topic {self.message.topic!r} names no bear")
+        return self.device_id
+
 
 @dataclass(frozen=True)
 class TimeWindow:

@@ -19,7 +19,7 @@ LOCK_ID = 0x7E44_0001
 def migration_files() -> list[tuple[str, str]]:
     """``(version, sql)`` for every migration file, in order."""
     folder = resources.files(MIGRATIONS_PACKAGE)
-    found = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+    found = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
     return [(Path(p.name).stem, p.read_text()) for p in found]
 
 

@@ -27,11 +27,12 @@ import queue
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from config.errors import ProtocolError, TeddyError
 from config.settings import DEVICE_ID_PATTERN, Settings
 from sync.cloud.cloud_link import CloudLink
+from sync.cloud.db import one_row
 from sync.cloud.identity import ClaimKeys, claim_keys, is_manufactured
 from sync.protocol import (
     ClaimAnswer,
@@ -40,7 +41,10 @@ from sync.protocol import (
     PairingGrant,
     parse_device_topic,
 )
-from sync.protocol.claim import code_digest, open_request, release_digest, seal_grant
+from sync.protocol.claim import Scope, code_digest, open_request, release_digest, seal_grant
+
+if TYPE_CHECKING:
+    from psycopg import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +131,7 @@ def _open_claim(topic: str, payload: bytes, keys: ClaimKeys) -> Claim | None:
         return None
 
 
-def record_claims(conn: Any, settings: Settings, link: CloudLink, keys: ClaimKeys,
+def record_claims(conn: Connection, settings: Settings, link: CloudLink, keys: ClaimKeys,
                   claims: list[Claim]) -> None:
     """Insert claims not seen before; refuse those of unregistered ids or paired bears.
 
@@ -158,7 +162,7 @@ def record_claims(conn: Any, settings: Settings, link: CloudLink, keys: ClaimKey
                              refusal)
 
 
-def _releases(conn: Any, claim: Claim) -> tuple[str | None, str]:
+def _releases(conn: Connection, claim: Claim) -> tuple[str | None, str]:
     """The pairing the claim may end (None if the bear is not paired) and a refusal reason."""
     row = conn.execute("SELECT p.pairing_id::text, p.release_digest FROM devices d JOIN"
                        " pairings p ON p.pairing_id = d.pairing_id WHERE d.device_id = %s"
@@ -173,7 +177,7 @@ def _releases(conn: Any, claim: Claim) -> tuple[str | None, str]:
     return row[0], ""
 
 
-def approve(settings: Settings, conn: Any, code: str, parent_email: str,
+def approve(settings: Settings, conn: Connection, code: str, parent_email: str,
             scopes: tuple[str, ...], device_id: str | None = None, *,
             requester: str | None = None) -> Approved:
     """Approve the waiting bear that spoke ``code``; see the module docstring.
@@ -189,7 +193,8 @@ def approve(settings: Settings, conn: Any, code: str, parent_email: str,
         claim = _match(conn, settings, link, keys, code, device_id, who)
         token = secrets.token_urlsafe(32)
         pairing_id = _commit(conn, claim, parent_email, scopes, who, release_digest(token))
-        grant = PairingGrant(parent=parent_email, scopes=list(scopes), release_token=token)
+        grant = PairingGrant(parent=parent_email, release_token=token,  # it checks the scopes
+                             scopes=cast("list[Scope]", list(scopes)))
         answer = ClaimAnswer(device_id=claim["device_id"], claim_id=claim["claim_id"],
                              nonce=claim["nonce"], status="approved",
                              expires_at=time.time() + settings.fleet.claim_ttl_s,
@@ -210,11 +215,11 @@ def _check_inputs(code: str, parent_email: str, device_id: str | None) -> None:
         raise PairingError(f"device id {device_id!r} is not 3-64 lowercase letters, digits, -")
 
 
-def _check_requester(conn: Any, settings: Settings, requester: str) -> None:
+def _check_requester(conn: Connection, settings: Settings, requester: str) -> None:
     limit, window = settings.fleet.requester_max_attempts, settings.fleet.claim_ttl_s
-    failures = conn.execute(
+    failures = one_row(conn.execute(
         "SELECT count(*) FROM pairing_failures WHERE requester = %s"
-        " AND failed_at > now() - make_interval(secs => %s)", (requester, window)).fetchone()[0]
+        " AND failed_at > now() - make_interval(secs => %s)", (requester, window)))[0]
     if failures >= limit:
         raise RequesterLockedError(f"{failures} wrong codes from {requester} in the last "
                                    f"{window:g} s — wait that long, then enter the code the "
@@ -225,7 +230,7 @@ _CLAIM_COLUMNS = ("claim_id", "device_id", "code_digest", "public_key", "nonce",
                   "failed_attempts", "expired")
 
 
-def _claims(conn: Any, device_id: str | None) -> list[dict[str, Any]]:
+def _claims(conn: Connection, device_id: str | None) -> list[dict[str, Any]]:
     where, params = ("AND device_id = %s", (device_id,)) if device_id else ("", ())
     rows = conn.execute(
         "SELECT claim_id, device_id, code_digest, public_key, nonce, status, failed_attempts,"
@@ -235,7 +240,7 @@ def _claims(conn: Any, device_id: str | None) -> list[dict[str, Any]]:
     return [dict(zip(_CLAIM_COLUMNS, row, strict=True)) for row in rows]
 
 
-def _match(conn: Any, settings: Settings, link: CloudLink, keys: ClaimKeys, code: str,
+def _match(conn: Connection, settings: Settings, link: CloudLink, keys: ClaimKeys, code: str,
            device_id: str | None, requester: str) -> dict[str, Any]:
     claims = _claims(conn, device_id)
     matching = [c for c in claims if secrets.compare_digest(
@@ -266,7 +271,7 @@ def _match(conn: Any, settings: Settings, link: CloudLink, keys: ClaimKeys, code
     return claim
 
 
-def _charge_wrong_code(conn: Any, settings: Settings, link: CloudLink, keys: ClaimKeys,
+def _charge_wrong_code(conn: Connection, settings: Settings, link: CloudLink, keys: ClaimKeys,
                        requester: str, claims: list[dict[str, Any]]) -> None:
     """One wrong code: against the requester, and against the claim of the named bear."""
     conn.execute("DELETE FROM pairing_failures WHERE failed_at < now() - interval '1 day'")
@@ -294,7 +299,7 @@ def _answer_rejected(link: CloudLink, keys: ClaimKeys, settings: Settings, devic
     link.send(answer.signed_with(keys.signing), device_id)
 
 
-def _commit(conn: Any, claim: dict[str, Any], parent_email: str, scopes: tuple[str, ...],
+def _commit(conn: Connection, claim: dict[str, Any], parent_email: str, scopes: tuple[str, ...],
             requester: str, release: str) -> str:
     """Flip the claim to approved and record pairing and consent, all or nothing; the
     new pairing id. Exactly one of two concurrent approvals gets here without an error."""

@@ -18,12 +18,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from sync.cloud import family_keys, fleet
 from sync.cloud.dead_letters import DeadLetters
 from sync.cloud.messages import Parsed
 from sync.protocol import Ack, Message, Receipt, receipt_id, to_ranges
+from sync.protocol.receipts import ReceiptKind
+
+if TYPE_CHECKING:
+    from psycopg import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +44,7 @@ by ``created_at``); ``scripts/bench-partitions`` sets the old ``device_id, seq``
 the unpartitioned table beside it."""
 
 
-def prepare_connection(conn: Any) -> None:
+def prepare_connection(conn: Connection) -> None:
     """Pool ``configure`` hook: give a new connection its staging table."""
     conn.execute(STAGING_DDL)
 
@@ -70,7 +74,7 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
     return (psycopg.OperationalError, psycopg.InterfaceError)
 
 
-def write(conn: Any, items: list[Parsed], dead: DeadLetters | None = None) -> WriteOutcome:
+def write(conn: Connection, items: list[Parsed], dead: DeadLetters | None = None) -> WriteOutcome:
     """Commit ``items`` in one transaction (falling back to savepoints on any failure).
 
     Raises only when the connection fails (the caller retries the batch on a new one)."""
@@ -88,7 +92,7 @@ def write(conn: Any, items: list[Parsed], dead: DeadLetters | None = None) -> Wr
     return outcome
 
 
-def _write_all(conn: Any, items: list[Parsed], dead: DeadLetters | None) -> WriteOutcome:
+def _write_all(conn: Connection, items: list[Parsed], dead: DeadLetters | None) -> WriteOutcome:
     outcome = WriteOutcome()
     _upsert_devices(conn, items)
     turns = [item for item in items if item.kind == "turns"]
@@ -99,7 +103,7 @@ def _write_all(conn: Any, items: list[Parsed], dead: DeadLetters | None) -> Writ
     return outcome
 
 
-def _write_each(conn: Any, items: list[Parsed], dead: DeadLetters | None) -> WriteOutcome:
+def _write_each(conn: Connection, items: list[Parsed], dead: DeadLetters | None) -> WriteOutcome:
     outcome = WriteOutcome()
     for item in items:
         try:
@@ -129,31 +133,32 @@ def _rejection(exc: Exception) -> str:
 
 def _drop_receipt(outcome: WriteOutcome, item: Parsed) -> None:
     """A message rolled back to its savepoint is not receipted (nor acked)."""
-    key = (item.device_id, item.kind)
+    key = (item.bear, item.kind)
     rid = receipt_id(item.kind, item.body) if item.body is not None else None
     if rid is not None and rid in outcome.receipted.get(key, []):
         outcome.receipted[key].remove(rid)
     if item.kind == "turns":
         outcome.acks = [(d, a) for d, a in outcome.acks
                         if not (isinstance(a, Ack) and a.batch_id == item.body.batch_id
-                                and d == item.device_id)]
+                                and d == item.bear)]
 
 
 def _add_receipts(outcome: WriteOutcome) -> None:
     for (device_id, kind), ids in sorted(outcome.receipted.items()):
         for start in range(0, len(ids), 1000):
             chunk = ids[start:start + 1000]
-            if chunk:
-                outcome.acks.append((device_id, Receipt(kind=kind, ids=chunk)))
+            if chunk:  # kind: one that receipt_id named, so a receipt kind
+                outcome.acks.append((device_id, Receipt(kind=cast(ReceiptKind, kind),
+                                                        ids=chunk)))
 
 
 def _receipt(outcome: WriteOutcome, item: Parsed) -> None:
     rid = receipt_id(item.kind, item.body)
     if rid is not None:
-        outcome.receipted.setdefault((item.device_id, item.kind), []).append(rid)
+        outcome.receipted.setdefault((item.bear, item.kind), []).append(rid)
 
 
-def _upsert_devices(conn: Any, items: list[Parsed]) -> None:
+def _upsert_devices(conn: Connection, items: list[Parsed]) -> None:
     devices = sorted({i.device_id for i in items if i.kind != "invalid" and i.device_id})
     if devices:  # sorted: two ingestors lock device rows in the same order
         conn.execute(
@@ -161,7 +166,7 @@ def _upsert_devices(conn: Any, items: list[Parsed]) -> None:
             " ON CONFLICT (device_id) DO UPDATE SET last_seen = now()", (devices,))
 
 
-def _copy_turns(conn: Any, items: list[Parsed], outcome: WriteOutcome) -> None:
+def _copy_turns(conn: Connection, items: list[Parsed], outcome: WriteOutcome) -> None:
     total = 0
     oldest = None
     rows = []
@@ -169,7 +174,7 @@ def _copy_turns(conn: Any, items: list[Parsed], outcome: WriteOutcome) -> None:
         batch = item.body
         for t in batch.turns:
             # portal (issue 14): transcript text sealed under the family's key
-            text = family_keys.seal(conn, item.device_id, t.text)
+            text = family_keys.seal(conn, item.bear, t.text)
             rows.append((item.device_id, t.seq, t.conversation_id, t.role, text,
                          datetime.fromtimestamp(t.created_at, UTC), t.action,
                          t.categories, batch.batch_id))
@@ -189,10 +194,11 @@ def _copy_turns(conn: Any, items: list[Parsed], outcome: WriteOutcome) -> None:
         outcome.oldest_turn_at = oldest if known is None else min(known, oldest)
     for item in items:
         ranges = to_ranges(t.seq for t in item.body.turns)
-        outcome.acks.append((item.device_id, Ack(batch_id=item.body.batch_id, ranges=ranges)))
+        outcome.acks.append((item.bear, Ack(batch_id=item.body.batch_id, ranges=ranges)))
 
 
-def _write_other(conn: Any, item: Parsed, outcome: WriteOutcome, dead: DeadLetters | None) -> None:
+def _write_other(conn: Connection, item: Parsed, outcome: WriteOutcome,
+                 dead: DeadLetters | None) -> None:
     if item.kind == "status" and item.body is not None:
         status = item.body
         conn.execute(
@@ -216,7 +222,7 @@ def _write_other(conn: Any, item: Parsed, outcome: WriteOutcome, dead: DeadLette
         _receipt(outcome, item)
 
 
-def _write_health(conn: Any, item: Parsed) -> None:
+def _write_health(conn: Connection, item: Parsed) -> None:
     from psycopg.types.json import Jsonb
 
     sample = item.body
@@ -227,7 +233,7 @@ def _write_health(conn: Any, item: Parsed) -> None:
          Jsonb({"metrics": sample.metrics, "open_alerts": sample.open_alerts})))
 
 
-def _write_alert(conn: Any, item: Parsed) -> None:
+def _write_alert(conn: Connection, item: Parsed) -> None:
     from psycopg.types.json import Jsonb
 
     alert = item.body
@@ -244,7 +250,8 @@ def _write_alert(conn: Any, item: Parsed) -> None:
          Jsonb(alert.details), alert.raised_at, cleared_at, alert.rule))
 
 
-def _dead_letter(conn: Any, item: Parsed, outcome: WriteOutcome, dead: DeadLetters | None) -> None:
+def _dead_letter(conn: Connection, item: Parsed, outcome: WriteOutcome,
+                 dead: DeadLetters | None) -> None:
     message = item.message
     outcome.dead_letters += 1
     if dead is not None and not dead.admit(item.device_id):

@@ -30,12 +30,12 @@ from sync.protocol.base import Message
 from sync.protocol.commands import Signed
 from sync.protocol.topics import Route
 
+Scope = Literal["keep", "sync", "name"]
+"""What a parent consents to (:class:`agent.store.consent.Scope` values)."""
 CLAIM_ID_PATTERN = re.compile(r"^c[0-9a-f]{24}$")
 """A claim id: ``c`` and 24 hex digits."""
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 """A pairing id (a UUID made by PostgreSQL)."""
-B64_KEY = {"min_length": 40, "max_length": 64}
-"""Field limits of a base64 raw 32-byte key."""
 
 
 def code_digest(claim_id: str, code: str) -> str:
@@ -94,7 +94,7 @@ class ClaimRequest(Message):
     """Schema version."""
     claim_id: str = Field(pattern=CLAIM_ID_PATTERN.pattern)
     """The claim's id (new for every attempt)."""
-    ephemeral_key: str = Field(**B64_KEY)
+    ephemeral_key: str = Field(min_length=40, max_length=64)  # base64 raw 32 bytes
     """Base64 one-time X25519 public key of the bear: the body is sealed with it to the
     cloud's claim key, and the answer's grant is sealed to it."""
     sealed: str = Field(min_length=20, max_length=4096)
@@ -108,7 +108,7 @@ class PairingGrant(Message):
     """Schema version."""
     parent: str = Field(min_length=3, max_length=320)
     """The consenting parent (e-mail)."""
-    scopes: list[Literal["keep", "sync", "name"]] = Field(min_length=1, max_length=3)
+    scopes: list[Scope] = Field(min_length=1, max_length=3)
     """What the parent consented to."""
     release_token: str = Field(min_length=32, max_length=128)
     """Secret that proves this pairing to the cloud when the bear later releases it."""

@@ -21,13 +21,16 @@ import json
 import typing
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from config.errors import ProtocolError, TeddyError
 from sync.protocol.base import MAX_SAFE_INT, Message, Timestamp, load_json
 from sync.protocol.topics import Route
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 CommandStatus = Literal["done", "rejected", "failed"]
 
@@ -45,8 +48,8 @@ class Signed(Message):
         """What is signed: the domain label and the message minus its signature."""
         return canonical_bytes(self.DOMAIN, self.model_dump(mode="json", exclude={"signature"}))
 
-    def signed_with(self, private_key: Any) -> Signed:
-        """A copy carrying the signature of ``private_key`` (an ``Ed25519PrivateKey``)."""
+    def signed_with(self, private_key: Ed25519PrivateKey) -> Self:
+        """A copy carrying the signature of ``private_key``."""
         signature = base64.b64encode(private_key.sign(self.canonical_bytes())).decode()
         return self.model_copy(update={"signature": signature})
 
@@ -304,6 +307,8 @@ def peek_command(payload: bytes) -> tuple[str, str]:
     otherwise): what a refusal's :class:`CommandResult` carries."""
     try:
         data = load_json(payload, "Command", Command.MAX_BYTES, Command.MAX_DEPTH)
+        if not isinstance(data, dict):
+            return "unknown", ""
         return str(data.get("id", "unknown"))[:64] or "unknown", str(data.get("name", ""))[:64]
     except (ProtocolError, AttributeError):
         return "unknown", ""

@@ -14,6 +14,8 @@ from sync.protocol.base import Message, Timestamp
 from sync.protocol.topics import Route
 
 MetricValue = float | None
+AlertState = Literal["raised", "cleared"]
+AlertSeverity = Literal["info", "warning", "high", "critical"]
 
 
 class HealthSample(Message):
@@ -57,11 +59,11 @@ class AlertMessage(Message):
     """The sending bear; must equal the device id in the topic."""
     alert_id: str = Field(min_length=1, max_length=64)
     """Stable id of the alert on the bear; its raise and its clear carry the same id."""
-    state: Literal["raised", "cleared"]
+    state: AlertState
     """Whether this announces the alert or its end."""
     kind: str = Field(min_length=1, max_length=100)
     """Alert kind, e.g. ``"sync.broker_unreachable"``; ``wellbeing.*`` goes to parents."""
-    severity: Literal["info", "warning", "high", "critical"]
+    severity: AlertSeverity
     """How urgent it is."""
     message: str = Field(max_length=500)
     """One line for a person; never a transcript."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 from config.errors import ProtocolError
 from config.settings import DEVICE_ID_PATTERN
@@ -89,4 +89,4 @@ def parse_device_topic(topic: str) -> DeviceTopic:
         raise ProtocolError(f"topic {topic!r} is not {TOPIC_ROOT}/<device_id>/(up|down)/<name>")
     if not DEVICE_ID_PATTERN.match(parts[2]):
         raise ProtocolError(f"topic {topic!r} names an invalid device id {parts[2]!r}")
-    return DeviceTopic(device_id=parts[2], direction=parts[3], name=parts[4])
+    return DeviceTopic(device_id=parts[2], direction=cast(Direction, parts[3]), name=parts[4])

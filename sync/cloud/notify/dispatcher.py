@@ -131,8 +131,8 @@ class Notifier:
     def _fan_out_one(self, note: Notification, now: datetime,
                      admitted: dict[str, int]) -> Counter:
         counts: Counter = Counter()
-        cleared = note.event == "cleared" and note.cleared_at is not None
-        happened = note.cleared_at if cleared else note.raised_at
+        cleared_at = note.cleared_at if note.event == "cleared" else None
+        happened = cleared_at if cleared_at is not None else note.raised_at
         if (now - happened).total_seconds() > self.settings.skip_older_than_s:
             counts["stale"] += 1
             return counts

@@ -6,6 +6,7 @@ Wellbeing alerts (``wellbeing.*``) go to ``parent`` channels only and every othe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from fnmatch import fnmatchcase
 
 from config.notify import ChannelBase
@@ -25,6 +26,6 @@ def wants(channel: ChannelBase, note: Notification) -> bool:
     return not any(fnmatchcase(note.kind, pattern) for pattern in channel.exclude_kinds)
 
 
-def route(channels: dict[str, ChannelBase], note: Notification) -> list[str]:
+def route(channels: Mapping[str, ChannelBase], note: Notification) -> list[str]:
     """Names of the channels that take ``note``, in config order."""
     return [name for name, channel in channels.items() if wants(channel, note)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from config.notify import PagerDutyChannel, SlackChannel, SmsChannel
 from sync.cloud.notify.message import Notification
 from sync.cloud.notify.web import post_json
@@ -46,7 +48,7 @@ class PagerDutySender:
 
 def pagerduty_event(note: Notification, settings: PagerDutyChannel) -> dict:
     """The Events API v2 document for ``note``."""
-    event = {
+    event: dict[str, Any] = {
         "routing_key": settings.routing_key.get_secret_value(),
         "event_action": "resolve" if note.event == "cleared" else "trigger",
         "dedup_key": f"teddy/{note.device_id}/{note.kind}",

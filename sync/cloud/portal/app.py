@@ -62,9 +62,8 @@ def create_app(settings: Settings, pool: Any = None, read_pool: Any = None) -> A
         read_pool = db.open_pool(settings.cloud, db.read_only,
                                  settings.portal.read_dsn.get_secret_value(),
                                  "TEDDY_PORTAL__READ_DSN")
-    if family_keys.keyring() is None:
-        family_keys.install(settings)
-    family_keys.keyring().check()  # the cloud key exists (made now) before ingest needs it
+    keys = family_keys.keyring() or family_keys.install(settings)
+    keys.check()  # the cloud key exists (made now) before ingest needs it
     app = FastAPI(title="Teddy for parents", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings, app.state.pool, app.state.read_pool = settings, pool, read_pool
     templates = Jinja2Templates(directory=str(HERE / "templates"))

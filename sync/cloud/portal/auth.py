@@ -16,11 +16,15 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Any
+from typing import TYPE_CHECKING
 
 from config.errors import TeddyError
 from config.settings import Settings
+from sync.cloud.db import one_row
 from sync.cloud.portal.service import Parent, check_email
+
+if TYPE_CHECKING:
+    from psycopg import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -37,16 +41,16 @@ def _hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def request_link(settings: Settings, conn: Any, email: str, client: str) -> str:
+def request_link(settings: Settings, conn: Connection, email: str, client: str) -> str:
     """Make a one-time sign-in link for ``email`` and mail it; returns the link (tests and
     the local development mode print it). Raises :class:`RateLimitedError`."""
     email = check_email(email)
     portal = settings.portal
-    by_address, by_client = conn.execute(
+    by_address, by_client = one_row(conn.execute(
         "SELECT count(*) FILTER (WHERE lower(email) = lower(%s)),"
         " count(*) FILTER (WHERE client = %s) FROM signin_links"
         " WHERE created_at > now() - interval '1 hour' AND (lower(email) = lower(%s)"
-        " OR client = %s)", (email, client, email, client)).fetchone()
+        " OR client = %s)", (email, client, email, client)))
     if by_address >= portal.links_per_address_per_hour or by_client >= \
             portal.links_per_client_per_hour:
         logger.warning("sign-in link refused: rate limit (client %s)", client)
@@ -64,7 +68,7 @@ def request_link(settings: Settings, conn: Any, email: str, client: str) -> str:
     return link
 
 
-def redeem(conn: Any, token: str) -> str | None:
+def redeem(conn: Connection, token: str) -> str | None:
     """The e-mail address of an unused, unexpired link, which is used up now; else None."""
     row = conn.execute(
         "UPDATE signin_links SET used_at = now() WHERE token_hash = %s AND used_at IS NULL"
@@ -72,7 +76,7 @@ def redeem(conn: Any, token: str) -> str | None:
     return None if row is None else row[0]
 
 
-def parent_for(conn: Any, email: str) -> Parent:
+def parent_for(conn: Connection, email: str) -> Parent:
     """The parent with this address, made on first sign-in (joining the family that invited
     them, else a family of their own); bears paired for this address by an operator join
     their family."""
@@ -86,15 +90,15 @@ def parent_for(conn: Any, email: str) -> Parent:
                 " IS NULL ORDER BY created_at LIMIT 1) RETURNING family_id::text",
                 (email,)).fetchone()
             if invite is None:
-                family = conn.execute("INSERT INTO families DEFAULT VALUES"
-                                      " RETURNING family_id::text").fetchone()[0]
+                family = one_row(conn.execute("INSERT INTO families DEFAULT VALUES"
+                                              " RETURNING family_id::text"))[0]
                 role = "owner"
             else:
                 family, role = invite[0], "member"
-            row = conn.execute(
+            row = one_row(conn.execute(
                 "INSERT INTO parents (email, family_id, role) VALUES (%s, %s, %s)"
                 " RETURNING parent_id::text, email, family_id::text, role",
-                (email, family, role)).fetchone()
+                (email, family, role)))
         parent = Parent(*row)
         conn.execute(
             "INSERT INTO family_pairings (pairing_id, family_id) SELECT pairing_id, %s FROM"
@@ -103,7 +107,7 @@ def parent_for(conn: Any, email: str) -> Parent:
     return parent
 
 
-def start_session(settings: Settings, conn: Any, parent: Parent) -> str:
+def start_session(settings: Settings, conn: Connection, parent: Parent) -> str:
     """A new session for ``parent``; returns the cookie token."""
     token = secrets.token_urlsafe(32)
     conn.execute("INSERT INTO portal_sessions (token_hash, parent_id, csrf, expires_at)"
@@ -113,7 +117,7 @@ def start_session(settings: Settings, conn: Any, parent: Parent) -> str:
     return token
 
 
-def session(conn: Any, token: str | None) -> tuple[Parent, str] | None:
+def session(conn: Connection, token: str | None) -> tuple[Parent, str] | None:
     """``(parent, csrf token)`` of a live session, else None."""
     if not token:
         return None
@@ -124,7 +128,7 @@ def session(conn: Any, token: str | None) -> tuple[Parent, str] | None:
     return None if row is None else (Parent(*row[:4]), row[4])
 
 
-def end_session(conn: Any, token: str | None, everywhere: bool = False) -> None:
+def end_session(conn: Connection, token: str | None, everywhere: bool = False) -> None:
     """Sign out this session, or every session of its parent."""
     if not token:
         return

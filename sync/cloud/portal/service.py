@@ -14,11 +14,15 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config.errors import TeddyError
 from config.settings import Settings
 from sync.cloud import family_keys
+from sync.cloud.db import one_row
+
+if TYPE_CHECKING:
+    from psycopg import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +60,7 @@ def _uuid(text: str) -> str:
         raise NotFoundError("not found") from None
 
 
-def open_text(conn: Any, value: str) -> str | None:
+def open_text(conn: Connection, value: str) -> str | None:
     """A turn's text opened with its family key (None when the key was destroyed)."""
     ring = family_keys.keyring()
     if ring is None:
@@ -70,7 +74,8 @@ def open_text(conn: Any, value: str) -> str | None:
 class FamilyService:
     """One parent's family: bears, conversations, alerts, settings, export and deletion."""
 
-    def __init__(self, settings: Settings, conn: Any, parent: Parent, reads: Any = None
+    def __init__(self, settings: Settings, conn: Connection, parent: Parent,
+                 reads: Connection | None = None
                  ) -> None:
         self.settings = settings
         """Cloud settings (fleet signing, MQTT)."""
@@ -237,8 +242,9 @@ class FamilyService:
 
     def retention_days(self) -> int:
         """Days the cloud keeps this family's transcripts."""
-        return self.conn.execute("SELECT retention_days FROM families WHERE family_id = %s",
-                                 (self.parent.family_id,)).fetchone()[0]
+        return one_row(self.conn.execute(
+            "SELECT retention_days FROM families WHERE family_id = %s",
+            (self.parent.family_id,)))[0]
 
     # --- changes ----------------------------------------------------------------------
 
@@ -318,10 +324,10 @@ class FamilyService:
             command = Fleet(self.settings, self.conn).send(bear["device_id"], "delete-data",
                                                            args, ttl_s=7 * 24 * 3600).command
             command_id = command.id
-        row = self.conn.execute(
+        row = one_row(self.conn.execute(
             "INSERT INTO portal_deletions (family_id, pairing_id, scope, command_id,"
             " cloud_turns) VALUES (%s, %s, %s, %s, %s) RETURNING deletion_id::text",
-            (self.parent.family_id, bear["pairing_id"], scope, command_id, deleted)).fetchone()
+            (self.parent.family_id, bear["pairing_id"], scope, command_id, deleted)))
         logger.info("family deletion %s (%s) of %s: %d cloud turns", row[0], scope,
                     bear["device_id"], deleted)
         return row[0]
@@ -375,7 +381,7 @@ class FamilyService:
         }
 
 
-def export_pairing(conn: Any, pairing_id: str) -> dict[str, Any]:
+def export_pairing(conn: Connection, pairing_id: str) -> dict[str, Any]:
     """Every conversation of one pairing, text opened (shared with ``fleet export``)."""
     rows = conn.execute(
         "SELECT conversation_id, seq, role, text, created_at, action, categories FROM turns"
@@ -389,7 +395,8 @@ def export_pairing(conn: Any, pairing_id: str) -> dict[str, Any]:
                               for k, v in conversations.items()]}
 
 
-def delete_pairing_rows(conn: Any, pairing_id: str, conversation_ids: list[str] | None) -> int:
+def delete_pairing_rows(conn: Connection, pairing_id: str,
+                        conversation_ids: list[str] | None) -> int:
     """Delete a pairing's turns (only the given conversations, or all with their wellbeing
     alerts); returns the turns deleted (shared with the fleet CLI's delete-data)."""
     with conn.transaction():
@@ -429,7 +436,7 @@ def _deletion_state(d: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
-def retention_sweep(conn: Any, default_days: int, now: datetime | None = None) -> int:
+def retention_sweep(conn: Connection, default_days: int, now: datetime | None = None) -> int:
     """Delete transcripts older than each family's retention (turns of no family: older
     than ``default_days``); returns the turns deleted."""
     at = now or datetime.now().astimezone()
