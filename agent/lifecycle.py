@@ -72,8 +72,8 @@ class ServedLoop(Protocol):
 
     heartbeat: Heartbeat
     """Called every step (the lifecycle installs the watchdog's)."""
-    idle_state: Callable[[], str]
-    """The LED state while idle (the lifecycle installs its own)."""
+    def idle_state(self) -> str:
+        """The LED state while idle (the lifecycle replaces it with its own)."""
 
     def run(self) -> None:
         """Listen until asked to stop."""
@@ -264,7 +264,7 @@ class Lifecycle:
         previous = {sig: signal.signal(sig, self._on_stop) for sig in STOP_SIGNALS}
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
         self.loop.heartbeat = self.heartbeat
-        self.loop.idle_state = lambda: self._idle_led
+        self.loop.idle_state = lambda: self._idle_led  # type: ignore[method-assign]
         try:
             self.start_uplink()
             self.start_pairing()

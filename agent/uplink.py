@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 from config.settings import Settings
@@ -159,8 +160,8 @@ class Uplink:
             try:
                 for message in monitor.outgoing():
                     if isinstance(message, AlertMessage):
-                        pending.send(message,
-                                     on_receipt=lambda m=message: monitor.mark_published(m))
+                        pending.send(message, on_receipt=partial(monitor.mark_published,
+                                                                 message))
                     else:
                         pending.send(message, latest_only=True)
             except Exception:

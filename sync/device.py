@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from config.errors import ProtocolError, SyncError
 from config.settings import Settings
@@ -55,7 +55,7 @@ class OutboxTurn(Protocol):
         """The conversation it belongs to."""
 
     @property
-    def role(self) -> str:
+    def role(self) -> Literal["child", "bear"]:
         """``"child"`` or ``"bear"``."""
 
     @property
