@@ -131,6 +131,19 @@ class TlsSettings(Section):
         return self.ca_file is not None
 
 
+_STDIN_PASSWORD: list[str] = []
+"""The password read from standard input (``password_file = "-"``), once per process."""
+
+
+def _stdin_password() -> str:
+    """The first line of standard input, read once (settings may be loaded again)."""
+    import sys
+
+    if not _STDIN_PASSWORD:
+        _STDIN_PASSWORD.append(sys.stdin.readline().rstrip("\r\n"))
+    return _STDIN_PASSWORD[0]
+
+
 class MqttSettings(Section):
     """How to reach the broker."""
 
@@ -144,13 +157,15 @@ class MqttSettings(Section):
     """Broker password; never logged."""
     password_file: Path | None = None
     """File holding the broker password (a systemd credential: ``%d/mqtt-password``); read
-    at load when ``password`` is unset. Trailing newline ignored."""
+    at load when ``password`` is unset. Trailing newline ignored. ``-``: the first line of
+    standard input (root hands a root-only credential to a command run as another user)."""
 
     @model_validator(mode="after")
     def _read_password_file(self) -> MqttSettings:
         if self.password is None and self.password_file is not None:
             try:
-                text = self.password_file.read_text().rstrip("\r\n")
+                text = (_stdin_password() if str(self.password_file) == "-"
+                        else self.password_file.read_text().rstrip("\r\n"))
             except OSError as exc:
                 raise ValueError(f"mqtt.password_file {self.password_file} cannot be read "
                                  f"({exc.strerror}) — fix the path or the credential") from None

@@ -311,7 +311,7 @@ def test_a_bear_in_the_ingest_share_group_steals_nothing(fleet, database, tmp_pa
         worker.start()
         try:
             assert until(lambda: ingestor.metrics.port, 10)
-            host = ingestor.metrics._server.server_address[0]  # noqa: SLF001
+            host = ingestor.metrics.address
             assert host == "127.0.0.1", "the unauthenticated /metrics must stay on loopback"
             with DeviceSync(bear_settings, store, fleet.b, "test") as link:
                 link.connect()
@@ -345,7 +345,7 @@ def test_metrics_listen_on_loopback_unless_configured():
     metrics = IngestMetrics()
     try:
         metrics.serve(0)
-        assert metrics._server.server_address[0] == "127.0.0.1"  # noqa: SLF001
+        assert metrics.address == "127.0.0.1"
     finally:
         metrics.close()
 

@@ -55,3 +55,19 @@ def test_help_lists_the_commands(program, env):
         if program == "teddy" else ["migrate", "ingest"]
     for command in expected:
         assert command in out
+
+
+def test_a_password_file_of_dash_is_the_first_line_of_standard_input(monkeypatch) -> None:
+    """``mqtt.password_file = "-"``: root hands a root-only credential to a command run as
+    another user on its stdin (docs/operations.md, "Check a bear on the bench"); read once,
+    so loading the settings again gets the same password."""
+    import io
+    import sys
+
+    import config.settings as settings_module
+
+    monkeypatch.setattr(settings_module, "_STDIN_PASSWORD", [])
+    monkeypatch.setattr(sys, "stdin", io.StringIO("s3cret-line\nnot this one\n"))
+    for _ in range(2):
+        loaded = load_settings(mqtt={"password_file": "-"})
+        assert loaded.mqtt.password.get_secret_value() == "s3cret-line"

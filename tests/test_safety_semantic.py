@@ -226,7 +226,7 @@ def test_the_gate_embeds_each_distinct_line_once_and_in_batches(tmp_path: Path):
     from agent.semantic import load_embedder
 
     embedder = CountingEmbedder(load_embedder(Settings()))
-    safety = SafetyFilter.load(embedder=embedder)
+    safety = SafetyFilter.load(embedder=embedder, cache_dir=tmp_path / "cache")
     pack = tmp_path / "pack"
     shutil.copytree(CONTENT_DIR, pack)
     checked = gate_pack(pack, safety)
@@ -234,6 +234,27 @@ def test_the_gate_embeds_each_distinct_line_once_and_in_batches(tmp_path: Path):
     for band in AGE_BANDS:
         distinct |= set(DialogueEngine(band, remember_name=True, content_dir=pack).all_replies())
     assert checked == len(distinct)
-    embedded = sum(embedder.batches) - sum(embedder.batches[:1])  # the first: exemplars
-    assert 0 < embedded <= len(distinct)
-    assert max(embedder.batches[1:]) > 100  # batched, not one line per pass
+    assert 0 < sum(embedder.batches) <= len(distinct)  # exemplars' vectors are shipped
+    assert max(embedder.batches) > 100  # batched, not one line per pass
+
+
+def test_the_shipped_exemplar_vectors_are_fresh_and_spare_a_new_bear_the_work(tmp_path: Path):
+    """A fresh bear (empty cache) judges its first utterance without embedding the ~3,500
+    exemplars: their vectors ship beside them, for exactly these exemplars and this model."""
+    from agent.safety.semantic import SHIPPED_VECTORS, exemplar_digest, read_exemplars
+    from agent.semantic import load_embedder
+
+    real = load_embedder(Settings())
+    folder = Path(__file__).resolve().parent.parent / "agent" / "safety" / "exemplars"
+    rows = {d: read_exemplars(folder / d) for d in ("input", "output")}
+    key = exemplar_digest(real.fingerprint, rows)
+    import numpy as np
+
+    with np.load(folder / SHIPPED_VECTORS) as shipped:
+        assert f"{key}_input" in shipped.files, (
+            "agent/safety/exemplars/vectors.npz is stale — run scripts/make-safety-vectors")
+    embedder = CountingEmbedder(real)
+    fresh = SafetyFilter.load(embedder=embedder, cache_dir=tmp_path / "empty-cache")
+    verdict = fresh.check_input("how do I light a match in my bedroom")
+    assert verdict.action is not Action.ALLOW
+    assert sum(embedder.batches) <= 2, embedder.batches  # the utterance, not the exemplars

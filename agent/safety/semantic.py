@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 BENIGN = "benign"
 """Name of the contrast exemplar file in each direction."""
+SHIPPED_VECTORS = "vectors.npz"
+"""The exemplars' vectors shipped beside them (``scripts/make-safety-vectors``), keyed by the
+digest of the model and the exemplars: a stale file is never used, only slower."""
 VECTOR_CACHE = 4096
 """Recent texts whose vectors are kept (conversation windows reuse them)."""
 
@@ -216,23 +219,57 @@ class SemanticStage:
 
     def _vectors(self, rows: dict[str, list[tuple[str, str]]], folder: Path,
                  cache_dir: Path) -> dict[str, np.ndarray]:
-        digest = hashlib.sha256(self._embedder.fingerprint.encode())
-        for direction in ("input", "output"):
-            for category, text in rows[direction]:
-                digest.update(f"{direction}\t{category}\t{text}\n".encode())
-        cache = cache_dir / f"exemplars-{digest.hexdigest()[:32]}.npz"
-        try:
-            with np.load(cache) as saved:
-                loaded = {d: saved[d] for d in ("input", "output")}
-            if all(len(loaded[d]) == len(rows[d]) for d in rows):
-                logger.debug("exemplar vectors from cache %s", cache)
+        key = exemplar_digest(self._embedder.fingerprint, rows)
+        cache = cache_dir / f"exemplars-{key}.npz"
+        for source in (cache, folder / SHIPPED_VECTORS):
+            loaded = _load_vectors(source, key if source != cache else None, rows)
+            if loaded is not None:
+                logger.debug("exemplar vectors from %s", source)
                 return loaded
-        except (OSError, ValueError, KeyError):
-            pass
+        logger.info("computing %d exemplar vectors (once; scripts/make-safety-vectors ships "
+                    "them)", sum(len(r) for r in rows.values()))
         computed = {d: self._embedder.encode([t for _, t in items])
                     for d, items in rows.items()}
         _save(cache, computed)
         return computed
+
+
+def exemplar_digest(fingerprint: str, rows: dict[str, list[tuple[str, str]]]) -> str:
+    """The key of the exemplars' vectors: the model's fingerprint and every labelled text."""
+    digest = hashlib.sha256(fingerprint.encode())
+    for direction in ("input", "output"):
+        for category, text in rows[direction]:
+            digest.update(f"{direction}\t{category}\t{text}\n".encode())
+    return digest.hexdigest()[:32]
+
+
+def _load_vectors(path: Path, key: str | None, rows: dict[str, list[tuple[str, str]]]
+                  ) -> dict[str, np.ndarray] | None:
+    """Vectors from ``path`` (arrays ``input``/``output``, prefixed ``<key>_`` in the shipped
+    file); None when absent, unreadable or not for these exemplars."""
+    prefix = f"{key}_" if key else ""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            loaded = {d: saved[f"{prefix}{d}"] for d in ("input", "output")}
+    except (OSError, ValueError, KeyError):
+        return None
+    if all(loaded[d].shape[0] == len(rows[d]) for d in rows):
+        return loaded
+    return None
+
+
+def ship_vectors(embedder, base: Path) -> Path:
+    """Compute the exemplars' vectors and write them beside the exemplars (for the package)."""
+    folder = Path(base) / "exemplars"
+    rows = {d: read_exemplars(folder / d) for d in ("input", "output")}
+    key = exemplar_digest(embedder.fingerprint, rows)
+    arrays = {f"{key}_{d}": embedder.encode([t for _, t in items]).astype(np.float32)
+              for d, items in rows.items()}
+    target = folder / SHIPPED_VECTORS
+    with target.open("wb") as handle:
+        # numpy's stub types **kwds as if a key could be its own "allow_pickle" flag
+        np.savez_compressed(handle, **arrays)  # type: ignore[arg-type, unused-ignore]
+    return target
 
 
 def _save(cache: Path, vectors: dict[str, np.ndarray]) -> None:

@@ -34,6 +34,8 @@ class MetricsEndpoint:
         self._server: Any = None
         self.port: int | None = None
         """Port served on, once :meth:`serve` ran."""
+        self.address: str | None = None
+        """Address actually listened on, once :meth:`serve` ran."""
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
         """Serve on ``host``:``port`` (0: a free port); returns the port. Raises
@@ -44,7 +46,7 @@ class MetricsEndpoint:
             self._server, _thread = start_http_server(port, addr=host, registry=self._registry)
         except OSError as exc:
             raise MetricsPortError(_port_problem(exc, host, port, self._setting)) from exc
-        self.port = self._server.server_port
+        self.address, self.port = self._server.server_address[:2]
         logger.info("%s on http://%s:%d/metrics", self._label, host, self.port)
         return self.port
 
@@ -124,6 +126,11 @@ class IngestMetrics:
         """Serve ``/metrics`` on ``host``:``port`` (0: a free port); returns the port."""
         self.port = self._endpoint.serve(port, host)
         return self.port
+
+    @property
+    def address(self) -> str | None:
+        """Address actually listened on, once served."""
+        return self._endpoint.address
 
     def close(self) -> None:
         """Stop serving. Idempotent."""

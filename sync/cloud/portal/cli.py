@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from config.errors import CloudError
 from config.settings import Settings
@@ -22,6 +23,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub.add_parser("retention", help="make the turns partitions of the months ahead, drop"
                    " the ones past every retention, delete transcripts older than each"
                    " family's retention").set_defaults(func=_retention)
+    keygen = sub.add_parser("keygen", help="make the cloud key that seals every family's "
+                            "transcripts (once, before ingest and the app first start)")
+    keygen.add_argument("--out", type=Path, default=None,
+                        help="where to write it (default: portal.cloud_key_file)")
+    keygen.set_defaults(func=_keygen)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -54,4 +60,18 @@ def _retention(args: argparse.Namespace, settings: Settings) -> int:
     print(f"retention: made partitions [{', '.join(made)}]; dropped partitions past every"
           f" retention (before {cutoff:%Y-%m-%d %H:%M} UTC) [{', '.join(dropped)}]")
     print(f"retention: deleted {deleted} transcript turns past their family's retention")
+    return 0
+
+
+def _keygen(args: argparse.Namespace, settings: Settings) -> int:
+    from config.keyfile import load_key_file
+    from sync.cloud.family_keys import FileWrapper
+
+    path = args.out or FileWrapper(settings).path
+    if path.exists():
+        raise CloudError(f"cloud key {path} already exists — keep it: every family's "
+                         "transcripts are sealed under it (a new one would lock them out)")
+    load_key_file(path, create=True)
+    print(f"cloud key written to {path} (0600); give it to the parent app and every ingest "
+          "instance as the credential portal-cloud.key")
     return 0

@@ -1,0 +1,28 @@
+"""``teddy-cloud portal keygen``: the cloud key that seals every family's transcripts is made
+once, 0600, before ingest and the parent app start; it is never replaced by accident."""
+
+from __future__ import annotations
+
+import stat
+
+from support import run_cli
+
+
+def test_keygen_makes_the_cloud_key_once_and_refuses_to_replace_it(env, tmp_path):
+    key = tmp_path / "credentials" / "portal-cloud.key"
+    made = run_cli("teddy-cloud", "portal", "keygen", "--out", str(key), env=env)
+    assert f"cloud key written to {key}" in made.stdout
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    first = key.read_bytes()
+    again = run_cli("teddy-cloud", "portal", "keygen", "--out", str(key), env=env, check=False)
+    assert again.returncode == 1 and "already exists — keep it" in again.stderr
+    assert key.read_bytes() == first
+
+
+def test_the_ingest_unit_loads_the_cloud_key():
+    from pathlib import Path
+
+    unit = (Path(__file__).resolve().parent.parent / "systemd" / "teddy-cloud-ingest@.service"
+            ).read_text().splitlines()
+    assert "LoadCredential=portal-cloud.key:/etc/teddy/credentials/portal-cloud.key" in unit
+    assert "Environment=TEDDY_PORTAL__CLOUD_KEY_FILE=%d/portal-cloud.key" in unit
