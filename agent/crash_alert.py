@@ -69,7 +69,7 @@ def publish_alert(settings: Any, alert: dict, timeout: float = 5.0) -> bool:
     from config.errors import TeddyError
     from sync.client import MqttLink
     from sync.device import SESSION_EXPIRY
-    from sync.protocol import AlertMessage, up_topic
+    from sync.protocol import AlertMessage
 
     try:
         device = device_id(settings, create=False)
@@ -83,9 +83,7 @@ def publish_alert(settings: Any, alert: dict, timeout: float = 5.0) -> bool:
         with MqttLink(settings.mqtt, f"teddy-{device}", clean_start=False,
                       session_expiry=SESSION_EXPIRY, manual_ack=True) as link:
             link.connect()
-            info = link.client.publish(up_topic(device, "alerts"), message.to_payload(), qos=1)
-            info.wait_for_publish(timeout)
-            return info.is_published()
+            return link.publish(message, device).wait(timeout)
     except (TeddyError, RuntimeError, ValueError, OSError) as exc:
         logger.warning("could not publish the %s alert: %s", ALERT_KIND, exc)
         return False

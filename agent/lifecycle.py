@@ -21,12 +21,19 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.crash_alert import take_pending
+from agent.uplink import BearParts
 from config.errors import TeddyError
 from config.settings import Settings, load_settings
 from sync.systemd_notify import SystemdNotifier, Watchdog
+
+if TYPE_CHECKING:
+    from agent.health import HealthMonitor
+    from agent.pairing import Pairing
+    from agent.uplink import Uplink
+    from hardware.led import StatusLight
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +51,59 @@ ALERT_LED_SEVERITIES = ("warning", "high", "critical")
 """Open alerts of these severities turn the idle LED to ``alert``."""
 
 
+Heartbeat = Callable[[float | None], None]
+"""The hook a loop calls every step: ``heartbeat(None)``, or ``heartbeat(seconds)`` before
+blocking for up to that long on purpose."""
+
+
+class ServedBear(BearParts, Protocol):
+    """What the lifecycle needs of the bear (:class:`agent.runtime.Bear`)."""
+
+    def reopen_store(self) -> None:
+        """Open the store again (pairing created it)."""
+
+    def close_store(self) -> None:
+        """Stop keeping anything (before a factory reset)."""
+
+
+class ServedLoop(Protocol):
+    """What the lifecycle needs of the voice loop (:class:`agent.voice.loop.VoiceLoop`); its
+    ``voice`` and ``ears``, when it has them, say whether the bear is busy."""
+
+    heartbeat: Heartbeat
+    """Called every step (the lifecycle installs the watchdog's)."""
+    def idle_state(self) -> str:
+        """The LED state while idle (the lifecycle replaces it with its own)."""
+
+    def run(self) -> None:
+        """Listen until asked to stop."""
+
+    def request_stop(self) -> None:
+        """Finish the turn in progress and return from :meth:`run`."""
+
+
+class ServedAppliance(Protocol):
+    """What pairing needs of the appliance (:class:`agent.voice.appliance.Appliance`)."""
+
+    @property
+    def led(self) -> StatusLight:
+        """The status LED."""
+
+    @property
+    def voice(self) -> Any:
+        """The bear's voice (``say(text)``)."""
+
+    @property
+    def paw_listeners(self) -> list[tuple[Callable[[], None], Callable[[], None]]]:
+        """More ``(pressed, released)`` hooks for the paw."""
+
+
 class Lifecycle:
     """Signals, watchdog and sync around one voice loop. Use :func:`serve`."""
 
-    def __init__(self, settings: Settings, bear: Any, loop: Any, config_file: str | None,
-                 notifier: SystemdNotifier | None = None, appliance: Any = None) -> None:
+    def __init__(self, settings: Settings, bear: ServedBear, loop: ServedLoop,
+                 config_file: str | None, notifier: SystemdNotifier | None = None,
+                 appliance: ServedAppliance | None = None) -> None:
         self.settings = settings
         """The settings in force (replaced by a SIGHUP reload)."""
         self.bear = bear
@@ -63,10 +118,10 @@ class Lifecycle:
         """SIGHUP reloads handled."""
         self._config_file = config_file
         self._reload_wanted = threading.Event()
-        self._uplink: Any = None
-        self._monitor: Any = None
+        self._uplink: Uplink | None = None
+        self._monitor: HealthMonitor | None = None
         self._appliance = appliance
-        self._pairing: Any = None
+        self._pairing: Pairing | None = None
         self._led_checked = float("-inf")
         self._idle_led = "off"
 
@@ -209,7 +264,7 @@ class Lifecycle:
         previous = {sig: signal.signal(sig, self._on_stop) for sig in STOP_SIGNALS}
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
         self.loop.heartbeat = self.heartbeat
-        self.loop.idle_state = lambda: self._idle_led
+        self.loop.idle_state = lambda: self._idle_led  # type: ignore[method-assign]
         try:
             self.start_uplink()
             self.start_pairing()
@@ -226,11 +281,7 @@ class Lifecycle:
         return 0
 
 
-def serve(settings: Settings, bear: Any, loop: Any, config_file: str | None = None) -> int:
+def serve(settings: Settings, bear: ServedBear, loop: ServedLoop,
+          config_file: str | None = None) -> int:
     """Run ``loop`` as the systemd service ``teddy-agent`` (see the module docstring)."""
     return Lifecycle(settings, bear, loop, config_file).serve()
-
-
-Heartbeat = Callable[[float | None], None]
-"""The hook a loop calls every step: ``heartbeat(None)``, or ``heartbeat(seconds)`` before
-blocking for up to that long on purpose."""

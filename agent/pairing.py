@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import math
 import queue
 import secrets
 import threading
@@ -34,7 +33,8 @@ from typing import Any, TypeVar
 from agent.credentials import CredentialVault, FleetCredentials
 from config.errors import ProtocolError, SyncError, TeddyError
 from config.settings import Settings
-from sync.protocol import ClaimAnswer, ClaimBody, PairingGrant, Release, down_topic, up_topic
+from hardware.led import StatusLight
+from sync.protocol import ClaimAnswer, ClaimBody, ClaimRequest, PairingGrant, Release
 from sync.protocol.claim import code_digest, open_grant, seal_request
 
 logger = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class Pairing:
         self,
         settings: Settings,
         device_id: str,
-        led: Any,
+        led: StatusLight,
         say: Callable[[str], Any],
         grant_consent: Callable[[str, tuple[str, ...]], None] | None = None,
         on_paired: Callable[[FleetCredentials], None] | None = None,
@@ -153,7 +153,7 @@ class Pairing:
         self.device_id = device_id
         """This bear."""
         self.led = led
-        """A :class:`hardware.led.StatusLed` (or anything with ``show(state)``)."""
+        """The bear's LED (:class:`hardware.led.StatusLed`, or any ``StatusLight``)."""
         self.vault = CredentialVault(settings.store)
         """Where the credentials are sealed."""
         self.state = PairingState.IDLE
@@ -261,25 +261,18 @@ class Pairing:
         if self._before_claim is not None:
             self._before_claim()
         link = MqttLink(self.settings.mqtt, client_id=f"teddy-{self.device_id}")
-        answer_topic = down_topic(self.device_id, "claim")
-        request_topic = up_topic(self.device_id, "claim")
-        link.client.message_callback_add(answer_topic,
-                                         lambda c, u, m: answers.put(bytes(m.payload)))
-
-        def subscribe() -> None:
-            link.client.subscribe(answer_topic, qos=1)
-
-        link.after_connect(subscribe)
+        link.subscribe_to(ClaimAnswer, lambda m: answers.put(m.payload), device_id=self.device_id)
         with link:
             link.connect()
-            link.client.publish(request_topic, request.to_payload(), qos=1, retain=True,
-                                properties=self._expiring())
+            # the broker drops the retained request when the code expires (even if this
+            # bear loses power before it can clear it)
+            link.publish(request, self.device_id, expiry_s=self.settings.pairing.code_ttl_s)
             logger.info("claim %s published; speaking the code", claim_id)
             self._speak_code(code)
             deadline = time.monotonic() + self.settings.pairing.code_ttl_s - (
                 self._clock() - body.requested_at)
             outcome = self._await_answer(answers, deadline, private, body, verify_key)
-            link.client.publish(request_topic, b"", qos=1, retain=True).wait_for_publish(5)
+            link.clear_retained(ClaimRequest, self.device_id).wait(5)
         if outcome.status == "approved" and self._on_paired is not None:
             self._on_paired(self.vault.load())
         return outcome
@@ -290,16 +283,6 @@ class Pairing:
             raise PairingSetupError("this bear has no claim keys from manufacture — provision "
                                     "it with scripts/provision-device --from-cloud BUNDLE")
         return pairing.claim_key, base64.b64decode(pairing.claim_verify_key)
-
-    def _expiring(self) -> Any:
-        """MQTT v5 properties: the broker drops the retained request when the code expires
-        (even if this bear loses power before it can clear it)."""
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
-        properties = Properties(PacketTypes.PUBLISH)
-        properties.MessageExpiryInterval = max(1, math.ceil(self.settings.pairing.code_ttl_s))
-        return properties
 
     def _speak_code(self, code: str) -> None:
         spaced = ", ".join(code)

@@ -11,9 +11,20 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Protocol
 
 from config.settings import Settings
+from sync.protocol import AlertMessage
+
+if TYPE_CHECKING:
+    from agent.alerts import AlertSink
+    from agent.health.monitor import Outgoing
+    from agent.health.signals import Signals
+    from agent.store import ConversationStore
+    from sync.client import MqttLink
+    from sync.commands_link import CommandsLink
+    from sync.device import DeviceSync
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +42,36 @@ def broker_settings(settings: Settings) -> Settings:
     return settings
 
 
+class BearParts(Protocol):
+    """What the uplink needs of the bear (:class:`agent.runtime.Bear`)."""
+
+    @property
+    def store(self) -> ConversationStore | None:
+        """The store, or None while nothing is kept."""
+
+    @property
+    def alerts(self) -> AlertSink:
+        """Where the bear's alerts go."""
+
+
+class HealthFeed(Protocol):
+    """What the uplink publishes for (:class:`agent.health.HealthMonitor`)."""
+
+    @property
+    def signals(self) -> Signals:
+        """Live signals; the uplink sets ``broker_connected``."""
+
+    def outgoing(self, now: float | None = None) -> list[Outgoing]:
+        """Alerts and samples to publish now."""
+
+    def mark_published(self, message: AlertMessage) -> None:
+        """The cloud has committed this alert."""
+
+
 class Uplink:
     """Sync thread, command endpoint and health publishing on one :class:`DeviceSync`."""
 
-    def __init__(self, settings: Settings, bear: Any, monitor: Any = None,
+    def __init__(self, settings: Settings, bear: BearParts, monitor: HealthFeed | None = None,
                  restart: Callable[[], None] | None = None,
                  is_busy: Callable[[], bool] = lambda: False) -> None:
         self._settings = settings
@@ -44,10 +81,10 @@ class Uplink:
         self._is_busy = is_busy
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._sync: Any = None
-        self._store: Any = None
-        self._commands: Any = None
-        self._link: Any = None
+        self._sync: DeviceSync | None = None
+        self._store: ConversationStore | None = None
+        self._commands: CommandsLink | None = None
+        self._link: MqttLink | None = None
         self._device_id = ""
 
     def start(self) -> bool:
@@ -105,7 +142,8 @@ class Uplink:
 
     def _run_sync(self) -> None:
         try:
-            self._sync.run(self._stop)
+            if self._sync is not None:
+                self._sync.run(self._stop)
         except Exception:  # the bear keeps talking; turns stay in the outbox
             logger.exception("sync thread stopped")
 
@@ -113,16 +151,19 @@ class Uplink:
         """Hand alerts and samples to the link's receipt tracker: each is sent again until
         the cloud's ``down/receipt`` says it is committed; only then is an alert marked
         published in the journal (never on the broker's PUBACK)."""
-        link, pending, monitor = self._sync.link, self._sync.pending, self._monitor
+        sync, monitor = self._sync, self._monitor
+        if sync is None or monitor is None:
+            return
+        link, pending = sync.link, sync.pending
         while not self._stop.wait(HEALTH_PUBLISH_EVERY):
             monitor.signals.set("broker_connected", link.connected)
             try:
-                for item in monitor.outgoing():
-                    if item.topic == "alerts":
-                        pending.send("alerts", item.message,
-                                     on_receipt=lambda m=item.message: monitor.mark_published(m))
+                for message in monitor.outgoing():
+                    if isinstance(message, AlertMessage):
+                        pending.send(message, on_receipt=partial(monitor.mark_published,
+                                                                 message))
                     else:
-                        pending.send(item.topic, item.message, latest_only=True)
+                        pending.send(message, latest_only=True)
             except Exception:
                 logger.exception("publishing health failed; trying again")
 

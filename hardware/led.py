@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,14 @@ reset blinks red (then the LED goes ``off``)."""
 
 LED_COLOURS: dict[str, Colour] = {name: p.colour for name, p in LED_PATTERNS.items()}
 """The colour of each state, for LEDs that cannot pulse or blink."""
+
+
+class StatusLight(Protocol):
+    """Anything that shows a state of the bear by its name (:class:`StatusLed`; a test's
+    recorder): what pairing and the voice loop need of the LED."""
+
+    def show(self, state: str) -> None:
+        """Show ``state`` (a key of :data:`LED_PATTERNS`)."""
 
 
 def pattern_for(state: str) -> LedPattern:

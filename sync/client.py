@@ -1,8 +1,13 @@
 """The one place a paho-mqtt client is built from config (MQTT v5, TLS, credentials, will).
 
-Both ends use :class:`MqttLink`. Callbacks installed through :meth:`MqttLink.on` are
-wrapped so an exception is logged with its traceback and counted instead of vanishing
-inside paho's network thread.
+Both ends use :class:`MqttLink`, and nothing else touches paho: :meth:`MqttLink.publish`
+sends a protocol message on the topic, QoS and retain flag its class declares (its
+``ROUTE``, :mod:`sync.protocol`); :meth:`MqttLink.subscribe` (or
+:meth:`MqttLink.subscribe_to` for a message class) hands each message, as an
+:class:`Inbound`, to a handler, and the link subscribes again after every reconnect.
+Handlers are wrapped so an exception is logged with its traceback and counted instead of
+vanishing inside paho's network thread. A link built with ``manual_ack=True`` PUBACKs a
+message only when its owner calls :meth:`MqttLink.ack` (ingest: after the commit).
 
 Reconnecting is ours, not paho's: paho's own retry doubles its delay without jitter, so a
 fleet would come back in lockstep after a broker restart. The paho client is built with
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import ssl
 import threading
 import time
@@ -24,6 +30,7 @@ from typing import Any
 from config.errors import SyncError
 from config.settings import SERVICE_ACCOUNT_PATTERN, MqttSettings
 from sync.backoff import Backoff
+from sync.protocol import Message, Route
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +51,87 @@ class LastWill:
     retain: bool = True
     """Whether the broker retains it."""
 
+    @classmethod
+    def of(cls, message: Message, device_id: str) -> LastWill:
+        """``message`` as a will on its own route under ``device_id``."""
+        route = message.route()
+        return cls(route.topic(device_id), message.to_payload(), route.qos, route.retain)
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One message as a handler receives it."""
+
+    topic: str
+    """The topic it arrived on."""
+    payload: bytes
+    """Its payload."""
+    qos: int
+    """The QoS it was delivered with."""
+    retain: bool
+    """Whether the broker sent it from its retained store."""
+    mid: int
+    """The MQTT message id (for :meth:`MqttLink.ack` on a ``manual_ack`` link)."""
+
+
+Handler = Callable[[Inbound], None]
+"""What a subscription calls, in the link's network thread, for each message."""
+
+
+class Subscription:
+    """One topic filter of a link and its handler; subscribed again after every connect."""
+
+    def __init__(self, topic_filter: str, qos: int, handler: Handler) -> None:
+        self.topic_filter = topic_filter
+        """The filter (``$share/<group>/...`` for a shared subscription)."""
+        self.qos = qos
+        """The QoS asked for."""
+        self.handler = handler
+        """Called with each :class:`Inbound` message (guarded by the link)."""
+        self.refused: str | None = None
+        """The broker's reason when its last SUBACK refused the filter, else None."""
+        self.active = True
+        """Whether the link subscribes it (again after each reconnect); False once
+        unsubscribed (messages already on their way still reach the handler)."""
+        self._granted = threading.Event()
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds for the broker's SUBACK (granted or refused)
+        of the current connection; returns whether it came."""
+        return self._granted.wait(timeout)
+
+    @property
+    def answered(self) -> bool:
+        """Whether the broker has answered this subscription on the current connection."""
+        return self._granted.is_set()
+
+    @property
+    def callback_filter(self) -> str:
+        """The filter messages are matched with: a shared subscription's
+        ``$share/<group>/`` is not part of the topics it delivers."""
+        if self.topic_filter.startswith("$share/"):
+            return self.topic_filter.split("/", 2)[2]
+        return self.topic_filter
+
+
+class Delivery:
+    """A publication handed to the link: wait for the broker to take it (QoS >= 1)."""
+
+    def __init__(self, info: Any, topic: str) -> None:
+        self._info = info
+        self.topic = topic
+        """Where it was published."""
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds for the PUBACK; False if it did not come or the
+        message could not be sent (no connection, queue full)."""
+        try:
+            self._info.wait_for_publish(timeout)
+            return bool(self._info.is_published())
+        except (RuntimeError, ValueError) as exc:
+            logger.debug("publication on %s not delivered: %s", self.topic, exc)
+            return False
+
 
 def service_client_id(settings: MqttSettings) -> str | None:
     """The client id a long-running cloud service (ingest) connects with: its account's own
@@ -54,7 +142,9 @@ def service_client_id(settings: MqttSettings) -> str | None:
 
 
 class MqttLink:
-    """A paho ``Client`` built from config, with its connect options. A context manager."""
+    """One MQTT v5 connection built from config: publish protocol messages, subscribe
+    handlers (kept across reconnects), reconnect with jitter. A context manager; its paho
+    client is private."""
 
     def __init__(
         self,
@@ -72,14 +162,13 @@ class MqttLink:
 
         self.settings = settings
         """The broker settings this link was built from."""
-        self.client = mqtt.Client(
+        self._client = mqtt.Client(
             callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=mqtt.MQTTv5,
             manual_ack=manual_ack,
             reconnect_on_failure=False,
         )
-        """The underlying paho client."""
         self.callback_errors = 0
         """How many callback invocations raised (each was logged with its traceback)."""
         self.connects = 0
@@ -93,6 +182,9 @@ class MqttLink:
         self._lost = threading.Event()
         self._closing = threading.Event()
         self._connect_hooks: list[Callable[[], None]] = []
+        self._subscriptions: list[Subscription] = []
+        self._suback_waiting: dict[int, list[Subscription]] = {}
+        self._subs_lock = threading.RLock()
         self._last_connect_reason: Any = None
         self._supervisor: threading.Thread | None = None
         self._attempt_at: float | None = None
@@ -100,7 +192,7 @@ class MqttLink:
         self._configure(will)
 
     def _configure(self, will: LastWill | None) -> None:
-        settings, client = self.settings, self.client
+        settings, client = self.settings, self._client
         if settings.username is not None:
             password = settings.password.get_secret_value() if settings.password else None
             client.username_pw_set(settings.username, password)
@@ -116,10 +208,7 @@ class MqttLink:
             client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         client.on_connect = self._guard(self._on_connect)
         client.on_disconnect = self._guard(self._on_disconnect)
-
-    def on(self, event: str, callback: Callable[..., Any]) -> None:
-        """Install a paho callback (``"message"``, ``"subscribe"``...), guarded."""
-        setattr(self.client, f"on_{event}", self._guard(callback))
+        client.on_subscribe = self._guard(self._on_subscribe)
 
     def _guard(self, callback: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(callback)
@@ -148,8 +237,12 @@ class MqttLink:
             self.connects += 1
             self._attempt_at = None
             self.backoff.reset()
-            self._connected.set()
+            with self._subs_lock:
+                self._connected.set()
+                subscriptions = [s for s in self._subscriptions if s.active]
             logger.info("connected to MQTT broker %s:%s", self.settings.host, self.settings.port)
+            for subscription in subscriptions:
+                self._send_subscribe(subscription)
             for hook in self._connect_hooks:
                 hook()
         self._connect_answered.set()
@@ -157,13 +250,141 @@ class MqttLink:
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
                        props: Any) -> None:
         self._connected.clear()
+        with self._subs_lock:  # a new connection's SUBACKs are what count now
+            for subscription in self._subscriptions:
+                subscription._granted.clear()
         if not self._closing.is_set():
             logger.warning("disconnected from MQTT broker: %s", reason)
             self._lost.set()
 
     def after_connect(self, hook: Callable[[], None]) -> None:
-        """Run ``hook()`` after every successful (re)connect, e.g. to subscribe again."""
+        """Run ``hook()`` after every successful (re)connect, once the link's subscriptions
+        are sent again (e.g. to announce ``online``)."""
         self._connect_hooks.append(hook)
+
+    # --- subscriptions -----------------------------------------------------------------
+
+    def subscribe(self, topic_filter: str, handler: Handler, *, qos: int = 1) -> Subscription:
+        """Hand every message matching ``topic_filter`` to ``handler``; subscribed now if the
+        link is up, and again after every reconnect. Call before :meth:`connect` or any time.
+        """
+        subscription = Subscription(topic_filter, qos, self._guard(handler))
+        with self._subs_lock:
+            self._subscriptions.append(subscription)
+            self._install(subscription.callback_filter)
+            connected = self._connected.is_set()
+        if connected:
+            self._send_subscribe(subscription)
+        return subscription
+
+    def subscribe_to(self, message: type[Message], handler: Handler, *,
+                     device_id: str | None = None, share_group: str | None = None) -> Subscription:
+        """Subscribe to ``message``'s route (its topic and QoS): under ``device_id``'s root,
+        as ingest's shared ``share_group``, or (neither) under every bear's root."""
+        route: Route = message.route()
+        if device_id is not None:
+            topic_filter = route.topic(device_id)
+        elif share_group is not None:
+            topic_filter = route.shared(share_group)
+        else:
+            topic_filter = route.every_device()
+        return self.subscribe(topic_filter, handler, qos=route.qos)
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds until the broker has answered every subscription
+        of this link on the current connection; returns whether it has."""
+        deadline = time.monotonic() + timeout
+        with self._subs_lock:
+            subscriptions = [s for s in self._subscriptions if s.active]
+        return all(s.wait(max(deadline - time.monotonic(), 0.0)) for s in subscriptions)
+
+    def drop(self, subscription: Subscription) -> None:
+        """Stop handling ``subscription`` and subscribing it again; the broker keeps it (a
+        persistent session still queues its messages for the next connection)."""
+        with self._subs_lock:
+            if subscription in self._subscriptions:
+                self._subscriptions.remove(subscription)
+            self._install(subscription.callback_filter)
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Tell the broker to stop sending ``subscription`` and do not subscribe it again;
+        messages already on their way still reach its handler (:meth:`drop` stops that)."""
+        subscription.active = False
+        if self._connected.is_set():
+            self._client.unsubscribe(subscription.topic_filter)
+
+    def _install(self, callback_filter: str) -> None:
+        """(Re)install paho's callback for ``callback_filter``: it fans each message out
+        to every subscription of that filter (under ``_subs_lock``)."""
+        if any(s.callback_filter == callback_filter for s in self._subscriptions):
+            def dispatch(client: Any, userdata: Any, message: Any) -> None:
+                self._dispatch(callback_filter, message)
+
+            self._client.message_callback_add(callback_filter, dispatch)
+        else:
+            self._client.message_callback_remove(callback_filter)
+
+    def _dispatch(self, callback_filter: str, message: Any) -> None:
+        inbound = Inbound(message.topic, bytes(message.payload), message.qos,
+                          bool(message.retain), message.mid)
+        with self._subs_lock:
+            handlers = [s.handler for s in self._subscriptions
+                        if s.callback_filter == callback_filter]
+        for handler in handlers:  # each guarded: one failing handler never stops the rest
+            handler(inbound)
+
+    def _send_subscribe(self, subscription: Subscription) -> None:
+        with self._subs_lock:  # the SUBACK (network thread) waits until its mid is known
+            subscription._granted.clear()
+            result, mid = self._client.subscribe(subscription.topic_filter, qos=subscription.qos)
+            if result == 0 and mid is not None:
+                self._suback_waiting.setdefault(mid, []).append(subscription)
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any,
+                      props: Any) -> None:
+        with self._subs_lock:
+            subscriptions = self._suback_waiting.pop(mid, [])
+        for subscription, reason in zip(subscriptions, reasons, strict=False):
+            subscription.refused = str(reason) if reason.is_failure else None
+            if subscription.refused:
+                logger.error("the broker refused the subscription to %s: %s — check this "
+                             "account's ACL", subscription.topic_filter, subscription.refused)
+            subscription._granted.set()
+
+    # --- publishing --------------------------------------------------------------------
+
+    def publish(self, message: Message, device_id: str, *,
+                expiry_s: float | None = None) -> Delivery:
+        """Publish ``message`` on its route under ``device_id``'s root, with the QoS and
+        retain flag its class declares. ``expiry_s``: the broker drops it (retained or
+        queued) after that many seconds (MQTT v5 message expiry)."""
+        route = message.route()
+        return self._publish(route.topic(device_id), message.to_payload(), route.qos,
+                             route.retain, expiry_s)
+
+    def clear_retained(self, message: type[Message], device_id: str) -> Delivery:
+        """Remove the retained ``message`` of ``device_id`` from the broker (an empty
+        retained payload on its route)."""
+        route = message.route()
+        return self._publish(route.topic(device_id), b"", route.qos, True, None)
+
+    def publish_raw(self, topic: str, payload: bytes | str, *, qos: int = 1,
+                    retain: bool = False) -> Delivery:
+        """Publish bytes on a topic outside the Teddy protocol (the broker's own control
+        API, ``$CONTROL/...``). Teddy messages go through :meth:`publish`."""
+        return self._publish(topic, payload, qos, retain, None)
+
+    def _publish(self, topic: str, payload: bytes | str, qos: int, retain: bool,
+                 expiry_s: float | None) -> Delivery:
+        properties = _expiring(expiry_s) if expiry_s is not None else None
+        info = self._client.publish(topic, payload, qos=qos, retain=retain,
+                                    properties=properties)
+        return Delivery(info, topic)
+
+    def ack(self, mid: int, qos: int) -> None:
+        """PUBACK message ``mid`` (a ``manual_ack`` link's messages wait for this)."""
+        if qos > 0:
+            self._client.ack(mid, qos)
 
     def _where(self) -> str:
         return f"{self.settings.host}:{self.settings.port}"
@@ -185,7 +406,7 @@ class MqttLink:
         settings = self.settings
         self._connect_answered.clear()
         try:
-            self.client.connect(settings.host, settings.port, settings.keepalive,
+            self._client.connect(settings.host, settings.port, settings.keepalive,
                                 clean_start=self._clean_start,
                                 properties=self._connect_properties())
         except ssl.SSLCertVerificationError as exc:
@@ -195,7 +416,7 @@ class MqttLink:
                 f"cannot reach the MQTT broker at {self._where()}: {exc} — check "
                 "TEDDY_MQTT__HOST and TEDDY_MQTT__PORT and that the broker runs"
             ) from None
-        self.client.loop_start()
+        self._client.loop_start()
         self._start_supervisor()
         if not self._connect_answered.wait(settings.connect_timeout):
             self.close()
@@ -213,7 +434,7 @@ class MqttLink:
         """Connect in the background: retry with jittered backoff until it works. Never raises
         for an unreachable broker (the bear keeps its outbox and tries again)."""
         settings = self.settings
-        self.client.connect_async(settings.host, settings.port, settings.keepalive,
+        self._client.connect_async(settings.host, settings.port, settings.keepalive,
                                   clean_start=self._clean_start,
                                   properties=self._connect_properties())
         self._lost.set()  # the supervisor makes the first attempt at once
@@ -248,7 +469,7 @@ class MqttLink:
             immediately = False
             self._attempt_at = time.monotonic()
             try:
-                self.client.reconnect()
+                self._client.reconnect()
             except ssl.SSLCertVerificationError as exc:
                 logger.warning("%s", self._untrusted(exc))
                 continue
@@ -256,7 +477,7 @@ class MqttLink:
                 logger.log(self._retry_log_level, "MQTT broker at %s unreachable: %s — "
                            "trying again", self._where(), exc)
                 continue
-            self.client.loop_start()
+            self._client.loop_start()
             return
 
     def _untrusted(self, exc: ssl.SSLCertVerificationError) -> str:
@@ -273,7 +494,7 @@ class MqttLink:
         # paho's network thread clears ``client._thread`` as it ends; if that happens between
         # loop_stop()'s None check and its join(), loop_stop raises AttributeError.
         try:
-            self.client.loop_stop()
+            self._client.loop_stop()
         except AttributeError:
             logger.debug("paho's network thread ended by itself during loop_stop()")
 
@@ -293,7 +514,7 @@ class MqttLink:
         self._lost.set()  # wakes the supervisor, which sees the closing and ends
         try:
             if self._connected.is_set():
-                self.client.disconnect()
+                self._client.disconnect()
         finally:
             self._stop_network_thread()
             if self._supervisor is not None and self._supervisor is not threading.current_thread():
@@ -305,6 +526,16 @@ class MqttLink:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _expiring(seconds: float) -> Any:
+    """MQTT v5 PUBLISH properties: the broker drops the message after ``seconds``."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.MessageExpiryInterval = max(1, math.ceil(seconds))
+    return properties
 
 
 def _check_tls_files(settings: MqttSettings) -> None:

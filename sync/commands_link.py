@@ -1,12 +1,12 @@
 """The bear's command endpoint on its existing MQTT connection (no second connection).
 
 :class:`CommandsLink` attaches to the bear's :class:`sync.client.MqttLink`: it subscribes
-to ``down/cmd`` and ``down/config`` after every (re)connect and takes those topics with
-paho's ``message_callback_add``, so the link's own ``on_message`` (DeviceSync's acks) is
-untouched. Commands run one at a time on a worker thread, never in paho's network thread;
-each result goes to ``up/cmd-result`` (QoS 1), each config report to ``up/config``
-(QoS 1, retained), through the link's :class:`~sync.receipts.PendingUplink`: both are sent
-again until the cloud's ``down/receipt`` says they are committed.
+to ``down/cmd`` and ``down/config`` (the link subscribes again after every reconnect), beside
+the link's other subscriptions (DeviceSync's acks, the receipts). Commands run one at a
+time on a worker thread, never in paho's network thread; each result goes to
+``up/cmd-result`` (QoS 1), each config report to ``up/config`` (QoS 1, retained), through
+the link's :class:`~sync.receipts.PendingUplink`: both are sent again until the cloud's
+``down/receipt`` says they are committed.
 
 It knows the bear only through :class:`CommandHandler` (the bear wires in
 :class:`agent.commands.CommandProcessor`, see :func:`agent.commands.open_command_endpoint`):
@@ -21,10 +21,10 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
-from sync.client import MqttLink
-from sync.protocol import CommandResult, ConfigReported, down_topic, peek_command
+from sync.client import Inbound, MqttLink, Subscription
+from sync.protocol import Command, CommandResult, ConfigDesired, ConfigReported, peek_command
 from sync.receipts import PendingUplink
 
 logger = logging.getLogger(__name__)
@@ -65,31 +65,25 @@ class CommandsLink:
         self._jobs: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
         self._worker = threading.Thread(target=self._work, name="teddy-commands", daemon=True)
         self._closed = False
+        self._subscriptions: list[Subscription] = []
         self.handled = 0
         """Commands and configs handled so far."""
 
     def attach(self) -> CommandsLink:
-        """Install the topic callbacks and the subscribe hook; call before ``link.connect``
-        (or any time: it subscribes at once when the link is already up)."""
-        client = self._link.client
-        client.message_callback_add(down_topic(self._device_id, "cmd"), self._on_command)
-        client.message_callback_add(down_topic(self._device_id, "config"), self._on_config)
-        self._link.after_connect(self._subscribe)
+        """Subscribe to ``down/cmd`` and ``down/config``; call before ``link.connect`` (or
+        any time: the link subscribes at once when it is already up)."""
         self._worker.start()
-        if self._link.connected:
-            self._subscribe()
+        self._subscriptions = [
+            self._link.subscribe_to(Command, self._on_command, device_id=self._device_id),
+            self._link.subscribe_to(ConfigDesired, self._on_config, device_id=self._device_id),
+        ]
         return self
 
-    def _subscribe(self) -> None:
-        client = self._link.client
-        client.subscribe(down_topic(self._device_id, "cmd"), qos=1)
-        client.subscribe(down_topic(self._device_id, "config"), qos=1)
+    def _on_command(self, message: Inbound) -> None:
+        self._jobs.put(("cmd", message.payload))
 
-    def _on_command(self, client: Any, userdata: Any, message: Any) -> None:
-        self._jobs.put(("cmd", bytes(message.payload)))
-
-    def _on_config(self, client: Any, userdata: Any, message: Any) -> None:
-        self._jobs.put(("config", bytes(message.payload)))
+    def _on_config(self, message: Inbound) -> None:
+        self._jobs.put(("config", message.payload))
 
     def _work(self) -> None:
         while True:
@@ -112,7 +106,7 @@ class CommandsLink:
         except Exception as exc:  # the handler broke: the cloud still hears of the command
             logger.exception("the command handler broke on a command")
             result, after = self._broken(payload, exc), None
-        receipted = self._pending.send("cmd-result", result)
+        receipted = self._pending.send(result)
         if after is not None:
             receipted.wait(timeout=PUBLISH_WAIT_S)
             after()
@@ -127,16 +121,15 @@ class CommandsLink:
     def _apply_config(self, payload: bytes) -> None:
         report = self._processor.handle_config(payload)
         if report is not None:
-            self._pending.send("config", report, retain=True, latest_only=True)
+            self._pending.send(report, latest_only=True)
 
     def close(self) -> None:
         """Stop taking commands; idempotent."""
         if self._closed:
             return
         self._closed = True
-        client = self._link.client
-        client.message_callback_remove(down_topic(self._device_id, "cmd"))
-        client.message_callback_remove(down_topic(self._device_id, "config"))
+        for subscription in self._subscriptions:  # the session keeps queuing commands
+            self._link.drop(subscription)
         self._jobs.put(None)
         if self._worker.is_alive():
             self._worker.join(timeout=10)

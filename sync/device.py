@@ -18,17 +18,15 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Protocol
 
-from agent.alerts import AlertSink, Severity
-from agent.store import ConversationStore, StoredTurn
 from config.errors import ProtocolError, SyncError
 from config.settings import Settings
 from sync.backoff import Backoff
-from sync.client import LastWill, MqttLink
-from sync.protocol import Ack, Receipt, Status, TurnRecord, TurnsBatch, down_topic, up_topic
+from sync.client import Inbound, LastWill, MqttLink
+from sync.protocol import Ack, Receipt, Status, TurnRecord, TurnsBatch
 from sync.receipts import PendingUplink
 
 logger = logging.getLogger(__name__)
@@ -43,6 +41,64 @@ BUDGET_ALERT = "sync.outbox_budget"
 """Alert kind raised while unsynced turns exceed ``sync.outbox_budget_bytes``."""
 
 AckListener = Callable[[list[tuple[int, int]]], None]
+
+
+class OutboxTurn(Protocol):
+    """A kept turn as the outbox hands it out (``agent.store.StoredTurn``)."""
+
+    @property
+    def seq(self) -> int:
+        """Device-wide sequence number."""
+
+    @property
+    def conversation_id(self) -> str:
+        """The conversation it belongs to."""
+
+    @property
+    def role(self) -> Literal["child", "bear"]:
+        """``"child"`` or ``"bear"``."""
+
+    @property
+    def text(self) -> str:
+        """What was said."""
+
+    @property
+    def created_at(self) -> float:
+        """Unix time, seconds."""
+
+    @property
+    def verdict(self) -> dict[str, Any]:
+        """Safety verdict: ``action`` and ``categories``."""
+
+
+class Outbox(Protocol):
+    """What :class:`DeviceSync` needs of the bear's store (``agent.store.ConversationStore``)."""
+
+    def outbox_batch(self, limit: int,
+                     batch_id: str | None = None) -> tuple[str, Sequence[OutboxTurn]]:
+        """Claim up to ``limit`` unsent turns under a batch id, or re-read ``batch_id``."""
+
+    def unacked_batches(self) -> list[str]:
+        """Batch ids sent earlier and not yet acked."""
+
+    def mark_synced(self, ranges: Iterable[tuple[int, int]]) -> int:
+        """The cloud committed these seq ranges; returns the outbox rows removed."""
+
+    def outbox_depth(self) -> int:
+        """Turns waiting for the cloud's ack."""
+
+    def outbox_usage(self, with_bytes: bool = True) -> dict[str, Any]:
+        """``unclaimed``, ``oldest_unclaimed_at`` and (``with_bytes``) ``bytes`` waiting."""
+
+
+class AlertHook(Protocol):
+    """Where the outbox-budget alert goes (``agent.alerts.AlertSink``)."""
+
+    def raise_alert(self, kind: str, severity: str, message: str, **details: Any) -> Any:
+        """Raise alert ``kind`` with ``severity`` (``"warning"``...)."""
+
+    def clear_alert(self, kind: str, message: str = "", **details: Any) -> Any:
+        """Clear alert ``kind``."""
 
 
 @dataclass
@@ -78,10 +134,10 @@ class DeviceSync:
     def __init__(
         self,
         settings: Settings,
-        store: ConversationStore,
+        store: Outbox,
         device_id: str,
         firmware: str,
-        alerts: AlertSink | None = None,
+        alerts: AlertHook | None = None,
         on_ack: AckListener | None = None,
     ) -> None:
         self._settings = settings
@@ -98,17 +154,17 @@ class DeviceSync:
         self._over_budget = False
         self._due_in: float | None = None
         self._budget_checked = float("-inf")
-        offline = Status(state="offline", firmware=firmware).to_payload()
+        offline = Status(state="offline", firmware=firmware)
         sync = settings.sync
         self._link = MqttLink(
             settings.mqtt,
             client_id=f"teddy-{device_id}",
             clean_start=False,
             session_expiry=SESSION_EXPIRY,
-            will=LastWill(up_topic(device_id, "status"), offline),
+            will=LastWill.of(offline, device_id),
             backoff=Backoff(sync.backoff_min, max(sync.backoff_max, sync.backoff_min)),
         )
-        self._link.on("message", self._on_message)
+        self._link.subscribe_to(Ack, self._on_ack_message, device_id=device_id)
         self._link.after_connect(self._on_connected)
         self.pending = PendingUplink.of(self._link, device_id, sync.ack_timeout)
         """Alerts, health, command results and config reports waiting for the cloud's
@@ -147,26 +203,19 @@ class DeviceSync:
     def close(self) -> None:
         """Publish ``offline`` and disconnect. Idempotent."""
         if self._link.connected:
-            offline = Status(state="offline", firmware=self._firmware).to_payload()
-            info = self._link.client.publish(
-                up_topic(self._device_id, "status"), offline, qos=1, retain=True
-            )
-            try:
-                info.wait_for_publish(timeout=2)
-            except RuntimeError:
-                pass  # the link dropped meanwhile; the Last Will says offline instead
+            offline = Status(state="offline", firmware=self._firmware)
+            # if the link drops meanwhile, the Last Will says offline instead
+            self._link.publish(offline, self._device_id).wait(timeout=2)
         self.pending.close()
         self._link.close()
 
     def _on_connected(self) -> None:
-        client = self._link.client
-        client.subscribe(down_topic(self._device_id, "ack"), qos=1)
         online = Status(state="online", firmware=self._firmware, boot_time=self._boot_time)
-        client.publish(up_topic(self._device_id, "status"), online.to_payload(), qos=1, retain=True)
+        self._link.publish(online, self._device_id)
         self._reconnected.set()
         self._events.put(None)
 
-    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+    def _on_ack_message(self, message: Inbound) -> None:
         try:
             ack = Ack.from_payload(message.payload)
         except ProtocolError as exc:
@@ -267,7 +316,7 @@ class DeviceSync:
         batch = TurnsBatch(
             device_id=self._device_id, batch_id=batch_id, turns=[_record(t) for t in turns]
         )
-        self._link.client.publish(up_topic(self._device_id, "turns"), batch.to_payload(), qos=1)
+        self._link.publish(batch, self._device_id)
         self._inflight[batch_id] = _InFlight(batch_id, {t.seq for t in turns})
         report.batches_sent += 1
         report.turns_sent += len(turns)
@@ -345,7 +394,7 @@ class DeviceSync:
                        "(sync.outbox_budget_bytes); every turn is kept and the oldest go first "
                        "— check the bear's network and the broker")
             if self._alerts is not None:
-                self._alerts.raise_alert(BUDGET_ALERT, Severity.WARNING, message,
+                self._alerts.raise_alert(BUDGET_ALERT, "warning", message,
                                          bytes=used, budget=budget)
             else:
                 logger.warning("%s", message)
@@ -364,7 +413,7 @@ def _covers(ranges: list[tuple[int, int]], seqs: set[int]) -> bool:
     return all(_in_ranges(seq, ranges) for seq in seqs)
 
 
-def _record(turn: StoredTurn) -> TurnRecord:
+def _record(turn: OutboxTurn) -> TurnRecord:
     return TurnRecord(
         seq=turn.seq,
         conversation_id=turn.conversation_id,

@@ -17,14 +17,10 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from config.errors import ProtocolError
-from sync.client import MqttLink
-from sync.protocol import Message, Receipt, down_topic, receipt_id, up_topic
-
-if TYPE_CHECKING:
-    import paho.mqtt.client as mqtt
+from sync.client import Inbound, MqttLink
+from sync.protocol import Message, Receipt, receipt_id
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +38,6 @@ _BY_LINK_LOCK = threading.Lock()
 class _Pending:
     kind: str
     message: Message
-    retain: bool
     sent_at: float
     on_receipt: Callable[[], None] | None
     done: threading.Event
@@ -62,7 +57,7 @@ class PendingUplink:
         self._closing = threading.Event()
         self.receipts = 0
         """Receipts taken so far."""
-        link.client.message_callback_add(down_topic(device_id, "receipt"), self._on_message)
+        self._subscription = link.subscribe_to(Receipt, self._on_message, device_id=device_id)
         link.after_connect(self._on_connected)
         self._thread: threading.Thread | None = None  # started by the first send()
 
@@ -86,7 +81,7 @@ class PendingUplink:
         if self._closing.is_set():
             return
         self._closing.set()
-        self._link.client.message_callback_remove(down_topic(self._device_id, "receipt"))
+        self._link.drop(self._subscription)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(5)
 
@@ -99,12 +94,12 @@ class PendingUplink:
         with self._lock:
             return sum(1 for k, _ in self._pending if kind is None or k == kind)
 
-    def send(self, kind: str, message: Message, *, retain: bool = False,
-             on_receipt: Callable[[], None] | None = None,
+    def send(self, message: Message, *, on_receipt: Callable[[], None] | None = None,
              latest_only: bool = False) -> threading.Event:
-        """Publish ``message`` on ``up/<kind>`` until a receipt names it; the event is set
-        when it does. Sending a message already pending only returns its event.
+        """Publish ``message`` on its route (``up/<kind>``) until a receipt names it; the
+        event is set when it does. Sending a message already pending only returns its event.
         ``latest_only``: a newer message of this kind replaces the ones still pending."""
+        kind = message.route().name
         rid = receipt_id(kind, message)
         if rid is None:
             raise ProtocolError(f"up/{kind} messages are not receipted")
@@ -117,7 +112,7 @@ class PendingUplink:
                 for old in [k for k in self._pending if k[0] == kind]:
                     del self._pending[old]
             self._trim()
-            entry = _Pending(kind, message, retain, float("-inf"), on_receipt, threading.Event())
+            entry = _Pending(kind, message, float("-inf"), on_receipt, threading.Event())
             self._pending[key] = entry
             if self._thread is None and not self._closing.is_set():
                 self._thread = threading.Thread(target=self._run, name="teddy-receipts",
@@ -139,13 +134,11 @@ class PendingUplink:
             return
         entry.sent_at = time.monotonic()
         try:
-            self._link.client.publish(up_topic(self._device_id, entry.kind),
-                                      entry.message.to_payload(), qos=1, retain=entry.retain)
+            self._link.publish(entry.message, self._device_id)
         except (RuntimeError, ValueError, OSError) as exc:
             logger.info("publishing up/%s failed (%s); trying again", entry.kind, exc)
 
     def _on_connected(self) -> None:
-        self._link.client.subscribe(down_topic(self._device_id, "receipt"), qos=1)
         with self._lock:
             for entry in self._pending.values():
                 entry.sent_at = float("-inf")  # may have been lost with the old connection
@@ -158,7 +151,7 @@ class PendingUplink:
             for entry in due:
                 self._publish(entry)
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, message: Inbound) -> None:
         try:
             receipt = Receipt.from_payload(bytes(message.payload))
         except ProtocolError as exc:

@@ -323,9 +323,7 @@ def test_a_bear_in_the_ingest_share_group_steals_nothing(fleet, database, tmp_pa
                     alert = AlertMessage(device_id=fleet.b, alert_id=f"wellbeing-{number}",
                                          state="raised", kind="wellbeing.sad", severity="high",
                                          message="sounded sad", raised_at=time.time())
-                    info = link.link.client.publish(f"teddy/v1/{fleet.b}/up/alerts",
-                                                    alert.to_payload(), qos=1)
-                    info.wait_for_publish(10)
+                    link.link.publish(alert, fleet.b).wait(10)
                 assert link.sync_once(30).turns_acked == 40
             with database.connect() as conn:
                 wait_until(lambda: conn.execute(

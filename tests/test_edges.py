@@ -353,7 +353,7 @@ def test_the_network_thread_ending_during_loop_stop_does_not_kill_the_supervisor
     from sync.client import MqttLink
 
     link = MqttLink(Settings().mqtt, client_id="race")
-    link.client._thread = EndsDuringLoopStop(link.client)
+    link._client._thread = EndsDuringLoopStop(link._client)
     link._stop_network_thread()  # raised AttributeError inside paho before the fix
-    assert link.client._thread is None
+    assert link._client._thread is None
     link.close()

@@ -15,7 +15,7 @@ from agent.credentials import CredentialVault
 from agent.runtime import open_bear
 from sync.cloud.cloud_link import CloudLink
 from sync.cloud.fleet import Fleet
-from sync.protocol import Command, CommandResult, down_topic, up_topic
+from sync.protocol import Command, CommandResult
 
 
 @pytest.fixture
@@ -83,11 +83,11 @@ def test_unsigned_expired_replayed_and_foreign_commands_are_refused_over_mqtt(pa
     with open_bear(paired) as teddy:
         teddy.respond("hello teddy")
     with RunningBear(paired) as running, CloudLink(cloud) as link:
-        results = link.expect(up_topic(device, "cmd-result"))
+        results = link.expect(CommandResult, device)
         for command in forged.values():
-            link.publish(down_topic(device, "cmd"), command.to_payload())
-        link.publish(down_topic(device, "cmd"), signed.to_payload())
-        link.publish(down_topic(device, "cmd"), signed.to_payload())  # the replay
+            link.send(command, device)
+        link.send(signed, device)
+        link.send(signed, device)  # the replay
         answers = [CommandResult.from_payload(results.get(timeout=10)[1]) for _ in range(5)]
         kept_after = len(running.store.turns())
     by_id: dict[str, list[CommandResult]] = {}
@@ -125,16 +125,16 @@ def test_every_command_gets_an_answer_even_when_the_bear_cannot_run_it(paired, c
     unknown, invalid = signed("self-destruct", {}), signed("set-volume", {"volume": 7})
     seen_file = paired.store.data_dir / SEEN_FILE
     with RunningBear(paired), CloudLink(cloud) as link:
-        results = link.expect(up_topic(device, "cmd-result"))
+        results = link.expect(CommandResult, device)
         for command in (unknown, invalid):
-            link.publish(down_topic(device, "cmd"), command.to_payload())
+            link.send(command, device)
         seen_file.unlink(missing_ok=True)
         seen_file.mkdir()
-        link.publish(down_topic(device, "cmd"), blocked.to_payload())
+        link.send(blocked, device)
         answers = {a.id: a for a in (CommandResult.from_payload(results.get(timeout=10)[1])
                                      for _ in range(3))}
         seen_file.rmdir()
-        link.publish(down_topic(device, "cmd"), blocked.to_payload())
+        link.send(blocked, device)
         again = CommandResult.from_payload(results.get(timeout=10)[1])
     assert answers[unknown.id].status == "rejected"
     assert answers[unknown.id].reason.startswith("unknown command 'self-destruct'")

@@ -317,15 +317,13 @@ def _cloud_listener(port: int, received: list):
 
 def _publish(link, monitor: HealthMonitor) -> int:
     """What the sync link does with ``monitor.outgoing()``; returns how many it sent."""
-    from sync.protocol import up_topic
+    from sync.protocol import AlertMessage
 
     sent = 0
-    for item in monitor.outgoing():
-        info = link.client.publish(up_topic(DEVICE, item.topic), item.message.to_payload(),
-                                   qos=item.qos)
-        info.wait_for_publish(5)
-        if item.qos == 1 and info.is_published():
-            monitor.mark_published(item.message)
+    for message in monitor.outgoing():
+        published = link.publish(message, DEVICE).wait(5)
+        if isinstance(message, AlertMessage) and published:
+            monitor.mark_published(message)
         sent += 1
     return sent
 

@@ -39,7 +39,7 @@ from sync.cloud.pairing import (
     WrongCodeError,
     approve,
 )
-from sync.protocol import ClaimAnswer, ClaimRequest, down_topic, up_topic
+from sync.protocol import ClaimAnswer, ClaimRequest, up_topic
 from sync.protocol.claim import code_digest, open_request
 
 
@@ -74,8 +74,8 @@ def test_a_service_account_or_an_unmade_id_cannot_claim(bear, cloud, secure_brok
         auth.set_device(rogue, "rogue-password-123")
     with MqttLink(_as(bear, "svc.ingest", INGEST_PASSWORD).mqtt, client_id="svc.ingest") as link:
         link.connect()  # no device topic can even be named for svc.*: try the raw topic
-        link.client.publish("teddy/v1/svc.ingest/up/claim", b'{"v": 2}', qos=1,
-                            retain=True).wait_for_publish(5)
+        link.publish_raw("teddy/v1/svc.ingest/up/claim", b'{"v": 2}', qos=1,
+                         retain=True).wait(5)
     publish_claim(_as(bear, rogue, "rogue-password-123"), rogue, "111111")
     with database.connect() as conn:
         with pytest.raises(PairingError, match="'svc.ingest' is not"):
@@ -110,8 +110,8 @@ def test_a_dotted_service_name_is_not_a_device_topic(bear, cloud, database):
     request = seal_request(body, X25519PrivateKey.generate(), bear.pairing.claim_key)
     with MqttLink(cloud_login.mqtt, client_id="svc.fleet") as link:
         link.connect()
-        link.client.publish("teddy/v1/svc.ingest/up/claim", request.to_payload(), qos=1,
-                            retain=True).wait_for_publish(5)
+        link.publish_raw("teddy/v1/svc.ingest/up/claim", request.to_payload(), qos=1,
+                         retain=True).wait(5)
     with CloudLink(cloud) as link:
         claims = collect_claims(link, cloud, claim_keys(cloud))
     assert all(c.device_id != "svc.ingest" for c in claims)
@@ -180,7 +180,7 @@ def test_a_reader_of_the_claim_topic_cannot_recover_the_code(bear, cloud, databa
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
     with CloudLink(cloud) as reader:
-        inbox = reader.expect(up_topic(bear.device.id, "claim"))
+        inbox = reader.expect(ClaimRequest, bear.device.id)
         pairing, voice = _start(bear)
         try:
             _topic, payload = inbox.get(timeout=10)
@@ -205,7 +205,7 @@ def test_a_forged_answer_is_refused_and_the_fleet_key_stays(bear, cloud, secure_
 
     pairing, voice = _start(bear)
     with CloudLink(cloud) as reader:
-        claim = reader.expect(up_topic(bear.device.id, "claim")).get(timeout=10)[1]
+        claim = reader.expect(ClaimRequest, bear.device.id).get(timeout=10)[1]
     body = open_request(ClaimRequest.from_payload(claim), bear.device.id,
                         claim_keys(cloud).opening)
     forged = ClaimAnswer(device_id=bear.device.id, claim_id=body.claim_id, nonce=body.nonce,
@@ -214,8 +214,7 @@ def test_a_forged_answer_is_refused_and_the_fleet_key_stays(bear, cloud, secure_
     attacker = _as(bear, "svc.ingest", INGEST_PASSWORD)
     with MqttLink(attacker.mqtt, client_id="svc.ingest") as link:
         link.connect()
-        link.client.publish(down_topic(bear.device.id, "claim"), forged.to_payload(), qos=1,
-                            retain=True).wait_for_publish(5)
+        link.publish(forged, bear.device.id).wait(5)
     assert pairing.wait(1.0) is None  # still waiting: the forged answer changed nothing
     with database.connect() as conn:
         approve(cloud, conn, voice.code(), "sam@example.org", ("keep", "sync"))
@@ -408,8 +407,8 @@ def test_a_malformed_claim_does_not_stop_pairing(bear, cloud, database, data_dir
         bad = bear_settings(cloud, database, data_dir.parent / name)
         with MqttLink(bad.mqtt, client_id=f"teddy-{bad.device.id}") as link:
             link.connect()
-            link.client.publish(up_topic(bad.device.id, "claim"), payload, qos=1,
-                                retain=True).wait_for_publish(5)
+            link.publish_raw(up_topic(bad.device.id, "claim"), payload, qos=1,
+                             retain=True).wait(5)
     pairing, voice = _start(bear)
     try:
         with database.connect() as conn:

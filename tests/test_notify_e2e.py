@@ -15,18 +15,16 @@ from agent.health import HealthMonitor
 from config.settings import load_settings
 from sync.client import MqttLink
 from sync.cloud.notify import Notifier, verify_signature
-from sync.protocol import up_topic
+from sync.protocol import AlertMessage
 
 SECRET = "e2e-secret"
 
 
 def _publish(link: MqttLink, monitor: HealthMonitor, device: str) -> None:
-    for item in monitor.outgoing():
-        info = link.client.publish(up_topic(device, item.topic), item.message.to_payload(),
-                                   qos=item.qos)
-        info.wait_for_publish(5)
-        if item.qos == 1:
-            monitor.mark_published(item.message)
+    for message in monitor.outgoing():
+        link.publish(message, device).wait(5)
+        if isinstance(message, AlertMessage):
+            monitor.mark_published(message)
 
 
 def test_bear_alert_reaches_operators_and_wellbeing_reaches_only_the_parent(

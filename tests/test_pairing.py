@@ -177,8 +177,7 @@ def _publish_claim_like_a_bear(settings) -> str:
     from support.identity import publish_claim
 
     return publish_claim(settings, settings.device.id, "123456",
-                         expiry=Pairing(settings, settings.device.id, RecordingLed(),
-                                        SpeakingFake().say)._expiring())
+                         expiry_s=settings.pairing.code_ttl_s)
 
 
 def test_the_bear_gives_up_when_nobody_enters_the_code(database, data_dir, cloud):

@@ -27,9 +27,9 @@ def test_results_and_reports_are_resent_until_the_cloud_commits_them(broker, dat
         result = CommandResult(id="cmd-unknown-1", device_id=device, name="ping",
                                status="done", finished_at=now)
         report = ConfigReported(device_id=device, version=4, reported_at=now)
-        stored = pending.send("cmd-result", result)
-        reported = pending.send("config", report, retain=True, latest_only=True)
-        assert pending.send("cmd-result", result) is stored  # already waiting: not twice
+        stored = pending.send(result)
+        reported = pending.send(report, latest_only=True)
+        assert pending.send(result) is stored  # already waiting: not twice
         time.sleep(2.0)  # sent ~4 times; no ingest, so nothing may count as delivered
         assert not stored.is_set() and not reported.is_set()
         assert pending.pending() == 2

@@ -42,16 +42,8 @@ Sampler = Callable[[float], dict[str, float | None]]
 :class:`~agent.health.sampler.SystemSampler`)."""
 
 
-@dataclass(frozen=True)
-class Outgoing:
-    """One message for the sync link to publish under the bear's ``up/`` root."""
-
-    topic: str
-    """Topic name under ``up/``: ``"alerts"`` or ``"health"``."""
-    message: AlertMessage | HealthSample
-    """The payload (``message.to_payload()``)."""
-    qos: int
-    """MQTT QoS: 1 for alerts (kept until acknowledged), 0 for health samples."""
+Outgoing = AlertMessage | HealthSample
+"""One message for the sync link to publish (its class declares topic, QoS and retain)."""
 
 
 @dataclass(frozen=True)
@@ -225,20 +217,20 @@ class HealthMonitor:
         self.journal.mark_published(message.alert_id, message.state)
 
     def outgoing(self, now: float | None = None) -> list[Outgoing]:
-        """What the sync link should publish now: every unpublished alert (QoS 1) and, at
-        most every ``health.publish_every_s``, the latest health sample (QoS 0).
+        """What the sync link should publish now: every unpublished alert and, at most every
+        ``health.publish_every_s``, the latest health sample.
 
-        After the cloud's receipt for an ``alerts`` item call :meth:`mark_published` with
-        its message (see :class:`sync.receipts.PendingUplink`); of health samples only the
-        newest is worth resending.
+        After the cloud's receipt for an alert call :meth:`mark_published` with it (see
+        :class:`sync.receipts.PendingUplink`); of health samples only the newest is worth
+        resending.
         """
         now = self._clock() if now is None else now
-        items = [Outgoing("alerts", message, 1) for message in self.pending_alerts()]
+        items: list[Outgoing] = list(self.pending_alerts())
         sample = self.health_sample()
         due = now - self._last_health_offered >= self.settings.health.publish_every_s
         if sample is not None and due:
             self._last_health_offered = now
-            items.append(Outgoing("health", sample, 0))
+            items.append(sample)
         return items
 
     def health_sample(self) -> HealthSample | None:

@@ -17,7 +17,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from agent.voice.ears import Ears, Heard
 from agent.voice.errors import SpeechError
@@ -27,6 +26,7 @@ from agent.voice.speech import Voice
 from config.voice import VoiceSettings
 from hardware.audio import AlertHook, Microphone
 from hardware.errors import AudioDeviceError
+from hardware.led import StatusLight
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class VoiceLoop:
         voice: Voice,
         respond: Callable[[str], str],
         wake_ears: Ears | None = None,
-        led: Any = None,
+        led: StatusLight | None = None,
         alert: AlertHook | None = None,
     ) -> None:
         self.settings = settings

@@ -43,7 +43,7 @@ from config.settings import DEVICE_ID_PATTERN, SERVICE_ACCOUNT_PATTERN, MqttSett
 from sync.protocol import TOPIC_ROOT
 
 if TYPE_CHECKING:
-    import paho.mqtt.client as mqtt
+    from sync.client import Inbound
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,6 @@ class DynsecAuth:
         self._link: Any = None
         self._answers: dict[str, dict[str, Any]] = {}
         self._answered = threading.Condition()
-        self._subscribed = threading.Event()
 
     def __enter__(self) -> DynsecAuth:
         return self
@@ -249,7 +248,7 @@ class DynsecAuth:
         link = self._connected()
         correlation = secrets.token_hex(8)
         with self._answered:
-            link.client.publish(CONTROL_TOPIC, json.dumps(
+            link.publish_raw(CONTROL_TOPIC, json.dumps(
                 {"commands": [{**command, "correlationData": correlation}]}), qos=1)
             if not self._answered.wait_for(lambda: correlation in self._answers,
                                            COMMAND_TIMEOUT_S):
@@ -268,8 +267,7 @@ class DynsecAuth:
         from sync.client import MqttLink
 
         link = MqttLink(self._mqtt, client_id=f"{self._mqtt.username}-{secrets.token_hex(4)}")
-        link.on("message", self._on_message)
-        link.on("subscribe", lambda *args: self._subscribed.set())
+        responses = link.subscribe(CONTROL_TOPIC + "/response", self._on_message, qos=1)
         try:
             link.connect()
         except SyncError as exc:
@@ -278,14 +276,13 @@ class DynsecAuth:
             raise CloudError(f"the broker refused its administrator {self._mqtt.username!r} — "
                              "check fleet.broker_admin_password_file and "
                              "fleet.broker_admin_username") from None
-        link.client.subscribe(CONTROL_TOPIC + "/response", qos=1)
-        if not self._subscribed.wait(COMMAND_TIMEOUT_S):
+        if not responses.wait(COMMAND_TIMEOUT_S):
             link.close()
             raise CloudError("the broker did not confirm the administrator's subscription")
         self._link = link
         return link
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, message: Inbound) -> None:
         try:
             responses = json.loads(message.payload).get("responses", [])
         except (ValueError, AttributeError):

@@ -2,7 +2,8 @@
 
 Built on :class:`sync.client.MqttLink` with the cloud's credentials. :meth:`expect`
 subscribes and waits for the broker's SUBACK before returning, so an answer published
-right after our own message can never be missed.
+right after our own message can never be missed. Topics, QoS and retain flags come from
+the message classes (their ``ROUTE``, :mod:`sync.protocol`).
 """
 
 from __future__ import annotations
@@ -12,15 +13,11 @@ import os
 import queue
 import secrets
 import socket
-import threading
-from typing import TYPE_CHECKING, Any
 
 from config.errors import CloudError
 from config.settings import Settings
-from sync.client import MqttLink
-
-if TYPE_CHECKING:
-    import paho.mqtt.client as mqtt
+from sync.client import Delivery, Inbound, MqttLink
+from sync.protocol import Message
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +33,6 @@ class CloudLink:
     def __init__(self, settings: Settings, purpose: str = "fleet") -> None:
         client_id = f"{purpose}-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self._link = MqttLink(settings.mqtt, client_id=client_id)
-        self._subacks: dict[int, threading.Event] = {}
-        self._link.on("subscribe", self._on_subscribe)
-        self._link.on("message", lambda *args: None)
 
     def __enter__(self) -> CloudLink:
         self._link.connect()
@@ -51,30 +45,32 @@ class CloudLink:
         """Disconnect; idempotent."""
         self._link.close()
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, *rest: Any) -> None:
-        event = self._subacks.setdefault(mid, threading.Event())
-        event.set()
-
-    def expect(self, topic_filter: str, qos: int = 1) -> queue.Queue[tuple[str, bytes]]:
-        """Subscribe to ``topic_filter``; ``(topic, payload)`` of each message lands in the
-        returned queue (retained ones first)."""
+    def expect(self, message: type[Message],
+               device_id: str | None = None) -> queue.Queue[tuple[str, bytes]]:
+        """Subscribe to ``message``'s route of ``device_id`` (of every bear when None);
+        ``(topic, payload)`` of each message lands in the returned queue (retained ones
+        first)."""
         inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
-        client = self._link.client
-        client.message_callback_add(
-            topic_filter, lambda c, u, m: inbox.put((m.topic, bytes(m.payload))))
-        result, mid = client.subscribe(topic_filter, qos=qos)
-        if mid is None:
-            raise CloudError(f"could not subscribe to {topic_filter} ({result}) — connect first")
-        event = self._subacks.setdefault(mid, threading.Event())
-        if not event.wait(SUBACK_TIMEOUT_S):
-            raise CloudError(f"the broker did not confirm the subscription to {topic_filter} "
-                             f"within {SUBACK_TIMEOUT_S:g} s — check the cloud user's ACL")
+
+        def take(inbound: Inbound) -> None:
+            inbox.put((inbound.topic, inbound.payload))
+
+        subscription = self._link.subscribe_to(message, take, device_id=device_id)
+        if not subscription.wait(SUBACK_TIMEOUT_S):
+            raise CloudError(f"the broker did not confirm the subscription to "
+                             f"{subscription.topic_filter} within {SUBACK_TIMEOUT_S:g} s — "
+                             "check the cloud user's ACL")
         return inbox
 
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        """Publish with QoS 1 and wait until the broker has it."""
-        info = self._link.client.publish(topic, payload, qos=1, retain=retain)
-        info.wait_for_publish(timeout=PUBACK_TIMEOUT_S)
-        if not info.is_published():
-            raise CloudError(f"the broker did not take the message on {topic} within "
+    def send(self, message: Message, device_id: str) -> None:
+        """Publish ``message`` on its route to ``device_id`` and wait until the broker has it."""
+        self._confirm(self._link.publish(message, device_id))
+
+    def clear_retained(self, message: type[Message], device_id: str) -> None:
+        """Remove ``device_id``'s retained ``message`` from the broker."""
+        self._confirm(self._link.clear_retained(message, device_id))
+
+    def _confirm(self, delivery: Delivery) -> None:
+        if not delivery.wait(PUBACK_TIMEOUT_S):
+            raise CloudError(f"the broker did not take the message on {delivery.topic} within "
                              f"{PUBACK_TIMEOUT_S:g} s — check the broker and the cloud user's ACL")

@@ -28,9 +28,7 @@ from sync.protocol import (
     CommandResult,
     ConfigDesired,
     ConfigReported,
-    down_topic,
     parse_command_args,
-    up_topic,
 )
 
 logger = logging.getLogger(__name__)
@@ -274,8 +272,8 @@ class Fleet:
         self.require_device(device_id)
         command = self.issue(device_id, name, args, ttl_s)
         with CloudLink(self.settings) as link:
-            results = link.expect(up_topic(device_id, "cmd-result")) if wait else None
-            link.publish(down_topic(device_id, "cmd"), command.to_payload())
+            results = link.expect(CommandResult, device_id) if wait else None
+            link.send(command, device_id)
             logger.info("sent command %s (%s) to %s", command.id, name, device_id)
             result = self._await_result(results, command) if results is not None else None
         return Sent(command, result)
@@ -314,8 +312,8 @@ class Fleet:
         desired = ConfigDesired(device_id=device_id, version=row[0], values=row[1],
                                 issued_at=time.time()).signed_with(self.signing_key)
         with CloudLink(self.settings) as link:
-            reports = link.expect(up_topic(device_id, "config")) if wait else None
-            link.publish(down_topic(device_id, "config"), desired.to_payload(), retain=True)
+            reports = link.expect(ConfigReported, device_id) if wait else None
+            link.send(desired, device_id)
             report = self._await_report(reports, desired) if reports is not None else None
         return desired, report
 
@@ -436,7 +434,7 @@ class Fleet:
                               (device_id,))
             self.conn.execute("DELETE FROM device_config WHERE device_id = %s", (device_id,))
         with CloudLink(self.settings) as link:
-            link.publish(down_topic(device_id, "config"), b"", retain=True)
+            link.clear_retained(ConfigDesired, device_id)
         return {"device_id": device_id, "pairing_ended": None if ended is None else ended[0],
                 "bear": _bear_report(sent.result)}
 

@@ -33,27 +33,22 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from config.settings import Settings
 from sync.backoff import Backoff
-from sync.client import MqttLink, service_client_id
+from sync.client import Inbound, MqttLink, Subscription, service_client_id
 from sync.cloud import db, dead_letters, writer
 from sync.cloud.messages import KINDS, Parsed, Received, TimeWindow, parse
 from sync.cloud.metrics import IngestMetrics
 from sync.cloud.ratelimit import TokenBuckets
-from sync.protocol import Receipt, down_topic, receipt_id, shared_subscription
+from sync.protocol import Receipt, receipt_id, shared_subscription
 from sync.protocol.receipts import ReceiptKind
-
-if TYPE_CHECKING:
-    import paho.mqtt.client as mqtt
 
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 5.0
 """Seconds :meth:`Ingestor.run` spends committing what it holds after :meth:`stop`."""
-QOS = {"turns": 1, "status": 1, "health": 1, "alerts": 1, "cmd-result": 1, "config": 1}
-"""Subscription QoS per ``up/<name>``."""
 
 
 @dataclass
@@ -85,11 +80,11 @@ class Ingestor:
                      or f"ingest-{socket.gethostname()}-{os.getpid()}")
         self._link = MqttLink(settings.mqtt, client_id=client_id, manual_ack=True,
                               backoff=Backoff(0.2, 5.0), retry_log_level=logging.WARNING)
-        self._link.on("message", self._on_message)
-        self._link.on("subscribe", self._on_subscribe)
-        self._subscribed = threading.Event()
-        self._subscribe_mid: int | None = None
-        self._link.after_connect(self._subscribe)
+        group = settings.cloud.share_group
+        self._subscriptions: list[Subscription] = [
+            self._link.subscribe_to(model, self._on_message, share_group=group)
+            for model in KINDS.values()
+        ]
         self._inbox: queue.Queue[Received] = queue.Queue()
         self._stop = threading.Event()
         self._stopped_at = float("inf")
@@ -127,27 +122,15 @@ class Ingestor:
             self._stopped_at = time.monotonic()
         self._stop.set()
 
-    def _topics(self) -> list[tuple[str, int]]:
-        group = self._settings.cloud.share_group
-        return [(shared_subscription(group, name), QOS[name]) for name in KINDS]
+    @property
+    def subscribed(self) -> bool:
+        """Whether the broker has answered every subscription of ingest (a refused one is
+        logged as an ERROR; ingest takes what was granted and the operator fixes the rest)."""
+        return all(s.answered for s in self._subscriptions)
 
-    def _subscribe(self) -> None:
-        self._subscribed.clear()
-        _, self._subscribe_mid = self._link.client.subscribe(self._topics())
-
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any,
-                      props: Any) -> None:
-        if mid != self._subscribe_mid:
-            return
-        refused = [str(r) for r in reasons if r.is_failure]
-        if refused:  # ingest what was granted; the operator fixes the rest
-            logger.error("the broker refused ingest's subscriptions: %s — check the ingest "
-                         "account's ACL", ", ".join(refused))
-        self._subscribed.set()
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._inbox.put(Received(message.topic, bytes(message.payload), message.mid,
-                                 message.qos, time.monotonic()))
+    def _on_message(self, message: Inbound) -> None:
+        self._inbox.put(Received(message.topic, message.payload, message.mid, message.qos,
+                                 time.monotonic()))
 
     def run(self) -> None:
         """Connect (waiting for the broker as long as it takes) and ingest until :meth:`stop`
@@ -175,7 +158,7 @@ class Ingestor:
         """Wait until the broker confirmed our subscriptions; False if stopped first."""
         waited = 0.0
         while not self._stop.is_set():
-            if self._subscribed.wait(1.0):
+            if self._link.wait_subscribed(1.0):
                 return True
             waited += 1.0
             if waited % 30 == 0:
@@ -206,8 +189,7 @@ class Ingestor:
                                          f"unhandled {type(exc).__name__}")
         except Exception:  # noqa: BLE001
             logger.exception("could not dead-letter the message on %s", message.topic)
-        if message.qos > 0:
-            self._link.client.ack(message.mid, message.qos)
+        self._link.ack(message.mid, message.qos)
         self.counters.dead_letters += 1
         self.metrics.dead_letters.inc()
 
@@ -225,9 +207,8 @@ class Ingestor:
 
     def _finish(self) -> None:
         """Graceful shutdown: no new messages; commit what we hold, within the grace."""
-        if self._link.connected:
-            for topic, _qos in self._topics():
-                self._link.client.unsubscribe(topic)
+        for subscription in self._subscriptions:
+            self._link.unsubscribe(subscription)
         give_up_at = time.monotonic() + SHUTDOWN_GRACE
         while time.monotonic() < give_up_at:
             batch = self._next_messages(timeout=0.1)
@@ -303,7 +284,7 @@ class Ingestor:
                 reason = (f"over this bear's rate ({self._settings.cloud.bear_turns_per_s:g} "
                           f"turns/s, {self._settings.cloud.bear_bytes_per_s:g} bytes/s)")
                 kind = cast(ReceiptKind, item.kind)  # turns, or one that receipt_id named
-                refusals.append((down_topic(item.bear, "receipt"),
+                refusals.append((item.bear,
                                  Receipt(kind=kind, ids=[rid], refused=reason,
                                          retry_after=round(min(max(wait, 0.5), 3600.0), 3))))
         return kept, refusals
@@ -340,12 +321,10 @@ class Ingestor:
     def _after_commit(self, batch: list[Received], items: list[Parsed],
                       outcome: writer.WriteOutcome, started: float) -> None:
         # Committed: only now may the bears forget their rows and the broker the messages.
-        client = self._link.client
-        for topic, ack in outcome.acks:
-            client.publish(topic, ack.to_payload(), qos=1)
+        for device_id, ack in outcome.acks:
+            self._link.publish(ack, device_id)
         for message in batch:
-            if message.qos > 0:
-                client.ack(message.mid, message.qos)
+            self._link.ack(message.mid, message.qos)
         self._count(items, outcome, started)
 
     def _count(self, items: list[Parsed], outcome: writer.WriteOutcome, started: float) -> None:

@@ -11,26 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from config.errors import ProtocolError
-from sync.protocol import (
-    AlertMessage,
-    CommandResult,
-    ConfigReported,
-    HealthSample,
-    Status,
-    TurnsBatch,
-    parse_device_topic,
-)
-from sync.protocol.base import Message
+from sync.protocol import Message, parse_device_topic, routed_messages
 
 KINDS: dict[str, type[Message]] = {
-    "turns": TurnsBatch,
-    "status": Status,
-    "health": HealthSample,
-    "alerts": AlertMessage,
-    "cmd-result": CommandResult,
-    "config": ConfigReported,
+    cls.route().name: cls for cls in routed_messages()
+    if cls.route().direction == "up" and cls.route().ingested
 }
-"""``up/<name>`` topics ingest takes, and the model each payload must match."""
+"""``up/<name>`` topics ingest takes, and the model each payload must match: every message
+class whose ``ROUTE`` is marked ``ingested``."""
 
 
 @dataclass(frozen=True)

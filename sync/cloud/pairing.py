@@ -39,8 +39,6 @@ from sync.protocol import (
     ClaimBody,
     ClaimRequest,
     PairingGrant,
-    claim_requests_filter,
-    down_topic,
     parse_device_topic,
 )
 from sync.protocol.claim import Scope, code_digest, open_request, release_digest, seal_grant
@@ -106,7 +104,7 @@ class Claim:
 
 def collect_claims(link: CloudLink, settings: Settings, keys: ClaimKeys) -> list[Claim]:
     """Every retained claim on the broker that opens with the cloud's claim key."""
-    inbox = link.expect(claim_requests_filter())
+    inbox = link.expect(ClaimRequest)
     found: list[Claim] = []
     deadline = time.monotonic() + settings.fleet.claim_collect_s
     while (remaining := deadline - time.monotonic()) > 0:
@@ -202,7 +200,7 @@ def approve(settings: Settings, conn: Connection, code: str, parent_email: str,
                              expires_at=time.time() + settings.fleet.claim_ttl_s,
                              pairing_id=pairing_id)
         answer = seal_grant(grant, answer, claim["public_key"]).signed_with(keys.signing)
-        link.publish(down_topic(claim["device_id"], "claim"), answer.to_payload(), retain=True)
+        link.send(answer, claim["device_id"])
     logger.info("paired %s (claim %s, pairing %s, scopes %s)", claim["device_id"],
                 claim["claim_id"], pairing_id, ",".join(scopes))
     return Approved(claim["device_id"], claim["claim_id"], scopes, pairing_id)
@@ -298,8 +296,7 @@ def _answer_rejected(link: CloudLink, keys: ClaimKeys, settings: Settings, devic
     answer = ClaimAnswer(device_id=device_id, claim_id=claim_id, nonce=nonce,
                          status="rejected", reason=reason,
                          expires_at=time.time() + settings.fleet.claim_ttl_s)
-    link.publish(down_topic(device_id, "claim"), answer.signed_with(keys.signing).to_payload(),
-                 retain=True)
+    link.send(answer.signed_with(keys.signing), device_id)
 
 
 def _commit(conn: Connection, claim: dict[str, Any], parent_email: str, scopes: tuple[str, ...],

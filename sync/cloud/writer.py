@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, cast
 from sync.cloud import family_keys, fleet
 from sync.cloud.dead_letters import DeadLetters
 from sync.cloud.messages import Parsed
-from sync.protocol import Ack, Message, Receipt, down_topic, receipt_id, to_ranges
+from sync.protocol import Ack, Message, Receipt, receipt_id, to_ranges
 from sync.protocol.receipts import ReceiptKind
 
 if TYPE_CHECKING:
@@ -54,7 +54,8 @@ class WriteOutcome:
     """What one committed transaction did."""
 
     acks: list[tuple[str, Message]] = field(default_factory=list)
-    """``(topic, ack or receipt)`` to publish now that the rows are committed."""
+    """``(device_id, ack or receipt)`` to publish (on the message's route to that bear) now
+    that the rows are committed."""
     inserted: int = 0
     """Turn rows that were new."""
     duplicates: int = 0
@@ -137,9 +138,9 @@ def _drop_receipt(outcome: WriteOutcome, item: Parsed) -> None:
     if rid is not None and rid in outcome.receipted.get(key, []):
         outcome.receipted[key].remove(rid)
     if item.kind == "turns":
-        outcome.acks = [(t, a) for t, a in outcome.acks
+        outcome.acks = [(d, a) for d, a in outcome.acks
                         if not (isinstance(a, Ack) and a.batch_id == item.body.batch_id
-                                and t == down_topic(item.bear, "ack"))]
+                                and d == item.bear)]
 
 
 def _add_receipts(outcome: WriteOutcome) -> None:
@@ -147,8 +148,8 @@ def _add_receipts(outcome: WriteOutcome) -> None:
         for start in range(0, len(ids), 1000):
             chunk = ids[start:start + 1000]
             if chunk:  # kind: one that receipt_id named, so a receipt kind
-                outcome.acks.append((down_topic(device_id, "receipt"),
-                                     Receipt(kind=cast(ReceiptKind, kind), ids=chunk)))
+                outcome.acks.append((device_id, Receipt(kind=cast(ReceiptKind, kind),
+                                                        ids=chunk)))
 
 
 def _receipt(outcome: WriteOutcome, item: Parsed) -> None:
@@ -193,8 +194,7 @@ def _copy_turns(conn: Connection, items: list[Parsed], outcome: WriteOutcome) ->
         outcome.oldest_turn_at = oldest if known is None else min(known, oldest)
     for item in items:
         ranges = to_ranges(t.seq for t in item.body.turns)
-        outcome.acks.append((down_topic(item.bear, "ack"),
-                             Ack(batch_id=item.body.batch_id, ranges=ranges)))
+        outcome.acks.append((item.bear, Ack(batch_id=item.body.batch_id, ranges=ranges)))
 
 
 def _write_other(conn: Connection, item: Parsed, outcome: WriteOutcome,

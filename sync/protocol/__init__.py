@@ -23,7 +23,7 @@ from sync.protocol.status import Status
 from sync.protocol.topics import (
     TOPIC_ROOT,
     DeviceTopic,
-    claim_requests_filter,
+    Route,
     device_root,
     down_topic,
     parse_device_topic,
@@ -31,6 +31,21 @@ from sync.protocol.topics import (
     up_topic,
 )
 from sync.protocol.turns import Ack, TurnRecord, TurnsBatch, to_ranges
+
+
+def routed_messages() -> list[type[Message]]:
+    """Every message class with a topic of its own (a ``ROUTE``), parents before children."""
+    found: list[type[Message]] = []
+    pending: list[type[Message]] = [Message]
+    while pending:
+        cls = pending.pop(0)
+        for sub in cls.__subclasses__():
+            if sub not in found and sub not in pending:
+                pending.append(sub)
+        if cls.ROUTE is not None and cls not in found:
+            found.append(cls)
+    return found
+
 
 __all__ = [
     "COMMAND_NAMES",
@@ -45,6 +60,7 @@ __all__ = [
     "ContentBundle",
     "PairingGrant",
     "Receipt",
+    "Route",
     "receipt_id",
     "Release",
     "TOPIC_ROOT",
@@ -56,12 +72,12 @@ __all__ = [
     "Status",
     "TurnRecord",
     "TurnsBatch",
-    "claim_requests_filter",
     "device_root",
     "down_topic",
     "parse_command_args",
     "parse_device_topic",
     "peek_command",
+    "routed_messages",
     "shared_subscription",
     "to_ranges",
     "up_topic",

@@ -19,6 +19,7 @@ from typing import Annotated, ClassVar, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from config.errors import ProtocolError
+from sync.protocol.topics import Route
 
 LATEST_TIMESTAMP = 4_102_444_800.0
 """2100-01-01 UTC: no time in any message is later (year 3000 or 1e12 never pass)."""
@@ -78,7 +79,8 @@ def load_json(payload: bytes, name: str, max_bytes: int, max_depth: int) -> obje
 
 
 class Message(BaseModel):
-    """A typed MQTT payload. Subclasses set ``v`` as a ``Literal`` and ``MAX_BYTES``."""
+    """A typed MQTT payload. Subclasses set ``v`` as a ``Literal``, ``MAX_BYTES``, and
+    ``ROUTE`` when they travel on a topic of their own."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -86,6 +88,17 @@ class Message(BaseModel):
     """Largest payload accepted or produced, bytes."""
     MAX_DEPTH: ClassVar[int] = 16
     """Deepest JSON nesting accepted (objects and arrays), levels."""
+    ROUTE: ClassVar[Route | None] = None
+    """Topic, QoS and retain flag of a top-level message; None for one that only travels
+    inside another (or outside MQTT)."""
+
+    @classmethod
+    def route(cls) -> Route:
+        """:attr:`ROUTE`, or :class:`ProtocolError` for a message that has none."""
+        if cls.ROUTE is None:
+            raise ProtocolError(f"{cls.__name__} has no topic of its own (no ROUTE) — send "
+                                "the message that carries it")
+        return cls.ROUTE
 
     def to_payload(self) -> bytes:
         """Serialise to compact JSON; refuses to produce more than ``MAX_BYTES``."""

@@ -28,6 +28,7 @@ from pydantic import Field
 from config.errors import ProtocolError
 from sync.protocol.base import Message
 from sync.protocol.commands import Signed
+from sync.protocol.topics import Route
 
 Scope = Literal["keep", "sync", "name"]
 """What a parent consents to (:class:`agent.store.consent.Scope` values)."""
@@ -85,6 +86,8 @@ class ClaimBody(Message):
 class ClaimRequest(Message):
     """``up/claim``: a bear in pairing mode asks to be claimed, retained."""
 
+    ROUTE: ClassVar[Route] = Route("up", "claim", retain=True)
+
     MAX_BYTES: ClassVar[int] = 8 * 1024
 
     v: Literal[2] = 2
@@ -113,6 +116,8 @@ class PairingGrant(Message):
 
 class ClaimAnswer(Signed):
     """``down/claim``: the cloud's answer to one claim, signed with its claim key, retained."""
+
+    ROUTE: ClassVar[Route] = Route("down", "claim", retain=True)
 
     MAX_BYTES: ClassVar[int] = 16 * 1024
     DOMAIN: ClassVar[bytes] = b"teddy/claim-answer/v1\n"

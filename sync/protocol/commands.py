@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from config.errors import ProtocolError, TeddyError
 from sync.protocol.base import MAX_SAFE_INT, Message, Timestamp, load_json
+from sync.protocol.topics import Route
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -78,6 +79,8 @@ def canonical_bytes(domain: bytes, data: dict[str, Any]) -> bytes:
 class Command(Signed):
     """``down/cmd``: one signed command for one bear, QoS 1."""
 
+    ROUTE: ClassVar[Route] = Route("down", "cmd")
+
     MAX_BYTES: ClassVar[int] = 256 * 1024
     DOMAIN: ClassVar[bytes] = b"teddy/cmd/v1\n"
 
@@ -99,6 +102,8 @@ class Command(Signed):
 
 class CommandResult(Message):
     """``up/cmd-result``: what became of one command, QoS 1."""
+
+    ROUTE: ClassVar[Route] = Route("up", "cmd-result", ingested=True)
 
     MAX_BYTES: ClassVar[int] = 256 * 1024
 
@@ -129,6 +134,8 @@ class CommandResult(Message):
 class ConfigDesired(Signed):
     """``down/config``: the config the fleet wants this bear to run, retained, signed."""
 
+    ROUTE: ClassVar[Route] = Route("down", "config", retain=True)
+
     DOMAIN: ClassVar[bytes] = b"teddy/config/v1\n"
 
     v: Literal[1] = 1
@@ -145,6 +152,8 @@ class ConfigDesired(Signed):
 
 class ConfigReported(Message):
     """``up/config``: what the bear made of a desired config, retained."""
+
+    ROUTE: ClassVar[Route] = Route("up", "config", retain=True, ingested=True)
 
     v: Literal[1] = 1
     """Schema version."""

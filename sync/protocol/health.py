@@ -1,4 +1,4 @@
-"""``up/health`` (a periodic health sample, QoS 0) and ``up/alerts`` (raised or cleared, QoS 1).
+"""``up/health`` (a periodic health sample) and ``up/alerts`` (raised or cleared), both QoS 1.
 
 Neither ever carries a transcript: metrics are numbers, alert messages one line, alert
 details small machine-readable facts.
@@ -11,6 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from sync.protocol.base import Message, Timestamp
+from sync.protocol.topics import Route
 
 MetricValue = float | None
 AlertState = Literal["raised", "cleared"]
@@ -19,6 +20,8 @@ AlertSeverity = Literal["info", "warning", "high", "critical"]
 
 class HealthSample(Message):
     """``up/health``: one sample of the bear's own health."""
+
+    ROUTE: ClassVar[Route] = Route("up", "health", ingested=True)
 
     MAX_BYTES: ClassVar[int] = 16 * 1024
 
@@ -45,6 +48,8 @@ class HealthSample(Message):
 
 class AlertMessage(Message):
     """``up/alerts``: an alert raised or cleared on the bear."""
+
+    ROUTE: ClassVar[Route] = Route("up", "alerts", ingested=True)
 
     MAX_BYTES: ClassVar[int] = 8 * 1024
 

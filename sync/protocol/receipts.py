@@ -11,17 +11,20 @@ are named by their batch id.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
 from sync.protocol.base import Message
+from sync.protocol.topics import Route
 
 ReceiptKind = Literal["turns", "alerts", "health", "cmd-result", "config"]
 
 
 class Receipt(Message):
     """``down/receipt``: committed (or, with ``refused``, not stored) ``up/`` messages, QoS 1."""
+
+    ROUTE: ClassVar[Route] = Route("down", "receipt")
 
     v: Literal[1] = 1
     """Schema version."""

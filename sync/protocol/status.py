@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
 from sync.protocol.base import Message, Timestamp
+from sync.protocol.topics import Route
 
 
 class Status(Message):
     """Presence of a bear."""
+
+    ROUTE: ClassVar[Route] = Route("up", "status", retain=True, ingested=True)
 
     v: Literal[1] = 1
     """Schema version."""

@@ -33,14 +33,41 @@ def down_topic(device_id: str, name: str) -> str:
     return f"{device_root(device_id)}/down/{name}"
 
 
-def claim_requests_filter() -> str:
-    """What the fleet's pairing service subscribes to for every bear's retained claim."""
-    return f"{TOPIC_ROOT}/+/up/claim"
-
-
 def shared_subscription(group: str, name: str) -> str:
     """The shared subscription every ingest process of ``group`` joins for ``up/<name>``."""
     return f"$share/{group}/{TOPIC_ROOT}/+/up/{name}"
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a message class travels and how: declared once, as ``ROUTE``, on each message.
+
+    ``MqttLink.publish(message, device_id)`` takes topic, QoS and retain flag from here;
+    ingest's shared subscriptions and the docs' topic table are derived from the same.
+    """
+
+    direction: Direction
+    """``"up"`` (bear -> cloud) or ``"down"`` (cloud -> bear)."""
+    name: str
+    """The last topic level, e.g. ``"turns"``."""
+    qos: Literal[0, 1, 2] = 1
+    """QoS it is published and subscribed with."""
+    retain: bool = False
+    """Whether the broker keeps the last one for new subscribers."""
+    ingested: bool = False
+    """Whether ingest takes it into PostgreSQL (through its shared subscription)."""
+
+    def topic(self, device_id: str) -> str:
+        """The topic of this route under ``device_id``'s root."""
+        return f"{device_root(device_id)}/{self.direction}/{self.name}"
+
+    def every_device(self) -> str:
+        """The filter matching this route under every bear's root."""
+        return f"{TOPIC_ROOT}/+/{self.direction}/{self.name}"
+
+    def shared(self, group: str) -> str:
+        """The shared subscription of ingest ``group`` for this route."""
+        return f"$share/{group}/{self.every_device()}"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from sync.protocol.base import MAX_SAFE_INT, Message, Timestamp
+from sync.protocol.topics import Route
 
 SeqNumber = Annotated[int, Field(ge=0, le=MAX_SAFE_INT)]
 
@@ -35,6 +36,8 @@ class TurnRecord(Message):
 class TurnsBatch(Message):
     """``up/turns``: a batch of turns from one bear, QoS 1."""
 
+    ROUTE: ClassVar[Route] = Route("up", "turns", ingested=True)
+
     MAX_BYTES: ClassVar[int] = 256 * 1024
 
     v: Literal[1] = 1
@@ -57,6 +60,8 @@ class TurnsBatch(Message):
 
 class Ack(Message):
     """``down/ack``: these seq ranges of this bear are committed in PostgreSQL."""
+
+    ROUTE: ClassVar[Route] = Route("down", "ack")
 
     v: Literal[1] = 1
     """Schema version."""

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any
 
 from config.settings import Settings
 from sync.client import MqttLink
-from sync.protocol import ClaimBody, up_topic
+from sync.protocol import ClaimBody
 from sync.protocol.claim import code_digest, seal_request
 
 
@@ -20,7 +19,7 @@ def bound_client_id(settings: Settings) -> str:
 
 
 def publish_claim(settings: Settings, topic_device: str, code: str, *,
-                  body_device: str | None = None, expiry: Any = None,
+                  body_device: str | None = None, expiry_s: float | None = None,
                   client_id: str | None = None) -> str:
     """Publish, retained, a claim sealed to the cloud's claim key (``settings.pairing``) on
     ``teddy/v1/<topic_device>/up/claim`` as the broker account in ``settings.mqtt``; the
@@ -34,6 +33,5 @@ def publish_claim(settings: Settings, topic_device: str, code: str, *,
     request = seal_request(body, X25519PrivateKey.generate(), settings.pairing.claim_key)
     with MqttLink(settings.mqtt, client_id=client_id or bound_client_id(settings)) as link:
         link.connect()
-        link.client.publish(up_topic(topic_device, "claim"), request.to_payload(), qos=1,
-                            retain=True, properties=expiry).wait_for_publish(5)
+        link.publish(request, topic_device, expiry_s=expiry_s).wait(5)
     return claim_id

@@ -149,7 +149,7 @@ def start_ingestor(broker, database, client_id: str, **cloud) -> tuple[Ingestor,
     ingestor = Ingestor(settings)
     worker = threading.Thread(target=ingestor.run)
     worker.start()
-    wait_until(lambda: ingestor._subscribed.is_set(), 15, "ingest to subscribe")
+    wait_until(lambda: ingestor.subscribed, 15, "ingest to subscribe")
     return ingestor, worker
 
 
