@@ -104,7 +104,9 @@ def test_the_shipped_cloud_toml_loads_and_holds_no_secret(tmp_path):
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     data["mqtt"]["tls"]["ca_file"] = str(ca)
     settings = Settings(**data)
-    assert settings.cloud.metrics_port == 9410 and settings.mqtt.username == "ingest"
+    # no login in the shared file: each ingest@N unit logs in as its own svc.ingest-N
+    assert settings.cloud.metrics_port == 9410 and settings.mqtt.username is None
+    assert "Environment=TEDDY_MQTT__USERNAME=svc.ingest-%i" in UNIT.read_text().splitlines()
 
 
 def test_a_taken_metrics_port_is_one_line_naming_the_setting(database, env, tmp_path):

@@ -379,14 +379,14 @@ def test_require_handlers_refuses_a_missing_an_unknown_or_a_mistyped_handler():
         require_handlers({**complete, "set-volume": takes_nothing}, "test")
 
 
-def test_a_command_that_cannot_be_recorded_answers_failed_and_can_run_later(settings,
+def test_a_command_that_cannot_be_recorded_answers_failed_and_can_run_later(device_settings,
                                                                            fleet_key):
     """The seen-ids file cannot be written (here: a directory stands in its way): the
     command does not run, the result says why, and the id is not taken as run."""
     from agent.commands import SEEN_FILE
 
-    proc = processor(settings, fleet_key)
-    seen_file = Path(settings.store.data_dir) / SEEN_FILE
+    proc = processor(device_settings, fleet_key)
+    seen_file = Path(device_settings.store.data_dir) / SEEN_FILE
     seen_file.unlink(missing_ok=True)
     seen_file.mkdir(parents=True)
     payload = command(fleet_key, "ping")

@@ -163,7 +163,7 @@ def test_retention_drops_whole_months_past_every_retention_and_sweeps_rows_of_th
         writer.write(conn, [_batch("bear-f", "f", [1], NOW - timedelta(days=10)),
                             _batch("bear-f", "g", [2], NOW - timedelta(days=1))])
         cutoff = partitions.retention_cutoff(conn, default_days=30)
-        assert abs((NOW - cutoff) - timedelta(days=30)) < timedelta(minutes=5)
+        assert abs((datetime.now(UTC) - cutoff) - timedelta(days=30)) < timedelta(minutes=5)
         expected = {p.name for p in partitions.partitions(conn) if p.end <= cutoff}
         assert f"turns_p{months['m4']:%Y%m}" in expected
         assert f"turns_p{NOW:%Y%m}" not in expected
