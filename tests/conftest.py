@@ -175,3 +175,15 @@ def pins():
     factory = make_pin_factory(Settings().pins)
     yield factory
     factory.close()
+
+
+@pytest.fixture
+def smtp():
+    """A local SMTP server capturing what the parent app sends (sign-in links): its port and
+    the list of messages received."""
+    from support.brokers import free_port
+    from support.receivers import start_smtp
+
+    controller, sink = start_smtp(free_port(), None)
+    yield controller.port, sink
+    controller.stop()

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from support.brokers import free_port
 from support.portal import (
     csrf_of,
     link_from,
@@ -20,19 +19,10 @@ from support.portal import (
     sign_in,
 )
 from support.processes import run_cli
-from support.receivers import start_smtp
 
 from sync.cloud import db, family_keys
 
 BASE = "https://testserver"
-
-
-@pytest.fixture
-def smtp():
-    """A local SMTP server capturing what the app sends."""
-    controller, sink = start_smtp(free_port(), None)
-    yield controller.port, sink
-    controller.stop()
 
 
 @pytest.fixture

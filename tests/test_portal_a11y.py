@@ -6,19 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-from support.brokers import free_port
 from support.browser import PHONE, browser, running_portal, sign_in
 from support.portal import portal_env, portal_settings, seeded_family, settings_of
-from support.receivers import start_smtp
-
-
-@pytest.fixture
-def smtp():
-    """A local SMTP server capturing the sign-in mails."""
-    controller, sink = start_smtp(free_port(), None)
-    yield controller.port, sink
-    controller.stop()
 
 
 def page_paths(ids: dict[str, str], config: dict) -> list[str]:

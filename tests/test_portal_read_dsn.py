@@ -10,23 +10,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from support.brokers import free_port
 from support.database import ADMIN_DSN, migrated_database
 from support.portal import make_family, portal_settings, settings_of, sign_in
-from support.receivers import start_smtp
 
 from sync.cloud import db, family_keys
 from sync.cloud.portal import auth
 
 BASE = "https://testserver"
-
-
-@pytest.fixture
-def smtp():
-    """A local SMTP server capturing the sign-in links."""
-    controller, sink = start_smtp(free_port(), None)
-    yield controller.port, sink
-    controller.stop()
 
 
 @pytest.fixture
