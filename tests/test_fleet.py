@@ -284,13 +284,9 @@ def test_content_pack_and_restart_over_the_command_line(paired, fleet_env, datab
     jokes = json.loads((CONTENT_DIR / "jokes.json").read_text())
     jokes["jokes"].append({"q": "Why did the bear nap?", "a": "It was un-bear-ably tired."})
     (bundle / "jokes.json").write_text(json.dumps(jokes))
-    # The bear runs every line of the pack through the safety filter before it installs it
-    # (thousands of lines, ~6 s here when idle, more on a Pi or a busy machine): wait for it.
-    pack_env = dict(fleet_env, TEDDY_FLEET__WAIT_S="120")
     with RunningBear(paired) as running:
         out = run_cli("teddy-cloud", "fleet", "send", paired.device.id, "update-content-pack",
-                      "--bundle", str(bundle), "--bundle-version", "2", "--wait", env=pack_env,
-                      timeout=180)
+                      "--bundle", str(bundle), "--bundle-version", "2", "--wait", env=fleet_env)
         result = json.loads(out.stdout)
         assert result["status"] == "done" and result["data"]["files"] == ["jokes.json"]
         restart = run_cli("teddy-cloud", "fleet", "send", paired.device.id, "restart", "--wait",
@@ -303,3 +299,15 @@ def test_content_pack_and_restart_over_the_command_line(paired, fleet_env, datab
         args = conn.execute("SELECT args FROM commands WHERE id = %s",
                             (result["id"],)).fetchone()[0]
     assert args == {"bundle": {"version": 2, "files": ["jokes.json"]}}  # no content kept
+
+
+def test_wait_covers_the_commands_own_work_on_the_bear():
+    """``--wait`` is the round trip plus what the command makes the bear do: a content pack
+    is safety-checked line by line before it is installed (minutes on a Pi), a ping is not."""
+    from config.settings import Settings
+    from sync.protocol import COMMANDS
+
+    fleet = Fleet(Settings(fleet={"wait_s": 15}), conn=None)
+    assert fleet.answer_within_s("ping") == 15
+    assert fleet.answer_within_s("update-content-pack") == 15 + 300
+    assert all(model.WORK_S >= 0 for model in COMMANDS.values())

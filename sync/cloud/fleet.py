@@ -24,6 +24,7 @@ from config.settings import Settings
 from sync.cloud import family_keys
 from sync.cloud.cloud_link import CloudLink
 from sync.protocol import (
+    COMMANDS,
     Command,
     CommandResult,
     ConfigDesired,
@@ -278,8 +279,14 @@ class Fleet:
             result = self._await_result(results, command) if results is not None else None
         return Sent(command, result)
 
+    def answer_within_s(self, name: str) -> float:
+        """How long ``send(wait=True)`` waits for the answer to command ``name``: the
+        round trip (``fleet.wait_s``) plus the command's own work on the bear."""
+        model = COMMANDS.get(name)
+        return self.settings.fleet.wait_s + (model.WORK_S if model is not None else 0.0)
+
     def _await_result(self, results: queue.Queue, command: Command) -> CommandResult | None:
-        deadline = time.monotonic() + self.settings.fleet.wait_s
+        deadline = time.monotonic() + self.answer_within_s(command.name)
         while (remaining := deadline - time.monotonic()) > 0:
             try:
                 _topic, payload = results.get(timeout=remaining)

@@ -186,8 +186,9 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
         print(f"sent {args.name} to {args.device} (command {sent.command.id})")
         return 0
     if sent.result is None:
-        print(f"teddy-cloud: no answer from {args.device} within {settings.fleet.wait_s:g} s to "
-              f"command {sent.command.id} — it stays valid until it expires")
+        print(f"teddy-cloud: no answer from {args.device} within "
+              f"{fleet.answer_within_s(args.name):g} s to command {sent.command.id} — it stays "
+              "valid until it expires")
         return EXIT_NO_ANSWER
     _print_json(sent.result.model_dump())
     return 0 if sent.result.ok else EXIT_REFUSED

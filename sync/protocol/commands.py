@@ -191,6 +191,9 @@ class CommandArgs(BaseModel):
     """Arguments of a command; an argument not named by the model is refused."""
 
     model_config = ConfigDict(extra="forbid")
+    WORK_S: ClassVar[float] = 0.0
+    """Seconds the bear may work on this command before it can answer, on top of the round
+    trip: ``fleet send --wait`` waits ``fleet.wait_s`` plus this."""
 
 
 class NoArgs(CommandArgs):
@@ -229,6 +232,10 @@ class UnpairArgs(CommandArgs):
 
 class ContentArgs(CommandArgs):
     """``update-content-pack``."""
+
+    WORK_S: ClassVar[float] = 300.0
+    """Every line the pack can say goes through the safety filter before it is installed:
+    thousands of lines, tens of seconds here, minutes on a Pi."""
 
     bundle: ContentBundle
     """The signed bundle."""
