@@ -5,7 +5,8 @@ outbox, claimed under its batch id, until the cloud's ``down/ack`` names its seq
 committed in PostgreSQL; the broker's PUBACK proves nothing about the database. A batch
 not acked within ``sync.ack_timeout`` (or in flight when the connection dropped, or left
 claimed by a process that died) is sent again with the same batch id; the cloud's insert is
-idempotent on ``(device_id, seq)``, so a resend never makes a duplicate.
+idempotent on ``(device_id, seq, created_at)`` (a resend carries the same stored time),
+so a resend never makes a duplicate.
 
 Nothing is handed to paho while the link is down (paho would accept it into an unbounded
 in-memory queue), and at most ``sync.max_inflight`` batches are ever in flight, so memory

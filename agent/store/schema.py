@@ -132,9 +132,10 @@ def _statements(script: str) -> list[str]:
 def seed_sequence(conn: sqlite3.Connection, now: float) -> None:
     """Start a new store's turn numbers above any earlier store's on this device.
 
-    The cloud keys turns on ``(device_id, seq)`` and a factory reset keeps the device id: a new
-    store counting from 1 again would have its turns taken for duplicates and silently
-    dropped. So a new store counts from the current time in milliseconds (``now`` in Unix
+    The cloud keys turns on ``(device_id, seq, created_at)`` and a factory reset keeps the
+    device id: a new store counting from 1 again would reuse turn numbers (its turns would
+    sit beside the old ones under the same seq, or be dropped as duplicates if a time
+    coincided). So a new store counts from the current time in milliseconds (``now`` in Unix
     seconds); AUTOINCREMENT keeps it increasing from there.
     """
     conn.execute(
