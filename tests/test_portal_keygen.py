@@ -3,9 +3,10 @@ once, 0600, before ingest and the parent app start; it is never replaced by acci
 
 from __future__ import annotations
 
+import signal
 import stat
 
-from support.processes import run_cli
+from support.processes import run_cli, start_cli, wait_for_log
 
 
 def test_keygen_makes_the_cloud_key_once_and_refuses_to_replace_it(env, tmp_path):
@@ -26,3 +27,22 @@ def test_the_ingest_unit_loads_the_cloud_key():
             ).read_text().splitlines()
     assert "LoadCredential=portal-cloud.key:/etc/teddy/credentials/portal-cloud.key" in unit
     assert "Environment=TEDDY_PORTAL__CLOUD_KEY_FILE=%d/portal-cloud.key" in unit
+
+
+def test_ingest_refuses_to_start_when_its_configured_cloud_key_is_missing(broker, database,
+                                                                          env, tmp_path):
+    missing = tmp_path / "credentials" / "portal-cloud.key"
+    env = dict(env, TEDDY_PORTAL__CLOUD_KEY_FILE=str(missing))
+    result = run_cli("teddy-cloud", "ingest", check=False, timeout=60, env=env)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert "ingest will not store transcripts unsealed" in last and str(missing) in last
+    assert "teddy-cloud portal keygen" in last and "Traceback" not in result.stderr
+    run_cli("teddy-cloud", "portal", "keygen", "--out", str(missing), env=env)
+    log = tmp_path / "ingest.log"
+    ingest = start_cli("teddy-cloud", "--log-level", "INFO", "ingest", env=env, log=log)
+    try:
+        wait_for_log(log, "ingesting")  # with its key it starts
+    finally:
+        ingest.send_signal(signal.SIGTERM)
+        ingest.wait(15)

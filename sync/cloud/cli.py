@@ -82,6 +82,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
     settings = instance_settings(settings)
     family_keys.install(settings, create=False)  # portal (issue 14): seal per family
+    family_keys.require_configured_key(settings)  # a configured key is there, or no start
     with Ingestor(settings) as ingestor:
         signal.signal(signal.SIGTERM, lambda *_: ingestor.stop())
         signal.signal(signal.SIGINT, lambda *_: ingestor.stop())

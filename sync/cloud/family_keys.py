@@ -23,7 +23,7 @@ import threading
 import uuid
 from typing import TYPE_CHECKING, Protocol
 
-from config.errors import ConfigError, KeyFileError, TeddyError
+from config.errors import CloudError, ConfigError, KeyFileError, TeddyError
 from config.keyfile import load_key_file
 from config.settings import Settings
 from sync.cloud.db import one_row
@@ -187,6 +187,22 @@ def install(settings: Settings, create: bool = True) -> Keyring:
     _installed = Keyring(wrapper_from_settings(settings, create))
     _warned = False
     return _installed
+
+
+def require_configured_key(settings: Settings) -> None:
+    """Refuse to start ingest when ``portal.cloud_key_file`` is set but cannot be read: a
+    configured key that is missing is a deployment fault, and storing transcripts unsealed
+    until someone reads the log is not an answer. (With nothing configured, a development
+    set-up, text without a cloud key stays as it is and one error says so.)"""
+    path = settings.portal.cloud_key_file
+    if path is None or settings.portal.key_provider:
+        return
+    try:
+        load_key_file(path, create=False)
+    except (KeyFileError, OSError) as exc:
+        raise CloudError(f"ingest will not store transcripts unsealed: {exc} — make the cloud "
+                         "key once with teddy-cloud portal keygen and give it to ingest "
+                         "(LoadCredential=portal-cloud.key)") from None
 
 
 def keyring() -> Keyring | None:
