@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from config.settings import Section
 
@@ -52,3 +52,18 @@ class PortalSettings(Section):
     sessions, bears, deletions and every change always use the primary."""
     bear_wait_s: float = Field(default=2.0, ge=0, le=60)
     """Seconds a page waits for a bear's answer before showing 'waiting for the bear'."""
+    timezone: str = "UTC"
+    """IANA time zone the app shows times and groups conversations into days in (the
+    families'), e.g. ``Europe/London``; stored times stay UTC."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone name, e.g. Europe/London or "
+                             "America/New_York") from None
+        return value

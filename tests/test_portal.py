@@ -383,3 +383,29 @@ def test_an_invited_second_parent_joins_the_family_and_sees_its_bear(
     assert family["pairing_id"] in partner.get("/bears").text
     assert f"{second} (member)" in partner.get("/family").text
     assert partner.get(f"/bears/{family['pairing_id']}/conversations").status_code == 200
+
+
+@pytest.mark.parametrize(("zone", "day", "clock"), [
+    ("America/New_York", "2026-12-03", "21:30"),  # the evening it was, where the family is
+    ("UTC", "2026-12-04", "02:30"),
+])
+def test_days_and_times_are_the_familys_own(config, pool, smtp, database, zone, day, clock):
+    config = {**config, "portal": {**config["portal"], "timezone": zone}}
+    ring = family_keys.install(settings_of(config))
+    email = unique("zone")
+    with database.connect() as conn:
+        family = make_family(conn, email, conversations=1, turns=1, keyring=ring)
+        conn.execute("UPDATE turns SET created_at = '2026-12-04 02:30:00+00' WHERE"
+                     " pairing_id = %s", (family["pairing_id"],))
+    client = client_for(config, pool)
+    sign_in(client, smtp[1], email)
+    page = client.get(f"/bears/{family['pairing_id']}/conversations").text
+    assert f'id="day-{day}"' in page and f"{clock}, 1 turns" in page
+
+
+def test_an_unknown_time_zone_is_refused_with_an_example():
+    from config.errors import ConfigError
+    from config.settings import load_settings
+
+    with pytest.raises(ConfigError, match="is not an IANA time zone name, e.g. Europe/London"):
+        load_settings(portal={"timezone": "Mars/Olympus"})

@@ -71,6 +71,13 @@ def open_text(conn: Connection, value: str) -> str | None:
         return None
 
 
+def _show_times_in(conn: Connection, zone: str) -> None:
+    """Read every timestamp on ``conn`` in the families' time zone (``portal.timezone``), so
+    a conversation at 21:00 in New York is on that evening's day, not the next one's."""
+    if conn.info.parameter_status("TimeZone") != zone:
+        conn.execute("SELECT set_config('TimeZone', %s, false)", (zone,))
+
+
 class FamilyService:
     """One parent's family: bears, conversations, alerts, settings, export and deletion."""
 
@@ -86,6 +93,8 @@ class FamilyService:
         self.reads = conn if reads is None else reads
         """Where the transcript pages read (what was said, alerts, export): a read replica
         (``portal.read_dsn``, which may lag the primary by its replay delay) or ``conn``."""
+        for connection in {id(c): c for c in (self.conn, self.reads)}.values():
+            _show_times_in(connection, settings.portal.timezone)
 
     def _primary(self) -> FamilyService:
         """This family with every read on the primary (what a change decides on)."""
