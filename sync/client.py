@@ -173,6 +173,9 @@ class MqttLink:
         """How many callback invocations raised (each was logged with its traceback)."""
         self.connects = 0
         """Successful connections (CONNACK accepted) since the link was built."""
+        self.connected_at = float("-inf")
+        """``time.monotonic()`` when the current (or last) connection was accepted: what was
+        published before it may have been lost with the previous one."""
         self.backoff = backoff or Backoff(0.5, 60.0)
         """Delays between reconnect attempts (full jitter)."""
         self._clean_start = clean_start
@@ -238,6 +241,7 @@ class MqttLink:
             self._attempt_at = None
             self.backoff.reset()
             with self._subs_lock:
+                self.connected_at = time.monotonic()
                 self._connected.set()
                 subscriptions = [s for s in self._subscriptions if s.active]
             logger.info("connected to MQTT broker %s:%s", self.settings.host, self.settings.port)

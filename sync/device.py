@@ -273,8 +273,10 @@ class DeviceSync:
     def _pump(self, report: SyncReport, drain: bool, wait: float) -> None:
         if self._reconnected.is_set():
             self._reconnected.clear()
-            for flight in self._inflight.values():  # may have been lost with the broker
-                flight.sent_at = float("-inf")
+            since = self._link.connected_at  # batches sent on this connection are not lost
+            for flight in self._inflight.values():  # sent before it: may be lost with the old
+                if flight.sent_at < since:
+                    flight.sent_at = float("-inf")
         self._due_in = None
         if self._link.connected:
             self._resend_overdue(report)

@@ -13,7 +13,7 @@ from support.brokers import free_port
 from support.browser import browser, running_portal, sign_in
 from support.fleet import RunningBear, SpeakingFake, cloud_env
 from support.portal import portal_env, portal_settings
-from support.processes import start_cli, wait_for_log
+from support.processes import run_cli, start_cli, wait_for_log
 from support.receivers import start_smtp
 from support.waiting import wait_until
 
@@ -43,6 +43,8 @@ def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
     cloud = {**cloud_env(env, secure_broker, tmp_path), **portal_env(portal)}
     ingest_log = tmp_path / "ingest.log"
     ingest_env = {**cloud_env(env, secure_broker, tmp_path, "svc.ingest"), **portal_env(portal)}
+    # the cloud key first, as docs/operations.md does it: ingest waits for a configured one
+    run_cli("teddy-cloud", "portal", "keygen", env=cloud)
     ingest = start_cli("teddy-cloud", "--log-level", "INFO", "ingest", env=ingest_env,
                        log=ingest_log)
     wait_for_log(ingest_log, "ingesting")

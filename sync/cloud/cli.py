@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from config.cli_runner import new_parser, run
@@ -82,12 +84,35 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
     settings = instance_settings(settings)
     family_keys.install(settings, create=False)  # portal (issue 14): seal per family
-    family_keys.require_configured_key(settings)  # a configured key is there, or no start
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if not _wait_for_cloud_key(settings, stop):
+        return 0
     with Ingestor(settings) as ingestor:
         signal.signal(signal.SIGTERM, lambda *_: ingestor.stop())
         signal.signal(signal.SIGINT, lambda *_: ingestor.stop())
         ingestor.run()
     return 0
+
+
+def _wait_for_cloud_key(settings: Settings, stop: threading.Event) -> bool:
+    """Wait, as for a broker that is not up yet, until a configured cloud key can be read
+    (the parent app makes it at its first start, or ``portal keygen``): ingest never stores
+    a family's transcripts unsealed because of it. Returns False if stopped first."""
+    from config.errors import CloudError
+    from sync.cloud import family_keys
+
+    for attempt in itertools.count():
+        try:
+            family_keys.require_configured_key(settings)
+            return True
+        except CloudError as exc:
+            if attempt % 12 == 0:  # once a minute
+                logger.warning("%s; waiting for it", exc)
+        if stop.wait(5.0):
+            return False
+    return False
 
 
 if __name__ == "__main__":
