@@ -47,9 +47,9 @@ def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
     run_cli("teddy-cloud", "portal", "keygen", env=cloud)
     ingest = start_cli("teddy-cloud", "--log-level", "INFO", "ingest", env=ingest_env,
                        log=ingest_log)
-    wait_for_log(ingest_log, "ingesting")
     email = "sam@example.org"
     try:
+        wait_for_log(ingest_log, "ingesting")  # inside: a failed wait still stops ingest
         with running_portal(cloud, tmp_path / "portal.log") as base, browser() as chromium:
             page = chromium.new_page()
             sign_in(page, base, sink, email)
@@ -135,7 +135,7 @@ def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
             assert status == ("unpaired",) and revoked == (True,) and keys == 0
     finally:
         ingest.send_signal(signal.SIGTERM)
-        ingest.wait(15)
+        ingest.wait(30)
 
 
 def _reload_says(page, text: str) -> bool:
