@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 import logging
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from config.cli_runner import new_parser, run
 from config.errors import ConfigError
 from config.settings import Settings
+
+if TYPE_CHECKING:
+    from sync.cloud.family_keys import Keyring
 
 logger = logging.getLogger(__name__)
 
@@ -83,11 +86,11 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from sync.cloud.ingest import Ingestor
 
     settings = instance_settings(settings)
-    family_keys.install(settings, create=False)  # portal (issue 14): seal per family
+    ring = family_keys.install(settings, create=False)  # portal (issue 14): seal per family
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    if not _wait_for_cloud_key(settings, stop):
+    if not _wait_for_cloud_key(settings, ring, stop):
         return 0
     with Ingestor(settings) as ingestor:
         signal.signal(signal.SIGTERM, lambda *_: ingestor.stop())
@@ -96,23 +99,24 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _wait_for_cloud_key(settings: Settings, stop: threading.Event) -> bool:
+def _wait_for_cloud_key(settings: Settings, ring: Keyring, stop: threading.Event) -> bool:
     """Wait, as for a broker that is not up yet, until a configured cloud key can be read
     (the parent app makes it at its first start, or ``portal keygen``): ingest never stores
     a family's transcripts unsealed because of it. Returns False if stopped first."""
     from config.errors import CloudError
     from sync.cloud import family_keys
 
-    for attempt in itertools.count():
+    attempt = 0
+    while True:
         try:
-            family_keys.require_configured_key(settings)
+            family_keys.require_configured_key(settings, ring)
             return True
         except CloudError as exc:
             if attempt % 12 == 0:  # once a minute
                 logger.warning("%s; waiting for it", exc)
+        attempt += 1
         if stop.wait(5.0):
             return False
-    return False
 
 
 if __name__ == "__main__":

@@ -189,16 +189,15 @@ def install(settings: Settings, create: bool = True) -> Keyring:
     return _installed
 
 
-def require_configured_key(settings: Settings) -> None:
-    """Refuse to start ingest when ``portal.cloud_key_file`` is set but cannot be read: a
-    configured key that is missing is a deployment fault, and storing transcripts unsealed
-    until someone reads the log is not an answer. (With nothing configured, a development
-    set-up, text without a cloud key stays as it is and one error says so.)"""
-    path = settings.portal.cloud_key_file
-    if path is None or settings.portal.key_provider:
+def require_configured_key(settings: Settings, ring: Keyring) -> None:
+    """Raise :class:`CloudError` when ``portal.cloud_key_file`` is set but ``ring`` cannot
+    load it: ingest waits for it rather than store transcripts unsealed (with nothing
+    configured, a development set-up, text without a cloud key stays as it is and one error
+    says so). The key stays loaded in ``ring``."""
+    if settings.portal.cloud_key_file is None or settings.portal.key_provider:
         return
     try:
-        load_key_file(path, create=False)
+        ring.check()
     except (KeyFileError, OSError) as exc:
         raise CloudError(f"ingest will not store transcripts unsealed: {exc} — make the cloud "
                          "key once with teddy-cloud portal keygen and give it to ingest "

@@ -172,8 +172,6 @@ class FleetMetricsServer:
         self.registry.register(self.collector)
         self._endpoint = MetricsEndpoint(self.registry, "notify.metrics_port",
                                          "fleet metrics")
-        self.port: int | None = None
-        """Port served on, once :meth:`serve` ran."""
 
     def __enter__(self) -> FleetMetricsServer:
         return self
@@ -184,8 +182,12 @@ class FleetMetricsServer:
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
         """Serve ``/metrics`` on ``host``:``port`` (0: a free one); returns the port. Loopback
         unless told otherwise: the endpoint has no authentication."""
-        self.port = self._endpoint.serve(port, host)
-        return self.port
+        return self._endpoint.serve(port, host)
+
+    @property
+    def port(self) -> int | None:
+        """Port served on, once :meth:`serve` ran."""
+        return self._endpoint.port
 
     def close(self) -> None:
         """Stop serving and close the connection. Idempotent."""

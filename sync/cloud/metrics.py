@@ -119,13 +119,15 @@ class IngestMetrics:
                            registry=self.registry)
         """Messages waiting in memory for their transaction."""
         self._endpoint = MetricsEndpoint(self.registry, "cloud.metrics_port")
-        self.port: int | None = None
-        """Port the ``/metrics`` endpoint listens on, once served."""
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
         """Serve ``/metrics`` on ``host``:``port`` (0: a free port); returns the port."""
-        self.port = self._endpoint.serve(port, host)
-        return self.port
+        return self._endpoint.serve(port, host)
+
+    @property
+    def port(self) -> int | None:
+        """Port the ``/metrics`` endpoint listens on, once served."""
+        return self._endpoint.port
 
     @property
     def address(self) -> str | None:
