@@ -1,7 +1,7 @@
 """Pairing with the paw: hold 5 s to pair, 15 s to factory-reset.
 
 Holding the paw for ``pairing.hold_pair_s`` arms pairing (the LED pulses blue); letting go
-before ``pairing.hold_reset_s`` starts it: the bear makes a 6-digit one-time code, a claim
+before ``pairing.hold_reset_s`` starts it: the bear makes a 12-digit one-time code, a claim
 id and a nonce, connects with its OWN broker login (made at manufacture), publishes a
 retained claim on ``teddy/v1/<device_id>/up/claim`` sealed to the cloud's claim key (from
 manufacture), and speaks the code twice. When the parent approves, the cloud answers on
@@ -39,8 +39,9 @@ from sync.protocol.claim import code_digest, open_grant, seal_request
 
 logger = logging.getLogger(__name__)
 
-CODE_DIGITS = 6
-"""Digits of a one-time code."""
+CODE_DIGITS = 12
+"""Digits of a one-time code (spoken in groups of four; docs/security.md gives the odds of
+two waiting bears sharing one)."""
 T = TypeVar("T")
 
 RESET_LED_S = 2.0
@@ -285,7 +286,7 @@ class Pairing:
         return pairing.claim_key, base64.b64decode(pairing.claim_verify_key)
 
     def _speak_code(self, code: str) -> None:
-        spaced = ", ".join(code)
+        spaced = ", ".join(" ".join(code[i:i + 4]) for i in range(0, len(code), 4))
         for _ in range(self.settings.pairing.speak_times):
             try:
                 self._say(f"My pairing code is {spaced}.")

@@ -86,6 +86,15 @@ class FleetSettings(Section):
     requester_max_attempts: int = Field(default=5, ge=1, le=100)
     """Wrong codes one requester (parent account or operator) may enter within
     ``claim_ttl_s`` before its approvals are refused for that long (per requester)."""
+    address_max_attempts: int = Field(default=20, ge=1, le=10000)
+    """Wrong codes from one client address (every account behind it) within
+    ``claim_ttl_s`` before approvals from that address are refused for that long."""
+    fleet_max_attempts: int = Field(default=1000, ge=1, le=1_000_000)
+    """Wrong codes fleet-wide within ``claim_ttl_s`` before every approval waits (a guessing
+    budget: with k bears waiting, a guesser's odds stay below k x this / 10^12)."""
+    release_window_s: float = Field(default=7 * 86400.0, gt=0, le=90 * 86400)
+    """Seconds the holding family has to answer a request to release its bear (a claim from
+    another account after a factory reset); unanswered, the bear stays theirs."""
     claim_key_file: Path | None = None
     """X25519 private key (PEM, mode 0600) that opens bears' claims; made on first use.
     None: ``<store.data_dir>/claim.key``."""

@@ -52,6 +52,10 @@ class PortalSettings(Section):
     sessions, bears, deletions and every change always use the primary."""
     bear_wait_s: float = Field(default=2.0, ge=0, le=60)
     """Seconds a page waits for a bear's answer before showing 'waiting for the bear'."""
+    invite_ttl_s: float = Field(default=7 * 86400.0, gt=0, le=30 * 86400)
+    """Seconds an invitation to join a family can be accepted."""
+    invites_per_family_per_day: int = Field(default=10, ge=1, le=1000)
+    """Invitations one family may send in a day."""
     timezone: str = "UTC"
     """IANA time zone the app shows times and groups conversations into days in (the
     families'), e.g. ``Europe/London``; stored times stay UTC."""

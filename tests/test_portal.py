@@ -127,9 +127,25 @@ def test_sign_in_links_are_rate_limited_per_address_and_per_client(config, pool,
                            ).status_code == 429
 
 
-def _ids_of(family: dict, deletion: str) -> dict[str, str]:
-    return {"pairing_id": family["pairing_id"], "conversation_id": family["conversations"][0],
-            "day": datetime.now(UTC).date().isoformat(), "deletion_id": deletion}
+def _ids_of(family: dict, deletion: str, conn=None) -> dict[str, str]:
+    ids = {"pairing_id": family["pairing_id"], "conversation_id": family["conversations"][0],
+           "day": datetime.now(UTC).date().isoformat(), "deletion_id": deletion,
+           "answer": "approve"}
+    if conn is not None:  # the family's parent, an open invitation, a release request
+        parent, fam = conn.execute("SELECT parent_id::text, family_id::text FROM parents"
+                                   " WHERE lower(email) = lower(%s)",
+                                   (family["email"],)).fetchone()
+        ids["parent_id"] = parent
+        ids["invite_id"] = conn.execute(
+            "INSERT INTO family_invites (family_id, email, invited_by, expires_at) VALUES"
+            " (%s, 'x@example.org', %s, now() + interval '1 day') RETURNING invite_id::text",
+            (fam, parent)).fetchone()[0]
+        ids["release_id"] = conn.execute(
+            "INSERT INTO custody_releases (device_id, pairing_id, generation, claim_id,"
+            " expires_at) VALUES (%s, %s, 1, 'c0', now() + interval '1 day')"
+            " RETURNING release_id::text", (family["device_id"], family["pairing_id"])
+        ).fetchone()[0]
+    return ids
 
 
 def _family_routes(app) -> list[tuple[str, str]]:
@@ -156,7 +172,7 @@ def test_another_family_gets_404_on_every_url_of_the_first(config, pool, smtp, d
             " RETURNING deletion_id::text", (first["pairing_id"], alice)).fetchone()[0]
         before = conn.execute("SELECT count(*) FROM turns WHERE pairing_id = %s",
                               (first["pairing_id"],)).fetchone()[0]
-    ids = _ids_of(first, deletion)
+        ids = _ids_of(first, deletion, conn)
     routes = _family_routes(owner.app)
     assert len(routes) >= 11
     for method, path in routes:  # the owner sees them (GETs)

@@ -430,19 +430,17 @@ class Fleet:
         reaches it."""
         self.require_device(device_id)
         sent = self.send(device_id, "unpair", wait=True)
-        with self.conn.transaction():
-            ended = self.conn.execute(
-                "UPDATE pairings SET status = 'unpaired', unpaired_at = now()"
-                " WHERE device_id = %s AND status = 'approved' RETURNING pairing_id::text",
-                (device_id,)).fetchone()
+        from sync.cloud import custody
+
+        ended = custody.release(self.conn, device_id, actor="operator")
+        with self.conn.transaction():  # a pairing of no current generation (older data)
             self.conn.execute("UPDATE consents SET revoked_at = now() WHERE device_id = %s"
                               " AND revoked_at IS NULL", (device_id,))
-            self.conn.execute("UPDATE devices SET pairing_id = NULL WHERE device_id = %s",
-                              (device_id,))
             self.conn.execute("DELETE FROM device_config WHERE device_id = %s", (device_id,))
         with CloudLink(self.settings) as link:
             link.clear_retained(ConfigDesired, device_id)
-        return {"device_id": device_id, "pairing_ended": None if ended is None else ended[0],
+        return {"device_id": device_id,
+                "pairing_ended": None if ended is None else ended.pairing_id,
                 "bear": _bear_report(sent.result)}
 
 

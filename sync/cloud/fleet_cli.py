@@ -81,7 +81,7 @@ def _add_pair(sub: argparse._SubParsersAction) -> None:
     pair = sub.add_parser("pair", help="pairing (stands in for the parent app's backend)")
     pair_sub = pair.add_subparsers(dest="pair_action", metavar="ACTION", required=True)
     approve = pair_sub.add_parser("approve", help="approve the bear that spoke CODE")
-    approve.add_argument("--code", required=True, help="the 6-digit code the bear spoke")
+    approve.add_argument("--code", required=True, help="the 12-digit code the bear spoke")
     approve.add_argument("--parent-email", required=True, help="the consenting parent")
     approve.add_argument("--consent", default="keep,sync",
                          help="comma list of keep, sync, name (default: keep,sync)")

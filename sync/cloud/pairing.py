@@ -10,14 +10,18 @@ authenticates it), opens the claim with the cloud's claim key and records it in
 provision``, or when the bear is still paired and the claim does not carry that pairing's
 release token (kept on the bear through a factory reset, see :mod:`agent.pairing`).
 
+A bear has at most one pending claim: a new one voids the older (its code stops working).
+Codes are :data:`CODE_DIGITS` digits; a code that matches more than one waiting bear is
+refused (both bears need a new code), never given to the newest.
+
 Wrong codes count against the requester (the approving parent or operator; after
 ``fleet.requester_max_attempts`` within ``fleet.claim_ttl_s`` its approvals are refused for
-that long) and, when a device is named, against that claim (locked after
-``fleet.claim_max_attempts``) — never against other claims or other requesters. A code
-approves at most once: the claim flips ``pending -> approved`` with ``UPDATE ... WHERE
-status = 'pending'`` in the same transaction that records the consent, and a unique index
-allows one approved pairing per bear; a concurrent second approval gets
-:class:`AlreadyPairedError`.
+that long), against the client address (``fleet.address_max_attempts``), against a
+fleet-wide budget (``fleet.fleet_max_attempts``) and, when a device is named, against that
+claim (locked after ``fleet.claim_max_attempts``). A code approves at most once: the claim
+becomes a holding in ONE custody transition (:func:`sync.cloud.custody.hold`), which also
+decides whether a release token may end the current holder's pairing; a claim from anyone
+but the holder opens a release request the holding family must approve.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from config.errors import ProtocolError, TeddyError
 from config.settings import DEVICE_ID_PATTERN, Settings
+from sync.cloud import custody
 from sync.cloud.cloud_link import CloudLink
 from sync.cloud.db import one_row
 from sync.cloud.identity import ClaimKeys, claim_keys, is_manufactured
@@ -50,6 +55,8 @@ logger = logging.getLogger(__name__)
 
 QUIET_S = 0.3
 """Collecting retained requests ends after this many seconds without a new one."""
+CODE_DIGITS = 12
+"""Digits of a pairing code (spoken in groups of four; see docs/security.md for the odds)."""
 
 
 class PairingError(TeddyError, PermissionError):
@@ -147,14 +154,10 @@ def record_claims(conn: Connection, settings: Settings, link: CloudLink, keys: C
             continue
         releases, refusal = _releases(conn, claim)
         body = claim.body
-        conn.execute(
-            "INSERT INTO pairings (claim_id, device_id, code_digest, public_key, firmware,"
-            " requested_at, expires_at, nonce, releases, status) VALUES (%s, %s, %s, %s, %s,"
-            " to_timestamp(%s), now() + make_interval(secs => %s), %s, %s, %s)"
-            " ON CONFLICT (claim_id) DO NOTHING",
-            (body.claim_id, claim.device_id, body.code_digest, claim.request.ephemeral_key,
-             body.firmware, body.requested_at, settings.fleet.claim_ttl_s, body.nonce,
-             releases, "refused" if refusal else "pending"))
+        custody.claim(conn, custody.NewClaim(
+            body.claim_id, claim.device_id, body.code_digest, claim.request.ephemeral_key,
+            body.nonce, body.requested_at, body.firmware, releases),
+            settings.fleet.claim_ttl_s, refusal)
         if refusal:
             logger.warning("refused claim %s of %s: %s", body.claim_id, claim.device_id,
                            refusal)
@@ -177,22 +180,32 @@ def _releases(conn: Connection, claim: Claim) -> tuple[str | None, str]:
     return row[0], ""
 
 
+def normal_code(code: str) -> str:
+    """The digits of a typed code (spaces and dashes between groups are fine)."""
+    return "".join(ch for ch in code if ch not in " -\t")
+
+
 def approve(settings: Settings, conn: Connection, code: str, parent_email: str,
             scopes: tuple[str, ...], device_id: str | None = None, *,
-            requester: str | None = None) -> Approved:
+            requester: str | None = None, family_id: str | None = None,
+            address: str | None = None, mail: custody.Mail | None = None) -> Approved:
     """Approve the waiting bear that spoke ``code``; see the module docstring.
 
     ``requester`` is who asks (the signed-in parent's account, or the operator); wrong
-    codes are limited per requester. Default: ``parent_email``."""
+    codes are limited per requester (default: ``parent_email``), per client ``address``
+    and fleet-wide. ``family_id``: the family that will hold the bear (the parent app's);
+    ``mail`` tells a holding family of a release request."""
+    code = normal_code(code)
     _check_inputs(code, parent_email, device_id)
     who = (requester or parent_email).strip().lower()
-    _check_requester(conn, settings, who)
+    _check_requester(conn, settings, who, address)
     keys = claim_keys(settings)
     with CloudLink(settings, purpose="pairing") as link:
         record_claims(conn, settings, link, keys, collect_claims(link, settings, keys))
-        claim = _match(conn, settings, link, keys, code, device_id, who)
+        claim = _match(conn, settings, link, keys, code, device_id, who, address)
         token = secrets.token_urlsafe(32)
-        pairing_id = _commit(conn, claim, parent_email, scopes, who, release_digest(token))
+        pairing_id = _commit(conn, settings, claim, parent_email, scopes, who,
+                             release_digest(token), family_id, mail)
         grant = PairingGrant(parent=parent_email, release_token=token,  # it checks the scopes
                              scopes=cast("list[Scope]", list(scopes)))
         answer = ClaimAnswer(device_id=claim["device_id"], claim_id=claim["claim_id"],
@@ -207,23 +220,33 @@ def approve(settings: Settings, conn: Connection, code: str, parent_email: str,
 
 
 def _check_inputs(code: str, parent_email: str, device_id: str | None) -> None:
-    if not (len(code) == 6 and code.isdigit()):
-        raise PairingError(f"code {code!r} is not 6 digits — enter the code the bear spoke")
+    if not (len(code) == CODE_DIGITS and code.isdigit()):
+        raise PairingError(f"code {code!r} is not {CODE_DIGITS} digits — enter the code the "
+                           "bear spoke")
     if "@" not in parent_email or len(parent_email) > 320:
         raise PairingError(f"{parent_email!r} is not an e-mail address")
     if device_id is not None and not DEVICE_ID_PATTERN.match(device_id):
         raise PairingError(f"device id {device_id!r} is not 3-64 lowercase letters, digits, -")
 
 
-def _check_requester(conn: Connection, settings: Settings, requester: str) -> None:
-    limit, window = settings.fleet.requester_max_attempts, settings.fleet.claim_ttl_s
-    failures = one_row(conn.execute(
-        "SELECT count(*) FROM pairing_failures WHERE requester = %s"
-        " AND failed_at > now() - make_interval(secs => %s)", (requester, window)))[0]
-    if failures >= limit:
-        raise RequesterLockedError(f"{failures} wrong codes from {requester} in the last "
+def _check_requester(conn: Connection, settings: Settings, requester: str,
+                     address: str | None = None) -> None:
+    fleet, window = settings.fleet, settings.fleet.claim_ttl_s
+    mine, here, everyone = one_row(conn.execute(
+        "SELECT count(*) FILTER (WHERE requester = %s), count(*) FILTER (WHERE address = %s),"
+        " count(*) FROM pairing_failures WHERE failed_at > now() - make_interval(secs => %s)",
+        (requester, address, window)))
+    if mine >= fleet.requester_max_attempts:
+        raise RequesterLockedError(f"{mine} wrong codes from {requester} in the last "
                                    f"{window:g} s — wait that long, then enter the code the "
                                    "bear speaks")
+    if address is not None and here >= fleet.address_max_attempts:
+        raise RequesterLockedError(f"{here} wrong codes from your network in the last "
+                                   f"{window:g} s — wait that long, then try again")
+    if everyone >= fleet.fleet_max_attempts:
+        logger.warning("fleet-wide pairing guess budget spent: %d wrong codes", everyone)
+        raise RequesterLockedError("too many wrong codes were entered lately (by anyone) — "
+                                   f"pairing pauses for up to {window:g} s; try again then")
 
 
 _CLAIM_COLUMNS = ("claim_id", "device_id", "code_digest", "public_key", "nonce", "status",
@@ -241,17 +264,25 @@ def _claims(conn: Connection, device_id: str | None) -> list[dict[str, Any]]:
 
 
 def _match(conn: Connection, settings: Settings, link: CloudLink, keys: ClaimKeys, code: str,
-           device_id: str | None, requester: str) -> dict[str, Any]:
+           device_id: str | None, requester: str, address: str | None = None
+           ) -> dict[str, Any]:
     claims = _claims(conn, device_id)
     matching = [c for c in claims if secrets.compare_digest(
         code_digest(c["claim_id"], code), c["code_digest"])]
     if not matching:
         _charge_wrong_code(conn, settings, link, keys, requester,
                            [c for c in claims if c["status"] == "pending" and not c["expired"]]
-                           if device_id else [])
+                           if device_id else [], address)
         raise WrongCodeError(f"code {code} matches no bear waiting to pair — check the code the "
                              "bear spoke; after a few wrong codes the bear needs a new one "
                              "(hold its paw 5 s)")
+    if len(matching) > 1:  # two bears spoke the same code: neither is given away
+        for other in matching:
+            conn.execute("UPDATE pairings SET status = 'expired' WHERE claim_id = %s AND"
+                         " status = 'pending'", (other["claim_id"],))
+        logger.warning("code matched %d waiting claims: all voided", len(matching))
+        raise WrongCodeError("that code is not unique just now — hold the bear's paw 5 s for a "
+                             "new one and enter that")
     claim = matching[-1]
     if claim["status"] == "approved":
         raise AlreadyPairedError(f"code {code} was already used: {claim['device_id']} is paired "
@@ -272,11 +303,14 @@ def _match(conn: Connection, settings: Settings, link: CloudLink, keys: ClaimKey
 
 
 def _charge_wrong_code(conn: Connection, settings: Settings, link: CloudLink, keys: ClaimKeys,
-                       requester: str, claims: list[dict[str, Any]]) -> None:
-    """One wrong code: against the requester, and against the claim of the named bear."""
+                       requester: str, claims: list[dict[str, Any]],
+                       address: str | None = None) -> None:
+    """One wrong code: against the requester, its address, the fleet-wide budget, and the
+    claim of the named bear."""
     conn.execute("DELETE FROM pairing_failures WHERE failed_at < now() - interval '1 day'")
-    conn.execute("INSERT INTO pairing_failures (requester, claim_id) VALUES (%s, %s)",
-                 (requester, claims[-1]["claim_id"] if claims else None))
+    conn.execute("INSERT INTO pairing_failures (requester, claim_id, address) VALUES"
+                 " (%s, %s, %s)", (requester, claims[-1]["claim_id"] if claims else None,
+                                   address))
     limit = settings.fleet.claim_max_attempts
     for claim in claims:
         attempts = conn.execute(
@@ -299,36 +333,30 @@ def _answer_rejected(link: CloudLink, keys: ClaimKeys, settings: Settings, devic
     link.send(answer.signed_with(keys.signing), device_id)
 
 
-def _commit(conn: Connection, claim: dict[str, Any], parent_email: str, scopes: tuple[str, ...],
-            requester: str, release: str) -> str:
-    """Flip the claim to approved and record pairing and consent, all or nothing; the
-    new pairing id. Exactly one of two concurrent approvals gets here without an error."""
+def _commit(conn: Connection, settings: Settings, claim: dict[str, Any], parent_email: str,
+            scopes: tuple[str, ...], requester: str, release: str, family_id: str | None,
+            mail: custody.Mail | None) -> str:
+    """The claim becomes a holding (:func:`sync.cloud.custody.hold`) and its consent is
+    recorded, all or nothing; the new pairing id. Exactly one of two concurrent approvals
+    gets here without an error."""
     import psycopg
 
     device_id = claim["device_id"]
     try:
         with conn.transaction():
-            conn.execute(
-                "UPDATE pairings p SET status = 'released', unpaired_at = now() FROM pairings c"
-                " WHERE c.claim_id = %s AND p.pairing_id = c.releases AND p.status = 'approved'",
-                (claim["claim_id"],))
-            row = conn.execute(
-                "UPDATE pairings SET status = 'approved', approved_at = now(), parent_email = %s,"
-                " requester = %s, release_digest = %s, mqtt_username = device_id"
-                " WHERE claim_id = %s AND status = 'pending' AND expires_at > now()"
-                " RETURNING pairing_id::text", (parent_email, requester, release,
-                                                claim["claim_id"])).fetchone()
-            if row is None:
-                raise AlreadyPairedError(f"that code was used by another approval at the same "
-                                         f"time: {device_id} is paired — nothing was changed")
-            conn.execute("UPDATE consents SET revoked_at = now() WHERE device_id = %s"
-                         " AND revoked_at IS NULL", (device_id,))
+            held = custody.hold(conn, claim["claim_id"], family_id=family_id,
+                                parent_email=parent_email, requester=requester,
+                                release=release, actor=requester)
             conn.execute("INSERT INTO consents (device_id, parent_email, scopes, claim_id,"
                          " pairing_id) VALUES (%s, %s, %s, %s, %s)",
-                         (device_id, parent_email, list(scopes), claim["claim_id"], row[0]))
-            conn.execute("UPDATE devices SET pairing_id = %s WHERE device_id = %s",
-                         (row[0], device_id))
+                         (device_id, parent_email, list(scopes), claim["claim_id"],
+                          held.pairing_id))
+    except custody.ReleasePendingError as exc:
+        custody.request_release(conn, claim["claim_id"], settings.fleet.release_window_s, mail)
+        raise AlreadyPairedError(str(exc)) from None
+    except custody.CustodyError as exc:
+        raise AlreadyPairedError(str(exc)) from None
     except psycopg.errors.UniqueViolation:
         raise AlreadyPairedError(f"{device_id} was just paired by another approval — nothing "
                                  "was changed") from None
-    return row[0]
+    return held.pairing_id

@@ -82,11 +82,11 @@ def make_family(conn: Any, email: str, conversations: int = 2, turns: int = 4,
     """A paired bear of ``email`` (made straight in the tables a real pairing fills) with
     sealed conversations; returns its ids."""
     device = f"bear-{secrets.token_hex(5)}"
-    conn.execute("INSERT INTO devices (device_id) VALUES (%s)", (device,))
+    conn.execute("INSERT INTO devices (device_id, generation) VALUES (%s, 1)", (device,))
     pairing = conn.execute(
         "INSERT INTO pairings (claim_id, device_id, code_digest, public_key, requested_at,"
-        " expires_at, status, parent_email, approved_at) VALUES (%s, %s, 'x', 'x', now(),"
-        " now(), 'approved', %s, now()) RETURNING pairing_id::text",
+        " expires_at, status, parent_email, approved_at, generation) VALUES (%s, %s, 'x', 'x',"
+        " now(), now(), 'approved', %s, now(), 1) RETURNING pairing_id::text",
         (f"c{secrets.token_hex(12)}", device, email)).fetchone()[0]
     conn.execute("UPDATE devices SET pairing_id = %s WHERE device_id = %s", (pairing, device))
     ids = []

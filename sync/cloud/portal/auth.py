@@ -77,33 +77,28 @@ def redeem(conn: Connection, token: str) -> str | None:
 
 
 def parent_for(conn: Connection, email: str) -> Parent:
-    """The parent with this address, made on first sign-in (joining the family that invited
-    them, else a family of their own); bears paired for this address by an operator join
-    their family."""
+    """The parent with this address, made on first sign-in with a family of their own —
+    never another's: joining a family takes an invitation accepted on its own page
+    (:func:`sync.cloud.custody.accept`). Bears an operator paired for this address (no
+    family yet) join their family."""
+    from sync.cloud import custody
+
+    row = conn.execute("SELECT parent_id::text, email, family_id::text, role FROM parents"
+                       " WHERE lower(email) = lower(%s)", (email,)).fetchone()
+    if row is None:
+        parent_id, family = custody.new_family(conn, email, "sign-in")
+        row = (parent_id, email, family, "owner")
+    parent = Parent(*row)
     with conn.transaction():
-        row = conn.execute("SELECT parent_id::text, email, family_id::text, role FROM parents"
-                           " WHERE lower(email) = lower(%s)", (email,)).fetchone()
-        if row is None:
-            invite = conn.execute(
-                "UPDATE family_invites SET accepted_at = now() WHERE invite_id = (SELECT"
-                " invite_id FROM family_invites WHERE lower(email) = lower(%s) AND accepted_at"
-                " IS NULL ORDER BY created_at LIMIT 1) RETURNING family_id::text",
-                (email,)).fetchone()
-            if invite is None:
-                family = one_row(conn.execute("INSERT INTO families DEFAULT VALUES"
-                                              " RETURNING family_id::text"))[0]
-                role = "owner"
-            else:
-                family, role = invite[0], "member"
-            row = one_row(conn.execute(
-                "INSERT INTO parents (email, family_id, role) VALUES (%s, %s, %s)"
-                " RETURNING parent_id::text, email, family_id::text, role",
-                (email, family, role)))
-        parent = Parent(*row)
-        conn.execute(
+        adopted = conn.execute(
             "INSERT INTO family_pairings (pairing_id, family_id) SELECT pairing_id, %s FROM"
-            " pairings WHERE lower(parent_email) = lower(%s) AND status = 'approved'"
-            " ON CONFLICT (pairing_id) DO NOTHING", (parent.family_id, email))
+            " pairings p WHERE lower(parent_email) = lower(%s) AND status = 'approved'"
+            " AND NOT EXISTS (SELECT 1 FROM family_pairings fp WHERE fp.pairing_id ="
+            " p.pairing_id) ON CONFLICT (pairing_id) DO NOTHING RETURNING pairing_id::text",
+            (parent.family_id, email)).fetchall()
+        for (pairing_id,) in adopted:
+            custody.record(conn, "operator-pairing-adopted", pairing_id=pairing_id,
+                           family_id=parent.family_id, actor=parent.parent_id)
     return parent
 
 

@@ -22,7 +22,7 @@ from sync.cloud.portal.app import (
     signed_in,
     to_json,
 )
-from sync.cloud.portal.service import SCOPES, FamilyService, PortalInputError
+from sync.cloud.portal.service import SCOPES, FamilyService, NotFoundError, PortalInputError
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +156,9 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
                 from sync.cloud.pairing import approve
 
                 result = approve(settings, fam.conn, str(form.get("code", "")).strip(),
-                                 fam.parent.email, chosen)
+                                 fam.parent.email, chosen, requester=fam.parent.parent_id,
+                                 family_id=fam.parent.family_id, address=client_of(request),
+                                 mail=mailer(settings))
                 pairing_id = fam.adopt_pairing(
                     result.device_id, str(form.get("child_name", "")).strip(), chosen,
                     (current.version, current.sha256), client_of(request))
@@ -169,7 +171,7 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
     @app.get("/bears/{pairing_id}")
     def bear(request: Request, pairing_id: str, fam: Fam):
         return page(request, "bear.html", title="Your bear", bear=fam.pairing(pairing_id),
-                    deletions=fam.deletions(pairing_id)[:5])
+                    deletions=fam.deletions(pairing_id)[:5], releases=fam.releases())
 
     @app.post("/bears/{pairing_id}/settings")
     def bear_settings(request: Request, pairing_id: str,
@@ -267,15 +269,90 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
         return page(request, "family.html", title="Family", members=fam.members(),
                     retention=fam.retention_days())
 
+    def family_error(request: Request, fam: FamilyService, exc: Exception):
+        return page(request, "family.html", 400, title="Family", members=fam.members(),
+                    retention=fam.retention_days(), error=str(exc))
+
     @app.post("/family/invite")
     def invite(request: Request, fam: Fam, raw: Form):
         form = posted(request, fam, raw)
+        email = str(form.get("email", ""))
         try:
-            fam.invite(str(form.get("email", "")))
-        except PortalInputError as exc:
-            return page(request, "family.html", 400, title="Family", members=fam.members(),
-                        retention=fam.retention_days(), error=str(exc))
+            token = fam.invite(email)
+            send_invitation(settings, fam, email.strip(), token)
+        except (PortalInputError, auth.MailError) as exc:
+            return family_error(request, fam, exc)
+        return page(request, "message.html", title="Invitation sent",  # same for every address
+                    message=f"We e-mailed an invitation to {email.strip()}. They join your "
+                            "family only if they open it and accept.", link=("/family", "Back"))
+
+    @app.post("/family/invites/{invite_id}/cancel")
+    def cancel_invite(request: Request, invite_id: str, fam: Fam, raw: Form):
+        posted(request, fam, raw)
+        fam.cancel_invite(invite_id)
         return back("/family")
+
+    @app.post("/family/members/{parent_id}/remove")
+    def remove_member(request: Request, parent_id: str, fam: Fam, raw: Form):
+        posted(request, fam, raw)
+        try:
+            fam.remove_member(parent_id)
+        except PortalInputError as exc:
+            return family_error(request, fam, exc)
+        return back("/family")
+
+    @app.post("/family/leave")
+    def leave(request: Request, fam: Fam, raw: Form):
+        posted(request, fam, raw)
+        try:
+            fam.leave()
+        except PortalInputError as exc:
+            return family_error(request, fam, exc)
+        return back("/bears")
+
+    @app.get("/invites/{token}")
+    def invitation(request: Request, token: str, conn: Conn):
+        from sync.cloud import custody
+
+        signed_in(request, conn)
+        found = custody.pending_invite(conn, token)
+        if found is None:
+            raise NotFoundError("this invitation was used, cancelled or has expired")
+        return page(request, "invite.html", title="An invitation", invite=found, token=token)
+
+    @app.post("/invites/{token}/accept")
+    def accept_invitation(request: Request, token: str, fam: Fam, raw: Form):
+        from sync.cloud import custody
+
+        posted(request, fam, raw)
+        try:
+            custody.accept(fam.conn, token, fam.parent.parent_id, fam.parent.email)
+        except custody.CustodyError as exc:
+            return page(request, "message.html", 400, title="This invitation does not work",
+                        message=str(exc), link=("/bears", "Back"))
+        return back("/bears")
+
+    @app.post("/invites/{token}/decline")
+    def decline_invitation(request: Request, token: str, fam: Fam, raw: Form):
+        from sync.cloud import custody
+
+        posted(request, fam, raw)
+        custody.decline(fam.conn, token, fam.parent.email)
+        return back("/bears")
+
+    @app.post("/releases/{release_id}/{answer}")
+    def answer_release(request: Request, release_id: str, answer: str, fam: Fam, raw: Form):
+        posted(request, fam, raw)
+        if answer not in ("approve", "object"):
+            raise NotFoundError("no such answer")
+        try:
+            released = fam.decide_release(release_id, answer == "approve")
+        except PortalInputError as exc:
+            return page(request, "message.html", 400, title="Release", message=str(exc),
+                        link=("/bears", "Back"))
+        return page(request, "message.html", title="Release", link=("/bears", "Back"),
+                    message="The bear was released: it can now be paired to the other account."
+                    if released else "The bear stays in your family.")
 
     @app.post("/family/retention")
     def retention(request: Request, fam: Fam, raw: Form):
@@ -287,6 +364,27 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
                         retention=fam.retention_days(),
                         error="Choose how many days (1 to 30) to keep conversations.")
         return back("/family")
+
+
+def mailer(settings: Settings) -> Any:
+    """``(to, subject, body)`` through the sign-in mail's channel."""
+    def send(to: str, subject: str, body: str) -> None:
+        auth.send_mail(settings, to, subject, body)
+
+    return send
+
+
+def send_invitation(settings: Settings, fam: FamilyService, email: str, token: str) -> None:
+    """Mail the invitation: who invites, what accepting means, the link to the accept page."""
+    link = f"{settings.portal.base_url.rstrip('/')}/invites/{token}"
+    days = settings.portal.invite_ttl_s / 86400
+    auth.send_mail(settings, email, f"{fam.parent.email} invited you to their family on Teddy",
+                   f"Hello,\n\n{fam.parent.email} invited you to join their family in Teddy's "
+                   "parent app. If you accept, you will see their bears and what their "
+                   "children said, and they will see everything of any bear you pair, "
+                   "including what your child says to it.\n\nNothing happens unless you open "
+                   f"this link, sign in and accept (it works for {days:g} days):\n\n{link}\n\n"
+                   "If you do not know them, ignore this e-mail.\n")
 
 
 def _one_bear(data: dict[str, Any], pairing_id: str) -> dict[str, Any]:

@@ -4,8 +4,11 @@
 :meth:`FamilyService._rows`, which refuses SQL that does not name the family scope
 (``{scope}``: the pairing ids of this family) and always binds this parent's family id. A
 pairing, conversation, day or deletion of another family is not found — the app answers
-404, exactly as for an id that does not exist. The fleet CLI uses the same functions for
-what it shares with the app (:func:`export_pairing`, :func:`delete_pairing_rows`).
+404, exactly as for an id that does not exist. A pairing of an earlier generation (the bear
+was since released and paired again) stays its family's to read, export and delete, but the
+bear's live state and settings are shown, and commands sent, only while the family holds it
+now (:data:`sync.cloud.custody.CURRENT`, in the same query; :func:`custody.held_device`).
+The fleet CLI uses the same functions for what it shares with the app (:func:`export_pairing`, :func:`delete_pairing_rows`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from config.errors import TeddyError
 from config.settings import Settings
-from sync.cloud import family_keys
+from sync.cloud import custody, family_keys
 from sync.cloud.db import one_row
 
 if TYPE_CHECKING:
@@ -112,20 +115,25 @@ class FamilyService:
 
     def pairing(self, pairing_id: str) -> dict[str, Any]:
         """One of this family's bears by pairing id; :class:`NotFoundError` otherwise."""
+        live = custody.CURRENT.format(pairing="p.pairing_id")
         rows = self._rows(
-            "SELECT p.pairing_id::text, p.device_id, p.status, fp.child_name, d.online,"
-            " d.last_seen, d.firmware, u.state, u.target_version, c.desired, c.reported"
+            "SELECT p.pairing_id::text, p.device_id, p.status, fp.child_name,"
+            f" {live}, d.online, d.last_seen, d.firmware, u.state, u.target_version,"
+            " c.desired, c.reported"
             " FROM pairings p JOIN family_pairings fp USING (pairing_id)"
-            " LEFT JOIN devices d ON d.device_id = p.device_id"
-            " LEFT JOIN device_updates u ON u.device_id = p.device_id"
-            " LEFT JOIN device_config c ON c.device_id = p.device_id"
+            f" LEFT JOIN devices d ON d.device_id = p.device_id AND {live}"
+            f" LEFT JOIN device_updates u ON u.device_id = p.device_id AND {live}"
+            f" LEFT JOIN device_config c ON c.device_id = p.device_id AND {live}"
             " WHERE p.pairing_id = %(pairing)s AND p.pairing_id IN {scope}",
             {"pairing": _uuid(pairing_id)})
         if not rows:
             raise NotFoundError("no such bear in your family")
-        names = ("pairing_id", "device_id", "status", "child_name", "online", "last_seen",
-                 "firmware", "update_state", "target_version", "desired", "reported")
+        names = ("pairing_id", "device_id", "status", "child_name", "current", "online",
+                 "last_seen", "firmware", "update_state", "target_version", "desired",
+                 "reported")
         bear = dict(zip(names, rows[0], strict=True))
+        if not bear["current"] and bear["status"] == "approved":
+            bear["status"] = "released"
         bear["health"] = self._health(bear)
         bear["consent"] = self._consent(bear["pairing_id"])
         return bear
@@ -140,6 +148,7 @@ class FamilyService:
         rows = self._rows(
             "SELECT h.sample FROM health_samples h JOIN pairings p ON p.device_id = h.device_id"
             " WHERE p.pairing_id = %(pairing)s AND p.pairing_id IN {scope}"
+            f" AND {custody.CURRENT.format(pairing='p.pairing_id')}"
             " ORDER BY h.sampled_at DESC LIMIT 1", {"pairing": bear["pairing_id"]})
         metrics = (rows[0][0] or {}).get("metrics", {}) if rows else {}
         battery = metrics.get("battery_percent", metrics.get("battery"))
@@ -241,13 +250,20 @@ class FamilyService:
     def members(self) -> list[dict[str, Any]]:
         """The family's parents and open invitations."""
         rows = self.conn.execute(
-            "SELECT email, role, created_at FROM parents WHERE family_id = %s ORDER BY"
-            " created_at", (self.parent.family_id,)).fetchall()
+            "SELECT parent_id::text, email, role, created_at FROM parents WHERE family_id = %s"
+            " ORDER BY created_at", (self.parent.family_id,)).fetchall()
         invites = self.conn.execute(
-            "SELECT email, created_at FROM family_invites WHERE family_id = %s AND"
-            " accepted_at IS NULL ORDER BY created_at", (self.parent.family_id,)).fetchall()
-        return ([{"email": r[0], "role": r[1], "since": r[2]} for r in rows]
-                + [{"email": r[0], "role": "invited", "since": r[1]} for r in invites])
+            "SELECT invite_id::text, email, created_at FROM family_invites WHERE family_id = %s"
+            " AND accepted_at IS NULL AND cancelled_at IS NULL AND declined_at IS NULL AND"
+            " expires_at > now() ORDER BY created_at", (self.parent.family_id,)).fetchall()
+        return ([{"id": r[0], "email": r[1], "role": r[2], "since": r[3],
+                  "me": r[0] == self.parent.parent_id} for r in rows]
+                + [{"id": r[0], "email": r[1], "role": "invited", "since": r[2], "me": False}
+                   for r in invites])
+
+    def releases(self) -> list[dict[str, Any]]:
+        """Open requests to release one of the family's bears (after a factory reset)."""
+        return custody.open_releases(self.conn, self.parent.family_id)
 
     def retention_days(self) -> int:
         """Days the cloud keeps this family's transcripts."""
@@ -264,48 +280,85 @@ class FamilyService:
         self.conn.execute("UPDATE families SET retention_days = %s WHERE family_id = %s",
                           (days, self.parent.family_id))
 
-    def invite(self, email: str) -> None:
-        """Invite a second parent: they join this family when they sign in."""
+    def invite(self, email: str) -> str:
+        """Invite a parent: a link mailed to them that they must open and accept (signing
+        in never joins a family). The same answer whether or not the address has an
+        account; :class:`PortalInputError` past the family's daily limit. Returns the
+        invitation's token (for the mail)."""
         email = check_email(email)
-        taken = self.conn.execute("SELECT 1 FROM parents WHERE lower(email) = lower(%s)",
-                                  (email,)).fetchone()
-        if taken:
-            raise PortalInputError(f"{email} already has a Teddy account — they can't join a "
-                                   "second family")
-        self.conn.execute("INSERT INTO family_invites (family_id, email, invited_by)"
-                          " VALUES (%s, %s, %s)",
-                          (self.parent.family_id, email, self.parent.parent_id))
+        portal = self.settings.portal
+        try:
+            _invite_id, token = custody.invite(self.conn, self.parent.family_id,
+                                               self.parent.parent_id, email,
+                                               portal.invite_ttl_s,
+                                               portal.invites_per_family_per_day)
+        except custody.CustodyError as exc:
+            raise PortalInputError(str(exc)) from None
+        return token
+
+    def cancel_invite(self, invite_id: str) -> None:
+        """Cancel an open invitation of this family."""
+        if not custody.cancel(self.conn, self.parent.family_id, _uuid(invite_id),
+                              self.parent.parent_id):
+            raise NotFoundError("no such open invitation")
+
+    def remove_member(self, parent_id: str) -> None:
+        """The owner removes another parent from the family."""
+        try:
+            custody.remove(self.conn, self.parent.family_id, self.parent.parent_id,
+                           _uuid(parent_id))
+        except custody.NotInFamilyError as exc:
+            raise NotFoundError(str(exc)) from None
+        except custody.CustodyError as exc:
+            raise PortalInputError(str(exc)) from None
+
+    def leave(self) -> None:
+        """This parent leaves the family (they get a family of their own)."""
+        try:
+            custody.leave(self.conn, self.parent.parent_id)
+        except custody.CustodyError as exc:
+            raise PortalInputError(str(exc)) from None
+
+    def decide_release(self, release_id: str, approve: bool) -> bool:
+        """Answer a request to release one of the family's bears."""
+        try:
+            return custody.decide_release(self.conn, self.parent.family_id, _uuid(release_id),
+                                          approve, self.parent.parent_id)
+        except custody.NotInFamilyError as exc:
+            raise NotFoundError(str(exc)) from None
+        except custody.CustodyError as exc:
+            raise PortalInputError(str(exc)) from None
 
     def configure(self, pairing_id: str, values: dict[str, Any]) -> None:
         """Push volume, age band, quiet hours and the daily limit to the bear (signed)."""
         from sync.cloud.fleet import Fleet, FleetError
 
-        bear = self.pairing(pairing_id)
         try:
-            Fleet(self.settings, self.conn).set_config(bear["device_id"], values)
+            with self.conn.transaction():
+                held = custody.held_device(self.conn, self.parent.family_id,
+                                           _uuid(pairing_id))
+                Fleet(self.settings, self.conn).set_config(held.device_id, values)
+        except custody.StaleCustodyError as exc:
+            raise PortalInputError(str(exc)) from None
         except FleetError as exc:
             raise PortalInputError(str(exc)) from None
 
     def adopt_pairing(self, device_id: str, child_name: str, scopes: tuple[str, ...],
                       notice: tuple[str, str], client: str) -> str:
-        """After ``pairing.approve`` for this parent: put the bear's pairing in this family,
-        make it the bear's current one, and record the consent; returns the pairing id."""
+        """After ``pairing.approve(family_id=...)`` for this parent (which made this family
+        the bear's holder): name the child and record the consent; returns the pairing id."""
         with self.conn.transaction():
             row = self.conn.execute(
-                "SELECT pairing_id::text FROM pairings WHERE device_id = %s AND status ="
-                " 'approved' AND lower(parent_email) = lower(%s) ORDER BY approved_at DESC"
-                " LIMIT 1", (device_id, self.parent.email)).fetchone()
+                "SELECT d.pairing_id::text FROM devices d JOIN family_pairings fp ON"
+                " fp.pairing_id = d.pairing_id WHERE d.device_id = %(device)s AND"
+                f" fp.family_id = %(family)s AND {custody.CURRENT.format(pairing='d.pairing_id')}"
+                " FOR UPDATE OF fp", {"device": device_id, "family": self.parent.family_id}
+            ).fetchone()
             if row is None:
                 raise NotFoundError("the pairing was not recorded")
             pairing_id = row[0]
-            self.conn.execute("UPDATE devices SET pairing_id = %s WHERE device_id = %s",
-                              (pairing_id, device_id))
-            self.conn.execute("UPDATE consents SET pairing_id = %s WHERE device_id = %s AND"
-                              " revoked_at IS NULL", (pairing_id, device_id))
-            self.conn.execute(
-                "INSERT INTO family_pairings (pairing_id, family_id, child_name) VALUES"
-                " (%s, %s, %s) ON CONFLICT (pairing_id) DO NOTHING",
-                (pairing_id, self.parent.family_id, child_name[:60]))
+            self.conn.execute("UPDATE family_pairings SET child_name = %s WHERE pairing_id = %s",
+                              (child_name[:60], pairing_id))
             self.conn.execute(
                 "INSERT INTO consent_records (family_id, pairing_id, parent_id, parent_email,"
                 " notice_version, notice_sha256, scopes, verified_by, client) VALUES"
@@ -329,10 +382,12 @@ class FamilyService:
             family_keys.destroy(self.conn, bear["pairing_id"])
         args: dict[str, Any] = {} if ids is None else {"conversation_ids": ids}
         command_id = None
-        if bear["status"] == "approved":
-            command = Fleet(self.settings, self.conn).send(bear["device_id"], "delete-data",
-                                                           args, ttl_s=7 * 24 * 3600).command
-            command_id = command.id
+        if bear["current"]:
+            with self.conn.transaction():  # the bear is told only while this family holds it
+                held = custody.held_device(self.conn, self.parent.family_id,
+                                           bear["pairing_id"])
+                command_id = Fleet(self.settings, self.conn).send(
+                    held.device_id, "delete-data", args, ttl_s=7 * 24 * 3600).command.id
         row = one_row(self.conn.execute(
             "INSERT INTO portal_deletions (family_id, pairing_id, scope, command_id,"
             " cloud_turns) VALUES (%s, %s, %s, %s, %s) RETURNING deletion_id::text",
@@ -364,18 +419,14 @@ class FamilyService:
 
         bear = self.pairing(pairing_id)
         deletion = self.delete(pairing_id, "everything (consent revoked)")
-        if bear["status"] == "approved":
-            Fleet(self.settings, self.conn).send(bear["device_id"], "unpair", {"delete": True})
+        if bear["current"]:
             with self.conn.transaction():
-                self.conn.execute("UPDATE pairings SET status = 'unpaired', unpaired_at ="
-                                  " now() WHERE pairing_id = %s", (bear["pairing_id"],))
-                self.conn.execute("UPDATE consents SET revoked_at = now() WHERE device_id = %s"
-                                  " AND revoked_at IS NULL", (bear["device_id"],))
-                self.conn.execute("UPDATE consent_records SET revoked_at = now() WHERE"
-                                  " pairing_id = %s AND revoked_at IS NULL",
-                                  (bear["pairing_id"],))
-                self.conn.execute("UPDATE devices SET pairing_id = NULL WHERE device_id = %s"
-                                  " AND pairing_id = %s", (bear["device_id"], bear["pairing_id"]))
+                held = custody.held_device(self.conn, self.parent.family_id,
+                                           bear["pairing_id"])
+                Fleet(self.settings, self.conn).send(held.device_id, "unpair",
+                                                     {"delete": True})
+                custody.release(self.conn, held.device_id, actor=self.parent.parent_id,
+                                family_id=self.parent.family_id, pairing_id=held.pairing_id)
         return deletion
 
     def export(self) -> dict[str, Any]:
