@@ -395,7 +395,12 @@ def test_an_invited_second_parent_joins_the_family_and_sees_its_bear(
     owner.post("/family/invite", data={"csrf": csrf, "email": second})
     assert f"{second} (invited)" in owner.get("/family").text
     partner = client_for(config, pool)
-    sign_in(partner, smtp[1], second)
+    partner_csrf = sign_in(partner, smtp[1], second)
+    assert family["pairing_id"] not in partner.get("/bears").text  # not before accepting
+    invite = [m[3] for m in smtp[1].messages if second in m[2]
+              and b"/invites/" in m[3]][-1].decode()
+    link = "/invites/" + re.search(r"/invites/([A-Za-z0-9_-]+)", invite).group(1)
+    partner.post(link + "/accept", data={"csrf": partner_csrf})
     assert family["pairing_id"] in partner.get("/bears").text
     assert f"{second} (member)" in partner.get("/family").text
     assert partner.get(f"/bears/{family['pairing_id']}/conversations").status_code == 200

@@ -138,8 +138,9 @@ class RecordingLed:
 
 
 def pair_bear(bear: Settings, cloud: Settings, conn, parent: str = "sam@example.org",
-              scopes: tuple[str, ...] = ("keep", "sync"), led=None):
-    """Pair ``bear`` for real (claim over MQTT, approval in-process); returns the outcome."""
+              scopes: tuple[str, ...] = ("keep", "sync"), led=None, **approving):
+    """Pair ``bear`` for real (claim over MQTT, approval in-process; ``approving``: more
+    arguments of ``approve``, e.g. ``family_id``); returns the outcome."""
     from agent.pairing import Pairing
     from sync.cloud.pairing import approve
 
@@ -147,7 +148,11 @@ def pair_bear(bear: Settings, cloud: Settings, conn, parent: str = "sam@example.
     pairing = Pairing(bear, bear.device.id, led or RecordingLed(), voice.say)
     pairing.start()
     voice.wait_for(1)
-    approve(cloud, conn, voice.code(), parent, scopes)
+    try:
+        approve(cloud, conn, voice.code(), parent, scopes, **approving)
+    except Exception:
+        pairing.close()
+        raise
     outcome = pairing.wait(20)
     pairing.close()
     assert outcome is not None and outcome.status == "approved", outcome
