@@ -76,13 +76,14 @@ def test_a_service_account_or_an_unmade_id_cannot_claim(bear, cloud, secure_brok
         link.connect()  # no device topic can even be named for svc.*: try the raw topic
         link.publish_raw("teddy/v1/svc.ingest/up/claim", b'{"v": 2}', qos=1,
                          retain=True).wait(5)
-    publish_claim(_as(bear, rogue, "rogue-password-123"), rogue, "111111")
+    publish_claim(_as(bear, rogue, "rogue-password-123"), rogue, "111111111111")
     with database.connect() as conn:
         with pytest.raises(PairingError, match="'svc.ingest' is not"):
-            approve(cloud, conn, "111111", "eve@example.org", ("keep", "sync"), "svc.ingest")
+            approve(cloud, conn, "111111111111", "eve@example.org", ("keep", "sync"),
+                    "svc.ingest")
         for device in (None, rogue):
             with pytest.raises(WrongCodeError, match="matches no bear waiting to pair"):
-                approve(cloud, conn, "111111", "eve@example.org", ("keep", "sync"), device,
+                approve(cloud, conn, "111111111111", "eve@example.org", ("keep", "sync"), device,
                         requester=f"eve-{device}-{bear.device.id}")
         rows = conn.execute("SELECT count(*) FROM pairings WHERE device_id = ANY(%s)",
                             (["svc.ingest", rogue],)).fetchone()[0]
@@ -125,10 +126,10 @@ def test_another_bears_credentials_cannot_claim_a_paired_bear(bear, cloud, secur
         pair_bear(bear, cloud, conn, parent="sam@example.org")
     other = bear_settings(cloud, database, data_dir.parent / "bear-b")
     before = _consent(database, bear.device.id)
-    publish_claim(other, bear.device.id, "222222")  # on A's topic: the broker drops it
-    publish_claim(other, other.device.id, "333333", body_device=bear.device.id)
+    publish_claim(other, bear.device.id, "222222222222")  # on A's topic: the broker drops
+    publish_claim(other, other.device.id, "333333333333", body_device=bear.device.id)
     with database.connect() as conn:
-        for code in ("222222", "333333"):
+        for code in ("222222222222", "333333333333"):
             with pytest.raises(WrongCodeError):
                 approve(cloud, conn, code, "eve@example.org", ("keep", "sync"),
                         requester=f"eve-{code}-{bear.device.id}")
@@ -146,14 +147,15 @@ def test_a_paired_bear_is_reclaimed_only_after_a_reset_the_cloud_can_verify(bear
                                                                              database):
     """With the paired bear's own login (its SD card) but not its pairing's release token,
     a claim is refused and signed as such; after a factory reset the bear's claim carries
-    the release and the new family's pairing replaces the old one."""
+    the release: from another parent it only asks the holder (issue 21: a card copy has the
+    token too), from the holder itself the new pairing replaces the old one."""
     with database.connect() as conn:
         pair_bear(bear, cloud, conn, parent="sam@example.org")
     first = _consent(database, bear.device.id)
-    publish_claim(bear, bear.device.id, "444444")  # no release inside
+    publish_claim(bear, bear.device.id, "444444444444")  # no release inside
     with database.connect() as conn:
         with pytest.raises(WrongCodeError):
-            approve(cloud, conn, "444444", "eve@example.org", ("keep",),
+            approve(cloud, conn, "444444444444", "eve@example.org", ("keep",),
                     requester=f"eve-{bear.device.id}")
         assert conn.execute("SELECT status FROM pairings WHERE device_id = %s AND status ="
                             " 'refused'", (bear.device.id,)).fetchone() == ("refused",)
@@ -166,12 +168,15 @@ def test_a_paired_bear_is_reclaimed_only_after_a_reset_the_cloud_can_verify(bear
     from agent.factory_reset import factory_reset
 
     factory_reset(bear)
-    with database.connect() as conn:
-        pair_bear(bear, cloud, conn, parent="robin@example.org")
+    with database.connect() as conn:  # the reset alone (a card copy has it too) moves nothing
+        with pytest.raises(AlreadyPairedError, match="asked to release"):
+            pair_bear(bear, cloud, conn, parent="robin@example.org")
+        assert _consent(database, bear.device.id) == first
+        pair_bear(bear, cloud, conn, parent="sam@example.org")  # the holder itself re-pairs
         old = conn.execute("SELECT status FROM pairings WHERE pairing_id = %s",
                            (first[0][1],)).fetchone()[0]
     assert old == "released"
-    assert [c[0] for c in _consent(database, bear.device.id)] == ["robin@example.org"]
+    assert [c[0] for c in _consent(database, bear.device.id)] == ["sam@example.org"]
 
 
 def test_a_reader_of_the_claim_topic_cannot_recover_the_code(bear, cloud, database):
@@ -233,7 +238,7 @@ def test_wrong_codes_of_one_requester_lock_only_that_requester(cloud, database, 
     (p1, v1), (p2, v2) = _start(one), _start(two)
     eve = f"eve-{one.device.id}@example.org"  # the limit is per requester: one of her own
     try:
-        wrong = next(f"{n:06d}" for n in range(1_000_000) if f"{n:06d}" not in (v1.code(),
+        wrong = next(f"{n:012d}" for n in range(1_000_000) if f"{n:012d}" not in (v1.code(),
                                                                                  v2.code()))
         with database.connect() as conn:
             for _ in range(cloud.fleet.requester_max_attempts):

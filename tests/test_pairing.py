@@ -39,7 +39,7 @@ def test_paw_hold_pairs_and_the_bear_syncs_as_itself(bear, secure_broker, databa
             assert led.state == "pairing" and led.animating  # armed: pulsing blue
             paw.release()
             said = voice.wait_for(2)
-        assert said[0] == said[1] and len(voice.code()) == 6
+        assert said[0] == said[1] and len(voice.code()) == 12
         assert LED_PATTERNS[led.state].effect == "pulse" and led.state == "pairing"
 
         cloud = cloud_env(env, secure_broker, tmp_path)
@@ -99,7 +99,7 @@ def test_wrong_codes_are_refused_and_brute_force_locks_the_claim(bear, cloud, da
     pairing.start()
     voice.wait_for(1)
     right = voice.code()
-    wrong = f"{(int(right) + 1) % 1_000_000:06d}"
+    wrong = f"{(int(right) + 1) % 10 ** 12:012d}"
     with database.connect() as conn:
         for _attempt in range(3):
             with pytest.raises(WrongCodeError, match="matches no bear"):
@@ -122,7 +122,7 @@ def test_a_wrong_code_on_the_command_line_fails_clearly(bear, secure_broker, env
     pairing = Pairing(bear, bear.device.id, RecordingLed(), voice.say)
     pairing.start()
     voice.wait_for(1)
-    wrong = f"{(int(voice.code()) + 500) % 1_000_000:06d}"
+    wrong = f"{(int(voice.code()) + 500) % 10 ** 12:012d}"
     result = run_cli("teddy-cloud", "fleet", "pair", "approve", "--code", wrong,
                      "--parent-email", "sam@example.org", "--requester", f"op-{bear.device.id}",
                      env=cloud_env(env, secure_broker, tmp_path), check=False)
@@ -141,7 +141,7 @@ def test_an_expired_code_is_refused_by_the_cloud(bear, cloud, database):
     pairing = Pairing(bear, bear.device.id, led, voice.say)
     pairing.start()
     voice.wait_for(1)
-    wrong = f"{(int(voice.code()) + 1) % 1_000_000:06d}"
+    wrong = f"{(int(voice.code()) + 1) % 10 ** 12:012d}"
     with database.connect() as conn:
         with pytest.raises(WrongCodeError):
             approve(cloud, conn, wrong, "sam@example.org", ("keep",),  # the cloud sees it
@@ -176,7 +176,7 @@ def _publish_claim_like_a_bear(settings) -> str:
     """Publish a claim request as Pairing does, then vanish without clearing it."""
     from support.identity import publish_claim
 
-    return publish_claim(settings, settings.device.id, "123456",
+    return publish_claim(settings, settings.device.id, "123456789012",
                          expiry_s=settings.pairing.code_ttl_s)
 
 

@@ -151,7 +151,8 @@ def claim(conn: Connection, new: NewClaim, ttl_s: float, refusal: str = "") -> b
     with conn.transaction():
         if not refusal:
             conn.execute("UPDATE pairings SET status = 'expired' WHERE device_id = %s AND"
-                         " status = 'pending'", (new.device_id,))
+                         " status = 'pending' AND claim_id <> %s",
+                         (new.device_id, new.claim_id))
         made = conn.execute(
             "INSERT INTO pairings (claim_id, device_id, code_digest, public_key, firmware,"
             " requested_at, expires_at, nonce, releases, status) VALUES (%s, %s, %s, %s, %s,"
