@@ -14,10 +14,17 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
-from support.portal import csrf_of, make_family, portal_settings, settings_of, sign_in
+from support.portal import (
+    csrf_of,
+    make_family,
+    parent_row,
+    portal_settings,
+    settings_of,
+    sign_in,
+)
 
 from config.settings import Settings
-from sync.cloud import custody, db, family_keys
+from sync.cloud import custody, db, emails, family_keys
 from sync.cloud.portal.service import FamilyService, NotFoundError, Parent
 
 BASE = "https://testserver"
@@ -64,8 +71,7 @@ def mails_to(sink, to: str) -> list[bytes]:
 
 
 def family_of(conn, email: str) -> str:
-    return conn.execute("SELECT family_id::text FROM parents WHERE lower(email) = lower(%s)",
-                        (email,)).fetchone()[0]
+    return parent_row(conn, email)[1]
 
 
 # --- finding 1: invitations ------------------------------------------------------------------
@@ -156,10 +162,10 @@ def test_invitations_are_limited_cancelled_expire_and_reveal_no_account(config, 
     assert limited.status_code == 400 and "invitations today" in limited.text
 
     with database.connect() as conn:
-        fresh_id = conn.execute("SELECT invite_id::text FROM family_invites WHERE email = %s",
-                                (fresh,)).fetchone()[0]
+        fresh_id = conn.execute("SELECT invite_id::text FROM family_invites WHERE"
+                                " email_hash = %s", (emails.lookup(conn, fresh),)).fetchone()[0]
         conn.execute("UPDATE family_invites SET expires_at = now() - interval '1 second'"
-                     " WHERE email = %s", (third,))
+                     " WHERE email_hash = %s", (emails.lookup(conn, third),))
     owner.post(f"/family/invites/{fresh_id}/cancel", data={"csrf": csrf})
     family_page = owner.get("/family").text
     assert fresh not in family_page and third not in family_page
@@ -185,10 +191,7 @@ def test_a_member_can_leave_and_the_owner_can_remove_one(config, pool, smtp, dat
 
     join()
     with database.connect() as conn:
-        member_id = conn.execute("SELECT parent_id::text FROM parents WHERE email = %s",
-                                 (second,)).fetchone()[0]
-        owner_id = conn.execute("SELECT parent_id::text FROM parents WHERE email = %s",
-                                (first,)).fetchone()[0]
+        member_id, owner_id = parent_row(conn, second)[0], parent_row(conn, first)[0]
     assert member.post(f"/family/members/{owner_id}/remove",  # a member removes nobody
                        data={"csrf": member_csrf}).status_code == 400
     owner.post(f"/family/members/{member_id}/remove", data={"csrf": csrf})
@@ -200,6 +203,29 @@ def test_a_member_can_leave_and_the_owner_can_remove_one(config, pool, smtp, dat
     assert second not in owner.get("/family").text
     only = owner.post("/family/leave", data={"csrf": csrf})  # the last parent with a bear
     assert only.status_code == 400 and "only parent" in only.text
+
+
+def test_parent_addresses_are_a_keyed_hash_and_sealed_and_old_rows_are_migrated(
+        config, pool, smtp, database):
+    """Nothing readable at rest: the app's tables keep no address in clear; rows written
+    before migration 0012 are sealed when the app starts and still sign in to their
+    family."""
+    old, new, invited = unique("before"), unique("after"), unique("invited")
+    with database.connect() as conn:
+        family = conn.execute("INSERT INTO families DEFAULT VALUES RETURNING family_id::text"
+                              ).fetchone()[0]
+        conn.execute("INSERT INTO parents (email, family_id) VALUES (%s, %s)", (old, family))
+    client = client_for(config, pool)  # the app starts: the old row is sealed
+    csrf = sign_in(client, smtp[1], new)
+    client.post("/family/invite", data={"csrf": csrf, "email": invited})
+    sign_in(client_for(config, pool), smtp[1], old)
+    with database.connect() as conn:
+        assert parent_row(conn, old)[1] == family  # found by its hash, same family
+        for table in ("parents", "signin_links", "family_invites"):
+            rows = conn.execute(f"SELECT email, email_hash FROM {table}").fetchall()
+            clear = [r[0] for r in rows if "@" in r[0] or r[1] is None]
+            assert not clear, f"{table} keeps addresses in clear: {clear[:3]}"
+    assert invited in client.get("/family").text  # and shown to the family
 
 
 # --- finding 4: a previous family ------------------------------------------------------------

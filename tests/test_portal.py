@@ -13,6 +13,7 @@ from support.portal import (
     csrf_of,
     link_from,
     make_family,
+    parent_row,
     portal_env,
     portal_settings,
     settings_of,
@@ -20,7 +21,7 @@ from support.portal import (
 )
 from support.processes import run_cli
 
-from sync.cloud import db, family_keys
+from sync.cloud import db, emails, family_keys
 
 BASE = "https://testserver"
 
@@ -75,7 +76,8 @@ def test_a_sign_in_link_works_once_and_not_after_it_expires(config, pool, smtp, 
     assert late != used
     with database.connect() as conn:
         conn.execute("UPDATE signin_links SET expires_at = now() - interval '1 second'"
-                     " WHERE used_at IS NULL AND lower(email) = lower(%s)", (email,))
+                     " WHERE used_at IS NULL AND email_hash = %s",
+                     (emails.lookup(conn, email),))
     csrf = csrf_of(other.get(late).text)
     refused = other.post(late, data={"csrf": csrf}, follow_redirects=False)
     assert refused.status_code == 400
@@ -132,9 +134,7 @@ def _ids_of(family: dict, deletion: str, conn=None) -> dict[str, str]:
            "day": datetime.now(UTC).date().isoformat(), "deletion_id": deletion,
            "answer": "approve"}
     if conn is not None:  # the family's parent, an open invitation, a release request
-        parent, fam = conn.execute("SELECT parent_id::text, family_id::text FROM parents"
-                                   " WHERE lower(email) = lower(%s)",
-                                   (family["email"],)).fetchone()
+        parent, fam = parent_row(conn, family["email"])
         ids["parent_id"] = parent
         ids["invite_id"] = conn.execute(
             "INSERT INTO family_invites (family_id, email, invited_by, expires_at) VALUES"
@@ -167,9 +167,9 @@ def test_another_family_gets_404_on_every_url_of_the_first(config, pool, smtp, d
     sign_in(owner, smtp[1], alice)  # adopts the pairing into alice's family
     with database.connect() as conn:
         deletion = conn.execute(
-            "INSERT INTO portal_deletions (family_id, pairing_id, scope) SELECT p.family_id,"
-            " %s, 'x' FROM parents p WHERE lower(p.email) = lower(%s)"
-            " RETURNING deletion_id::text", (first["pairing_id"], alice)).fetchone()[0]
+            "INSERT INTO portal_deletions (family_id, pairing_id, scope) VALUES (%s, %s, 'x')"
+            " RETURNING deletion_id::text",
+            (parent_row(conn, alice)[1], first["pairing_id"])).fetchone()[0]
         before = conn.execute("SELECT count(*) FROM turns WHERE pairing_id = %s",
                               (first["pairing_id"],)).fetchone()[0]
         ids = _ids_of(first, deletion, conn)
@@ -207,9 +207,9 @@ def test_every_page_has_strict_security_headers(config, pool, smtp, database):
     sign_in(client, smtp[1], email)
     with database.connect() as conn:
         deletion = conn.execute(
-            "INSERT INTO portal_deletions (family_id, pairing_id, scope) SELECT p.family_id,"
-            " %s, 'x' FROM parents p WHERE lower(p.email) = lower(%s)"
-            " RETURNING deletion_id::text", (family["pairing_id"], email)).fetchone()[0]
+            "INSERT INTO portal_deletions (family_id, pairing_id, scope) VALUES (%s, %s, 'x')"
+            " RETURNING deletion_id::text",
+            (parent_row(conn, email)[1], family["pairing_id"])).fetchone()[0]
     ids = {**_ids_of(family, deletion), "token": "nope"}
     pages = [r.path.format(**ids) for r in client.app.routes
              if "GET" in getattr(r, "methods", ())] + ["/static/app.css", "/no-such-page"]

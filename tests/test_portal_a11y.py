@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from support.browser import PHONE, browser, running_portal, sign_in
-from support.portal import portal_env, portal_settings, seeded_family, settings_of
+from support.portal import parent_row, portal_env, portal_settings, seeded_family, settings_of
 
 
 def page_paths(ids: dict[str, str], config: dict) -> list[str]:
@@ -39,9 +39,9 @@ def test_every_page_passes_axe_and_fits_a_phone(database, smtp, tmp_path: Path):
         sign_in(page, base, sink, email)
         with database.connect() as conn:
             deletion = conn.execute(
-                "INSERT INTO portal_deletions (family_id, pairing_id, scope) SELECT family_id,"
-                " %s, 'day 2026-12-01' FROM parents WHERE email = %s"
-                " RETURNING deletion_id::text", (family["pairing_id"], email)).fetchone()[0]
+                "INSERT INTO portal_deletions (family_id, pairing_id, scope) VALUES (%s, %s,"
+                " 'day 2026-12-01') RETURNING deletion_id::text",
+                (parent_row(conn, email)[1], family["pairing_id"])).fetchone()[0]
         ids = {"pairing_id": family["pairing_id"], "deletion_id": deletion,
                "conversation_id": family["conversations"][0], "token": "x"}
         for path in page_paths(ids, config):

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from config.errors import TeddyError
+from sync.cloud import emails
 from sync.cloud.db import one_row
 
 if TYPE_CHECKING:
@@ -285,7 +286,8 @@ def _tell_holders(conn: Connection, current: Held, mail: Mail | None) -> None:
             .fetchall() if current.family_id else
             conn.execute("SELECT parent_email FROM pairings WHERE pairing_id = %s",
                          (current.pairing_id,)).fetchall())
-    for (to,) in rows:
+    for (stored,) in rows:
+        to = emails.show(conn, stored)
         if mail is None:
             logger.warning("no mail channel: the family holding %s was not told of a release "
                            "request", current.device_id)
@@ -353,8 +355,9 @@ def new_family(conn: Connection, email: str, actor: str) -> tuple[str, str]:
         family = one_row(conn.execute("INSERT INTO families DEFAULT VALUES"
                                       " RETURNING family_id::text"))[0]
         parent = one_row(conn.execute(
-            "INSERT INTO parents (email, family_id, role) VALUES (%s, %s, 'owner')"
-            " RETURNING parent_id::text", (email, family)))[0]
+            "INSERT INTO parents (email, email_hash, family_id, role) VALUES (%s, %s, %s,"
+            " 'owner') RETURNING parent_id::text",
+            (emails.seal(conn, email), emails.lookup(conn, email), family)))[0]
         record(conn, "family-made", family_id=family, actor=actor, parent_id=parent)
     return parent, family
 
@@ -373,10 +376,11 @@ def invite(conn: Connection, family_id: str, inviter_id: str, email: str, ttl_s:
             raise CustodyError(f"your family sent {sent} invitations today — wait a day, or "
                                "cancel one that was not needed")
         invite_id = one_row(conn.execute(
-            "INSERT INTO family_invites (family_id, email, invited_by, token_hash, expires_at)"
-            " VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s))"
+            "INSERT INTO family_invites (family_id, email, email_hash, invited_by, token_hash,"
+            " expires_at) VALUES (%s, %s, %s, %s, %s, now() + make_interval(secs => %s))"
             " RETURNING invite_id::text",
-            (family_id, email, inviter_id, token_hash(token), ttl_s)))[0]
+            (family_id, emails.seal(conn, email), emails.lookup(conn, email), inviter_id,
+             token_hash(token), ttl_s)))[0]
         record(conn, "invited", family_id=family_id, actor=inviter_id, invite_id=invite_id)
     return invite_id, token
 
@@ -388,8 +392,10 @@ def pending_invite(conn: Connection, token: str) -> dict[str, Any] | None:
         " FROM family_invites i JOIN parents p ON p.parent_id = i.invited_by"
         " WHERE i.token_hash = %s AND i.accepted_at IS NULL AND i.cancelled_at IS NULL"
         " AND i.declined_at IS NULL AND i.expires_at > now()", (token_hash(token),)).fetchone()
-    names = ("invite_id", "family_id", "email", "inviter", "expires_at")
-    return None if row is None else dict(zip(names, row, strict=True))
+    if row is None:
+        return None
+    return {"invite_id": row[0], "family_id": row[1], "email": emails.show(conn, row[2]),
+            "inviter": emails.show(conn, row[3]), "expires_at": row[4]}
 
 
 def accept(conn: Connection, token: str, parent_id: str, email: str) -> str:
@@ -398,9 +404,9 @@ def accept(conn: Connection, token: str, parent_id: str, email: str) -> str:
     with conn.transaction():
         found = conn.execute(
             "SELECT invite_id::text, family_id::text FROM family_invites WHERE token_hash = %s"
-            " AND lower(email) = lower(%s) AND accepted_at IS NULL AND cancelled_at IS NULL"
+            " AND email_hash = %s AND accepted_at IS NULL AND cancelled_at IS NULL"
             " AND declined_at IS NULL AND expires_at > now() FOR UPDATE",
-            (token_hash(token), email)).fetchone()
+            (token_hash(token), emails.lookup(conn, email))).fetchone()
         if found is None:
             raise CustodyError("this invitation does not work for you: it was for another "
                                "address, or was used, cancelled or expired — ask for a new one")
@@ -425,9 +431,9 @@ def decline(conn: Connection, token: str, email: str) -> bool:
     with conn.transaction():
         row = conn.execute(
             "UPDATE family_invites SET declined_at = now() WHERE token_hash = %s AND"
-            " lower(email) = lower(%s) AND accepted_at IS NULL AND cancelled_at IS NULL AND"
+            " email_hash = %s AND accepted_at IS NULL AND cancelled_at IS NULL AND"
             " declined_at IS NULL RETURNING invite_id::text, family_id::text",
-            (token_hash(token), email)).fetchone()
+            (token_hash(token), emails.lookup(conn, email))).fetchone()
         if row is not None:
             record(conn, "declined", family_id=row[1], actor=email, invite_id=row[0])
     return row is not None

@@ -128,6 +128,11 @@ class Keyring:
                 (pairing_id, str(uuid.uuid4()), self._wrapper.wrap(key))))
         return row[0], self._unwrapped(row[0], bytes(row[1]))
 
+    @property
+    def wrapper(self) -> Wrapper:
+        """What wraps keys under the cloud key (``sync.cloud.emails`` wraps its own)."""
+        return self._wrapper
+
     def _unwrapped(self, key_id: str, wrapped: bytes) -> bytes:
         with self._lock:
             key = self._cache.get(key_id)

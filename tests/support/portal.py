@@ -129,3 +129,15 @@ def seeded_family(conn: Any, config: dict[str, Any], email: str) -> dict[str, An
                  " said something a parent should know about', now(), 'a1')",
                  (family["device_id"],))
     return family
+
+
+def parent_row(conn: Any, email: str) -> tuple[str, str]:
+    """``(parent_id, family_id)`` of the parent with ``email``, found by its keyed hash (the
+    address itself is sealed; the test's keyring must be the app's: ``family_keys.install``
+    with the same settings)."""
+    from sync.cloud import emails
+
+    row = conn.execute("SELECT parent_id::text, family_id::text FROM parents WHERE"
+                       " email_hash = %s", (emails.lookup(conn, email),)).fetchone()
+    assert row is not None, f"no parent {email}"
+    return row[0], row[1]

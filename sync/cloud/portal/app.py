@@ -20,7 +20,7 @@ from starlette.requests import Request
 
 from config.errors import TeddyError
 from config.settings import Settings
-from sync.cloud import db, family_keys
+from sync.cloud import db, emails, family_keys
 from sync.cloud.portal import auth
 from sync.cloud.portal.service import NotFoundError, Parent
 
@@ -64,6 +64,8 @@ def create_app(settings: Settings, pool: Any = None, read_pool: Any = None) -> A
                                  "TEDDY_PORTAL__READ_DSN")
     keys = family_keys.keyring() or family_keys.install(settings)
     keys.check()  # the cloud key exists (made now) before ingest needs it
+    with pool.connection() as conn:  # addresses stored before 0012: hashed and sealed now
+        emails.migrate(conn)
     app = FastAPI(title="Teddy for parents", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings, app.state.pool, app.state.read_pool = settings, pool, read_pool
     templates = Jinja2Templates(directory=str(HERE / "templates"))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from config.errors import TeddyError
 from config.settings import Settings
+from sync.cloud import emails
 from sync.cloud.db import one_row
 from sync.cloud.portal.service import Parent, check_email
 
@@ -46,20 +47,21 @@ def request_link(settings: Settings, conn: Connection, email: str, client: str) 
     the local development mode print it). Raises :class:`RateLimitedError`."""
     email = check_email(email)
     portal = settings.portal
+    found_by = emails.lookup(conn, email)
     by_address, by_client = one_row(conn.execute(
-        "SELECT count(*) FILTER (WHERE lower(email) = lower(%s)),"
+        "SELECT count(*) FILTER (WHERE email_hash = %s),"
         " count(*) FILTER (WHERE client = %s) FROM signin_links"
-        " WHERE created_at > now() - interval '1 hour' AND (lower(email) = lower(%s)"
-        " OR client = %s)", (email, client, email, client)))
+        " WHERE created_at > now() - interval '1 hour' AND (email_hash = %s"
+        " OR client = %s)", (found_by, client, found_by, client)))
     if by_address >= portal.links_per_address_per_hour or by_client >= \
             portal.links_per_client_per_hour:
         logger.warning("sign-in link refused: rate limit (client %s)", client)
         raise RateLimitedError("too many sign-in links were asked for — wait an hour and try "
                                "again, or use the newest link you were sent")
     token = secrets.token_urlsafe(32)
-    conn.execute("INSERT INTO signin_links (token_hash, email, client, expires_at) VALUES"
-                 " (%s, %s, %s, now() + make_interval(secs => %s))",
-                 (_hash(token), email, client, portal.link_ttl_s))
+    conn.execute("INSERT INTO signin_links (token_hash, email, email_hash, client, expires_at)"
+                 " VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s))",
+                 (_hash(token), emails.seal(conn, email), found_by, client, portal.link_ttl_s))
     link = f"{portal.base_url.rstrip('/')}/signin/{token}"
     send_mail(settings, email, "Your Teddy sign-in link",
               "Hello,\n\nOpen this link to sign in to Teddy's parent app. It works once, "
@@ -73,7 +75,7 @@ def redeem(conn: Connection, token: str) -> str | None:
     row = conn.execute(
         "UPDATE signin_links SET used_at = now() WHERE token_hash = %s AND used_at IS NULL"
         " AND expires_at > now() RETURNING email", (_hash(token),)).fetchone()
-    return None if row is None else row[0]
+    return None if row is None else emails.show(conn, row[0])
 
 
 def parent_for(conn: Connection, email: str) -> Parent:
@@ -83,8 +85,8 @@ def parent_for(conn: Connection, email: str) -> Parent:
     family yet) join their family."""
     from sync.cloud import custody
 
-    row = conn.execute("SELECT parent_id::text, email, family_id::text, role FROM parents"
-                       " WHERE lower(email) = lower(%s)", (email,)).fetchone()
+    row = conn.execute("SELECT parent_id::text, %s, family_id::text, role FROM parents"
+                       " WHERE email_hash = %s", (email, emails.lookup(conn, email))).fetchone()
     if row is None:
         parent_id, family = custody.new_family(conn, email, "sign-in")
         row = (parent_id, email, family, "owner")
@@ -120,7 +122,9 @@ def session(conn: Connection, token: str | None) -> tuple[Parent, str] | None:
         "SELECT p.parent_id::text, p.email, p.family_id::text, p.role, s.csrf"
         " FROM portal_sessions s JOIN parents p USING (parent_id) WHERE s.token_hash = %s"
         " AND s.revoked_at IS NULL AND s.expires_at > now()", (_hash(token),)).fetchone()
-    return None if row is None else (Parent(*row[:4]), row[4])
+    if row is None:
+        return None
+    return Parent(row[0], emails.show(conn, row[1]), row[2], row[3]), row[4]
 
 
 def end_session(conn: Connection, token: str | None, everywhere: bool = False) -> None:

@@ -8,7 +8,8 @@ pairing, conversation, day or deletion of another family is not found — the ap
 was since released and paired again) stays its family's to read, export and delete, but the
 bear's live state and settings are shown, and commands sent, only while the family holds it
 now (:data:`sync.cloud.custody.CURRENT`, in the same query; :func:`custody.held_device`).
-The fleet CLI uses the same functions for what it shares with the app (:func:`export_pairing`, :func:`delete_pairing_rows`).
+The fleet CLI uses the same functions for what it shares with the app
+(:func:`export_pairing`, :func:`delete_pairing_rows`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from config.errors import TeddyError
 from config.settings import Settings
-from sync.cloud import custody, family_keys
+from sync.cloud import custody, emails, family_keys
 from sync.cloud.db import one_row
 
 if TYPE_CHECKING:
@@ -256,10 +257,10 @@ class FamilyService:
             "SELECT invite_id::text, email, created_at FROM family_invites WHERE family_id = %s"
             " AND accepted_at IS NULL AND cancelled_at IS NULL AND declined_at IS NULL AND"
             " expires_at > now() ORDER BY created_at", (self.parent.family_id,)).fetchall()
-        return ([{"id": r[0], "email": r[1], "role": r[2], "since": r[3],
-                  "me": r[0] == self.parent.parent_id} for r in rows]
-                + [{"id": r[0], "email": r[1], "role": "invited", "since": r[2], "me": False}
-                   for r in invites])
+        return ([{"id": r[0], "email": emails.show(self.conn, r[1]), "role": r[2],
+                  "since": r[3], "me": r[0] == self.parent.parent_id} for r in rows]
+                + [{"id": r[0], "email": emails.show(self.conn, r[1]), "role": "invited",
+                    "since": r[2], "me": False} for r in invites])
 
     def releases(self) -> list[dict[str, Any]]:
         """Open requests to release one of the family's bears (after a factory reset)."""
