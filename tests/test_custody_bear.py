@@ -28,6 +28,10 @@ from sync.cloud.pairing import (
 from sync.cloud.portal.auth import send_mail
 
 
+def _code() -> str:
+    return "".join(secrets.choice("0123456789") for _ in range(12))
+
+
 def _family(conn, email: str) -> str:
     return custody.new_family(conn, email, "test")[1]
 
@@ -94,7 +98,7 @@ def test_the_bear_speaks_a_longer_code_and_a_new_claim_voids_the_old(bear, cloud
     voice.wait_for(1)
     pairing.close()
     assert len(voice.code()) == CODE_DIGITS == 12
-    first, second = "1" * 12, "2" * 12
+    first, second = _code(), _code()  # random: the session's database is shared
     publish_claim(bear, bear.device.id, first)
     with database.connect() as conn:
         with pytest.raises(WrongCodeError):  # collects the first claim
@@ -112,7 +116,7 @@ def test_the_bear_speaks_a_longer_code_and_a_new_claim_voids_the_old(bear, cloud
 def test_a_code_two_bears_share_pairs_neither(bear, cloud, database, tmp_path):
     """Finding 3: when codes collide the newest claim does not win: both are voided."""
     other = bear_settings(cloud, database, tmp_path / "other-bear")
-    code = "".join(secrets.choice("0123456789") for _ in range(12))
+    code = _code()
     publish_claim(other, other.device.id, code)  # the squatter's bear, first
     publish_claim(bear, bear.device.id, code)
     with database.connect() as conn:

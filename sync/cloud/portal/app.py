@@ -64,8 +64,6 @@ def create_app(settings: Settings, pool: Any = None, read_pool: Any = None) -> A
                                  "TEDDY_PORTAL__READ_DSN")
     keys = family_keys.keyring() or family_keys.install(settings)
     keys.check()  # the cloud key exists (made now) before ingest needs it
-    with pool.connection() as conn:  # addresses stored before 0012: hashed and sealed now
-        emails.migrate(conn)
     app = FastAPI(title="Teddy for parents", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings, app.state.pool, app.state.read_pool = settings, pool, read_pool
     templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -111,8 +109,12 @@ def create_app(settings: Settings, pool: Any = None, read_pool: Any = None) -> A
 
 
 def connection(request: Request) -> Iterator[Any]:
-    """A pooled connection for one request."""
+    """A pooled connection for one request (the first one seals the addresses stored
+    before migration 0012, see :func:`sync.cloud.emails.migrate`)."""
     with request.app.state.pool.connection() as conn:
+        if not getattr(request.app.state, "emails_sealed", False):
+            emails.migrate(conn)
+            request.app.state.emails_sealed = True
         yield conn
 
 
