@@ -437,23 +437,28 @@ def _machine(dsn: str):
             for parent in self.parents:
                 family = FamilyService(settings_, self.conn, parent)
                 for pairing_id, owner in self.pairings.items():
-                    mine = owner == parent.family_id
-                    try:
-                        bear = family.pairing(pairing_id)
-                        turns = family.conversations(pairing_id)
-                    except NotFoundError:
-                        assert not mine, "a family lost its own pairing"
-                        continue
-                    assert mine, "another family's pairing was readable"
-                    assert len(turns) == 1
-                    holds = self.holders.get(bear["device_id"]) == parent.family_id and \
-                        custody.holder(self.conn, bear["device_id"]).pairing_id == pairing_id
-                    assert bear["current"] is holds
-                    try:
-                        custody.held_device(self.conn, parent.family_id, pairing_id)
-                        assert holds, "a family commanded a bear it does not hold"
-                    except custody.StaleCustodyError:
-                        assert not holds, "the holder could not command its bear"
+                    self._check(family, parent, pairing_id, owner == parent.family_id)
+
+        def _check(self, family: FamilyService, parent: Parent, pairing_id: str,
+                   mine: bool) -> None:
+            device = self.conn.execute("SELECT device_id FROM pairings WHERE pairing_id = %s",
+                                       (pairing_id,)).fetchone()[0]
+            now = custody.holder(self.conn, device)
+            holds = (now is not None and now.pairing_id == pairing_id
+                     and now.family_id == parent.family_id)
+            try:
+                custody.held_device(self.conn, parent.family_id, pairing_id)
+                assert holds, "a family commanded a bear it does not hold"
+            except custody.StaleCustodyError:
+                assert not holds, "the holder could not command its bear"
+            try:
+                bear = family.pairing(pairing_id)
+                turns = family.conversations(pairing_id)
+            except NotFoundError:
+                assert not mine, "a family lost its own pairing"
+                return
+            assert mine, "another family's pairing was readable"
+            assert len(turns) == 1 and bear["current"] is holds
 
     return Custody
 
