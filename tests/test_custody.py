@@ -226,6 +226,15 @@ def test_parent_addresses_are_a_keyed_hash_and_sealed_and_old_rows_are_migrated(
             clear = [r[0] for r in rows if "@" in r[0] or r[1] is None]
             assert not clear, f"{table} keeps addresses in clear: {clear[:3]}"
     assert invited in client.get("/family").text  # and shown to the family
+    with database.connect() as conn:  # a consent record written before: sealed on start
+        conn.execute("INSERT INTO consent_records (family_id, parent_id, parent_email,"
+                     " notice_version, notice_sha256, scopes, verified_by, client) VALUES"
+                     " (%s, %s, %s, 'v', 'x', '{keep}', 'test', 'test')",
+                     (family, parent_row(conn, old)[0], old))
+    client_for(config, pool).get("/", follow_redirects=False)  # its first connection
+    with database.connect() as conn:
+        stored = [r[0] for r in conn.execute("SELECT parent_email FROM consent_records")]
+    assert stored and not [e for e in stored if "@" in e]
 
 
 # --- finding 4: a previous family ------------------------------------------------------------

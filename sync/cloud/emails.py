@@ -3,13 +3,15 @@
 Where a cloud key is configured (the parent app installs the keyring of
 :mod:`sync.cloud.family_keys`), the app's own tables — ``parents``, ``signin_links``,
 ``family_invites`` — keep an address as ``email_hash`` (HMAC-SHA256 of the trimmed,
-lower-cased address under a key derived from the e-mail key) and
-``email`` sealed (AES-256-GCM, ``te1.``) under an e-mail key wrapped by the cloud key
-(``email_keys``). Without a cloud key (development) the hash
+lower-cased address under a key derived from the e-mail key) and ``email`` sealed
+(AES-256-GCM, ``te1.``) under an e-mail key wrapped by the cloud key (``email_keys``);
+``consent_records.parent_email`` is sealed too. Without a cloud key (development) the hash
 is unkeyed and the address stays readable, and one warning says so. :func:`migrate` seals
-rows written before (plain ``email``, no hash) when the app starts.
-"""
+rows written before (plain ``email``, no hash) on the app's first connection.
 
+Not yet here: ``pairings.parent_email`` and ``consents.parent_email`` (the fleet tables the
+fleet CLI and the notifier read without the cloud key) stay readable.
+"""
 from __future__ import annotations
 
 import base64
@@ -127,6 +129,14 @@ def migrate(conn: Connection) -> int:
                 plain = show(conn, stored)
                 conn.execute(f"UPDATE {table} SET email = %s, email_hash = %s WHERE {key} = %s",
                              (seal(conn, plain), lookup(conn, plain), row_key))
+        changed += len(rows)
+    if keyed:  # the parent app's consent records: sealed for display, never looked up
+        rows = conn.execute("SELECT record_id, parent_email FROM consent_records WHERE"
+                            " parent_email NOT LIKE 'te1.%%'").fetchall()
+        with conn.transaction():
+            for record_id, plain in rows:
+                conn.execute("UPDATE consent_records SET parent_email = %s WHERE record_id = %s",
+                             (seal(conn, plain), record_id))
         changed += len(rows)
     if changed:
         logger.warning("sealed %d stored e-mail addresses (kept as a keyed hash)", changed)

@@ -175,7 +175,11 @@ class FamilyService:
                 " AND c.revoked_at IS NULL ORDER BY c.granted_at DESC LIMIT 1",
                 {"pairing": pairing_id})
         names = ("scopes", "notice_version", "granted_at", "parent_email", "verified_by")
-        return dict(zip(names, rows[0], strict=True)) if rows else None
+        if not rows:
+            return None
+        consent = dict(zip(names, rows[0], strict=True))
+        consent["parent_email"] = emails.show(self.conn, consent["parent_email"])
+        return consent
 
     def conversations(self, pairing_id: str) -> list[dict[str, Any]]:
         """Conversations of one bear, newest first, with their day and whether any turn was
@@ -364,7 +368,8 @@ class FamilyService:
                 "INSERT INTO consent_records (family_id, pairing_id, parent_id, parent_email,"
                 " notice_version, notice_sha256, scopes, verified_by, client) VALUES"
                 " (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (self.parent.family_id, pairing_id, self.parent.parent_id, self.parent.email,
+                (self.parent.family_id, pairing_id, self.parent.parent_id,
+                 emails.seal(self.conn, self.parent.email),
                  notice[0], notice[1], list(scopes),
                  "e-mail one-time link session + typed bear code", client))
         return pairing_id
