@@ -297,6 +297,36 @@ def test_a_previous_family_can_neither_command_nor_see_the_bear(config, pool, sm
                             (old["device_id"],)).fetchone()[0] == 0
 
 
+def test_the_holding_family_sees_a_release_request_and_answers_it_in_the_app(
+        config, pool, smtp, database):
+    """Finding 2 in the app: the bear's page shows the request; an objection keeps the
+    bear, an approval releases it (and the bear's state is no longer shown)."""
+    ring = family_keys.install(settings_of(config))
+    holder_mail = unique("holder")
+    with database.connect() as conn:
+        family = make_family(conn, holder_mail, keyring=ring)
+    client = client_for(config, pool)
+    csrf = sign_in(client, smtp[1], holder_mail)
+    page = f"/bears/{family['pairing_id']}"
+    with database.connect() as conn:
+        claimant = custody.new_family(conn, unique("claimant"), "test")[1]
+        for answer, kept in (("object", True), ("approve", False)):
+            with pytest.raises(custody.ReleasePendingError):
+                _pair(conn, family["device_id"], claimant, "c@example.org",
+                      releases=family["pairing_id"])
+            claim = conn.execute("SELECT claim_id FROM pairings WHERE device_id = %s AND"
+                                 " status = 'pending'", (family["device_id"],)).fetchone()[0]
+            custody.request_release(conn, claim, 3600, None)
+            shown = client.get(page).text
+            assert "Someone is trying to pair this bear" in shown
+            release_id = re.search(r"/releases/([0-9a-f-]+)/approve", shown).group(1)
+            done = client.post(f"/releases/{release_id}/{answer}", data={"csrf": csrf})
+            assert done.status_code == 200
+            held = custody.holder(conn, family["device_id"])
+            assert (held is not None and held.family_id == family_of(conn, holder_mail)) is kept
+    assert "Not paired to your family now" in client.get(page).text
+
+
 def test_each_transition_is_audited_and_a_stale_generation_is_refused(database):
     with database.connect() as conn:
         device = f"bear-{secrets.token_hex(4)}"
