@@ -260,11 +260,11 @@ def request_release(conn: Connection, claim_id: str, window_s: float,
     pairing: ask the holding family (e-mail to each member now); returns the request id
     (None when one is already open, or the bear is not held)."""
     with conn.transaction():
-        row = conn.execute("SELECT device_id FROM pairings WHERE claim_id = %s",
+        row = conn.execute("SELECT device_id, releases::text FROM pairings WHERE claim_id = %s",
                            (claim_id,)).fetchone()
         current = _lock_bear(conn, row[0]) if row else None
-        if current is None:
-            return None
+        if current is None or row is None or row[1] != current.pairing_id:
+            return None  # the claim proved no token of the bear's current pairing
         made = conn.execute(
             "INSERT INTO custody_releases (device_id, pairing_id, generation, claim_id, reason,"
             " expires_at) VALUES (%s, %s, %s, %s, 'factory reset then a claim from another"
