@@ -10,7 +10,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-from support.fleet import RecordingLed, SpeakingFake, bear_env, bear_settings, pair_bear
+from support.fleet import (
+    RecordingLed,
+    RunningBear,
+    SpeakingFake,
+    bear_env,
+    bear_settings,
+    cloud_settings,
+    pair_bear,
+)
 from support.identity import publish_claim
 from support.portal import portal_settings, settings_of
 from support.processes import run_cli
@@ -41,8 +49,34 @@ def _mailer(database, smtp, tmp_path: Path):
     return lambda to, subject, body: send_mail(mail, to, subject, body)
 
 
+def _the_real_bear_syncs_to_its_family(bear, database, secure_broker, tmp_path, held) -> None:
+    """The real bear (still paired) syncs a turn: it is stored in its family's pairing."""
+    import threading
+
+    from agent.runtime import open_bear
+    from sync.cloud.ingest import Ingestor
+
+    ingestor = Ingestor(cloud_settings(secure_broker, database.dsn, tmp_path, "svc.ingest"))
+    ingesting = threading.Thread(target=ingestor.run)
+    ingesting.start()
+    try:
+        with open_bear(bear) as teddy:
+            teddy.respond("hello teddy")
+        with RunningBear(bear) as running:
+            running.sync.sync_once(timeout=20)
+        with database.connect() as conn:
+            stored = wait_until(lambda: conn.execute(
+                "SELECT DISTINCT pairing_id::text FROM turns WHERE device_id = %s",
+                (bear.device.id,)).fetchall(), 20, "the real bear's turns")
+    finally:
+        ingestor.stop()
+        ingesting.join(15)
+        ingestor.close()
+    assert stored == [(held.pairing_id,)]
+
+
 def test_a_reset_copy_of_the_card_cannot_move_the_bear(bear, cloud, database, env, smtp,
-                                                       tmp_path):
+                                                       tmp_path, secure_broker):
     """Finding 2: the card is copied, the copy is reset with ``teddy factory-reset`` (which
     leaves the pairing's release token) and paired from the copier's account. The real
     family keeps the bear, is told at once by e-mail, and may object; only its approval in
@@ -69,6 +103,7 @@ def test_a_reset_copy_of_the_card_cannot_move_the_bear(bear, cloud, database, en
         assert custody.holder(conn, bear.device.id) == held  # the real family keeps it
         requests = custody.open_releases(conn, real)
     assert [r["device_id"] for r in requests] == [bear.device.id]
+    _the_real_bear_syncs_to_its_family(bear, database, secure_broker, tmp_path, held)
     told = wait_until(lambda: [m for m in smtp[1].messages if "real@example.org" in m[2]],
                       10, "the real family's e-mail")
     assert b"trying to pair your Teddy bear" in told[-1][3]
