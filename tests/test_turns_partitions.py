@@ -76,8 +76,14 @@ def test_migration_0010_converts_a_populated_turns_table_keeping_every_row():
             before = conn.execute(SNAPSHOT).fetchall()
             assert len(before) == 5
             assert before[0][0] == "bear-nofamily-now" and before[0][10] is None
-            assert migrate(conn) == ["0010_turns_partitioned"]
+            applied = migrate(conn)  # 0010, then every later migration over these rows
+            assert applied[0] == "0010_turns_partitioned"
+            assert applied == [v for v, _sql in migration_files() if v >= "0010"]
             after = conn.execute(SNAPSHOT).fetchall()
+            custody = conn.execute(  # 0011 (custody): the existing pairing is generation 1
+                "SELECT p.generation, d.generation FROM pairings p JOIN devices d USING"
+                " (device_id) WHERE d.device_id = 'bear-old'").fetchone()
+            assert custody == (1, 1)
             assert after == before  # every row, every column (received_at, pairing_id)
             assert {r[10] for r in after if r[0] == "bear-old"} == {uuid.UUID(pairing)}
             where = _where(conn)
