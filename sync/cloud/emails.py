@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import logging
 import os
+import weakref
 from typing import TYPE_CHECKING
 
 from sync.cloud import family_keys
@@ -35,7 +36,9 @@ TABLES = ("parents", "signin_links", "family_invites")
 """Tables whose ``email`` is sealed with an ``email_hash`` beside it."""
 _UNKEYED = b"teddy/email-lookup/no-cloud-key"
 _warned = False
-_cache: dict[tuple[int, str], bytes] = {}
+_cache: weakref.WeakKeyDictionary[family_keys.Keyring, dict[str, bytes]] = (
+    weakref.WeakKeyDictionary())
+"""Unwrapped e-mail keys by key id, per keyring (a keyring of another cloud key differs)."""
 
 
 def _normal(email: str) -> bytes:
@@ -52,19 +55,19 @@ def _key(conn: Connection, ring: family_keys.Keyring) -> tuple[str, bytes]:
     fresh = os.urandom(32)
     key_id = one_row(conn.execute("INSERT INTO email_keys (wrapped_key) VALUES (%s)"
                                   " RETURNING key_id::text", (ring.wrapper.wrap(fresh),)))[0]
-    _cache[(id(ring), key_id)] = fresh
+    _cache.setdefault(ring, {})[key_id] = fresh
     return key_id, fresh
 
 
 def _opened(ring: family_keys.Keyring, key_id: str, wrapped: bytes) -> bytes | None:
-    cached = _cache.get((id(ring), key_id))
+    cached = _cache.get(ring, {}).get(key_id)
     if cached is not None:
         return cached
     try:
         key = ring.wrapper.unwrap(wrapped)
     except family_keys.SealedTextError:
         return None  # wrapped under another cloud key
-    _cache[(id(ring), key_id)] = key
+    _cache.setdefault(ring, {})[key_id] = key
     return key
 
 
