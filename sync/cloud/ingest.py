@@ -38,7 +38,7 @@ from typing import Any, cast
 from config.settings import Settings
 from sync.backoff import Backoff
 from sync.client import Inbound, MqttLink, Subscription, service_client_id
-from sync.cloud import db, dead_letters, writer
+from sync.cloud import db, dead_letters, family_keys, writer
 from sync.cloud.messages import KINDS, Parsed, Received, TimeWindow, parse
 from sync.cloud.metrics import IngestMetrics
 from sync.cloud.ratelimit import TokenBuckets
@@ -69,13 +69,18 @@ class IngestCounters:
     """Transactions retried after a PostgreSQL failure."""
     refused: int = 0
     """Messages refused because their bear was over its rate."""
+    unheld: int = 0
+    """Turn batches refused for good: their bear is held by no family (told to drop them)."""
 
 
 class Ingestor:
     """One ingest process: MQTT in, PostgreSQL, acks out. A context manager."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, keyring: family_keys.Keyring | None = None) -> None:
         self._settings = settings
+        self._keyring = keyring
+        """Family keys to seal turns with (``teddy-cloud ingest`` passes the process's; None:
+        a development set-up, text stored as sent)."""
         client_id = (settings.cloud.client_id or service_client_id(settings.mqtt)
                      or f"ingest-{socket.gethostname()}-{os.getpid()}")
         self._link = MqttLink(settings.mqtt, client_id=client_id, manual_ack=True,
@@ -92,7 +97,7 @@ class Ingestor:
         cloud = settings.cloud
         self._turn_rate = TokenBuckets(cloud.bear_turns_per_s, cloud.bear_turns_burst)
         self._byte_rate = TokenBuckets(cloud.bear_bytes_per_s, cloud.bear_bytes_burst)
-        self.dead_letters = dead_letters.DeadLetters(cloud)
+        self.dead_letters = dead_letters.DeadLetters(cloud, self._keyring)
         """What decides which dead letters are kept (caps, rate)."""
         self._pruned_at = float("-inf")
         self.counters = IngestCounters()
@@ -255,7 +260,7 @@ class Ingestor:
             started = time.monotonic()
             try:
                 with self._pool.connection(timeout=5.0) as conn:
-                    outcome = writer.write(conn, items, self.dead_letters)
+                    outcome = writer.write(conn, items, self.dead_letters, self._keyring)
             except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
                 self.counters.db_retries += 1
                 self.metrics.db_retries.inc()
@@ -334,6 +339,9 @@ class Ingestor:
         counters.duplicates += outcome.duplicates
         counters.dead_letters += outcome.dead_letters
         counters.acks_sent += len(outcome.acks)
+        counters.unheld += outcome.unheld
+        if outcome.unheld:
+            metrics.refused.labels(kind="turns-unheld").inc(outcome.unheld)
         for reason, count in self.dead_letters.dropped.items():
             if count:
                 metrics.dead_letters_dropped.labels(reason=reason).inc(count)
