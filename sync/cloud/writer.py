@@ -1,9 +1,11 @@
 """One ingest transaction: validated messages in, rows committed, acks to send out.
 
 The fast path writes every message of the batch together: devices upserted in a fixed
-order, turns COPied into a per-connection staging table and moved with ``INSERT ... SELECT
-... ON CONFLICT (device_id, seq, created_at) DO NOTHING`` (a resend carries the turn's
-own time, so it never duplicates; ``turns`` is partitioned by that time). If PostgreSQL
+order, turns COPied straight into ``turns`` under a savepoint; only when that meets a row
+already there (a resend) are they COPied into a per-connection staging table and moved with
+``INSERT ... SELECT ... ON CONFLICT (device_id, seq, created_at) DO NOTHING`` (a resend
+carries the turn's own time, so it never duplicates; ``turns`` is partitioned by that
+time). If PostgreSQL
 rejects the data (say, a NUL byte in a text) or anything else goes wrong with one message,
 the slow path writes message by message, each under a savepoint, and dead-letters only the
 ones that fail — whatever the exception. Only a lost connection escapes (the batch is
@@ -46,6 +48,10 @@ STAGING_DDL = (
 )
 COLUMNS = ("device_id, seq, conversation_id, role, text, created_at, action, categories,"
            " batch_id, pairing_id")
+COPY_TYPES = ["text", "int8", "text", "text", "text", "timestamptz", "text", "text[]", "text",
+              "text"]
+"""Types of :data:`COLUMNS` as COPY sends them (set once per COPY: no dumper looked up per
+value; the pairing id travels as text, as COPY's text format sends it anyway)."""
 TURN_KEY = "device_id, seq, created_at"
 """The idempotency key of ``turns`` (its primary key since migration 0010, which partitions
 by ``created_at``); ``scripts/bench-partitions`` sets the old ``device_id, seq`` to measure
@@ -228,13 +234,8 @@ def _copy_turns(conn: Connection, items: list[Parsed], outcome: WriteOutcome,
                          t.categories, batch.batch_id, pairing))
             oldest = t.created_at if oldest is None else min(oldest, t.created_at)
         total += len(batch.turns)
-    with conn.cursor() as cur:
-        with cur.copy(f"COPY turns_staging ({COLUMNS}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        cur.execute(f"INSERT INTO turns ({COLUMNS}) SELECT {COLUMNS} FROM turns_staging"
-                    f" ORDER BY device_id, seq ON CONFLICT ({TURN_KEY}) DO NOTHING")
-        inserted = cur.rowcount
+    rows.sort(key=lambda row: (row[0], row[1]))  # two ingestors lock keys in one order
+    inserted = _insert_rows(conn, rows)
     outcome.inserted += inserted
     outcome.duplicates += total - inserted
     if oldest is not None:
@@ -243,6 +244,31 @@ def _copy_turns(conn: Connection, items: list[Parsed], outcome: WriteOutcome,
     for item in items:
         ranges = to_ranges(t.seq for t in item.body.turns)
         outcome.acks.append((item.bear, Ack(batch_id=item.body.batch_id, ranges=ranges)))
+
+
+def _insert_rows(conn: Connection, rows: list[tuple]) -> int:
+    """Insert turn rows, returning how many were new: COPY straight into ``turns`` (under a
+    savepoint); only if some are there already (a resend) through the staging table with
+    ``ON CONFLICT DO NOTHING``, so the common case writes every row once."""
+    from psycopg import errors
+
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            with cur.copy(f"COPY turns ({COLUMNS}) FROM STDIN") as copy:
+                copy.set_types(COPY_TYPES)
+                for row in rows:
+                    copy.write_row(row)
+        return len(rows)
+    except errors.UniqueViolation:
+        pass  # a resend: the savepoint took the partial COPY back
+    with conn.cursor() as cur:
+        with cur.copy(f"COPY turns_staging ({COLUMNS}) FROM STDIN") as copy:
+            copy.set_types(COPY_TYPES)
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(f"INSERT INTO turns ({COLUMNS}) SELECT {COLUMNS} FROM turns_staging"
+                    f" ORDER BY device_id, seq ON CONFLICT ({TURN_KEY}) DO NOTHING")
+        return cur.rowcount
 
 
 def _write_other(conn: Connection, item: Parsed, outcome: WriteOutcome,
