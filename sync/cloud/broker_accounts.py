@@ -113,6 +113,9 @@ def device_acls(device_id: str) -> list[dict[str, Any]]:
             _acl("subscribePattern", f"{root}/down/#")]
 
 
+INGEST_LANE_SUFFIX = "-alerts"
+"""An ingest account ``svc.<name>`` comes with ``svc.<name>-alerts``: the second connection
+of its alert lane (``sync/cloud/ingest.py``), bound to that name as client id."""
 BOUND_SERVICE_ROLES = frozenset({"ingest"})
 """Service roles whose accounts may connect only with their own name as client id."""
 
@@ -204,6 +207,9 @@ class DynsecAuth:
         self._ensure_role(SERVICE_ROLE_PREFIX + role, SERVICE_ACLS[role])
         self._set_client(name, password, name if role in BOUND_SERVICE_ROLES else None,
                          SERVICE_ROLE_PREFIX + role)
+        if role == "ingest":  # its alert lane: same password, bound to its own client id
+            lane = check_service_name(name + INGEST_LANE_SUFFIX)
+            self._set_client(lane, password, lane, SERVICE_ROLE_PREFIX + role)
         logger.info("broker account of service %s (%s) set", name, role)
 
     def _ensure_role(self, role: str, acls: list[dict[str, Any]]) -> None:

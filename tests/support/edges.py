@@ -24,6 +24,7 @@ from support.brokers import Mosquitto, free_port, shipped_broker_config
 from support.paths import ROOT
 from sync.cloud.broker_accounts import (
     DEVICE_ROLE_PREFIX,
+    INGEST_LANE_SUFFIX,
     SERVICE_ACLS,
     SERVICE_ROLE_PREFIX,
     device_acls,
@@ -82,6 +83,10 @@ def seed_accounts(dynsec_file: Path, bears: dict[str, str], edges: int) -> None:
     data["clients"].append({"username": CLOUD_USER, **_password_fields(CLOUD_PASSWORD),
                             "roles": [{"rolename": SERVICE_ROLE_PREFIX + "ingest"},
                                       {"rolename": SERVICE_ROLE_PREFIX + "fleet"}]})
+    lane = CLOUD_USER + INGEST_LANE_SUFFIX  # ingest's alert lane, as provisioning makes it
+    data["clients"].append({"username": lane, "clientid": lane,
+                            **_password_fields(CLOUD_PASSWORD),
+                            "roles": [{"rolename": SERVICE_ROLE_PREFIX + "ingest"}]})
     dynsec_file.write_text(json.dumps(data, indent=1))
 
 
