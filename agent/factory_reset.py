@@ -85,8 +85,9 @@ def record_reset(settings: Settings, now: float | None = None) -> tuple[float, i
     """Record a reset now (atomically, fsynced): its time and the next epoch."""
     path = Path(settings.store.data_dir) / RESET_FILE
     previous = last_reset(settings)
-    entry = {"reset_at": time.time() if now is None else now,
-             "epoch": (previous[1] if previous else 0) + 1}
+    reset_at = time.time() if now is None else now
+    epoch = (previous[1] if previous else 0) + 1
+    entry = {"reset_at": reset_at, "epoch": epoch}
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     draft = path.with_name(path.name + ".new")
     with draft.open("w") as handle:
@@ -94,7 +95,7 @@ def record_reset(settings: Settings, now: float | None = None) -> tuple[float, i
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(draft, path)
-    return entry["reset_at"], entry["epoch"]
+    return reset_at, epoch
 
 
 def last_reset(settings: Settings) -> tuple[float, int] | None:
