@@ -10,7 +10,8 @@ plugs in as one more class with the same five methods.
 What every account may do (checked by the broker at CONNECT, SUBSCRIBE and PUBLISH):
 
 - a bear ``<id>`` (a :data:`~config.settings.DEVICE_ID_PATTERN` id) connects only with client
-  id ``teddy-<id>``, publishes only under ``teddy/v1/<id>/up/`` and subscribes only under
+  id ``teddy-<id>``, publishes only to the protocol's own ``teddy/v1/<id>/up/<name>`` topics
+  (:func:`device_up_topics`: what it can retain is one message on each) and subscribes only under
   ``teddy/v1/<id>/down/`` (``$share/...``, ``+``/``#`` across bears and other bears' topics
   are refused in the SUBACK);
 - a service ``svc.<name>`` has one role: ``ingest`` (the shared subscription of every bear's
@@ -106,10 +107,21 @@ def check_service_name(name: str) -> str:
     return name
 
 
+def device_up_topics() -> list[str]:
+    """The ``up/<name>`` names the protocol has (one topic each per bear): all a bear may
+    publish to, so all it can ever retain on the broker is one message per name."""
+    from sync.protocol import routed_messages
+
+    return sorted({cls.route().name for cls in routed_messages()
+                   if cls.route().direction == "up"})
+
+
 def device_acls(device_id: str) -> list[dict[str, Any]]:
-    """The ACL list of bear ``device_id``'s own role."""
+    """The ACL list of bear ``device_id``'s own role: publish only to the protocol's own
+    ``up/`` topics (not ``up/#``: a bear could otherwise retain a message on as many topics as
+    it likes), subscribe only under its ``down/``."""
     root = f"{TOPIC_ROOT}/{device_id}"
-    return [_acl("publishClientSend", f"{root}/up/#"),
+    return [*(_acl("publishClientSend", f"{root}/up/{name}") for name in device_up_topics()),
             _acl("subscribePattern", f"{root}/down/#")]
 
 
