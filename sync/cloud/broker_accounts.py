@@ -255,6 +255,12 @@ class DynsecAuth:
         self._run({"command": "modifyClient", "username": username, "password": password,
                    "clientid": client_id or "", "roles": [{"rolename": role}]})
 
+    def list_accounts(self) -> dict[str, Any]:
+        """Every login on this broker (``listClients``, verbose): ``username -> Account``."""
+        from sync.cloud.edge_drift import accounts
+
+        return accounts(self._run({"command": "listClients", "verbose": True}))
+
     def _client(self, username: str) -> dict[str, Any] | None:
         answer = self._run({"command": "getClient", "username": username},
                            tolerate=("Client not found",))
@@ -319,9 +325,10 @@ class BrokerSet:
     account on the core and the same command, re-run, completes it. Services live on the
     core; whether an account exists is the core's answer."""
 
-    def __init__(self, core: BrokerAuth, edges: dict[str, BrokerAuth]) -> None:
+    def __init__(self, core: DynsecAuth, edges: dict[str, DynsecAuth]) -> None:
         self._core = core
         self._edges = edges
+        self._checked = False
 
     def __enter__(self) -> BrokerSet:
         return self
@@ -334,15 +341,41 @@ class BrokerSet:
         for auth in (*self._edges.values(), self._core):
             auth.close()
 
+    def drift(self) -> list[str]:
+        """Account drift between the core and the edges (see :mod:`sync.cloud.edge_drift`),
+        one line per problem."""
+        from sync.cloud.edge_drift import drift
+
+        edges: dict[str, dict[str, Any]] = {}
+        for url, auth in self._edges.items():
+            self._on_edge(url, lambda edge, url=url: edges.__setitem__(url, edge.list_accounts()),
+                          auth)
+        return drift(self._core.list_accounts(), edges)
+
+    def _require_in_step(self) -> None:
+        """Fail closed: change no account while the core and the edges have drifted (checked
+        once per :class:`BrokerSet`)."""
+        if self._checked:
+            return
+        problems = self.drift()
+        if problems:
+            raise CloudError(f"the brokers have drifted ({len(problems)} problems; first: "
+                             f"{problems[0]}) — run teddy-cloud fleet edges check, fix them, "
+                             "and provision again")
+        self._checked = True
+
     def set_device(self, device_id: str, password: str) -> None:
-        """Set the bear's account on every edge, then on the core."""
+        """Set the bear's account on every edge, then on the core (refused while they have
+        drifted)."""
+        self._require_in_step()
         for url, auth in self._edges.items():
             self._on_edge(url, lambda edge: edge.set_device(device_id, password), auth)
         self._core.set_device(device_id, password)
 
     def remove_device(self, device_id: str) -> bool:
         """Remove the bear's account from the core, then from every edge that has it;
-        returns whether the core had one."""
+        returns whether the core had one (refused while they have drifted)."""
+        self._require_in_step()
         had = self._core.remove_device(device_id)
         for url, auth in self._edges.items():
             self._on_edge(url, lambda edge: edge.remove_device(device_id), auth)

@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import json
 import secrets
-import shutil
 import subprocess
 from dataclasses import dataclass
 from functools import partial
@@ -151,15 +150,18 @@ def edge_config(workdir: Path, port: int, number: int, core: CoreBroker, certs: 
 
 
 class EdgeBroker(Mosquitto):
-    """An edge from the shipped config, its dynamic-security file a copy of the core's (as
-    docs/operations.md, "Add an edge", says), bridged to ``core``."""
+    """An edge from the shipped config, its dynamic-security file the core's without service
+    accounts (as docs/operations.md, "Add an edge", says), bridged to ``core``."""
 
     def __init__(self, workdir: Path, number: int, core: CoreBroker, certs: Path) -> None:
         super().__init__(workdir)
         self.number = number
         self.url = f"mqtt://127.0.0.1:{self.port}"
         """Its address in ``fleet.edge_brokers``."""
-        shutil.copy(core.dynsec_file, workdir / "dynamic-security.json")
+        from sync.cloud.edge_drift import edge_dynsec  # the core's, minus service accounts
+
+        (workdir / "dynamic-security.json").write_text(json.dumps(
+            edge_dynsec(json.loads(core.dynsec_file.read_text()))))
         self.config.write_text(edge_config(workdir, self.port, number, core, certs))
 
 
