@@ -52,9 +52,7 @@ def two_edges(tmp_path):
 
 
 def _check(fleet, env, edges) -> tuple[int, str]:
-    cloud = dict(env, TEDDY_MQTT__PORT=str(fleet.core.port),
-                 TEDDY_FLEET__BROKER_ADMIN_PASSWORD_FILE=str(fleet.core.admin_password_file),
-                 TEDDY_FLEET__EDGE_BROKERS=json.dumps([e.url for e in edges]))
+    cloud = dict(fleet.admin_env(env), TEDDY_FLEET__EDGE_BROKERS=json.dumps([e.url for e in edges]))
     done = run_cli("teddy-cloud", "fleet", "edges", "check", env=cloud, check=False)
     return done.returncode, done.stdout
 
@@ -87,9 +85,17 @@ def test_a_bear_removed_on_the_core_but_left_on_an_edge_is_reported(two_edges, e
     assert out.count("still has bear bear-drift-2's account") == 2, out
 
 
-def test_service_accounts_cannot_log_in_on_an_edge(two_edges):
+def test_service_and_admin_accounts_cannot_log_in_on_an_edge(two_edges, tmp_path):
+    """Service accounts are not on the edges; the administrator has no password there (it
+    logs in by its certificate on the edge's admin listener, which provisioning uses)."""
     edge = two_edges.edges[0]
+    admin = two_edges.core.admin_password_file.read_text().strip()
     assert connects(two_edges.core.port, CLOUD_USER, CLOUD_PASSWORD, f"{CLOUD_USER}-x")
+    assert connects(two_edges.core.port, "svc.admin", admin, "svc.admin-x")
     assert not connects(edge.port, CLOUD_USER, CLOUD_PASSWORD, f"{CLOUD_USER}-x")
     lane = f"{CLOUD_USER}-alerts"
     assert not connects(edge.port, lane, CLOUD_PASSWORD, lane)
+    assert not connects(edge.port, "svc.admin", admin, "svc.admin-x")
+    assert not connects(edge.port, "svc.admin", "", "svc.admin-x")
+    with broker_auth(two_edges.admin_settings()) as auth:  # by certificate, on every edge
+        assert provision(auth, "bear-drift-3", fragment_dir=tmp_path).created

@@ -411,11 +411,16 @@ def _edge_auth(settings: Settings, url: str, password: str) -> DynsecAuth:
     if tls and ca_file is None:
         raise CloudError(f"edge broker {url} is TLS but no CA is set — set fleet.edge_ca_file "
                          "to the CA that signed the edges' certificates")
+    fleet = settings.fleet
+    by_certificate = tls and fleet.edge_admin_cert_file is not None
     mqtt = settings.mqtt.model_copy(update={
         "host": host, "port": port,
-        "tls": settings.mqtt.tls.model_copy(update={"ca_file": ca_file if tls else None,
-                                                    "cert_file": None, "key_file": None})})
-    return DynsecAuth(mqtt, settings.fleet.broker_admin_username, password)
+        "tls": settings.mqtt.tls.model_copy(update={
+            "ca_file": ca_file if tls else None,
+            "cert_file": fleet.edge_admin_cert_file if by_certificate else None,
+            "key_file": fleet.edge_admin_key_file if by_certificate else None})})
+    # by certificate: the edge takes the account from its CN and holds no password for it
+    return DynsecAuth(mqtt, fleet.broker_admin_username, "" if by_certificate else password)
 
 
 def admin_password(settings: Settings) -> str | None:

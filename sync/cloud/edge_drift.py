@@ -53,13 +53,22 @@ def accounts(answer: dict[str, Any]) -> dict[str, Account]:
     return found
 
 
+PASSWORD_FIELDS = ("password", "salt", "iterations")
+"""A dynamic-security client's password, as the plugin keeps it."""
+
+
 def edge_dynsec(core: dict[str, Any], admin: str = "svc.admin") -> dict[str, Any]:
     """An edge's dynamic-security file from the core's (``"Add an edge"`` in
-    docs/operations.md): the same bears and roles, and no service account but the
-    administrator — a service's login never works on an internet-facing edge."""
-    clients = [c for c in core.get("clients", []) if not (
-        isinstance(c, dict) and SERVICE_ACCOUNT_PATTERN.match(str(c.get("username", "")))
-        and c.get("username") != admin)]
+    docs/operations.md): the same bears and roles, no service account, and the administrator
+    without a password — it logs in by its certificate on the edge's admin listener only, so
+    no service's or administrator's password works on the internet-facing edge."""
+    clients = []
+    for client in core.get("clients", []):
+        name = str(client.get("username", "")) if isinstance(client, dict) else ""
+        if name == admin:
+            clients.append({k: v for k, v in client.items() if k not in PASSWORD_FIELDS})
+        elif not SERVICE_ACCOUNT_PATTERN.match(name):
+            clients.append(client)
     return {**core, "clients": clients}
 
 
