@@ -462,7 +462,7 @@ class Ingestor:
         counters.acks_sent += len(outcome.acks)
         counters.unheld += outcome.unheld
         if outcome.unheld:
-            metrics.refused.labels(kind="turns-unheld").inc(outcome.unheld)
+            metrics.unheld.inc(outcome.unheld)
         for dead in (self.dead_letters, self._lane_dead_letters):
             for reason, count in dead.dropped.items():
                 if count:
