@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.factory_reset import last_reset
 from agent.remote_config import ConfigApplier
 from config.errors import ProtocolError, TeddyError
 from config.settings import Settings
@@ -279,6 +280,10 @@ class CommandProcessor:
             raise CommandRejected("command issued in the future — check the bear's clock")
         if command.expires_at - command.issued_at > MAX_LIFETIME_S:
             raise CommandRejected("command claims a validity longer than 7 days")
+        reset = last_reset(self.controls.settings)
+        if reset is not None and command.issued_at < reset[0]:
+            raise CommandRejected("command issued before this bear's last factory reset "
+                                  f"({command.issued_at - reset[0]:.0f} s) — issue it again")
 
     def _result(self, command_id: str, name: str, status: CommandStatus, reason: str,
                 data: dict[str, Any] | None = None) -> CommandResult:

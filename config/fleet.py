@@ -120,6 +120,13 @@ class FleetSettings(Section):
     (``mqtt``), as the same administrator with the same password."""
     edge_ca_file: Path | None = None
     """CA bundle of the edges' ``mqtts://`` listeners; None: ``mqtt.tls.ca_file``."""
+    edge_admin_cert_file: Path | None = None
+    """Client certificate (CN = ``broker_admin_username``) the administrator logs in to the
+    edges' admin listener with (mutual TLS, ``use_identity_as_username``); the edges' files
+    then keep no password for it, so it can never log in on the bears' listener. None: the
+    administrator's password (an edge made before this)."""
+    edge_admin_key_file: Path | None = None
+    """Its private key (0600)."""
 
     @field_validator("edge_brokers")
     @classmethod

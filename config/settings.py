@@ -217,6 +217,9 @@ class CloudSettings(Section):
     metrics_host: str = "127.0.0.1"
     """Address the ``/metrics`` endpoint binds (it has no authentication: keep it on loopback
     or a private network; ``0.0.0.0`` only behind a firewall)."""
+    alert_lane: bool = True
+    """Take ``up/alerts`` on a connection, queue and thread of their own (client id and, for
+    a service account, login ``<name>-alerts``), so no bear's burst delays another's alert."""
     max_messages_per_transaction: int = Field(default=200, ge=1, le=10000)
     """Most MQTT messages the ingestor commits in one transaction."""
     max_clock_ahead_s: float = Field(default=86400.0, ge=0, le=30 * 86400)

@@ -8,6 +8,10 @@ claimed by a process that died) is sent again with the same batch id; the cloud'
 idempotent on ``(device_id, seq, created_at)`` (a resend carries the same stored time),
 so a resend never makes a duplicate.
 
+A receipt that says ``drop`` (the cloud's custody check: this bear is held by no family,
+never paired or revoked) ends those batches for good: the store shreds their turns
+(:meth:`Outbox.drop_batches`), and they are never sent again.
+
 Nothing is handed to paho while the link is down (paho would accept it into an unbounded
 in-memory queue), and at most ``sync.max_inflight`` batches are ever in flight, so memory
 stays flat however long the outbox is.
@@ -88,6 +92,9 @@ class Outbox(Protocol):
     def outbox_depth(self) -> int:
         """Turns waiting for the cloud's ack."""
 
+    def drop_batches(self, batch_ids: Iterable[str]) -> int:
+        """The cloud will never store these batches: shred their turns; returns how many."""
+
     def outbox_usage(self, with_bytes: bool = True) -> dict[str, Any]:
         """``unclaimed``, ``oldest_unclaimed_at`` and (``with_bytes``) ``bytes`` waiting."""
 
@@ -112,6 +119,8 @@ class SyncReport:
     """Turns published, resends included."""
     turns_acked: int = 0
     """Outbox rows the cloud confirmed as committed."""
+    turns_dropped: int = 0
+    """Turns shredded because the cloud said it will never store them (no family)."""
     resends: int = 0
     """Batches published again after an ack timeout, a reconnect or a restart."""
     left: int = 0
@@ -337,7 +346,7 @@ class DeviceSync:
             if event is None:  # a wake-up: new turns, or a reconnect
                 return
             if isinstance(event, Receipt):
-                self._refused(event)
+                report.turns_dropped += self._refused(event)
                 return
             report.turns_acked += self._store.mark_synced(event.ranges)
             self._settle(event)
@@ -346,11 +355,14 @@ class DeviceSync:
             if self._events.empty():
                 return  # back to the pump: the window has room again
 
-    def _refused(self, receipt: Receipt) -> None:
-        """The cloud refused these batches for now (this bear is over its rate): send them
-        again after ``retry_after``, and nothing new before."""
+    def _refused(self, receipt: Receipt) -> int:
+        """The cloud refused these batches: for now (this bear is over its rate: send them
+        again after ``retry_after``, and nothing new before), or for good (``drop``: shred
+        them). Returns the turns dropped."""
         if not receipt.refused:
-            return
+            return 0
+        if receipt.drop:
+            return self._drop(receipt)
         now = time.monotonic()
         self._paused_until = max(self._paused_until, now + receipt.retry_after)
         for batch_id in receipt.ids:
@@ -359,6 +371,15 @@ class DeviceSync:
                 flight.sent_at = now + receipt.retry_after - self._settings.sync.ack_timeout
         logger.info("the cloud refused %d batches for now (%s); sending again in %.1f s",
                     len(receipt.ids), receipt.refused, receipt.retry_after)
+        return 0
+
+    def _drop(self, receipt: Receipt) -> int:
+        for batch_id in receipt.ids:
+            self._inflight.pop(batch_id, None)
+        dropped = self._store.drop_batches(receipt.ids)
+        logger.warning("the cloud will never store %d batches (%s); shredded their %d turns",
+                       len(receipt.ids), receipt.refused, dropped)
+        return dropped
 
     def _settle(self, ack: Ack) -> None:
         flight = self._inflight.get(ack.batch_id)

@@ -5,8 +5,10 @@ an ingest that is down, a transaction rolled back). So an alert's raise or clear
 sample, a command result and a reported config are handed to :class:`PendingUplink`, which
 publishes them (QoS 1) and keeps them until a :class:`~sync.protocol.Receipt` naming them
 arrives; it sends them again every ``timeout`` seconds and after every reconnect. A receipt
-with ``refused`` set (the bear is over its rate) postpones the resend by ``retry_after``.
-Receipts for turns refused by the rate limit are passed to a listener (the outbox sync).
+with ``refused`` set (the bear is over its rate) postpones the resend by ``retry_after``;
+one that also says ``drop`` (version 2: the bear is held by no family) ends the messages it
+names without resending them. Receipts for turns are passed to a listener (the outbox sync,
+which drops or postpones the batches they name).
 """
 
 from __future__ import annotations
@@ -167,6 +169,9 @@ class PendingUplink:
         listener = self._listeners.get(receipt.kind)
         if listener is not None:
             listener(receipt)
+        if receipt.drop:
+            self._drop(receipt)
+            return
         if receipt.refused:
             self._postpone(receipt)
             return
@@ -180,6 +185,16 @@ class PendingUplink:
             with self._lock:
                 self._pending.pop((receipt.kind, rid), None)
             entry.done.set()
+
+    def _drop(self, receipt: Receipt) -> None:
+        """The cloud will never store these: forget them (no resend, no ``on_receipt``)."""
+        logger.warning("the cloud will never store %d up/%s messages (%s); dropping them",
+                       len(receipt.ids), receipt.kind, receipt.refused)
+        for rid in receipt.ids:
+            with self._lock:
+                entry = self._pending.pop((receipt.kind, rid), None)
+            if entry is not None:
+                entry.done.set()
 
     def _postpone(self, receipt: Receipt) -> None:
         logger.info("the cloud refused %d up/%s messages for now (%s); again in %.1f s",

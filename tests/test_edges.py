@@ -6,7 +6,6 @@ connects through any edge, and an edge SIGKILLed mid-run loses nothing."""
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import secrets
@@ -174,10 +173,7 @@ def test_a_bear_provisioned_once_connects_through_every_edge_only_as_itself(
 
     from support.processes import run_cli
 
-    settings = edges.admin_settings()
-    cloud = dict(env, TEDDY_MQTT__PORT=str(edges.core.port),
-                 TEDDY_FLEET__BROKER_ADMIN_PASSWORD_FILE=str(edges.core.admin_password_file),
-                 TEDDY_FLEET__EDGE_BROKERS=json.dumps(settings.fleet.edge_brokers))
+    cloud = edges.admin_env(env)
     run_cli("teddy-cloud", "fleet", "keygen", env=cloud)
     run_cli("teddy-cloud", "provision", "bear-edge-new", "--out", str(tmp_path), env=cloud)
     login = tomllib.loads((tmp_path / "bear-edge-new.toml").read_text())["mqtt"]

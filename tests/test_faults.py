@@ -106,7 +106,7 @@ def _terminate_busy_backends(conn) -> int:
         " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         " AND backend_type = 'client backend'"
         " AND (state LIKE 'idle in transaction%%'"
-        "      OR query LIKE 'COPY turns_staging%%' OR query LIKE 'INSERT INTO turns%%')"
+        "      OR query LIKE 'COPY turns%%' OR query LIKE 'INSERT INTO turns%%')"
     ).fetchall()
     return len(rows)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -232,8 +233,9 @@ def test_a_short_hold_does_nothing_and_a_long_hold_resets(bear, cloud, database,
         pairing.close()
 
     left = {p.name: p.read_bytes() for p in data.iterdir() if p.is_file()}
-    assert set(left) <= {"device_id", "release.json"}, left  # the release notice: no family data
-    assert b"example.org" not in left["release.json"]
+    assert set(left) <= {"device_id", "release.json", "reset-epoch.json"}, left
+    assert b"example.org" not in left["release.json"]  # the release notice: no family data
+    assert set(json.loads(left["reset-epoch.json"])) == {"reset_at", "epoch"}  # nor here
     assert not CredentialVault(bear.store).exists() and not ConversationStore.exists(bear.store)
     for name, key in before.items():  # no key that existed survives anywhere
         if name.endswith(".key"):
@@ -336,5 +338,6 @@ def test_teddy_pair_and_factory_reset_from_the_shell(secure_broker, cloud, datab
     assert '"source": "cloud"' in consent and '"name"' in consent
     out = run_cli("teddy", "factory-reset", "--yes", env=shell_env).stdout
     assert out.startswith("factory reset: 2 keys")
-    # the id came from config; what is left is the proof that the pairing ended here
-    assert sorted(p.name for p in data_dir.iterdir()) == ["release.json"]
+    # the id came from config; what is left is the proof that the pairing ended here, and
+    # when (commands issued before it are refused)
+    assert sorted(p.name for p in data_dir.iterdir()) == ["release.json", "reset-epoch.json"]

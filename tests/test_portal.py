@@ -261,7 +261,7 @@ def test_the_ingest_writer_seals_a_paired_bears_text(config, database):
                                          "action": "allow", "categories": []}]}).encode()
         parsed = parse(_received(topic, payload))
         assert parsed.kind == "turns", parsed.reason
-        writer.write(conn, [parsed])
+        writer.write(conn, [parsed], keyring=ring)
         text, pairing = conn.execute("SELECT text, pairing_id::text FROM turns WHERE"
                                      " device_id = %s", (family["device_id"],)).fetchone()
         assert pairing == family["pairing_id"]
@@ -274,7 +274,7 @@ def test_ingest_without_the_cloud_key_keeps_committing_and_says_why(config, data
     from sync.cloud.messages import parse
 
     missing = {**config, "portal": {**config["portal"], "cloud_key_file": tmp_path / "none"}}
-    family_keys.install(settings_of(missing), create=False)
+    ring = family_keys.install(settings_of(missing), create=False)
     with database.connect() as conn:
         family = make_family(conn, unique("nokey"), conversations=0)
         conn.execute(writer.STAGING_DDL)
@@ -282,7 +282,7 @@ def test_ingest_without_the_cloud_key_keeps_committing_and_says_why(config, data
             {"seq": 1, "conversation_id": "c1", "role": "child", "text": "hello",
              "created_at": 1700000000, "action": "allow", "categories": []}]}
         topic = f"teddy/v1/{family['device_id']}/up/turns"
-        writer.write(conn, [parse(_received(topic, json.dumps(batch).encode()))])
+        writer.write(conn, [parse(_received(topic, json.dumps(batch).encode()))], keyring=ring)
         assert conn.execute("SELECT text FROM turns WHERE device_id = %s",
                             (family["device_id"],)).fetchone() == ("hello",)
     assert "stored unsealed" in caplog.text and "TEDDY_PORTAL__CLOUD_KEY_FILE" in caplog.text

@@ -40,8 +40,9 @@ def primary_and_replica(smtp, tmp_path: Path):
                 text = ring.seal_for_pairing(conn, family["pairing_id"], "seen on the replica")
                 conn.execute(
                     "INSERT INTO turns (device_id, seq, conversation_id, role, text, created_at,"
-                    " action, batch_id) VALUES (%s, 99, %s, 'child', %s, %s, 'allow', 'r')",
-                    (family["device_id"], only, text, datetime.now(UTC)))
+                    " action, batch_id, pairing_id) VALUES (%s, 99, %s, 'child', %s, %s,"
+                    " 'allow', 'r', %s)",
+                    (family["device_id"], only, text, datetime.now(UTC), family["pairing_id"]))
             yield config, family, replica_dsn, only
         finally:
             with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:

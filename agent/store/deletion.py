@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,46 @@ def shred(conn: sqlite3.Connection, conversation_ids: list[str]) -> DeletionRepo
             "DELETE FROM conversations WHERE id = ?", (conversation_id,)
         ).rowcount
     return report
+
+
+@dataclass
+class DroppedTurns:
+    """What :func:`shred_turns` removed."""
+
+    turns: int = 0
+    """Turns removed (with their outbox rows)."""
+    emptied: list[str] = field(default_factory=list)
+    """Conversations left with no turn, deleted with their data keys."""
+
+
+def shred_turns(conn: sqlite3.Connection, batch_ids: list[str]) -> DroppedTurns:
+    """Inside a transaction: delete the turns of these outbox batches (``secure_delete``
+    zeroes them), and every conversation they leave empty with its data key (crypto-shred:
+    the key rotation that follows makes older copies useless too) — except the newest
+    conversation, which may still be going on (its turns are gone all the same)."""
+    marks = ",".join("?" * len(batch_ids))
+    seqs = [r[0] for r in conn.execute(
+        f"SELECT seq FROM outbox WHERE batch_id IN ({marks})", batch_ids)]
+    dropped = DroppedTurns()
+    if not seqs:
+        return dropped
+    conversations = sorted({r[0] for r in conn.execute(
+        f"SELECT DISTINCT conversation_id FROM turns WHERE seq IN ({','.join('?' * len(seqs))})",
+        seqs)})
+    for start in range(0, len(seqs), 500):
+        chunk = seqs[start:start + 500]
+        dropped.turns += conn.execute(
+            f"DELETE FROM turns WHERE seq IN ({','.join('?' * len(chunk))})", chunk).rowcount
+    newest = conn.execute("SELECT id FROM conversations ORDER BY started_at DESC, rowid DESC"
+                          " LIMIT 1").fetchone()
+    empty = [c for c in conversations if (newest is None or c != newest[0]) and conn.execute(
+        "SELECT 1 FROM turns WHERE conversation_id = ? LIMIT 1", (c,)).fetchone() is None]
+    if empty:
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, '1')", (ROTATION_DUE,))
+        for conversation_id in empty:
+            conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+    dropped.emptied = empty
+    return dropped
 
 
 def checkpoint(conn: sqlite3.Connection) -> bool:

@@ -468,6 +468,24 @@ class ConversationStore:
                 ).rowcount
         return removed
 
+    def drop_batches(self, batch_ids: Iterable[str]) -> int:
+        """The cloud will never store these outbox batches (no family holds this bear):
+        shred their turns as a deletion does (see :func:`deletion.shred_turns`). Returns how
+        many turns went."""
+        ids = sorted(set(batch_ids))
+        if not ids:
+            return 0
+        with self._transaction() as conn:
+            report = deletion.shred_turns(conn, ids)
+        for conversation_id in report.emptied:
+            self._data_keys.pop(conversation_id, None)
+        if report.emptied and self._keyring.can_rotate:
+            self._rotate_after_delete()
+        self._checkpoint()
+        logger.info("dropped %d unsent turns the cloud will not store (%d conversations "
+                    "shredded)", report.turns, len(report.emptied))
+        return report.turns
+
     @_sqlite_errors
     def outbox_depth(self) -> int:
         """How many turns wait for the cloud's ack."""

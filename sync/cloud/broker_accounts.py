@@ -10,7 +10,8 @@ plugs in as one more class with the same five methods.
 What every account may do (checked by the broker at CONNECT, SUBSCRIBE and PUBLISH):
 
 - a bear ``<id>`` (a :data:`~config.settings.DEVICE_ID_PATTERN` id) connects only with client
-  id ``teddy-<id>``, publishes only under ``teddy/v1/<id>/up/`` and subscribes only under
+  id ``teddy-<id>``, publishes only to the protocol's own ``teddy/v1/<id>/up/<name>`` topics
+  (:func:`device_up_topics`: what it can retain is one message on each) and subscribes only under
   ``teddy/v1/<id>/down/`` (``$share/...``, ``+``/``#`` across bears and other bears' topics
   are refused in the SUBACK);
 - a service ``svc.<name>`` has one role: ``ingest`` (the shared subscription of every bear's
@@ -106,13 +107,27 @@ def check_service_name(name: str) -> str:
     return name
 
 
+def device_up_topics() -> list[str]:
+    """The ``up/<name>`` names the protocol has (one topic each per bear): all a bear may
+    publish to, so all it can ever retain on the broker is one message per name."""
+    from sync.protocol import routed_messages
+
+    return sorted({cls.route().name for cls in routed_messages()
+                   if cls.route().direction == "up"})
+
+
 def device_acls(device_id: str) -> list[dict[str, Any]]:
-    """The ACL list of bear ``device_id``'s own role."""
+    """The ACL list of bear ``device_id``'s own role: publish only to the protocol's own
+    ``up/`` topics (not ``up/#``: a bear could otherwise retain a message on as many topics as
+    it likes), subscribe only under its ``down/``."""
     root = f"{TOPIC_ROOT}/{device_id}"
-    return [_acl("publishClientSend", f"{root}/up/#"),
+    return [*(_acl("publishClientSend", f"{root}/up/{name}") for name in device_up_topics()),
             _acl("subscribePattern", f"{root}/down/#")]
 
 
+INGEST_LANE_SUFFIX = "-alerts"
+"""An ingest account ``svc.<name>`` comes with ``svc.<name>-alerts``: the second connection
+of its alert lane (``sync/cloud/ingest.py``), bound to that name as client id."""
 BOUND_SERVICE_ROLES = frozenset({"ingest"})
 """Service roles whose accounts may connect only with their own name as client id."""
 
@@ -204,6 +219,9 @@ class DynsecAuth:
         self._ensure_role(SERVICE_ROLE_PREFIX + role, SERVICE_ACLS[role])
         self._set_client(name, password, name if role in BOUND_SERVICE_ROLES else None,
                          SERVICE_ROLE_PREFIX + role)
+        if role == "ingest":  # its alert lane: same password, bound to its own client id
+            lane = check_service_name(name + INGEST_LANE_SUFFIX)
+            self._set_client(lane, password, lane, SERVICE_ROLE_PREFIX + role)
         logger.info("broker account of service %s (%s) set", name, role)
 
     def _ensure_role(self, role: str, acls: list[dict[str, Any]]) -> None:
@@ -236,6 +254,12 @@ class DynsecAuth:
                              f"not {role!r} — it is not Teddy's to replace; pick another name")
         self._run({"command": "modifyClient", "username": username, "password": password,
                    "clientid": client_id or "", "roles": [{"rolename": role}]})
+
+    def list_accounts(self) -> dict[str, Any]:
+        """Every login on this broker (``listClients``, verbose): ``username -> Account``."""
+        from sync.cloud.edge_drift import accounts
+
+        return accounts(self._run({"command": "listClients", "verbose": True}))
 
     def _client(self, username: str) -> dict[str, Any] | None:
         answer = self._run({"command": "getClient", "username": username},
@@ -301,9 +325,10 @@ class BrokerSet:
     account on the core and the same command, re-run, completes it. Services live on the
     core; whether an account exists is the core's answer."""
 
-    def __init__(self, core: BrokerAuth, edges: dict[str, BrokerAuth]) -> None:
+    def __init__(self, core: DynsecAuth, edges: dict[str, DynsecAuth]) -> None:
         self._core = core
         self._edges = edges
+        self._checked = False
 
     def __enter__(self) -> BrokerSet:
         return self
@@ -316,15 +341,41 @@ class BrokerSet:
         for auth in (*self._edges.values(), self._core):
             auth.close()
 
+    def drift(self) -> list[str]:
+        """Account drift between the core and the edges (see :mod:`sync.cloud.edge_drift`),
+        one line per problem."""
+        from sync.cloud.edge_drift import drift
+
+        edges: dict[str, dict[str, Any]] = {}
+        for url, auth in self._edges.items():
+            self._on_edge(url, lambda edge, url=url: edges.__setitem__(url, edge.list_accounts()),
+                          auth)
+        return drift(self._core.list_accounts(), edges)
+
+    def _require_in_step(self) -> None:
+        """Fail closed: change no account while the core and the edges have drifted (checked
+        once per :class:`BrokerSet`)."""
+        if self._checked:
+            return
+        problems = self.drift()
+        if problems:
+            raise CloudError(f"the brokers have drifted ({len(problems)} problems; first: "
+                             f"{problems[0]}) — run teddy-cloud fleet edges check, fix them, "
+                             "and provision again")
+        self._checked = True
+
     def set_device(self, device_id: str, password: str) -> None:
-        """Set the bear's account on every edge, then on the core."""
+        """Set the bear's account on every edge, then on the core (refused while they have
+        drifted)."""
+        self._require_in_step()
         for url, auth in self._edges.items():
             self._on_edge(url, lambda edge: edge.set_device(device_id, password), auth)
         self._core.set_device(device_id, password)
 
     def remove_device(self, device_id: str) -> bool:
         """Remove the bear's account from the core, then from every edge that has it;
-        returns whether the core had one."""
+        returns whether the core had one (refused while they have drifted)."""
+        self._require_in_step()
         had = self._core.remove_device(device_id)
         for url, auth in self._edges.items():
             self._on_edge(url, lambda edge: edge.remove_device(device_id), auth)
@@ -360,11 +411,16 @@ def _edge_auth(settings: Settings, url: str, password: str) -> DynsecAuth:
     if tls and ca_file is None:
         raise CloudError(f"edge broker {url} is TLS but no CA is set — set fleet.edge_ca_file "
                          "to the CA that signed the edges' certificates")
+    fleet = settings.fleet
+    by_certificate = tls and fleet.edge_admin_cert_file is not None
     mqtt = settings.mqtt.model_copy(update={
         "host": host, "port": port,
-        "tls": settings.mqtt.tls.model_copy(update={"ca_file": ca_file if tls else None,
-                                                    "cert_file": None, "key_file": None})})
-    return DynsecAuth(mqtt, settings.fleet.broker_admin_username, password)
+        "tls": settings.mqtt.tls.model_copy(update={
+            "ca_file": ca_file if tls else None,
+            "cert_file": fleet.edge_admin_cert_file if by_certificate else None,
+            "key_file": fleet.edge_admin_key_file if by_certificate else None})})
+    # by certificate: the edge takes the account from its CN and holds no password for it
+    return DynsecAuth(mqtt, fleet.broker_admin_username, "" if by_certificate else password)
 
 
 def admin_password(settings: Settings) -> str | None:

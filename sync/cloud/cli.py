@@ -92,7 +92,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     if not _wait_for_cloud_key(settings, ring, stop):
         return 0
-    with Ingestor(settings) as ingestor:
+    with Ingestor(settings, keyring=ring) as ingestor:
         signal.signal(signal.SIGTERM, lambda *_: ingestor.stop())
         signal.signal(signal.SIGINT, lambda *_: ingestor.stop())
         ingestor.run()

@@ -1,7 +1,9 @@
 """Dead letters: what ingest refused, kept for an operator, never without bounds.
 
-Each kept dead letter holds the topic, the reason, the payload's size and only its first
-``cloud.dead_letter_keep_bytes`` bytes. They are rate-limited per device (the rest are
+Each kept dead letter holds the topic, the device, the reason, the payload's size and the
+time — and, only where no cloud key exists (a development set-up), the payload's first
+``cloud.dead_letter_keep_bytes`` bytes: once a cloud key is configured a payload (which may
+hold a child's words) is never kept readable. They are rate-limited per device (the rest are
 counted, not kept), capped per device and in total, and deleted after
 ``cloud.dead_letter_keep_days`` by :func:`prune`, which ingest runs periodically.
 """
@@ -19,6 +21,8 @@ from sync.cloud.ratelimit import TokenBuckets
 if TYPE_CHECKING:
     from psycopg import Connection
 
+    from sync.cloud.family_keys import Keyring
+
 logger = logging.getLogger(__name__)
 
 PRUNE_EVERY_S = 300.0
@@ -30,9 +34,11 @@ TOTAL_RECOUNT_S = 1.0
 class DeadLetters:
     """Decides which dead letters are kept, and keeps them. One per ingest process."""
 
-    def __init__(self, cloud: CloudSettings) -> None:
+    def __init__(self, cloud: CloudSettings, keyring: Keyring | None = None) -> None:
         self.cloud = cloud
         """The ``[cloud]`` settings (caps, rate, bytes kept, retention)."""
+        self.keyring = keyring
+        """The cloud's keyring: while its key exists, payloads are not kept (metadata only)."""
         self._rate = TokenBuckets(cloud.dead_letters_per_device_per_s,
                                   max(cloud.dead_letters_per_device_per_s * 5, 1.0))
         self.dropped: dict[str, int] = {"rate": 0, "device_cap": 0, "total_cap": 0}
@@ -65,10 +71,16 @@ class DeadLetters:
         conn.execute(
             "INSERT INTO dead_letters (topic, device_id, payload, payload_size, reason)"
             " VALUES (%s, %s, %s, %s, %s)",
-            (topic, device_id, payload[:cloud.dead_letter_keep_bytes], len(payload),
-             reason[:1000]))
+            (topic, device_id, self.kept_part(payload), len(payload), reason[:1000]))
         self._total += 1
         return True
+
+    def kept_part(self, payload: bytes) -> bytes:
+        """What of ``payload`` is kept: nothing where a cloud key exists, else its first
+        ``cloud.dead_letter_keep_bytes`` bytes."""
+        if self.keyring is not None and self.keyring.ready():
+            return b""
+        return payload[:self.cloud.dead_letter_keep_bytes]
 
     def _total_reached(self, conn: Connection) -> bool:
         """Whether all dead letters reach ``cloud.dead_letters_total`` (counted at most once

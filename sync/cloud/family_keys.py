@@ -8,9 +8,11 @@ key (``portal.cloud_key_file``, 0600, made on first use) or by a KMS hook
 with ``wrap(bytes) -> bytes`` and ``unwrap(bytes) -> bytes``). :func:`destroy` deletes a
 family's wrapped key: every row sealed under it, backups included, is unreadable after.
 
-Ingest seals through :func:`seal` (a hook in ``sync/cloud/writer.py``) once
-:func:`install` gave it the settings; a bear with no family (not paired: development and
-``teddy consent grant`` demos) has no key and its text is stored as sent.
+Ingest resolves the family keys of every bear in a batch at once
+(:meth:`Keyring.keys_for_pairings`: one query, one insert for keys not made yet) and seals
+each turn with :func:`seal_text` (``sync/cloud/sealing.py``). Where no cloud key exists at
+all (a development set-up: :meth:`Keyring.ready` is False) text is stored as sent, and ingest
+says so in its log once.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from config.settings import Settings
 from sync.cloud.db import one_row
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     from psycopg import Connection
 
 logger = logging.getLogger(__name__)
@@ -111,10 +114,48 @@ class Keyring:
         self._wrapper = wrapper
         self._cache: dict[str, bytes] = {}
         self._lock = threading.Lock()
+        self._ready = False
 
     def check(self) -> None:
         """Load (or make) the cloud key now, so a missing or unreadable one fails at start."""
         self._wrapper.unwrap(self._wrapper.wrap(bytes(32)))
+
+    def ready(self) -> bool:
+        """Whether the cloud key can be used now (False: none exists — a development set-up
+        — or it is unreadable). Once True, stays True (the key is kept loaded)."""
+        if self._ready:
+            return True
+        try:
+            self.check()
+        except (KeyFileError, OSError):
+            return False
+        self._ready = True
+        return True
+
+    def keys_for_pairings(self, conn: Connection, pairing_ids: list[str]
+                          ) -> dict[str, tuple[str, bytes]]:
+        """``pairing_id -> (key id, data key)`` for every pairing named: one query for the
+        keys there are, one insert for those not made yet (kept if another ingest made
+        them first)."""
+        wanted = sorted(set(pairing_ids))
+        if not wanted:
+            return {}
+        rows = conn.execute("SELECT pairing_id::text, key_id::text, wrapped_key FROM family_keys"
+                            " WHERE pairing_id = ANY(%s::uuid[])", (wanted,)).fetchall()
+        found = {r[0]: (r[1], bytes(r[2])) for r in rows}
+        missing = [p for p in wanted if p not in found]
+        if missing:
+            fresh = [(p, str(uuid.uuid4()), self._wrapper.wrap(os.urandom(32))) for p in missing]
+            rows = conn.execute(
+                "INSERT INTO family_keys (pairing_id, key_id, wrapped_key)"
+                " SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::bytea[]) ORDER BY 1"
+                " ON CONFLICT (pairing_id) DO UPDATE SET pairing_id = EXCLUDED.pairing_id"
+                " RETURNING pairing_id::text, key_id::text, wrapped_key",
+                ([f[0] for f in fresh], [f[1] for f in fresh], [f[2] for f in fresh])
+            ).fetchall()
+            found.update({r[0]: (r[1], bytes(r[2])) for r in rows})
+        return {p: (key_id, self._unwrapped(key_id, wrapped))
+                for p, (key_id, wrapped) in found.items()}
 
     def _key_for_pairing(self, conn: Connection, pairing_id: str) -> tuple[str, bytes]:
         row = conn.execute("SELECT key_id::text, wrapped_key FROM family_keys"
@@ -147,9 +188,7 @@ class Keyring:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         key_id, key = self._key_for_pairing(conn, pairing_id)
-        nonce = os.urandom(NONCE_BYTES)
-        sealed = AESGCM(key).encrypt(nonce, text.encode("utf-8"), key_id.encode())
-        return f"{PREFIX}{key_id}.{base64.b64encode(nonce + sealed).decode()}"
+        return seal_text(AESGCM(key), key_id, text)
 
     def open(self, conn: Connection, value: str) -> str:
         """The text of a sealed value (plain text passes through)."""
@@ -182,15 +221,20 @@ class Keyring:
 
 
 _installed: Keyring | None = None
-_warned = False
+
+
+def seal_text(cipher: AESGCM, key_id: str, text: str) -> str:
+    """``text`` sealed with ``cipher`` (an ``AESGCM`` of the family key ``key_id``)."""
+    nonce = os.urandom(NONCE_BYTES)
+    sealed = cipher.encrypt(nonce, text.encode("utf-8"), key_id.encode())
+    return f"{PREFIX}{key_id}.{base64.b64encode(nonce + sealed).decode()}"
 
 
 def install(settings: Settings, create: bool = True) -> Keyring:
     """Give this process its keyring (ingest and the portal call this at start; ingest with
     ``create=False``, so it never makes a cloud key of its own that the app would not have)."""
-    global _installed, _warned
+    global _installed
     _installed = Keyring(wrapper_from_settings(settings, create))
-    _warned = False
     return _installed
 
 
@@ -212,28 +256,6 @@ def require_configured_key(settings: Settings, ring: Keyring) -> None:
 def keyring() -> Keyring | None:
     """This process's keyring, if installed."""
     return _installed
-
-
-def seal(conn: Connection, device_id: str, text: str) -> str:
-    """Ingest's hook: ``text`` sealed under the bear's current family key; unchanged when the
-    bear has no family or no keyring is installed. A destroyed key is replaced by a new one
-    at the next turn (the key is looked up in the same transaction)."""
-    ring = _installed
-    if ring is None:
-        return text
-    row = conn.execute("SELECT pairing_id::text FROM devices WHERE device_id = %s",
-                       (device_id,)).fetchone()
-    if row is None or row[0] is None:
-        return text
-    try:
-        return ring.seal_for_pairing(conn, row[0], text)
-    except KeyFileError as exc:
-        global _warned
-        if not _warned:  # once per process: the batch still commits, as before the app
-            logger.error("transcripts are stored unsealed: %s — give ingest the parent app's "
-                         "cloud key (TEDDY_PORTAL__CLOUD_KEY_FILE)", exc)
-            _warned = True
-        return text
 
 
 def destroy(conn: Connection, pairing_id: str) -> int:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from config.errors import CloudError
 from config.settings import Settings
 from sync.protocol import COMMAND_NAMES
 
@@ -47,6 +48,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub.add_parser("keygen", help="make the fleet's command-signing key (once, mode 0600)"
                    ).set_defaults(func=_keygen)
     _add_export(sub)
+    edges = sub.add_parser("edges", help="the edge brokers")
+    edges_sub = edges.add_subparsers(dest="edges_command", metavar="ACTION", required=True)
+    edges_sub.add_parser("check", help="account drift between the core and the edges (one line "
+                         "per problem; exit 1 if any)").set_defaults(func=_edges_check)
     from sync.cloud.release_cli import register_rollout  # fleet rollout ... (issue 9)
 
     register_rollout(sub)
@@ -133,6 +138,24 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat(timespec="seconds")
     return str(value)
+
+
+def _edges_check(args: argparse.Namespace, settings: Settings) -> int:
+    from sync.cloud.broker_accounts import BrokerSet, DynsecAuth, broker_auth
+    from sync.cloud.edge_drift import drift
+
+    with broker_auth(settings) as auth:
+        if isinstance(auth, BrokerSet):
+            problems = auth.drift()
+        elif isinstance(auth, DynsecAuth):  # no edges configured: are any bridged anyway?
+            problems = drift(auth.list_accounts(), {})
+        else:
+            raise CloudError("fleet edges check knows only the dynamic-security brokers")
+    for problem in problems:
+        print(problem)
+    if not problems:
+        print(f"in step: the core and {len(settings.fleet.edge_brokers)} edges")
+    return 1 if problems else 0
 
 
 def _keygen(args: argparse.Namespace, settings: Settings) -> int:

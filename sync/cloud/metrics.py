@@ -102,6 +102,10 @@ class IngestMetrics:
                                "Messages refused because their bear was over its rate, by kind",
                                ["kind"], registry=self.registry)
         """Messages refused by the per-bear rate limit (the bear sends them again later)."""
+        self.unheld = Counter("teddy_ingest_unheld_batches",
+                              "Turn batches refused for good: their bear is held by no family",
+                              registry=self.registry)
+        """Turn batches of bears no family holds (never paired, or revoked): told to drop."""
         self.db_retries = Counter("teddy_ingest_db_retries",
                                   "Transactions retried after a PostgreSQL failure",
                                   registry=self.registry)

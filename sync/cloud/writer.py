@@ -1,9 +1,11 @@
 """One ingest transaction: validated messages in, rows committed, acks to send out.
 
 The fast path writes every message of the batch together: devices upserted in a fixed
-order, turns COPied into a per-connection staging table and moved with ``INSERT ... SELECT
-... ON CONFLICT (device_id, seq, created_at) DO NOTHING`` (a resend carries the turn's
-own time, so it never duplicates; ``turns`` is partitioned by that time). If PostgreSQL
+order, turns COPied straight into ``turns`` under a savepoint; only when that meets a row
+already there (a resend) are they COPied into a per-connection staging table and moved with
+``INSERT ... SELECT ... ON CONFLICT (device_id, seq, created_at) DO NOTHING`` (a resend
+carries the turn's own time, so it never duplicates; ``turns`` is partitioned by that
+time). If PostgreSQL
 rejects the data (say, a NUL byte in a text) or anything else goes wrong with one message,
 the slow path writes message by message, each under a savepoint, and dead-letters only the
 ones that fail — whatever the exception. Only a lost connection escapes (the batch is
@@ -11,6 +13,11 @@ retried on a fresh one).
 
 Every committed alert, health sample, command result and reported config is named in a
 ``down/receipt`` (sent after commit), so the bear stops resending it only then.
+
+Custody (:mod:`sync.cloud.sealing`) is resolved once per bear per transaction: every turn is
+stamped with its bear's current pairing and sealed under that family's key while its row is
+built (set-wise: no trigger, no query per turn). Where a cloud key exists, the turns of a
+bear held by no family are not stored: a version-2 receipt tells the bear to drop them.
 """
 
 from __future__ import annotations
@@ -20,9 +27,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
-from sync.cloud import family_keys, fleet
+from sync.cloud import fleet
 from sync.cloud.dead_letters import DeadLetters
+from sync.cloud.family_keys import Keyring
 from sync.cloud.messages import Parsed
+from sync.cloud.sealing import UNHELD, BatchCustody
 from sync.protocol import Ack, Message, Receipt, receipt_id, to_ranges
 from sync.protocol.receipts import ReceiptKind
 
@@ -34,10 +43,15 @@ logger = logging.getLogger(__name__)
 STAGING_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS turns_staging ("
     " device_id text, seq bigint, conversation_id text, role text, text text,"
-    " created_at timestamptz, action text, categories text[], batch_id text"
+    " created_at timestamptz, action text, categories text[], batch_id text, pairing_id uuid"
     ") ON COMMIT DELETE ROWS"
 )
-COLUMNS = "device_id, seq, conversation_id, role, text, created_at, action, categories, batch_id"
+COLUMNS = ("device_id, seq, conversation_id, role, text, created_at, action, categories,"
+           " batch_id, pairing_id")
+COPY_TYPES = ["text", "int8", "text", "text", "text", "timestamptz", "text", "text[]", "text",
+              "text"]
+"""Types of :data:`COLUMNS` as COPY sends them (set once per COPY: no dumper looked up per
+value; the pairing id travels as text, as COPY's text format sends it anyway)."""
 TURN_KEY = "device_id, seq, created_at"
 """The idempotency key of ``turns`` (its primary key since migration 0010, which partitions
 by ``created_at``); ``scripts/bench-partitions`` sets the old ``device_id, seq`` to measure
@@ -66,6 +80,8 @@ class WriteOutcome:
     """``(device_id, kind)`` -> receipt ids of the committed messages."""
     oldest_turn_at: float | None = None
     """Creation time of the oldest turn committed, Unix seconds."""
+    unheld: int = 0
+    """Turn batches refused for good (their bear is held by no family)."""
 
 
 def _connection_errors() -> tuple[type[BaseException], ...]:
@@ -74,45 +90,81 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
     return (psycopg.OperationalError, psycopg.InterfaceError)
 
 
-def write(conn: Connection, items: list[Parsed], dead: DeadLetters | None = None) -> WriteOutcome:
-    """Commit ``items`` in one transaction (falling back to savepoints on any failure).
+def write(conn: Connection, items: list[Parsed], dead: DeadLetters | None = None,
+          keyring: Keyring | None = None) -> WriteOutcome:
+    """Commit ``items`` in one transaction (falling back to savepoints on any failure),
+    sealing turns with ``keyring``'s family keys.
 
     Raises only when the connection fails (the caller retries the batch on a new one)."""
     try:
         with conn.transaction():
-            outcome = _write_all(conn, items, dead)
+            outcome = _write_all(conn, items, dead, keyring)
     except _connection_errors():
         raise
     except Exception as exc:  # noqa: BLE001 - one bad message must not cost the batch
         logger.warning("batch failed (%s: %s); writing message by message",
                        type(exc).__name__, _first_line(exc))
         with conn.transaction():
-            outcome = _write_each(conn, items, dead)
+            outcome = _write_each(conn, items, dead, keyring)
     _add_receipts(outcome)
     return outcome
 
 
-def _write_all(conn: Connection, items: list[Parsed], dead: DeadLetters | None) -> WriteOutcome:
+def _custody(conn: Connection, items: list[Parsed], keyring: Keyring | None) -> BatchCustody:
+    bears = [i.bear for i in items if i.kind in ("turns", "alerts")]
+    return BatchCustody.resolve(conn, bears, keyring)
+
+
+def _write_all(conn: Connection, items: list[Parsed], dead: DeadLetters | None,
+               keyring: Keyring | None) -> WriteOutcome:
     outcome = WriteOutcome()
     _upsert_devices(conn, items)
-    turns = [item for item in items if item.kind == "turns"]
+    custody = _custody(conn, items, keyring)
+    turns = _held_turns(items, custody, outcome)
     if turns:
-        _copy_turns(conn, turns, outcome)
+        _copy_turns(conn, turns, outcome, custody)
     for item in items:
-        _write_other(conn, item, outcome, dead)
+        _write_other(conn, item, outcome, dead, custody)
     return outcome
 
 
-def _write_each(conn: Connection, items: list[Parsed], dead: DeadLetters | None) -> WriteOutcome:
+def _held_turns(items: list[Parsed], custody: BatchCustody,
+                outcome: WriteOutcome) -> list[Parsed]:
+    """The turn batches to store; the others (bears held by no family) are refused for good
+    with a receipt that tells the bear to drop them."""
+    kept: list[Parsed] = []
+    refused: dict[str, list[str]] = {}
+    for item in items:
+        if item.kind != "turns":
+            continue
+        if custody.refuses(item.bear):
+            refused.setdefault(item.bear, []).append(item.body.batch_id)
+        else:
+            kept.append(item)
+    for device_id, batch_ids in sorted(refused.items()):
+        logger.info("refused %d turn batches of %s: held by no family", len(batch_ids),
+                    device_id)
+        outcome.unheld += len(batch_ids)
+        for start in range(0, len(batch_ids), 1000):
+            outcome.acks.append((device_id, Receipt(
+                v=2, kind="turns", ids=batch_ids[start:start + 1000], refused=UNHELD,
+                drop=True)))
+    return kept
+
+
+def _write_each(conn: Connection, items: list[Parsed], dead: DeadLetters | None,
+                keyring: Keyring | None) -> WriteOutcome:
     outcome = WriteOutcome()
     for item in items:
         try:
             with conn.transaction():  # a savepoint: a bad message cannot spoil the others
                 _upsert_devices(conn, [item])
-                if item.kind == "turns":
-                    _copy_turns(conn, [item], outcome)
+                custody = _custody(conn, [item], keyring)
+                turns = _held_turns([item], custody, outcome)
+                if turns:
+                    _copy_turns(conn, turns, outcome, custody)
                     conn.execute("DELETE FROM turns_staging")
-                _write_other(conn, item, outcome, dead)
+                _write_other(conn, item, outcome, dead, custody)
         except _connection_errors():
             raise
         except Exception as exc:  # noqa: BLE001 - dead-letter it, whatever it was
@@ -166,27 +218,24 @@ def _upsert_devices(conn: Connection, items: list[Parsed]) -> None:
             " ON CONFLICT (device_id) DO UPDATE SET last_seen = now()", (devices,))
 
 
-def _copy_turns(conn: Connection, items: list[Parsed], outcome: WriteOutcome) -> None:
+def _copy_turns(conn: Connection, items: list[Parsed], outcome: WriteOutcome,
+                custody: BatchCustody) -> None:
     total = 0
     oldest = None
     rows = []
     for item in items:
         batch = item.body
+        bear = item.bear
+        pairing = custody.pairing_of(bear)
         for t in batch.turns:
-            # portal (issue 14): transcript text sealed under the family's key
-            text = family_keys.seal(conn, item.bear, t.text)
-            rows.append((item.device_id, t.seq, t.conversation_id, t.role, text,
+            # transcript text sealed under the holding family's key; the row stamped with it
+            rows.append((bear, t.seq, t.conversation_id, t.role, custody.seal(bear, t.text),
                          datetime.fromtimestamp(t.created_at, UTC), t.action,
-                         t.categories, batch.batch_id))
+                         t.categories, batch.batch_id, pairing))
             oldest = t.created_at if oldest is None else min(oldest, t.created_at)
         total += len(batch.turns)
-    with conn.cursor() as cur:
-        with cur.copy(f"COPY turns_staging ({COLUMNS}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        cur.execute(f"INSERT INTO turns ({COLUMNS}) SELECT {COLUMNS} FROM turns_staging"
-                    f" ORDER BY device_id, seq ON CONFLICT ({TURN_KEY}) DO NOTHING")
-        inserted = cur.rowcount
+    rows.sort(key=lambda row: (row[0], row[1]))  # two ingestors lock keys in one order
+    inserted = _insert_rows(conn, rows)
     outcome.inserted += inserted
     outcome.duplicates += total - inserted
     if oldest is not None:
@@ -197,8 +246,33 @@ def _copy_turns(conn: Connection, items: list[Parsed], outcome: WriteOutcome) ->
         outcome.acks.append((item.bear, Ack(batch_id=item.body.batch_id, ranges=ranges)))
 
 
+def _insert_rows(conn: Connection, rows: list[tuple]) -> int:
+    """Insert turn rows, returning how many were new: COPY straight into ``turns`` (under a
+    savepoint); only if some are there already (a resend) through the staging table with
+    ``ON CONFLICT DO NOTHING``, so the common case writes every row once."""
+    from psycopg import errors
+
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            with cur.copy(f"COPY turns ({COLUMNS}) FROM STDIN") as copy:
+                copy.set_types(COPY_TYPES)
+                for row in rows:
+                    copy.write_row(row)
+        return len(rows)
+    except errors.UniqueViolation:
+        pass  # a resend: the savepoint took the partial COPY back
+    with conn.cursor() as cur:
+        with cur.copy(f"COPY turns_staging ({COLUMNS}) FROM STDIN") as copy:
+            copy.set_types(COPY_TYPES)
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(f"INSERT INTO turns ({COLUMNS}) SELECT {COLUMNS} FROM turns_staging"
+                    f" ORDER BY device_id, seq ON CONFLICT ({TURN_KEY}) DO NOTHING")
+        return cur.rowcount
+
+
 def _write_other(conn: Connection, item: Parsed, outcome: WriteOutcome,
-                 dead: DeadLetters | None) -> None:
+                 dead: DeadLetters | None, custody: BatchCustody) -> None:
     if item.kind == "status" and item.body is not None:
         status = item.body
         conn.execute(
@@ -208,7 +282,7 @@ def _write_other(conn: Connection, item: Parsed, outcome: WriteOutcome,
     elif item.kind == "health":
         _write_health(conn, item)
     elif item.kind == "alerts":
-        _write_alert(conn, item)
+        _write_alert(conn, item, custody.pairing_of(item.bear))
     elif item.kind == "cmd-result":
         if not fleet.record_result(conn, item.body):
             logger.info("result %s for command %s from %s kept as an event, not as its final"
@@ -233,7 +307,7 @@ def _write_health(conn: Connection, item: Parsed) -> None:
          Jsonb({"metrics": sample.metrics, "open_alerts": sample.open_alerts})))
 
 
-def _write_alert(conn: Connection, item: Parsed) -> None:
+def _write_alert(conn: Connection, item: Parsed, pairing_id: str | None) -> None:
     from psycopg.types.json import Jsonb
 
     alert = item.body
@@ -242,12 +316,13 @@ def _write_alert(conn: Connection, item: Parsed) -> None:
         cleared_at = alert.raised_at
     conn.execute(
         "INSERT INTO alerts (device_id, device_alert_id, kind, severity, message, details,"
-        " raised_at, cleared_at, rule) VALUES (%s, %s, %s, %s, %s, %s, to_timestamp(%s),"
-        " to_timestamp(%s), %s) ON CONFLICT (device_id, device_alert_id) DO UPDATE"
+        " raised_at, cleared_at, rule, pairing_id) VALUES (%s, %s, %s, %s, %s, %s,"
+        " to_timestamp(%s), to_timestamp(%s), %s, %s) ON CONFLICT (device_id, device_alert_id)"
+        " DO UPDATE"
         " SET cleared_at = EXCLUDED.cleared_at"
         " WHERE alerts.cleared_at IS NULL AND EXCLUDED.cleared_at IS NOT NULL",
         (item.device_id, alert.alert_id, alert.kind, alert.severity, alert.message,
-         Jsonb(alert.details), alert.raised_at, cleared_at, alert.rule))
+         Jsonb(alert.details), alert.raised_at, cleared_at, alert.rule, pairing_id))
 
 
 def _dead_letter(conn: Connection, item: Parsed, outcome: WriteOutcome,

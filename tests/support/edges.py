@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import json
 import secrets
-import shutil
 import subprocess
 from dataclasses import dataclass
 from functools import partial
@@ -24,6 +23,7 @@ from support.brokers import Mosquitto, free_port, shipped_broker_config
 from support.paths import ROOT
 from sync.cloud.broker_accounts import (
     DEVICE_ROLE_PREFIX,
+    INGEST_LANE_SUFFIX,
     SERVICE_ACLS,
     SERVICE_ROLE_PREFIX,
     device_acls,
@@ -42,8 +42,10 @@ def bear_password(secret: str, device_id: str) -> str:
 
 
 def certificates(folder: Path, edges: int) -> Path:
-    """A throwaway CA, a core certificate for 127.0.0.1 (``core.pem/key``) and one client
-    certificate per edge (``edge-N.pem/key``, CN ``svc.edge-N``: its account on the core)."""
+    """A throwaway CA, a core certificate for 127.0.0.1 (``core.pem/key``, also the edges'
+    admin listeners'), the administrator's client certificate (``admin.pem/key``, CN
+    ``svc.admin``) and one client certificate per edge (``edge-N.pem/key``, CN
+    ``svc.edge-N``: its account on the core)."""
     folder.mkdir(parents=True, exist_ok=True)
 
     def openssl(*args: str) -> None:
@@ -53,7 +55,7 @@ def certificates(folder: Path, edges: int) -> Path:
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
             "/CN=teddy-edge-test-ca", "-keyout", "ca.key", "-out", "ca.pem")
     (folder / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for name in ("core", *(f"edge-{n}" for n in range(1, edges + 1))):
+    for name in ("core", "admin", *(f"edge-{n}" for n in range(1, edges + 1))):
         subject = "/CN=core" if name == "core" else f"/CN=svc.{name}"
         openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout",
                 f"{name}.key", "-out", f"{name}.csr")
@@ -82,6 +84,10 @@ def seed_accounts(dynsec_file: Path, bears: dict[str, str], edges: int) -> None:
     data["clients"].append({"username": CLOUD_USER, **_password_fields(CLOUD_PASSWORD),
                             "roles": [{"rolename": SERVICE_ROLE_PREFIX + "ingest"},
                                       {"rolename": SERVICE_ROLE_PREFIX + "fleet"}]})
+    lane = CLOUD_USER + INGEST_LANE_SUFFIX  # ingest's alert lane, as provisioning makes it
+    data["clients"].append({"username": lane, "clientid": lane,
+                            **_password_fields(CLOUD_PASSWORD),
+                            "roles": [{"rolename": SERVICE_ROLE_PREFIX + "ingest"}]})
     dynsec_file.write_text(json.dumps(data, indent=1))
 
 
@@ -117,7 +123,8 @@ class CoreBroker(Mosquitto):
             "tls_version tlsv1.2\nrequire_certificate true\nuse_identity_as_username true\n")
 
 
-def edge_config(workdir: Path, port: int, number: int, core: CoreBroker, certs: Path) -> str:
+def edge_config(workdir: Path, port: int, number: int, core: CoreBroker, certs: Path,
+                admin_port: int) -> str:
     """The shipped edge config with this machine's paths, ports and names put in. The bears'
     listener is plain TCP on loopback here (3,000 TLS handshakes would measure RSA, not the
     bridge); the bridge to the core is TLS, as shipped. Runs as root (its files are in the
@@ -130,6 +137,11 @@ def edge_config(workdir: Path, port: int, number: int, core: CoreBroker, certs: 
         "user mosquitto\n": "user root\n",
         "log_dest file /var/log/mosquitto/mosquitto.log": "log_dest stderr",
         "listener 8883\n": f"listener {port} 127.0.0.1\n",
+        "listener 8885 10.0.0.2\n": f"listener {admin_port} 127.0.0.1\n",
+        "cafile /etc/mosquitto/certs/ca.pem\ncertfile /etc/mosquitto/certs/broker.pem\n"
+        "keyfile /etc/mosquitto/certs/broker.key\ntls_version tlsv1.2\nrequire_certificate":
+        f"cafile {certs}/ca.pem\ncertfile {certs}/core.pem\nkeyfile {certs}/core.key\n"
+        "tls_version tlsv1.2\nrequire_certificate",
         "address core.teddy.example:8884": f"address 127.0.0.1:{core.tls_port}",
         "teddy-edge-1": f"teddy-edge-{number}",
         "/etc/mosquitto/certs/core-ca.pem": str(certs / "ca.pem"),
@@ -141,21 +153,31 @@ def edge_config(workdir: Path, port: int, number: int, core: CoreBroker, certs: 
             raise AssertionError(f"{EDGE_EXAMPLE} no longer has {old!r}: update {__file__}")
         text = text.replace(old, new)
     bear_tls = ("cafile ", "certfile ", "keyfile ", "tls_version ")
-    lines = [line for line in text.splitlines() if not line.startswith(bear_tls)]
+    lines, in_bears = [], False
+    for line in text.splitlines():  # the bears' listener only: the admin's stays TLS
+        in_bears = line == f"listener {port} 127.0.0.1" or (in_bears and line != "")
+        if not (in_bears and line.startswith(bear_tls)):
+            lines.append(line)
     return "\n".join(lines) + "\n"
 
 
 class EdgeBroker(Mosquitto):
-    """An edge from the shipped config, its dynamic-security file a copy of the core's (as
-    docs/operations.md, "Add an edge", says), bridged to ``core``."""
+    """An edge from the shipped config, its dynamic-security file the core's without service
+    accounts (as docs/operations.md, "Add an edge", says), bridged to ``core``."""
 
     def __init__(self, workdir: Path, number: int, core: CoreBroker, certs: Path) -> None:
         super().__init__(workdir)
         self.number = number
-        self.url = f"mqtt://127.0.0.1:{self.port}"
-        """Its address in ``fleet.edge_brokers``."""
-        shutil.copy(core.dynsec_file, workdir / "dynamic-security.json")
-        self.config.write_text(edge_config(workdir, self.port, number, core, certs))
+        self.admin_port = free_port()
+        """Its admin listener (mutual TLS, the administrator's certificate)."""
+        self.url = f"mqtts://127.0.0.1:{self.admin_port}"
+        """Its address in ``fleet.edge_brokers`` (the admin listener)."""
+        from sync.cloud.edge_drift import edge_dynsec  # the core's, minus service accounts
+
+        (workdir / "dynamic-security.json").write_text(json.dumps(
+            edge_dynsec(json.loads(core.dynsec_file.read_text()))))
+        self.config.write_text(edge_config(workdir, self.port, number, core, certs,
+                                           self.admin_port))
 
 
 @dataclass
@@ -179,11 +201,25 @@ class EdgeFleet:
         for broker in (*self.edges, self.core):
             broker.kill()
 
+    def admin_env(self, base: dict[str, str]) -> dict[str, str]:
+        """:meth:`admin_settings` as the environment of a ``teddy-cloud`` process."""
+        fleet = self.admin_settings().fleet
+        return dict(base, TEDDY_MQTT__PORT=str(self.core.port),
+                    TEDDY_FLEET__BROKER_ADMIN_PASSWORD_FILE=str(self.core.admin_password_file),
+                    TEDDY_FLEET__EDGE_BROKERS=json.dumps(fleet.edge_brokers),
+                    TEDDY_FLEET__EDGE_CA_FILE=str(fleet.edge_ca_file),
+                    TEDDY_FLEET__EDGE_ADMIN_CERT_FILE=str(fleet.edge_admin_cert_file),
+                    TEDDY_FLEET__EDGE_ADMIN_KEY_FILE=str(fleet.edge_admin_key_file))
+
     def admin_settings(self, **sections: Any) -> Settings:
         """Settings of a ``teddy-cloud`` that provisions bears on the core and every edge."""
+        certs = self.core.certs
         return Settings(mqtt={"port": self.core.port},
                         fleet={"broker_admin_password_file": self.core.admin_password_file,
-                               "edge_brokers": [edge.url for edge in self.edges]},
+                               "edge_brokers": [edge.url for edge in self.edges],
+                               "edge_ca_file": certs / "ca.pem",
+                               "edge_admin_cert_file": certs / "admin.pem",
+                               "edge_admin_key_file": certs / "admin.key"},
                         **sections)
 
 

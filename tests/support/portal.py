@@ -103,11 +103,12 @@ def make_family(conn: Any, email: str, conversations: int = 2, turns: int = 4,
             if keyring is not None:
                 text = keyring.seal_for_pairing(conn, pairing, text)
             rows.append((device, seq, conversation, role, text,
-                         start - timedelta(minutes=60 * c - t), "allow", [], "b"))
-    with conn.cursor() as cur:
+                         start - timedelta(minutes=60 * c - t), "allow", [], "b", pairing))
+    with conn.cursor() as cur:  # stamped with the pairing, as ingest stamps them
         cur.executemany(
             "INSERT INTO turns (device_id, seq, conversation_id, role, text, created_at,"
-            " action, categories, batch_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
+            " action, categories, batch_id, pairing_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
     return {"device_id": device, "pairing_id": pairing, "conversations": ids, "email": email}
 
 

@@ -140,13 +140,14 @@ def assert_exactly_once(database, device_id: str, data_dir: Path, turns: int) ->
     assert {seq: (role, text) for seq, role, text in rows} == local
 
 
-def start_ingestor(broker, database, client_id: str, **cloud) -> tuple[Ingestor, threading.Thread]:
+def start_ingestor(broker, database, client_id: str, keyring=None,
+                   **cloud) -> tuple[Ingestor, threading.Thread]:
     """An in-process :class:`Ingestor` on ``broker`` and ``database``, running in a thread,
-    once it has subscribed; ``cloud``: more ``cloud`` settings. Stop it with
-    :func:`stop_ingestor`."""
+    once it has subscribed; ``keyring``: family keys to seal with; ``cloud``: more ``cloud``
+    settings. Stop it with :func:`stop_ingestor`."""
     settings = Settings(mqtt={"port": broker.port},
                         cloud={"pg_dsn": database.dsn, "client_id": client_id, **cloud})
-    ingestor = Ingestor(settings)
+    ingestor = Ingestor(settings, keyring=keyring)
     worker = threading.Thread(target=ingestor.run)
     worker.start()
     wait_until(lambda: ingestor.subscribed, 15, "ingest to subscribe")
