@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from config.errors import TeddyError
 from config.settings import Settings
 from sync.cloud.pairing import PairingError
-from sync.cloud.portal import auth, notice
+from sync.cloud.portal import auth, clients, notice
 from sync.cloud.portal.app import (
     PRE_COOKIE,
     SESSION_COOKIE,
@@ -32,8 +32,8 @@ class SignInNeeded(TeddyError, PermissionError):
 
 
 def client_of(request: Any) -> str:
-    """The client's address (the reverse proxy's ``X-Forwarded-For`` is not trusted)."""
-    return request.client.host if request.client else "unknown"
+    """The client's address (``X-Forwarded-For`` only from ``portal.trusted_proxies``)."""
+    return clients.client_of(request)
 
 
 def family(request: Request, conn: Annotated[Any, Depends(connection)],
