@@ -47,10 +47,16 @@ def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
     run_cli("teddy-cloud", "portal", "keygen", env=cloud)
     ingest = start_cli("teddy-cloud", "--log-level", "INFO", "ingest", env=ingest_env,
                        log=ingest_log)
+    # the fleet service signs and sends what the app asks for; the app has no fleet key
+    fleet_log = tmp_path / "fleet.log"
+    fleet = start_cli("teddy-cloud", "--log-level", "INFO", "fleet", "serve", env=cloud,
+                      log=fleet_log)
+    app_env = {**cloud, "TEDDY_FLEET__SIGNING_KEY_FILE": str(tmp_path / "no-such.key")}
     email = "sam@example.org"
     try:
         wait_for_log(ingest_log, "ingesting")  # inside: a failed wait still stops ingest
-        with running_portal(cloud, tmp_path / "portal.log") as base, browser() as chromium:
+        wait_for_log(fleet_log, "serving the parent app's requests")
+        with running_portal(app_env, tmp_path / "portal.log") as base, browser() as chromium:
             page = chromium.new_page()
             sign_in(page, base, sink, email)
 
@@ -134,8 +140,10 @@ def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
                                        " WHERE parent_email = %s", (email,)).fetchone()
             assert status == ("unpaired",) and revoked == (True,) and keys == 0
     finally:
-        ingest.send_signal(signal.SIGTERM)
+        for process in (ingest, fleet):
+            process.send_signal(signal.SIGTERM)
         ingest.wait(30)
+        fleet.wait(30)
 
 
 def _reload_says(page, text: str) -> bool:

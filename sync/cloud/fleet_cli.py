@@ -46,6 +46,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     _add_pair(sub)
     sub.add_parser("keygen", help="make the fleet's command-signing key (once, mode 0600)"
                    ).set_defaults(func=_keygen)
+    sub.add_parser("serve", help="the fleet service: sign and send the parent app's requests "
+                   "(settings, deletion, unpairing) over one long-lived link"
+                   ).set_defaults(func=_serve)
     _add_export(sub)
     from sync.cloud.release_cli import register_rollout  # fleet rollout ... (issue 9)
 
@@ -133,6 +136,18 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat(timespec="seconds")
     return str(value)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+
+    from sync.cloud.fleet_service import RequestService
+
+    service = RequestService(settings)
+    signal.signal(signal.SIGTERM, lambda *_: service.stop.set())
+    signal.signal(signal.SIGINT, lambda *_: service.stop.set())
+    service.run()
+    return 0
 
 
 def _keygen(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,0 +1,91 @@
+"""The fleet service: the one process that signs and sends what the parent app asks for
+(see :mod:`sync.cloud.fleet_requests`), over one MQTT link it keeps for its whole life.
+
+``teddy-cloud fleet serve`` runs it (``systemd/teddy-cloud-fleet.service``), with the fleet
+signing key and the ``svc.fleet`` broker password; the parent app has neither.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from config.settings import Settings
+from sync.cloud import db
+from sync.cloud.cloud_link import CloudLink
+from sync.cloud.fleet import Fleet
+from sync.cloud.fleet_requests import CHANNEL, STILL_ITS
+from sync.systemd_notify import SystemdNotifier
+
+logger = logging.getLogger(__name__)
+
+
+class RequestService:
+    """The fleet service's side: one LISTEN connection, one working connection, one MQTT
+    link, for the life of the process. ``run`` until ``stop`` is set."""
+
+    def __init__(self, settings: Settings, poll_s: float = 1.0) -> None:
+        self.settings = settings
+        """Cloud settings (the fleet key, the ``svc.fleet`` broker account)."""
+        self.poll_s = poll_s
+        """Seconds between looks at the table when no NOTIFY came (a missed one)."""
+        self.stop = threading.Event()
+        """Set to end :meth:`run`."""
+
+    def run(self) -> None:
+        """Serve requests until :attr:`stop` is set."""
+        with db.connect(self.settings.cloud) as listening, \
+                db.connect(self.settings.cloud) as conn, \
+                CloudLink(self.settings, purpose="fleet-serve") as link:
+            fleet = Fleet(self.settings, conn, link)
+            fleet.signing_key  # noqa: B018 -- a missing key stops the service at start
+            listening.execute(f"LISTEN {CHANNEL}")
+            abandoned = conn.execute(
+                "UPDATE fleet_requests SET status = 'failed', done_at = now(), reason ="
+                " 'the fleet service stopped while sending it — ask again' WHERE status ="
+                " 'sending'").rowcount
+            if abandoned:
+                logger.warning("%d requests were being sent when the service stopped",
+                               abandoned)
+            logger.info("fleet service: serving the parent app's requests")
+            SystemdNotifier.from_environment().ready("serving fleet requests")
+            while not self.stop.is_set():
+                while not self.stop.is_set() and self.serve_one(conn, fleet):
+                    pass
+                for _ in listening.notifies(timeout=self.poll_s, stop_after=1):
+                    pass
+
+    def serve_one(self, conn: Any, fleet: Fleet) -> bool:
+        """Claim the oldest pending request, re-check its holder and send it; False when
+        none is pending. A request that fails is recorded and never stops the service."""
+        row = conn.execute(
+            "UPDATE fleet_requests r SET status = CASE WHEN ok THEN 'sending' ELSE 'refused'"
+            " END, reason = CASE WHEN ok THEN NULL ELSE 'the bear changed hands before it"
+            " was sent — nothing was sent' END, done_at = CASE WHEN ok THEN NULL ELSE now()"
+            " END FROM (SELECT r.request_id, " + STILL_ITS + " AS ok FROM fleet_requests r"
+            " WHERE r.status = 'pending' ORDER BY r.request_id LIMIT 1 FOR UPDATE SKIP LOCKED"
+            ") AS claimed WHERE r.request_id = claimed.request_id RETURNING r.request_id,"
+            " r.status, r.device_id, r.name, r.args, r.ttl_s, r.command_id").fetchone()
+        if row is None:
+            return False
+        request_id, status, device_id, name, args, ttl_s, command_id = row
+        if status == "refused":
+            logger.warning("request %s (%s on %s) refused: the bear changed hands",
+                           request_id, name, device_id)
+            return True
+        try:
+            if name == "config":
+                fleet.set_config(device_id, args)
+            else:
+                fleet.send(device_id, name, args, ttl_s=ttl_s, command_id=command_id)
+        except Exception as exc:  # one bad request never stops the service
+            logger.warning("request %s (%s on %s) failed: %s", request_id, name, device_id,
+                           exc)
+            conn.execute("UPDATE fleet_requests SET status = 'failed', reason = %s, done_at ="
+                         " now() WHERE request_id = %s", (str(exc)[:500], request_id))
+            return True
+        conn.execute("UPDATE fleet_requests SET status = 'sent', done_at = now() WHERE"
+                     " request_id = %s", (request_id,))
+        logger.info("request %s: sent %s to %s", request_id, name, device_id)
+        return True
