@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from config.settings import Settings
@@ -53,8 +54,14 @@ class RequestService:
             while not self.stop.is_set():
                 while not self.stop.is_set() and self.serve_one(conn, fleet):
                     pass
-                for _ in listening.notifies(timeout=self.poll_s, stop_after=1):
-                    pass
+                self._wait(listening)
+
+    def _wait(self, listening: Any) -> None:
+        """Until a NOTIFY, ``poll_s`` or :attr:`stop` (checked twice a second)."""
+        deadline = time.monotonic() + self.poll_s
+        while not self.stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            if any(True for _ in listening.notifies(timeout=min(left, 0.5), stop_after=1)):
+                return
 
     def serve_one(self, conn: Any, fleet: Fleet) -> bool:
         """Claim the oldest pending request, re-check its holder and send it; False when
