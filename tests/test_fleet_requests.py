@@ -57,6 +57,10 @@ def _request(conn, command_id: str) -> tuple[str, str | None]:
     return found
 
 
+def _done(conn, command_id: str) -> bool:
+    return _request(conn, command_id)[0] not in ("pending", "sending")
+
+
 def _repair_to(conn, device_id: str, email: str) -> dict:
     """The bear changes hands: a new approved pairing for another family, made current."""
     conn.execute("UPDATE pairings SET status = 'released' WHERE device_id = %s AND status ="
@@ -112,8 +116,8 @@ def test_the_fleet_service_sends_rechecks_the_holder_and_survives_a_bad_request(
                      (json.dumps({"voice.tts_volume": "loud"}), bad))
         with serving(cloud):
             # queued before the service started: served at once, one failing, one sent
-            wait_until(lambda: _request(conn, bad)[0] != "pending", 15, "the queued requests")
-            assert _request(conn, stale)[0] == "sent"
+            wait_until(lambda: _done(conn, bad), 15, "the queued requests")
+            assert _request(conn, stale)[0] == "sent", _request(conn, stale)
             assert _request(conn, bad)[0] == "failed" and "invalid config" in \
                 (_request(conn, bad)[1] or "")
             signed = conn.execute("SELECT device_id, name, status FROM commands WHERE id = %s",
@@ -125,7 +129,7 @@ def test_the_fleet_service_sends_rechecks_the_holder_and_survives_a_bad_request(
                 late = fleet_requests.ask(conn, family, bear["pairing_id"], "config",
                                           {"voice.tts_volume": 0.2})
                 _repair_to(conn, bear["device_id"], "dad-serve@example.org")
-            wait_until(lambda: _request(conn, late)[0] != "pending", 5, "NOTIFY wakes it")
+            wait_until(lambda: _done(conn, late), 10, "NOTIFY wakes it")
             assert _request(conn, late) == ("refused", "the bear changed hands before it was"
                                                        " sent — nothing was sent")
             assert conn.execute("SELECT count(*) FROM device_config WHERE device_id = %s",
@@ -157,5 +161,24 @@ def test_a_revocation_still_reaches_the_bear_nobody_holds_but_not_its_next_famil
                          (other["device_id"],))
             _repair_to(conn, other["device_id"], "next-revoke@example.org")
         with serving(cloud):
-            wait_until(lambda: _request(conn, again)[0] != "pending", 15, "the second unpair")
+            wait_until(lambda: _done(conn, again), 15, "the second unpair")
         assert _request(conn, again)[0] == "refused"
+
+
+def test_a_pairing_code_is_approved_by_the_fleet_service_and_not_kept(cloud, database):
+    from sync.cloud.pairing import PairingError
+
+    with database.connect() as conn:
+        parent = auth.parent_for(conn, "mum-pair@example.org")
+        stranger = auth.parent_for(conn, "eve-pair@example.org")
+        with pytest.raises(PairingError, match="not a member"):
+            fleet_requests.pair(conn, parent.family_id, stranger.email, "123456", ("keep",), 5)
+        with pytest.raises(PairingError, match="could not reach the bears"):  # no service
+            fleet_requests.pair(conn, parent.family_id, parent.email, "123456", ("keep",),
+                                0.3)
+        with serving(cloud), pytest.raises(PairingError, match="matches no bear"):
+            fleet_requests.pair(conn, parent.family_id, parent.email, "654321", ("keep",), 15)
+        rows = conn.execute("SELECT status, args FROM fleet_requests WHERE family_id = %s"
+                            " ORDER BY request_id", (parent.family_id,)).fetchall()
+    assert [r[0] for r in rows] == ["failed", "refused"]
+    assert all("code" not in r[1] for r in rows)  # the spoken code is not kept

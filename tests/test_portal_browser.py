@@ -1,5 +1,7 @@
 """The parent app end to end in a real browser against the real stack: PostgreSQL,
-Mosquitto, ingest, the portal process and a bear (pairing, sync, commands)."""
+Mosquitto, ingest, the fleet service, the portal process and a bear (pairing, sync,
+commands). The app runs with no fleet key, no claim keys and no broker account: pairing,
+settings, deletion and revocation all go through the fleet service."""
 
 from __future__ import annotations
 
@@ -51,7 +53,10 @@ def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
     fleet_log = tmp_path / "fleet.log"
     fleet = start_cli("teddy-cloud", "--log-level", "INFO", "fleet", "serve", env=cloud,
                       log=fleet_log)
-    app_env = {**cloud, "TEDDY_FLEET__SIGNING_KEY_FILE": str(tmp_path / "no-such.key")}
+    # the app: no fleet key, no claim keys (an empty data dir), no broker account at all
+    app_env = {**{k: v for k, v in cloud.items() if not k.startswith("TEDDY_MQTT__")},
+               "TEDDY_FLEET__SIGNING_KEY_FILE": str(tmp_path / "no-such.key"),
+               "TEDDY_STORE__DATA_DIR": str(tmp_path / "app"), "TEDDY_MQTT__PORT": "1"}
     email = "sam@example.org"
     try:
         wait_for_log(ingest_log, "ingesting")  # inside: a failed wait still stops ingest

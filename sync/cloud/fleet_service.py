@@ -2,11 +2,14 @@
 (see :mod:`sync.cloud.fleet_requests`), over one MQTT link it keeps for its whole life.
 
 ``teddy-cloud fleet serve`` runs it (``systemd/teddy-cloud-fleet.service``), with the fleet
-signing key and the ``svc.fleet`` broker password; the parent app has neither.
+signing key, the claim keys and the ``svc.fleet`` broker password; the parent app has
+none of them. A pairing approval still opens its own short connection here
+(:func:`sync.cloud.pairing.approve` collects the retained claims by subscribing afresh).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -17,9 +20,22 @@ from sync.cloud import db
 from sync.cloud.cloud_link import CloudLink
 from sync.cloud.fleet import Fleet
 from sync.cloud.fleet_requests import CHANNEL, STILL_ITS
+from sync.cloud.pairing import PairingError, approve
 from sync.systemd_notify import SystemdNotifier
 
 logger = logging.getLogger(__name__)
+
+_CLAIM = (
+    "UPDATE fleet_requests r SET status = CASE WHEN ok THEN 'sending' ELSE 'refused' END,"
+    " reason = CASE WHEN ok THEN NULL WHEN r.name = 'pair' THEN 'you are not a member of"
+    " this family any more' ELSE 'the bear changed hands before it was sent — nothing was"
+    " sent' END, done_at = CASE WHEN ok THEN NULL ELSE now() END,"
+    " args = CASE WHEN ok THEN r.args ELSE r.args - 'code' END"
+    " FROM (SELECT r.request_id, " + STILL_ITS + " AS ok FROM fleet_requests r"
+    " WHERE r.status = 'pending' ORDER BY r.request_id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+    " AS claimed WHERE r.request_id = claimed.request_id"
+    " RETURNING r.request_id, r.status, r.device_id, r.name, r.args, r.ttl_s, r.command_id")
+"""Take the oldest pending request, re-checking its holder in the same statement."""
 
 
 class RequestService:
@@ -66,14 +82,7 @@ class RequestService:
     def serve_one(self, conn: Any, fleet: Fleet) -> bool:
         """Claim the oldest pending request, re-check its holder and send it; False when
         none is pending. A request that fails is recorded and never stops the service."""
-        row = conn.execute(
-            "UPDATE fleet_requests r SET status = CASE WHEN ok THEN 'sending' ELSE 'refused'"
-            " END, reason = CASE WHEN ok THEN NULL ELSE 'the bear changed hands before it"
-            " was sent — nothing was sent' END, done_at = CASE WHEN ok THEN NULL ELSE now()"
-            " END FROM (SELECT r.request_id, " + STILL_ITS + " AS ok FROM fleet_requests r"
-            " WHERE r.status = 'pending' ORDER BY r.request_id LIMIT 1 FOR UPDATE SKIP LOCKED"
-            ") AS claimed WHERE r.request_id = claimed.request_id RETURNING r.request_id,"
-            " r.status, r.device_id, r.name, r.args, r.ttl_s, r.command_id").fetchone()
+        row = conn.execute(_CLAIM).fetchone()
         if row is None:
             return False
         request_id, status, device_id, name, args, ttl_s, command_id = row
@@ -82,17 +91,42 @@ class RequestService:
                            request_id, name, device_id)
             return True
         try:
-            if name == "config":
-                fleet.set_config(device_id, args)
-            else:
-                fleet.send(device_id, name, args, ttl_s=ttl_s, command_id=command_id)
+            result = self._carry_out(fleet, name, device_id, args, ttl_s, command_id)
+        except PairingError as exc:
+            self._finish(conn, request_id, "refused", str(exc))
+            logger.info("request %s (%s) refused: %s", request_id, name, exc)
+            return True
         except Exception as exc:  # one bad request never stops the service
             logger.warning("request %s (%s on %s) failed: %s", request_id, name, device_id,
                            exc)
-            conn.execute("UPDATE fleet_requests SET status = 'failed', reason = %s, done_at ="
-                         " now() WHERE request_id = %s", (str(exc)[:500], request_id))
+            self._finish(conn, request_id, "failed", str(exc)[:500])
             return True
-        conn.execute("UPDATE fleet_requests SET status = 'sent', done_at = now() WHERE"
-                     " request_id = %s", (request_id,))
-        logger.info("request %s: sent %s to %s", request_id, name, device_id)
+        self._finish(conn, request_id, "sent", None, result)
+        logger.info("request %s: sent %s to %s", request_id, name,
+                    device_id or (result or {}).get("device_id"))
         return True
+
+    def _carry_out(self, fleet: Fleet, name: str, device_id: str | None, args: dict[str, Any],
+                   ttl_s: float | None, command_id: str) -> dict[str, Any] | None:
+        """Do one request; what the app reads back (a pairing's bear), if anything."""
+        if name == "pair":
+            approved = approve(self.settings, fleet.conn, str(args.get("code", "")),
+                               str(args.get("parent_email", "")),
+                               tuple(args.get("scopes") or ()))
+            return {"device_id": approved.device_id, "pairing_id": approved.pairing_id}
+        assert device_id is not None  # the table's CHECK: every other request names a bear
+        if name == "config":
+            fleet.set_config(device_id, args)
+        else:
+            fleet.send(device_id, name, args, ttl_s=ttl_s, command_id=command_id)
+        return None
+
+    @staticmethod
+    def _finish(conn: Any, request_id: int, status: str, reason: str | None,
+                result: dict[str, Any] | None = None) -> None:
+        """Record the outcome (a pairing code is not kept past it)."""
+        conn.execute(
+            "UPDATE fleet_requests SET status = %s, reason = %s, result = %s, done_at = now(),"
+            " args = CASE WHEN name = 'pair' THEN args - 'code' ELSE args END"
+            " WHERE request_id = %s",
+            (status, reason, None if result is None else json.dumps(result), request_id))

@@ -153,12 +153,13 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
             error = "Sending to the cloud (sync) needs keeping (keep) too."
         if error is None:
             try:
-                from sync.cloud.pairing import approve
+                from sync.cloud import fleet_requests  # the fleet service approves it
 
-                result = approve(settings, fam.conn, str(form.get("code", "")).strip(),
-                                 fam.parent.email, chosen)
+                paired = fleet_requests.pair(
+                    fam.conn, fam.parent.family_id, fam.parent.email,
+                    str(form.get("code", "")).strip(), chosen, settings.fleet.wait_s)
                 pairing_id = fam.adopt_pairing(
-                    result.device_id, str(form.get("child_name", "")).strip(), chosen,
+                    paired["device_id"], str(form.get("child_name", "")).strip(), chosen,
                     (current.version, current.sha256), client_of(request))
                 return back(f"/bears/{pairing_id}")
             except PairingError as exc:
