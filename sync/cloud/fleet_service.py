@@ -36,6 +36,10 @@ _CLAIM = (
     " AS claimed WHERE r.request_id = claimed.request_id"
     " RETURNING r.request_id, r.status, r.device_id, r.name, r.args, r.ttl_s, r.command_id")
 """Take the oldest pending request, re-checking its holder in the same statement."""
+KEEP_DAYS = 30
+"""Days an answered request is kept (what the app shows comes from ``commands``)."""
+TIDY_EVERY_S = 3600.0
+"""Seconds between two sweeps of old requests."""
 
 
 class RequestService:
@@ -58,19 +62,32 @@ class RequestService:
             fleet = Fleet(self.settings, conn, link)
             fleet.signing_key  # noqa: B018 -- a missing key stops the service at start
             listening.execute(f"LISTEN {CHANNEL}")
-            abandoned = conn.execute(
-                "UPDATE fleet_requests SET status = 'failed', done_at = now(), reason ="
-                " 'the fleet service stopped while sending it — ask again' WHERE status ="
-                " 'sending'").rowcount
-            if abandoned:
-                logger.warning("%d requests were being sent when the service stopped",
-                               abandoned)
+            self._tidy(conn, started=True)
             logger.info("fleet service: serving the parent app's requests")
             SystemdNotifier.from_environment().ready("serving fleet requests")
+            tidied = time.monotonic()
             while not self.stop.is_set():
                 while not self.stop.is_set() and self.serve_one(conn, fleet):
                     pass
+                if time.monotonic() - tidied > TIDY_EVERY_S:
+                    self._tidy(conn)
+                    tidied = time.monotonic()
                 self._wait(listening)
+
+    @staticmethod
+    def _tidy(conn: Any, started: bool = False) -> None:
+        """Forget answered requests after :data:`KEEP_DAYS`; at start, fail the ones a
+        previous run was sending when it stopped (they may or may not have gone out)."""
+        conn.execute("DELETE FROM fleet_requests WHERE done_at < now() - make_interval("
+                     "days => %s)", (KEEP_DAYS,))
+        if not started:
+            return
+        abandoned = conn.execute(
+            "UPDATE fleet_requests SET status = 'failed', done_at = now(), reason ="
+            " 'the fleet service stopped while sending it — ask again' WHERE status ="
+            " 'sending'").rowcount
+        if abandoned:
+            logger.warning("%d requests were being sent when the service stopped", abandoned)
 
     def _wait(self, listening: Any) -> None:
         """Until a NOTIFY, ``poll_s`` or :attr:`stop` (checked twice a second)."""
