@@ -178,7 +178,7 @@ def test_a_pairing_code_is_approved_by_the_fleet_service_and_not_kept(cloud, dat
                                 0.3)
         with serving(cloud), pytest.raises(PairingError, match="matches no bear"):
             fleet_requests.pair(conn, parent.family_id, parent.email, "654321", ("keep",), 15)
-        rows = conn.execute("SELECT status, args FROM fleet_requests WHERE family_id = %s"
-                            " ORDER BY request_id", (parent.family_id,)).fetchall()
+        rows = conn.execute("SELECT status, args, reason FROM fleet_requests WHERE family_id"
+                            " = %s ORDER BY request_id", (parent.family_id,)).fetchall()
     assert [r[0] for r in rows] == ["failed", "refused"]
-    assert all("code" not in r[1] for r in rows)  # the spoken code is not kept
+    assert all("code" not in r[1] and "654321" not in (r[2] or "") for r in rows)  # not kept

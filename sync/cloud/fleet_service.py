@@ -109,9 +109,11 @@ class RequestService:
             return True
         try:
             result = self._carry_out(fleet, name, device_id, args, ttl_s, command_id)
-        except PairingError as exc:
-            self._finish(conn, request_id, "refused", str(exc))
-            logger.info("request %s (%s) refused: %s", request_id, name, exc)
+        except PairingError as exc:  # its text names the spoken code: not kept, not logged
+            code = str(args.get("code") or "") or "\0"
+            reason = str(exc).replace(f"code {code}", "that code").replace(code, "that code")
+            self._finish(conn, request_id, "refused", reason)
+            logger.info("request %s (%s) refused: %s", request_id, name, type(exc).__name__)
             return True
         except Exception as exc:  # one bad request never stops the service
             logger.warning("request %s (%s on %s) failed: %s", request_id, name, device_id,
