@@ -33,9 +33,18 @@ class PortalSettings(Section):
     session_ttl_s: float = Field(default=14 * 86400.0, gt=0, le=90 * 86400)
     """Seconds a session lasts."""
     links_per_address_per_hour: int = Field(default=5, ge=1, le=1000)
-    """Sign-in links one e-mail address may ask for in an hour."""
+    """Sign-in links one client address may ask for one e-mail address in an hour; past
+    this many links to one e-mail address from anywhere, each further one waits
+    ``link_spacing_s`` (addresses that signed this parent in before are not slowed)."""
     links_per_client_per_hour: int = Field(default=20, ge=1, le=100000)
-    """Sign-in links one client address may ask for in an hour."""
+    """Sign-in links one client address may ask for in an hour (all e-mail addresses)."""
+    link_spacing_s: float = Field(default=60.0, ge=0, le=3600)
+    """Seconds between two links to one e-mail address once it had
+    ``links_per_address_per_hour`` in the last hour (slows a flood, never locks out)."""
+    trusted_proxies: list[str] = Field(default=[], max_length=32)
+    """Addresses or networks (``127.0.0.1``, ``10.0.0.0/8``) of the reverse proxies whose
+    ``X-Forwarded-For`` names the client; from any other peer the header is ignored. Empty:
+    the connection's address is the client (set it to the proxy's address behind one)."""
     secure_cookies: bool = True
     """Mark the session cookie ``Secure`` (only plain-http local development turns it off)."""
     cloud_key_file: Path | None = None
@@ -59,6 +68,19 @@ class PortalSettings(Section):
     timezone: str = "UTC"
     """IANA time zone the app shows times and groups conversations into days in (the
     families'), e.g. ``Europe/London``; stored times stay UTC."""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        import ipaddress
+
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address or network, e.g. 127.0.0.1 "
+                                 "or 10.0.0.0/8") from None
+        return values
 
     @field_validator("timezone")
     @classmethod

@@ -1,5 +1,7 @@
 """The parent app end to end in a real browser against the real stack: PostgreSQL,
-Mosquitto, ingest, the portal process and a bear (pairing, sync, commands)."""
+Mosquitto, ingest, the fleet service, the portal process and a bear (pairing, sync,
+commands). The app runs with no fleet key, no claim keys and no broker account: pairing,
+settings, deletion and revocation all go through the fleet service."""
 
 from __future__ import annotations
 
@@ -47,10 +49,19 @@ def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
     run_cli("teddy-cloud", "portal", "keygen", env=cloud)
     ingest = start_cli("teddy-cloud", "--log-level", "INFO", "ingest", env=ingest_env,
                        log=ingest_log)
+    # the fleet service signs and sends what the app asks for; the app has no fleet key
+    fleet_log = tmp_path / "fleet.log"
+    fleet = start_cli("teddy-cloud", "--log-level", "INFO", "fleet", "serve", env=cloud,
+                      log=fleet_log)
+    # the app: no fleet key, no claim keys (an empty data dir), no broker account at all
+    app_env = {**{k: v for k, v in cloud.items() if not k.startswith("TEDDY_MQTT__")},
+               "TEDDY_FLEET__SIGNING_KEY_FILE": str(tmp_path / "no-such.key"),
+               "TEDDY_STORE__DATA_DIR": str(tmp_path / "app"), "TEDDY_MQTT__PORT": "1"}
     email = "sam@example.org"
     try:
         wait_for_log(ingest_log, "ingesting")  # inside: a failed wait still stops ingest
-        with running_portal(cloud, tmp_path / "portal.log") as base, browser() as chromium:
+        wait_for_log(fleet_log, "serving the parent app's requests")
+        with running_portal(app_env, tmp_path / "portal.log") as base, browser() as chromium:
             page = chromium.new_page()
             sign_in(page, base, sink, email)
 
@@ -136,8 +147,10 @@ def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
                     (bear.device.id,)).fetchone()
             assert status == ("unpaired",) and revoked == (True,) and keys == 0
     finally:
-        ingest.send_signal(signal.SIGTERM)
+        for process in (ingest, fleet):
+            process.send_signal(signal.SIGTERM)
         ingest.wait(30)
+        fleet.wait(30)
 
 
 def _reload_says(page, text: str) -> bool:

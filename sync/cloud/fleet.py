@@ -9,6 +9,7 @@ recorded in ``commands``/``device_config``. :func:`record_result` stores a bear'
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -172,11 +173,13 @@ class Sent:
 class Fleet:
     """The fleet operations on one PostgreSQL connection."""
 
-    def __init__(self, settings: Settings, conn: Any) -> None:
+    def __init__(self, settings: Settings, conn: Any, link: CloudLink | None = None) -> None:
         self.settings = settings
         """Settings (MQTT as the cloud user, fleet section)."""
         self.conn = conn
         """An autocommit psycopg connection."""
+        self.link = link
+        """A long-lived link to publish on (the fleet service's); None: one per operation."""
         self._key: Any = None
 
     @property
@@ -247,18 +250,26 @@ class Fleet:
 
     # --- commands ------------------------------------------------------------------------
 
+    def _link(self) -> contextlib.AbstractContextManager[CloudLink]:
+        """The long-lived link if there is one, else a connection for this operation."""
+        if self.link is not None:
+            return contextlib.nullcontext(self.link)
+        return CloudLink(self.settings)
+
     def issue(self, device_id: str, name: str, args: dict[str, Any] | None = None,
-              ttl_s: float | None = None) -> Command:
+              ttl_s: float | None = None, command_id: str | None = None) -> Command:
         """A signed command, recorded as ``sent``; :class:`FleetError` (nothing signed) for an
-        unknown command or arguments its model in :data:`sync.protocol.COMMANDS` refuses."""
+        unknown command or arguments its model in :data:`sync.protocol.COMMANDS` refuses.
+        ``command_id``: the id the parent app chose for it (see :mod:`.fleet_requests`)."""
         try:
             parse_command_args(name, args or {})
         except ProtocolError as exc:
             raise FleetError(f"{exc} — nothing was sent") from None
         now = time.time()
         ttl = self.settings.fleet.command_ttl_s if ttl_s is None else ttl_s
-        command = Command(id=uuid.uuid4().hex, device_id=device_id, name=name, args=args or {},
-                          issued_at=now, expires_at=now + ttl).signed_with(self.signing_key)
+        command = Command(id=command_id or uuid.uuid4().hex, device_id=device_id, name=name,
+                          args=args or {}, issued_at=now, expires_at=now + ttl
+                          ).signed_with(self.signing_key)
         self.conn.execute(
             "INSERT INTO commands (id, device_id, name, args, issued_at, expires_at)"
             " VALUES (%s, %s, %s, %s, to_timestamp(%s), to_timestamp(%s))",
@@ -268,11 +279,12 @@ class Fleet:
         return command
 
     def send(self, device_id: str, name: str, args: dict[str, Any] | None = None,
-             wait: bool = False, ttl_s: float | None = None) -> Sent:
+             wait: bool = False, ttl_s: float | None = None, command_id: str | None = None
+             ) -> Sent:
         """Sign, record and publish a command; with ``wait``, wait for and record its result."""
         self.require_device(device_id)
-        command = self.issue(device_id, name, args, ttl_s)
-        with CloudLink(self.settings) as link:
+        command = self.issue(device_id, name, args, ttl_s, command_id)
+        with self._link() as link:
             results = link.expect(CommandResult, device_id) if wait else None
             link.send(command, device_id)
             logger.info("sent command %s (%s) to %s", command.id, name, device_id)
@@ -309,7 +321,7 @@ class Fleet:
         """Merge ``values`` into the bear's desired config, sign and publish it (retained);
         with ``wait``, wait for the bear's report of that version."""
         self.require_device(device_id)
-        _check_config_locally(self.settings, values)
+        check_config_locally(self.settings, values)
         row = self.conn.execute(
             "INSERT INTO device_config (device_id, version, desired) VALUES (%s, 1, %s)"
             " ON CONFLICT (device_id) DO UPDATE SET version = device_config.version + 1,"
@@ -318,7 +330,7 @@ class Fleet:
         ).fetchone()
         desired = ConfigDesired(device_id=device_id, version=row[0], values=row[1],
                                 issued_at=time.time()).signed_with(self.signing_key)
-        with CloudLink(self.settings) as link:
+        with self._link() as link:
             reports = link.expect(ConfigReported, device_id) if wait else None
             link.send(desired, device_id)
             report = self._await_report(reports, desired) if reports is not None else None
@@ -450,8 +462,9 @@ def _bear_report(result: CommandResult | None) -> dict[str, Any] | None:
     return {"status": result.status, "reason": result.reason, **result.data}
 
 
-def _check_config_locally(settings: Settings, values: dict[str, Any]) -> None:
-    """Refuse a desired config the bear would refuse (same models), before sending it."""
+def check_config_locally(settings: Settings, values: dict[str, Any]) -> None:
+    """Refuse a desired config the bear would refuse (same models), before sending it
+    (:class:`FleetError`; the parent app checks with it before asking, no key needed)."""
     from sync.protocol.remote_config import check_remote_config
 
     _valid, refused = check_remote_config(settings, values)

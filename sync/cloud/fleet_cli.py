@@ -47,6 +47,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     _add_pair(sub)
     sub.add_parser("keygen", help="make the fleet's command-signing key (once, mode 0600)"
                    ).set_defaults(func=_keygen)
+    sub.add_parser("serve", help="the fleet service: sign and send the parent app's requests "
+                   "(settings, deletion, unpairing) over one long-lived link"
+                   ).set_defaults(func=_serve)
     _add_export(sub)
     edges = sub.add_parser("edges", help="the edge brokers")
     edges_sub = edges.add_subparsers(dest="edges_command", metavar="ACTION", required=True)
@@ -156,6 +159,18 @@ def _edges_check(args: argparse.Namespace, settings: Settings) -> int:
     if not problems:
         print(f"in step: the core and {len(settings.fleet.edge_brokers)} edges")
     return 1 if problems else 0
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+
+    from sync.cloud.fleet_service import RequestService
+
+    service = RequestService(settings)
+    signal.signal(signal.SIGTERM, lambda *_: service.stop.set())
+    signal.signal(signal.SIGINT, lambda *_: service.stop.set())
+    service.run()
+    return 0
 
 
 def _keygen(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,10 +1,12 @@
 """Signing parents in: one-time e-mail links, server-side sessions, sign-out everywhere.
 
 A link's token is 32 random bytes; only its SHA-256 is stored. It works once, for
-``portal.link_ttl_s``; a parent may ask for ``portal.links_per_address_per_hour`` links and a
-client address for ``portal.links_per_client_per_hour``. A session is another random token in
-a Secure, HttpOnly, SameSite=Strict cookie, with its own CSRF token; the session table is
-the truth, so revoking rows signs a parent out on every device.
+``portal.link_ttl_s``. Links are limited per client address, per client address and e-mail
+address, and (slowing only) per e-mail address: see :func:`_check_limits`; the client
+address is the one :mod:`sync.cloud.portal.clients` finds behind trusted proxies. A
+session is another random token in a Secure, HttpOnly, SameSite=Strict cookie, with its
+own CSRF token; the session table is the truth, so revoking rows signs a parent out on
+every device.
 """
 
 from __future__ import annotations
@@ -48,16 +50,7 @@ def request_link(settings: Settings, conn: Connection, email: str, client: str) 
     email = check_email(email)
     portal = settings.portal
     found_by = emails.lookup(conn, email)
-    by_address, by_client = one_row(conn.execute(
-        "SELECT count(*) FILTER (WHERE email_hash = %s),"
-        " count(*) FILTER (WHERE client = %s) FROM signin_links"
-        " WHERE created_at > now() - interval '1 hour' AND (email_hash = %s"
-        " OR client = %s)", (found_by, client, found_by, client)))
-    if by_address >= portal.links_per_address_per_hour or by_client >= \
-            portal.links_per_client_per_hour:
-        logger.warning("sign-in link refused: rate limit (client %s)", client)
-        raise RateLimitedError("too many sign-in links were asked for — wait an hour and try "
-                               "again, or use the newest link you were sent")
+    _check_limits(settings, conn, found_by, client)
     token = secrets.token_urlsafe(32)
     conn.execute("INSERT INTO signin_links (token_hash, email, email_hash, client, expires_at)"
                  " VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s))",
@@ -68,6 +61,39 @@ def request_link(settings: Settings, conn: Connection, email: str, client: str) 
               f"for {portal.link_ttl_s / 60:g} minutes:\n\n{link}\n\nIf you did not ask for "
               "it, ignore this e-mail.\n")
     return link
+
+
+def _check_limits(settings: Settings, conn: Connection, email_hash: bytes, client: str
+                  ) -> None:
+    """Refuse a link past a limit (:class:`RateLimitedError` naming when to try again).
+
+    Three buckets: one client address (``links_per_client_per_hour``); one client address
+    asking for one e-mail address (``links_per_address_per_hour``); and, across every
+    client, one e-mail address: past ``links_per_address_per_hour`` in the hour, each further
+    link waits ``link_spacing_s`` after the last, unless this client signed the parent in
+    before. So a stranger's requests slow a parent's sign-in at worst, never lock it."""
+    portal = settings.portal
+    by_client, by_pair, by_address, since_last, known = one_row(conn.execute(
+        "SELECT count(*) FILTER (WHERE client = %(c)s AND created_at > now() - interval"
+        " '1 hour'), count(*) FILTER (WHERE client = %(c)s AND email_hash = %(e)s"
+        " AND created_at > now() - interval '1 hour'), count(*) FILTER (WHERE email_hash"
+        " = %(e)s AND created_at > now() - interval '1 hour'), extract(epoch FROM"
+        " now() - max(created_at) FILTER (WHERE email_hash = %(e)s)),"
+        " coalesce(bool_or(used_at IS NOT NULL AND client = %(c)s AND email_hash ="
+        " %(e)s), false) FROM signin_links WHERE (email_hash = %(e)s OR"
+        " client = %(c)s) AND created_at > now() - make_interval(secs => %(keep)s)",
+        {"c": client, "e": email_hash, "keep": max(portal.session_ttl_s, 3600.0)}))
+    if by_client >= portal.links_per_client_per_hour or \
+            by_pair >= portal.links_per_address_per_hour:
+        logger.warning("sign-in link refused: hourly limit (client %s)", client)
+        raise RateLimitedError("too many sign-in links were asked for — wait an hour and try "
+                               "again, or use the newest link you were sent")
+    if by_address >= portal.links_per_address_per_hour and not known and \
+            since_last is not None and float(since_last) < portal.link_spacing_s:
+        wait_s = portal.link_spacing_s - float(since_last)
+        logger.warning("sign-in link slowed: many links to one address (client %s)", client)
+        raise RateLimitedError(f"many sign-in links were asked for this address — try again "
+                               f"in {wait_s:.0f} seconds, or use the newest link you were sent")
 
 
 def redeem(conn: Connection, token: str) -> str | None:

@@ -1,5 +1,8 @@
 """The privacy notice parents consent to: ``docs/privacy.md``, versioned by its
-``Notice version:`` line, shown as simple HTML (headings, paragraphs, lists, tables)."""
+``Notice version:`` line, shown as simple HTML (headings, paragraphs, lists, tables).
+
+The app reads it as package data, ``sync/cloud/portal/privacy.md`` (a link to
+``docs/privacy.md`` in a checkout; a copy of it in the wheel), so an installed app has it."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from pathlib import Path
 
 from config.errors import ConfigError
 
-NOTICE = Path(__file__).resolve().parents[3] / "docs" / "privacy.md"
+NOTICE = Path(__file__).with_name("privacy.md")
 VERSION = re.compile(r"^Notice version: (\S+)\s*$", re.MULTILINE)
 
 

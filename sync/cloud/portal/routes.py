@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from config.errors import TeddyError
 from config.settings import Settings
 from sync.cloud.pairing import PairingError
-from sync.cloud.portal import auth, notice
+from sync.cloud.portal import auth, clients, notice
 from sync.cloud.portal.app import (
     PRE_COOKIE,
     SESSION_COOKIE,
@@ -32,8 +32,8 @@ class SignInNeeded(TeddyError, PermissionError):
 
 
 def client_of(request: Any) -> str:
-    """The client's address (the reverse proxy's ``X-Forwarded-For`` is not trusted)."""
-    return request.client.host if request.client else "unknown"
+    """The client's address (``X-Forwarded-For`` only from ``portal.trusted_proxies``)."""
+    return clients.client_of(request)
 
 
 def family(request: Request, conn: Annotated[Any, Depends(connection)],
@@ -153,14 +153,14 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
             error = "Sending to the cloud (sync) needs keeping (keep) too."
         if error is None:
             try:
-                from sync.cloud.pairing import approve
+                from sync.cloud import fleet_requests  # the fleet service approves it
 
-                result = approve(settings, fam.conn, str(form.get("code", "")).strip(),
-                                 fam.parent.email, chosen, requester=fam.parent.parent_id,
-                                 family_id=fam.parent.family_id, address=client_of(request),
-                                 mail=mailer(settings))
+                paired = fleet_requests.pair(
+                    fam.conn, fam.parent.family_id, fam.parent.parent_id, fam.parent.email,
+                    str(form.get("code", "")).strip(), chosen, settings.fleet.wait_s,
+                    client_of(request))
                 pairing_id = fam.adopt_pairing(
-                    result.device_id, str(form.get("child_name", "")).strip(), chosen,
+                    paired["device_id"], str(form.get("child_name", "")).strip(), chosen,
                     (current.version, current.sha256), client_of(request))
                 return back(f"/bears/{pairing_id}")
             except PairingError as exc:

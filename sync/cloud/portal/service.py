@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from config.errors import TeddyError
 from config.settings import Settings
-from sync.cloud import custody, emails, family_keys
+from sync.cloud import custody, emails, family_keys, fleet_requests
 from sync.cloud.db import one_row
 
 if TYPE_CHECKING:
@@ -228,8 +228,9 @@ class FamilyService:
         where = "AND x.pairing_id = %(pairing)s" if pairing_id else ""
         rows = self._rows(
             "SELECT x.deletion_id::text, x.pairing_id::text, x.scope, x.requested_at,"
-            " x.cloud_turns, c.status, c.reason, c.result FROM portal_deletions x"
-            " LEFT JOIN commands c ON c.id = x.command_id"
+            " x.cloud_turns, coalesce(c.status, q.status), coalesce(c.reason, q.reason),"
+            " c.result FROM portal_deletions x LEFT JOIN commands c ON c.id = x.command_id"
+            " LEFT JOIN fleet_requests q ON q.command_id = x.command_id"
             f" WHERE x.pairing_id IN {{scope}} {where} ORDER BY x.requested_at DESC LIMIT 50",
             {"pairing": _uuid(pairing_id) if pairing_id else None})
         names = ("deletion_id", "pairing_id", "scope", "requested_at", "cloud_turns",
@@ -335,17 +336,15 @@ class FamilyService:
             raise PortalInputError(str(exc)) from None
 
     def configure(self, pairing_id: str, values: dict[str, Any]) -> None:
-        """Push volume, age band, quiet hours and the daily limit to the bear (signed)."""
-        from sync.cloud.fleet import Fleet, FleetError
+        """Ask the fleet service to push volume, age band, quiet hours and the daily limit
+        to the bear (signed there), checked here first as the bear would check them."""
+        from sync.cloud.fleet import FleetError, check_config_locally
 
         try:
-            with self.conn.transaction():
-                held = custody.held_device(self.conn, self.parent.family_id,
-                                           _uuid(pairing_id))
-                Fleet(self.settings, self.conn).set_config(held.device_id, values)
-        except custody.StaleCustodyError as exc:
-            raise PortalInputError(str(exc)) from None
-        except FleetError as exc:
+            check_config_locally(self.settings, values)
+            fleet_requests.ask(self.conn, self.parent.family_id, _uuid(pairing_id),
+                               "config", values)
+        except (FleetError, fleet_requests.NotHeldError) as exc:
             raise PortalInputError(str(exc)) from None
 
     def adopt_pairing(self, device_id: str, child_name: str, scopes: tuple[str, ...],
@@ -379,8 +378,6 @@ class FamilyService:
         """Delete a conversation, a day or everything of one bear: the cloud rows now, and
         on the bear by the signed ``delete-data`` command; returns the deletion id (its
         bear-side state shows once the bear's result arrives)."""
-        from sync.cloud.fleet import Fleet
-
         bear = self.pairing(pairing_id)
         ids = None if conversation_ids is None else sorted(set(conversation_ids))
         deleted = delete_pairing_rows(self.conn, bear["pairing_id"], ids)
@@ -388,12 +385,8 @@ class FamilyService:
             family_keys.destroy(self.conn, bear["pairing_id"])
         args: dict[str, Any] = {} if ids is None else {"conversation_ids": ids}
         command_id = None
-        if bear["current"]:
-            with self.conn.transaction():  # the bear is told only while this family holds it
-                held = custody.held_device(self.conn, self.parent.family_id,
-                                           bear["pairing_id"])
-                command_id = Fleet(self.settings, self.conn).send(
-                    held.device_id, "delete-data", args, ttl_s=7 * 24 * 3600).command.id
+        if bear["current"]:  # the bear is told only while this family holds it
+            command_id = self._ask_bear(bear, "delete-data", args, ttl_s=7 * 24 * 3600)
         row = one_row(self.conn.execute(
             "INSERT INTO portal_deletions (family_id, pairing_id, scope, command_id,"
             " cloud_turns) VALUES (%s, %s, %s, %s, %s) RETURNING deletion_id::text",
@@ -421,19 +414,24 @@ class FamilyService:
 
     def revoke(self, pairing_id: str) -> str:
         """Revoke consent: delete everything (cloud, bear, family key) and unpair the bear."""
-        from sync.cloud.fleet import Fleet
-
         bear = self.pairing(pairing_id)
         deletion = self.delete(pairing_id, "everything (consent revoked)")
-        if bear["current"]:
-            with self.conn.transaction():
-                held = custody.held_device(self.conn, self.parent.family_id,
-                                           bear["pairing_id"])
-                Fleet(self.settings, self.conn).send(held.device_id, "unpair",
-                                                     {"delete": True})
-                custody.release(self.conn, held.device_id, actor=self.parent.parent_id,
-                                family_id=self.parent.family_id, pairing_id=held.pairing_id)
+        if self._ask_bear(bear, "unpair", {"delete": True}) is not None:
+            custody.release(self.conn, bear["device_id"], actor=self.parent.parent_id,
+                            family_id=self.parent.family_id, pairing_id=bear["pairing_id"])
         return deletion
+
+    def _ask_bear(self, bear: dict[str, Any], name: str, args: dict[str, Any],
+                  ttl_s: float | None = None) -> str | None:
+        """Ask the fleet service for ``name`` on this family's bear; its command id, or None
+        when the family does not hold the bear now (nothing to tell it)."""
+        if not bear["current"]:
+            return None
+        try:
+            return fleet_requests.ask(self.conn, self.parent.family_id, bear["pairing_id"],
+                                      name, args, ttl_s)
+        except fleet_requests.NotHeldError:
+            return None
 
     def export(self) -> dict[str, Any]:
         """Everything the cloud keeps for this family, readable."""
@@ -493,7 +491,7 @@ def _deletion_state(d: dict[str, Any]) -> dict[str, Any]:
     elif d["bear_status"] == "done" and result.get("conversations_left") == 0:
         d["bear"] = "deleted on the bear"
         d["on_bear"] = True
-    elif d["bear_status"] == "sent":
+    elif d["bear_status"] in ("sent", "pending", "sending"):
         d["bear"] = "waiting for the bear (it deletes when it is next online)"
         d["on_bear"] = False
     else:
