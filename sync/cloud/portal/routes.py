@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from config.errors import TeddyError
 from config.settings import Settings
 from sync.cloud.pairing import PairingError
-from sync.cloud.portal import auth, notice
+from sync.cloud.portal import auth, feedback, notice, words
 from sync.cloud.portal.app import (
     PRE_COOKIE,
     SESSION_COOKIE,
@@ -150,7 +150,8 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
         if form.get("read_notice") != "yes" or form.get("notice_version") != current.version:
             error = "Please read the privacy notice and tick the box to say you have."
         elif "sync" in chosen and "keep" not in chosen:
-            error = "Sending to the cloud (sync) needs keeping (keep) too."
+            error = ("“Send them to this app” needs “Keep conversations on the bear” too: "
+                     "tick both, or neither.")
         if error is None:
             try:
                 from sync.cloud.pairing import approve
@@ -160,16 +161,18 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
                 pairing_id = fam.adopt_pairing(
                     result.device_id, str(form.get("child_name", "")).strip(), chosen,
                     (current.version, current.sha256), client_of(request))
-                return back(f"/bears/{pairing_id}")
+                return back(f"/bears/{pairing_id}?paired=1")
             except PairingError as exc:
-                error = str(exc)
+                error = words.capitalised(str(exc))
         return page(request, "pair.html", 400, title="Pair a bear", notice=current,
-                    scopes=SCOPES, error=error)
+                    scopes=SCOPES, error=error, **_typed_on_pair(form, chosen))
 
     @app.get("/bears/{pairing_id}")
     def bear(request: Request, pairing_id: str, fam: Fam):
-        return page(request, "bear.html", title="Your bear", bear=fam.pairing(pairing_id),
-                    deletions=fam.deletions(pairing_id)[:5])
+        found = fam.pairing(pairing_id)
+        return page(request, "bear.html", title="Your bear", bear=found,
+                    deletions=fam.deletions(pairing_id)[:5],
+                    config=feedback.config_state(fam.conn, found["device_id"]))
 
     @app.post("/bears/{pairing_id}/settings")
     def bear_settings(request: Request, pairing_id: str,
@@ -180,7 +183,8 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
             fam.configure(pairing_id, _settings_from(form))
         except PortalInputError as exc:
             return page(request, "bear.html", 400, title="Your bear", bear=bear,
-                        deletions=fam.deletions(pairing_id)[:5], error=str(exc))
+                        deletions=fam.deletions(pairing_id)[:5],
+                        error=words.config_error(str(exc)), typed=form)
         return back(f"/bears/{pairing_id}?saved=1")
 
     @app.get("/bears/{pairing_id}/conversations")
@@ -287,6 +291,14 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
                         retention=fam.retention_days(),
                         error="Choose how many days (1 to 30) to keep conversations.")
         return back("/family")
+
+
+def _typed_on_pair(form: dict[str, Any], chosen: tuple[str, ...]) -> dict[str, Any]:
+    """What the parent typed and ticked on the pairing form, to show it again with an error
+    (nothing is ticked that the parent did not tick)."""
+    return {"chosen": chosen, "read_notice": form.get("read_notice") == "yes",
+            "child_name": str(form.get("child_name", ""))[:60],
+            "code": str(form.get("code", ""))[:6]}
 
 
 def _one_bear(data: dict[str, Any], pairing_id: str) -> dict[str, Any]:
