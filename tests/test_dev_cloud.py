@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 from support.paths import ROOT
 from support.portal import csrf_of
 from support.waiting import wait_until

@@ -63,7 +63,8 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
     @app.exception_handler(SignInNeeded)
     def sign_in_needed(request: Request, exc: SignInNeeded):
         if request.method == "GET":
-            return RedirectResponse("/signin", status_code=303)
+            return RedirectResponse(words.signin_url(request.url.path, request.url.query),
+                                    status_code=303)
         return page(request, "message.html", 403, title="Please sign in",
                     message="You are not signed in (or your session ended).",
                     link=("/signin", "Sign in"))
@@ -79,7 +80,9 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
 
     @app.get("/signin")
     def signin_form(request: Request):
-        return page(request, "signin.html", title="Sign in")
+        return page(request, "signin.html", title="Sign in",
+                    next_path=words.safe_next(request.query_params.get("next")),
+                    signed_out=request.query_params.get("signed_out") == "1")
 
     @app.post("/signin")
     def signin_request(request: Request, conn: Conn, raw: Form):
@@ -90,14 +93,16 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
         except (PortalInputError, auth.RateLimitedError) as exc:
             status = 429 if isinstance(exc, auth.RateLimitedError) else 400
             return page(request, "signin.html", status, title="Sign in", error=str(exc),
-                        email=email)
+                        email=email, next_path=words.safe_next(form.get("next")))
         except auth.MailError as exc:
             logger.error("sign-in mail failed: %s", exc)
             return page(request, "signin.html", 503, title="Sign in", email=email,
+                        next_path=words.safe_next(form.get("next")),
                         error="We could not send the e-mail just now. Please try again later.")
-        return page(request, "message.html", title="Check your e-mail",
-                    message=f"We sent a sign-in link to {email}. It works once, for "
-                            f"{settings.portal.link_ttl_s / 60:g} minutes.")
+        answer = page(request, "message.html", title="Check your e-mail",
+                      message=f"We sent a sign-in link to {email}. It works once, for "
+                              f"{settings.portal.link_ttl_s / 60:g} minutes.")
+        return words.remember_next(answer, form.get("next"), settings)
 
     @app.get("/signin/{token}")
     def signin_confirm(request: Request, token: str):
@@ -112,7 +117,8 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
                         message="Sign-in links work once and only for a short while. "
                                 "Ask for a new one.", link=("/signin", "Ask for a new link"))
         parent = auth.parent_for(conn, email)
-        response = back("/bears")
+        response = back(words.safe_next(request.cookies.get(words.NEXT_COOKIE)) or "/bears")
+        response.delete_cookie(words.NEXT_COOKIE, path="/")
         response.set_cookie(SESSION_COOKIE, auth.start_session(settings, conn, parent),
                             max_age=int(settings.portal.session_ttl_s), httponly=True,
                             secure=settings.portal.secure_cookies, samesite="strict", path="/")
@@ -124,7 +130,7 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
         form = posted(request, fam, raw)
         auth.end_session(fam.conn, request.cookies.get(SESSION_COOKIE),
                          everywhere=form.get("everywhere") == "yes")
-        response = back("/signin")
+        response = back("/signin?signed_out=1")
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 

@@ -111,3 +111,25 @@ def install(env: Any) -> None:
     env.filters.update(scope_label=scope_label, scopes_in_words=scopes_in_words,
                        bear_name=bear_name, friendly_day=friendly_day)
     env.globals.update(SCOPE_WORDS=SCOPE_WORDS)
+
+
+NEXT_COOKIE = "teddy_next"
+"""Where to return after sign-in (a same-site path), kept while the mailed link is opened."""
+
+
+def signin_url(path: str, query: str = "") -> str:
+    """The sign-in page that returns to ``path`` (with its query) afterwards."""
+    from urllib.parse import quote
+
+    target = safe_next(f"{path}?{query}" if query else path)
+    return f"/signin?next={quote(target, safe='')}" if target and target != "/" else "/signin"
+
+
+def remember_next(response: Any, wanted: Any, settings: Any) -> Any:
+    """``response`` with the return path in a short-lived cookie when it is a safe one."""
+    target = safe_next(wanted if isinstance(wanted, str) else None)
+    if target:
+        response.set_cookie(NEXT_COOKIE, target, max_age=int(settings.portal.link_ttl_s) + 60,
+                            httponly=True, samesite="lax",
+                            secure=settings.portal.secure_cookies, path="/")
+    return response
