@@ -38,7 +38,7 @@ class _Led:
 def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
         bear, secure_broker, database, env, smtp, tmp_path: Path):
     smtp_port, sink = smtp
-    portal = portal_settings(database.dsn, smtp_port, tmp_path, "http://localhost")
+    portal = portal_settings(database.dsn, smtp_port, tmp_path, "http://localhost", undo_s=1)
     del portal["store"]  # the cloud's data dir stays cloud_env's
     cloud = {**cloud_env(env, secure_broker, tmp_path), **portal_env(portal)}
     ingest_log = tmp_path / "ingest.log"
@@ -94,6 +94,7 @@ def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
                 page.get_by_text("hello teddy").wait_for()
 
                 page.get_by_role("button", name="Delete this conversation").click()
+                page.get_by_role("button", name="Yes, delete it").click()  # confirmed
                 page.wait_for_url(f"{base}/deletions/*")
                 deleted_on_bear = wait_until(
                     lambda: _reload_says(page, "deleted on the bear"), 30,

@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from config.errors import TeddyError
 from config.settings import Settings
 from sync.cloud.pairing import PairingError
-from sync.cloud.portal import auth, feedback, notice, words
+from sync.cloud.portal import auth, deleting, feedback, notice, undo, words
 from sync.cloud.portal.app import (
     PRE_COOKIE,
     SESSION_COOKIE,
@@ -210,17 +210,53 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
                     conversation_id=conversation_id,
                     turns=fam.transcript(pairing_id, conversation_id))
 
+    @app.get("/bears/{pairing_id}/conversations/{conversation_id}/delete")
+    def confirm_delete_conversation(request: Request, pairing_id: str, conversation_id: str,
+                                    fam: Fam):
+        what, _ids = deleting.conversation(fam, pairing_id, conversation_id)
+        return page(request, "confirm_delete.html", title="Delete this conversation?",
+                    bear=fam.pairing(pairing_id), what=what, undo_s=settings.portal.undo_s,
+                    action=request.url.path,
+                    cancel=f"/bears/{pairing_id}/conversations/{conversation_id}")
+
     @app.post("/bears/{pairing_id}/conversations/{conversation_id}/delete")
     def delete_conversation(request: Request, pairing_id: str, conversation_id: str,
                                   fam: Fam, raw: Form):
-        posted(request, fam, raw)
-        return back(f"/deletions/{fam.delete_conversation(pairing_id, conversation_id)}")
+        form = posted(request, fam, raw)
+        if form.get("confirm") != "yes":
+            return back(request.url.path)
+        what, ids = deleting.conversation(fam, pairing_id, conversation_id)
+        return back(f"/deletions/{undo.schedule(fam, pairing_id, what, ids)}")
+
+    @app.get("/bears/{pairing_id}/days/{day}/delete")
+    def confirm_delete_day(request: Request, pairing_id: str, day: str, fam: Fam):
+        what, _ids = deleting.day(fam, pairing_id, day)
+        return page(request, "confirm_delete.html", title="Delete this day?",
+                    bear=fam.pairing(pairing_id), what=what, undo_s=settings.portal.undo_s,
+                    action=request.url.path, cancel=f"/bears/{pairing_id}/conversations")
 
     @app.post("/bears/{pairing_id}/days/{day}/delete")
     def delete_day(request: Request, pairing_id: str, day: str,
                          fam: Fam, raw: Form):
+        form = posted(request, fam, raw)
+        if form.get("confirm") != "yes":
+            return back(request.url.path)
+        what, ids = deleting.day(fam, pairing_id, day)
+        return back(f"/deletions/{undo.schedule(fam, pairing_id, what, ids)}")
+
+    @app.post("/deletions/{deletion_id}/undo")
+    def undo_deletion(request: Request, deletion_id: str, fam: Fam, raw: Form):
         posted(request, fam, raw)
-        return back(f"/deletions/{fam.delete_day(pairing_id, day)}")
+        fam.deletion(deletion_id)  # this family's, or 404
+        waiting = undo.pending(fam.conn, fam.parent.family_id, deletion_id)
+        if waiting is not None and undo.undo(fam, deletion_id):
+            return page(request, "message.html", title="Not deleted",
+                        message=f"Undone: {waiting['scope']} is still there.",
+                        link=(f"/bears/{waiting['pairing_id']}/conversations",
+                              "Back to the conversations"))
+        return page(request, "message.html", 409, title="Too late to undo",
+                    message="That deletion was already done.",
+                    link=(f"/deletions/{deletion_id}", "See what was deleted"))
 
     @app.post("/bears/{pairing_id}/delete")
     def delete_all(request: Request, pairing_id: str,
@@ -266,7 +302,11 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
 
     @app.get("/deletions/{deletion_id}")
     def deletion(request: Request, deletion_id: str, fam: Fam):
-        return page(request, "deletion.html", title="Deletion", deletion=fam.deletion(deletion_id))
+        undo.run_due(settings, fam.conn)
+        waiting = undo.pending(fam.conn, fam.parent.family_id, deletion_id)
+        if waiting is not None:
+            return page(request, "deletion_pending.html", title="Deleting…", pending=waiting)
+        return page(request, "deletion.html", title="Deleted", deletion=fam.deletion(deletion_id))
 
     @app.get("/alerts")
     def alerts(request: Request, fam: Fam):

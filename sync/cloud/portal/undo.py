@@ -1,0 +1,140 @@
+"""Deleting a conversation or a day with a short undo window (``portal.undo_s``).
+
+A parent confirms; the deletion is *scheduled*: a ``portal_deletions`` row with ``due_at``
+and the conversation ids, and nothing deleted yet. Until ``due_at`` the parent can undo it
+(the row goes; nothing was touched). At ``due_at`` :func:`run_due` does it in ONE
+transaction per deletion, the row locked: the cloud's turns are deleted, the signed
+``delete-data`` command is recorded and sent to the bear, ``done_at`` is set. Undo and
+:func:`run_due` lock the same row, so a deletion is either undone or done, never both.
+Due deletions run on the next request of any family, and in ``teddy-cloud portal``'s
+background loop (:func:`run_forever`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime
+from typing import Any
+
+from config.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+POLL_S = 2.0
+"""Seconds between looks for due deletions in :func:`run_forever`."""
+
+
+def describe_conversation(conversation: dict[str, Any]) -> str:
+    """"the conversation of Monday 7 December at 16:10 (6 turns)"."""
+    started: datetime = conversation["started_at"]
+    return (f"the conversation of {started:%A} {started.day} {started:%B %Y} at "
+            f"{started:%H:%M} ({conversation['turns']} turns)")
+
+
+def describe_day(day: str, conversations: list[dict[str, Any]]) -> str:
+    """"every conversation of Monday 7 December 2026 (3 conversations, 14 turns)"."""
+    from datetime import date
+
+    when = date.fromisoformat(day)
+    turns = sum(c["turns"] for c in conversations)
+    count = len(conversations)
+    return (f"every conversation of {when:%A} {when.day} {when:%B %Y} ({count} "
+            f"conversation{'s' if count != 1 else ''}, {turns} turns)")
+
+
+def schedule(fam: Any, pairing_id: str, what: str, conversation_ids: list[str]) -> str:
+    """Schedule deleting ``conversation_ids`` of one of ``fam``'s bears in
+    ``portal.undo_s`` seconds; returns the deletion id."""
+    bear = fam.pairing(pairing_id)
+    row = fam.conn.execute(
+        "INSERT INTO portal_deletions (family_id, pairing_id, scope, conversation_ids, due_at)"
+        " VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s))"
+        " RETURNING deletion_id::text",
+        (fam.parent.family_id, bear["pairing_id"], what, sorted(set(conversation_ids)),
+         fam.settings.portal.undo_s)).fetchone()
+    logger.info("family deletion %s scheduled in %.0f s", row[0], fam.settings.portal.undo_s)
+    if fam.settings.portal.undo_s == 0:
+        run_due(fam.settings, fam.conn)
+    return str(row[0])
+
+
+def undo(fam: Any, deletion_id: str) -> bool:
+    """Undo a scheduled deletion of ``fam``'s; False if it is done already (or not theirs)."""
+    from sync.cloud.portal.service import _uuid
+
+    with fam.conn.transaction():
+        row = fam.conn.execute(
+            "DELETE FROM portal_deletions WHERE deletion_id = %s AND family_id = %s"
+            " AND due_at IS NOT NULL AND done_at IS NULL RETURNING deletion_id",
+            (_uuid(deletion_id), fam.parent.family_id)).fetchone()
+    if row is not None:
+        logger.info("family deletion %s undone", deletion_id)
+    return row is not None
+
+
+def pending(conn: Any, family_id: Any, deletion_id: str) -> dict[str, Any] | None:
+    """A scheduled, not yet done deletion of this family: its description and seconds left."""
+    from sync.cloud.portal.service import _uuid
+
+    row = conn.execute(
+        "SELECT scope, pairing_id::text, greatest(0, extract(epoch FROM due_at - now()))"
+        " FROM portal_deletions WHERE deletion_id = %s AND family_id = %s"
+        " AND due_at IS NOT NULL AND done_at IS NULL",
+        (_uuid(deletion_id), family_id)).fetchone()
+    if row is None:
+        return None
+    return {"deletion_id": deletion_id, "scope": row[0], "pairing_id": row[1],
+            "seconds_left": int(float(row[2]) + 0.999)}
+
+
+def run_due(settings: Settings, conn: Any, limit: int = 20) -> int:
+    """Do every deletion whose undo window has passed; returns how many were done."""
+    done = 0
+    for _ in range(limit):
+        if not _do_one(settings, conn):
+            break
+        done += 1
+    return done
+
+
+def _do_one(settings: Settings, conn: Any) -> bool:
+    from sync.cloud.portal.service import delete_pairing_rows
+
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT x.deletion_id, x.pairing_id, x.conversation_ids, p.device_id, p.status"
+            " FROM portal_deletions x JOIN pairings p USING (pairing_id)"
+            " WHERE x.due_at <= now() AND x.done_at IS NULL ORDER BY x.due_at"
+            " LIMIT 1 FOR UPDATE OF x SKIP LOCKED").fetchone()
+        if row is None:
+            return False
+        deletion_id, pairing_id, ids, device_id, status = row
+        deleted = delete_pairing_rows(conn, str(pairing_id), list(ids or []))
+        command_id = None
+        if status == "approved" and ids:
+            from sync.cloud.fleet import Fleet
+
+            command_id = Fleet(settings, conn).send(
+                device_id, "delete-data", {"conversation_ids": list(ids)},
+                ttl_s=7 * 24 * 3600).command.id
+        conn.execute("UPDATE portal_deletions SET done_at = now(), cloud_turns = %s,"
+                     " command_id = %s WHERE deletion_id = %s",
+                     (deleted, command_id, deletion_id))
+    logger.info("family deletion %s done: %d cloud turns", deletion_id, deleted)
+    return True
+
+
+def run_forever(settings: Settings, stop: threading.Event) -> None:
+    """Do due deletions every :data:`POLL_S` seconds until ``stop`` (the portal's loop);
+    a failure is logged and tried again."""
+    from sync.cloud import db
+
+    while not stop.is_set():
+        try:
+            with db.connect(settings.cloud) as conn:
+                while not stop.wait(POLL_S):
+                    run_due(settings, conn)
+        except Exception:
+            logger.exception("due deletions failed; trying again")
+            stop.wait(POLL_S)
