@@ -190,3 +190,34 @@ def test_an_out_of_range_setting_is_refused_in_words_a_parent_understands(
     assert "tts_volume" not in answer.text
     assert 'id="volume" name="volume" type="number" min="0" max="100" value="150"' in \
         answer.text  # what was typed stays
+
+
+def test_a_deletion_that_cannot_reach_the_bear_stays_scheduled_and_nothing_is_half_done(
+        database, smtp, pool, tmp_path: Path):
+    config = portal_settings(database.dsn, smtp[0], tmp_path, BASE, undo_s=0)
+    email = unique("undo")
+    with database.connect() as conn:
+        family = make_family(conn, email)
+    client = client_for(config, pool)
+    csrf = sign_in(client, smtp[1], email)
+    conversation = family["conversations"][0]
+    path = f"/bears/{family['pairing_id']}/conversations/{conversation}/delete"
+    asked = client.get(path).text
+    assert "You can undo it for 0 seconds" in asked and "(4 turns)" in asked
+    page = client.post(path, data={"csrf": csrf, "confirm": "yes"})  # no fleet key here
+    assert page.status_code == 200 and "Deleting the conversation of" in page.text
+    deletion = page.url.path.rsplit("/", 1)[1]
+
+    def turns() -> int:
+        with database.connect() as conn:
+            return conn.execute("SELECT count(*) FROM turns WHERE conversation_id = %s",
+                                (conversation,)).fetchone()[0]
+
+    assert turns() == 4  # the command could not be signed: nothing deleted, still scheduled
+    with database.connect() as conn:  # an unpaired bear: the cloud side alone
+        conn.execute("UPDATE pairings SET status = 'unpaired' WHERE pairing_id = %s",
+                     (family["pairing_id"],))
+    done = client.get(f"/deletions/{deletion}").text
+    assert "Deleted the conversation of" in done and "(4 turns)" in done and turns() == 0
+    late = client.post(f"/deletions/{deletion}/undo", data={"csrf": csrf})
+    assert late.status_code == 409 and "Too late to undo" in late.text

@@ -320,14 +320,14 @@ class DevCloud:
         from config.settings import Settings
 
         cloud = self.workdir / "cloud"
-        return Settings(
-            mqtt={"port": self.mqtt_port, "username": username,
-                  "password": self._passwords[username]},
-            cloud={"pg_dsn": getattr(self, "dsn", "postgresql://invalid/none")},
-            store={"data_dir": cloud},
-            fleet={"signing_key_file": cloud / "fleet-signing.key",
-                   "broker_admin_password_file": self.admin_password_file},
-            portal={"cloud_key_file": cloud / "portal-cloud.key"})
+        return Settings.model_validate({
+            "mqtt": {"port": self.mqtt_port, "username": username,
+                     "password": self._passwords[username]},
+            "cloud": {"pg_dsn": getattr(self, "dsn", "postgresql://invalid/none")},
+            "store": {"data_dir": cloud},
+            "fleet": {"signing_key_file": cloud / "fleet-signing.key",
+                      "broker_admin_password_file": self.admin_password_file},
+            "portal": {"cloud_key_file": cloud / "portal-cloud.key"}})
 
     def cloud_env(self, username: str) -> dict[str, str]:
         """Environment of a ``teddy-cloud`` process as ``username``."""

@@ -89,27 +89,34 @@ def pending(conn: Any, family_id: Any, deletion_id: str) -> dict[str, Any] | Non
 
 
 def run_due(settings: Settings, conn: Any, limit: int = 20) -> int:
-    """Do every deletion whose undo window has passed; returns how many were done."""
+    """Do every deletion whose undo window has passed; returns how many were done. One that
+    fails (no broker, no key) stays scheduled, untouched, and is tried again later; the
+    others are still done."""
+    due = [r[0] for r in conn.execute(
+        "SELECT deletion_id FROM portal_deletions WHERE due_at <= now() AND done_at IS NULL"
+        " ORDER BY due_at LIMIT %s", (limit,)).fetchall()]
     done = 0
-    for _ in range(limit):
-        if not _do_one(settings, conn):
-            break
-        done += 1
+    for deletion_id in due:
+        try:
+            done += _do_one(settings, conn, deletion_id)
+        except Exception as exc:  # rolled back: nothing deleted, still scheduled
+            logger.warning("deletion %s not done yet, trying again later: %s",
+                           deletion_id, exc)
     return done
 
 
-def _do_one(settings: Settings, conn: Any) -> bool:
+def _do_one(settings: Settings, conn: Any, deletion_id: Any) -> bool:
     from sync.cloud.portal.service import delete_pairing_rows
 
     with conn.transaction():
         row = conn.execute(
-            "SELECT x.deletion_id, x.pairing_id, x.conversation_ids, p.device_id, p.status"
+            "SELECT x.pairing_id, x.conversation_ids, p.device_id, p.status"
             " FROM portal_deletions x JOIN pairings p USING (pairing_id)"
-            " WHERE x.due_at <= now() AND x.done_at IS NULL ORDER BY x.due_at"
-            " LIMIT 1 FOR UPDATE OF x SKIP LOCKED").fetchone()
-        if row is None:
+            " WHERE x.deletion_id = %s AND x.due_at <= now() AND x.done_at IS NULL"
+            " FOR UPDATE OF x SKIP LOCKED", (deletion_id,)).fetchone()
+        if row is None:  # undone, or done by another instance meanwhile
             return False
-        deletion_id, pairing_id, ids, device_id, status = row
+        pairing_id, ids, device_id, status = row
         deleted = delete_pairing_rows(conn, str(pairing_id), list(ids or []))
         command_id = None
         if status == "approved" and ids:
