@@ -59,6 +59,8 @@ def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
             pairing.start()
             voice.wait_for(1)
             page.goto(f"{base}/pair")
+            page.get_by_label("Keep conversations on the bear").check()  # nothing pre-ticked
+            page.get_by_label("Send them to this app").check()
             page.get_by_label("I have read the privacy notice").check()
             page.get_by_role("textbox", name="Child's first name").fill("Mia")
             page.get_by_label("The code the bear said").fill(voice.code())
@@ -67,7 +69,8 @@ def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
             outcome = pairing.wait(20)
             pairing.close()
             assert outcome is not None and outcome.status == "approved", outcome
-            bear_url = page.url
+            assert page.get_by_text("Paired!").is_visible()
+            bear_url = page.url.split("?")[0]  # without ?paired=1
 
             other = chromium.new_context().new_page()  # another family, the same code
             sign_in(other, base, sink, "eve@example.org")
