@@ -221,3 +221,32 @@ def test_a_deletion_that_cannot_reach_the_bear_stays_scheduled_and_nothing_is_ha
     assert "Deleted the conversation of" in done and "(4 turns)" in done and turns() == 0
     late = client.post(f"/deletions/{deletion}/undo", data={"csrf": csrf})
     assert late.status_code == 409 and "Too late to undo" in late.text
+
+
+def test_exports_are_named_after_the_bear_and_the_day_and_every_page_says_where_help_is(
+        database, smtp, pool, tmp_path: Path):
+    from datetime import date
+
+    config = portal_settings(database.dsn, smtp[0], tmp_path, BASE,
+                             support_email="help@teddy.example")
+    email = unique("exp")
+    with database.connect() as conn:
+        family = make_family(conn, email)
+    client = client_for(config, pool)
+    for path in ("/signin", "/help", "/privacy"):  # signed out too
+        page = client.get(path).text
+        assert 'href="/help"' in page and 'href="/privacy"' in page, path
+        assert "mailto:help@teddy.example" in page, path
+    notice = re.sub(r"<[^>]+>", " ", client.get("/privacy").text)
+    for developer in ("A test checks", "teddy store", "teddy-cloud", "key_provider", ".md"):
+        assert developer not in notice, developer
+    sign_in(client, smtp[1], email)  # the bear joins the family
+    with database.connect() as conn:
+        conn.execute("UPDATE family_pairings SET child_name = 'Zoë Ann' WHERE pairing_id = %s",
+                     (family["pairing_id"],))
+    today = date.today().isoformat()
+    bear = f"/bears/{family['pairing_id']}"
+    named = client.get(f"{bear}/export.json").headers["content-disposition"]
+    assert named == f'attachment; filename="teddy-zo-ann-{today}.json"'
+    assert f'filename="teddy-family-{today}.txt"' in \
+        client.get("/export.txt").headers["content-disposition"]

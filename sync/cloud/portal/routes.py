@@ -278,27 +278,38 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
     @app.get("/bears/{pairing_id}/export.json")
     def export_bear_json(request: Request, pairing_id: str,
                          fam: Fam):
-        data = _one_bear(fam.export(), fam.pairing(pairing_id)["pairing_id"])
-        return PlainTextResponse(to_json(data), media_type="application/json", headers={
-            "Content-Disposition": 'attachment; filename="teddy-export.json"'})
+        bear = fam.pairing(pairing_id)
+        data = _one_bear(fam.export(), bear["pairing_id"])
+        return PlainTextResponse(to_json(data), media_type="application/json",
+                                 headers=words.attachment(bear["child_name"], "json"))
 
     @app.get("/bears/{pairing_id}/export.txt")
     def export_bear_text(request: Request, pairing_id: str,
                          fam: Fam):
-        data = _one_bear(fam.export(), fam.pairing(pairing_id)["pairing_id"])
-        return PlainTextResponse(export_text(data), headers={
-            "Content-Disposition": 'attachment; filename="teddy-export.txt"'})
+        bear = fam.pairing(pairing_id)
+        data = _one_bear(fam.export(), bear["pairing_id"])
+        return PlainTextResponse(export_text(data),
+                                 headers=words.attachment(bear["child_name"], "txt"))
 
     @app.get("/export.json")
     def export_json(request: Request, fam: Fam):
         return PlainTextResponse(to_json(fam.export()), media_type="application/json",
-                                 headers={"Content-Disposition":
-                                          'attachment; filename="teddy-export.json"'})
+                                 headers=words.attachment("family", "json"))
 
     @app.get("/export.txt")
     def export_txt(request: Request, fam: Fam):
-        return PlainTextResponse(export_text(fam.export()), headers={
-            "Content-Disposition": 'attachment; filename="teddy-export.txt"'})
+        return PlainTextResponse(export_text(fam.export()),
+                                 headers=words.attachment("family", "txt"))
+
+    @app.get("/help")
+    def help_page(request: Request, conn: Conn):
+        signed_in(request, conn)
+        return page(request, "help.html", title="Help")
+
+    @app.get("/privacy")
+    def privacy_page(request: Request, conn: Conn):
+        signed_in(request, conn)
+        return page(request, "privacy.html", title="Privacy notice", notice=notice.current())
 
     @app.get("/deletions/{deletion_id}")
     def deletion(request: Request, deletion_id: str, fam: Fam):

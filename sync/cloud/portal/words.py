@@ -109,7 +109,7 @@ def friendly_day(value: datetime | date | str, today: date | None = None) -> str
 def install(env: Any) -> None:
     """Make these the templates' filters."""
     env.filters.update(scope_label=scope_label, scopes_in_words=scopes_in_words,
-                       bear_name=bear_name, friendly_day=friendly_day)
+                       bear_name=bear_name, friendly_day=friendly_day, capitalised=capitalised)
     env.globals.update(SCOPE_WORDS=SCOPE_WORDS)
 
 
@@ -133,3 +133,9 @@ def remember_next(response: Any, wanted: Any, settings: Any) -> Any:
                             httponly=True, samesite="lax",
                             secure=settings.portal.secure_cookies, path="/")
     return response
+
+
+def attachment(name: str | None, extension: str, day: date | None = None) -> dict[str, str]:
+    """The Content-Disposition header of an export named after the bear and the day."""
+    filename = export_filename(name, day or date.today(), extension)
+    return {"Content-Disposition": f'attachment; filename="{filename}"'}
