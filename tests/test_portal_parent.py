@@ -250,3 +250,27 @@ def test_exports_are_named_after_the_bear_and_the_day_and_every_page_says_where_
     assert named == f'attachment; filename="teddy-zo-ann-{today}.json"'
     assert f'filename="teddy-family-{today}.txt"' in \
         client.get("/export.txt").headers["content-disposition"]
+
+
+def test_the_day_list_shows_first_words_friendly_days_and_separate_labels(
+        database, smtp, pool, tmp_path: Path):
+    config = portal_settings(database.dsn, smtp[0], tmp_path, BASE)
+    ring = family_keys.install(settings_of(config))
+    email = unique("day")
+    with database.connect() as conn:
+        family = make_family(conn, email, conversations=2, keyring=ring)
+        first, second = family["conversations"]
+        conn.execute("UPDATE turns SET action = 'redact' WHERE conversation_id = %s AND seq = 1",
+                     (first,))
+        conn.execute("UPDATE turns SET action = 'escalate' WHERE conversation_id = %s"
+                     " AND role = 'child'", (second,))
+    client = client_for(config, pool)
+    sign_in(client, smtp[1], email)
+    page = client.get(f"/bears/{family['pairing_id']}/conversations").text
+    assert "“child line 0 of conversation 0”" in page  # opened from the sealed text
+    assert "“child line 0 of conversation 1”" in page
+    assert page.count("Personal detail hidden") == 1 and page.count("Wellbeing") == 1
+    assert "Today" in page or "Yesterday" in page  # the 2nd conversation started an hour ago
+    assert not re.search(r">\d{4}-\d{2}-\d{2}<", page), "no ISO dates for a parent"
+    transcript = client.get(f"/bears/{family['pairing_id']}/conversations/{first}").text
+    assert "Personal detail hidden" in transcript and "Wellbeing" not in transcript

@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from config.errors import TeddyError
 from config.settings import Settings
 from sync.cloud.pairing import PairingError
-from sync.cloud.portal import auth, deleting, feedback, notice, undo, words
+from sync.cloud.portal import auth, deleting, feedback, history, notice, undo, words
 from sync.cloud.portal.app import (
     PRE_COOKIE,
     SESSION_COOKIE,
@@ -200,7 +200,8 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
         for c in fam.conversations(pairing_id):
             days.setdefault(c["day"], []).append(c)
         return page(request, "conversations.html", title="What was said", bear=bear,
-                    days=days)
+                    days=days, about=history.summaries(fam, pairing_id),
+                    today=history.today(settings))
 
     @app.get("/bears/{pairing_id}/conversations/{conversation_id}")
     def transcript(request: Request, pairing_id: str, conversation_id: str,
