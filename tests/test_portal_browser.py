@@ -115,6 +115,9 @@ def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
                 page.wait_for_url(f"{bear_url}?saved=1")
                 wait_until(lambda: bear.play.quiet_from == "19:30", 15,
                            "the quiet time on the bear")
+                assert "Saved." in page.locator("#saved").inner_text()
+                wait_until(lambda: _reload_finds(page, "The bear has it"), 20,
+                           lambda: f"'The bear has it': {page.locator('#saved').inner_text()}")
                 assert running.store.consent().parent == email
             bedtime = datetime(2026, 12, 3, 20, 15)
             with open_bear(bear, clock=lambda: bedtime) as teddy:
@@ -145,6 +148,14 @@ def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
 def _reload_says(page, text: str) -> bool:
     page.reload()
     found = text in page.locator("#on-bear").inner_text()
+    if not found:
+        time.sleep(0.3)
+    return found
+
+
+def _reload_finds(page, text: str) -> bool:
+    page.reload()
+    found = text in page.locator("#saved").inner_text()
     if not found:
         time.sleep(0.3)
     return found
