@@ -242,6 +242,8 @@ class DevCloud:
         self.admin_password_file = broker / "broker-admin-password"
         init_broker(broker / "dynamic-security.json", self.admin_password_file, owner=None)
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(binary).exists():
+            raise CloudError("mosquitto is not installed — apt-get install mosquitto")
         log = self.workdir / "mosquitto.log"
         process = self.children.start("mosquitto", [binary, "-c", str(broker / "mosquitto.conf")],
                                       dict(os.environ), log)
