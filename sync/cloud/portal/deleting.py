@@ -1,5 +1,6 @@
 """What a parent is about to delete, in words, with the conversation ids it covers (for
-the confirmation page and :mod:`sync.cloud.portal.undo`)."""
+the confirmation page and :mod:`sync.cloud.portal.undo`), decided on the primary, never
+a read replica."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sync.cloud.portal.undo import describe_conversation, describe_day
 
 def conversation(fam: Any, pairing_id: str, conversation_id: str) -> tuple[str, list[str]]:
     """``(words, [conversation_id])`` of one of the family's conversations (else 404)."""
-    found = [c for c in fam.conversations(pairing_id)
+    found = [c for c in fam._primary().conversations(pairing_id)  # a change: the primary
              if c["conversation_id"] == conversation_id]
     if not found:
         raise NotFoundError("no such conversation")
@@ -25,7 +26,7 @@ def day(fam: Any, pairing_id: str, day_text: str) -> tuple[str, list[str]]:
         wanted = date.fromisoformat(day_text).isoformat()
     except ValueError:
         raise NotFoundError("no such day") from None
-    found = [c for c in fam.conversations(pairing_id) if c["day"] == wanted]
+    found = [c for c in fam._primary().conversations(pairing_id) if c["day"] == wanted]
     if not found:
         raise NotFoundError("no conversations that day")
     return describe_day(wanted, found), [c["conversation_id"] for c in found]
