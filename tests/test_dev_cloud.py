@@ -19,6 +19,7 @@ from support.portal import csrf_of
 from support.waiting import wait_until
 
 URL = re.compile(r"^parent app: (http://127\.0\.0\.1:\d+)")
+DATABASE = re.compile(r"^database (teddy_dev_[0-9a-f]+):")
 CODE = re.compile(r"^bear: My pairing code is ([\d, ]+)\.")
 
 
@@ -87,15 +88,51 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_a_newcomer_runs_the_whole_cloud_with_one_command(tmp_path: Path):
+ADMIN_DSN = os.environ.get("TEDDY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def start_dev() -> Terminal:
+    """``scripts/dev`` in a terminal of its own (stdin and stdout ours)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TEDDY_")}
-    env["TEDDY_DEV_PG_DSN"] = os.environ.get(
-        "TEDDY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+    env["TEDDY_DEV_PG_DSN"] = ADMIN_DSN
     process = subprocess.Popen([str(ROOT / "scripts" / "dev"), "--port", "0"], env=env,
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, bufsize=1,
                                start_new_session=True)
-    terminal = Terminal(process)
+    return Terminal(process)
+
+
+def database_exists(name: str) -> bool:
+    """Whether the machine's PostgreSQL still has database ``name``."""
+    import psycopg
+
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                            (name,)).fetchone() is not None
+
+
+def test_sigterm_stops_every_process_and_drops_the_database():
+    terminal = start_dev()
+    process = terminal.process
+    children: set[int] = set()
+    database = ""
+    try:
+        database = terminal.wait_for(DATABASE).group(1)
+        terminal.wait_for(URL)
+        children = children_of(process.pid)
+        assert len(children) >= 5 and database_exists(database), children
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0, "\n".join(terminal.lines)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert not [pid for pid in children if alive(pid)]
+    assert not database_exists(database)
+
+
+def test_a_newcomer_runs_the_whole_cloud_with_one_command(tmp_path: Path):
+    terminal = start_dev()
+    process = terminal.process
     children: set[int] = set()
     try:
         base = terminal.wait_for(URL).group(1)
