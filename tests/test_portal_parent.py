@@ -274,3 +274,28 @@ def test_the_day_list_shows_first_words_friendly_days_and_separate_labels(
     assert not re.search(r">\d{4}-\d{2}-\d{2}<", page), "no ISO dates for a parent"
     transcript = client.get(f"/bears/{family['pairing_id']}/conversations/{first}").text
     assert "Personal detail hidden" in transcript and "Wellbeing" not in transcript
+
+
+def test_undo_within_the_window_touches_nothing_and_only_the_family_can_undo(
+        database, smtp, pool, tmp_path: Path):
+    config = portal_settings(database.dsn, smtp[0], tmp_path, BASE, undo_s=60)
+    email, other = unique("und"), unique("oth")
+    with database.connect() as conn:
+        family = make_family(conn, email)
+    client, intruder = client_for(config, pool), client_for(config, pool)
+    csrf = sign_in(client, smtp[1], email)
+    stranger = sign_in(intruder, smtp[1], other)
+    conversation = family["conversations"][1]
+    path = f"/bears/{family['pairing_id']}/conversations/{conversation}/delete"
+    page = client.post(path, data={"csrf": csrf, "confirm": "yes"})
+    assert "Deleting the conversation of" in page.text and "in 60 seconds" in page.text
+    deletion = page.url.path.rsplit("/", 1)[1]
+    assert "scheduled: you can still undo it" in client.get(f"/bears/{family['pairing_id']}").text
+    assert intruder.post(f"/deletions/{deletion}/undo",
+                         data={"csrf": stranger}).status_code == 404
+    undone = client.post(f"/deletions/{deletion}/undo", data={"csrf": csrf})
+    assert undone.status_code == 200 and "is still there" in undone.text
+    assert client.get(f"/deletions/{deletion}").status_code == 404
+    with database.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM turns WHERE conversation_id = %s",
+                            (conversation,)).fetchone()[0] == 4

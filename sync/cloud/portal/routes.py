@@ -249,7 +249,7 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
     def undo_deletion(request: Request, deletion_id: str, fam: Fam, raw: Form):
         posted(request, fam, raw)
         fam.deletion(deletion_id)  # this family's, or 404
-        waiting = undo.pending(fam.conn, fam.parent.family_id, deletion_id)
+        waiting = undo.pending(fam, deletion_id)
         if waiting is not None and undo.undo(fam, deletion_id):
             return page(request, "message.html", title="Not deleted",
                         message=f"Undone: {waiting['scope']} is still there.",
@@ -315,7 +315,7 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
     @app.get("/deletions/{deletion_id}")
     def deletion(request: Request, deletion_id: str, fam: Fam):
         undo.run_due(settings, fam.conn)
-        waiting = undo.pending(fam.conn, fam.parent.family_id, deletion_id)
+        waiting = undo.pending(fam, deletion_id)
         if waiting is not None:
             return page(request, "deletion_pending.html", title="Deleting…", pending=waiting)
         return page(request, "deletion.html", title="Deleted", deletion=fam.deletion(deletion_id))

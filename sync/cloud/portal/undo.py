@@ -60,32 +60,33 @@ def schedule(fam: Any, pairing_id: str, what: str, conversation_ids: list[str]) 
 
 
 def undo(fam: Any, deletion_id: str) -> bool:
-    """Undo a scheduled deletion of ``fam``'s; False if it is done already (or not theirs)."""
+    """Undo a scheduled deletion of ``fam``'s; False if it is done already (or not theirs).
+    Scoped like every family query (:meth:`FamilyService._rows`)."""
     from sync.cloud.portal.service import _uuid
 
     with fam.conn.transaction():
-        row = fam.conn.execute(
-            "DELETE FROM portal_deletions WHERE deletion_id = %s AND family_id = %s"
-            " AND due_at IS NOT NULL AND done_at IS NULL RETURNING deletion_id",
-            (_uuid(deletion_id), fam.parent.family_id)).fetchone()
-    if row is not None:
+        rows = fam._rows(
+            "DELETE FROM portal_deletions x WHERE x.deletion_id = %(id)s"
+            " AND x.pairing_id IN {scope} AND x.due_at IS NOT NULL AND x.done_at IS NULL"
+            " RETURNING x.deletion_id", {"id": _uuid(deletion_id)})
+    if rows:
         logger.info("family deletion %s undone", deletion_id)
-    return row is not None
+    return bool(rows)
 
 
-def pending(conn: Any, family_id: Any, deletion_id: str) -> dict[str, Any] | None:
-    """A scheduled, not yet done deletion of this family: its description and seconds left."""
+def pending(fam: Any, deletion_id: str) -> dict[str, Any] | None:
+    """A scheduled, not yet done deletion of ``fam``'s: its description and seconds left."""
     from sync.cloud.portal.service import _uuid
 
-    row = conn.execute(
-        "SELECT scope, pairing_id::text, greatest(0, extract(epoch FROM due_at - now()))"
-        " FROM portal_deletions WHERE deletion_id = %s AND family_id = %s"
-        " AND due_at IS NOT NULL AND done_at IS NULL",
-        (_uuid(deletion_id), family_id)).fetchone()
-    if row is None:
+    rows = fam._rows(
+        "SELECT x.scope, x.pairing_id::text, greatest(0, extract(epoch FROM x.due_at - now()))"
+        " FROM portal_deletions x WHERE x.deletion_id = %(id)s AND x.pairing_id IN {scope}"
+        " AND x.due_at IS NOT NULL AND x.done_at IS NULL", {"id": _uuid(deletion_id)})
+    if not rows:
         return None
-    return {"deletion_id": deletion_id, "scope": row[0], "pairing_id": row[1],
-            "seconds_left": int(float(row[2]) + 0.999)}
+    scope, pairing_id, left = rows[0]
+    return {"deletion_id": deletion_id, "scope": scope, "pairing_id": pairing_id,
+            "seconds_left": int(float(left) + 0.999)}
 
 
 def run_due(settings: Settings, conn: Any, limit: int = 20) -> int:
