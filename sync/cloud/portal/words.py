@@ -86,10 +86,11 @@ def config_error(message: str) -> str:
 
 def capitalised(message: str) -> str:
     """``message`` starting with a capital letter and ending with a full stop."""
-    message = message.strip()
+    message = str(message).strip()
     if not message:
         return message
-    message = message[0].upper() + message[1:]
+    if "@" not in message.split(" ", 1)[0]:  # never capitalise an e-mail address
+        message = message[0].upper() + message[1:]
     return message if message.endswith((".", "!", "?")) else message + "."
 
 
