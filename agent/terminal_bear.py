@@ -50,16 +50,20 @@ def pair_until_paired(settings: Settings, say: Callable[[str], object]) -> bool:
 
 def chat_online(settings: Settings, lines: Iterable[str], say: Callable[[str], object]) -> int:
     """Pair if needed, then answer ``lines`` with the uplink running; returns 0."""
-    from agent.health.recorder import recording_alerts
+    from agent.health import HealthMonitor
+    from agent.identity import device_id
     from agent.runtime import open_bear
     from agent.uplink import Uplink
 
     signal.signal(signal.SIGTERM, _exit_quietly)
     try:
         pair_until_paired(settings, say)
-        with open_bear(settings) as bear, recording_alerts(settings, bear.alerts,
-                                                           bear.store is not None):
-            uplink = Uplink(settings, bear)
+        with open_bear(settings) as bear:
+            monitor = None  # as the appliance: alerts (wellbeing too) journaled and published
+            if bear.store is not None:
+                monitor = HealthMonitor(settings, bear.alerts, device_id(settings))
+                monitor.start()
+            uplink = Uplink(settings, bear, monitor)
             uplink.start()
             try:
                 for line in lines:
@@ -67,6 +71,8 @@ def chat_online(settings: Settings, lines: Iterable[str], say: Callable[[str], o
                         say(bear.respond(line).reply)
             finally:
                 uplink.close()
+                if monitor is not None:
+                    monitor.close()
     except (KeyboardInterrupt, SystemExit):
         logger.info("the terminal bear stops")
     return 0
