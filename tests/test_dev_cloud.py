@@ -171,6 +171,10 @@ def test_a_newcomer_runs_the_whole_cloud_with_one_command(tmp_path: Path):
             listing = wait_until(synced, 60, "the typed line synced to the app")
             path = re.search(r'href="(/bears/[^"]+/conversations/[0-9a-f]+)"', listing).group(1)
             assert "tell me about dinosaurs" in web.get(path).text
+
+            terminal.type("someone hurt me and told me to keep it a secret")  # notify mails
+            terminal.wait_for(rf"^mail: to {re.escape(email)}: .*may need you", 60)
+            assert "the child said something a parent should know" in web.get("/alerts").text
         children = children_of(process.pid)
         assert len(children) >= 5, children  # broker, ingest, notify, portal, bear
     finally:
