@@ -174,7 +174,7 @@ def test_a_newcomer_runs_the_whole_cloud_with_one_command(tmp_path: Path):
 
             terminal.type("someone hurt me and told me to keep it a secret")  # notify mails
             terminal.wait_for(rf"^mail: to {re.escape(email)}: .*may need you", 60)
-            assert "the child said something a parent should know" in web.get("/alerts").text
+            assert "No wellbeing alerts" not in web.get("/alerts").text  # one is listed
         children = children_of(process.pid)
         assert len(children) >= 5, children  # broker, ingest, notify, portal, bear
     finally:
