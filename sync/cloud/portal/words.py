@@ -38,10 +38,13 @@ def scopes_in_words(scopes: list[str] | tuple[str, ...] | None) -> str:
     return "; ".join(scope_label(s) for s in scopes)
 
 
-def bear_name(child_name: str | None) -> str:
-    """A bear's name as the parent sees it: "Mia's bear", or "Your bear" when unnamed."""
+def bear_name(child_name: str | None, inline: bool = False) -> str:
+    """A bear's name as the parent sees it: "Mia's bear", or "Your bear" when unnamed
+    ("your bear" ``inline``, inside a sentence)."""
     name = (child_name or "").strip()
-    return f"{name}'s bear" if name else FRIENDLY_BEAR
+    if name:
+        return f"{name}'s bear"
+    return FRIENDLY_BEAR.lower() if inline else FRIENDLY_BEAR
 
 
 def export_filename(child_name: str | None, day: date, extension: str) -> str:
