@@ -225,7 +225,7 @@ class DevCloud:
         self._make_database()
         self.mail.start()
         env = self.cloud_env("svc.fleet")
-        self._keys(env)
+        self._keys()
         self._cloud_process("ingest", ["ingest"], self.cloud_env("svc.ingest"))
         self._cloud_process("notify", ["notify", "run"], env)
         portal = self._cloud_process("portal", ["portal"], env)
@@ -274,14 +274,14 @@ class DevCloud:
             applied = migrate(conn)
         self.out(f"database {name}: {len(applied)} migrations applied")
 
-    def _keys(self, env: dict[str, str]) -> None:
+    def _keys(self) -> None:
+        """``fleet keygen`` and ``portal keygen``: the fleet's signing key, the cloud key."""
         from config.keyfile import load_key_file
         from sync.cloud.fleet import generate_signing_key
 
-        settings = self.settings("svc.fleet")
-        generate_signing_key(settings.fleet.signing_key_file, exist_ok=True)
-        assert settings.portal.cloud_key_file is not None
-        load_key_file(settings.portal.cloud_key_file, create=True)
+        cloud = self.workdir / "cloud"
+        generate_signing_key(cloud / "fleet-signing.key", exist_ok=True)
+        load_key_file(cloud / "portal-cloud.key", create=True)
 
     def _cloud_process(self, name: str, args: list[str], env: dict[str, str]
                        ) -> subprocess.Popen:
