@@ -52,6 +52,9 @@ def _add_chat(commands: argparse._SubParsersAction) -> None:
     )
     chat.add_argument("--speak", action="store_true",
                       help="also say each answer aloud (pyttsx3) when audio is available")
+    chat.add_argument("--online", action="store_true",
+                      help="join the cloud as the appliance does: pair first if needed (the "
+                           "code is printed), then sync and take commands while chatting")
     chat.set_defaults(func=_chat)
 
 
@@ -98,6 +101,10 @@ def _chat(args: argparse.Namespace, settings: Settings) -> int:
     from agent.health.recorder import recording_alerts
     from agent.runtime import open_bear
 
+    if getattr(args, "online", False):
+        from agent.terminal_bear import chat_online
+
+        return chat_online(settings, sys.stdin, lambda text: print(text, flush=True))
     speaker = _open_speaker(settings) if args.speak else None
     try:
         with open_bear(settings) as bear, recording_alerts(settings, bear.alerts,

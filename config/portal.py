@@ -68,6 +68,12 @@ class PortalSettings(Section):
     timezone: str = "UTC"
     """IANA time zone the app shows times and groups conversations into days in (the
     families'), e.g. ``Europe/London``; stored times stay UTC."""
+    support_email: str | None = None
+    """Where parents reach the service's support, shown at the foot of every page (None: the
+    footer says to ask whoever runs the bear's service)."""
+    undo_s: float = Field(default=10.0, ge=0, le=300)
+    """Seconds a parent may undo deleting a conversation or a day before it is done (in the
+    cloud and sent to the bear)."""
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -355,7 +355,7 @@ def test_a_parent_exports_and_deletes_a_day_then_everything_of_an_unpaired_bear(
         family = make_family(conn, email, conversations=2, keyring=ring)
         conn.execute("UPDATE turns SET created_at = created_at - interval '2 days' WHERE"
                      " conversation_id = %s", (family["conversations"][1],))
-    client = client_for(config, pool)
+    client = client_for(config, pool, undo_s=0)  # no undo window (tests/test_portal_parent)
     csrf = sign_in(client, smtp[1], email)
     with database.connect() as conn:  # no bear to tell: the cloud side alone
         conn.execute("UPDATE pairings SET status = 'unpaired' WHERE pairing_id = %s",
@@ -367,7 +367,10 @@ def test_a_parent_exports_and_deletes_a_day_then_everything_of_an_unpaired_bear(
     assert len(exported["bears"][0]["conversations"]) == 2
 
     today = datetime.now(UTC).date().isoformat()
-    done = client.post(f"{bear}/days/{today}/delete", data={"csrf": csrf})
+    asked = client.post(f"{bear}/days/{today}/delete", data={"csrf": csrf})
+    assert "Yes, delete it" in asked.text  # a confirmation first, nothing deleted yet
+    assert family["conversations"][0] in client.get(f"{bear}/conversations").text
+    done = client.post(f"{bear}/days/{today}/delete", data={"csrf": csrf, "confirm": "yes"})
     assert "deleted (4 turns)" in done.text and "nothing to delete on the bear" in done.text
     left = client.get(f"{bear}/conversations").text
     assert family["conversations"][0] not in left and family["conversations"][1] in left

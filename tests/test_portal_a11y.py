@@ -4,6 +4,7 @@ critical violation, nothing scrolls sideways at 375 px, and a screenshot of each
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 from support.browser import PHONE, browser, running_portal, sign_in
@@ -43,7 +44,8 @@ def test_every_page_passes_axe_and_fits_a_phone(database, smtp, tmp_path: Path):
                 " 'day 2026-12-01') RETURNING deletion_id::text",
                 (parent_row(conn, email)[1], family["pairing_id"])).fetchone()[0]
         ids = {"pairing_id": family["pairing_id"], "deletion_id": deletion,
-               "conversation_id": family["conversations"][0], "token": "x"}
+               "conversation_id": family["conversations"][0], "token": "x",
+               "day": datetime.now(UTC).date().isoformat()}
         for path in page_paths(ids, config):
             _check(page, axe, base + path, shots)
     print(f"\nscreenshots at 375 px: {shots}")

@@ -40,7 +40,7 @@ class _Led:
 def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
         bear, secure_broker, database, env, smtp, tmp_path: Path):
     smtp_port, sink = smtp
-    portal = portal_settings(database.dsn, smtp_port, tmp_path, "http://localhost")
+    portal = portal_settings(database.dsn, smtp_port, tmp_path, "http://localhost", undo_s=1)
     del portal["store"]  # the cloud's data dir stays cloud_env's
     cloud = {**cloud_env(env, secure_broker, tmp_path), **portal_env(portal)}
     ingest_log = tmp_path / "ingest.log"
@@ -70,6 +70,8 @@ def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
             pairing.start()
             voice.wait_for(1)
             page.goto(f"{base}/pair")
+            page.get_by_label("Keep conversations on the bear").check()  # nothing pre-ticked
+            page.get_by_label("Send them to this app").check()
             page.get_by_label("I have read the privacy notice").check()
             page.get_by_role("textbox", name="Child's first name").fill("Mia")
             page.get_by_label("The code the bear said").fill(voice.code())
@@ -78,7 +80,8 @@ def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
             outcome = pairing.wait(20)
             pairing.close()
             assert outcome is not None and outcome.status == "approved", outcome
-            bear_url = page.url
+            assert page.get_by_text("Paired!").is_visible()
+            bear_url = page.url.split("?")[0]  # without ?paired=1
 
             other = chromium.new_context().new_page()  # another family, the same code
             sign_in(other, base, sink, "eve@example.org")
@@ -105,6 +108,7 @@ def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
                 page.get_by_text("hello teddy").wait_for()
 
                 page.get_by_role("button", name="Delete this conversation").click()
+                page.get_by_role("button", name="Yes, delete it").click()  # confirmed
                 page.wait_for_url(f"{base}/deletions/*")
                 deleted_on_bear = wait_until(
                     lambda: _reload_says(page, "deleted on the bear"), 30,
@@ -122,6 +126,9 @@ def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
                 page.wait_for_url(f"{bear_url}?saved=1")
                 wait_until(lambda: bear.play.quiet_from == "19:30", 15,
                            "the quiet time on the bear")
+                assert "Saved." in page.locator("#saved").inner_text()
+                wait_until(lambda: _reload_finds(page, "The bear has it"), 20,
+                           lambda: f"'The bear has it': {page.locator('#saved').inner_text()}")
                 assert running.store.consent().parent == email
             bedtime = datetime(2026, 12, 3, 20, 15)
             with open_bear(bear, clock=lambda: bedtime) as teddy:
@@ -156,6 +163,14 @@ def test_a_parent_pairs_sees_deletes_and_sets_bedtime_in_the_browser(
 def _reload_says(page, text: str) -> bool:
     page.reload()
     found = text in page.locator("#on-bear").inner_text()
+    if not found:
+        time.sleep(0.3)
+    return found
+
+
+def _reload_finds(page, text: str) -> bool:
+    page.reload()
+    found = text in page.locator("#saved").inner_text()
     if not found:
         time.sleep(0.3)
     return found

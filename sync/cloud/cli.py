@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sync.cloud.portal.cli import register as register_portal  # portal ... (issue 14)
 
     register_portal(commands)
+    from sync.cloud.dev import register as register_dev  # dev (issue 22)
+
+    register_dev(commands)
     return parser
 
 

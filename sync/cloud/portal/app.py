@@ -21,7 +21,7 @@ from starlette.requests import Request
 from config.errors import TeddyError
 from config.settings import Settings
 from sync.cloud import db, emails, family_keys
-from sync.cloud.portal import auth
+from sync.cloud.portal import auth, words
 from sync.cloud.portal.service import NotFoundError, Parent
 
 logger = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ def create_app(settings: Settings, pool: Any = None, read_pool: Any = None) -> A
     app = FastAPI(title="Teddy for parents", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings, app.state.pool, app.state.read_pool = settings, pool, read_pool
     templates = Jinja2Templates(directory=str(HERE / "templates"))
+    words.install(templates.env)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     @app.middleware("http")

@@ -43,8 +43,20 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     logger.info("parent app on http://%s:%d", settings.portal.host, settings.portal.port)
     print(f"parent app listening on http://{settings.portal.host}:{settings.portal.port}",
           flush=True)
-    uvicorn.run(app, host=settings.portal.host, port=settings.portal.port,
-                log_level="warning", proxy_headers=False, server_header=False)
+    import threading
+
+    from sync.cloud.portal.undo import run_forever
+
+    stop = threading.Event()  # deletions past their undo window, also with no page open
+    worker = threading.Thread(target=run_forever, args=(settings, stop), daemon=True,
+                              name="due-deletions")
+    worker.start()
+    try:
+        uvicorn.run(app, host=settings.portal.host, port=settings.portal.port,
+                    log_level="warning", proxy_headers=False, server_header=False)
+    finally:
+        stop.set()
+        worker.join(5)
     return 0
 
 

@@ -16,6 +16,15 @@ from config.errors import ConfigError
 
 NOTICE = Path(__file__).with_name("privacy.md")
 VERSION = re.compile(r"^Notice version: (\S+)\s*$", re.MULTILINE)
+OPERATORS_ONLY = re.compile(r"^<!-- operators -->\n.*?^<!-- /operators -->\n?",
+                            re.MULTILINE | re.DOTALL)
+"""Blocks of the notice for the bear's operator (commands, file names): never shown to
+parents, and not part of what they consent to."""
+
+
+def for_parents(text: str) -> str:
+    """The notice without its operator-only blocks: what parents read and consent to."""
+    return OPERATORS_ONLY.sub("", text)
 
 
 @dataclass(frozen=True)
@@ -39,7 +48,8 @@ def current(path: Path = NOTICE) -> Notice:
     found = VERSION.search(text)
     if found is None:
         raise ConfigError(f"{path} has no 'Notice version: ...' line — add one")
-    return Notice(found.group(1), hashlib.sha256(text.encode()).hexdigest(), to_html(text))
+    shown = for_parents(text)
+    return Notice(found.group(1), hashlib.sha256(shown.encode()).hexdigest(), to_html(shown))
 
 
 def _inline(text: str) -> str:

@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from config.errors import TeddyError
 from config.settings import Settings
 from sync.cloud.pairing import PairingError
-from sync.cloud.portal import auth, clients, notice
+from sync.cloud.portal import auth, clients, deleting, feedback, history, notice, undo, words
 from sync.cloud.portal.app import (
     PRE_COOKIE,
     SESSION_COOKIE,
@@ -63,7 +63,8 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
     @app.exception_handler(SignInNeeded)
     def sign_in_needed(request: Request, exc: SignInNeeded):
         if request.method == "GET":
-            return RedirectResponse("/signin", status_code=303)
+            return RedirectResponse(words.signin_url(request.url.path, request.url.query),
+                                    status_code=303)
         return page(request, "message.html", 403, title="Please sign in",
                     message="You are not signed in (or your session ended).",
                     link=("/signin", "Sign in"))
@@ -79,7 +80,9 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
 
     @app.get("/signin")
     def signin_form(request: Request):
-        return page(request, "signin.html", title="Sign in")
+        return page(request, "signin.html", title="Sign in",
+                    next_path=words.safe_next(request.query_params.get("next")),
+                    signed_out=request.query_params.get("signed_out") == "1")
 
     @app.post("/signin")
     def signin_request(request: Request, conn: Conn, raw: Form):
@@ -90,14 +93,16 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
         except (PortalInputError, auth.RateLimitedError) as exc:
             status = 429 if isinstance(exc, auth.RateLimitedError) else 400
             return page(request, "signin.html", status, title="Sign in", error=str(exc),
-                        email=email)
+                        email=email, next_path=words.safe_next(form.get("next")))
         except auth.MailError as exc:
             logger.error("sign-in mail failed: %s", exc)
             return page(request, "signin.html", 503, title="Sign in", email=email,
+                        next_path=words.safe_next(form.get("next")),
                         error="We could not send the e-mail just now. Please try again later.")
-        return page(request, "message.html", title="Check your e-mail",
-                    message=f"We sent a sign-in link to {email}. It works once, for "
-                            f"{settings.portal.link_ttl_s / 60:g} minutes.")
+        answer = page(request, "message.html", title="Check your e-mail",
+                      message=f"We sent a sign-in link to {email}. It works once, for "
+                              f"{settings.portal.link_ttl_s / 60:g} minutes.")
+        return words.remember_next(answer, form.get("next"), settings)
 
     @app.get("/signin/{token}")
     def signin_confirm(request: Request, token: str):
@@ -112,7 +117,8 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
                         message="Sign-in links work once and only for a short while. "
                                 "Ask for a new one.", link=("/signin", "Ask for a new link"))
         parent = auth.parent_for(conn, email)
-        response = back("/bears")
+        response = back(words.safe_next(request.cookies.get(words.NEXT_COOKIE)) or "/bears")
+        response.delete_cookie(words.NEXT_COOKIE, path="/")
         response.set_cookie(SESSION_COOKIE, auth.start_session(settings, conn, parent),
                             max_age=int(settings.portal.session_ttl_s), httponly=True,
                             secure=settings.portal.secure_cookies, samesite="strict", path="/")
@@ -124,7 +130,7 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
         form = posted(request, fam, raw)
         auth.end_session(fam.conn, request.cookies.get(SESSION_COOKIE),
                          everywhere=form.get("everywhere") == "yes")
-        response = back("/signin")
+        response = back("/signin?signed_out=1")
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 
@@ -150,7 +156,8 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
         if form.get("read_notice") != "yes" or form.get("notice_version") != current.version:
             error = "Please read the privacy notice and tick the box to say you have."
         elif "sync" in chosen and "keep" not in chosen:
-            error = "Sending to the cloud (sync) needs keeping (keep) too."
+            error = ("“Send them to this app” needs “Keep conversations on the bear” too: "
+                     "tick both, or neither.")
         if error is None:
             try:
                 from sync.cloud import fleet_requests  # the fleet service approves it
@@ -162,16 +169,18 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
                 pairing_id = fam.adopt_pairing(
                     paired["device_id"], str(form.get("child_name", "")).strip(), chosen,
                     (current.version, current.sha256), client_of(request))
-                return back(f"/bears/{pairing_id}")
+                return back(f"/bears/{pairing_id}?paired=1")
             except PairingError as exc:
-                error = str(exc)
+                error = words.capitalised(str(exc))
         return page(request, "pair.html", 400, title="Pair a bear", notice=current,
-                    scopes=SCOPES, error=error)
+                    scopes=SCOPES, error=error, **_typed_on_pair(form, chosen))
 
     @app.get("/bears/{pairing_id}")
     def bear(request: Request, pairing_id: str, fam: Fam):
-        return page(request, "bear.html", title="Your bear", bear=fam.pairing(pairing_id),
-                    deletions=fam.deletions(pairing_id)[:5], releases=fam.releases())
+        found = fam.pairing(pairing_id)
+        return page(request, "bear.html", title="Your bear", bear=found,
+                    deletions=fam.deletions(pairing_id)[:5], releases=fam.releases(),
+                    config=feedback.config_state(fam.conn, found["device_id"]))
 
     @app.post("/bears/{pairing_id}/settings")
     def bear_settings(request: Request, pairing_id: str,
@@ -182,7 +191,8 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
             fam.configure(pairing_id, _settings_from(form))
         except PortalInputError as exc:
             return page(request, "bear.html", 400, title="Your bear", bear=bear,
-                        deletions=fam.deletions(pairing_id)[:5], error=str(exc))
+                        deletions=fam.deletions(pairing_id)[:5],
+                        error=words.config_error(str(exc)), typed=form)
         return back(f"/bears/{pairing_id}?saved=1")
 
     @app.get("/bears/{pairing_id}/conversations")
@@ -192,7 +202,8 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
         for c in fam.conversations(pairing_id):
             days.setdefault(c["day"], []).append(c)
         return page(request, "conversations.html", title="What was said", bear=bear,
-                    days=days)
+                    days=days, about=history.summaries(fam, pairing_id),
+                    today=history.today(settings))
 
     @app.get("/bears/{pairing_id}/conversations/{conversation_id}")
     def transcript(request: Request, pairing_id: str, conversation_id: str,
@@ -202,17 +213,53 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
                     conversation_id=conversation_id,
                     turns=fam.transcript(pairing_id, conversation_id))
 
+    @app.get("/bears/{pairing_id}/conversations/{conversation_id}/delete")
+    def confirm_delete_conversation(request: Request, pairing_id: str, conversation_id: str,
+                                    fam: Fam):
+        what, _ids = deleting.conversation(fam, pairing_id, conversation_id)
+        return page(request, "confirm_delete.html", title="Delete this conversation?",
+                    bear=fam.pairing(pairing_id), what=what, undo_s=settings.portal.undo_s,
+                    action=request.url.path,
+                    cancel=f"/bears/{pairing_id}/conversations/{conversation_id}")
+
     @app.post("/bears/{pairing_id}/conversations/{conversation_id}/delete")
     def delete_conversation(request: Request, pairing_id: str, conversation_id: str,
                                   fam: Fam, raw: Form):
-        posted(request, fam, raw)
-        return back(f"/deletions/{fam.delete_conversation(pairing_id, conversation_id)}")
+        form = posted(request, fam, raw)
+        if form.get("confirm") != "yes":
+            return back(request.url.path)
+        what, ids = deleting.conversation(fam, pairing_id, conversation_id)
+        return back(f"/deletions/{undo.schedule(fam, pairing_id, what, ids)}")
+
+    @app.get("/bears/{pairing_id}/days/{day}/delete")
+    def confirm_delete_day(request: Request, pairing_id: str, day: str, fam: Fam):
+        what, _ids = deleting.day(fam, pairing_id, day)
+        return page(request, "confirm_delete.html", title="Delete this day?",
+                    bear=fam.pairing(pairing_id), what=what, undo_s=settings.portal.undo_s,
+                    action=request.url.path, cancel=f"/bears/{pairing_id}/conversations")
 
     @app.post("/bears/{pairing_id}/days/{day}/delete")
     def delete_day(request: Request, pairing_id: str, day: str,
                          fam: Fam, raw: Form):
+        form = posted(request, fam, raw)
+        if form.get("confirm") != "yes":
+            return back(request.url.path)
+        what, ids = deleting.day(fam, pairing_id, day)
+        return back(f"/deletions/{undo.schedule(fam, pairing_id, what, ids)}")
+
+    @app.post("/deletions/{deletion_id}/undo")
+    def undo_deletion(request: Request, deletion_id: str, fam: Fam, raw: Form):
         posted(request, fam, raw)
-        return back(f"/deletions/{fam.delete_day(pairing_id, day)}")
+        fam.deletion(deletion_id)  # this family's, or 404
+        waiting = undo.pending(fam, deletion_id)
+        if waiting is not None and undo.undo(fam, deletion_id):
+            return page(request, "message.html", title="Not deleted",
+                        message=f"Undone: {waiting['scope']} is still there.",
+                        link=(f"/bears/{waiting['pairing_id']}/conversations",
+                              "Back to the conversations"))
+        return page(request, "message.html", 409, title="Too late to undo",
+                    message="That deletion was already done.",
+                    link=(f"/deletions/{deletion_id}", "See what was deleted"))
 
     @app.post("/bears/{pairing_id}/delete")
     def delete_all(request: Request, pairing_id: str,
@@ -234,31 +281,46 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
     @app.get("/bears/{pairing_id}/export.json")
     def export_bear_json(request: Request, pairing_id: str,
                          fam: Fam):
-        data = _one_bear(fam.export(), fam.pairing(pairing_id)["pairing_id"])
-        return PlainTextResponse(to_json(data), media_type="application/json", headers={
-            "Content-Disposition": 'attachment; filename="teddy-export.json"'})
+        bear = fam.pairing(pairing_id)
+        data = _one_bear(fam.export(), bear["pairing_id"])
+        return PlainTextResponse(to_json(data), media_type="application/json",
+                                 headers=words.attachment(bear["child_name"], "json"))
 
     @app.get("/bears/{pairing_id}/export.txt")
     def export_bear_text(request: Request, pairing_id: str,
                          fam: Fam):
-        data = _one_bear(fam.export(), fam.pairing(pairing_id)["pairing_id"])
-        return PlainTextResponse(export_text(data), headers={
-            "Content-Disposition": 'attachment; filename="teddy-export.txt"'})
+        bear = fam.pairing(pairing_id)
+        data = _one_bear(fam.export(), bear["pairing_id"])
+        return PlainTextResponse(export_text(data),
+                                 headers=words.attachment(bear["child_name"], "txt"))
 
     @app.get("/export.json")
     def export_json(request: Request, fam: Fam):
         return PlainTextResponse(to_json(fam.export()), media_type="application/json",
-                                 headers={"Content-Disposition":
-                                          'attachment; filename="teddy-export.json"'})
+                                 headers=words.attachment("family", "json"))
 
     @app.get("/export.txt")
     def export_txt(request: Request, fam: Fam):
-        return PlainTextResponse(export_text(fam.export()), headers={
-            "Content-Disposition": 'attachment; filename="teddy-export.txt"'})
+        return PlainTextResponse(export_text(fam.export()),
+                                 headers=words.attachment("family", "txt"))
+
+    @app.get("/help")
+    def help_page(request: Request, conn: Conn):
+        signed_in(request, conn)
+        return page(request, "help.html", title="Help")
+
+    @app.get("/privacy")
+    def privacy_page(request: Request, conn: Conn):
+        signed_in(request, conn)
+        return page(request, "privacy.html", title="Privacy notice", notice=notice.current())
 
     @app.get("/deletions/{deletion_id}")
     def deletion(request: Request, deletion_id: str, fam: Fam):
-        return page(request, "deletion.html", title="Deletion", deletion=fam.deletion(deletion_id))
+        undo.run_due(settings, fam.conn)
+        waiting = undo.pending(fam, deletion_id)
+        if waiting is not None:
+            return page(request, "deletion_pending.html", title="Deleting…", pending=waiting)
+        return page(request, "deletion.html", title="Deleted", deletion=fam.deletion(deletion_id))
 
     @app.get("/alerts")
     def alerts(request: Request, fam: Fam):
@@ -385,6 +447,14 @@ def send_invitation(settings: Settings, fam: FamilyService, email: str, token: s
                    "including what your child says to it.\n\nNothing happens unless you open "
                    f"this link, sign in and accept (it works for {days:g} days):\n\n{link}\n\n"
                    "If you do not know them, ignore this e-mail.\n")
+
+
+def _typed_on_pair(form: dict[str, Any], chosen: tuple[str, ...]) -> dict[str, Any]:
+    """What the parent typed and ticked on the pairing form, to show it again with an error
+    (nothing is ticked that the parent did not tick)."""
+    return {"chosen": chosen, "read_notice": form.get("read_notice") == "yes",
+            "child_name": str(form.get("child_name", ""))[:60],
+            "code": str(form.get("code", ""))[:16]}
 
 
 def _one_bear(data: dict[str, Any], pairing_id: str) -> dict[str, Any]:

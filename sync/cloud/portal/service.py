@@ -229,12 +229,13 @@ class FamilyService:
         rows = self._rows(
             "SELECT x.deletion_id::text, x.pairing_id::text, x.scope, x.requested_at,"
             " x.cloud_turns, coalesce(c.status, q.status), coalesce(c.reason, q.reason),"
-            " c.result FROM portal_deletions x LEFT JOIN commands c ON c.id = x.command_id"
+            " c.result, x.due_at IS NOT NULL AND x.done_at IS NULL FROM portal_deletions x"
+            " LEFT JOIN commands c ON c.id = x.command_id"
             " LEFT JOIN fleet_requests q ON q.command_id = x.command_id"
             f" WHERE x.pairing_id IN {{scope}} {where} ORDER BY x.requested_at DESC LIMIT 50",
             {"pairing": _uuid(pairing_id) if pairing_id else None})
         names = ("deletion_id", "pairing_id", "scope", "requested_at", "cloud_turns",
-                 "bear_status", "bear_reason", "bear_result")
+                 "bear_status", "bear_reason", "bear_result", "scheduled")
         return [_deletion_state(dict(zip(names, r, strict=True))) for r in rows]
 
     def deletion(self, deletion_id: str) -> dict[str, Any]:
@@ -485,7 +486,10 @@ def check_email(email: str) -> str:
 
 def _deletion_state(d: dict[str, Any]) -> dict[str, Any]:
     result = d.pop("bear_result") or {}
-    if d["bear_status"] is None:
+    if d.pop("scheduled", False):
+        d["bear"] = "scheduled: you can still undo it"
+        d["on_bear"] = False
+    elif d["bear_status"] is None:
         d["bear"] = "not paired: nothing to delete on the bear"
         d["on_bear"] = True
     elif d["bear_status"] == "done" and result.get("conversations_left") == 0:
