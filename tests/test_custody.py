@@ -279,11 +279,14 @@ def test_a_previous_family_can_neither_command_nor_see_the_bear(config, pool, sm
                               data={"csrf": old_csrf, **attack}, follow_redirects=False)
     assert refused.status_code == 400 and "no longer paired to your family" in refused.text
     with database.connect() as conn:
-        desired = conn.execute("SELECT desired FROM device_config WHERE device_id = %s",
-                               (old["device_id"],)).fetchone()[0]
+        asked = conn.execute("SELECT family_id::text, args FROM fleet_requests WHERE"
+                             " device_id = %s AND name = 'config'", (old["device_id"],)).fetchall()
         signed = conn.execute("SELECT count(*) FROM commands WHERE device_id = %s",
                               (old["device_id"],)).fetchone()[0]
-    assert desired["dialogue.age_band"] == "3-5" and desired["voice.tts_volume"] == 0.7
+        new_family = family_of(conn, new_mail)
+    # only the holder's settings were asked of the fleet service; nothing was signed for the old
+    assert [family for family, _args in asked] == [new_family]
+    assert asked[0][1]["dialogue.age_band"] == "3-5" and asked[0][1]["voice.tts_volume"] == 0.7
     assert signed == 0
     page = old_client.get(f"/bears/{old['pairing_id']}").text
     assert "Not paired to your family now" in page and "9.9.9" not in page
@@ -400,8 +403,8 @@ def _machine(dsn: str):
             self.pairings[made.pairing_id] = who.family_id
             self.conn.execute(
                 "INSERT INTO turns (device_id, seq, conversation_id, role, text, created_at,"
-                " action, categories, batch_id) VALUES (%s, 1, %s, 'child', 'hi', now(),"
-                " 'allow', '{}', 'b')", (bear, made.pairing_id))
+                " action, categories, batch_id, pairing_id) VALUES (%s, 1, %s, 'child', 'hi',"
+                " now(), 'allow', '{}', 'b', %s)", (bear, made.pairing_id, made.pairing_id))
 
         @rule(bear=st.integers(0, 1), who=st.integers(0, 4))
         def pair(self, bear: int, who: int) -> None:

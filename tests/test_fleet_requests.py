@@ -7,42 +7,17 @@ tests/test_portal_browser.py.)"""
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from support.fleet import serving
 from support.portal import make_family, settings_of
 from support.waiting import wait_until
 
 from sync.cloud import fleet_requests
-from sync.cloud.fleet_service import RequestService
 from sync.cloud.portal import auth
 from sync.cloud.portal.service import FamilyService, PortalInputError
-
-
-@contextmanager
-def serving(settings, poll_s: float = 60.0) -> Iterator[RequestService]:
-    """The fleet service in a thread (``poll_s`` long: only NOTIFY wakes it in time)."""
-    service = RequestService(settings, poll_s=poll_s)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            service.run()
-        except BaseException as exc:  # shown by the test, not lost in the thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield service
-    finally:
-        service.stop.set()
-        thread.join(poll_s + 5)
-    assert not errors, errors
 
 
 def _family(conn, email: str, settings=None) -> tuple[FamilyService, dict]:
@@ -172,13 +147,15 @@ def test_a_pairing_code_is_approved_by_the_fleet_service_and_not_kept(cloud, dat
         parent = auth.parent_for(conn, "mum-pair@example.org")
         stranger = auth.parent_for(conn, "eve-pair@example.org")
         with pytest.raises(PairingError, match="not a member"):
-            fleet_requests.pair(conn, parent.family_id, stranger.email, "123456", ("keep",), 5)
+            fleet_requests.pair(conn, parent.family_id, stranger.parent_id, stranger.email,
+                                "123456789012", ("keep",), 5)
         with pytest.raises(PairingError, match="could not reach the bears"):  # no service
-            fleet_requests.pair(conn, parent.family_id, parent.email, "123456", ("keep",),
-                                0.3)
+            fleet_requests.pair(conn, parent.family_id, parent.parent_id, parent.email,
+                                "123456789012", ("keep",), 0.3)
         with serving(cloud), pytest.raises(PairingError, match="matches no bear"):
-            fleet_requests.pair(conn, parent.family_id, parent.email, "654321", ("keep",), 15)
+            fleet_requests.pair(conn, parent.family_id, parent.parent_id, parent.email,
+                                "654321098765", ("keep",), 15)
         rows = conn.execute("SELECT status, args, reason FROM fleet_requests WHERE family_id"
                             " = %s ORDER BY request_id", (parent.family_id,)).fetchall()
     assert [r[0] for r in rows] == ["failed", "refused"]
-    assert all("code" not in r[1] and "654321" not in (r[2] or "") for r in rows)  # not kept
+    assert all("code" not in r[1] and "654321098765" not in (r[2] or "") for r in rows)  # not kept

@@ -70,7 +70,8 @@ def ask(conn: Any, family_id: str, pairing_id: str, name: str,
         {"family": family_id, "pairing": pairing_id, "name": name, "ttl": ttl_s,
          "args": json.dumps(args or {}), "id": command_id}).fetchone()
     if row is None:
-        raise NotHeldError("this bear is not your family's now — nothing was sent to it")
+        raise NotHeldError("this bear is no longer paired to your family — nothing was sent; "
+                          "its past conversations stay yours to read or delete")
     return row[0]
 
 

@@ -7,7 +7,10 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from config.settings import Settings
 from support.brokers import ShippedBroker
@@ -208,3 +211,28 @@ def connected_sync(settings: Settings, store):
         sync.close()
         raise
     return sync
+
+
+@contextmanager
+def serving(settings, poll_s: float = 60.0) -> Iterator[Any]:
+    """The fleet service in a thread (``poll_s`` long: only NOTIFY wakes it in time)."""
+    from sync.cloud.fleet_service import RequestService
+
+    service = RequestService(settings, poll_s=poll_s)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            service.run()
+        except BaseException as exc:  # shown by the test, not lost in the thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield service
+    finally:
+        service.stop.set()
+        thread.join(poll_s + 5)
+    assert not errors, errors
+
