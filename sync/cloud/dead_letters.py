@@ -6,11 +6,16 @@ time — and, only where no cloud key exists (a development set-up), the payload
 hold a child's words) is never kept readable. They are rate-limited per device (the rest are
 counted, not kept), capped per device and in total, and deleted after
 ``cloud.dead_letter_keep_days`` by :func:`prune`, which ingest runs periodically.
+
+One :class:`DeadLetters` serves both lanes of an ingest process (thread-safe), and near the
+total cap the count is taken under a transaction-level advisory lock, so two lanes (or two
+ingest processes) committing at once never keep more than the cap.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -29,6 +34,11 @@ PRUNE_EVERY_S = 300.0
 """Seconds between two deletions of expired dead letters by one ingest process."""
 TOTAL_RECOUNT_S = 1.0
 """Seconds between two counts of all dead letters (in between, this process adds its own)."""
+EXACT_MARGIN = 1000
+"""Within this many of the total cap, every dead letter counts all of them exactly, under
+:data:`CAP_LOCK` (held to the end of its transaction)."""
+CAP_LOCK = 0x7EDDDEAD
+"""Advisory lock id serialising dead letters near the total cap."""
 
 
 class DeadLetters:
@@ -45,19 +55,29 @@ class DeadLetters:
         """Dead letters not kept, by why."""
         self._total = 0
         self._counted_at = float("-inf")
+        self._lock = threading.Lock()
 
     def admit(self, device_id: str | None) -> bool:
         """Whether a dead letter from ``device_id`` is within the per-device rate."""
-        if self._rate.take(device_id) > 0:
-            self.dropped["rate"] += 1
-            return False
-        return True
+        with self._lock:
+            if self._rate.take(device_id) > 0:
+                self.dropped["rate"] += 1
+                return False
+            return True
 
     def insert(self, conn: Connection, topic: str, device_id: str | None, payload: bytes,
                reason: str) -> bool:
         """Keep one dead letter unless a cap is reached; True if it was kept."""
+        near = self._total >= self.cloud.dead_letters_total - EXACT_MARGIN
+        if near:  # before the thread lock: the other lane may hold this until it commits
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (CAP_LOCK,))
+        with self._lock:
+            return self._insert(conn, topic, device_id, payload, reason, exact=near)
+
+    def _insert(self, conn: Connection, topic: str, device_id: str | None, payload: bytes,
+                reason: str, exact: bool) -> bool:
         cloud = self.cloud
-        if self._total_reached(conn):
+        if self._total_reached(conn, exact):
             self.dropped["total_cap"] += 1
             return False
         same_device = "device_id IS NULL" if device_id is None else "device_id = %(device)s"
@@ -82,12 +102,13 @@ class DeadLetters:
             return b""
         return payload[:self.cloud.dead_letter_keep_bytes]
 
-    def _total_reached(self, conn: Connection) -> bool:
-        """Whether all dead letters reach ``cloud.dead_letters_total`` (counted at most once
-        a second; in between, this process's own inserts are added)."""
+    def _total_reached(self, conn: Connection, exact: bool) -> bool:
+        """Whether all dead letters reach ``cloud.dead_letters_total``: counted ``exact`` (under
+        :data:`CAP_LOCK`) near the cap, else at most once a second with this process's own
+        inserts added in between."""
         total = self.cloud.dead_letters_total
         now = time.monotonic()
-        if now - self._counted_at >= TOTAL_RECOUNT_S:
+        if exact or now - self._counted_at >= TOTAL_RECOUNT_S:
             self._total = one_row(conn.execute(
                 "SELECT count(*) FROM (SELECT 1 FROM dead_letters LIMIT %s) t", (total,)))[0]
             self._counted_at = now

@@ -184,7 +184,6 @@ class Ingestor:
         self._byte_rate = TokenBuckets(cloud.bear_bytes_per_s, cloud.bear_bytes_burst)
         self.dead_letters = dead_letters.DeadLetters(cloud, self._keyring)
         """What decides which dead letters are kept (caps, rate)."""
-        self._lane_dead_letters = dead_letters.DeadLetters(cloud, self._keyring)
         self._pruned_at = float("-inf")
         self.counters = IngestCounters()
         """Running totals, for logs and tests."""
@@ -374,13 +373,12 @@ class Ingestor:
         items = [parse(message, window) for message in batch]
         with self._shared:
             items, refusals = self._within_rates(items)
-        dead = self.dead_letters if lane is self._main else self._lane_dead_letters
         delay = Backoff(0.1, 5.0)
         while True:
             started = time.monotonic()
             try:
                 with self._pool.connection(timeout=5.0) as conn:
-                    outcome = writer.write(conn, items, dead, self._keyring)
+                    outcome = writer.write(conn, items, self.dead_letters, self._keyring)
             except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
                 self.counters.db_retries += 1
                 self.metrics.db_retries.inc()
@@ -463,11 +461,10 @@ class Ingestor:
         counters.unheld += outcome.unheld
         if outcome.unheld:
             metrics.unheld.inc(outcome.unheld)
-        for dead in (self.dead_letters, self._lane_dead_letters):
-            for reason, count in dead.dropped.items():
-                if count:
-                    metrics.dead_letters_dropped.labels(reason=reason).inc(count)
-                    dead.dropped[reason] = 0
+        for reason, count in self.dead_letters.dropped.items():
+            if count:
+                metrics.dead_letters_dropped.labels(reason=reason).inc(count)
+                self.dead_letters.dropped[reason] = 0
         for item in items:
             metrics.messages.labels(kind=item.kind).inc()
         metrics.rows.inc(outcome.inserted)
