@@ -52,13 +52,14 @@ class Holder:
 
 def current_custody(conn: Connection, device_ids: list[str]) -> dict[str, Holder]:
     """``device_id -> Holder`` of every bear in ``device_ids`` held by a family now, in one
-    query; a bear absent from the answer is held by nobody."""
+    query (custody's holder: the current pairing at the bear's generation, as
+    :func:`sync.cloud.custody.holder`); a bear absent from the answer is held by nobody."""
     if not device_ids:
         return {}
     rows = conn.execute(
         "SELECT d.device_id, p.pairing_id::text, fp.family_id::text FROM devices d"
         " JOIN pairings p ON p.pairing_id = d.pairing_id AND p.device_id = d.device_id"
-        "  AND p.status = 'approved'"
+        "  AND p.status = 'approved' AND p.generation = d.generation"
         " LEFT JOIN family_pairings fp ON fp.pairing_id = p.pairing_id"
         " WHERE d.device_id = ANY(%s)", (sorted(set(device_ids)),)).fetchall()
     return {row[0]: Holder(row[1], row[2]) for row in rows}
