@@ -42,15 +42,18 @@ def _pair(conn, device_id: str) -> str:
         " expires_at, status, parent_email, approved_at) VALUES (%s, %s, 'x', 'x', now(),"
         " now(), 'approved', 'p@example.org', now()) RETURNING pairing_id::text",
         (f"claim-{secrets.token_hex(8)}", device_id)).fetchone()[0]
-    conn.execute("UPDATE devices SET pairing_id = %s WHERE device_id = %s", (pairing, device_id))
+    conn.execute("UPDATE devices SET pairing_id = %s, generation = generation + 1 WHERE"
+                 " device_id = %s", (pairing, device_id))
+    conn.execute("UPDATE pairings SET generation = (SELECT generation FROM devices WHERE"
+                 " device_id = %s) WHERE pairing_id = %s", (device_id, pairing))  # held at g+1
     return pairing
 
 
 def _revoke(conn, device_id: str) -> None:
-    """What ``teddy-cloud fleet unpair`` and a parent's revocation do to the tables."""
-    conn.execute("UPDATE pairings SET status = 'unpaired', unpaired_at = now()"
-                 " WHERE device_id = %s AND status = 'approved'", (device_id,))
-    conn.execute("UPDATE devices SET pairing_id = NULL WHERE device_id = %s", (device_id,))
+    """What ``teddy-cloud fleet unpair`` and a parent's revocation do: custody's release."""
+    from sync.cloud import custody
+
+    assert custody.release(conn, device_id, actor="test") is not None
 
 
 def _rows(database, device_id: str) -> list[tuple]:

@@ -41,6 +41,12 @@ def _paired_device(conn, device_id: str) -> str:
         " now(), 'approved', 'p@example.org', now()) RETURNING pairing_id::text",
         (f"claim-{device_id}", device_id)).fetchone()[0]
     conn.execute("UPDATE devices SET pairing_id = %s WHERE device_id = %s", (pairing, device_id))
+    if conn.execute("SELECT 1 FROM information_schema.columns WHERE table_name = 'devices'"
+                    " AND column_name = 'generation'").fetchone():  # custody (0011) is there
+        conn.execute("UPDATE devices SET generation = generation + 1 WHERE device_id = %s",
+                     (device_id,))
+        conn.execute("UPDATE pairings SET generation = (SELECT generation FROM devices WHERE"
+                     " device_id = %s) WHERE pairing_id = %s", (device_id, pairing))
     return pairing
 
 
