@@ -42,6 +42,14 @@ class TurnResult:
     """Whether the turn was kept (only with consent)."""
 
 
+def name_is_speakable(safety: SafetyFilter, name: str) -> bool:
+    """Whether the bear may remember and say ``name``: it passes both safety checks as said
+    by the child and as said by the bear ("Phuck" does not, however it is spelled)."""
+    heard = safety.check_input(f"call me {name}", keep_name=True)
+    said = safety.check_output(f"Nice to meet you, {name}!")
+    return heard.action is Action.ALLOW and said.action is Action.ALLOW
+
+
 class Conversation:
     """A conversation with one child: dialogue state, and where its turns are kept."""
 

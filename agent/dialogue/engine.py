@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from agent.dialogue import games
@@ -59,7 +59,8 @@ class DialogueEngine:
 
     def __init__(self, age_band: str = "6-8", remember_name: bool = False,
                  content_dir: Path | None = None, embedder: Encoder | None = None,
-                 cache_dir: Path | None = None) -> None:
+                 cache_dir: Path | None = None,
+                 name_check: Callable[[str], bool] | None = None) -> None:
         self.age_band = age_band
         """Age band of the child ("3-5", "6-8" or "9-12")."""
         self.remember_name = remember_name
@@ -68,6 +69,9 @@ class DialogueEngine:
         """The content for this band (a fleet-installed pack when ``content_dir`` is given)."""
         self.understander = Understander(self.pack, embedder, cache_dir)
         """What the child means (by meaning when ``embedder`` is given, else by rules)."""
+        self.name_check = name_check
+        """Whether a name may be kept and spoken (the bear's safety checks, both ways);
+        None: any name that looks like a name."""
         self._speech = Speech(self.pack)
         self._not_names = set(self.pack.intents["yes"]) | set(self.pack.intents["no"]) | {
             "teddy", "bear", "not", "and", "the", "a", "called", "is", "name"}
@@ -316,7 +320,8 @@ class DialogueEngine:
         words = self.understander.after("child_name", text).split()
         first = words[0] if words else ""
         if (self.remember_name and 2 <= len(first) <= 20 and set(first) <= _NAME_CHARS
-                and first not in self._not_names):
+                and first not in self._not_names
+                and (self.name_check is None or self.name_check(first.capitalize()))):
             state.child_name = first.capitalize()
             return self._speech.one(state, "name_kept", first=state.child_name)
         return self._speech.one(state, "name_not_kept")
