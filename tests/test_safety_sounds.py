@@ -20,8 +20,8 @@ from agent.dialogue import AGE_BANDS, DialogueEngine
 from agent.dialogue.content import CONTENT_DIR
 from agent.safety import Action, rules_only_filter
 from agent.safety.sounds import close_spelling, known_words, phonetic_key, respell
-from sync.protocol import ContentBundle
 from sync.cloud.fleet import public_key_bytes
+from sync.protocol import ContentBundle
 
 DATA = Path(__file__).parent / "data"
 SWEARS = ("fuck", "shit", "bitch", "cunt", "dick", "piss", "bastard", "wanker", "twat", "slut",
