@@ -105,12 +105,21 @@ class Linear:
             self._q_t = self._scale = None
         self._b = np.concatenate(biases).astype(np.float32)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """The layer applied to the last axis of ``x``."""
+    @property
+    def size(self) -> int:
+        """Number of weights (the scratch an int8 product needs, in floats)."""
+        weights = self._w_t if self._w_t is not None else self._q_t
+        return int(weights.size) if weights is not None else 0
+
+    def __call__(self, x: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+        """The layer applied to the last axis of ``x``; ``scratch``: float32 room for
+        :attr:`size` values, where int8 weights are widened (no allocation per call)."""
         if self._w_t is not None:
             return x @ self._w_t + self._b
         assert self._q_t is not None and self._scale is not None
-        return (x @ self._q_t.astype(np.float32)) * self._scale + self._b
+        wide = scratch[:self._q_t.size].reshape(self._q_t.shape)
+        np.copyto(wide, self._q_t)
+        return (x @ wide) * self._scale + self._b
 
 
 @dataclass(frozen=True)
@@ -140,6 +149,11 @@ class BertEncoder:
             self._blocks = [_block(tensors, f"encoder.layer.{i}.") for i in range(config.layers)]
         except KeyError as exc:
             raise ModelFilesError(f"model.safetensors lacks tensor {exc}") from None
+        largest = max(linear.size for b in self._blocks
+                      for linear in (b.qkv, b.attention_out, b.intermediate, b.output))
+        self._scratch = np.empty(largest, dtype=np.float32)
+        """Where int8 weights are widened, one matrix at a time (callers serialise forward
+        passes: :class:`~agent.semantic.embedder.Embedder` holds a lock around them)."""
 
     @property
     def max_positions(self) -> int:
@@ -169,17 +183,19 @@ class BertEncoder:
     def _layer(self, x: np.ndarray, additive: np.ndarray, block: Block) -> np.ndarray:
         n, length, hidden = x.shape
         heads, dim = self._c.heads, self._head_dim
-        qkv = block.qkv(x).reshape(n, length, 3, heads, dim).transpose(2, 0, 3, 1, 4)
+        scratch = self._scratch
+        qkv = block.qkv(x, scratch).reshape(n, length, 3, heads, dim).transpose(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         scores = q @ k.transpose(0, 1, 3, 2) / np.float32(np.sqrt(dim)) + additive
         scores = scores - scores.max(axis=-1, keepdims=True)
         probs = np.exp(scores)
         probs /= probs.sum(axis=-1, keepdims=True)
         context = (probs @ v).transpose(0, 2, 1, 3).reshape(n, length, hidden)
-        attended = layer_norm(block.attention_out(context) + x, *block.attention_norm,
+        attended = layer_norm(block.attention_out(context, scratch) + x, *block.attention_norm,
                               self._c.eps)
-        inner = gelu(block.intermediate(attended))
-        return layer_norm(block.output(inner) + attended, *block.output_norm, self._c.eps)
+        inner = gelu(block.intermediate(attended, scratch))
+        return layer_norm(block.output(inner, scratch) + attended, *block.output_norm,
+                          self._c.eps)
 
 
 def _dense(weight: Weight) -> np.ndarray:

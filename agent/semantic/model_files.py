@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from agent.semantic.errors import ModelFilesError
 
@@ -142,7 +142,7 @@ def read_small_files(path: Path) -> tuple[bytes, bytes]:
 
 
 @contextmanager
-def open_weights(path: Path) -> Iterator[BinaryIO]:
+def open_weights(path: Path) -> Iterator[IO[bytes]]:
     """The weights file of a directory or zip as a binary stream (not hash-checked here: the
     reader hashes what it reads, :func:`agent.semantic.weights.read_weights`)."""
     path = Path(path)

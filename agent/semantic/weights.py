@@ -17,7 +17,7 @@ import json
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 
@@ -65,7 +65,7 @@ def quantize_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class _HashingReader:
     """Reads exact byte counts from a stream, hashing them."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: IO[bytes]) -> None:
         self._stream = stream
         self.digest = hashlib.sha256()
         self.read_bytes = 0
@@ -79,7 +79,7 @@ class _HashingReader:
         return data
 
     def read_into(self, array: np.ndarray) -> None:
-        view = memoryview(array).cast("B")
+        view = memoryview(array.data).cast("B")
         at = 0
         while at < len(view):
             data = self.read(min(_CHUNK, len(view) - at))
@@ -95,8 +95,12 @@ class _HashingReader:
             self.read_bytes += len(data)
 
 
-def read_weights(stream: BinaryIO, expected_sha256: str,
-                 quantize: Callable[[str, tuple[int, ...]], bool]) -> dict[str, np.ndarray | Int8Rows]:
+Tensors = dict[str, np.ndarray | Int8Rows]
+"""Weights by name, as read."""
+
+
+def read_weights(stream: IO[bytes], expected_sha256: str,
+                 quantize: Callable[[str, tuple[int, ...]], bool]) -> Tensors:
     """Every tensor of a safetensors stream; those ``quantize(name, shape)`` picks as
     :class:`Int8Rows`. Raises :class:`ModelFilesError` unless the bytes hash to
     ``expected_sha256`` (checked after the last byte, before anything is returned)."""
@@ -109,7 +113,7 @@ def read_weights(stream: BinaryIO, expected_sha256: str,
     specs = sorted(((n, s) for n, s in header.items() if n != "__metadata__"),
                    key=lambda item: item[1]["data_offsets"][0])
     base = 8 + header_len
-    tensors: dict[str, np.ndarray | Int8Rows] = {}
+    tensors: Tensors = {}
     for name, spec in specs:
         dtype = _DTYPES.get(spec["dtype"])
         if dtype is None:
