@@ -1,0 +1,165 @@
+"""Skills for an older child, joined to the engine by one hook: spoken sums, the knowledge
+pack, and stories chosen by subject.
+
+:meth:`Extras.sums` runs before any game (a sum is never a guess); :meth:`Extras.reply`
+runs where intents are answered, before the engine's own skills and fallback. Each returns
+None when it has nothing to say, so the engine carries on as before.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.dialogue import arithmetic, stories
+from agent.dialogue.content import CONTENT_DIR, ContentPack, _read_optional
+from agent.dialogue.errors import ContentError
+from agent.dialogue.knowledge import (
+    KNOWLEDGE_FILE,
+    Knowledge,
+    KnownFact,
+    asks_for_knowledge,
+    is_question,
+    key_matches,
+    load_knowledge,
+    words_of,
+)
+from agent.dialogue.semantic import Encoder
+from agent.dialogue.state import DialogueState
+
+logger = logging.getLogger(__name__)
+
+KIND = "knowledge"
+"""``state.last_kind`` after a fact from the knowledge pack ("more" stays on its topic)."""
+SURE_INTENT = 0.80
+"""Cosine above which the engine's own meaning-matched answer stands."""
+_ANSWERABLE = frozenset({"out_of_scope", "fallback", "fact", "answer", "more"})
+_PERSONAL = frozenset({"you", "your", "youre", "yours", "my", "mine", "me", "i", "im"})
+_KEEP = frozenset({"stop", "child_name", "grief", "hurt", "ill", "repeat", "affection",
+                   "unkind", "bye", "thanks", "greeting", "no", "yes"})
+
+
+@dataclass(frozen=True)
+class Extra:
+    """A reply from one of these skills."""
+
+    text: str
+    """What the bear says (for a story: empty, the engine tells the chosen story's part)."""
+    story: bool = False
+    """Whether ``state`` now holds a story to start telling."""
+
+
+class Extras:
+    """Sums, facts and stories by subject for one content pack."""
+
+    def __init__(self, pack: ContentPack, content_dir: Path | None = None,
+                 embedder: Encoder | None = None, cache_dir: Path | None = None) -> None:
+        directory = content_dir or CONTENT_DIR
+        self.pack = pack
+        """The engine's content pack (its stories)."""
+        self.knowledge = Knowledge(load_knowledge(pack.age_band, directory), embedder, cache_dir)
+        """The knowledge pack for the band."""
+        self.phrases = _phrases(directory)
+        """What the bear says around facts and story offers."""
+        self._embedder = embedder
+
+    # Hooks -----------------------------------------------------------------------------
+    def sums(self, text: str, state: DialogueState) -> str | None:
+        """The answer to a spoken sum or times table, else None."""
+        reply = arithmetic.answer(text)
+        if reply is not None:
+            state.last_item = reply
+        return reply
+
+    def reply(self, text: str, intent: str, source: str, score: float,
+              state: DialogueState) -> Extra | None:
+        """A story by subject, a fact, or an honest "I don't know" for a knowledge question;
+        None when the engine's own answer should stand. ``intent``, ``source`` and ``score``
+        are what the engine understood."""
+        if intent == "story":
+            return self._story(text, state)
+        if intent == "more" and state.last_kind == KIND and not is_question(text):
+            return self._more(state)
+        if intent in _KEEP or not self._may_answer(text, intent, source, score):
+            return None
+        fact = self.knowledge.find(text)
+        if fact is not None:
+            return Extra(self._tell(fact, state))
+        if asks_for_knowledge(text) and intent in _ANSWERABLE - {"more"} and not (
+                intent == "answer" and (source == "exact" or score >= SURE_INTENT)):
+            return Extra(self._one(state, "unknown"))
+        return None
+
+    def _may_answer(self, text: str, intent: str, source: str, score: float) -> bool:
+        if intent in ("out_of_scope", "fallback", "fact"):
+            return True
+        if intent == "answer":
+            return source != "exact" and score < SURE_INTENT
+        personal = any(w in _PERSONAL for w in words_of(text))
+        return is_question(text) and not personal and (source != "semantic" or score < 0.7)
+
+    # Facts -------------------------------------------------------------------------------
+    def _tell(self, fact: KnownFact, state: DialogueState) -> str:
+        state.end_skill()
+        state.offer = None
+        state.last_kind, state.fact_topic = KIND, fact.topic
+        state.used.setdefault(KIND, set()).add(self.knowledge.facts.index(fact))
+        state.last_item = fact.text
+        return fact.text
+
+    def _more(self, state: DialogueState) -> Extra:
+        used = state.used.setdefault(KIND, set())
+        done = {self.knowledge.facts[i].id for i in used}
+        fact = self.knowledge.on_topic(state.fact_topic or "", done)
+        if fact is None:
+            state.last_kind = None
+            return Extra(self._one(state, "more_done"))
+        return Extra(self._tell(fact, state))
+
+    # Stories -------------------------------------------------------------------------------
+    def _story(self, text: str, state: DialogueState) -> Extra | None:
+        choice = stories.choose(self.pack.stories, text, self._embedder)
+        if choice is None:
+            return None
+        if choice.stories:
+            ids = [s.id for s in self.pack.stories]
+            picks = [ids.index(s.id) for s in choice.stories]
+            story = self.pack.stories[state.pick("story", len(ids), picks)]
+            state.end_skill()
+            state.last_kind, state.skill, state.story_id = "story", "story", story.id
+            state.story_hint = None
+            return Extra("", story=True)
+        offer = choice.closest or self.pack.stories[0]
+        state.end_skill()
+        state.offer, state.story_hint = "story", offer.title.lower()
+        return Extra(self._one(state, "story_none", title=offer.title))
+
+    # Saying -------------------------------------------------------------------------------
+    def _one(self, state: DialogueState, key: str, **fields: str) -> str:
+        return state.rng.choice(self.phrases[key]).format(**fields)
+
+    def every_reply(self) -> Iterator[str]:
+        """Every text these skills can say (sums stand in by every times table and the
+        fixed messages), for the output check."""
+        yield from arithmetic.every_reply()
+        for fact in self.knowledge.facts:
+            yield fact.text
+        for key in ("unknown", "more_done"):
+            yield from self.phrases[key]
+        for story in self.pack.stories:
+            for variant in self.phrases["story_none"]:
+                yield variant.format(title=story.title)
+
+
+def _phrases(directory: Path) -> dict[str, tuple[str, ...]]:
+    data = _read_optional(directory, KNOWLEDGE_FILE).get("phrases")
+    needed = ("unknown", "more_done", "story_none")
+    if not isinstance(data, dict) or not all(
+            isinstance(data.get(k), list) and data[k] and all(isinstance(v, str) for v in data[k])
+            for k in needed):
+        raise ContentError(f"{KNOWLEDGE_FILE} needs 'phrases' with non-empty lists "
+                           f"{', '.join(needed)} — restore them from the built-in pack")
+    return {k: tuple(data[k]) for k in needed}
+
