@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.dialogue import arithmetic, stories
-from agent.dialogue.content import CONTENT_DIR, ContentPack, _read_optional
+from agent.dialogue.content import AGE_BANDS, CONTENT_DIR, ContentPack, _read_optional
 from agent.dialogue.errors import ContentError
 from agent.dialogue.knowledge import (
     KNOWLEDGE_FILE,
@@ -22,7 +22,6 @@ from agent.dialogue.knowledge import (
     KnownFact,
     asks_for_knowledge,
     is_question,
-    key_matches,
     load_knowledge,
     words_of,
 )
@@ -151,6 +150,14 @@ class Extras:
         for story in self.pack.stories:
             for variant in self.phrases["story_none"]:
                 yield variant.format(title=story.title)
+
+
+def check_pack(directory: Path) -> None:
+    """Raise :class:`ContentError` unless the knowledge pack in ``directory`` loads for every
+    band (for the content-pack install gate)."""
+    for band in AGE_BANDS:
+        load_knowledge(band, directory)
+    _phrases(directory)
 
 
 def _phrases(directory: Path) -> dict[str, tuple[str, ...]]:

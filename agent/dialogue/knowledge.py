@@ -98,8 +98,7 @@ class Knowledge:
         self._by_id = {f.id: f for f in facts}
         self._index: ExemplarIndex | None = None
         if embedder is not None and facts:
-            examples = [(f.id, " ".join(words_of(a))) for f in facts for a in f.asks]
-            self._index = ExemplarIndex(embedder, examples, cache_dir=cache_dir,
+            self._index = ExemplarIndex(embedder, examples(facts), cache_dir=cache_dir,
                                         shipped=SHIPPED_VECTORS)
 
     def find(self, text: str) -> KnownFact | None:
@@ -135,15 +134,31 @@ class Knowledge:
         return next((f for f in self.facts if f.topic == topic and f.id not in used), None)
 
 
+def examples(facts: tuple[KnownFact, ...]) -> list[tuple[str, str]]:
+    """(fact id, cleaned question) of every example question, as the meaning index holds them."""
+    return [(f.id, " ".join(words_of(a))) for f in facts for a in f.asks]
+
+
 def _overlap(fact: KnownFact, words: list[str]) -> int:
     keys = {k for keyset in fact.keys for k in keyset}
     return sum(1 for w in set(words) if any(key_matches(k, w) for k in keys))
 
 
-@lru_cache(maxsize=8)
 def load_knowledge(age_band: str, directory: Path = CONTENT_DIR) -> tuple[KnownFact, ...]:
-    """The checked facts for ``age_band`` from ``knowledge.json`` (cached); raises
-    :class:`ContentError` naming the fact and field when the file is malformed."""
+    """The checked facts for ``age_band`` from ``knowledge.json``; raises
+    :class:`ContentError` naming the fact and field when the file is malformed. The built-in
+    pack is read once; an installed one is read afresh (a staging folder reuses its path)."""
+    if Path(directory) == CONTENT_DIR:
+        return _built_in(age_band)
+    return _load(age_band, Path(directory))
+
+
+@lru_cache(maxsize=4)
+def _built_in(age_band: str) -> tuple[KnownFact, ...]:
+    return _load(age_band, CONTENT_DIR)
+
+
+def _load(age_band: str, directory: Path) -> tuple[KnownFact, ...]:
     if age_band not in AGE_BANDS:
         raise ContentError(f"age band {age_band!r} is not one of {', '.join(AGE_BANDS)}")
     data = _read_optional(directory, KNOWLEDGE_FILE)
