@@ -127,7 +127,7 @@ class DialogueEngine:
         sum_reply = self.extras.sums(text, state)
         if sum_reply is not None or state.skill in games.GAMES:
             return sum_reply
-        extra = self.extras.reply(text, heard.intent, heard.source, heard.score, state)
+        extra = self.extras.reply(text, heard, state)
         if extra is None:
             return None
         return self._story_part(state) if extra.story else extra.text

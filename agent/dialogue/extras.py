@@ -9,6 +9,7 @@ None when it has nothing to say, so the engine carries on as before.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from agent.dialogue.knowledge import (
 )
 from agent.dialogue.semantic import Encoder
 from agent.dialogue.state import DialogueState
+from agent.dialogue.understand import Understanding
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ SURE_INTENT = 0.80
 """Cosine above which the engine's own meaning-matched answer stands."""
 _ANSWERABLE = frozenset({"out_of_scope", "fallback", "fact", "answer", "more"})
 _PERSONAL = frozenset({"you", "your", "youre", "yours", "my", "mine", "me", "i", "im"})
+_WH = re.compile(r"\b(?:why|what|whats|who|whos|when|where|which|how)\b")
 _KEEP = frozenset({"stop", "child_name", "grief", "hurt", "ill", "repeat", "affection",
                    "unkind", "bye", "thanks", "greeting", "no", "yes"})
 
@@ -72,32 +75,39 @@ class Extras:
             state.last_item = reply
         return reply
 
-    def reply(self, text: str, intent: str, source: str, score: float,
-              state: DialogueState) -> Extra | None:
+    def reply(self, text: str, heard: Understanding, state: DialogueState) -> Extra | None:
         """A story by subject, a fact, or an honest "I don't know" for a knowledge question;
-        None when the engine's own answer should stand. ``intent``, ``source`` and ``score``
-        are what the engine understood."""
+        None when the engine's own answer (``heard``: what it understood) should stand."""
+        intent = heard.intent
         if intent == "story":
             return self._story(text, state)
-        if intent == "more" and state.last_kind == KIND and not is_question(text):
-            return self._more(state)
-        if intent in _KEEP or not self._may_answer(text, intent, source, score):
+        if intent == "more" and state.last_kind == KIND:
+            fact = self.knowledge.find(text)
+            if fact is not None:
+                return Extra(self._tell(fact, state))
+            return None if _WH.search(" ".join(words_of(text))) else self._more(state)
+        if intent in _KEEP or not self._may_answer(text, heard):
             return None
         fact = self.knowledge.find(text)
         if fact is not None:
             return Extra(self._tell(fact, state))
         if asks_for_knowledge(text) and intent in _ANSWERABLE - {"more"} and not (
-                intent == "answer" and (source == "exact" or score >= SURE_INTENT)):
+                intent == "answer" and (heard.source == "exact" or heard.score >= SURE_INTENT)):
             return Extra(self._one(state, "unknown"))
         return None
 
-    def _may_answer(self, text: str, intent: str, source: str, score: float) -> bool:
-        if intent in ("out_of_scope", "fallback", "fact"):
+    def _may_answer(self, text: str, heard: Understanding) -> bool:
+        """Whether a fact may replace what the engine understood."""
+        if heard.intent in ("out_of_scope", "fallback", "fact"):
             return True
-        if intent == "answer":
-            return source != "exact" and score < SURE_INTENT
+        if heard.intent == "answer" and heard.answer is not None:
+            if heard.source in ("exact", "keys"):
+                return heard.source == "keys"  # the engine's weakest guess gives way
+            own = _key_size(heard.answer.keys, text)
+            return self.knowledge.key_size(text) > own or heard.score < SURE_INTENT
         personal = any(w in _PERSONAL for w in words_of(text))
-        return is_question(text) and not personal and (source != "semantic" or score < 0.7)
+        return is_question(text) and not personal and (
+            heard.source != "semantic" or heard.score < 0.7)
 
     # Facts -------------------------------------------------------------------------------
     def _tell(self, fact: KnownFact, state: DialogueState) -> str:
@@ -150,6 +160,13 @@ class Extras:
         for story in self.pack.stories:
             for variant in self.phrases["story_none"]:
                 yield variant.format(title=story.title)
+
+
+def _key_size(keys: tuple[tuple[str, ...], ...], text: str) -> int:
+    """Words in the largest of an engine answer's key sets wholly present in ``text``."""
+    words = words_of(text)
+    present = [len(k) for k in keys if all(any(w.startswith(p) for w in words) for p in k)]
+    return max(present, default=0)
 
 
 def check_pack(directory: Path) -> None:

@@ -96,6 +96,7 @@ class Knowledge:
         self.facts = facts
         """The band's facts, in file order."""
         self._by_id = {f.id: f for f in facts}
+        self._rarity = _rarity(facts)
         self._index: ExemplarIndex | None = None
         if embedder is not None and facts:
             self._index = ExemplarIndex(embedder, examples(facts), cache_dir=cache_dir,
@@ -104,17 +105,24 @@ class Knowledge:
     def find(self, text: str) -> KnownFact | None:
         """The fact that answers ``text``, or None when none does."""
         words = words_of(text)
-        return self._by_keys(words) or self._by_meaning(words)
+        return self._by_keys(words)[0] or self._by_meaning(words)
 
-    def _by_keys(self, words: list[str]) -> KnownFact | None:
-        best, best_rank = None, (0, 0)
+    def key_size(self, text: str) -> int:
+        """Words in the largest keyword set of any fact wholly present in ``text`` (0: none)."""
+        return self._by_keys(words_of(text))[1]
+
+    def _by_keys(self, words: list[str]) -> tuple[KnownFact | None, int]:
+        """The best fact by keywords: most words in the matched set, then the rarest words
+        (a set whose words few facts use is more telling), then most keywords present."""
+        best, best_rank = None, (0, 0.0, 0)
         for fact in self.facts:
             for keys in fact.keys:
                 if all(any(key_matches(k, w) for w in words) for k in keys):
-                    rank = (len(keys), _overlap(fact, words))
+                    rarity = sum(self._rarity.get(k, 1.0) for k in keys)
+                    rank = (len(keys), rarity, _overlap(fact, words))
                     if rank > best_rank:
                         best, best_rank = fact, rank
-        return best
+        return best, best_rank[0]
 
     def _by_meaning(self, words: list[str]) -> KnownFact | None:
         if self._index is None or not words:
@@ -137,6 +145,16 @@ class Knowledge:
 def examples(facts: tuple[KnownFact, ...]) -> list[tuple[str, str]]:
     """(fact id, cleaned question) of every example question, as the meaning index holds them."""
     return [(f.id, " ".join(words_of(a))) for f in facts for a in f.asks]
+
+
+def _rarity(facts: tuple[KnownFact, ...]) -> dict[str, float]:
+    """How rare each keyword is across the facts: 1 / the number of facts that use it."""
+    users: dict[str, set[str]] = {}
+    for fact in facts:
+        for keys in fact.keys:
+            for key in keys:
+                users.setdefault(key, set()).add(fact.id)
+    return {key: 1.0 / len(ids) for key, ids in users.items()}
 
 
 def _overlap(fact: KnownFact, words: list[str]) -> int:
