@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.dialogue import arithmetic, stories
+from agent.dialogue import arithmetic, quiz, stories
 from agent.dialogue.content import AGE_BANDS, CONTENT_DIR, ContentPack, _read_optional
 from agent.dialogue.errors import ContentError
 from agent.dialogue.knowledge import (
@@ -39,6 +39,8 @@ SURE_INTENT = 0.80
 _ANSWERABLE = frozenset({"out_of_scope", "fallback", "fact", "answer", "more"})
 _PERSONAL = frozenset({"you", "your", "youre", "yours", "my", "mine", "me", "i", "im"})
 _WH = re.compile(r"\b(?:why|what|whats|who|whos|when|where|which|how)\b")
+_SWITCH = frozenset({"story", "joke", "riddle", "song", "bedtime", "game", "game_animals",
+                     "game_counting", "game_wyr", "grief", "hurt", "ill", "bye"})
 _KEEP = frozenset({"stop", "child_name", "grief", "hurt", "ill", "repeat", "affection",
                    "unkind", "bye", "thanks", "greeting", "no", "yes"})
 
@@ -64,7 +66,10 @@ class Extras:
         self.knowledge = Knowledge(load_knowledge(pack.age_band, directory), embedder, cache_dir)
         """The knowledge pack for the band."""
         self.phrases = _phrases(directory)
-        """What the bear says around facts and story offers."""
+        """What the bear says around facts, the quiz and story offers."""
+        questions = quiz.load(_read_optional(directory, KNOWLEDGE_FILE))
+        self.quiz = quiz.Quiz(questions if self.knowledge.facts else (), self.phrases)
+        """The harder quiz (for the bands the knowledge pack is for)."""
         self._embedder = embedder
 
     # Hooks -----------------------------------------------------------------------------
@@ -79,6 +84,11 @@ class Extras:
         """A story by subject, a fact, or an honest "I don't know" for a knowledge question;
         None when the engine's own answer (``heard``: what it understood) should stand."""
         intent = heard.intent
+        if state.skill == quiz.SKILL:
+            return self._in_quiz(text, heard, state)
+        if (self.quiz.questions and quiz.wants_quiz(text)
+                and intent not in ("no", "stop", "game_animals")):
+            return Extra(self.quiz.start(state))
         if intent == "story":
             return self._story(text, state)
         if intent == "more" and state.last_kind == KIND:
@@ -95,6 +105,13 @@ class Extras:
                 intent == "answer" and (heard.source == "exact" or heard.score >= SURE_INTENT)):
             return Extra(self._one(state, "unknown"))
         return None
+
+    def _in_quiz(self, text: str, heard: Understanding, state: DialogueState) -> Extra | None:
+        """A quiz turn, or None (quiz left) when the child clearly asks for something else."""
+        if heard.intent in _SWITCH and heard.source in ("rules", "exact"):
+            state.end_skill()
+            return None
+        return Extra(self.quiz.turn(text, heard.intent == "no", state))
 
     def _may_answer(self, text: str, heard: Understanding) -> bool:
         """Whether a fact may replace what the engine understood."""
@@ -160,6 +177,7 @@ class Extras:
         for story in self.pack.stories:
             for variant in self.phrases["story_none"]:
                 yield variant.format(title=story.title)
+        yield from self.quiz.every_reply()
 
 
 def _key_size(keys: tuple[tuple[str, ...], ...], text: str) -> int:
@@ -175,11 +193,12 @@ def check_pack(directory: Path) -> None:
     for band in AGE_BANDS:
         load_knowledge(band, directory)
     _phrases(directory)
+    quiz.load(_read_optional(directory, KNOWLEDGE_FILE))
 
 
 def _phrases(directory: Path) -> dict[str, tuple[str, ...]]:
     data = _read_optional(directory, KNOWLEDGE_FILE).get("phrases")
-    needed = ("unknown", "more_done", "story_none")
+    needed = ("unknown", "more_done", "story_none", *quiz.PHRASES)
     if not isinstance(data, dict) or not all(
             isinstance(data.get(k), list) and data[k] and all(isinstance(v, str) for v in data[k])
             for k in needed):
