@@ -234,3 +234,45 @@ def test_extras_refuse_a_pack_without_their_phrases(tmp_path: Path) -> None:
     engine = engine_for("rules")
     with pytest.raises(ContentError, match="needs 'phrases'"):
         Extras(engine.pack, tmp_path)
+
+
+def test_the_quiz_asks_five_questions_scores_right_answers_and_ends() -> None:
+    engine = engine_for("rules")
+    state = engine.new_state(seed=7)
+
+    def turn(text: str) -> str:
+        return engine.reply(text, Verdict(Action.ALLOW, (), text), state)
+
+    first = turn("quiz me")
+    assert first.startswith("Quiz time!") and state.skill == "quiz"
+    questions = engine.extras.quiz.questions
+    asked = [questions[state.item]]
+    for number in range(5):
+        question = questions[state.item]
+        reply = turn(question.accept[0] if number % 2 == 0 else "a banana")
+        assert reply.startswith("Yes, right!" if number % 2 == 0 else "Not quite.")
+        assert question.answer in reply
+        if number < 4:
+            assert turn("yes") == questions[state.item].question
+            asked.append(questions[state.item])
+    assert turn("yes") == "You got 3 out of 5. Great quizzing!"
+    assert state.skill is None and len(set(asked)) == 5
+
+
+def test_no_ends_the_quiz_and_another_request_leaves_it() -> None:
+    engine = engine_for("rules")
+    state = engine.new_state(seed=8)
+    engine.reply("can we do a quiz", Verdict(Action.ALLOW, (), "quiz"), state)
+    question = engine.extras.quiz.questions[state.item]
+    engine.reply(question.accept[0], Verdict(Action.ALLOW, (), "x"), state)
+    assert engine.reply("no thanks", Verdict(Action.ALLOW, (), "no thanks"), state) == (
+        "Okay, quiz over. You got 1 out of 1.")
+    engine.reply("quiz me", Verdict(Action.ALLOW, (), "quiz me"), state)
+    joke = engine.reply("tell me a joke", Verdict(Action.ALLOW, (), "tell me a joke"), state)
+    assert state.skill is None and "Quiz" not in joke and "Not quite" not in joke
+
+
+def test_younger_bands_get_no_quiz_from_the_knowledge_pack() -> None:
+    engine = DialogueEngine("6-8")
+    assert not engine.extras.quiz.questions
+    assert not say(engine, "quiz me").startswith("Quiz time!")
