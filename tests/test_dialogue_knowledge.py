@@ -84,8 +84,10 @@ def test_every_knowledge_and_story_text_passes_the_output_check(safety: SafetyFi
     extras = engine_for("rules").extras
     replies = list(dict.fromkeys(extras.every_reply()))
     assert len(replies) >= 450
-    blocked = {r: safety.check_output(r).categories for r in replies
-               if safety.check_output(r).action is not Action.ALLOW}
+    if safety.semantic is not None:  # one batch: many times faster than a pass per line
+        safety.semantic.prime(replies, "output")
+    verdicts = {r: safety.check_output(r) for r in replies}
+    blocked = {r: v.categories for r, v in verdicts.items() if v.action is not Action.ALLOW}
     assert not blocked
 
 
