@@ -36,9 +36,9 @@ KIND = "knowledge"
 """``state.last_kind`` after a fact from the knowledge pack ("more" stays on its topic)."""
 SURE_INTENT = 0.80
 """Cosine above which the engine's own meaning-matched answer stands."""
-_ANSWERABLE = frozenset({"out_of_scope", "fallback", "fact", "answer", "more"})
 _PERSONAL = frozenset({"you", "your", "youre", "yours", "my", "mine", "me", "i", "im"})
-_WH = re.compile(r"\b(?:why|what|whats|who|whos|when|where|which|how)\b")
+_WH = re.compile(r"(?:(?:hey|ok|so|teddy|um|and) )*(?:why|what|whats|who|whos|when|where|which"
+                 r"|how)\b")
 _SWITCH = frozenset({"story", "joke", "riddle", "song", "bedtime", "game", "game_animals",
                      "game_counting", "game_wyr", "grief", "hurt", "ill", "bye"})
 _KEEP = frozenset({"stop", "child_name", "grief", "hurt", "ill", "repeat", "affection",
@@ -101,10 +101,19 @@ class Extras:
         fact = self.knowledge.find(text)
         if fact is not None:
             return Extra(self._tell(fact, state))
-        if asks_for_knowledge(text) and intent in _ANSWERABLE - {"more"} and not (
-                intent == "answer" and (heard.source == "exact" or heard.score >= SURE_INTENT)):
+        if self._cannot_know(text, heard):
             return Extra(self._one(state, "unknown"))
         return None
+
+    @staticmethod
+    def _cannot_know(text: str, heard: Understanding) -> bool:
+        """A plain wh-question on a knowledge subject that no fact answers and the engine
+        would only have guessed at ("whats the capital of the moon")."""
+        if heard.intent not in ("out_of_scope", "fallback", "answer"):
+            return False
+        if heard.intent == "answer" and (heard.source == "exact" or heard.score >= SURE_INTENT):
+            return False
+        return asks_for_knowledge(text) and bool(_WH.match(" ".join(words_of(text))))
 
     def _in_quiz(self, text: str, heard: Understanding, state: DialogueState) -> Extra | None:
         """A quiz turn, or None (quiz left) when the child clearly asks for something else."""
