@@ -54,6 +54,10 @@ ASKED = [
      "and forty-six."),
     ("what is two to the power of ten", "Two to the power of ten is one thousand and twenty-four."),
     ("three cubed", "Three cubed is twenty-seven."),
+    ("seven times eight equals what", "Seven times eight is fifty-six."),
+    ("what's a hundred divided by four", "One hundred divided by four is twenty-five."),
+    ("what is nine times nine times nine", "Nine times nine times nine is seven hundred and "
+     "twenty-nine."),
     ("what is a thousand take away one", "One thousand take away one is nine hundred and "
      "ninety-nine."),
 ]

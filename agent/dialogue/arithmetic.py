@@ -41,7 +41,7 @@ _FRAME = re.compile(
     r"what|whats|what's|wat|what is|what are|what does|what do|how much is|how much are|"
     r"how much does|how much do|do|does|did|is|the answer to|answer|question)\s+)*")
 _TAIL = re.compile(r"(?:\s+(?:equals?|equal to|make|makes|come to|comes to|is|are|please|"
-                   r"teddy|then|again|altogether|in total|all together))*$")
+                   r"teddy|then|again|altogether|in total|all together|what|how much))*$")
 _VERB_FIRST = (  # "add 3 and 4", "subtract 3 from 10", "divide 144 by 12"
     (re.compile(r"^add (.+?) (?:and|to) (.+)$"), _PLUS, False),
     (re.compile(r"^(?:subtract|take|take away) (.+?) (?:away )?from (.+)$"), _MINUS, True),
