@@ -97,6 +97,7 @@ class Knowledge:
         """The band's facts, in file order."""
         self._by_id = {f.id: f for f in facts}
         self._rarity = _rarity(facts)
+        self._forms, self._prefixes = _key_index(facts)
         self._index: ExemplarIndex | None = None
         if embedder is not None and facts:
             self._index = ExemplarIndex(embedder, examples(facts), cache_dir=cache_dir,
@@ -115,7 +116,8 @@ class Knowledge:
         """The best fact by keywords: most words in the matched set, then the rarest words
         (a set whose words few facts use is more telling), then most keywords present."""
         best, best_rank = None, (0, 0.0, 0)
-        for fact in self.facts:
+        for index in sorted(self._candidates(words)):
+            fact = self.facts[index]
             for keys in fact.keys:
                 if all(any(key_matches(k, w) for w in words) for k in keys):
                     rarity = sum(self._rarity.get(k, 1.0) for k in keys)
@@ -123,6 +125,15 @@ class Knowledge:
                     if rank > best_rank:
                         best, best_rank = fact, rank
         return best, best_rank[0]
+
+    def _candidates(self, words: list[str]) -> set[int]:
+        """Indexes of the facts with at least one keyword present (the only ones that can
+        match), from the keyword index instead of a scan of every fact."""
+        found: set[int] = set()
+        for word in words:
+            found.update(self._forms.get(word, ()))
+            found.update(i for prefix, i in self._prefixes if word.startswith(prefix))
+        return found
 
     def _by_meaning(self, words: list[str]) -> KnownFact | None:
         if self._index is None or not words:
@@ -145,6 +156,23 @@ class Knowledge:
 def examples(facts: tuple[KnownFact, ...]) -> list[tuple[str, str]]:
     """(fact id, cleaned question) of every example question, as the meaning index holds them."""
     return [(f.id, " ".join(words_of(a))) for f in facts for a in f.asks]
+
+
+def _key_index(facts: tuple[KnownFact, ...]) -> tuple[dict[str, set[int]], list[tuple[str, int]]]:
+    """Word form -> facts using it as a keyword, and (prefix, fact) for ``word*`` keywords."""
+    forms: dict[str, set[int]] = {}
+    prefixes: set[tuple[str, int]] = set()
+    for index, fact in enumerate(facts):
+        for key in {k for keys in fact.keys for k in keys}:
+            if key.endswith("*"):
+                prefixes.add((key[:-1], index))
+                continue
+            variants = {key, key + "s", key + "es"}
+            if key.endswith("y"):
+                variants.add(key[:-1] + "ies")
+            for variant in variants:
+                forms.setdefault(variant, set()).add(index)
+    return forms, sorted(prefixes)
 
 
 def _rarity(facts: tuple[KnownFact, ...]) -> dict[str, float]:
