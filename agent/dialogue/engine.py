@@ -16,6 +16,7 @@ from pathlib import Path
 
 from agent.dialogue import games
 from agent.dialogue.content import CONTENT_DIR, Answer, ContentPack, load_pack
+from agent.dialogue.extras import Extras
 from agent.dialogue.offers import offer_in
 from agent.dialogue.semantic import Encoder
 from agent.dialogue.speech import MAX_WORDS, Speech, fit
@@ -73,6 +74,8 @@ class DialogueEngine:
         """Whether a name may be kept and spoken (the bear's safety checks, both ways);
         None: any name that looks like a name."""
         self._speech = Speech(self.pack)
+        self.extras = Extras(self.pack, content_dir, embedder, cache_dir)
+        """Sums, the knowledge pack and stories by subject (``agent/dialogue/extras.py``)."""
         self._not_names = set(self.pack.intents["yes"]) | set(self.pack.intents["no"]) | {
             "teddy", "bear", "not", "and", "the", "a", "called", "is", "name"}
 
@@ -113,12 +116,25 @@ class DialogueEngine:
             return say.one(state, "stop")
         if heard.intent == "repeat":
             return self._again(heard, state)
+        extra = self._extra(text, heard, state)
+        if extra is not None:
+            return extra
         if state.skill in games.GAMES:
             answer = self._in_game(text, heard, state)
             if answer is not None:
                 return answer
         listening, state.listening = state.listening, False
         return self._skill(text, heard, state, listening)
+
+    def _extra(self, text: str, heard: Understanding, state: DialogueState) -> str | None:
+        """Sums (even inside a game), then facts and stories by subject (outside games)."""
+        sum_reply = self.extras.sums(text, state)
+        if sum_reply is not None or state.skill in games.GAMES:
+            return sum_reply
+        extra = self.extras.reply(text, heard, state)
+        if extra is None:
+            return None
+        return self._story_part(state) if extra.story else extra.text
 
     def _again(self, heard: Understanding, state: DialogueState) -> str:
         """"again" gives the same item again; "say that again" repeats the last words."""
@@ -355,6 +371,7 @@ class DialogueEngine:
         yield from say.every(*BLOCK_FALLBACK)
         yield from self._every_content()
         yield from games.every(say, pack)
+        yield from self.extras.every_reply()
 
     def _every_content(self) -> Iterator[str]:
         say = self._speech
