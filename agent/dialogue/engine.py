@@ -83,6 +83,7 @@ class DialogueEngine:
     def reply(self, text: str, verdict: Verdict, state: DialogueState) -> str:
         """The bear's answer to ``text`` (already redacted) given its input ``verdict``."""
         state.turns += 1
+        state.acts.clear()
         answer = self._answer(text, verdict, state)
         state.last_reply = answer
         if state.skill is None and state.offer is None and answer.endswith("?"):
@@ -123,7 +124,9 @@ class DialogueEngine:
                 and state.last_kind == "game"):
             return self._start_game(state.offer, state)
         if wants_item and state.skill is None and state.last_item:
+            state.act("again")
             return state.last_item
+        state.act("repeat")
         return state.last_reply or self._speech.one(state, "repeat_nothing")
 
     def _in_game(self, text: str, heard: Understanding, state: DialogueState) -> str | None:
@@ -133,11 +136,15 @@ class DialogueEngine:
             state.offer = None
             return say.one(state, "game_over")
         if heard.intent == "more" and heard.source != "semantic":
+            state.act("game_turn")
             return games.reask(say, self.pack, state)
         sure = heard.source != "semantic" or heard.score >= SURE_SWITCH
         if heard.intent in SWITCH_INTENTS and sure:
             return None
-        return games.answer(say, self.pack, state, text, set(heard.keywords))
+        answer = games.answer(say, self.pack, state, text, set(heard.keywords))
+        if answer is not None:
+            state.act("game_turn")
+        return answer
 
     def _skill(self, text: str, heard: Understanding, state: DialogueState,
                listening: bool) -> str:
@@ -214,6 +221,7 @@ class DialogueEngine:
 
     def _start_game(self, game: str, state: DialogueState) -> str:
         state.last_kind, state.last_game = "game", game
+        state.act(f"game:{game}")
         return games.start(self._speech, self.pack, state, game)
 
     def _give(self, kind: str, state: DialogueState) -> str:
@@ -223,6 +231,7 @@ class DialogueEngine:
         hint, state.story_hint = state.story_hint, None
         state.end_skill()
         state.last_kind = kind
+        state.act(kind)
         if kind == "story":
             state.skill, state.story_id, state.position = "story", self._story_id(state, hint), 0
             return self._story_part(state)
@@ -266,6 +275,7 @@ class DialogueEngine:
         return self._give(state.last_kind or "story", state)
 
     def _story_part(self, state: DialogueState) -> str:
+        state.act("story")
         story = next(s for s in self.pack.stories if s.id == state.story_id)
         index = state.position
         state.position += 1
@@ -278,6 +288,7 @@ class DialogueEngine:
         return self._item(state, self._speech.story_part(state, story, index))
 
     def _bedtime_step(self, state: DialogueState) -> str:
+        state.act("bedtime")
         steps = self._speech.variants("bedtime")
         step = steps[min(state.position, len(steps) - 1)]
         state.position += 1
@@ -287,6 +298,7 @@ class DialogueEngine:
         return step
 
     def _fact(self, state: DialogueState, topic: str | None) -> str:
+        state.act("fact")
         facts = self.pack.facts
         choices = [i for i, f in enumerate(facts) if topic is None or f.topic == topic]
         index = state.pick("fact", len(facts), choices or None)
@@ -297,6 +309,7 @@ class DialogueEngine:
     def _answer_question(self, answer: Answer, state: DialogueState) -> str:
         state.end_skill()
         state.last_kind, state.fact_topic = "answer", answer.topic
+        state.act(f"answer:{answer.id}")
         state.used.setdefault("answer", set()).add(self.pack.answers.index(answer))
         intro = self._speech.one(state, "answer_intro")
         return self._item(state, fit(answer.text, intro))

@@ -39,6 +39,7 @@ class Speech:
 
     def one(self, state: DialogueState, key: str, *path: str, **fields: object) -> str:
         """One variant of a phrase, filled in, chosen by the state's random source."""
+        state.act(".".join((key, *path)))
         return state.rng.choice(self.variants(key, *path)).format(**fields)
 
     def every(self, key: str, *path: str, **fields: object) -> Iterator[str]:

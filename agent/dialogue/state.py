@@ -6,6 +6,18 @@ import random
 from dataclasses import dataclass, field
 
 
+@dataclass(frozen=True)
+class Privacy:
+    """What the bear may truthfully say about keeping the talk: the consent in force."""
+
+    keep: bool = False
+    """A parent allowed keeping the turns (encrypted, on the bear)."""
+    sync: bool = False
+    """Kept turns go to the family's parent app."""
+    name: bool = False
+    """A parent allowed the bear to use the child's first name."""
+
+
 @dataclass
 class DialogueState:
     """Where one conversation is: the skill in progress, scores, what was said last."""
@@ -49,6 +61,15 @@ class DialogueState:
     """Indexes of content already given, per kind, so nothing repeats until all are used."""
     rng: random.Random = field(default_factory=random.Random, repr=False)
     """Random source for variety (seed it for reproducible tests)."""
+    privacy: Privacy = field(default_factory=Privacy)
+    """The consent in force (set by the conversation each turn), for honest answers."""
+    acts: list[str] = field(default_factory=list)
+    """What the last reply was made of: phrase sets ("feelings.sad") and skills ("story",
+    "answer:volcano", "game:counting"), for measuring and for tests."""
+
+    def act(self, name: str) -> None:
+        """Note that this turn's reply used ``name`` (a phrase set or skill)."""
+        self.acts.append(name)
 
     def pick(self, kind: str, count: int, choices: list[int] | None = None) -> int:
         """An index of ``kind`` content not given yet (restarts once all were given)."""
