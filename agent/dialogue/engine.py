@@ -4,23 +4,38 @@ Replies are built only from the content pack, by small composer functions. Each 
 has two faces: ``reply`` picks one text for this turn, and ``all_replies`` lists every
 text the same composers can produce, so a test can put each through ``check_output``.
 What the child means comes from :class:`~agent.dialogue.understand.Understander`
-(keyword rules, and sentence meaning when the model is loaded).
+(keyword rules, and sentence meaning when the model is loaded), after the conversation's
+context had its say (:mod:`agent.dialogue.context`: names, "he"/"she", honest answers about
+keeping the talk, never sharing with strangers) and a run-on line was cut to its last
+request (:mod:`agent.dialogue.clauses`).
+
+Extra skills go in :attr:`DialogueEngine.skills`: each ``skill(text, heard, state)``
+returns a reply or None, and is tried in order before the bear says it is not sure.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from agent.dialogue import games
+from agent.dialogue import clauses, games, honesty, mentions, negation
 from agent.dialogue.content import CONTENT_DIR, Answer, ContentPack, load_pack
+from agent.dialogue.numbers import parse_number
 from agent.dialogue.offers import offer_in
 from agent.dialogue.semantic import Encoder
 from agent.dialogue.speech import MAX_WORDS, Speech, fit
-from agent.dialogue.state import DialogueState
-from agent.dialogue.understand import Understander, Understanding, answer_by_keys
+from agent.dialogue.context import ContextAnswers
+from agent.dialogue.state import DialogueState, Privacy
+from agent.dialogue.understand import (
+    ACCEPT,
+    QUESTION,
+    Understander,
+    Understanding,
+    answer_by_keys,
+)
 from agent.safety.categories import BLOCK_ORDER, ESCALATION_ORDER, REPLIES
 from agent.safety.verdict import Action, Verdict
 
@@ -52,6 +67,21 @@ _SIMPLE = ("affection", "grief", "hurt", "ill", "unkind", "acknowledge", "apolog
            "out_of_scope", "capabilities", "bear_name", "how_are_you")
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz-")
 _TOPICS = ("space", "nature", "animals")
+Skill = Callable[[str, Understanding, DialogueState], "str | None"]
+"""An extra skill: the reply to ``(text, heard, state)``, or None to pass."""
+SURE_WEAK = frozenset({"answer", "news", "acknowledge", "feelings_talk", "greeting", "thanks",
+                       "yes", "no", "give_up", "apology", "how_are_you", "listening"})
+"""Intents a weak meaning match may still decide (a wrong one does little harm)."""
+_STATEMENT_SKIP = frozenset({*CONTENT_KINDS, *GAME_INTENTS, "game", "stop", "bye", "grief",
+                             "hurt", "ill", "affection", "unkind", "repeat", "more",
+                             "child_name", "fact", "thanks", "greeting"})
+_PRONOUN = re.compile(r"\b(?:it|its|it's|they|them|theyre|they're|that|this)\b")
+_AGAIN = re.compile(r"\bagain\b|^(?:do|say|sing|tell) (?:it|that) again")
+_ANOTHER = re.compile(r"^(?:and |ok |okay )?(?:another|another one|one more|a different one"
+                      r"|next one|tell me another|tell me one more|sing another|another "
+                      r"(?:song|joke|riddle|story|fact)|the next one)(?: please| one)?$")
+_GUESS = ("is it", "its", "it's", "it is", "a ", "an ", "maybe", "i think")
+_THE_END = re.compile(r"^(?:the end|thats the end|that's the end|the end teddy)$")
 
 
 class DialogueEngine:
@@ -71,10 +101,13 @@ class DialogueEngine:
         self._speech = Speech(self.pack)
         self._not_names = set(self.pack.intents["yes"]) | set(self.pack.intents["no"]) | {
             "teddy", "bear", "not", "and", "the", "a", "called", "is", "name"}
+        self._context = ContextAnswers(self._speech, self.understander.vocabulary)
+        self.skills: list[Skill] = []
+        """Extra skills tried in order before the bear says it is not sure."""
 
     def new_state(self, seed: int | None = None) -> DialogueState:
         """A fresh conversation state (``seed`` makes its choices reproducible)."""
-        return DialogueState(rng=random.Random(seed))
+        return DialogueState(rng=random.Random(seed), privacy=Privacy(name=self.remember_name))
 
     def is_stop(self, text: str) -> bool:
         """Whether the child asked the bear to stop or be quiet."""
@@ -84,6 +117,8 @@ class DialogueEngine:
         """The bear's answer to ``text`` (already redacted) given its input ``verdict``."""
         state.turns += 1
         state.acts.clear()
+        state.alert = None
+        state.memory.share_turns = max(0, state.memory.share_turns - 1)
         answer = self._answer(text, verdict, state)
         state.last_reply = answer
         if state.skill is None and state.offer is None and answer.endswith("?"):
@@ -94,7 +129,11 @@ class DialogueEngine:
 
     def _answer(self, text: str, verdict: Verdict, state: DialogueState) -> str:
         say = self._speech
+        cleaned = negation.tidy(self.understander.normalise(text))
+        introduced = mentions.note(state.memory, cleaned)
         if verdict.action is Action.ESCALATE:
+            if honesty.asks_to_share(cleaned, state.memory.share_turns > 0):
+                state.memory.share_turns = honesty.SHARE_FOLLOW_TURNS
             state.end_skill()
             state.offer, state.listening = None, False
             category = _first(ESCALATION_ORDER, verdict.categories, "distress")
@@ -103,7 +142,14 @@ class DialogueEngine:
             category = _first(BLOCK_ORDER, verdict.categories, "other")
             state.offer = "game" if category == "dangerous" else None
             return say.one(state, *REPLIES.get(category, BLOCK_FALLBACK))
-        heard = self.understander.understand(text)
+        known = self._context.first(cleaned, state, introduced)
+        if known is not None:
+            return known
+        text = self._last_request(negation.no_then_request(cleaned), state)
+        early = self._early(text, state)
+        if early is not None:
+            return early
+        heard = self.understander.understand(self._with_topic(text, state))
         if heard.intent == "stop":
             state.end_skill()
             state.offer, state.listening = None, False
@@ -114,8 +160,58 @@ class DialogueEngine:
             answer = self._in_game(text, heard, state)
             if answer is not None:
                 return answer
+        if state.skill in ("story", "bedtime") and "more" in heard.keywords:
+            return self._more(state)
         listening, state.listening = state.listening, False
+        if not heard.keywords & _STATEMENT_SKIP:
+            about = self._context.about(heard.text, state)
+            if about is not None:
+                state.listening = listening
+                return about
         return self._skill(text, heard, state, listening)
+
+    def _last_request(self, text: str, state: DialogueState) -> str:
+        """The last clause that asks for something; a "stop" before it ends the game."""
+        parts = [c for c in clauses.split(text) if not clauses.is_filler(c)]
+        if len(parts) < 2:
+            return text
+        for part in parts[:-1]:
+            if self.understander.understand(part).intent in ("stop", "no"):
+                state.end_skill()
+                state.offer = None
+        return parts[-1]
+
+    def _early(self, text: str, state: DialogueState) -> str | None:
+        """Negated feelings, "not scary", "again" and "another one", "the end"."""
+        say = self._speech
+        denied = negation.negated_feeling(text)
+        if denied is not None and denied[1] is None:
+            state.offer = None
+            return say.one(state, "negated", "feeling", feeling=denied[0])
+        if denied is not None and denied[1] is not None:
+            heard = Understanding(f"feel_{denied[1]}", "negation", text=text)
+            return self._social(heard, state, False)
+        if negation.not_scary(text):
+            return say.one(state, "negated", "scary")
+        if _THE_END.match(text):
+            state.end_skill()
+            return say.one(state, "acknowledge")
+        if state.skill is None and _ANOTHER.match(text) and state.last_kind in CONTENT_KINDS:
+            named = next((k for k in CONTENT_KINDS if k in text.split()), None)
+            return self._give(named or state.last_kind, state)
+        if state.skill is None and _AGAIN.search(text) and state.last_item \
+                and len(text.split()) <= 5:
+            state.act("again")
+            return state.last_item
+        return None
+
+    def _with_topic(self, text: str, state: DialogueState) -> str:
+        """ "why does it explode" after volcanoes: "it" becomes what the bear talked about."""
+        topic = state.memory.topic
+        if topic is None or not _PRONOUN.search(text) or not _asks(text) or \
+                answer_by_keys(self.pack.answers, text) is not None:
+            return text
+        return _PRONOUN.sub(topic, text, count=1)
 
     def _again(self, heard: Understanding, state: DialogueState) -> str:
         """"again" gives the same item again; "say that again" repeats the last words."""
@@ -131,6 +227,8 @@ class DialogueEngine:
 
     def _in_game(self, text: str, heard: Understanding, state: DialogueState) -> str | None:
         say = self._speech
+        if self._side_question(text, heard, state):
+            return self._aside(text, heard, state)
         if heard.intent == "no" and heard.source == "negation":
             state.end_skill()
             state.offer = None
@@ -146,9 +244,33 @@ class DialogueEngine:
             state.act("game_turn")
         return answer
 
+    def _side_question(self, text: str, heard: Understanding, state: DialogueState) -> bool:
+        """A question asked in the middle of a game, not an answer to it."""
+        if not _asks(text) or text.startswith(_GUESS) or heard.intent in ("yes", "no", "more"):
+            return False
+        if state.skill == "counting":
+            return parse_number(text, allow_homophones=True) is None
+        if state.skill == "riddle":
+            return not set(text.split()) & set(self.pack.riddles[state.item].accept)
+        if state.skill == "animal_sounds":
+            return not set(text.split()) & set(self.pack.animal_sounds[state.item].accept)
+        return True
+
+    def _aside(self, text: str, heard: Understanding, state: DialogueState) -> str:
+        """Answer a question asked inside a game; the game goes on after it."""
+        kept = (state.skill, state.item, state.score, state.round, state.position,
+                state.last_kind)
+        answer = self._skill(text, heard, state, False)
+        (state.skill, state.item, state.score, state.round, state.position,
+         state.last_kind) = kept
+        state.offer = None
+        return answer
+
     def _skill(self, text: str, heard: Understanding, state: DialogueState,
                listening: bool) -> str:
         intent = heard.intent
+        if _unsure(heard):
+            return self._unsure(text, heard, state, listening)
         if intent == "child_name":
             return self._learn_name(text, state)
         if intent in GAME_INTENTS:
@@ -195,9 +317,23 @@ class DialogueEngine:
             return say.one(state, "yes_nothing")
         if intent == "give_up":
             return say.one(state, "no_thanks")
+        return self._unsure(heard.text, heard, state, listening)
+
+    def _unsure(self, text: str, heard: Understanding, state: DialogueState,
+                listening: bool) -> str:
+        """Extra skills first; then an honest answer, never a confident guess."""
+        for skill in self.skills:
+            reply = skill(text, heard, state)
+            if reply is not None:
+                return reply
+        state.offer = None
+        if _asks(text):
+            return self._speech.one(state, "out_of_scope")
         if listening:
-            return say.one(state, "listening")
-        return say.one(state, "fallback")
+            return self._speech.one(state, "listening")
+        if not text:
+            return self._speech.one(state, "fallback")
+        return self._context.low(state)
 
     def _take_offer(self, state: DialogueState) -> str:
         offer, state.offer = state.offer, None
@@ -309,6 +445,7 @@ class DialogueEngine:
     def _answer_question(self, answer: Answer, state: DialogueState) -> str:
         state.end_skill()
         state.last_kind, state.fact_topic = "answer", answer.topic
+        state.memory.topic = " ".join(answer.keys[0]) if answer.keys else None
         state.act(f"answer:{answer.id}")
         state.used.setdefault("answer", set()).add(self.pack.answers.index(answer))
         intro = self._speech.one(state, "answer_intro")
@@ -328,14 +465,14 @@ class DialogueEngine:
     def _learn_name(self, text: str, state: DialogueState) -> str:
         words = self.understander.after("child_name", text).split()
         first = words[0] if words else ""
-        if (self.remember_name and 2 <= len(first) <= 20 and set(first) <= _NAME_CHARS
+        if (state.privacy.name and 2 <= len(first) <= 20 and set(first) <= _NAME_CHARS
                 and first not in self._not_names):
             state.child_name = first.capitalize()
             return self._speech.one(state, "name_kept", first=state.child_name)
         return self._speech.one(state, "name_not_kept")
 
     def _name_suffix(self, state: DialogueState) -> str:
-        return f", {state.child_name}" if self.remember_name and state.child_name else ""
+        return f", {state.child_name}" if state.privacy.name and state.child_name else ""
 
     def all_replies(self) -> Iterator[str]:
         """Every reply this engine can produce (the child's name shown as ``Sam``)."""
@@ -385,6 +522,17 @@ class DialogueEngine:
 
 def _first(order: tuple[str, ...], categories: tuple[str, ...], default: str) -> str:
     return next((c for c in order if c in categories), default)
+
+
+def _asks(text: str) -> bool:
+    """Whether ``text`` is a question (by its first words: the recogniser gives no "?")."""
+    return bool(QUESTION.search(text))
+
+
+def _unsure(heard: Understanding) -> bool:
+    """A weak meaning match for an intent that would do something the child didn't ask."""
+    return heard.source == "semantic" and heard.score < ACCEPT and \
+        heard.intent not in SURE_WEAK and not heard.intent.startswith("feel_")
 
 
 def _topic(keywords: frozenset[str]) -> str | None:
