@@ -10,12 +10,21 @@ have a mom" is about the bear's family, not a story.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from agent.dialogue import honesty, mentions
 from agent.dialogue.negation import FEELINGS
 from agent.dialogue.numbers import parse_number
 from agent.dialogue.speech import Speech
 from agent.dialogue.state import DialogueState, Referent
+
+CONTEXT_PHRASES = {
+    "name_recall": ("child", "other", "missed"), "name_unknown": ("not_kept", "not_told", "other"),
+    "secret": ("ask", "good"), "share_never": ("first", "again"),
+    "talk": ("want", "about", "missed"), "tell_more": ("named", "about", "like", "ask", "low"),
+    "negated": ("scary",), "persona": ("family",),
+}
+"""Phrase sets (and their parts) only this module says."""
 
 _CHILD_NAME = re.compile(
     r"\b(?:my name is|my names|my name's|im called|i'm called|i am called|call me|its me"
@@ -41,7 +50,7 @@ _TALK = re.compile(
     r"(?: to)? talk\b(?! about (?:it|that) anymore)")
 _ASK = re.compile(r"^(?:teddy |hey teddy )?(?:can i|could i|i need to|i want to|may i|can i just)"
                   r" ask (?:you )?(?:something|a question|you)?")
-_VOCATIVE = re.compile(r"^(?:hey |hi |oh |um )?(?:teddy|bear|teddy bear|mr bear)$")
+_VOCATIVE = re.compile(r"^(?:hey |hi |oh |um |yo )?(?:teddy|bear|teddy bear|mr bear)$")
 _LIKES = re.compile(r"^(?:do|did|would) you (?:like|love) ([a-z]+)")
 _QUESTION = re.compile(r"^(?:why|what|whats|how|where|when|who|which|is|are|was|were|do|does"
                        r"|did|can|could|will|would|should|shall)\b")
@@ -60,7 +69,8 @@ class ContextAnswers:
             reply = answer(cleaned, state)
             if reply is not None:
                 return reply
-        if introduced is not None and introduced.name and not _QUESTION.search(cleaned):
+        if introduced is not None and introduced.name and not _QUESTION.search(cleaned) \
+                and introduced.name.lower() in cleaned.split() and state.skill is None:
             key = ("talk", "missed") if introduced.gone else ("tell_more", "named")
             return self._say.one(state, *key, who=introduced.name)
         return None
@@ -74,7 +84,6 @@ class ContextAnswers:
             memory.share_turns = honesty.SHARE_FOLLOW_TURNS + 1
             return self._say.one(state, "share_never", "again" if following else "first")
         if honesty.tells_grown_up(cleaned):
-            memory.share_turns = 0
             return self._say.one(state, "praise")
         secret_asked, memory.secret_asked = memory.secret_asked, False
         if honesty.asks_secret(cleaned):
@@ -164,6 +173,21 @@ class ContextAnswers:
     def low(self, state: DialogueState) -> str:
         """An honest "tell me more" when the bear is not sure what the child meant."""
         return self._say.one(state, "tell_more", "low")
+
+
+def every_context_reply(say: Speech, sample: str) -> Iterator[str]:
+    """Every reply this module can give (names shown as ``sample``, feelings all of them)."""
+    for key, parts in CONTEXT_PHRASES.items():
+        for part in parts:
+            for who in (sample, f"your {sorted(mentions.KINDS)[0]}"):
+                yield from say.every(key, part, who=who, first=sample)
+    for question in honesty.QUESTIONS:
+        for privacy in honesty.PRIVACY_KEYS:
+            yield from say.every("honesty", question, privacy)
+    for feeling in sorted(set(FEELINGS)):
+        yield from say.every("negated", "feeling", feeling=feeling)
+    yield from say.every("praise")
+    yield from say.every("kind")
 
 
 def _looks_like_name(word: str) -> bool:

@@ -27,7 +27,7 @@ from agent.dialogue.numbers import parse_number
 from agent.dialogue.offers import offer_in
 from agent.dialogue.semantic import Encoder
 from agent.dialogue.speech import MAX_WORDS, Speech, fit
-from agent.dialogue.context import ContextAnswers
+from agent.dialogue.context import ContextAnswers, every_context_reply
 from agent.dialogue.state import DialogueState, Privacy
 from agent.dialogue.understand import (
     ACCEPT,
@@ -75,7 +75,8 @@ SURE_WEAK = frozenset({"answer", "news", "acknowledge", "feelings_talk", "greeti
 _STATEMENT_SKIP = frozenset({*CONTENT_KINDS, *GAME_INTENTS, "game", "stop", "bye", "grief",
                              "hurt", "ill", "affection", "unkind", "repeat", "more",
                              "child_name", "fact", "thanks", "greeting"})
-_PRONOUN = re.compile(r"\b(?:it|its|it's|they|them|theyre|they're|that|this)\b")
+_PRONOUN = re.compile(r"\b(?:it|its|it's|they|them|theyre|they're)\b|^(?:what|whats|what's|"
+                      r"what is) (?:that|this)$")
 _AGAIN = re.compile(r"\bagain\b|^(?:do|say|sing|tell) (?:it|that) again")
 _ANOTHER = re.compile(r"^(?:and |ok |okay )?(?:another|another one|one more|a different one"
                       r"|next one|tell me another|tell me one more|sing another|another "
@@ -149,7 +150,7 @@ class DialogueEngine:
         early = self._early(text, state)
         if early is not None:
             return early
-        heard = self.understander.understand(self._with_topic(text, state))
+        heard = self._understand(text, state)
         if heard.intent == "stop":
             state.end_skill()
             state.offer, state.listening = None, False
@@ -163,7 +164,7 @@ class DialogueEngine:
         if state.skill in ("story", "bedtime") and "more" in heard.keywords:
             return self._more(state)
         listening, state.listening = state.listening, False
-        if not heard.keywords & _STATEMENT_SKIP:
+        if introduced is None and not heard.keywords & _STATEMENT_SKIP:
             about = self._context.about(heard.text, state)
             if about is not None:
                 state.listening = listening
@@ -174,12 +175,14 @@ class DialogueEngine:
         """The last clause that asks for something; a "stop" before it ends the game."""
         parts = [c for c in clauses.split(text) if not clauses.is_filler(c)]
         if len(parts) < 2:
-            return text
-        for part in parts[:-1]:
-            if self.understander.understand(part).intent in ("stop", "no"):
-                state.end_skill()
-                state.offer = None
-        return parts[-1]
+            return parts[0] if parts else text
+        intents = [self.understander.understand(part).intent for part in parts]
+        last = max((i for i, intent in enumerate(intents) if intent != "fallback"),
+                   default=len(parts) - 1)
+        if any(intent in ("stop", "no") for intent in intents[:last]):
+            state.end_skill()
+            state.offer = None
+        return parts[last]
 
     def _early(self, text: str, state: DialogueState) -> str | None:
         """Negated feelings, "not scary", "again" and "another one", "the end"."""
@@ -200,18 +203,26 @@ class DialogueEngine:
             named = next((k for k in CONTENT_KINDS if k in text.split()), None)
             return self._give(named or state.last_kind, state)
         if state.skill is None and _AGAIN.search(text) and state.last_item \
+                and not text.startswith(("not", "no ", "dont", "don't")) \
                 and len(text.split()) <= 5:
             state.act("again")
             return state.last_item
         return None
 
-    def _with_topic(self, text: str, state: DialogueState) -> str:
-        """ "why does it explode" after volcanoes: "it" becomes what the bear talked about."""
+    def _understand(self, text: str, state: DialogueState) -> Understanding:
+        """What ``text`` means; "why does it explode" after volcanoes is about volcanoes."""
         topic = state.memory.topic
         if topic is None or not _PRONOUN.search(text) or not _asks(text) or \
                 answer_by_keys(self.pack.answers, text) is not None:
-            return text
-        return _PRONOUN.sub(topic, text, count=1)
+            return self.understander.understand(text)
+        about = _PRONOUN.sub(topic, text, count=1)
+        answer = answer_by_keys(self.pack.answers, about)
+        heard = self.understander.understand(about)
+        if answer is not None and heard.intent in ("out_of_scope", "fallback") \
+                or answer is not None and heard.source == "rules":
+            return Understanding("answer", "keys", answer=answer, keywords=heard.keywords,
+                                 text=about)
+        return heard
 
     def _again(self, heard: Understanding, state: DialogueState) -> str:
         """"again" gives the same item again; "say that again" repeats the last words."""
@@ -229,7 +240,7 @@ class DialogueEngine:
         say = self._speech
         if self._side_question(text, heard, state):
             return self._aside(text, heard, state)
-        if heard.intent == "no" and heard.source == "negation":
+        if heard.intent == "no" and heard.source in ("negation", "exact", "rules"):
             state.end_skill()
             state.offer = None
             return say.one(state, "game_over")
@@ -498,6 +509,7 @@ class DialogueEngine:
         for category in BLOCK_ORDER:
             yield from say.every(*REPLIES[category])
         yield from say.every(*BLOCK_FALLBACK)
+        yield from every_context_reply(say, SAMPLE_NAME)
         yield from self._every_content()
         yield from games.every(say, pack)
 

@@ -17,6 +17,8 @@ SHARE_CATEGORY = "lures"
 """Safety category of the parent alert for a stranger asking for personal details."""
 SHARE_FOLLOW_TURNS = 6
 """Turns after a sharing question in which "should i send it" still means the same."""
+QUESTIONS = ("recording", "remember", "who_sees", "delete")
+"""Questions about keeping the talk the bear answers."""
 PRIVACY_KEYS = ("keep_sync", "keep", "none")
 """Variants of every honesty answer, one per consent state."""
 

@@ -54,8 +54,9 @@ def note(memory: Memory, cleaned: str) -> Referent | None:
         return _add(memory, kind, name if _is_name(name) else None, cleaned)
     own = _OWN.search(cleaned)
     if own:
+        known = len(memory.referents)
         referent = _add(memory, singular(own.group(1)), None, cleaned)
-        return referent
+        return referent if len(memory.referents) > known else None
     plain = _NAMED.search(cleaned)
     if plain and _NAMED_NEEDS.search(cleaned) and _is_name(plain.group(1)):
         referent = resolve(memory, cleaned) or _newest(memory)
@@ -103,7 +104,6 @@ def _by_pronoun(memory: Memory, pronoun: str) -> Referent | None:
     for referent in reversed(memory.referents):
         if referent.pronoun == pronoun:
             return referent
-    for referent in reversed(memory.referents):
         if referent.pronoun is None and _fits(referent.kind, pronoun):
             referent.pronoun = pronoun
             return referent

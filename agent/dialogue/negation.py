@@ -25,8 +25,8 @@ _NEGATED = re.compile(
 _NOT_SCARY = re.compile(r"^(?:but |and |a |one )?(?:not|nothing|no) (?:a |too |very )?"
                         r"(?:scary|scarey|spooky|frightening)(?: one| story| please| thanks)*$")
 _STRETCHED = re.compile(r"([a-z])\1{2,}")
-_NO_THEN = re.compile(r"^(?:no|nope|nah|no no)+ (?=(?:keep|more|i want|again|play|let|don't"
-                      r"|dont|one more|another|go on)\b)")
+_NO_THEN = re.compile(r"^(?:no|nope|nah|no no)+ (?=(?:keep|i want|again|play|let|don't"
+                      r"|dont|another|go on)\b)")
 
 
 def tidy(cleaned: str) -> str:
