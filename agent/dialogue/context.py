@@ -179,7 +179,8 @@ def every_context_reply(say: Speech, sample: str) -> Iterator[str]:
     """Every reply this module can give (names shown as ``sample``, feelings all of them)."""
     for key, parts in CONTEXT_PHRASES.items():
         for part in parts:
-            for who in (sample, f"your {sorted(mentions.KINDS)[0]}"):
+            named_only = key == "name_recall" or part == "named"
+            for who in (sample,) if named_only else (sample, f"your {sorted(mentions.KINDS)[0]}"):
                 yield from say.every(key, part, who=who, first=sample)
     for question in honesty.QUESTIONS:
         for privacy in honesty.PRIVACY_KEYS:

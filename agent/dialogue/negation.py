@@ -14,9 +14,8 @@ FEELINGS = {
     "mad": "angry", "cross": "angry", "grumpy": "angry", "scared": "scared",
     "afraid": "scared", "frightened": "scared", "bored": "bored", "happy": "happy",
     "excited": "excited", "nervous": "nervous", "worried": "nervous", "silly": "silly",
-    "hungry": "hungry", "sick": "sick", "poorly": "poorly",
 }
-"""Feeling words -> the feeling intent they name (``feel_<name>``) or the word said."""
+"""Feeling words -> the feeling intent they name (``feel_<name>``)."""
 _FEELING = "|".join(FEELINGS)
 _NEGATED = re.compile(
     rf"^(?:(?:but|and|no|well) )?(?:i|im|i'm|i am|am|i m|me)? ?(?:am )?(?:not|isnt|aint|no)"
