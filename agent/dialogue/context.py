@@ -50,6 +50,7 @@ _TALK = re.compile(
     r"(?: to)? talk\b(?! about (?:it|that) anymore)")
 _ASK = re.compile(r"^(?:teddy |hey teddy )?(?:can i|could i|i need to|i want to|may i|can i just)"
                   r" ask (?:you )?(?:something|a question|you)?")
+_REDACTED_NAME = re.compile(r"\b(?:called|named|name is|name was|names) name\b")
 _VOCATIVE = re.compile(r"^(?:hey |hi |oh |um |yo )?(?:teddy|bear|teddy bear|mr bear)$")
 _LIKES = re.compile(r"^(?:do|did|would) you (?:like|love) ([a-z]+)")
 _QUESTION = re.compile(r"^(?:why|what|whats|how|where|when|who|which|is|are|was|were|do|does"
@@ -69,10 +70,13 @@ class ContextAnswers:
             reply = answer(cleaned, state)
             if reply is not None:
                 return reply
-        if introduced is not None and introduced.name and not _QUESTION.search(cleaned) \
-                and introduced.name.lower() in cleaned.split() and state.skill is None:
+        if introduced is None or _QUESTION.search(cleaned) or state.skill is not None:
+            return None
+        if introduced.name and introduced.name.lower() in cleaned.split():
             key = ("talk", "missed") if introduced.gone else ("tell_more", "named")
             return self._say.one(state, *key, who=introduced.name)
+        if _REDACTED_NAME.search(cleaned):  # "my sister is called [name]": not kept
+            return self._say.one(state, "tell_more", "about", who=introduced.spoken)
         return None
 
     def _safety(self, cleaned: str, state: DialogueState) -> str | None:

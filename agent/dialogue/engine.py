@@ -81,6 +81,7 @@ _AGAIN = re.compile(r"\bagain\b|^(?:do|say|sing|tell) (?:it|that) again")
 _ANOTHER = re.compile(r"^(?:and |ok |okay )?(?:another|another one|one more|a different one"
                       r"|next one|tell me another|tell me one more|sing another|another "
                       r"(?:song|joke|riddle|story|fact)|the next one)(?: please| one)?$")
+_HE_SHE = re.compile(r"^(?:he|she|hes|shes|he's|she's|they|theyre|they're)\b")
 _GUESS = ("is it", "its", "it's", "it is", "a ", "an ", "maybe", "i think")
 _THE_END = re.compile(r"^(?:the end|thats the end|that's the end|the end teddy)$")
 
@@ -164,7 +165,8 @@ class DialogueEngine:
         if state.skill in ("story", "bedtime") and "more" in heard.keywords:
             return self._more(state)
         listening, state.listening = state.listening, False
-        if introduced is None and not heard.keywords & _STATEMENT_SKIP:
+        if (introduced is None or _HE_SHE.match(heard.text)) \
+                and not heard.keywords & _STATEMENT_SKIP:
             about = self._context.about(heard.text, state)
             if about is not None:
                 state.listening = listening

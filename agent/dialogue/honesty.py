@@ -42,12 +42,15 @@ _SECRET = re.compile(r"\b(?:keep|keeping) (?:a |my |our |this )?secrets?\b"
                      r"|\bcan i tell you a secret\b|\bwant to (?:know|hear) a secret\b")
 _GOOD_SECRET = re.compile(r"\b(?:surprise|present|party|birthday|gift)\b")
 _PRIVATE = re.compile(
-    r"\b(?:address|where i live|my house|(?:my|what|which) school|school i go|picture"
+    r"\b(?:address|where i live|my house|school|picture"
     r"|pictures|photo|photos|pic|pics|selfie|phone number|my number|password|last name"
     r"|full name|meet (?:me|him|her|them|up)|come over|video call|facetime)\b")
 _STRANGER = re.compile(
     r"\b(?:game|games|gaming|chat|online|internet|roblox|minecraft|fortnite|app|someone"
     r"|somebody|guy|man|lady|woman|player|person|stranger|he|she|him|her|they|them)\b")
+_REQUEST = re.compile(
+    r"\b(?:send|sent|sending|give|gave|share|want|wants|wanted|asked|asks|asking|ask|know"
+    r"|post|meet|come|show|go|said|says|told|tell|should|can i|what)\b")
 _SHARE_FOLLOW = re.compile(
     r"^(?:so |but |ok |okay )?(?:should|can|could|shall) i (?:send|give|go|tell|meet|do|show)"
     r"|^what if\b|\bsend (?:it|him|her|them)\b|\b(?:he|she|they) (?:said|says|wants|asked"
@@ -87,7 +90,8 @@ def good_secret(cleaned: str) -> bool:
 def asks_to_share(cleaned: str, following: bool) -> bool:
     """Whether ``cleaned`` is about giving personal details to (or meeting) someone from a
     game or chat; ``following``: a sharing question was asked a few turns ago."""
-    if _PRIVATE.search(cleaned) and (_STRANGER.search(cleaned) or following):
+    if _PRIVATE.search(cleaned) and _REQUEST.search(cleaned) and (
+            _STRANGER.search(cleaned) or following):
         return True
     return following and bool(_SHARE_FOLLOW.search(cleaned))
 

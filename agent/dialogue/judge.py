@@ -66,6 +66,10 @@ class Judgement:
     """Follow-up lines judged."""
     follow_ups_addressed: int = 0
     """Follow-up lines answered acceptably."""
+    replies: list[tuple[str, str, str, str]] = field(default_factory=list)
+    """(where, child line, reply, acts) for every line, in order."""
+    follow_up_misses: list[tuple[str, str, str, str]] = field(default_factory=list)
+    """(tag, child line, reply, acts) for every follow-up not answered acceptably."""
 
     def rate(self, count: int, of: int | None = None) -> float:
         """``count`` over ``of`` (default: every line); 0 when there is none."""
@@ -200,11 +204,14 @@ def judge(engines: dict[tuple[str, bool], DialogueEngine], safety,
         where = f"{conversation.band} / {conversation.title}"
         for line, spoken, acts, previous in run(engine, safety, conversation):
             result.lines += 1
+            result.replies.append((where, line.text, spoken, ",".join(acts)))
             good = accepted(line, spoken, acts, previous)
             result.addressed += good
             if line.tag:
                 result.follow_ups += 1
                 result.follow_ups_addressed += good
+                if not good:
+                    result.follow_up_misses.append((line.tag, line.text, spoken, ",".join(acts)))
             if good:
                 continue
             if "fallback" in acts or spoken == SAFE_FALLBACK_REPLY:

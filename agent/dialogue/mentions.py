@@ -51,7 +51,10 @@ def note(memory: Memory, cleaned: str) -> Referent | None:
     if named:
         kind = named.group(1) or named.group(3)
         name = named.group(2) or named.group(4)
-        return _add(memory, kind, name if _is_name(name) else None, cleaned)
+        known = len(memory.referents)
+        referent = _add(memory, kind, name if _is_name(name) else None, cleaned)
+        fresh = len(memory.referents) > known or (name and referent.name == name.capitalize())
+        return referent if fresh else None
     own = _OWN.search(cleaned)
     if own:
         known = len(memory.referents)
