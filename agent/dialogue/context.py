@@ -184,7 +184,7 @@ def every_context_reply(say: Speech, sample: str) -> Iterator[str]:
     for key, parts in CONTEXT_PHRASES.items():
         for part in parts:
             named_only = key == "name_recall" or part == "named"
-            for who in (sample,) if named_only else (sample, f"your {sorted(mentions.KINDS)[0]}"):
+            for who in (sample,) if named_only else (sample, *spoken_kinds()):
                 yield from say.every(key, part, who=who, first=sample)
     for question in honesty.QUESTIONS:
         for privacy in honesty.PRIVACY_KEYS:
@@ -193,6 +193,11 @@ def every_context_reply(say: Speech, sample: str) -> Iterator[str]:
         yield from say.every("negated", "feeling", feeling=feeling)
     yield from say.every("praise")
     yield from say.every("kind")
+
+
+def spoken_kinds() -> list[str]:
+    """Every way the bear names someone the child mentioned without a name ("your dog")."""
+    return sorted({Referent(kind).spoken for kind in mentions.KINDS})
 
 
 def _looks_like_name(word: str) -> bool:

@@ -6,6 +6,10 @@ import random
 from dataclasses import dataclass, field
 
 
+SPOKEN_KINDS = {"mummy": "mum", "mommy": "mom", "doggy": "dog", "kitty": "cat"}
+"""How the bear says a kind the child said in baby words."""
+
+
 @dataclass
 class Referent:
     """Someone or something the child talked about: "my dog rex", "my sister"."""
@@ -22,7 +26,7 @@ class Referent:
     @property
     def spoken(self) -> str:
         """How the bear says it: the name, else "your dog"."""
-        return self.name or f"your {self.kind}"
+        return self.name or f"your {SPOKEN_KINDS.get(self.kind, self.kind)}"
 
 
 @dataclass
