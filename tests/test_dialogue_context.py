@@ -23,11 +23,14 @@ def safety() -> SafetyFilter:
     return default_filter()
 
 
+NOTHING_KEPT = Privacy()
+
+
 class Talk:
     """A child talking to a bear through the input and output checks."""
 
     def __init__(self, safety: SafetyFilter, band: str = "6-8",
-                 privacy: Privacy = Privacy()) -> None:
+                 privacy: Privacy = NOTHING_KEPT) -> None:
         self.safety = safety
         self.engine = DialogueEngine(band, remember_name=privacy.name)
         self.state: DialogueState = self.engine.new_state(seed=3)

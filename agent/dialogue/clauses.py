@@ -19,7 +19,7 @@ _CONTINUES = frozenset({
     "know", "about", "me", "you", "is", "and", "or", "that", "wonder", "say", "ask", "asked",
     "see", "tell", "to", "of", "like", "from", "guess", "remember", "matter", "no", "not",
     "dont", "don't", "idea", "sure", "learn", "show", "teach", "forgot", "care", "for", "on",
-    "mind", "said", "hear", "heard", "understand", "is", "was", "somehow", "explain"})
+    "mind", "said", "hear", "heard", "understand", "was", "somehow", "explain"})
 _FILLERS = frozenset({"ok", "okay", "um", "umm", "er", "so", "well", "wait", "actually",
                       "teddy", "please", "anyway", "hmm", "oh"})
 

@@ -23,11 +23,11 @@ from pathlib import Path
 
 from agent.dialogue import clauses, games, honesty, mentions, negation
 from agent.dialogue.content import CONTENT_DIR, Answer, ContentPack, load_pack
+from agent.dialogue.context import ContextAnswers, every_context_reply
 from agent.dialogue.numbers import parse_number
 from agent.dialogue.offers import offer_in
 from agent.dialogue.semantic import Encoder
 from agent.dialogue.speech import MAX_WORDS, Speech, fit
-from agent.dialogue.context import ContextAnswers, every_context_reply
 from agent.dialogue.state import DialogueState, Privacy
 from agent.dialogue.understand import (
     ACCEPT,

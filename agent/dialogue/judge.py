@@ -100,7 +100,8 @@ def read_judged(path: Path) -> list[JudgedConversation]:
     """The judged conversations in one band's file."""
     band = path.stem
     conversations: list[JudgedConversation] = []
-    title, privacy, lines = "", Privacy(), []
+    title, privacy = "", Privacy()
+    lines: list[JudgedLine] = []
     for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         line = raw.strip()
         if line.startswith("## "):

@@ -46,32 +46,28 @@ _IT = re.compile(r"\b(?:it|its|it's)\b")
 
 
 def note(memory: Memory, cleaned: str) -> Referent | None:
-    """Read ``cleaned`` into ``memory``; the referent it named or introduced, if any."""
+    """Read ``cleaned`` into ``memory``; the referent it introduced or named, if any."""
     named = _OWN_NAMED.search(cleaned)
     if named:
-        kind = named.group(1) or named.group(3)
         name = named.group(2) or named.group(4)
-        known = len(memory.referents)
-        referent = _add(memory, kind, name if _is_name(name) else None, cleaned)
-        fresh = len(memory.referents) > known or (name and referent.name == name.capitalize())
-        return referent if fresh else None
+        given = name if _is_name(name) else None
+        referent, fresh = _add(memory, named.group(1) or named.group(3), given, cleaned)
+        return referent if fresh or given else None
     own = _OWN.search(cleaned)
     if own:
-        known = len(memory.referents)
-        referent = _add(memory, singular(own.group(1)), None, cleaned)
-        return referent if len(memory.referents) > known else None
+        referent, fresh = _add(memory, singular(own.group(1)), None, cleaned)
+        return referent if fresh else None
     plain = _NAMED.search(cleaned)
     if plain and _NAMED_NEEDS.search(cleaned) and _is_name(plain.group(1)):
-        referent = resolve(memory, cleaned) or _newest(memory)
-        if referent is None:
-            referent = _add(memory, "friend", None, cleaned)
+        found = resolve(memory, cleaned) or _newest(memory)
+        referent = found if found is not None else _add(memory, "friend", None, cleaned)[0]
         referent.name = plain.group(1).capitalize()
         _note_pronoun(referent, cleaned)
         return referent
-    referent = resolve(memory, cleaned)
-    if referent is not None:
-        _note_pronoun(referent, cleaned)
-        referent.gone = referent.gone or bool(_GONE.search(cleaned))
+    mentioned = resolve(memory, cleaned)
+    if mentioned is not None:
+        _note_pronoun(mentioned, cleaned)
+        mentioned.gone = mentioned.gone or bool(_GONE.search(cleaned))
     return None
 
 
@@ -121,10 +117,13 @@ def _fits(kind: str, pronoun: str) -> bool:
     return True
 
 
-def _add(memory: Memory, kind: str, name: str | None, cleaned: str) -> Referent:
+def _add(memory: Memory, kind: str, name: str | None, cleaned: str) -> tuple[Referent, bool]:
+    """The referent of ``kind`` (and ``name``), made most recent; whether it is new."""
     kind = singular(kind)
     existing = by_kind(memory, kind)
-    if existing is not None and (name is None or existing.name in (None, name.capitalize())):
+    fresh = existing is None or name is not None and existing.name not in (
+        None, name.capitalize())
+    if existing is not None and not fresh:
         referent = existing
         memory.referents.remove(existing)
     else:
@@ -134,7 +133,7 @@ def _add(memory: Memory, kind: str, name: str | None, cleaned: str) -> Referent:
     referent.gone = referent.gone or bool(_GONE.search(cleaned))
     memory.referents.append(referent)
     del memory.referents[:-MAX_REFERENTS]
-    return referent
+    return referent, fresh
 
 
 def _note_pronoun(referent: Referent, cleaned: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-
 SPOKEN_KINDS = {"mummy": "mum", "mommy": "mom", "doggy": "dog", "kitty": "cat"}
 """How the bear says a kind the child said in baby words."""
 
