@@ -22,7 +22,7 @@ CONTEXT_PHRASES = {
     "name_recall": ("child", "other", "missed"), "name_unknown": ("not_kept", "not_told", "other"),
     "secret": ("ask", "good"), "share_never": ("first", "again"),
     "talk": ("want", "about", "missed"), "tell_more": ("named", "about", "like", "ask", "low"),
-    "negated": ("scary",), "persona": ("family",),
+    "negated": ("scary",),
 }
 """Phrase sets (and their parts) only this module says."""
 
@@ -191,6 +191,7 @@ def every_context_reply(say: Speech, sample: str) -> Iterator[str]:
             yield from say.every("honesty", question, privacy)
     for feeling in sorted(set(FEELINGS)):
         yield from say.every("negated", "feeling", feeling=feeling)
+    yield from say.every("persona", "family")
     yield from say.every("praise")
     yield from say.every("kind")
 

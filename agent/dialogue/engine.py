@@ -72,6 +72,11 @@ Skill = Callable[[str, Understanding, DialogueState], "str | None"]
 SURE_WEAK = frozenset({"answer", "news", "acknowledge", "feelings_talk", "greeting", "thanks",
                        "yes", "no", "give_up", "apology", "how_are_you", "listening"})
 """Intents a weak meaning match may still decide (a wrong one does little harm)."""
+HEAVY = frozenset({*CONTENT_KINDS, *GAME_INTENTS, "game", "stop", "bye", "grief", "hurt",
+                   "ill", "unkind"})
+"""Intents whose reply changes the talk: by meaning alone they need :data:`SURE_HEAVY`."""
+SURE_HEAVY = 0.70
+"""Cosine at which meaning alone may start a story, a game, or answer as to a death."""
 _STATEMENT_SKIP = frozenset({*CONTENT_KINDS, *GAME_INTENTS, "game", "stop", "bye", "grief",
                              "hurt", "ill", "affection", "unkind", "repeat", "more",
                              "child_name", "fact", "thanks", "greeting"})
@@ -544,9 +549,14 @@ def _asks(text: str) -> bool:
 
 
 def _unsure(heard: Understanding) -> bool:
-    """A weak meaning match for an intent that would do something the child didn't ask."""
-    return heard.source == "semantic" and heard.score < ACCEPT and \
-        heard.intent not in SURE_WEAK and not heard.intent.startswith("feel_")
+    """A weak meaning match for an intent that would do something the child didn't ask, or a
+    heavy one (grief, a story, stop) that no word of the child's line supports."""
+    if heard.source != "semantic":
+        return False
+    if heard.intent in HEAVY and heard.intent not in heard.keywords:
+        return heard.score < SURE_HEAVY
+    return heard.score < ACCEPT and heard.intent not in SURE_WEAK and \
+        not heard.intent.startswith("feel_")
 
 
 def _topic(keywords: frozenset[str]) -> str | None:

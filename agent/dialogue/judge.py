@@ -18,6 +18,8 @@ from agent.dialogue.errors import ContentError
 from agent.dialogue.state import Privacy
 from agent.safety import SAFE_FALLBACK_REPLY
 
+UNSURE_ACTS = frozenset({"fallback", "tell_more.low"})
+"""Acts of a reply that means "I didn't get that" (counted as fallbacks when not accepted)."""
 FOLLOW_UPS = ("name", "pronoun", "offer", "again", "negation")
 """Tags of lines that only make sense after what came before."""
 
@@ -215,7 +217,7 @@ def judge(engines: dict[tuple[str, bool], DialogueEngine], safety,
                     result.follow_up_misses.append((line.tag, line.text, spoken, ",".join(acts)))
             if good:
                 continue
-            if "fallback" in acts or spoken == SAFE_FALLBACK_REPLY:
+            if UNSURE_ACTS & set(acts) or spoken == SAFE_FALLBACK_REPLY:
                 result.fallbacks.append((where, line.text, spoken))
             else:
                 result.misfires.append((where, line.text, spoken, ",".join(acts)))
