@@ -234,3 +234,13 @@ def test_the_conversation_answers_from_the_real_consent_in_the_store(
     assert "don't keep anything" in conversation.respond("are you recording me").reply
     store.grant_consent("Mum", [Scope.KEEP])
     assert "locked inside me" in conversation.respond("are you recording me").reply
+
+
+def test_an_added_skill_is_tried_before_the_bear_says_it_is_unsure(
+        safety: SafetyFilter) -> None:
+    talk = Talk(safety, "9-12")
+    talk.engine.skills.append(
+        lambda text, heard, state: "Fifty-six!" if "times" in text.split() else None)
+    assert talk.say("whats seven times eight") == "Fifty-six!"
+    talk.say("whats the capital of peru")
+    assert talk.acts() == ["out_of_scope"]

@@ -327,6 +327,8 @@ class DialogueEngine:
         if intent == "news":
             state.listening = True
             return say.one(state, "news")
+        if intent == "out_of_scope":  # an added skill may know the answer
+            return self._unsure(heard.text, heard, state, listening)
         if intent in _SIMPLE:
             return say.one(state, intent)
         if intent in ("greeting", "thanks", "bye"):
@@ -349,7 +351,7 @@ class DialogueEngine:
             return self._speech.one(state, "out_of_scope")
         if listening:
             return self._speech.one(state, "listening")
-        if not text:
+        if not set(text.split()) & self.understander.vocabulary:  # no word it knows
             return self._speech.one(state, "fallback")
         return self._context.low(state)
 
