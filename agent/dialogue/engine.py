@@ -21,17 +21,14 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from agent.dialogue import clauses, games, honesty, mentions, negation
+from agent.dialogue import games, honesty, mentions, negation, reading
 from agent.dialogue.content import CONTENT_DIR, Answer, ContentPack, load_pack
 from agent.dialogue.context import ContextAnswers, every_context_reply
-from agent.dialogue.numbers import parse_number
 from agent.dialogue.offers import offer_in
 from agent.dialogue.semantic import Encoder
 from agent.dialogue.speech import MAX_WORDS, Speech, fit
 from agent.dialogue.state import DialogueState, Privacy
 from agent.dialogue.understand import (
-    ACCEPT,
-    QUESTION,
     Understander,
     Understanding,
     answer_by_keys,
@@ -69,25 +66,10 @@ _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz-")
 _TOPICS = ("space", "nature", "animals")
 Skill = Callable[[str, Understanding, DialogueState], "str | None"]
 """An extra skill: the reply to ``(text, heard, state)``, or None to pass."""
-SURE_WEAK = frozenset({"answer", "news", "acknowledge", "feelings_talk", "greeting", "thanks",
-                       "yes", "no", "give_up", "apology", "how_are_you", "listening"})
-"""Intents a weak meaning match may still decide (a wrong one does little harm)."""
-HEAVY = frozenset({*CONTENT_KINDS, *GAME_INTENTS, "game", "stop", "bye", "grief", "hurt",
-                   "ill", "unkind"})
-"""Intents whose reply changes the talk: by meaning alone they need :data:`SURE_HEAVY`."""
-SURE_HEAVY = 0.70
-"""Cosine at which meaning alone may start a story, a game, or answer as to a death."""
-_STATEMENT_SKIP = frozenset({*CONTENT_KINDS, *GAME_INTENTS, "game", "stop", "bye", "grief",
-                             "hurt", "ill", "affection", "unkind", "repeat", "more",
-                             "child_name", "fact", "thanks", "greeting"})
-_PRONOUN = re.compile(r"\b(?:it|its|it's|they|them|theyre|they're)\b|^(?:what|whats|what's|"
-                      r"what is) (?:that|this)$")
 _AGAIN = re.compile(r"\bagain\b|^(?:do|say|sing|tell) (?:it|that) again")
 _ANOTHER = re.compile(r"^(?:and |ok |okay )?(?:another|another one|one more|a different one"
                       r"|next one|tell me another|tell me one more|sing another|another "
                       r"(?:song|joke|riddle|story|fact)|the next one)(?: please| one)?$")
-_HE_SHE = re.compile(r"^(?:he|she|hes|shes|he's|she's|they|theyre|they're)\b")
-_GUESS = ("is it", "its", "it's", "it is", "a ", "an ", "maybe", "i think")
 _THE_END = re.compile(r"^(?:the end|thats the end|that's the end|the end teddy)$")
 
 
@@ -152,11 +134,11 @@ class DialogueEngine:
         known = self._context.first(cleaned, state, introduced)
         if known is not None:
             return known
-        text = self._last_request(negation.no_then_request(cleaned), state)
+        text = reading.last_request(self.understander, negation.no_then_request(cleaned), state)
         early = self._early(text, state)
         if early is not None:
             return early
-        heard = self._understand(text, state)
+        heard = reading.in_context(self.understander, self.pack.answers, text, state)
         if heard.intent == "stop":
             state.end_skill()
             state.offer, state.listening = None, False
@@ -170,26 +152,13 @@ class DialogueEngine:
         if state.skill in ("story", "bedtime") and "more" in heard.keywords:
             return self._more(state)
         listening, state.listening = state.listening, False
-        if (introduced is None or _HE_SHE.match(heard.text)) \
-                and not heard.keywords & _STATEMENT_SKIP:
+        if (introduced is None or reading.HE_SHE.match(heard.text)) \
+                and not heard.keywords & reading.STATEMENT_SKIP:
             about = self._context.about(heard.text, state)
             if about is not None:
                 state.listening = listening
                 return about
         return self._skill(text, heard, state, listening)
-
-    def _last_request(self, text: str, state: DialogueState) -> str:
-        """The last clause that asks for something; a "stop" before it ends the game."""
-        parts = [c for c in clauses.split(text) if not clauses.is_filler(c)]
-        if len(parts) < 2:
-            return parts[0] if parts else text
-        intents = [self.understander.understand(part).intent for part in parts]
-        last = max((i for i, intent in enumerate(intents) if intent != "fallback"),
-                   default=len(parts) - 1)
-        if any(intent in ("stop", "no") for intent in intents[:last]):
-            state.end_skill()
-            state.offer = None
-        return parts[last]
 
     def _early(self, text: str, state: DialogueState) -> str | None:
         """Negated feelings, "not scary", "again" and "another one", "the end"."""
@@ -216,21 +185,6 @@ class DialogueEngine:
             return state.last_item
         return None
 
-    def _understand(self, text: str, state: DialogueState) -> Understanding:
-        """What ``text`` means; "why does it explode" after volcanoes is about volcanoes."""
-        topic = state.memory.topic
-        if topic is None or not _PRONOUN.search(text) or not _asks(text) or \
-                answer_by_keys(self.pack.answers, text) is not None:
-            return self.understander.understand(text)
-        about = _PRONOUN.sub(topic, text, count=1)
-        answer = answer_by_keys(self.pack.answers, about)
-        heard = self.understander.understand(about)
-        if answer is not None and heard.intent in ("out_of_scope", "fallback") \
-                or answer is not None and heard.source == "rules":
-            return Understanding("answer", "keys", answer=answer, keywords=heard.keywords,
-                                 text=about)
-        return heard
-
     def _again(self, heard: Understanding, state: DialogueState) -> str:
         """"again" gives the same item again; "say that again" repeats the last words."""
         wants_item = any(w in heard.text.split() for w in ("again", "same", "more"))
@@ -245,7 +199,7 @@ class DialogueEngine:
 
     def _in_game(self, text: str, heard: Understanding, state: DialogueState) -> str | None:
         say = self._speech
-        if self._side_question(text, heard, state):
+        if reading.side_question(self.pack, text, heard, state):
             return self._aside(text, heard, state)
         if heard.intent == "no" and heard.source in ("negation", "exact", "rules"):
             state.end_skill()
@@ -262,18 +216,6 @@ class DialogueEngine:
             state.act("game_turn")
         return answer
 
-    def _side_question(self, text: str, heard: Understanding, state: DialogueState) -> bool:
-        """A question asked in the middle of a game, not an answer to it."""
-        if not _asks(text) or text.startswith(_GUESS) or heard.intent in ("yes", "no", "more"):
-            return False
-        if state.skill == "counting":
-            return parse_number(text, allow_homophones=True) is None
-        if state.skill == "riddle":
-            return not set(text.split()) & set(self.pack.riddles[state.item].accept)
-        if state.skill == "animal_sounds":
-            return not set(text.split()) & set(self.pack.animal_sounds[state.item].accept)
-        return True
-
     def _aside(self, text: str, heard: Understanding, state: DialogueState) -> str:
         """Answer a question asked inside a game; the game goes on after it."""
         kept = (state.skill, state.item, state.score, state.round, state.position,
@@ -287,7 +229,7 @@ class DialogueEngine:
     def _skill(self, text: str, heard: Understanding, state: DialogueState,
                listening: bool) -> str:
         intent = heard.intent
-        if _unsure(heard):
+        if reading.unsure(heard):
             return self._unsure(text, heard, state, listening)
         if intent == "child_name":
             return self._learn_name(text, state)
@@ -347,7 +289,7 @@ class DialogueEngine:
             if reply is not None:
                 return reply
         state.offer = None
-        if _asks(text):
+        if reading.asks(text):
             return self._speech.one(state, "out_of_scope")
         if listening:
             return self._speech.one(state, "listening")
@@ -543,22 +485,6 @@ class DialogueEngine:
 
 def _first(order: tuple[str, ...], categories: tuple[str, ...], default: str) -> str:
     return next((c for c in order if c in categories), default)
-
-
-def _asks(text: str) -> bool:
-    """Whether ``text`` is a question (by its first words: the recogniser gives no "?")."""
-    return bool(QUESTION.search(text))
-
-
-def _unsure(heard: Understanding) -> bool:
-    """A weak meaning match for an intent that would do something the child didn't ask, or a
-    heavy one (grief, a story, stop) that no word of the child's line supports."""
-    if heard.source != "semantic":
-        return False
-    if heard.intent in HEAVY and heard.intent not in heard.keywords:
-        return heard.score < SURE_HEAVY
-    return heard.score < ACCEPT and heard.intent not in SURE_WEAK and \
-        not heard.intent.startswith("feel_")
 
 
 def _topic(keywords: frozenset[str]) -> str | None:
