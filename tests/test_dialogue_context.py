@@ -13,6 +13,7 @@ import pytest
 from agent.alerts import AlertSink, Severity
 from agent.conversation import Conversation
 from agent.dialogue import DialogueEngine, DialogueState
+from agent.dialogue.offers import offer_in
 from agent.dialogue.state import Privacy
 from agent.safety import SafetyFilter, default_filter
 from agent.store import ConversationStore, Scope
@@ -244,3 +245,12 @@ def test_an_added_skill_is_tried_before_the_bear_says_it_is_unsure(
     assert talk.say("whats seven times eight") == "Fifty-six!"
     talk.say("whats the capital of peru")
     assert talk.acts() == ["out_of_scope"]
+
+
+def test_yeah_to_play_animal_sounds_in_a_fallback_starts_that_game(safety: SafetyFilter) -> None:
+    talk = Talk(safety, "3-5")
+    talk.state.last_reply = "Ooh! Do you want to play animal sounds?"
+    talk.state.offer, talk.state.story_hint = offer_in(talk.state.last_reply)
+    talk.say("yeah")
+    assert talk.state.skill == "animal_sounds"
+    assert "game:animal_sounds" in talk.acts()
