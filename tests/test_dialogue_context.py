@@ -79,11 +79,15 @@ def test_he_and_she_resolve_to_who_the_child_talked_about(safety: SafetyFilter) 
 
 
 def test_it_means_what_the_bear_just_talked_about(safety: SafetyFilter) -> None:
-    talk = Talk(safety, "9-12")
+    talk = Talk(safety, "9-12")  # the 9-12 knowledge pack or the answers pack: volcanoes
     talk.say("how do volcanoes erupt")
-    assert "answer:volcano" in talk.acts()
+    assert _about_volcanoes(talk.acts())
     talk.say("why does it explode")
-    assert "answer:volcano" in talk.acts()
+    assert _about_volcanoes(talk.acts())
+
+
+def _about_volcanoes(acts: list[str]) -> bool:
+    return "answer:volcano" in acts or "knowledge:volcano" in acts
 
 
 def test_yes_takes_the_offer_of_any_reply(safety: SafetyFilter) -> None:
@@ -156,7 +160,7 @@ def test_a_run_on_line_stops_the_quiz_and_answers_the_last_request(
     assert talk.state.skill == "animal_sounds"
     talk.say("owl. ok stop the quiz. how do volcanoes erupt")
     assert talk.state.skill is None
-    assert "answer:volcano" in talk.acts()
+    assert _about_volcanoes(talk.acts())
     assert "stop" not in talk.acts()
 
 
@@ -239,10 +243,10 @@ def test_the_conversation_answers_from_the_real_consent_in_the_store(
 
 def test_an_added_skill_is_tried_before_the_bear_says_it_is_unsure(
         safety: SafetyFilter) -> None:
-    talk = Talk(safety, "9-12")
+    talk = Talk(safety, "6-8")  # 6-8: no knowledge pack (9-12), so peru is out of scope
     talk.engine.skills.append(
-        lambda text, heard, state: "Fifty-six!" if "times" in text.split() else None)
-    assert talk.say("whats seven times eight") == "Fifty-six!"
+        lambda text, heard, state: "Zorp to you too!" if "zorp" in text.split() else None)
+    assert talk.say("zorp zorp") == "Zorp to you too!"
     talk.say("whats the capital of peru")
     assert talk.acts() == ["out_of_scope"]
 

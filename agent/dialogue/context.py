@@ -10,7 +10,7 @@ have a mom" is about the bear's family, not a story.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from agent.dialogue import honesty, mentions
 from agent.dialogue.negation import FEELINGS
@@ -60,9 +60,12 @@ _QUESTION = re.compile(r"^(?:why|what|whats|how|where|when|who|which|is|are|was|
 class ContextAnswers:
     """Context-dependent answers over one pack's phrases."""
 
-    def __init__(self, speech: Speech, vocabulary: frozenset[str]) -> None:
+    def __init__(self, speech: Speech, vocabulary: frozenset[str],
+                 name_check: Callable[[str], bool] | None = None) -> None:
         self._say = speech
         self._vocabulary = vocabulary
+        self._name_check = name_check
+        """Whether a name may be kept and said (both safety checks); None: any name."""
 
     def first(self, cleaned: str, state: DialogueState, introduced: Referent | None) -> str | None:
         """An answer that only the conversation's context gives, or None."""
@@ -121,6 +124,8 @@ class ContextAnswers:
             return self._say.one(state, "name_not_kept")
         if not state.privacy.name:
             return self._say.one(state, "name_not_kept")
+        if self._name_check is not None and not self._name_check(word.capitalize()):
+            return self._say.one(state, "name_not_kept")  # never kept, never said
         state.child_name = word.capitalize()
         return self._say.one(state, "name_kept", first=state.child_name)
 

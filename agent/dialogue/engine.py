@@ -97,7 +97,7 @@ class DialogueEngine:
         """Sums, the knowledge pack and stories by subject (``agent/dialogue/extras.py``)."""
         self._not_names = set(self.pack.intents["yes"]) | set(self.pack.intents["no"]) | {
             "teddy", "bear", "not", "and", "the", "a", "called", "is", "name"}
-        self._context = ContextAnswers(self._speech, self.understander.vocabulary)
+        self._context = ContextAnswers(self._speech, self.understander.vocabulary, name_check)
         self.skills: list[Skill] = []
         """Extra skills tried in order before the bear says it is not sure."""
 

@@ -105,12 +105,11 @@ class Extras:
             return Extra(self._one(state, "unknown"))
         return None
 
-    @staticmethod
-    def _cannot_know(text: str, heard: Understanding) -> bool:
+    def _cannot_know(self, text: str, heard: Understanding) -> bool:
         """A plain wh-question on a knowledge subject that no fact answers and the engine
         would only have guessed at ("whats the capital of the moon")."""
-        if heard.intent not in ("out_of_scope", "fallback", "answer"):
-            return False
+        if not self.knowledge.facts or heard.intent not in ("out_of_scope", "fallback", "answer"):
+            return False  # no knowledge pack for this band: the engine's own answer stands
         if heard.intent == "answer" and (heard.source == "exact" or heard.score >= SURE_INTENT):
             return False
         return asks_for_knowledge(text) and bool(_WH.match(" ".join(words_of(text))))
@@ -123,7 +122,10 @@ class Extras:
         return Extra(self.quiz.turn(text, heard.intent == "no", state))
 
     def _may_answer(self, text: str, heard: Understanding) -> bool:
-        """Whether a fact may replace what the engine understood."""
+        """Whether a fact may replace what the engine understood (a question, or a fact
+        asked for: "he built a massive castle" is news, not a question about castles)."""
+        if heard.intent != "fact" and not is_question(text):
+            return False
         if heard.intent in ("out_of_scope", "fallback", "fact"):
             return True
         if heard.intent == "answer" and heard.answer is not None:
@@ -140,6 +142,8 @@ class Extras:
         state.end_skill()
         state.offer = None
         state.last_kind, state.fact_topic = KIND, fact.topic
+        state.memory.topic = " ".join(fact.keys[0]) if fact.keys else None  # "why does it…"
+        state.act(f"{KIND}:{fact.id}")
         state.used.setdefault(KIND, set()).add(self.knowledge.facts.index(fact))
         state.last_item = fact.text
         return fact.text
