@@ -52,6 +52,7 @@ def install_bundle(bundle: ContentBundle, fleet_key: bytes, data_dir: Path,
     default: the bear's filter); one failure refuses the whole bundle, naming the line.
     """
     from agent.dialogue.content import AGE_BANDS, CONTENT_DIR, load_pack
+    from agent.dialogue.extras import check_pack as check_extras
 
     try:
         bundle.verify(fleet_key)
@@ -75,6 +76,7 @@ def install_bundle(bundle: ContentBundle, fleet_key: bytes, data_dir: Path,
         (staging / VERSION_FILE).write_text(f"{bundle.version}\n")
         for band in AGE_BANDS:
             load_pack.__wrapped__(band, staging)
+        check_extras(staging)
     except (ValueError, KeyError, TypeError, TeddyError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise ContentUpdateError(f"content bundle version {bundle.version} does not load: "

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 from agent.alerts import AlertSink, Severity
 from agent.dialogue import DialogueEngine
+from agent.dialogue.state import Privacy
 from agent.play import PlayLimits
 from agent.safety import SAFE_FALLBACK_REPLY, Action, SafetyFilter, Verdict
+from agent.safety.categories import POLICIES
 from agent.store import ConversationStore, Scope, TurnToKeep
 
 logger = logging.getLogger(__name__)
@@ -42,6 +44,14 @@ class TurnResult:
     """Whether the turn was kept (only with consent)."""
 
 
+def name_is_speakable(safety: SafetyFilter, name: str) -> bool:
+    """Whether the bear may remember and say ``name``: it passes both safety checks as said
+    by the child and as said by the bear ("Phuck" does not, however it is spelled)."""
+    heard = safety.check_input(f"call me {name}", keep_name=True)
+    said = safety.check_output(f"Nice to meet you, {name}!")
+    return heard.action is Action.ALLOW and said.action is Action.ALLOW
+
+
 class Conversation:
     """A conversation with one child: dialogue state, and where its turns are kept."""
 
@@ -65,8 +75,9 @@ class Conversation:
     def respond(self, child_text: str) -> TurnResult:
         """Answer the child's words and keep the turn if consent allows."""
         heard = child_text.strip()[:MAX_UTTERANCE_CHARS]
+        self._state.privacy = self._privacy()
         verdict_in = self._safety.check_input(heard, history=list(self._recent),
-                                              keep_name=self._name_allowed())
+                                              keep_name=self._state.privacy.name)
         self._recent.append(heard)
         if verdict_in.action is Action.ESCALATE:
             self._escalate(verdict_in)
@@ -75,6 +86,8 @@ class Conversation:
             candidate = refusal  # bedtime or the day's play is over: a kind answer
         else:
             candidate = self._dialogue.reply(verdict_in.redacted, verdict_in, self._state)
+            if self._state.alert is not None and verdict_in.action is not Action.ESCALATE:
+                self._alert_for_dialogue(self._state.alert)
         reply, verdict_out = self._checked_reply(candidate)
         stored = self._keep(verdict_in, reply, verdict_out)
         return TurnResult(reply, verdict_in, verdict_out, stored)
@@ -87,12 +100,26 @@ class Conversation:
                        ",".join(verdict.categories))
         return SAFE_FALLBACK_REPLY, self._safety.check_output(SAFE_FALLBACK_REPLY)
 
-    def _name_allowed(self) -> bool:
+    def _privacy(self) -> Privacy:
+        """What the parent's consent in force allows: the bear's honest answers rest on it."""
         store = self._store
-        if store is None:
-            return False
-        consent = store.consent()
-        return consent is not None and consent.allows(Scope.NAME)
+        consent = store.consent() if store is not None else None
+        if consent is None:
+            return Privacy()
+        keep = consent.allows(Scope.KEEP)
+        return Privacy(keep=keep, sync=keep and consent.allows(Scope.SYNC),
+                       name=consent.allows(Scope.NAME))
+
+    def _alert_for_dialogue(self, category: str) -> None:
+        """The dialogue heard a danger the filter let through (a stranger in a game asking
+        for an address): the parent is alerted as for the filter's own escalations."""
+        policy = POLICIES[category]
+        self._alerts.raise_alert(
+            "wellbeing.escalation",
+            ALERT_SEVERITY.get(policy.severity or "high", Severity.HIGH),
+            "the child was asked to share personal details or meet someone from a game or chat",
+            categories=[category],
+        )
 
     def _escalate(self, verdict: Verdict) -> None:
         self._alerts.raise_alert(

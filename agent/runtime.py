@@ -6,11 +6,12 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from agent import __version__
 from agent.alerts import AlertSink
-from agent.conversation import Conversation, TurnResult
+from agent.conversation import Conversation, TurnResult, name_is_speakable
 from agent.dialogue import DialogueEngine
 from agent.play import Clock, PlayLimits
 from agent.safety import SafetyFilter, filter_for
@@ -90,7 +91,8 @@ def open_bear(settings: Settings, clock: Clock | None = None) -> Iterator[Bear]:
         dialogue = DialogueEngine(age_band=settings.dialogue.age_band, remember_name=remember_name,
                                   content_dir=installed_content(settings),
                                   embedder=load_embedder(settings),
-                                  cache_dir=Path(settings.store.data_dir) / "cache")
+                                  cache_dir=Path(settings.store.data_dir) / "cache",
+                                  name_check=partial(name_is_speakable, safety))
         play = PlayLimits(settings.play, clock, Path(settings.store.data_dir) / "play.json")
         conversation = Conversation(safety, dialogue, alerts, store, play)
         logger.info("bear ready (consent: %s)", "yes" if consent else "none; keeping nothing")

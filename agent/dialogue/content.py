@@ -32,6 +32,10 @@ class Story:
     """Title, said before the first part."""
     parts: tuple[str, ...]
     """The parts, in order."""
+    about: tuple[str, ...] = ()
+    """Subjects a child may ask for ("robot", "space"), for choosing a story by subject."""
+    ages: tuple[str, ...] = AGE_BANDS
+    """The age bands the story was written for."""
 
 
 @dataclass(frozen=True)
@@ -185,8 +189,8 @@ def load_pack(age_band: str = "6-8", directory: Path = CONTENT_DIR) -> ContentPa
     counting = games["counting"][age_band]
     pack = ContentPack(
         age_band=age_band,
-        stories=tuple(Story(s["id"], s["title"], tuple(s["parts"]))
-                      for s in _for(age_band, stories)),
+        stories=tuple(Story(s["id"], s["title"], tuple(s["parts"]), tuple(s.get("about", ())),
+                            tuple(s.get("ages", AGE_BANDS))) for s in _for(age_band, stories)),
         jokes=tuple(Joke(j["q"], j["a"]) for j in _for(age_band, jokes["jokes"])),
         riddles=tuple(Joke(r["q"], r["a"], tuple(r["accept"]))
                       for r in _for(age_band, jokes["riddles"])),

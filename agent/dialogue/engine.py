@@ -4,23 +4,36 @@ Replies are built only from the content pack, by small composer functions. Each 
 has two faces: ``reply`` picks one text for this turn, and ``all_replies`` lists every
 text the same composers can produce, so a test can put each through ``check_output``.
 What the child means comes from :class:`~agent.dialogue.understand.Understander`
-(keyword rules, and sentence meaning when the model is loaded).
+(keyword rules, and sentence meaning when the model is loaded), after the conversation's
+context had its say (:mod:`agent.dialogue.context`: names, "he"/"she", honest answers about
+keeping the talk, never sharing with strangers) and a run-on line was cut to its last
+request (:mod:`agent.dialogue.clauses`).
+
+Extra skills go in :attr:`DialogueEngine.skills`: each ``skill(text, heard, state)``
+returns a reply or None, and is tried in order before the bear says it is not sure.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from agent.dialogue import games
+from agent.dialogue import games, honesty, mentions, negation, reading
 from agent.dialogue.content import CONTENT_DIR, Answer, ContentPack, load_pack
+from agent.dialogue.context import ContextAnswers, every_context_reply
+from agent.dialogue.extras import Extras
 from agent.dialogue.offers import offer_in
 from agent.dialogue.semantic import Encoder
 from agent.dialogue.speech import MAX_WORDS, Speech, fit
-from agent.dialogue.state import DialogueState
-from agent.dialogue.understand import Understander, Understanding, answer_by_keys
+from agent.dialogue.state import DialogueState, Privacy
+from agent.dialogue.understand import (
+    Understander,
+    Understanding,
+    answer_by_keys,
+)
 from agent.safety.categories import BLOCK_ORDER, ESCALATION_ORDER, REPLIES
 from agent.safety.verdict import Action, Verdict
 
@@ -52,6 +65,13 @@ _SIMPLE = ("affection", "grief", "hurt", "ill", "unkind", "acknowledge", "apolog
            "out_of_scope", "capabilities", "bear_name", "how_are_you")
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz-")
 _TOPICS = ("space", "nature", "animals")
+Skill = Callable[[str, Understanding, DialogueState], "str | None"]
+"""An extra skill: the reply to ``(text, heard, state)``, or None to pass."""
+_AGAIN = re.compile(r"\bagain\b|^(?:do|say|sing|tell) (?:it|that) again")
+_ANOTHER = re.compile(r"^(?:and |ok |okay )?(?:another|another one|one more|a different one"
+                      r"|next one|tell me another|tell me one more|sing another|another "
+                      r"(?:song|joke|riddle|story|fact)|the next one)(?: please| one)?$")
+_THE_END = re.compile(r"^(?:the end|thats the end|that's the end|the end teddy)$")
 
 
 class DialogueEngine:
@@ -59,7 +79,8 @@ class DialogueEngine:
 
     def __init__(self, age_band: str = "6-8", remember_name: bool = False,
                  content_dir: Path | None = None, embedder: Encoder | None = None,
-                 cache_dir: Path | None = None) -> None:
+                 cache_dir: Path | None = None,
+                 name_check: Callable[[str], bool] | None = None) -> None:
         self.age_band = age_band
         """Age band of the child ("3-5", "6-8" or "9-12")."""
         self.remember_name = remember_name
@@ -68,13 +89,21 @@ class DialogueEngine:
         """The content for this band (a fleet-installed pack when ``content_dir`` is given)."""
         self.understander = Understander(self.pack, embedder, cache_dir)
         """What the child means (by meaning when ``embedder`` is given, else by rules)."""
+        self.name_check = name_check
+        """Whether a name may be kept and spoken (the bear's safety checks, both ways);
+        None: any name that looks like a name."""
         self._speech = Speech(self.pack)
+        self.extras = Extras(self.pack, content_dir, embedder, cache_dir)
+        """Sums, the knowledge pack and stories by subject (``agent/dialogue/extras.py``)."""
         self._not_names = set(self.pack.intents["yes"]) | set(self.pack.intents["no"]) | {
             "teddy", "bear", "not", "and", "the", "a", "called", "is", "name"}
+        self._context = ContextAnswers(self._speech, self.understander.vocabulary, name_check)
+        self.skills: list[Skill] = []
+        """Extra skills tried in order before the bear says it is not sure."""
 
     def new_state(self, seed: int | None = None) -> DialogueState:
         """A fresh conversation state (``seed`` makes its choices reproducible)."""
-        return DialogueState(rng=random.Random(seed))
+        return DialogueState(rng=random.Random(seed), privacy=Privacy(name=self.remember_name))
 
     def is_stop(self, text: str) -> bool:
         """Whether the child asked the bear to stop or be quiet."""
@@ -83,6 +112,9 @@ class DialogueEngine:
     def reply(self, text: str, verdict: Verdict, state: DialogueState) -> str:
         """The bear's answer to ``text`` (already redacted) given its input ``verdict``."""
         state.turns += 1
+        state.acts.clear()
+        state.alert = None
+        state.memory.share_turns = max(0, state.memory.share_turns - 1)
         answer = self._answer(text, verdict, state)
         state.last_reply = answer
         if state.skill is None and state.offer is None and answer.endswith("?"):
@@ -93,7 +125,11 @@ class DialogueEngine:
 
     def _answer(self, text: str, verdict: Verdict, state: DialogueState) -> str:
         say = self._speech
+        cleaned = negation.tidy(self.understander.normalise(text))
+        introduced = mentions.note(state.memory, cleaned)
         if verdict.action is Action.ESCALATE:
+            if honesty.asks_to_share(cleaned, state.memory.share_turns > 0):
+                state.memory.share_turns = honesty.SHARE_FOLLOW_TURNS
             state.end_skill()
             state.offer, state.listening = None, False
             category = _first(ESCALATION_ORDER, verdict.categories, "distress")
@@ -102,19 +138,72 @@ class DialogueEngine:
             category = _first(BLOCK_ORDER, verdict.categories, "other")
             state.offer = "game" if category == "dangerous" else None
             return say.one(state, *REPLIES.get(category, BLOCK_FALLBACK))
-        heard = self.understander.understand(text)
+        known = self._context.first(cleaned, state, introduced)
+        if known is not None:
+            return known
+        text = reading.last_request(self.understander, negation.no_then_request(cleaned), state)
+        early = self._early(text, state)
+        if early is not None:
+            return early
+        heard = reading.in_context(self.understander, self.pack.answers, text, state)
         if heard.intent == "stop":
             state.end_skill()
             state.offer, state.listening = None, False
             return say.one(state, "stop")
         if heard.intent == "repeat":
             return self._again(heard, state)
+        extra = self._extra(text, heard, state)
+        if extra is not None:
+            return extra
         if state.skill in games.GAMES:
             answer = self._in_game(text, heard, state)
             if answer is not None:
                 return answer
+        if state.skill in ("story", "bedtime") and "more" in heard.keywords:
+            return self._more(state)
         listening, state.listening = state.listening, False
+        if (introduced is None or reading.HE_SHE.match(heard.text)) \
+                and not heard.keywords & reading.STATEMENT_SKIP:
+            about = self._context.about(heard.text, state)
+            if about is not None:
+                state.listening = listening
+                return about
         return self._skill(text, heard, state, listening)
+
+    def _extra(self, text: str, heard: Understanding, state: DialogueState) -> str | None:
+        """Sums (even inside a game), then facts and stories by subject (outside games)."""
+        sum_reply = self.extras.sums(text, state)
+        if sum_reply is not None or state.skill in games.GAMES:
+            return sum_reply
+        extra = self.extras.reply(text, heard, state)
+        if extra is None:
+            return None
+        return self._story_part(state) if extra.story else extra.text
+
+    def _early(self, text: str, state: DialogueState) -> str | None:
+        """Negated feelings, "not scary", "again" and "another one", "the end"."""
+        say = self._speech
+        denied = negation.negated_feeling(text)
+        if denied is not None and denied[1] is None:
+            state.offer = None
+            return say.one(state, "negated", "feeling", feeling=denied[0])
+        if denied is not None and denied[1] is not None:
+            heard = Understanding(f"feel_{denied[1]}", "negation", text=text)
+            return self._social(heard, state, False)
+        if negation.not_scary(text):
+            return say.one(state, "negated", "scary")
+        if _THE_END.match(text):
+            state.end_skill()
+            return say.one(state, "acknowledge")
+        if state.skill is None and _ANOTHER.match(text) and state.last_kind in CONTENT_KINDS:
+            named = next((k for k in CONTENT_KINDS if k in text.split()), None)
+            return self._give(named or state.last_kind, state)
+        if state.skill is None and _AGAIN.search(text) and state.last_item \
+                and not text.startswith(("not", "no ", "dont", "don't")) \
+                and len(text.split()) <= 5:
+            state.act("again")
+            return state.last_item
+        return None
 
     def _again(self, heard: Understanding, state: DialogueState) -> str:
         """"again" gives the same item again; "say that again" repeats the last words."""
@@ -123,25 +212,45 @@ class DialogueEngine:
                 and state.last_kind == "game"):
             return self._start_game(state.offer, state)
         if wants_item and state.skill is None and state.last_item:
+            state.act("again")
             return state.last_item
+        state.act("repeat")
         return state.last_reply or self._speech.one(state, "repeat_nothing")
 
     def _in_game(self, text: str, heard: Understanding, state: DialogueState) -> str | None:
         say = self._speech
-        if heard.intent == "no" and heard.source == "negation":
+        if reading.side_question(self.pack, text, heard, state):
+            return self._aside(text, heard, state)
+        if heard.intent == "no" and heard.source in ("negation", "exact", "rules"):
             state.end_skill()
             state.offer = None
             return say.one(state, "game_over")
         if heard.intent == "more" and heard.source != "semantic":
+            state.act("game_turn")
             return games.reask(say, self.pack, state)
         sure = heard.source != "semantic" or heard.score >= SURE_SWITCH
         if heard.intent in SWITCH_INTENTS and sure:
             return None
-        return games.answer(say, self.pack, state, text, set(heard.keywords))
+        answer = games.answer(say, self.pack, state, text, set(heard.keywords))
+        if answer is not None:
+            state.act("game_turn")
+        return answer
+
+    def _aside(self, text: str, heard: Understanding, state: DialogueState) -> str:
+        """Answer a question asked inside a game; the game goes on after it."""
+        kept = (state.skill, state.item, state.score, state.round, state.position,
+                state.last_kind)
+        answer = self._skill(text, heard, state, False)
+        (state.skill, state.item, state.score, state.round, state.position,
+         state.last_kind) = kept
+        state.offer = None
+        return answer
 
     def _skill(self, text: str, heard: Understanding, state: DialogueState,
                listening: bool) -> str:
         intent = heard.intent
+        if reading.unsure(heard):
+            return self._unsure(text, heard, state, listening)
         if intent == "child_name":
             return self._learn_name(text, state)
         if intent in GAME_INTENTS:
@@ -180,6 +289,8 @@ class DialogueEngine:
         if intent == "news":
             state.listening = True
             return say.one(state, "news")
+        if intent == "out_of_scope":  # an added skill may know the answer
+            return self._unsure(heard.text, heard, state, listening)
         if intent in _SIMPLE:
             return say.one(state, intent)
         if intent in ("greeting", "thanks", "bye"):
@@ -188,9 +299,23 @@ class DialogueEngine:
             return say.one(state, "yes_nothing")
         if intent == "give_up":
             return say.one(state, "no_thanks")
+        return self._unsure(heard.text, heard, state, listening)
+
+    def _unsure(self, text: str, heard: Understanding, state: DialogueState,
+                listening: bool) -> str:
+        """Extra skills first; then an honest answer, never a confident guess."""
+        for skill in self.skills:
+            reply = skill(text, heard, state)
+            if reply is not None:
+                return reply
+        state.offer = None
+        if reading.asks(text):
+            return self._speech.one(state, "out_of_scope")
         if listening:
-            return say.one(state, "listening")
-        return say.one(state, "fallback")
+            return self._speech.one(state, "listening")
+        if not set(text.split()) & self.understander.vocabulary:  # no word it knows
+            return self._speech.one(state, "fallback")
+        return self._context.low(state)
 
     def _take_offer(self, state: DialogueState) -> str:
         offer, state.offer = state.offer, None
@@ -214,6 +339,7 @@ class DialogueEngine:
 
     def _start_game(self, game: str, state: DialogueState) -> str:
         state.last_kind, state.last_game = "game", game
+        state.act(f"game:{game}")
         return games.start(self._speech, self.pack, state, game)
 
     def _give(self, kind: str, state: DialogueState) -> str:
@@ -223,6 +349,7 @@ class DialogueEngine:
         hint, state.story_hint = state.story_hint, None
         state.end_skill()
         state.last_kind = kind
+        state.act(kind)
         if kind == "story":
             state.skill, state.story_id, state.position = "story", self._story_id(state, hint), 0
             return self._story_part(state)
@@ -266,6 +393,7 @@ class DialogueEngine:
         return self._give(state.last_kind or "story", state)
 
     def _story_part(self, state: DialogueState) -> str:
+        state.act("story")
         story = next(s for s in self.pack.stories if s.id == state.story_id)
         index = state.position
         state.position += 1
@@ -278,6 +406,7 @@ class DialogueEngine:
         return self._item(state, self._speech.story_part(state, story, index))
 
     def _bedtime_step(self, state: DialogueState) -> str:
+        state.act("bedtime")
         steps = self._speech.variants("bedtime")
         step = steps[min(state.position, len(steps) - 1)]
         state.position += 1
@@ -287,6 +416,7 @@ class DialogueEngine:
         return step
 
     def _fact(self, state: DialogueState, topic: str | None) -> str:
+        state.act("fact")
         facts = self.pack.facts
         choices = [i for i, f in enumerate(facts) if topic is None or f.topic == topic]
         index = state.pick("fact", len(facts), choices or None)
@@ -297,6 +427,8 @@ class DialogueEngine:
     def _answer_question(self, answer: Answer, state: DialogueState) -> str:
         state.end_skill()
         state.last_kind, state.fact_topic = "answer", answer.topic
+        state.memory.topic = " ".join(answer.keys[0]) if answer.keys else None
+        state.act(f"answer:{answer.id}")
         state.used.setdefault("answer", set()).add(self.pack.answers.index(answer))
         intro = self._speech.one(state, "answer_intro")
         return self._item(state, fit(answer.text, intro))
@@ -315,14 +447,15 @@ class DialogueEngine:
     def _learn_name(self, text: str, state: DialogueState) -> str:
         words = self.understander.after("child_name", text).split()
         first = words[0] if words else ""
-        if (self.remember_name and 2 <= len(first) <= 20 and set(first) <= _NAME_CHARS
-                and first not in self._not_names):
+        if (state.privacy.name and 2 <= len(first) <= 20 and set(first) <= _NAME_CHARS
+                and first not in self._not_names
+                and (self.name_check is None or self.name_check(first.capitalize()))):
             state.child_name = first.capitalize()
             return self._speech.one(state, "name_kept", first=state.child_name)
         return self._speech.one(state, "name_not_kept")
 
     def _name_suffix(self, state: DialogueState) -> str:
-        return f", {state.child_name}" if self.remember_name and state.child_name else ""
+        return f", {state.child_name}" if state.privacy.name and state.child_name else ""
 
     def all_replies(self) -> Iterator[str]:
         """Every reply this engine can produce (the child's name shown as ``Sam``)."""
@@ -348,8 +481,10 @@ class DialogueEngine:
         for category in BLOCK_ORDER:
             yield from say.every(*REPLIES[category])
         yield from say.every(*BLOCK_FALLBACK)
+        yield from every_context_reply(say, SAMPLE_NAME)
         yield from self._every_content()
         yield from games.every(say, pack)
+        yield from self.extras.every_reply()
 
     def _every_content(self) -> Iterator[str]:
         say = self._speech

@@ -108,7 +108,8 @@ def score_intents(engine: DialogueEngine, rows: list[Labelled]) -> IntentScore:
 
 def fallback_replies(engine: DialogueEngine) -> frozenset[str]:
     """Every reply that means "I didn't get that"."""
-    return frozenset({*engine.pack.phrase_variants("fallback"), SAFE_FALLBACK_REPLY})
+    return frozenset({*engine.pack.phrase_variants("fallback"),
+                      *engine.pack.phrase_variants("tell_more", "low"), SAFE_FALLBACK_REPLY})
 
 
 def turns(engine: DialogueEngine, safety, lines: list[str],

@@ -26,6 +26,7 @@ def offer_in(question: str) -> tuple[str | None, str | None]:
              for m in re.finditer(rf"\b{word}\b", lowered)]
     if not found:
         return None, None
-    kind = min(found)[1]
+    specific = [f for f in found if f[1] != "game"]  # "play animal sounds" offers that game
+    kind = min(specific or found)[1]
     about = _ABOUT.search(lowered) if kind == "story" else None
     return kind, about.group(1) if about else None

@@ -39,7 +39,13 @@ class Speech:
 
     def one(self, state: DialogueState, key: str, *path: str, **fields: object) -> str:
         """One variant of a phrase, filled in, chosen by the state's random source."""
-        return state.rng.choice(self.variants(key, *path)).format(**fields)
+        state.act(".".join((key, *path)))
+        variants = self.variants(key, *path)
+        text = state.rng.choice(variants).format(**fields)
+        if text == state.last_reply and len(variants) > 1:  # never the same words twice running
+            text = state.rng.choice([v for v in variants
+                                     if v.format(**fields) != text] or variants).format(**fields)
+        return text
 
     def every(self, key: str, *path: str, **fields: object) -> Iterator[str]:
         """Every variant of a phrase, filled in."""

@@ -5,6 +5,54 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+SPOKEN_KINDS = {"mummy": "mum", "mommy": "mom", "doggy": "dog", "kitty": "cat"}
+"""How the bear says a kind the child said in baby words."""
+
+
+@dataclass
+class Referent:
+    """Someone or something the child talked about: "my dog rex", "my sister"."""
+
+    kind: str
+    """What it is ("dog", "sister", "friend")."""
+    name: str | None = None
+    """Its name as the child said it, capitalised (never the child's own name)."""
+    pronoun: str | None = None
+    """"he" or "she" once known."""
+    gone: bool = False
+    """The child said it died."""
+
+    @property
+    def spoken(self) -> str:
+        """How the bear says it: the name, else "your dog"."""
+        return self.name or f"your {SPOKEN_KINDS.get(self.kind, self.kind)}"
+
+
+@dataclass
+class Memory:
+    """What the child just talked about, for "he", "she", "it", "that"."""
+
+    referents: list[Referent] = field(default_factory=list)
+    """Pets, family and friends mentioned, most recent last (a few only)."""
+    topic: str | None = None
+    """Words of the last thing the bear answered about ("volcano"), for "why does it"."""
+    share_turns: int = 0
+    """Turns left in which "should i send it" still means sharing with a stranger."""
+    secret_asked: bool = False
+    """The bear just answered "can you keep a secret"."""
+
+
+@dataclass(frozen=True)
+class Privacy:
+    """What the bear may truthfully say about keeping the talk: the consent in force."""
+
+    keep: bool = False
+    """A parent allowed keeping the turns (encrypted, on the bear)."""
+    sync: bool = False
+    """Kept turns go to the family's parent app."""
+    name: bool = False
+    """A parent allowed the bear to use the child's first name."""
+
 
 @dataclass
 class DialogueState:
@@ -49,6 +97,19 @@ class DialogueState:
     """Indexes of content already given, per kind, so nothing repeats until all are used."""
     rng: random.Random = field(default_factory=random.Random, repr=False)
     """Random source for variety (seed it for reproducible tests)."""
+    memory: Memory = field(default_factory=Memory)
+    """What the child just talked about (in memory only, this conversation only)."""
+    alert: str | None = None
+    """A safety category the last reply wants a parent alerted about ("lures"), or None."""
+    privacy: Privacy = field(default_factory=Privacy)
+    """The consent in force (set by the conversation each turn), for honest answers."""
+    acts: list[str] = field(default_factory=list)
+    """What the last reply was made of: phrase sets ("feelings.sad") and skills ("story",
+    "answer:volcano", "game:counting"), for measuring and for tests."""
+
+    def act(self, name: str) -> None:
+        """Note that this turn's reply used ``name`` (a phrase set or skill)."""
+        self.acts.append(name)
 
     def pick(self, kind: str, count: int, choices: list[int] | None = None) -> int:
         """An index of ``kind`` content not given yet (restarts once all were given)."""

@@ -43,6 +43,9 @@ VECTOR_CACHE = 2048
 """Most primed utterance vectors kept (``prime``)."""
 SHIPPED_VECTORS = CONTENT_DIR / "exemplar_vectors.npz"
 """Vectors of the built-in examples (``scripts/make-dialogue-vectors``), so none are computed."""
+ASKED_FOR = frozenset({"story", "joke", "riddle", "song", "game_animals", "game_counting",
+                       "game_wyr"})
+"""Kinds asked for by name: "a story about a cat" is a story, not an answer about cats."""
 FIRM_RULES = frozenset({"stop"})
 """Keyword intents that win over meaning ("go away" is a stop, however rude it sounds)."""
 PRIORITY = (
@@ -75,12 +78,14 @@ _KIND_WORDS = {"stories": "story", "jokes": "joke", "riddles": "riddle", "songs"
 _CONTINUE = re.compile(r"\b(?:don't|dont|do not|never|no) (?:stop|end|finish|quit)\b")
 _DECLINE = re.compile(
     r"\b(?:i )?(?:don't|dont|do not|didn't|didnt) (?:want|wanna|feel like)\b"
-    r"|\b(?:don't|dont|do not) like (?:this|that|the|a|an|your|it) ?(?:story|joke|riddle|song"
-    r"|game|one)\b|^no (?:more|way)\b|^(?:no|nope|nah) (?:not|i|thanks|thank)\b"
+    r"|\b(?:don't|dont|do not|didn't|didnt) like (?:this|that|the|a|an|your|it) ?(?:story"
+    r"|joke|riddle|song|game|one)\b|\b(?:don't|dont|do not) (?:like|want) (?:any )?(?:stories"
+    r"|jokes|riddles|songs|games|facts)\b|^not that (?:one )?again\b"
+    r"|^no (?:more|way)\b|^(?:no|nope|nah) (?:not|i|thanks|thank)\b"
     r"|\bnot (?:a|another|that|this) (?:one|story|joke|riddle|song|game|fact)\b"
     r"|\bno more (?:story|stories|joke|jokes|song|songs|games|game|playing)\b"
     r"|\b(?:stop|quit) (?:the|this) game\b|\bi'?m done\b")
-_QUESTION = re.compile(
+QUESTION = re.compile(
     r"^(?:why|what|whats|what's|how|hows|how's|where|wheres|where's|when|who|whos|who's"
     r"|which|is|are|was|were|do|does|did|can|could|will|would|should|has|have)\b"
     r"|^(?:tell me|teach me) (?:about|how|why|what)\b|^(?:i )?wonder\b")
@@ -125,6 +130,11 @@ class Understander:
                                         cache_dir=cache_dir, shipped=SHIPPED_VECTORS)
 
     @property
+    def vocabulary(self) -> frozenset[str]:
+        """Every word of the pack's examples and keyword phrases."""
+        return self._vocabulary
+
+    @property
     def semantic(self) -> bool:
         """Whether meaning is used (the model is loaded)."""
         return self._index is not None
@@ -166,7 +176,8 @@ class Understander:
         rule = next((i for i in PRIORITY if i in keywords), None)
         if rule in FIRM_RULES:
             return Understanding(rule, "rules", keywords=keywords, text=cleaned)
-        if nearest is not None and nearest.score >= ACCEPT and nearest.margin >= MARGIN:
+        if nearest is not None and nearest.score >= ACCEPT and nearest.margin >= MARGIN \
+                and not (rule in ASKED_FOR and nearest.label.startswith("answer:")):
             return self._from_nearest(nearest, cleaned, keywords)
         if rule is not None:
             return Understanding(rule, "rules", keywords=keywords, text=cleaned)
@@ -206,7 +217,7 @@ class Understander:
         if answer is not None:
             return Understanding("answer", "keys", answer=answer, keywords=keywords,
                                  text=cleaned)
-        if _QUESTION.search(cleaned):
+        if QUESTION.search(cleaned):
             return Understanding("out_of_scope", "question", keywords=keywords, text=cleaned)
         return Understanding("fallback", "none", keywords=keywords, text=cleaned)
 

@@ -34,6 +34,7 @@ from agent.safety.lexicon import (
 from agent.safety.normalize import FoldTables, fold, load_tables
 from agent.safety.pii import SELF_NAME_RULES, PiiDetector, redact
 from agent.safety.semantic import SemanticHit, SemanticStage
+from agent.safety.sounds import SoundsLike
 from agent.safety.verdict import Action, Match, Verdict
 
 logger = logging.getLogger(__name__)
@@ -124,8 +125,10 @@ class SafetyFilter:
     def __init__(self, entries: list[Entry], policies: dict[str, CategoryPolicy],
                  pii: PiiDetector, tables: FoldTables, backend: str = "auto",
                  near: list[NearRule] | None = None,
-                 semantic: Callable[[], SemanticStage | None] | None = None) -> None:
+                 semantic: Callable[[], SemanticStage | None] | None = None,
+                 sounds: SoundsLike | None = None) -> None:
         self._policies = policies
+        self._sounds = sounds
         self._semantic_loader = semantic
         self._semantic: SemanticStage | None = None
         self._semantic_lock = threading.Lock()
@@ -185,7 +188,8 @@ class SafetyFilter:
             raise SafetyListError(f"{base / 'near.txt'} names unknown categories "
                                   f"{sorted(unknown)} — add them to categories.json")
         semantic = _semantic_loader(embedder, base, cache_dir) if embedder is not None else None
-        built = cls(entries, policies, pii, tables, backend, near, semantic)
+        sounds = SoundsLike.from_lists(entries, near)
+        built = cls(entries, policies, pii, tables, backend, near, semantic, sounds)
         logger.info("safety filter ready: %d entries, %s matcher", len(entries), built.backend)
         return built
 
@@ -310,11 +314,18 @@ class SafetyFilter:
             return None
         return policy.input if direction == INPUT else policy.output
 
+    def _readings(self, text: str) -> list[tuple[str, ...]]:
+        """Every token stream of ``text``: as written, de-obfuscated, and heard by sound."""
+        streams = list(fold(text, self._tables).streams())
+        if self._sounds is not None:
+            streams += self._sounds.readings(streams)
+        return streams
+
     def _word_hits(self, text: str, direction: str) -> list[Entry]:
         """List entries found in any reading of ``text``, after allow and suppress."""
         found: list[Entry] = []
         suppressed: set[str] = set()
-        for stream in fold(text, self._tables).streams():
+        for stream in self._readings(text):
             hits = [*self._matcher.find(padded(stream)), *self._near.find((*stream, END))]
             allowed = [h for h in hits if h.entry.category == ALLOW]
             for hit in hits:

@@ -3,7 +3,8 @@
 The same folding is applied to the child's words and to every list entry, so the lists
 can be written in plain words ("i'm sad") and still match "I'M S0OOO SAD!!" or "im sad".
 
-Steps: Unicode NFKC, look-alike letters to Latin, accents stripped, case folded; split on
+Steps: Unicode NFKC (full-width and mathematical letters), look-alike letters to Latin
+(Cyrillic and Greek homoglyphs, small capitals), accents stripped, case folded; split on
 spaces and punctuation; contractions expanded, family words unified ("mummy" -> "mum");
 fillers dropped. Obfuscations give *alternative* token streams, matched as well:
 leetspeak ("sh1t"), letters spaced out ("s h i t"), letters repeated ("shiiiit").
@@ -24,6 +25,9 @@ _NON_ALNUM = re.compile(r"[^a-z0-9]")
 _TRIPLE = re.compile(r"([a-z])\1{2,}")
 _LETTER = re.compile(r"[a-z]")
 _LEET_CHARS = re.compile(r"[0-9@$!|+€£(]")
+_SMALL_CAPITAL_BLOCKS = ((0x0250, 0x02B0), (0x1D00, 0x1D80), (0xA720, 0xA800))
+"""Unicode blocks holding the Latin small capitals (IPA, phonetic extensions, Latin ext-D)."""
+_SMALL_CAPITAL = "LATIN LETTER SMALL CAPITAL "
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,7 +53,7 @@ def load_tables(path: Path = _DATA_FILE) -> FoldTables:
     """Read the folding tables (cached: one copy per file)."""
     data = json.loads(path.read_text(encoding="utf-8"))
     return FoldTables(
-        confusables=str.maketrans(data["confusables"]),
+        confusables=str.maketrans(small_capitals() | data["confusables"]),
         leet=str.maketrans(data["leet"]),
         contractions={k: tuple(v.split()) for k, v in data["contractions"].items()},
         drop=frozenset(data["drop"]),
@@ -58,13 +62,27 @@ def load_tables(path: Path = _DATA_FILE) -> FoldTables:
     )
 
 
+def small_capitals() -> dict[str, str]:
+    """Every Latin small capital (``ᴋ``, ``ɪ``, ``ʟ``) -> its lower-case letter, by its name."""
+    table = {}
+    for start, end in _SMALL_CAPITAL_BLOCKS:
+        for code in range(start, end):
+            name = unicodedata.name(chr(code), "")
+            letter = name.removeprefix(_SMALL_CAPITAL)
+            if name.startswith(_SMALL_CAPITAL) and len(letter) == 1:
+                table[chr(code)] = letter.lower()
+    return table
+
+
 def fold_chars(text: str, tables: FoldTables) -> str:
     """Unicode-normalize, map look-alikes, strip accents and fold case."""
     text = unicodedata.normalize("NFKC", text).translate(tables.confusables)
-    if not text.isascii():
-        decomposed = unicodedata.normalize("NFKD", text)
-        text = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return text.casefold()
+    if text.isascii():
+        return text.casefold()
+    # look-alikes again after case folding (capital Eta passes for "H", its small form "n")
+    text = text.casefold().translate(tables.confusables)
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
 def _expand(token: str, tables: FoldTables) -> tuple[str, ...]:

@@ -18,8 +18,11 @@ import hashlib
 import importlib.util
 import logging
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from agent.semantic.errors import ModelFilesError
 
@@ -106,35 +109,97 @@ def read_model_files(path: Path) -> ModelFiles:
             f"cannot read the {MODEL_NAME} files at {path}: {exc} — reinstall them "
             "(scripts/setup, or scripts/fetch-model)"
         ) from None
-    for name, expected in PINNED_SHA256.items():
-        digest = hashlib.sha256(raw[name]).hexdigest()
-        if digest != expected:
-            raise ModelFilesError(
-                f"{name} at {path} has SHA-256 {digest}, not the pinned {expected} — "
-                f"refusing it; reinstall the {MODEL_NAME} files (scripts/fetch-model)"
-            )
+    for name in PINNED_SHA256:
+        _check_hash(path, name, raw[name])
     logger.debug("model files at %s match the pinned hashes", path)
     return ModelFiles(raw["model.safetensors"], raw["tokenizer.json"], raw["config.json"],
                       str(path), PINNED_SHA256["model.safetensors"])
 
 
-def _read_dir(path: Path) -> dict[str, bytes]:
+WEIGHTS = "model.safetensors"
+"""The weights file (read as a stream by :func:`open_weights`, never whole)."""
+
+
+def read_small_files(path: Path) -> tuple[bytes, bytes]:
+    """(tokenizer.json, config.json) from a directory or zip, each hash-checked."""
+    path = Path(path)
+    names = [n for n in PINNED_SHA256 if n != WEIGHTS]
+    try:
+        if path.is_file():
+            with zipfile.ZipFile(path) as archive:
+                members = _zip_members(path, archive)
+                raw = {n: archive.read(members[n]) for n in names}
+        else:
+            _require_dir_files(path)
+            raw = {n: (path / n).read_bytes() for n in names}
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ModelFilesError(
+            f"cannot read the {MODEL_NAME} files at {path}: {exc} — reinstall them "
+            "(scripts/setup, or scripts/fetch-model)") from None
+    for name in names:
+        _check_hash(path, name, raw[name])
+    return raw["tokenizer.json"], raw["config.json"]
+
+
+@contextmanager
+def open_weights(path: Path) -> Iterator[IO[bytes]]:
+    """The weights file of a directory or zip as a binary stream (not hash-checked here: the
+    reader hashes what it reads, :func:`agent.semantic.weights.read_weights`)."""
+    path = Path(path)
+    try:
+        if path.is_file():
+            with zipfile.ZipFile(path) as archive, \
+                    archive.open(_zip_members(path, archive)[WEIGHTS]) as stream:
+                yield stream
+        else:
+            _require_dir_files(path)
+            with (path / WEIGHTS).open("rb") as stream:
+                yield stream
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ModelFilesError(
+            f"cannot read the {MODEL_NAME} weights at {path}: {exc} — reinstall them "
+            "(scripts/setup, or scripts/fetch-model)") from None
+
+
+def _check_hash(path: Path, name: str, data: bytes) -> None:
+    _check_digest(path, name, hashlib.sha256(data).hexdigest())
+
+
+def _check_digest(path: Path, name: str, digest: str) -> None:
+    expected = PINNED_SHA256[name]
+    if digest != expected:
+        raise ModelFilesError(
+            f"{name} at {path} has SHA-256 {digest}, not the pinned {expected} — "
+            f"refusing it; reinstall the {MODEL_NAME} files (scripts/fetch-model)"
+        )
+
+
+def _require_dir_files(path: Path) -> None:
     missing = [n for n in PINNED_SHA256 if not (path / n).is_file()]
     if missing:
         raise ModelFilesError(
             f"{path} lacks {', '.join(missing)} — run scripts/fetch-model {path.parent}"
         )
+
+
+def _zip_members(path: Path, archive: zipfile.ZipFile) -> dict[str, str]:
+    names = {Path(n).name: n for n in archive.namelist()
+             if Path(n).name in PINNED_SHA256 and "/" not in n.strip("/")}
+    missing = [n for n in PINNED_SHA256 if n not in names]
+    if missing:
+        raise ModelFilesError(f"{path} lacks {', '.join(missing)} at its top level — "
+                              "it is not the all-MiniLM-L6-v2 model archive")
+    return names
+
+
+def _read_dir(path: Path) -> dict[str, bytes]:
+    _require_dir_files(path)
     return {name: (path / name).read_bytes() for name in PINNED_SHA256}
 
 
 def _read_zip(path: Path) -> dict[str, bytes]:
     with zipfile.ZipFile(path) as archive:
-        names = {Path(n).name: n for n in archive.namelist()
-                 if Path(n).name in PINNED_SHA256 and "/" not in n.strip("/")}
-        missing = [n for n in PINNED_SHA256 if n not in names]
-        if missing:
-            raise ModelFilesError(f"{path} lacks {', '.join(missing)} at its top level — "
-                                  "it is not the all-MiniLM-L6-v2 model archive")
+        names = _zip_members(path, archive)
         return {name: archive.read(names[name]) for name in PINNED_SHA256}
 
 
@@ -149,7 +214,12 @@ def model_status(choice: str, data_dir: Path | None) -> dict[str, str | bool]:
         if path is None:
             reason = "turned off" if choice == "off" else "model files not installed"
             return {"loaded": False, "stage": "rules-only", "detail": reason}
-        read_model_files(path)
+        read_small_files(path)
+        with open_weights(path) as stream:
+            digest = hashlib.sha256()
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
+        _check_digest(path, WEIGHTS, digest.hexdigest())
     except ModelFilesError as exc:
         return {"loaded": False, "stage": "rules-only", "detail": str(exc)}
     return {"loaded": True, "stage": "rules+semantic", "detail": f"{MODEL_NAME} from {path}"}
