@@ -102,6 +102,14 @@ class BertEncoder:
 
     def forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Sentence vectors for a padded batch: ``ids`` and ``mask`` of shape (n, length)."""
+        x = self.hidden(ids, mask)
+        weights = mask[..., None].astype(np.float32)
+        pooled = (x * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+
+    def hidden(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The last layer's token states for a padded batch: shape (n, length, hidden)."""
         n, length = ids.shape
         t = self._t
         x = self._word[ids] + self._pos[:length][None] + self._type[0][None, None]
@@ -111,10 +119,7 @@ class BertEncoder:
                     * np.finfo(np.float32).min).astype(np.float32)
         for i in range(self._c.layers):
             x = self._layer(x, additive, f"encoder.layer.{i}.")
-        weights = mask[..., None].astype(np.float32)
-        pooled = (x * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+        return x
 
     def _linear(self, x: np.ndarray, name: str) -> np.ndarray:
         return x @ self._t[name + ".weight"].T + self._t[name + ".bias"]

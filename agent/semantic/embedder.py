@@ -71,6 +71,20 @@ class Embedder:
                 out[chunk] = encoder.forward(ids, mask)
         return out
 
+    def token_states(self, text: str) -> np.ndarray:
+        """The last layer's token states of one text, shape ``(tokens, 384)`` float32
+        (``[CLS]`` and ``[SEP]`` included): the input of the trained safety classifier."""
+        encoder = self._encoder
+        if self._closed or encoder is None:
+            raise ModelFilesError("the embedder is closed — load it again with load_embedder()")
+        ids, mask = _pad([self._tokenizer.encode(str(text)).ids])
+        with self._lock:
+            return encoder.hidden(ids, mask)[0].astype(np.float32)
+
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        """Word-piece ids of each text, as :meth:`token_states` reads them (for trainers)."""
+        return [e.ids for e in self._tokenizer.encode_batch([str(t) for t in texts])]
+
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` dropped the weights."""

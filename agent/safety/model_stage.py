@@ -1,0 +1,105 @@
+"""The deciding semantic stage: the trained classifier (agent/safety/classifier.py) reading
+MiniLM's token states of the whole sentence, one head per direction.
+
+Same interface as the nearest-neighbour :class:`agent.safety.semantic.SemanticStage` it
+replaces (``judge``, ``judge_window``, ``judge_each``, ``closeness``, ``prime``,
+``categories``), so the filter runs either; a finding is a :class:`SemanticHit` whose
+``similarity`` is the label's probability and whose ``nearest`` names the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from agent.safety.classifier import TrainedHead, load_heads
+from agent.safety.semantic import BENIGN, SemanticHit, read_exemplars
+
+logger = logging.getLogger(__name__)
+
+CACHE_SIZE = 256
+"""Recent texts whose probabilities are kept (a turn is judged, then maybe with context)."""
+MODEL_NAME = "trained classifier"
+"""What a finding's ``nearest`` says (no exemplar decided)."""
+
+
+class ModelStage:
+    """Trained heads over the embedder's token states. Thread-safe."""
+
+    suspicion = 0.10
+    """A turn whose escalating labels reach this probability is also judged with the turns
+    before it (one more forward pass)."""
+
+    def __init__(self, embedder, base: Path) -> None:
+        self._embedder = embedder
+        self.heads: dict[str, TrainedHead] = load_heads(base, embedder.fingerprint)
+        self._lock = threading.Lock()
+        self._recent: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self.categories = {d: sorted(set(h.labels) - set(_allowed_labels(h)))
+                           for d, h in self.heads.items()}
+        """Unsafe labels per direction."""
+        folder = Path(base) / "exemplars"
+        self._known_benign = {d: frozenset(t for c, t in read_exemplars(folder / d) if c == BENIGN)
+                              for d in ("input", "output")}
+
+    def probabilities(self, text: str, direction: str) -> np.ndarray:
+        """Each label's probability for ``text`` (recent texts from a small cache)."""
+        key = (direction, text)
+        with self._lock:
+            cached = self._recent.get(key)
+            if cached is not None:
+                self._recent.move_to_end(key)
+                return cached
+        probs = self.heads[direction].probabilities(self._embedder.token_states(text))
+        with self._lock:
+            self._recent[key] = probs
+            while len(self._recent) > CACHE_SIZE:
+                self._recent.popitem(last=False)
+        return probs
+
+    def judge(self, text: str, direction: str,
+              allowed: frozenset[str] | None = None) -> SemanticHit | None:
+        """The finding for ``text``: an unsafe label, or an allowed non-benign label such as
+        ``comfort``; None for plain benign. A built-in benign reply needs no forward pass."""
+        if allowed is None and text.strip() in self._known_benign[direction]:
+            return None
+        head = self.heads[direction]
+        probs = self.probabilities(text, direction)
+        decision = head.decide(probs, allowed)
+        if not decision.flagged and (decision.label == BENIGN or allowed is not None):
+            return None
+        benign = float(probs[head.labels.index(BENIGN)]) if BENIGN in head.labels else 0.0
+        return SemanticHit(decision.label, decision.probability, MODEL_NAME, benign)
+
+    def judge_window(self, texts: list[str], direction: str,
+                     allowed: frozenset[str]) -> SemanticHit | None:
+        """The finding for several turns taken together (one text, turns joined)."""
+        return self.judge(" . ".join(texts), direction, allowed)
+
+    def judge_each(self, texts: list[str], direction: str, allowed: frozenset[str]) -> bool:
+        """Whether any one of ``texts`` alone is a finding (in ``allowed`` labels)."""
+        return any(self.judge(t, direction, allowed) is not None for t in texts)
+
+    def closeness(self, text: str, direction: str, allowed: frozenset[str]) -> float:
+        """Total probability of the ``allowed`` labels for ``text``."""
+        head = self.heads[direction]
+        probs = self.probabilities(text, direction)
+        return float(sum(p for label, p in zip(head.labels, probs, strict=True)
+                         if label in allowed))
+
+    def prime(self, texts: list[str], direction: str) -> int:
+        """Judge ``texts`` ahead (a content pack's lines); returns how many needed a pass."""
+        todo = list(dict.fromkeys(t for t in texts if t.strip()
+                                  and t.strip() not in self._known_benign[direction]))
+        todo = [t for t in todo if (direction, t) not in self._recent][:CACHE_SIZE]
+        for text in todo:
+            self.probabilities(text, direction)
+        return len(todo)
+
+
+def _allowed_labels(head: TrainedHead) -> list[str]:
+    return [label for label, allow in zip(head.labels, head.allow, strict=True) if allow]
