@@ -32,9 +32,9 @@ from agent.safety.lexicon import (
     read_list,
     read_near,
 )
+from agent.safety.model_stage import ModelStage
 from agent.safety.normalize import FoldTables, fold, load_tables
 from agent.safety.pii import SELF_NAME_RULES, PiiDetector, redact
-from agent.safety.model_stage import ModelStage
 from agent.safety.semantic import SemanticHit, SemanticStage
 from agent.safety.verdict import Action, Match, Verdict
 

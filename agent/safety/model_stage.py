@@ -21,7 +21,7 @@ from agent.safety.semantic import BENIGN, SemanticHit, read_exemplars
 
 logger = logging.getLogger(__name__)
 
-CACHE_SIZE = 256
+CACHE_SIZE = 4096
 """Recent texts whose probabilities are kept (a turn is judged, then maybe with context)."""
 MODEL_NAME = "trained classifier"
 """What a finding's ``nearest`` says (no exemplar decided)."""
@@ -54,12 +54,15 @@ class ModelStage:
             if cached is not None:
                 self._recent.move_to_end(key)
                 return cached
-        probs = self.heads[direction].probabilities(self._embedder.token_states(text))
+        probs = self.heads[direction].probabilities(self._embedder.token_states([text])[0])
+        self._remember(key, probs)
+        return probs
+
+    def _remember(self, key: tuple[str, str], probs: np.ndarray) -> None:
         with self._lock:
             self._recent[key] = probs
             while len(self._recent) > CACHE_SIZE:
                 self._recent.popitem(last=False)
-        return probs
 
     def judge(self, text: str, direction: str,
               allowed: frozenset[str] | None = None) -> SemanticHit | None:
@@ -96,8 +99,9 @@ class ModelStage:
         todo = list(dict.fromkeys(t for t in texts if t.strip()
                                   and t.strip() not in self._known_benign[direction]))
         todo = [t for t in todo if (direction, t) not in self._recent][:CACHE_SIZE]
-        for text in todo:
-            self.probabilities(text, direction)
+        head = self.heads[direction]
+        for text, states in zip(todo, self._embedder.token_states(todo), strict=True):
+            self._remember((direction, text), head.probabilities(states))
         return len(todo)
 
 

@@ -71,15 +71,24 @@ class Embedder:
                 out[chunk] = encoder.forward(ids, mask)
         return out
 
-    def token_states(self, text: str) -> np.ndarray:
-        """The last layer's token states of one text, shape ``(tokens, 384)`` float32
-        (``[CLS]`` and ``[SEP]`` included): the input of the trained safety classifier."""
+    def token_states(self, texts: list[str]) -> list[np.ndarray]:
+        """The last layer's token states of each text, ``(tokens, 384)`` float32 (``[CLS]``
+        and ``[SEP]`` included), in batches like :meth:`encode`: the trained safety
+        classifier's input."""
         encoder = self._encoder
         if self._closed or encoder is None:
             raise ModelFilesError("the embedder is closed — load it again with load_embedder()")
-        ids, mask = _pad([self._tokenizer.encode(str(text)).ids])
-        with self._lock:
-            return encoder.hidden(ids, mask)[0].astype(np.float32)
+        encodings = self._tokenizer.encode_batch([str(t) for t in texts])
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        out: list[np.ndarray] = [np.zeros((0, DIMENSION), dtype=np.float32)] * len(texts)
+        for start in range(0, len(order), BATCH):
+            chunk = order[start:start + BATCH]
+            ids, mask = _pad([encodings[i].ids for i in chunk])
+            with self._lock:
+                states = encoder.hidden(ids, mask)
+            for row, i in enumerate(chunk):
+                out[i] = states[row, :len(encodings[i].ids)].astype(np.float32)
+        return out
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         """Word-piece ids of each text, as :meth:`token_states` reads them (for trainers)."""

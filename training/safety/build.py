@@ -70,14 +70,16 @@ def fill(template: str, slots: dict[str, list[str]], rng: random.Random, limit: 
     return out
 
 
-def template_rows(direction: str, rng: random.Random) -> list[dict]:
-    """Rows from the hand-written templates."""
+def template_rows(direction: str) -> list[dict]:
+    """Rows from the hand-written templates (each template's fillings drawn with its own
+    seed, so editing one template leaves every other line as it was)."""
     source = templates.INPUT if direction == "input" else templates.OUTPUT
     slots = templates.SLOTS if direction == "input" else templates.OUT_SLOTS
     rows = []
     for label, items in source.items():
         for index, (template, twin) in enumerate(items):
             group = f"{direction}:twin:{twin}" if twin else f"{direction}:{label}:{index}"
+            rng = random.Random(f"{SEED}:{direction}:{template}")
             for text in fill(template, slots, rng, FILLS[direction]):
                 rows.append({"text": clean(text) if direction == "input" else text,
                              "label": label, "group": group, "origin": "template"})
@@ -94,16 +96,18 @@ def exemplar_rows(direction: str) -> list[dict]:
             if not line or line.startswith("#"):
                 continue
             text = clean(line) if direction == "input" else line
+            group = f"{direction}:ex:{hashlib.sha256(line.encode()).hexdigest()[:12]}"
             rows.append({"text": text, "label": path.stem, "origin": "exemplar",
-                         "group": f"{direction}:ex:{hashlib.sha256(line.encode()).hexdigest()[:12]}"})
+                         "group": group})
     return rows
 
 
-def augment_input(rows: list[dict], rng: random.Random) -> list[dict]:
-    """Noisy copies and run-ons, in each row's own group."""
+def augment_input(rows: list[dict]) -> list[dict]:
+    """Noisy copies and run-ons, in each row's own group (seeded by the row's text)."""
     benign = [r["text"] for r in rows if r["label"] == "benign" and len(r["text"].split()) < 9]
     out = list(rows)
     for row in rows:
+        rng = random.Random(f"{SEED}:{row['text']}")
         for _ in range(NOISY_COPIES):
             out.append(row | {"text": noisy(row["text"], rng, 2), "origin": "noise"})
         for _ in range(RUN_ONS):
@@ -113,25 +117,28 @@ def augment_input(rows: list[dict], rng: random.Random) -> list[dict]:
     return out
 
 
-def augment_output(rows: list[dict], rng: random.Random) -> list[dict]:
-    """Openers, closers and an unpunctuated lower-case copy, in each row's own group."""
+def augment_output(rows: list[dict]) -> list[dict]:
+    """Openers, closers and an unpunctuated lower-case copy, in each row's own group (the
+    content pack's many benign replies get one wrapped copy, the rest two)."""
     out = list(rows)
     for row in rows:
-        for _ in range(2):
+        rng = random.Random(f"{SEED}:{row['text']}")
+        for _ in range(1 if row["group"].startswith("output:ex:") and row["label"] == "benign"
+                       else 2):
             opener, closer = rng.choice(OUT_OPENERS), rng.choice(OUT_CLOSERS)
             text = row["text"]
             if opener:
                 text = opener + text[0].lower() + text[1:]
             out.append(row | {"text": text + closer, "origin": "wrap"})
-        out.append(row | {"text": clean(row["text"]), "origin": "flat"})
+        if not (row["group"].startswith("output:ex:") and row["label"] == "benign"):
+            out.append(row | {"text": clean(row["text"]), "origin": "flat"})
     return out
 
 
 def build(direction: str) -> list[dict]:
     """Every row of one direction, deduplicated (first label wins), with its split."""
-    rng = random.Random(f"{SEED}:{direction}")
-    rows = template_rows(direction, rng) + exemplar_rows(direction)
-    rows = augment_input(rows, rng) if direction == "input" else augment_output(rows, rng)
+    rows = template_rows(direction) + exemplar_rows(direction)
+    rows = augment_input(rows) if direction == "input" else augment_output(rows)
     seen: dict[str, dict] = {}
     for row in rows:
         if row["text"] and row["text"] not in seen:

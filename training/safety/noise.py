@@ -16,13 +16,13 @@ MISSPELL = {
     "because": ("cause", "cuz", "becos"), "want": ("wanna", "wont"), "going to": ("gonna",),
     "you": ("u", "ya"), "your": ("ur", "you"), "are": ("r",), "mummy": ("mommy", "mum", "mama"),
     "daddy": ("dad", "dada"), "didnt": ("didn", "did not"), "dont": ("don", "do not"),
-    "im": ("i am", "am"), "said": ("sed", "say"), "the": ("da", "a"), "them": ("em",),
+    "im": ("i am", "am"), "said": ("sed", "say"), "the": ("da", "a"), "them": ("dem",),
     "really": ("rilly", "realy"), "something": ("somethin", "sumthing"), "nothing": ("nuffin",),
     "with": ("wiv", "wif"), "there": ("their", "they"), "people": ("peoples",),
     "tablets": ("tablet", "tablits"), "medicine": ("medsin", "medicin"), "secret": ("secrit",),
     "friend": ("fren", "frend"), "little": ("lil", "littel"), "brother": ("bruvver", "bro"),
     "sister": ("sis", "sista"), "school": ("skool",), "going": ("goin",), "what": ("wot", "wat"),
-    "my": ("me", "ma"), "them": ("dem",), "that": ("dat",), "this": ("dis",),
+    "my": ("me", "ma"), "that": ("dat",), "this": ("dis",),
     "kill": ("kil",), "myself": ("meself", "my self"), "promise": ("promis",),
 }
 """Word -> how a recogniser or a young speaker may render it."""
