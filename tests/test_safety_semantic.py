@@ -205,6 +205,10 @@ class CountingEmbedder:
         self.batches.append(len(texts))
         return self.real.encode(texts)
 
+    def token_states(self, texts: list[str]):
+        self.batches.append(len(texts))
+        return self.real.token_states(texts)
+
     def __getattr__(self, name: str):
         return getattr(self.real, name)
 

@@ -38,3 +38,26 @@ class AttentionHead(nn.Module):
                 "att_v": host(self.att_v.weight.T), "w1": host(self.fc1.weight.T),
                 "b1": host(self.fc1.bias), "w2": host(self.fc2.weight.T),
                 "b2": host(self.fc2.bias)}
+
+
+class MeanLinear(nn.Module):
+    """The baseline the trial measured: logistic regression on the mean-pooled states."""
+
+    def __init__(self, dim: int, classes: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(dim, classes)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Logits for a padded batch."""
+        mean = (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        return self.fc(mean)
+
+
+def make_head(kind: str, dim: int, classes: int, config: dict) -> nn.Module:
+    """The head of ``kind``: "attention" (the bear's), "mean-mlp" (no attention pooling) or
+    "mean-linear" (logistic regression on the mean) — the last two only for comparison."""
+    if kind == "mean-linear":
+        return MeanLinear(dim, classes)
+    heads = config["attention_heads"] if kind == "attention" else 0
+    return AttentionHead(dim, config["attention_hidden"], heads, config["mlp_hidden"], classes,
+                         config["dropout"])

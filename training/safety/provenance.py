@@ -42,18 +42,24 @@ def training_sha256() -> str:
     return digest([CONFIG, *CODE])
 
 
-def manifest(heads: dict, minilm: str, config: dict, figures: dict) -> dict:
-    """The manifest written beside the heads."""
+def manifest(heads: dict, minilm: str, config: dict, figures: dict,
+             sources: dict[str, str]) -> dict:
+    """The manifest written beside the heads; ``sources``: :func:`sources` taken when
+    training started (so an edit during training leaves the result stale)."""
     return {
         "_doc": "Written by scripts/train-safety; every file is hash-checked at load and "
                 "tests/test_safety_model.py fails when the corpus or training changed since.",
         "minilm_sha256": minilm,
-        "corpus_sha256": corpus_sha256(),
-        "training_sha256": training_sha256(),
+        **sources,
         "allow_labels": config["allow_labels"],
         "heads": heads,
         "held_out_figures": figures,
     }
+
+
+def sources() -> dict[str, str]:
+    """The corpus's and the training's SHA-256, as the manifest records them."""
+    return {"corpus_sha256": corpus_sha256(), "training_sha256": training_sha256()}
 
 
 def stale_reasons(model_dir: Path) -> list[str]:
