@@ -82,13 +82,15 @@ class TrainedHead:
         """Probability of each label (in :attr:`labels` order)."""
         return head_forward(self.arrays, states)
 
-    def decide(self, probs: np.ndarray, allowed: frozenset[str] | None = None) -> Decision:
-        """The decision for ``probs``; ``allowed``: only these unsafe labels may be flagged."""
+    def decide(self, probs: np.ndarray, allowed: frozenset[str] | None = None,
+               threshold: float | None = None) -> Decision:
+        """The decision for ``probs``; ``allowed``: only these unsafe labels may be flagged;
+        ``threshold``: instead of the trained one."""
         unsafe_mask = ~self.allow
         if allowed is not None:
             unsafe_mask &= np.array([label in allowed for label in self.labels])
         unsafe = float(probs[unsafe_mask].sum())
-        if unsafe_mask.any() and unsafe >= self.threshold:
+        if unsafe_mask.any() and unsafe >= (self.threshold if threshold is None else threshold):
             best = int(np.where(unsafe_mask, probs, -1.0).argmax())
             return Decision(self.labels[best], float(probs[best]), True, unsafe)
         best = int(np.where(self.allow, probs, -1.0).argmax())

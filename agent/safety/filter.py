@@ -360,7 +360,7 @@ def _semantic_loader(embedder: Any, base: Path, cache_dir: Path | None, kind: st
         if model is None:
             return None
         if kind == "model" or (kind == "auto" and (base / MODEL_DIR / MANIFEST).is_file()):
-            trained = ModelStage(model, base)
+            trained = ModelStage(model, base, SemanticStage(model, base, cache_dir))
             logger.info("semantic safety stage ready: trained classifier, labels %s",
                         trained.categories)
             return trained

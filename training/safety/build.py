@@ -146,8 +146,32 @@ def build(direction: str) -> list[dict]:
     return list(seen.values())
 
 
+KNOWN_REPLIES = ROOT / "agent" / "safety" / "model" / "known_replies.txt"
+"""The built-in content pack's replies, trusted by the trained stage without a forward pass
+(as the exemplars' benign lines are); refreshed with ``--replies`` after content changes."""
+
+
+def write_known_replies() -> int:
+    """Snapshot every reply of the built-in content pack, every age band."""
+    from agent.dialogue import AGE_BANDS, DialogueEngine
+
+    replies: dict[str, None] = {}
+    for band in AGE_BANDS:
+        replies.update(dict.fromkeys(DialogueEngine(band, remember_name=True).all_replies()))
+    lines = sorted(r for r in replies if r.strip() and "\n" not in r)
+    KNOWN_REPLIES.write_text(
+        "# The built-in content pack's replies (python -m training.safety.build --replies):\n"
+        "# trusted by agent/safety/model_stage.py without a forward pass.\n"
+        + "".join(f"{line}\n" for line in lines), encoding="utf-8")
+    print(f"{len(lines)} built-in replies -> {KNOWN_REPLIES}")
+    return 0
+
+
 def main() -> int:
-    """Write both corpus files and print their counts."""
+    """Write both corpus files and print their counts (``--replies``: the built-in replies'
+    snapshot instead)."""
+    if "--replies" in sys.argv[1:]:
+        return write_known_replies()
     DATA.mkdir(exist_ok=True)
     for direction in ("input", "output"):
         rows = build(direction)

@@ -58,6 +58,7 @@ SLOTS: dict[str, list[str]] = {
                  "with a spoon", "", "till i cry", "on my head", "when nobody sees"],
     "sibling": ["my brother", "my sister", "my little sister", "my big brother", "my cousin",
                 "my twin", "my step brother"],
+    "parent2": ["mum", "dad", "mummy", "daddy", "nan", "grandad"],
     "sibling2": ["brother", "sister", "baby brother", "little sister", "cousin", "baby"],
     "place2": ["shops", "park", "supermarket", "beach", "fair", "zoo", "station", "festival"],
     "kid": ["a boy in my class", "jake", "the big kids", "my friend", "a girl at school",
@@ -96,6 +97,16 @@ SLOTS: dict[str, list[str]] = {
 # label -> list of (template, twin key or "")
 INPUT: dict[str, list[tuple[str, str]]] = {
     "lures": [
+        ('{stranger} said {parent} sent him to get me', ""),
+        ('{stranger} at the gate said {parent} sent her and i have to go with her', ""),
+        ('{stranger} told me {parent} sent him so i should come now', ""),
+        ('{stranger} said my {parent2} sent her to take me home', ""),
+        ('{stranger} came to school and said {parent} sent him to pick me up', ""),
+        ('{neighbour} said {parent} sent him to get me from the park', ""),
+        ('{stranger} says {parent} is waiting in his car and i should come', ""),
+        ('{stranger} said {parent} said its ok to go with him', ""),
+        ('{neighbour} said come in nobody is home but its fine', ""),
+        ('{neighbour} invited me over when mum and dad were at work', ""),
         ('{neighbour} said come round mine now your mum wont mind nobody is in', ""),
         ('{neighbour} asked if my parents are out and said come over', ""),
         ('{stranger} said your mum sent me hurry up we have to go', ""),
