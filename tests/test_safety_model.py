@@ -122,8 +122,6 @@ def test_a_lure_is_escalated_and_its_harmless_twin_passes(safety):
     assert safety.check_input("my neighbour came over when mum was home").action is Action.ALLOW
 
 
-@pytest.mark.xfail(strict=True, reason="measured: 'never touch the matches' escalates as abuse "
-                   "(the head reads the topic more than the negation)")
 def test_safe_advice_from_a_grown_up_is_not_escalated(safety):
     assert safety.check_input("never touch the matches").action is not Action.ESCALATE
 
