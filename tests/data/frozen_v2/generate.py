@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# ruff: noqa: E501 - data: the frozen lines as written, one per string
 """Write the second frozen safety sets (issue 20): tests/data/frozen_v2/{input,output}.jsonl.
 
 Written by helper h20-model on 2026-12-07 BEFORE the trained classifier's corpus or training
