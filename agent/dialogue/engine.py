@@ -65,6 +65,8 @@ _SIMPLE = ("affection", "grief", "hurt", "ill", "unkind", "acknowledge", "apolog
            "out_of_scope", "capabilities", "bear_name", "how_are_you")
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz-")
 _TOPICS = ("space", "nature", "animals")
+_PAGED_ALREADY = frozenset({"lures", "secrets", "abuse"})
+"""Escalations whose parent alert covers the "should I send it" follow-ups of the same talk."""
 Skill = Callable[[str, Understanding, DialogueState], "str | None"]
 """An extra skill: the reply to ``(text, heard, state)``, or None to pass."""
 _AGAIN = re.compile(r"\bagain\b|^(?:do|say|sing|tell) (?:it|that) again")
@@ -128,7 +130,8 @@ class DialogueEngine:
         cleaned = negation.tidy(self.understander.normalise(text))
         introduced = mentions.note(state.memory, cleaned)
         if verdict.action is Action.ESCALATE:
-            if honesty.asks_to_share(cleaned, state.memory.share_turns > 0):
+            if honesty.asks_to_share(cleaned, state.memory.share_turns > 0) or \
+                    set(verdict.categories) & _PAGED_ALREADY:  # follow-ups page no one again
                 state.memory.share_turns = honesty.SHARE_FOLLOW_TURNS
             state.end_skill()
             state.offer, state.listening = None, False

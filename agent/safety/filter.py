@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.safety.classifier import MANIFEST, MODEL_DIR
 from agent.safety.errors import SafetyListError
 from agent.safety.lexicon import (
     ALLOW,
@@ -31,6 +32,7 @@ from agent.safety.lexicon import (
     read_list,
     read_near,
 )
+from agent.safety.model_stage import ModelStage
 from agent.safety.normalize import FoldTables, fold, load_tables
 from agent.safety.pii import SELF_NAME_RULES, PiiDetector, redact
 from agent.safety.semantic import SemanticHit, SemanticStage
@@ -38,6 +40,9 @@ from agent.safety.sounds import SoundsLike
 from agent.safety.verdict import Action, Match, Verdict
 
 logger = logging.getLogger(__name__)
+
+Stage = SemanticStage | ModelStage
+"""A semantic stage the filter can run."""
 
 PACKAGE_DIR = Path(__file__).parent
 """Where the default data files live (beside this code)."""
@@ -49,7 +54,11 @@ CONTEXT_TURNS = 2
 """Earlier child turns judged together with the current one."""
 CONTEXT_SUSPICION = 0.45
 """A turn this close (cosine) to an escalating exemplar is also judged with the turns before
-it (one more forward pass); others are not, which keeps most turns to one pass."""
+it (one more forward pass); others are not, which keeps most turns to one pass. (The trained
+stage has its own ``suspicion``, a probability.)"""
+SEMANTIC_KINDS = ("auto", "model", "knn")
+"""Which semantic stage: the trained classifier ("model"; "auto" when its weights ship) or
+nearest-neighbour over exemplars ("knn", kept for comparison)."""
 
 
 @dataclass(frozen=True)
@@ -125,12 +134,12 @@ class SafetyFilter:
     def __init__(self, entries: list[Entry], policies: dict[str, CategoryPolicy],
                  pii: PiiDetector, tables: FoldTables, backend: str = "auto",
                  near: list[NearRule] | None = None,
-                 semantic: Callable[[], SemanticStage | None] | None = None,
+                 semantic: Callable[[], Stage | None] | None = None,
                  sounds: SoundsLike | None = None) -> None:
         self._policies = policies
         self._sounds = sounds
         self._semantic_loader = semantic
-        self._semantic: SemanticStage | None = None
+        self._semantic: Stage | None = None
         self._semantic_lock = threading.Lock()
         self._pii = pii
         self._tables = tables
@@ -145,7 +154,7 @@ class SafetyFilter:
         return self._matcher.name
 
     @property
-    def semantic(self) -> SemanticStage | None:
+    def semantic(self) -> Stage | None:
         """The semantic stage, loaded on first use (None: rules only)."""
         if self._semantic_loader is not None:
             with self._semantic_lock:
@@ -161,12 +170,17 @@ class SafetyFilter:
 
     @classmethod
     def load(cls, lists_dir: Path | None = None, backend: str = "auto",
-             embedder: Any = None, cache_dir: Path | None = None) -> SafetyFilter:
+             embedder: Any = None, cache_dir: Path | None = None,
+             semantic_kind: str = "auto") -> SafetyFilter:
         """Build the filter from the data files in ``lists_dir`` (default: beside the code).
 
         ``embedder``: an :class:`agent.semantic.Embedder`, or a no-argument callable that
         returns one or None (called on first use, so start-up stays fast); None: rules only.
+        ``semantic_kind``: one of :data:`SEMANTIC_KINDS`.
         """
+        if semantic_kind not in SEMANTIC_KINDS:
+            raise SafetyListError(f"semantic_kind {semantic_kind!r} is unknown — use one of "
+                                  f"{', '.join(SEMANTIC_KINDS)}")
         base = Path(lists_dir) if lists_dir is not None else PACKAGE_DIR
         if not (base / "categories.json").is_file():
             raise SafetyListError(
@@ -187,7 +201,8 @@ class SafetyFilter:
         if unknown:
             raise SafetyListError(f"{base / 'near.txt'} names unknown categories "
                                   f"{sorted(unknown)} — add them to categories.json")
-        semantic = _semantic_loader(embedder, base, cache_dir) if embedder is not None else None
+        semantic = (_semantic_loader(embedder, base, cache_dir, semantic_kind)
+                    if embedder is not None else None)
         sounds = SoundsLike.from_lists(entries, near)
         built = cls(entries, policies, pii, tables, backend, near, semantic, sounds)
         logger.info("safety filter ready: %d entries, %s matcher", len(entries), built.backend)
@@ -229,6 +244,9 @@ class SafetyFilter:
                 if found is not None and found.severity > action.severity:
                     matches.append(Match(hit.category, "semantic"))
                     action, stage = found, "semantic"
+                elif found is Action.ALLOW and action is Action.ALLOW:
+                    matches.append(Match(hit.category, "semantic"))  # e.g. comfort: no alert
+                    stage = "semantic"
                 else:
                     hit = None
             elif self.semantic is not None and action is Action.ALLOW:
@@ -294,7 +312,8 @@ class SafetyFilter:
         semantic = self.semantic
         if not new and semantic is not None and text.strip():
             allowed = frozenset(c for c in escalating if c in semantic.categories[INPUT])
-            if semantic.closeness(text, INPUT, allowed) >= CONTEXT_SUSPICION:
+            if semantic.closeness(text, INPUT, allowed) >= getattr(semantic, "suspicion",
+                                                                    CONTEXT_SUSPICION):
                 hit = semantic.judge_window([*earlier, text], INPUT, allowed)
                 if hit is not None and not semantic.judge_each(
                         [t for t in earlier if t.strip()], INPUT, allowed):
@@ -344,13 +363,18 @@ def _join(turns: Iterable[str]) -> str:
     return " . ".join(t.strip() for t in turns if t.strip())
 
 
-def _semantic_loader(embedder: Any, base: Path, cache_dir: Path | None
-                     ) -> Callable[[], SemanticStage | None]:
+def _semantic_loader(embedder: Any, base: Path, cache_dir: Path | None, kind: str
+                     ) -> Callable[[], Stage | None]:
     """A loader that builds the semantic stage on first use (None if no embedder)."""
-    def load() -> SemanticStage | None:
+    def load() -> Stage | None:
         model = embedder() if callable(embedder) and not hasattr(embedder, "encode") else embedder
         if model is None:
             return None
+        if kind == "model" or (kind == "auto" and (base / MODEL_DIR / MANIFEST).is_file()):
+            trained = ModelStage(model, base, SemanticStage(model, base, cache_dir))
+            logger.info("semantic safety stage ready: trained classifier, labels %s",
+                        trained.categories)
+            return trained
         stage = SemanticStage(model, base, cache_dir)
         logger.info("semantic safety stage ready: %s exemplars",
                     {d: len(i.texts) for d, i in stage.indexes.items()})

@@ -120,6 +120,29 @@ class Embedder:
                 self._recent.popitem(last=False)
         return vector
 
+    def token_states(self, texts: list[str]) -> list[np.ndarray]:
+        """The last layer's token states of each text, ``(tokens, 384)`` float32 (``[CLS]``
+        and ``[SEP]`` included), in batches like :meth:`encode`: the trained safety
+        classifier's input."""
+        encoder = self._encoder
+        if self._closed or encoder is None:
+            raise ModelFilesError("the embedder is closed — load it again with load_embedder()")
+        encodings = self._tokenizer.encode_batch([str(t) for t in texts])
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        out: list[np.ndarray] = [np.zeros((0, DIMENSION), dtype=np.float32)] * len(texts)
+        for start in range(0, len(order), BATCH):
+            chunk = order[start:start + BATCH]
+            ids, mask = _pad([encodings[i].ids for i in chunk])
+            with self._lock:
+                states = encoder.token_states(ids, mask)
+            for row, i in enumerate(chunk):
+                out[i] = states[row, :len(encodings[i].ids)].astype(np.float32)
+        return out
+
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        """Word-piece ids of each text, as :meth:`token_states` reads them (for trainers)."""
+        return [e.ids for e in self._tokenizer.encode_batch([str(t) for t in texts])]
+
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` dropped the weights."""
