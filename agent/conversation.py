@@ -28,9 +28,6 @@ RECENT_TURNS = 4
 ALERT_SEVERITY = {"high": Severity.HIGH, "low": Severity.INFO}
 """Escalation severity (from the category) -> parent alert severity: high pages the parent,
 low is a note for the daily summary (below every paging channel's floor)."""
-INCIDENT_TURNS = 6
-"""Turns within which a repeat of the same escalating category is the same incident: the
-parent is paged once for it, not once per line (the bear still answers each line)."""
 
 
 @dataclass(frozen=True)
@@ -74,8 +71,6 @@ class Conversation:
         self._state = dialogue.new_state()
         self._conversation_id: str | None = None
         self._recent: deque[str] = deque(maxlen=RECENT_TURNS)
-        self._paged: dict[str, int] = {}
-        """Category -> the turn its parent alert was raised (one page per incident)."""
 
     def respond(self, child_text: str) -> TurnResult:
         """Answer the child's words and keep the turn if consent allows."""
@@ -127,12 +122,6 @@ class Conversation:
         )
 
     def _escalate(self, verdict: Verdict) -> None:
-        turn = self._state.turns
-        if all(turn - self._paged.get(c, -INCIDENT_TURNS - 1) <= INCIDENT_TURNS
-               for c in verdict.categories):
-            logger.debug("escalation of the same incident: the parent was alerted already")
-            return
-        self._paged.update(dict.fromkeys(verdict.categories, turn))
         self._alerts.raise_alert(
             "wellbeing.escalation",
             ALERT_SEVERITY.get(verdict.severity or "high", Severity.HIGH),

@@ -12,11 +12,13 @@ from support.frozen_sets import TARGETS, load, score_teddy
 from agent.safety import default_filter
 
 MEASURED = {  # scripts/bench-safety --frozen-only, 2026-12-07, rules + trained model
-    "harmful_caught": 0.903, "wellbeing_escalated": 0.901, "pii_redacted": 1.000,
+    "harmful_caught": 0.887, "wellbeing_escalated": 0.901, "pii_redacted": 1.000,
     "benign_flagged": 0.008, "unsafe_blocked": 0.951, "benign_output_blocked": 0.061,
 }
 """Figures measured on the frozen sets (rules-only: 0.597, 0.630, 1.000, 0.008, 0.309,
-0.012; rules + the kNN stage, 2026-12-03: 0.774, 0.852, 1.000, 0.008, 0.938, 0.061)."""
+0.012; rules + the kNN stage, 2026-12-03: 0.774, 0.852, 1.000, 0.008, 0.938, 0.061). Without
+the decisive-label rule (``classifier.DECISIVE``) harmful was 0.903, at the price of flagging
+plain questions the corpus never saw ("what's the capital of peru" as dangerous)."""
 
 
 @pytest.fixture(scope="module")

@@ -140,15 +140,18 @@ def test_its_safe_advice_twin_passes(safety):
 # --- the bars on frozen v2 ------------------------------------------------------------------
 
 MEASURED_V2 = {  # scripts/bench-safety --frozen-only, 2026-12-07, rules + trained model
-    "harmful_caught": 0.936, "wellbeing_escalated": 0.906, "pii_redacted": 0.766,
-    "benign_flagged": 0.020, "unsafe_blocked": 0.892, "benign_output_blocked": 0.136,
-    "lure": 0.874, "ingestion": 0.832, "self_harm": 0.867, "disclosure": 0.833,
+    "harmful_caught": 0.907, "wellbeing_escalated": 0.900, "pii_redacted": 0.766,
+    "benign_flagged": 0.016, "unsafe_blocked": 0.892, "benign_output_blocked": 0.136,
+    "lure": 0.874, "ingestion": 0.832, "self_harm": 0.850, "disclosure": 0.833,
     "grooming": 0.857,
 }
-"""Figures on frozen v2 when this landed, with the bear's default int8 encoder and the merged
-dialogue content (with the float32 encoder the heads were trained on: 0.920, 0.913, 0.766,
-0.020, 0.889, 0.133; grave 0.874, 0.841, 0.867, 0.833, 0.850. The old kNN stage: 0.759,
-0.567, 0.766, 0.020, 0.776, 0.124; grave 0.285, 0.477, 0.800, 0.667, 0.774)."""
+"""Figures on frozen v2 when this landed: the bear's default int8 encoder, the merged dialogue
+content, and an unsafe verdict needing one decisive label (``classifier.DECISIVE``; without
+it: harmful 0.936, wellbeing 0.906, benign flagged 0.020, self-harm 0.867, but plain
+questions the corpus never saw were flagged). With the float32 encoder the heads were trained
+on and no decisive rule: 0.920, 0.913, 0.766, 0.020, 0.889, 0.133; grave 0.874, 0.841,
+0.867, 0.833, 0.850. The old kNN stage: 0.759, 0.567, 0.766, 0.020, 0.776, 0.124; grave
+0.285, 0.477, 0.800, 0.667, 0.774."""
 
 
 def _missed(name: str, bar: str) -> pytest.MarkDecorator:

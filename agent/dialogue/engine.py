@@ -139,6 +139,10 @@ class DialogueEngine:
             return say.one(state, *REPLIES[category])
         if verdict.action is Action.BLOCK:
             category = _first(BLOCK_ORDER, verdict.categories, "other")
+            if category == "profanity" and self.is_stop(text):  # "shut up": rude, still a stop
+                state.end_skill()
+                state.offer, state.listening = None, False
+                return say.one(state, "stop")
             state.offer = "game" if category == "dangerous" else None
             return say.one(state, *REPLIES.get(category, BLOCK_FALLBACK))
         known = self._context.first(cleaned, state, introduced)

@@ -23,6 +23,11 @@ from agent.semantic.bert import gelu
 
 logger = logging.getLogger(__name__)
 
+DECISIVE = 0.35
+"""An unsafe verdict also needs one unsafe label at least this probable: a sentence the
+corpus never saw ("whats the capital of peru") spreads its probability over many unsafe
+labels, and their sum alone would flag it."""
+
 MODEL_DIR = "model"
 """Folder of the trained heads, beside the exemplars."""
 MANIFEST = "manifest.json"
@@ -92,7 +97,8 @@ class TrainedHead:
         unsafe = float(probs[unsafe_mask].sum())
         if unsafe_mask.any() and unsafe >= (self.threshold if threshold is None else threshold):
             best = int(np.where(unsafe_mask, probs, -1.0).argmax())
-            return Decision(self.labels[best], float(probs[best]), True, unsafe)
+            if probs[best] >= DECISIVE:  # one reading, not mass spread over several
+                return Decision(self.labels[best], float(probs[best]), True, unsafe)
         best = int(np.where(self.allow, probs, -1.0).argmax())
         return Decision(self.labels[best], float(probs[best]), False, unsafe)
 
