@@ -9,11 +9,11 @@ shipped configs, bridges over mutual TLS)."""
 from __future__ import annotations
 
 import json
-import queue
 import secrets
 import tomllib
 
 import pytest
+from support.brokers import connects
 from support.edges import CLOUD_PASSWORD, CLOUD_USER, bear_accounts, make_edge_fleet
 from support.processes import run_cli
 from support.waiting import wait_until
@@ -21,24 +21,6 @@ from support.waiting import wait_until
 from config.errors import CloudError
 from sync.cloud.broker_accounts import broker_auth
 from sync.cloud.provision import provision
-
-
-def connects(port: int, username: str, password: str, client_id: str) -> bool:
-    """Whether the broker on ``port`` accepts this login (CONNACK success)."""
-    import paho.mqtt.client as mqtt
-
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
-                         client_id=client_id)
-    client.username_pw_set(username, password)
-    answered: queue.Queue = queue.Queue()
-    client.on_connect = lambda c, u, flags, code, props: answered.put(code.value)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    try:
-        return answered.get(timeout=10) == 0
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from support.brokers import free_port
+from support.brokers import connects, free_port
 from support.edges import (
     CLOUD_USER,
     bear_accounts,
@@ -206,24 +206,6 @@ def test_provisioning_with_an_edge_down_names_it_and_leaves_the_core_unchanged(e
     edges.edges[2].start()
     with broker_auth(edges.admin_settings()) as auth:
         assert provision(auth, "bear-edge-late").created
-
-
-def connects(port: int, username: str, password: str, client_id: str) -> bool:
-    """Whether the broker on ``port`` accepts this login (CONNACK success)."""
-    import paho.mqtt.client as mqtt
-
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
-                         client_id=client_id)
-    client.username_pw_set(username, password)
-    answered: queue.Queue = queue.Queue()
-    client.on_connect = lambda c, u, flags, code, props: answered.put(code.value)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    try:
-        return answered.get(timeout=10) == 0
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 def test_three_edges_one_killed_mid_run_every_turn_exactly_once(database, env, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import queue
 import shutil
 import signal
 import socket
@@ -141,3 +142,21 @@ class ShippedBroker(Mosquitto):
         from sync.cloud.broker_accounts import broker_auth
 
         return broker_auth(self.admin_settings())
+
+
+def connects(port: int, username: str, password: str, client_id: str) -> bool:
+    """Whether the broker on ``port`` accepts this login (CONNACK success)."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
+                         client_id=client_id)
+    client.username_pw_set(username, password)
+    answered: queue.Queue = queue.Queue()
+    client.on_connect = lambda c, u, flags, code, props: answered.put(code.value)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        return answered.get(timeout=10) == 0
+    finally:
+        client.disconnect()
+        client.loop_stop()
