@@ -99,6 +99,9 @@ def broker_config(workdir: Path, port: int) -> str:
         "user mosquitto": f"user {getpass.getuser()}",
     }
     for shipped, ours in substitutions.items():
+        if shipped not in text:
+            raise CloudError(f"{BROKER_CONFIG} no longer has {shipped!r}: update "
+                             "sync/cloud/dev.py:broker_config() with it")
         text = text.replace(shipped, ours)
     kept, in_tls = [], False
     for line in text.splitlines():

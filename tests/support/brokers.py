@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import queue
 import shutil
 import signal
@@ -10,7 +9,6 @@ import socket
 import subprocess
 from pathlib import Path
 
-from support.paths import ROOT
 from support.waiting import wait_until
 
 
@@ -79,35 +77,17 @@ class Mosquitto:
             self.process.wait(10)
 
 
-EXAMPLE_BROKER_CONFIG = ROOT / "config" / "examples" / "mosquitto.conf"
 
 
 def shipped_broker_config(workdir: Path, port: int) -> str:
     """``config/examples/mosquitto.conf`` as this test's broker runs it: its loopback listener
     on ``port``, its files in ``workdir``, logging to stderr, as the test's own user, and
     without the TLS listener (no certificates here; tests/test_sync_tls.py covers TLS). Every
-    other line, the dynamic-security plugin included, is the shipped one."""
-    text = EXAMPLE_BROKER_CONFIG.read_text()
-    substitutions = {
-        "listener 1883 127.0.0.1": f"listener {port} 127.0.0.1",
-        "/var/lib/mosquitto/dynamic-security.json": f"{workdir}/dynamic-security.json",
-        "persistence_location /var/lib/mosquitto/": f"persistence_location {workdir}/",
-        "pid_file /run/mosquitto/mosquitto.pid": f"pid_file {workdir}/mosquitto.pid",
-        "log_dest file /var/log/mosquitto/mosquitto.log": "log_dest stderr",
-        "user mosquitto": f"user {getpass.getuser()}",
-    }
-    for shipped, ours in substitutions.items():
-        if shipped not in text:
-            raise AssertionError(f"{EXAMPLE_BROKER_CONFIG} no longer has {shipped!r}: update "
-                                 "shipped_broker_config() with it")
-        text = text.replace(shipped, ours)
-    kept, in_tls = [], False
-    for line in text.splitlines():
-        if line.startswith("listener "):
-            in_tls = line.split()[1] == "8883"
-        if not in_tls:
-            kept.append(line)
-    return "\n".join(kept) + "\n"
+    other line, the dynamic-security plugin included, is the shipped one: the same rewrite
+    ``teddy-cloud dev`` runs its broker with."""
+    from sync.cloud.dev import broker_config
+
+    return broker_config(workdir, port)
 
 
 class ShippedBroker(Mosquitto):
