@@ -140,6 +140,13 @@ SERVICE_ACLS: dict[str, list[dict[str, Any]]] = {
     "edge": [
         {"acltype": "publishClientSend", "topic": f"{TOPIC_ROOT}/+/up/#", "allow": True},
         {"acltype": "subscribePattern", "topic": f"{TOPIC_ROOT}/+/down/#", "allow": True},
+        # its bridge's state and its bears' count (Mosquitto 2.0's dynamic security has no %c
+        # to bind the topic to the edge's own name: edges are the operator's own machines)
+        {"acltype": "publishClientSend", "topic": "teddy/edges/+/#", "allow": True},
+    ],
+    "monitor": [  # teddy-cloud broker-metrics: reads, never publishes
+        {"acltype": "subscribePattern", "topic": "$SYS/broker/#", "allow": True},
+        {"acltype": "subscribePattern", "topic": "teddy/edges/+/#", "allow": True},
     ],
     "fleet": [
         *({"acltype": "publishClientSend", "topic": f"{TOPIC_ROOT}/+/down/{name}", "allow": True}

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from config.cli_runner import new_parser, run
@@ -30,6 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
         "ingest", help="take bears' turns from MQTT into PostgreSQL, ack after commit"
     )
     ingest.set_defaults(func=_ingest)
+    broker = commands.add_parser(
+        "broker-metrics", help="serve the broker's $SYS figures, the edges' bridges and "
+        "certificate expiry to Prometheus (issue 23)")
+    broker.add_argument("--port", type=int, default=None,
+                        help="port of /metrics on cloud.metrics_host (default 9430)")
+    broker.add_argument("--tls-endpoint", action="append", default=[], metavar="HOST:PORT",
+                        help="also watch the certificate served here (repeatable)")
+    broker.add_argument("--cert-file", action="append", default=[], type=Path, metavar="PEM",
+                        help="also watch this certificate file (repeatable)")
+    broker.set_defaults(func=_broker_metrics)
     from sync.cloud.provision_cli import register as register_provision  # issue 6
 
     register_provision(commands)
@@ -100,6 +111,38 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         signal.signal(signal.SIGINT, lambda *_: ingestor.stop())
         ingestor.run()
     return 0
+
+
+def _broker_metrics(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+    import socket
+
+    from config.fleet import edge_address
+    from sync.cloud.broker_metrics import DEFAULT_PORT, BrokerMetrics
+
+    port = DEFAULT_PORT if args.port is None else args.port
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port {port} is not a port — give one from 0 to 65535")
+    endpoints = [_host_port(text) for text in args.tls_endpoint]
+    endpoints += [(host, edge_port) for host, edge_port, tls in
+                  map(edge_address, settings.fleet.edge_brokers) if tls]
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    client_id = f"monitor-{socket.gethostname()}-{os.getpid()}"
+    with BrokerMetrics(settings.mqtt, client_id, tls_endpoints=endpoints,
+                       cert_files=args.cert_file) as exporter:
+        exporter.start(port, settings.cloud.metrics_host)
+        stop.wait()
+    return 0
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ConfigError(f"--tls-endpoint {text!r} is not HOST:PORT — write it e.g. as "
+                          "mqtt.example.com:8883")
+    return host, int(port)
 
 
 def _wait_for_cloud_key(settings: Settings, ring: Keyring, stop: threading.Event) -> bool:
