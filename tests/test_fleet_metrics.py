@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from support.database import migrated_database
+from support.waiting import wait_until
 
 from sync.cloud.fleet_metrics import FleetCollector
 
@@ -78,3 +79,40 @@ def test_an_unreachable_database_says_so_and_repeats_no_old_values():
     got = _samples(collector)
     collector.close()
     assert got == {("teddy_fleet_db_up", ()): 0.0}
+
+
+def test_wal_archiving_failing_then_mended_is_seen_in_pg_stat_archiver():
+    """A real cluster whose archive_command fails (pgBackRest's stanza not created yet):
+    the failure count and time move past the last success; once the stanza exists the
+    next segment is archived and the last success is newer than the last failure again —
+    the two figures the TeddyWalArchivingFailing rule compares."""
+    from support.pg_cluster import running_cluster
+
+    from sync.cloud.migrate import migrate
+
+    with running_cluster(archive_timeout=60) as cluster:
+        import psycopg
+
+        with psycopg.connect(cluster.dsn, autocommit=True) as conn:
+            migrate(conn)
+        collector = FleetCollector(cluster.dsn, cache_s=0)
+        try:
+            first = _samples(collector)
+            assert first[("teddy_pg_archive_mode_on", ())] == 1.0
+            assert first[("teddy_pg_wal_archived_total", ())] == 0.0
+            cluster.sql("CREATE TABLE t AS SELECT 1 AS x")
+            cluster.sql("SELECT pg_switch_wal()")
+            failing = wait_until(
+                lambda: (s := _samples(collector))[("teddy_pg_wal_archive_failed_total", ())]
+                > 0 and s, 60, "a failed archive_command in pg_stat_archiver")
+            assert (failing[("teddy_pg_wal_last_failed_timestamp_seconds", ())]
+                    > failing[("teddy_pg_wal_last_archived_timestamp_seconds", ())])
+            cluster._run("pgbackrest", f"--config={cluster.backrest_conf}",
+                         f"--stanza={cluster.stanza}", "stanza-create")
+            mended = wait_until(
+                lambda: (s := _samples(collector))[("teddy_pg_wal_archived_total", ())]
+                > 0 and s, 120, "the segment archived once the stanza exists")
+            assert (mended[("teddy_pg_wal_last_archived_timestamp_seconds", ())]
+                    >= mended[("teddy_pg_wal_last_failed_timestamp_seconds", ())])
+        finally:
+            collector.close()

@@ -3,7 +3,8 @@
 What the alert rules in ``config/examples/prometheus/teddy-rules.yml`` and the Grafana
 dashboards need beyond each process's own counters: bears online (by firmware), open alerts
 by kind, notification deliveries by state, wellbeing alerts a parent has not been told of,
-and the age of the last good backup. A handful of indexed aggregate queries, run at most
+the age of the last good backup, and WAL archiving (``pg_stat_archiver``: what a
+point-in-time restore can reach). A handful of indexed aggregate queries, run at most
 once per ``cache_s`` however often Prometheus scrapes; if PostgreSQL cannot be read,
 ``teddy_fleet_db_up`` is 0 and the last values are not repeated.
 """
@@ -35,6 +36,9 @@ QUERIES = {
     """,
     "backup": "SELECT extract(epoch FROM max(finished_at)) FROM backup_runs WHERE ok",
     "backup_failed": "SELECT extract(epoch FROM max(finished_at)) FROM backup_runs WHERE NOT ok",
+    "archiver": "SELECT archived_count, failed_count, extract(epoch FROM last_archived_time), "
+                "extract(epoch FROM last_failed_time), current_setting('archive_mode') "
+                "FROM pg_stat_archiver",
 }
 LIVE_STATES = ("pending", "retrying")
 """Delivery states that are a current backlog (a gauge); the others only ever grow."""
@@ -97,6 +101,7 @@ class FleetCollector:
         yield from _fleet_families(rows)
         yield from _notify_families(rows)
         yield from _backup_families(rows)
+        yield from _archiver_families(rows)
 
 
 def _fleet_families(rows: dict[str, list[tuple]]) -> Iterator[Any]:
@@ -157,6 +162,28 @@ def _backup_families(rows: dict[str, list[tuple]]) -> Iterator[Any]:
                                "Unix time the last failed backup finished (0: none)")
     failed.add_metric([], float(rows["backup_failed"][0][0] or 0.0))
     yield from (last, failed)
+
+
+def _archiver_families(rows: dict[str, list[tuple]]) -> Iterator[Any]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    archived, failed, last_ok, last_failed, mode = rows["archiver"][0]
+    done = CounterMetricFamily("teddy_pg_wal_archived", "WAL segments archived since the "
+                               "statistics were reset (pg_stat_archiver)")
+    done.add_metric([], archived)
+    failures = CounterMetricFamily("teddy_pg_wal_archive_failed",
+                                   "Failed archive_command runs (pg_stat_archiver)")
+    failures.add_metric([], failed)
+    ok_at = GaugeMetricFamily("teddy_pg_wal_last_archived_timestamp_seconds",
+                              "Unix time the last WAL segment was archived (0: never)")
+    ok_at.add_metric([], float(last_ok or 0.0))
+    failed_at = GaugeMetricFamily("teddy_pg_wal_last_failed_timestamp_seconds",
+                                  "Unix time archive_command last failed (0: never)")
+    failed_at.add_metric([], float(last_failed or 0.0))
+    mode_on = GaugeMetricFamily("teddy_pg_archive_mode_on",
+                                "1 if archive_mode is on (point-in-time restore possible)")
+    mode_on.add_metric([], 1.0 if mode in ("on", "always") else 0.0)
+    yield from (done, failures, ok_at, failed_at, mode_on)
 
 
 class FleetMetricsServer:
