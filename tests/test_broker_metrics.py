@@ -22,6 +22,7 @@ from support.brokers import free_port
 from support.edges import CLOUD_PASSWORD, CLOUD_USER, make_edge_fleet
 from support.processes import start_cli, wait_for_log
 from support.waiting import wait_until
+
 from sync.cloud.broker_metrics import BrokerState, parse_figure, pem_expiry
 
 MONITOR = "svc.monitor"

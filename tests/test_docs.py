@@ -152,12 +152,12 @@ def test_operations_commands_exist(program: str) -> None:
     from sync.cloud.cli import build_parser as cloud_parser
 
     parser = bear_parser() if program == "teddy" else cloud_parser()
-    text = (REPO / "docs" / "operations.md").read_text()
+    text = "\n".join((REPO / "docs" / name).read_text() for name in ("operations.md", "runbook.md"))
     used = re.findall(  # a command, not "sudo -u teddy" nor a path like /opt/teddy
         rf"(?<![\w/-])(?<!-u ){re.escape(program)} ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?", text)
     assert used
     for command, action in used:
-        assert command in subcommands(parser), f"docs/operations.md: {program} {command}"
+        assert command in subcommands(parser), f"docs: {program} {command}"
         nested = subcommands(subcommands(parser)[command])
         if nested and action:
             assert action in nested, f"docs/operations.md: {program} {command} {action}"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from config.settings import Settings
 
-SERVICE_ROLES = ("edge", "fleet", "ingest")
+SERVICE_ROLES = ("edge", "fleet", "ingest", "monitor")
 """Roles of ``provision --service`` (as :data:`sync.cloud.broker_accounts.SERVICE_ACLS`)."""
 
 
