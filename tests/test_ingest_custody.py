@@ -180,3 +180,30 @@ def test_a_drop_receipt_is_version_2_refused_and_final():
         with pytest.raises(ProtocolError):
             Receipt.from_payload(payload)
     assert json.loads(Receipt(kind="turns", ids=["b1"]).to_payload())["v"] == 1
+
+
+def test_a_batch_sealed_at_once_has_a_nonce_per_text_and_opens_as_sealed_one_by_one():
+    """``seal_texts`` (ingest seals a bear's batch at once) is ``seal_text`` per text: the
+    same format, a fresh nonce each (equal texts seal differently), each opened by the
+    same key and bound to its key id."""
+    import base64
+    import os
+
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    key, key_id = os.urandom(32), "0c9d2f4e-1111-2222-3333-444455556666"
+    texts = ["grandma won't wake up", "grandma won't wake up", "", "ünïcödé 🐻"]
+    sealed = family_keys.seal_texts(AESGCM(key), key_id, texts)
+    single = family_keys.seal_text(AESGCM(key), key_id, texts[0])
+    raws = []
+    for value in [*sealed, single]:
+        assert value.startswith(f"{family_keys.PREFIX}{key_id}.")
+        raws.append(base64.b64decode(value.rsplit(".", 1)[1]))
+    nonces = {raw[:family_keys.NONCE_BYTES] for raw in raws}
+    assert len(nonces) == len(raws)  # never a nonce twice
+    opened = [AESGCM(key).decrypt(raw[:12], raw[12:], key_id.encode()).decode()
+              for raw in raws]
+    assert opened == [*texts, texts[0]]
+    with pytest.raises(InvalidTag):  # bound to its key id
+        AESGCM(key).decrypt(raws[0][:12], raws[0][12:], b"another-key-id")

@@ -225,9 +225,25 @@ _installed: Keyring | None = None
 
 def seal_text(cipher: AESGCM, key_id: str, text: str) -> str:
     """``text`` sealed with ``cipher`` (an ``AESGCM`` of the family key ``key_id``)."""
-    nonce = os.urandom(NONCE_BYTES)
-    sealed = cipher.encrypt(nonce, text.encode("utf-8"), key_id.encode())
-    return f"{PREFIX}{key_id}.{base64.b64encode(nonce + sealed).decode()}"
+    return seal_texts(cipher, key_id, [text])[0]
+
+
+def seal_texts(cipher: AESGCM, key_id: str, texts: list[str]) -> list[str]:
+    """Each of ``texts`` sealed as :func:`seal_text` does, with its own random nonce; a batch
+    at once (ingest seals a bear's whole batch): one ``urandom`` call for every nonce, the
+    prefix and associated data made once."""
+    import binascii
+
+    nonces = os.urandom(NONCE_BYTES * len(texts))
+    aad = key_id.encode()
+    head = f"{PREFIX}{key_id}."
+    encrypt, b64 = cipher.encrypt, binascii.b2a_base64
+    sealed = []
+    for index, text in enumerate(texts):
+        nonce = nonces[index * NONCE_BYTES:(index + 1) * NONCE_BYTES]
+        body = b64(nonce + encrypt(nonce, text.encode("utf-8"), aad), newline=False)
+        sealed.append(head + body.decode("ascii"))
+    return sealed
 
 
 def install(settings: Settings, create: bool = True) -> Keyring:

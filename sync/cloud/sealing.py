@@ -107,8 +107,14 @@ class BatchCustody:
         exists; a held bear's key is always among :attr:`ciphers` when sealed)."""
         if not self.sealed:
             return text
+        return self.seal_all(device_id, [text])[0]
+
+    def seal_all(self, device_id: str, texts: list[str]) -> list[str]:
+        """Every text of one bear's batch sealed at once (see :meth:`seal`)."""
+        if not self.sealed:
+            return texts
         key_id, cipher = self.ciphers[self.holders[device_id].pairing_id]
-        return family_keys.seal_text(cipher, key_id, text)
+        return family_keys.seal_texts(cipher, key_id, texts)
 
 
 def _say_unsealed_once(keyring: family_keys.Keyring | None) -> None:

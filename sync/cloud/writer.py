@@ -222,17 +222,21 @@ def _copy_turns(conn: Connection, items: list[Parsed], outcome: WriteOutcome,
                 custody: BatchCustody) -> None:
     total = 0
     oldest = None
-    rows = []
+    rows: list[tuple] = []
     for item in items:
         batch = item.body
         bear = item.bear
         pairing = custody.pairing_of(bear)
-        for t in batch.turns:
-            # transcript text sealed under the holding family's key; the row stamped with it
-            rows.append((bear, t.seq, t.conversation_id, t.role, custody.seal(bear, t.text),
-                         datetime.fromtimestamp(t.created_at, UTC), t.action,
-                         t.categories, batch.batch_id, pairing))
-            oldest = t.created_at if oldest is None else min(oldest, t.created_at)
+        # transcript texts sealed under the holding family's key, the bear's batch at once;
+        # every row stamped with that pairing
+        texts = custody.seal_all(bear, [t.text for t in batch.turns])
+        batch_id, stamp = batch.batch_id, datetime.fromtimestamp
+        rows.extend((bear, t.seq, t.conversation_id, t.role, text, stamp(t.created_at, UTC),
+                     t.action, t.categories, batch_id, pairing)
+                    for t, text in zip(batch.turns, texts, strict=True))
+        if batch.turns:
+            first = min(t.created_at for t in batch.turns)
+            oldest = first if oldest is None else min(oldest, first)
         total += len(batch.turns)
     rows.sort(key=lambda row: (row[0], row[1]))  # two ingestors lock keys in one order
     inserted = _insert_rows(conn, rows)
