@@ -20,7 +20,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from support.brokers import free_port
 from support.edges import CLOUD_PASSWORD, CLOUD_USER, make_edge_fleet
-from support.processes import start_cli, wait_for_log
+from support.processes import run_cli, start_cli, wait_for_log
 from support.waiting import wait_until
 
 from sync.cloud.broker_metrics import BrokerState, parse_figure, pem_expiry
@@ -149,3 +149,29 @@ def test_only_an_edge_may_report(fleet):
         watcher.loop_stop()
         watcher.disconnect()
     assert seen[-1] == b"1"  # the forged 0s were refused: the edge's own 1 stands
+
+
+@pytest.mark.parametrize(("args", "names"), [
+    (["--tls-endpoint", "mqtt.example.com"], "--tls-endpoint"),
+    (["--tls-endpoint", "mqtt.example.com:99999"], "--tls-endpoint"),
+    (["--port", "70000"], "--port"),
+])
+def test_bad_arguments_are_one_line_naming_the_fix(env, args, names):
+    result = run_cli("teddy-cloud", "broker-metrics", *args, env=env, check=False, timeout=30)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert names in lines[-1] and "—" in lines[-1], lines
+
+
+def test_a_taken_port_is_one_line_naming_the_setting(env, tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("teddy-cloud", "broker-metrics", "--port", str(port), env=env,
+                         check=False, timeout=30)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert "already in use" in lines[-1] and "--port" in lines[-1], lines
