@@ -14,6 +14,7 @@ import secrets
 import signal
 import ssl
 import subprocess
+import time
 import urllib.request
 
 import paho.mqtt.client as mqtt
@@ -175,3 +176,49 @@ def test_a_taken_port_is_one_line_naming_the_setting(env, tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
     assert "already in use" in lines[-1] and "--port" in lines[-1], lines
+
+
+def test_an_edge_that_went_silent_counts_as_down_though_its_last_word_was_up(env, tmp_path):
+    """A retained ``1`` can outlive its edge (say, the core restarted while the edge was
+    gone): the live edge, whose bridge forwards its uptime every ``sys_interval``, stays up;
+    one that said ``1`` and nothing since is down after ``--edge-stale-s``."""
+    edges = make_edge_fleet(tmp_path / "brokers", 1, {})
+    (edge,) = edges.edges
+    edge.config.write_text(edge.config.read_text() + "sys_interval 1\n")
+    edges.start()
+    try:
+        password = secrets.token_urlsafe(12)
+        with edges.core.auth_of_core() as auth:
+            auth.set_service(MONITOR, "monitor", password)
+        certs = edges.core.certs
+        ghost = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                            protocol=mqtt.MQTTv5, client_id="teddy-edge-ghost")
+        ghost.tls_set(ca_certs=str(certs / "ca.pem"), certfile=str(certs / "edge-1.pem"),
+                      keyfile=str(certs / "edge-1.key"))
+        ghost.connect("127.0.0.1", edges.core.tls_port)
+        ghost.loop_start()
+        ghost.publish("teddy/edges/ghost/bridge", b"1", qos=1, retain=True).wait_for_publish(10)
+        ghost.disconnect()  # cleanly: no will; the retained 1 stays
+        ghost.loop_stop()
+        port = free_port()
+        log = tmp_path / "monitor.log"
+        process = start_cli(
+            "teddy-cloud", "--log-level", "INFO", "broker-metrics", "--port", str(port),
+            "--edge-stale-s", "3", log=log,
+            env=dict(env, TEDDY_MQTT__PORT=str(edges.core.port), TEDDY_MQTT__USERNAME=MONITOR,
+                     TEDDY_MQTT__PASSWORD=password))
+        try:
+            wait_for_log(log, "broker metrics on")
+            wait_until(lambda: value(scrape(port), 'teddy_edge_bridge_up{edge="ghost"}') == 1.0,
+                       20, "the ghost's retained 1")
+            wait_until(lambda: value(scrape(port), 'teddy_edge_bridge_up{edge="ghost"}') == 0.0,
+                       20, "the silent ghost counted down")
+            time.sleep(3)
+            text = scrape(port)
+            assert value(text, 'teddy_edge_bridge_up{edge="teddy-edge-1"}') == 1.0, text
+            assert value(text, 'teddy_edge_bridge_up{edge="ghost"}') == 0.0
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(15)
+    finally:
+        edges.kill()

@@ -10,9 +10,11 @@ only), keeps the last value of each topic, and serves them on ``/metrics``:
   the account, or hangs. Mosquitto's clients, messages, drops and store from ``$SYS``.
 - ``teddy_edge_bridge_up{edge}`` and ``teddy_edge_clients_connected{edge}``: each edge's
   bridge publishes its state to ``teddy/edges/<edge>/bridge`` (retained ``1``; ``0`` as its
-  will when the link drops) and forwards its own ``$SYS/broker/clients/connected`` to
-  ``teddy/edges/<edge>/clients/connected`` (``config/examples/edge-broker.conf``): the bears
-  connected to that edge.
+  will when the link drops) and forwards its own ``$SYS/broker/clients/connected`` (the
+  bears connected to that edge) and ``uptime`` (a heartbeat every ``sys_interval``) under
+  ``teddy/edges/<edge>/`` (``config/examples/edge-broker.conf``). An edge heard of for no
+  ``edge_stale_s`` counts as down even if its last word was ``1`` (a retained state that
+  outlived a core restart while the edge was gone).
 - ``teddy_cert_expiry_timestamp_seconds{source}``: the notAfter of the certificate a TLS
   endpoint presents (the broker's own when ``mqtt.tls`` is on, each ``mqtts://`` edge, any
   ``--tls-endpoint``) or a PEM file (``--cert-file``); ``teddy_cert_probe_ok{source}`` 0
@@ -110,6 +112,8 @@ class BrokerState:
         """Payloads refused (not a number, negative, not finite, or a bad edge name)."""
         self.last_sys_at = float("-inf")
         """``time.monotonic()`` of the last ``$SYS`` message."""
+        self.edge_seen: dict[str, float] = {}
+        """Edge name -> ``time.monotonic()`` of its last report."""
 
     def take(self, topic: str, payload: bytes) -> None:
         """Record one message (called in the MQTT thread)."""
@@ -124,6 +128,7 @@ class BrokerState:
                 self.bad_payloads += 1
                 return
             edge, rest = parts[2], "/".join(parts[3:])
+            self.edge_seen[edge] = time.monotonic()
             if rest == "bridge":
                 self._store(self.bridges, edge, payload, allowed={0.0, 1.0})
             elif rest == "clients/connected":
@@ -143,6 +148,12 @@ class BrokerState:
         with self._lock:
             return (dict(self.sys), dict(self.bridges), dict(self.edge_clients),
                     self.bad_payloads, self.last_sys_at)
+
+    def edges_silent(self, stale_s: float) -> set[str]:
+        """Edges not heard of for over ``stale_s`` seconds."""
+        now = time.monotonic()
+        with self._lock:
+            return {edge for edge, seen in self.edge_seen.items() if now - seen > stale_s}
 
 
 def peer_certificate_expiry(host: str, port: int, timeout: float = 5.0) -> float:
@@ -211,11 +222,12 @@ class BrokerCollector:
     :class:`CertificateProbe`."""
 
     def __init__(self, state: BrokerState, connected: Any, certificates: CertificateProbe,
-                 stale_s: float = 30.0) -> None:
+                 stale_s: float = 30.0, edge_stale_s: float = 60.0) -> None:
         self._state = state
         self._connected = connected
         self._certificates = certificates
         self._stale_s = stale_s
+        self._edge_stale_s = edge_stale_s
 
     def collect(self) -> Iterator[Any]:
         """The metric families (called by the registry on every scrape)."""
@@ -236,8 +248,9 @@ class BrokerCollector:
         bridge = GaugeMetricFamily("teddy_edge_bridge_up",
                                    "1 while the edge's bridge to the core is connected",
                                    labels=["edge"])
+        silent = self._state.edges_silent(self._edge_stale_s)
         for edge, value in sorted(bridges.items()):
-            bridge.add_metric([edge], value)
+            bridge.add_metric([edge], 0.0 if edge in silent else value)
         clients = GaugeMetricFamily("teddy_edge_clients_connected",
                                     "Clients (bears) connected to the edge, from its $SYS",
                                     labels=["edge"])
@@ -270,7 +283,8 @@ class BrokerMetrics:
 
     def __init__(self, mqtt: MqttSettings, client_id: str, *,
                  tls_endpoints: Sequence[tuple[str, int]] = (), cert_files: Sequence[Path] = (),
-                 stale_s: float = 30.0, cert_cache_s: float = 300.0) -> None:
+                 stale_s: float = 30.0, edge_stale_s: float = 60.0,
+                 cert_cache_s: float = 300.0) -> None:
         from prometheus_client import CollectorRegistry
 
         from sync.client import MqttLink
@@ -285,7 +299,7 @@ class BrokerMetrics:
         """The registry served."""
         self.registry.register(BrokerCollector(
             self.state, lambda: self._link.connected,
-            CertificateProbe(endpoints, cert_files, cert_cache_s), stale_s))
+            CertificateProbe(endpoints, cert_files, cert_cache_s), stale_s, edge_stale_s))
         self._endpoint = MetricsEndpoint(self.registry, "broker-metrics --port",
                                          "broker metrics")
         for topic_filter in (SYS_FILTER, EDGE_FILTER):

@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also watch the certificate served here (repeatable)")
     broker.add_argument("--cert-file", action="append", default=[], type=Path, metavar="PEM",
                         help="also watch this certificate file (repeatable)")
+    broker.add_argument("--edge-stale-s", type=float, default=60.0, metavar="SECONDS",
+                        help="an edge heard of for no longer than this counts as down "
+                        "(default 60; edges report every sys_interval, 10 s)")
     broker.set_defaults(func=_broker_metrics)
     from sync.cloud.provision_cli import register as register_provision  # issue 6
 
@@ -123,6 +126,9 @@ def _broker_metrics(args: argparse.Namespace, settings: Settings) -> int:
     port = DEFAULT_PORT if args.port is None else args.port
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port {port} is not a port — give one from 0 to 65535")
+    if not 1.0 <= args.edge_stale_s <= 86400.0:
+        raise ConfigError(f"--edge-stale-s {args.edge_stale_s:g} is out of range — give 1 to "
+                          "86400 seconds (edges report every sys_interval, 10 s by default)")
     endpoints = [_host_port(text) for text in args.tls_endpoint]
     endpoints += [(host, edge_port) for host, edge_port, tls in
                   map(edge_address, settings.fleet.edge_brokers) if tls]
@@ -131,7 +137,7 @@ def _broker_metrics(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     client_id = f"monitor-{socket.gethostname()}-{os.getpid()}"
     with BrokerMetrics(settings.mqtt, client_id, tls_endpoints=endpoints,
-                       cert_files=args.cert_file) as exporter:
+                       cert_files=args.cert_file, edge_stale_s=args.edge_stale_s) as exporter:
         exporter.start(port, settings.cloud.metrics_host)
         stop.wait()
     return 0
