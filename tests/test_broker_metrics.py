@@ -66,13 +66,19 @@ def test_figures_are_range_checked():
 
 
 @pytest.fixture
-def fleet(tmp_path):
+def fleet(tmp_path, env):
+    """A core and one edge; the monitor account made as the runbook says
+    (``teddy-cloud provision --service monitor``), its password from its fragment."""
+    import tomllib
+
     edges = make_edge_fleet(tmp_path / "brokers", 1, {})
     edges.start()
-    password = secrets.token_urlsafe(12)
-    with edges.core.auth_of_core() as auth:
-        auth.set_service(MONITOR, "monitor", password)
-    yield edges, password
+    run_cli("teddy-cloud", "provision", "--service", "monitor", MONITOR, "--out",
+            str(tmp_path / "secrets"), env=dict(
+                env, TEDDY_MQTT__PORT=str(edges.core.port),
+                TEDDY_FLEET__BROKER_ADMIN_PASSWORD_FILE=str(edges.core.admin_password_file)))
+    fragment = tomllib.loads((tmp_path / "secrets" / f"{MONITOR}.toml").read_text())
+    yield edges, fragment["mqtt"]["password"]
     edges.kill()
 
 
