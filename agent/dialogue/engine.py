@@ -21,11 +21,11 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from agent.dialogue import games, honesty, mentions, negation, reading
+from agent.dialogue import games, honesty, mentions, negation, reading, unknowable
 from agent.dialogue.content import CONTENT_DIR, Answer, ContentPack, load_pack
 from agent.dialogue.context import ContextAnswers, every_context_reply
 from agent.dialogue.extras import Extras
-from agent.dialogue.offers import offer_in
+from agent.dialogue.offers import makes_offer, offer_in
 from agent.dialogue.semantic import Encoder
 from agent.dialogue.speech import MAX_WORDS, Speech, fit
 from agent.dialogue.state import DialogueState, Privacy
@@ -73,6 +73,9 @@ _AGAIN = re.compile(r"\bagain\b|^(?:do|say|sing|tell) (?:it|that) again")
 _ANOTHER = re.compile(r"^(?:and |ok |okay )?(?:another|another one|one more|a different one"
                       r"|next one|tell me another|tell me one more|sing another|another "
                       r"(?:song|joke|riddle|story|fact)|the next one)(?: please| one)?$")
+_CHEER = re.compile(r"^(?:yes|yeah|yep|yay|yippee|yes please|yeah please|sure|ok yes|okay yes"
+                    r"|yes yes|hooray)(?: teddy| please)?$")
+"""A plain, glad "yes" (with no offer open it gets a menu; "ok whatever" gets a nod)."""
 _THE_END = re.compile(r"^(?:the end|thats the end|that's the end|the end teddy)$")
 
 
@@ -119,7 +122,7 @@ class DialogueEngine:
         state.memory.share_turns = max(0, state.memory.share_turns - 1)
         answer = self._answer(text, verdict, state)
         state.last_reply = answer
-        if state.skill is None and state.offer is None and answer.endswith("?"):
+        if state.skill is None and state.offer is None and makes_offer(answer):
             state.offer, state.story_hint = offer_in(answer)
         logger.debug("reply %d: %d words, skill %s", state.turns, len(answer.split()),
                      state.skill)
@@ -136,7 +139,8 @@ class DialogueEngine:
             state.end_skill()
             state.offer, state.listening = None, False
             category = _first(ESCALATION_ORDER, verdict.categories, "distress")
-            return say.one(state, *REPLIES[category])
+            truer = self._context.escalated(cleaned, category, state)
+            return truer if truer is not None else say.one(state, *REPLIES[category])
         if verdict.action is Action.BLOCK:
             category = _first(BLOCK_ORDER, verdict.categories, "other")
             if category == "profanity" and self.is_stop(text):  # "shut up": rude, still a stop
@@ -147,8 +151,13 @@ class DialogueEngine:
             return say.one(state, *REPLIES.get(category, BLOCK_FALLBACK))
         known = self._context.first(cleaned, state, introduced)
         if known is not None:
+            if state.skill is None:  # an offer is answered on the next turn or not at all
+                state.offer = None
             return known
         text = reading.last_request(self.understander, negation.no_then_request(cleaned), state)
+        if unknowable.cannot_know(text):  # the future, the child's own uncounted things
+            state.offer = None
+            return say.one(state, "out_of_scope")
         early = self._early(text, state)
         if early is not None:
             return early
@@ -302,8 +311,8 @@ class DialogueEngine:
             return say.one(state, intent)
         if intent in ("greeting", "thanks", "bye"):
             return say.one(state, intent, name=self._name_suffix(state))
-        if intent == "yes":
-            return say.one(state, "yes_nothing")
+        if intent == "yes":  # nothing was offered: "ok whatever" is not a cheer
+            return say.one(state, "yes_nothing" if _CHEER.match(heard.text) else "acknowledge")
         if intent == "give_up":
             return say.one(state, "no_thanks")
         return self._unsure(heard.text, heard, state, listening)
