@@ -87,6 +87,9 @@ _OTHER_DIES = re.compile(
     r"|dad) (?:is |s |are )?(?:going to|gonna|will|might|could) (?:die|be dead)\b")
 """Worry that someone else will die: comfort, not the self-harm script."""
 _SELF = re.compile(r"\b(?:myself|kill me|hurt me|i want to die|i wanna die|me die)\b")
+_MISS = re.compile(r"^(?:i |and i |but i )(?:really |still |just )?miss (?:him|her|them|my \w+|\w+)"
+                   r"(?: so much| a lot| loads)?$")
+"""Missing someone the child talked about: listened to, not sent off to find a grown-up."""
 SOFTER = frozenset({"secrets", "lures", "distress", "self_harm"})
 """Escalations whose script a narrow reading of the whole line may replace with a truer
 answer (the parent's alert is the filter's, and is raised all the same)."""
@@ -122,21 +125,20 @@ class ContextAnswers:
     def escalated(self, cleaned: str, category: str, state: DialogueState) -> str | None:
         """A truer answer than ``category``'s script when the whole line plainly means
         something milder: a question about keeping the talk, "i will tell my mum", missing
-        a pet that died, worry that someone else will die. None: the script stands."""
+        someone the child talked about, worry that someone else will die. None: the script stands."""
         if category not in SOFTER or len(cleaned.split()) > 9 or _SELF.search(cleaned):
             return None
-        if category in ("secrets", "lures"):
+        if category != "self_harm":
             question = honesty.about_keeping(cleaned)
             if question is not None and not honesty.asks_to_share(cleaned, False):
                 return self._say.one(state, "honesty", question,
                                      honesty.privacy_key(state.privacy))
-            if honesty.tells_grown_up(cleaned):
-                return self._say.one(state, "praise")
-            return None
+        if category in ("secrets", "lures"):
+            return self._say.one(state, "praise") if honesty.tells_grown_up(cleaned) else None
         if _OTHER_DIES.search(cleaned):
             return self._say.one(state, "escalate", "distress")
         referent = mentions.resolve(state.memory, cleaned)
-        if category == "distress" and referent is not None and referent.gone:
+        if category == "distress" and referent is not None and _MISS.match(cleaned):
             state.listening = True
             return self._say.one(state, "talk", "missed", who=referent.spoken)
         return None
@@ -155,7 +157,7 @@ class ContextAnswers:
         if honesty.asks_secret(cleaned):
             memory.secret_asked = True
             return self._say.one(state, "secret", "ask")
-        if secret_asked and honesty.good_secret(cleaned):
+        if secret_asked and honesty.good_secret(cleaned) and not _QUESTION.search(cleaned):
             return self._say.one(state, "secret", "good")
         return None
 

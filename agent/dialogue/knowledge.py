@@ -180,10 +180,18 @@ ASKED_FILLER = frozenset({
 def asks_more_than(fact: KnownFact, words: list[str]) -> bool:
     """Whether ``words`` ask something of the fact's subject that the fact never mentions
     ("do sharks sleep": "sleep" is nowhere in the fact about sharks' bones)."""
-    said = {w for text in (fact.text, *fact.asks) for w in words_of(text)}
-    said |= {k.rstrip("*") for keys in fact.keys for k in keys}
+    return says_less(fact.text, fact.asks, fact.keys, words)
+
+
+def says_less(text: str, asks: tuple[str, ...], keys: tuple[tuple[str, ...], ...],
+              words: list[str]) -> bool:
+    """Whether a question of ``words`` asks for something that an answer (its ``text``,
+    example questions ``asks`` and keyword sets ``keys``) never mentions."""
+    said = {w for line in (text, *asks) for w in words_of(line)}
+    said |= {k.rstrip("*") for keyset in keys for k in keyset}
     stems = {w[:4] for w in said if len(w) >= 4} | said
-    keyed = {w for w in words if any(key_matches(k, w) for keys in fact.keys for k in keys)}
+    keyed = {w for w in words if any(key_matches(k, w) or w.startswith(k.rstrip("*"))
+                                     for keyset in keys for k in keyset)}
     for word in words:
         if word in ASKED_FILLER or word in keyed or len(word) < 3:
             continue
