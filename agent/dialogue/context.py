@@ -123,9 +123,9 @@ class ContextAnswers:
         return None
 
     def escalated(self, cleaned: str, category: str, state: DialogueState) -> str | None:
-        """A truer answer than ``category``'s script when the whole line plainly means
-        something milder: a question about keeping the talk, "i will tell my mum", missing
-        someone the child talked about, worry that someone else will die. None: the script stands."""
+        """A truer answer than ``category``'s script when the whole line plainly means less:
+        a question about keeping the talk, "i will tell my mum", missing someone the child
+        talked about, worry that someone else will die. None: the script stands."""
         if category not in SOFTER or len(cleaned.split()) > 9 or _SELF.search(cleaned):
             return None
         if category != "self_harm":

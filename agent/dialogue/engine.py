@@ -300,7 +300,8 @@ class DialogueEngine:
             return self._answer_question(answer, state) if answer else \
                 self._fact(state, _topic(heard.keywords))
         if intent == "answer" and heard.answer is not None:
-            if not reading.follows_topic(text, state) and _near_answer(heard.answer, heard.text):  # "do octopuses dream": not its arms
+            if not reading.follows_topic(text, state) and \
+                    _near_answer(heard.answer, heard.text):  # "do octopuses dream": not its arms
                 return self._unsure(text, heard, state, listening)
             return self._answer_question(heard.answer, state)
         if intent == "more":

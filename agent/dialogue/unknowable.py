@@ -15,8 +15,8 @@ _FUTURE = re.compile(
     rf"^(?:(?:hey|so|teddy|um|and|but) )*{_WH}\b.*\b(?:will|gonna|going to)\b"
     r"|\b(?:next (?:year|week|month|time)|tomorrow|when i grow up|in the future)\b"
     r"|^(?:will|is it going to|am i going to|is my|are we going to) ")
-_FUTURE_WORDS = re.compile(r"\b(?:get|win|happen|be|rain|snow|snowing|raining|come|say|do|give|"
-                           r"have|grow|look|marry|live|die)\b")
+_FUTURE_WORDS = re.compile(r"\b(?:get|win|bring|buy|happen|be|rain|snow|snowing|raining|come"
+                           r"|say|do|give|have|grow|look|marry|live|die)\b")
 _MINE = re.compile(
     r"^(?:(?:hey|so|teddy|um|and|but) )*(?:how many|how much|how far|how long|how old|what time"
     r"|whats|what's|what is|where is|wheres|where's|who is|whos|who's)\b.*"
