@@ -130,6 +130,19 @@ def test_a_question_about_keeping_the_talk_is_answered_even_when_escalated() -> 
     assert talk.acts == ["escalate.abuse"]
 
 
+@pytest.mark.parametrize(("line", "category"), [
+    ("can mum see this he said its our secret", "secrets"),
+    ("who can see what we do when we are alone", "secrets"),
+    ("is my dad going to see this i am scared", "distress"),
+    ("i miss her she hurt me", "distress")])
+def test_a_line_that_could_be_a_disclosure_keeps_the_escalation_script(
+        line: str, category: str) -> None:
+    talk = Talk()
+    talk.say("my sister is at school")
+    talk.say(line, Action.ESCALATE, category)
+    assert talk.acts == [f"escalate.{category}"]
+
+
 def test_saying_you_will_tell_a_grown_up_is_praised_not_warned() -> None:
     talk = Talk()
     talk.say("im going to tell my dad", Action.ESCALATE, "secrets")

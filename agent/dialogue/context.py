@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
-from agent.dialogue import honesty, mentions
+from agent.dialogue import clauses, honesty, mentions
 from agent.dialogue.negation import FEELINGS
 from agent.dialogue.numbers import parse_number
 from agent.dialogue.speech import Speech
@@ -90,6 +90,11 @@ _SELF = re.compile(r"\b(?:myself|kill me|hurt me|i want to die|i wanna die|me di
 _MISS = re.compile(r"^(?:i |and i |but i )(?:really |still |just )?miss (?:him|her|them|my \w+|\w+)"
                    r"(?: so much| a lot| loads)?$")
 """Missing someone the child talked about: listened to, not sent off to find a grown-up."""
+_DISCLOSED = re.compile(
+    r"\b(?:secrets?|touch\w*|hurts?|hurting|hit|hits|hitting|kiss\w*|said|says|told|tells"
+    r"|promise\w*|(?:dont|don't|not) tell|scared|afraid|frightened|private|naked|photos?"
+    r"|pictures?|pics?|meet|come over|address|alone)\b")
+"""Words that may carry a disclosure or a lure: a line with one is never softened."""
 SOFTER = frozenset({"secrets", "lures", "distress", "self_harm"})
 """Escalations whose script a narrow reading of the whole line may replace with a truer
 answer (the parent's alert is the filter's, and is raised all the same)."""
@@ -126,8 +131,9 @@ class ContextAnswers:
         """A truer answer than ``category``'s script when the whole line plainly means less:
         a question about keeping the talk, "i will tell my mum", missing someone the child
         talked about, worry that someone else will die. None: the script stands."""
-        if category not in SOFTER or len(cleaned.split()) > 9 or _SELF.search(cleaned):
-            return None
+        if category not in SOFTER or len(cleaned.split()) > 9 or _SELF.search(cleaned) \
+                or _DISCLOSED.search(cleaned) or len(clauses.split(cleaned)) > 1:
+            return None  # anything that could be a disclosure keeps the script
         if category != "self_harm":
             question = honesty.about_keeping(cleaned)
             if question is not None and not honesty.asks_to_share(cleaned, False):
