@@ -46,7 +46,8 @@ def test_the_future_and_the_childs_own_uncounted_things_are_declined(line: str) 
 
 @pytest.mark.parametrize("line", [
     "what will happen if the sun explodes", "how many bones are in my body",
-    "how old are you", "what is the capital of peru", "whats my name"])
+    "how old are you", "what is the capital of peru", "whats my name",
+    "what are we going to do today", "what will happen next", "what happens next"])
 def test_questions_someone_can_answer_are_not_declined_as_unknowable(line: str) -> None:
     assert not cannot_know(line)
 

@@ -22,7 +22,10 @@ _MINE = re.compile(
     r"|whats|what's|what is|where is|wheres|where's|who is|whos|who's)\b.*"
     r"\b(?:my|our|mine|i|me|im)\b")
 _COUNTED = re.compile(r"^(?:(?:hey|so|teddy|um|and|but) )*how (?:many|much|far|long|old)\b")
-_ABOUT_BEAR_OR_NAME = re.compile(r"\bname\b|\bcalled\b|\byou\b|\byour\b")
+_ABOUT_BEAR_OR_NAME = re.compile(r"\bname\b|\bcalled\b|\byou\b|\byour\b|\bwe\b|\bus\b"
+                                 r"|\blets\b|\bnext\b(?! (?:year|week|month|time))")
+"""Questions about the bear, the child's name, what to do together or what comes next in a
+story: answered elsewhere, never declined as unknowable."""
 _SCIENCE = re.compile(r"\bif\b|\b(?:body|bones?|teeth|tooth|heart|blood|brain|muscles?|lungs?"
                       r"|skin|eyes?|stomach)\b")
 
