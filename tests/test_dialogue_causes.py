@@ -36,7 +36,7 @@ class Talk:
 @pytest.mark.parametrize("line", [
     "what will santa bring me", "who is going to win the match on saturday",
     "how many freckles are on my face", "how far is it to my aunties house",
-    "will it be sunny on my birthday"])
+    "will it be sunny on my birthday", "who will win the next race"])
 def test_the_future_and_the_childs_own_uncounted_things_are_declined(line: str) -> None:
     assert cannot_know(line)
     talk = Talk("9-12")
@@ -47,7 +47,8 @@ def test_the_future_and_the_childs_own_uncounted_things_are_declined(line: str) 
 @pytest.mark.parametrize("line", [
     "what will happen if the sun explodes", "how many bones are in my body",
     "how old are you", "what is the capital of peru", "whats my name",
-    "what are we going to do today", "what will happen next", "what happens next"])
+    "what are we going to do today", "what will happen next", "what happens next",
+    "whats the next part"])
 def test_questions_someone_can_answer_are_not_declined_as_unknowable(line: str) -> None:
     assert not cannot_know(line)
 
@@ -194,3 +195,13 @@ def test_a_funny_word_about_someone_is_not_a_joke_request() -> None:
     assert "joke" not in talk.acts
     talk.say("he wants a joke")
     assert "joke" in talk.acts
+
+
+@pytest.mark.parametrize("line", [
+    "she told me i cant play with them", "he laughed at me in front of everyone",
+    "they left me out at lunch", "she wont let me sit at her table"])
+def test_being_treated_unkindly_by_someone_is_heard(line: str) -> None:
+    talk = Talk()
+    talk.say("my friend jo was there")
+    talk.say(line)
+    assert talk.acts == ["feelings.treated_unkindly"]

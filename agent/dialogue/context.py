@@ -90,6 +90,14 @@ _SELF = re.compile(r"\b(?:myself|kill me|hurt me|i want to die|i wanna die|me di
 _MISS = re.compile(r"^(?:i |and i |but i )(?:really |still |just )?miss (?:him|her|them|my \w+|\w+)"
                    r"(?: so much| a lot| loads)?$")
 """Missing someone the child talked about: listened to, not sent off to find a grown-up."""
+_UNKIND_TO_ME = re.compile(
+    r"\b(?:said|says|told me) (?:i|im|i'm|that i|that im) (?:cant|can't|cannot|not allowed"
+    r"|am not|m not|is not|smell|stupid|ugly|weird|a baby|dumb|fat|bad)"
+    r"|\b(?:wont|won't|doesnt|doesn't|didnt|didn't) (?:let me|play with me|want"
+    r" me|like me|talk to me|sit with me)\b|\b(?:laughed|laughs|laughing) at me\b"
+    r"|\b(?:left|leaves|leave) me out\b|\b(?:called|calls) me (?:names|a )"
+    r"|\b(?:was|is|were|are) (?:mean|horrible|nasty) to me\b|\bignored me\b")
+"""Someone the child talked about treated them unkindly: heard, not just "tell me more"."""
 _DISCLOSED = re.compile(
     r"\b(?:secrets?|touch\w*|hurts?|hurting|hit|hits|hitting|kiss\w*|said|says|told|tells"
     r"|promise\w*|(?:dont|don't|not) tell|scared|afraid|frightened|private|naked|photos?"
@@ -118,6 +126,9 @@ class ContextAnswers:
             reply = answer(cleaned, state)
             if reply is not None:
                 return reply
+        if _UNKIND_TO_ME.search(cleaned) and not _QUESTION.search(cleaned):
+            state.listening = True  # "she said i cant sit with them": heard, not a game
+            return self._say.one(state, "feelings", "treated_unkindly")
         if introduced is None or _QUESTION.search(cleaned) or state.skill is not None:
             return None
         if introduced.name and introduced.name.lower() in cleaned.split():
@@ -275,6 +286,7 @@ def every_context_reply(say: Speech, sample: str) -> Iterator[str]:
     for part in ("family", "real", "why_like", "stay"):
         yield from say.every("persona", part)
     yield from say.every("feelings", "better")
+    yield from say.every("feelings", "treated_unkindly")
     yield from say.every("affection")
     yield from say.every("unkind")
     yield from say.every("praise")

@@ -23,7 +23,7 @@ _MINE = re.compile(
     r"\b(?:my|our|mine|i|me|im)\b")
 _COUNTED = re.compile(r"^(?:(?:hey|so|teddy|um|and|but) )*how (?:many|much|far|long|old)\b")
 _ABOUT_BEAR_OR_NAME = re.compile(r"\bname\b|\bcalled\b|\byou\b|\byour\b|\bwe\b|\bus\b"
-                                 r"|\blets\b|\bnext\b(?! (?:year|week|month|time))")
+                                 r"|\blets\b|\bnext$|\bnext (?:bit|part|one|page|chapter)\b")
 """Questions about the bear, the child's name, what to do together or what comes next in a
 story: answered elsewhere, never declined as unknowable."""
 _SCIENCE = re.compile(r"\bif\b|\b(?:body|bones?|teeth|tooth|heart|blood|brain|muscles?|lungs?"
