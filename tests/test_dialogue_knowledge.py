@@ -154,12 +154,7 @@ def test_questions_are_answered_on_topic_or_honestly(mode: str) -> None:
     assert score.wrong / total <= 0.10
 
 
-@pytest.mark.parametrize("mode", [
-    pytest.param("model", marks=pytest.mark.xfail(strict=True, reason=(
-        "measured 9/15 = 0.60 < 0.70: 5 of the 6 misses are the engine's own confident "
-        "misfires on personal questions outside the knowledge hook (news, bear_name, more, "
-        "feel_angry; issue 20 item 5), 1 is 'how many stars are in my bedroom'"))),
-    "rules"])
+@pytest.mark.parametrize("mode", MODES)
 def test_questions_nobody_can_answer_get_an_honest_i_dont_know(mode: str) -> None:
     score, _ = judge(engine_for(mode))
     print(f"\n{mode}: unknowable declined {score.declined}/{score.unknowable}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
-from agent.dialogue import honesty, mentions
+from agent.dialogue import clauses, honesty, mentions
 from agent.dialogue.negation import FEELINGS
 from agent.dialogue.numbers import parse_number
 from agent.dialogue.speech import Speech
@@ -53,6 +53,59 @@ _ASK = re.compile(r"^(?:teddy |hey teddy )?(?:can i|could i|i need to|i want to|
 _REDACTED_NAME = re.compile(r"\b(?:called|named|name is|name was|names) name\b")
 _VOCATIVE = re.compile(r"^(?:hey |hi |oh |um |yo )?(?:teddy|bear|teddy bear|mr bear)$")
 _LIKES = re.compile(r"^(?:do|did|would) you (?:like|love) ([a-z]+)")
+_LEAD = r"^(?:(?:teddy|hey|oh|well|but|and|so|um) )*"
+_REMARK = re.compile(
+    _LEAD + r"(?:you're|youre|you are|ur|u r|your|you) (?:so |very |really |kinda |kind of "
+    r"|a bit |a little |such a |such |the |just |too |like |totally |super |an |a |soo+ )*"
+    r"([a-z]+)(?: (?:teddy|bear|too|sometimes|now|today|lol))*$")
+"""A whole line that is a remark about the bear ("youre funny", "you're kinda babyish")."""
+COMPLIMENTS = frozenset({
+    "funny", "cool", "nice", "kind", "best", "awesome", "great", "cute", "soft", "fluffy",
+    "clever", "smart", "lovely", "amazing", "brilliant", "good", "sweet", "wonderful", "fun",
+    "hilarious", "cuddly", "silly", "cuddliest", "greatest", "coolest", "funniest", "epic"})
+"""Remarks about the bear that are kind: answered with warmth, never with a joke."""
+INSULTS = frozenset({
+    "babyish", "baby", "stupid", "dumb", "boring", "annoying", "weird", "mean", "rubbish",
+    "lame", "useless", "childish", "cringe", "bad", "horrible", "ugly", "slow", "wrong", "old",
+    "worst", "smelly", "naughty", "pointless"})
+"""Remarks about the bear that are unkind: answered kindly, never scored as a game answer."""
+_BEAR_REAL = re.compile(
+    _LEAD + r"(?:how do you know (?:all |so much|everything|that|this|these|stuff|so many|all "
+    r"this)|are you (?:even |really |actually |a )?(?:real|alive)\b|how do you (?:talk|work"
+    r"|think|know things)\b|who made you\b)")
+_WHY_LIKE = re.compile(_LEAD + r"why do (?:you|u) (?:like|love|want|pick|choose|prefer)\b")
+_STAY = re.compile(r"\b(?:will|can|would|could) (?:you|u) (?:stay|be) (?:here )?(?:with|next to)"
+                   r" me\b|^(?:please )?stay with me\b|\b(?:dont|don't) leave me\b")
+_BETTER = re.compile(
+    r"^(?:(?:but|and|ok|okay|well) )*(?:i|im|i'm|i am|i feel|i'm feeling|im feeling|i am "
+    r"feeling|feeling|i feel a|i think im|i think i'm) (?:a bit |a little |much |lots |loads "
+    r"|way |feeling )?(?:better|ok|okay|fine|alright|all right)(?: now| again| thanks"
+    r"| thank you| teddy)*$")
+_OTHER_DIES = re.compile(
+    r"^(?:(?:i think|i'm scared|im scared|i am scared|im worried|i'm worried|i am worried|what if"
+    r"|will|is) )?(?:that )?(?:she|he|they|my (?:[a-z]+)|grandma|grandpa|granny|nana|mum|mom"
+    r"|dad) (?:is |s |are )?(?:going to|gonna|will|might|could) (?:die|be dead)\b")
+"""Worry that someone else will die: comfort, not the self-harm script."""
+_SELF = re.compile(r"\b(?:myself|kill me|hurt me|i want to die|i wanna die|me die)\b")
+_MISS = re.compile(r"^(?:i |and i |but i )(?:really |still |just )?miss (?:him|her|them|my \w+|\w+)"
+                   r"(?: so much| a lot| loads)?$")
+"""Missing someone the child talked about: listened to, not sent off to find a grown-up."""
+_UNKIND_TO_ME = re.compile(
+    r"\b(?:said|says|told me) (?:i|im|i'm|that i|that im) (?:cant|can't|cannot|not allowed"
+    r"|am not|m not|is not|smell|stupid|ugly|weird|a baby|dumb|fat|bad)"
+    r"|\b(?:wont|won't|doesnt|doesn't|didnt|didn't) (?:let me|play with me|want"
+    r" me|like me|talk to me|sit with me)\b|\b(?:laughed|laughs|laughing) at me\b"
+    r"|\b(?:left|leaves|leave) me out\b|\b(?:called|calls) me (?:names|a )"
+    r"|\b(?:was|is|were|are) (?:mean|horrible|nasty) to me\b|\bignored me\b")
+"""Someone the child talked about treated them unkindly: heard, not just "tell me more"."""
+_DISCLOSED = re.compile(
+    r"\b(?:secrets?|touch\w*|hurts?|hurting|hit|hits|hitting|kiss\w*|said|says|told|tells"
+    r"|promise\w*|(?:dont|don't|not) tell|scared|afraid|frightened|private|naked|photos?"
+    r"|pictures?|pics?|meet|come over|address|alone)\b")
+"""Words that may carry a disclosure or a lure: a line with one is never softened."""
+SOFTER = frozenset({"secrets", "lures", "distress", "self_harm"})
+"""Escalations whose script a narrow reading of the whole line may replace with a truer
+answer (the parent's alert is the filter's, and is raised all the same)."""
 _QUESTION = re.compile(r"^(?:why|what|whats|how|where|when|who|which|is|are|was|were|do|does"
                        r"|did|can|could|will|would|should|shall)\b")
 
@@ -73,6 +126,9 @@ class ContextAnswers:
             reply = answer(cleaned, state)
             if reply is not None:
                 return reply
+        if _UNKIND_TO_ME.search(cleaned) and not _QUESTION.search(cleaned):
+            state.listening = True  # "she said i cant sit with them": heard, not a game
+            return self._say.one(state, "feelings", "treated_unkindly")
         if introduced is None or _QUESTION.search(cleaned) or state.skill is not None:
             return None
         if introduced.name and introduced.name.lower() in cleaned.split():
@@ -80,6 +136,28 @@ class ContextAnswers:
             return self._say.one(state, *key, who=introduced.name)
         if _REDACTED_NAME.search(cleaned):  # "my sister is called [name]": not kept
             return self._say.one(state, "tell_more", "about", who=introduced.spoken)
+        return None
+
+    def escalated(self, cleaned: str, category: str, state: DialogueState) -> str | None:
+        """A truer answer than ``category``'s script when the whole line plainly means less:
+        a question about keeping the talk, "i will tell my mum", missing someone the child
+        talked about, worry that someone else will die. None: the script stands."""
+        if category not in SOFTER or len(cleaned.split()) > 9 or _SELF.search(cleaned) \
+                or _DISCLOSED.search(cleaned) or len(clauses.split(cleaned)) > 1:
+            return None  # anything that could be a disclosure keeps the script
+        if category != "self_harm":
+            question = honesty.about_keeping(cleaned)
+            if question is not None and not honesty.asks_to_share(cleaned, False):
+                return self._say.one(state, "honesty", question,
+                                     honesty.privacy_key(state.privacy))
+        if category in ("secrets", "lures"):
+            return self._say.one(state, "praise") if honesty.tells_grown_up(cleaned) else None
+        if _OTHER_DIES.search(cleaned):
+            return self._say.one(state, "escalate", "distress")
+        referent = mentions.resolve(state.memory, cleaned)
+        if category == "distress" and referent is not None and _MISS.match(cleaned):
+            state.listening = True
+            return self._say.one(state, "talk", "missed", who=referent.spoken)
         return None
 
     def _safety(self, cleaned: str, state: DialogueState) -> str | None:
@@ -96,7 +174,7 @@ class ContextAnswers:
         if honesty.asks_secret(cleaned):
             memory.secret_asked = True
             return self._say.one(state, "secret", "ask")
-        if secret_asked and honesty.good_secret(cleaned):
+        if secret_asked and honesty.good_secret(cleaned) and not _QUESTION.search(cleaned):
             return self._say.one(state, "secret", "good")
         return None
 
@@ -150,6 +228,15 @@ class ContextAnswers:
 
     def _about_bear(self, cleaned: str, state: DialogueState) -> str | None:
         say = self._say
+        remark = _REMARK.match(cleaned)
+        if remark and remark.group(1) in COMPLIMENTS | INSULTS:  # about the bear, not a request
+            return say.one(state, "affection" if remark.group(1) in COMPLIMENTS else "unkind")
+        for pattern, part in ((_BEAR_REAL, "real"), (_WHY_LIKE, "why_like"), (_STAY, "stay")):
+            if pattern.search(cleaned):
+                return say.one(state, "persona", part)
+        if _BETTER.match(cleaned):
+            state.listening = True
+            return say.one(state, "feelings", "better")
         if _FAMILY.search(cleaned):
             return say.one(state, "persona", "family")
         if _KIND.search(cleaned):
@@ -196,7 +283,12 @@ def every_context_reply(say: Speech, sample: str) -> Iterator[str]:
             yield from say.every("honesty", question, privacy)
     for feeling in sorted(set(FEELINGS)):
         yield from say.every("negated", "feeling", feeling=feeling)
-    yield from say.every("persona", "family")
+    for part in ("family", "real", "why_like", "stay"):
+        yield from say.every("persona", part)
+    yield from say.every("feelings", "better")
+    yield from say.every("feelings", "treated_unkindly")
+    yield from say.every("affection")
+    yield from say.every("unkind")
     yield from say.every("praise")
     yield from say.every("kind")
 

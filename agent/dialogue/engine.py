@@ -21,15 +21,17 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from agent.dialogue import games, honesty, mentions, negation, reading
+from agent.dialogue import games, honesty, mentions, negation, reading, unknowable
 from agent.dialogue.content import CONTENT_DIR, Answer, ContentPack, load_pack
 from agent.dialogue.context import ContextAnswers, every_context_reply
-from agent.dialogue.extras import Extras
-from agent.dialogue.offers import offer_in
+from agent.dialogue.extras import Extras, _key_size
+from agent.dialogue.knowledge import says_less, words_of
+from agent.dialogue.offers import makes_offer, offer_in
 from agent.dialogue.semantic import Encoder
 from agent.dialogue.speech import MAX_WORDS, Speech, fit
 from agent.dialogue.state import DialogueState, Privacy
 from agent.dialogue.understand import (
+    QUESTION,
     Understander,
     Understanding,
     answer_by_keys,
@@ -73,6 +75,16 @@ _AGAIN = re.compile(r"\bagain\b|^(?:do|say|sing|tell) (?:it|that) again")
 _ANOTHER = re.compile(r"^(?:and |ok |okay )?(?:another|another one|one more|a different one"
                       r"|next one|tell me another|tell me one more|sing another|another "
                       r"(?:song|joke|riddle|story|fact)|the next one)(?: please| one)?$")
+_GAME_WORDS = {
+    "animals": "animal_sounds", "animal": "animal_sounds", "animal sounds": "animal_sounds",
+    "the animal one": "animal_sounds", "animal quiz": "animal_sounds", "sounds": "animal_sounds",
+    "counting": "counting", "counting one": "counting", "numbers": "counting",
+    "counting in twos": "counting", "would you rather": "would_you_rather",
+    "the first one": "animal_sounds", "the last one": "would_you_rather"}
+"""A game named by a word or two after the bear listed them ("Which one?")."""
+_CHEER = re.compile(r"^(?:yes|yeah|yep|yay|yippee|yes please|yeah please|sure|ok yes|okay yes"
+                    r"|yes yes|hooray)(?: teddy| please)?$")
+"""A plain, glad "yes" (with no offer open it gets a menu; "ok whatever" gets a nod)."""
 _THE_END = re.compile(r"^(?:the end|thats the end|that's the end|the end teddy)$")
 
 
@@ -119,7 +131,7 @@ class DialogueEngine:
         state.memory.share_turns = max(0, state.memory.share_turns - 1)
         answer = self._answer(text, verdict, state)
         state.last_reply = answer
-        if state.skill is None and state.offer is None and answer.endswith("?"):
+        if state.skill is None and state.offer is None and makes_offer(answer):
             state.offer, state.story_hint = offer_in(answer)
         logger.debug("reply %d: %d words, skill %s", state.turns, len(answer.split()),
                      state.skill)
@@ -136,7 +148,8 @@ class DialogueEngine:
             state.end_skill()
             state.offer, state.listening = None, False
             category = _first(ESCALATION_ORDER, verdict.categories, "distress")
-            return say.one(state, *REPLIES[category])
+            truer = self._context.escalated(cleaned, category, state)
+            return truer if truer is not None else say.one(state, *REPLIES[category])
         if verdict.action is Action.BLOCK:
             category = _first(BLOCK_ORDER, verdict.categories, "other")
             if category == "profanity" and self.is_stop(text):  # "shut up": rude, still a stop
@@ -147,8 +160,13 @@ class DialogueEngine:
             return say.one(state, *REPLIES.get(category, BLOCK_FALLBACK))
         known = self._context.first(cleaned, state, introduced)
         if known is not None:
+            if state.skill is None:  # an offer is answered on the next turn or not at all
+                state.offer = None
             return known
         text = reading.last_request(self.understander, negation.no_then_request(cleaned), state)
+        if unknowable.cannot_know(text):  # the future, the child's own uncounted things
+            state.offer = None
+            return say.one(state, "out_of_scope")
         early = self._early(text, state)
         if early is not None:
             return early
@@ -159,6 +177,10 @@ class DialogueEngine:
             return say.one(state, "stop")
         if heard.intent == "repeat":
             return self._again(heard, state)
+        if introduced is not None and heard.intent in ("answer", "fact") \
+                and not reading.asks(text) and state.skill is None:  # "i have a cat": news
+            state.listening = True
+            return say.one(state, "news")
         extra = self._extra(text, heard, state)
         if extra is not None:
             return extra
@@ -170,7 +192,8 @@ class DialogueEngine:
             return self._more(state)
         listening, state.listening = state.listening, False
         if (introduced is None or reading.HE_SHE.match(heard.text)) \
-                and not heard.keywords & reading.STATEMENT_SKIP:
+                and (not heard.keywords & reading.STATEMENT_SKIP
+                     or reading.remark(heard.text, heard.keywords)):
             about = self._context.about(heard.text, state)
             if about is not None:
                 state.listening = listening
@@ -202,6 +225,10 @@ class DialogueEngine:
         if _THE_END.match(text):
             state.end_skill()
             return say.one(state, "acknowledge")
+        picked = _GAME_WORDS.get(text) if state.offer in (*games.GAMES, "game") else None
+        if picked is not None and state.skill is None:  # "animals" after the game menu
+            state.offer = None
+            return self._start_game(picked, state)
         if state.skill is None and _ANOTHER.match(text) and state.last_kind in CONTENT_KINDS:
             named = next((k for k in CONTENT_KINDS if k in text.split()), None)
             return self._give(named or state.last_kind, state)
@@ -273,6 +300,9 @@ class DialogueEngine:
             return self._answer_question(answer, state) if answer else \
                 self._fact(state, _topic(heard.keywords))
         if intent == "answer" and heard.answer is not None:
+            if not reading.follows_topic(text, state) and \
+                    _near_answer(heard.answer, heard.text):  # "do octopuses dream": not its arms
+                return self._unsure(text, heard, state, listening)
             return self._answer_question(heard.answer, state)
         if intent == "more":
             return self._more(state)
@@ -302,8 +332,8 @@ class DialogueEngine:
             return say.one(state, intent)
         if intent in ("greeting", "thanks", "bye"):
             return say.one(state, intent, name=self._name_suffix(state))
-        if intent == "yes":
-            return say.one(state, "yes_nothing")
+        if intent == "yes":  # nothing was offered: "ok whatever" is not a cheer
+            return say.one(state, "yes_nothing" if _CHEER.match(heard.text) else "acknowledge")
         if intent == "give_up":
             return say.one(state, "no_thanks")
         return self._unsure(heard.text, heard, state, listening)
@@ -510,6 +540,12 @@ class DialogueEngine:
         for answer in pack.answers:
             for intro in say.every("answer_intro"):
                 yield fit(answer.text, intro)
+
+
+def _near_answer(answer: Answer, text: str) -> bool:
+    """A question that names only the answer's subject and asks something it never says."""
+    return bool(QUESTION.search(text)) and _key_size(answer.keys, text) <= 1 and \
+        says_less(answer.text, answer.asks, answer.keys, words_of(text))
 
 
 def _first(order: tuple[str, ...], categories: tuple[str, ...], default: str) -> str:

@@ -36,7 +36,9 @@ _WHO_SEES = re.compile(
     r"|\bwho (?:can |else |else can )?(?:see|sees|hear|hears|read|reads|listen)"
     rf"|\b(?:do|will|would|did) you (?:send|tell|show|give) (?:it|this|that|them|our \w+)"
     rf"(?: to)? {_WHO}|\bwill you tell {_WHO}|\byou send (?:it|this|them) to {_WHO}"
-    rf"|\bdoes (?:it|this) go to {_WHO}")
+    rf"|\bdoes (?:it|this) go to {_WHO}"
+    rf"|\b(?:do|will|would|did) you (?:tell|show|send) {_WHO} (?:what|about|everything|our)"
+    rf"|\b(?:is|are) {_WHO} (?:going to|gonna|able to) (?:see|hear|read|watch|listen)")
 _DELETE = re.compile(r"\b(?:can|could|will) you (?:delete|forget|rub out|wipe)\b")
 _SECRET = re.compile(r"\b(?:keep|keeping) (?:a |my |our |this )?secrets?\b"
                      r"|\bcan i tell you a secret\b|\bwant to (?:know|hear) a secret\b")

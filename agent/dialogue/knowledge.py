@@ -104,9 +104,15 @@ class Knowledge:
                                         shipped=SHIPPED_VECTORS)
 
     def find(self, text: str) -> KnownFact | None:
-        """The fact that answers ``text``, or None when none does."""
+        """The fact that answers ``text``, or None when none does (a fact found only by its
+        subject word that says nothing of what else is asked is a near fact, not an answer:
+        "do sharks sleep" is not answered by sharks' bones)."""
         words = words_of(text)
-        return self._by_keys(words)[0] or self._by_meaning(words)
+        fact, size = self._by_keys(words)
+        if fact is not None and size == 1 and asks_more_than(fact, words):
+            logger.debug("knowledge: %s only names the subject; not an answer", fact.id)
+            return None
+        return fact or self._by_meaning(words)
 
     def key_size(self, text: str) -> int:
         """Words in the largest keyword set of any fact wholly present in ``text`` (0: none)."""
@@ -156,6 +162,42 @@ class Knowledge:
 def examples(facts: tuple[KnownFact, ...]) -> list[tuple[str, str]]:
     """(fact id, cleaned question) of every example question, as the meaning index holds them."""
     return [(f.id, " ".join(words_of(a))) for f in facts for a in f.asks]
+
+
+ASKED_FILLER = frozenset({
+    "what", "whats", "why", "how", "hows", "where", "wheres", "when", "who", "whos", "which",
+    "is", "are", "was", "were", "do", "does", "did", "can", "could", "will", "would", "should",
+    "a", "an", "the", "of", "to", "in", "on", "at", "for", "about", "with", "from", "and", "or",
+    "it", "its", "they", "them", "their", "there", "this", "that", "these", "those", "me", "you",
+    "tell", "know", "teddy", "hey", "ok", "so", "um", "please", "i", "wonder", "really", "very",
+    "much", "many", "some", "any", "all", "more", "most", "thing", "things", "stuff", "kind",
+    "have", "has", "had", "be", "get", "go", "make", "made", "like", "real", "true", "ever",
+    "called", "name", "mean", "facts", "fact", "interesting", "cool", "something", "anything",
+    "big", "little", "one", "ones", "not", "no", "if", "then", "just", "also", "again", "other"})
+"""Words of a question that say nothing about what is asked of its subject."""
+
+
+def asks_more_than(fact: KnownFact, words: list[str]) -> bool:
+    """Whether ``words`` ask something of the fact's subject that the fact never mentions
+    ("do sharks sleep": "sleep" is nowhere in the fact about sharks' bones)."""
+    return says_less(fact.text, fact.asks, fact.keys, words)
+
+
+def says_less(text: str, asks: tuple[str, ...], keys: tuple[tuple[str, ...], ...],
+              words: list[str]) -> bool:
+    """Whether a question of ``words`` asks for something that an answer (its ``text``,
+    example questions ``asks`` and keyword sets ``keys``) never mentions."""
+    said = {w for line in (text, *asks) for w in words_of(line)}
+    said |= {k.rstrip("*") for keyset in keys for k in keyset}
+    stems = {w[:4] for w in said if len(w) >= 4} | said
+    keyed = {w for w in words if any(key_matches(k, w) or w.startswith(k.rstrip("*"))
+                                     for keyset in keys for k in keyset)}
+    for word in words:
+        if word in ASKED_FILLER or word in keyed or len(word) < 3:
+            continue
+        if word not in stems and word[:4] not in stems:
+            return True
+    return False
 
 
 def _key_index(facts: tuple[KnownFact, ...]) -> tuple[dict[str, set[int]], list[tuple[str, int]]]:

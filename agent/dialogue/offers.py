@@ -16,6 +16,8 @@ _OFFERS = (
     ("fun fact", "fact"), ("fact", "fact"), ("wind down", "bedtime"), ("sleepy story", "story"),
     ("game", "game"), ("play", "game"),
 )
+_STATED = re.compile(r"\bif you (?:want|would like|'d like|fancy)\b|\bjust ask for\b")
+"""An offer made without a question ("I'm here if you want a story or a game.")."""
 _ABOUT = re.compile(r"\babout (?:a |an |the )?(?:little |big )?([a-z]+)")
 
 
@@ -30,3 +32,9 @@ def offer_in(question: str) -> tuple[str | None, str | None]:
     kind = min(specific or found)[1]
     about = _ABOUT.search(lowered) if kind == "story" else None
     return kind, about.group(1) if about else None
+
+
+def makes_offer(reply: str) -> bool:
+    """Whether the bear's ``reply`` may offer something: a question, or a stated offer
+    ("I'm here if you want a story or a game."), so the child's "yes" takes it up."""
+    return reply.rstrip().endswith("?") or bool(_STATED.search(reply.lower()))

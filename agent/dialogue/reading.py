@@ -28,9 +28,23 @@ STATEMENT_SKIP = frozenset({*_ACTS, "stop", "bye", "grief", "hurt", "ill", "affe
 """Keyword intents that make a line more than a remark about someone ("he ...")."""
 HE_SHE = re.compile(r"^(?:he|she|hes|shes|he's|she's|they|theyre|they're)\b")
 """A line that starts by talking about someone."""
+_ASKING = re.compile(r"\b(?:tell|sing|say|want|wants|can|could|lets|let's|play|another|give"
+                     r"|read|do|again)\b")
 _PRONOUN = re.compile(r"\b(?:it|its|it's|they|them|theyre|they're)\b|^(?:what|whats|what's|"
                       r"what is) (?:that|this)$")
 _GUESS = ("is it", "its", "it's", "it is", "a ", "an ", "maybe", "i think")
+
+
+def remark(text: str, keywords: Iterable[str]) -> bool:
+    """A statement about someone ("she was funny"), asking for nothing: a word like "funny"
+    or "song" in it is not a request (words of death, hurt or goodbye still count)."""
+    return bool(HE_SHE.match(text)) and set(keywords) & STATEMENT_SKIP <= set(_ACTS) and \
+        not _ASKING.search(text) and not asks(text)
+
+
+def follows_topic(text: str, state: DialogueState) -> bool:
+    """Whether ``text`` asks about the last thing answered by pronoun ("why does it")."""
+    return state.memory.topic is not None and bool(_PRONOUN.search(text))
 
 
 def asks(text: str) -> bool:
