@@ -91,7 +91,7 @@ def week_of(cfg: dict[str, Any]) -> list[tuple[str, str]]:
     if not isinstance(weekly, list) or len(weekly) != 7:
         every = (cfg.get("play.quiet_from") or "", cfg.get("play.quiet_until") or "")
         return [every if all(every) else ("", "")] * 7
-    return [tuple(w.split("-")) if w else ("", "") for w in weekly]  # type: ignore[misc]
+    return [tuple(w.split("-")) if w else ("", "") for w in weekly]
 
 
 def bonus_today(cfg: dict[str, Any], zone: str, now: float | None = None) -> int:
