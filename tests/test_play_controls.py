@@ -110,3 +110,16 @@ def test_every_new_value_is_range_checked_on_the_bear(key: str, value, words: st
     outcome = ConfigApplier(settings).apply({key: value, "voice.tts_volume": 0.5})
     assert not outcome.ok and words in outcome.rejected[key], outcome.rejected
     assert settings.play.model_dump() == before and settings.voice.tts_volume != 0.5
+
+
+def test_a_pause_arriving_stops_the_bear_talking_and_it_says_so(tmp_path) -> None:
+    from agent.commands import BearControls, CommandProcessor
+
+    said: list[str] = []
+    settings = Settings(_env_file=None, store={"data_dir": tmp_path})
+    processor = CommandProcessor(BearControls(settings, announce=said.append), "bear-1",
+                                 b"\0" * 32)
+    assert processor.config.apply({"play.paused": False}).ok and said == []
+    assert processor.config.apply({"play.paused": True}).ok
+    assert said == [PAUSE_REPLY]
+    assert processor.config.apply({"voice.tts_volume": 0.4}).ok and said == [PAUSE_REPLY]
