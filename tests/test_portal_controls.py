@@ -152,6 +152,16 @@ def test_the_family_time_zone_is_a_setting_checked_against_the_list(parent, data
                             " (family_id) WHERE fp.pairing_id = %s",
                             (family["pairing_id"],)).fetchone()[0]
     assert zone == "Pacific/Kiritimati"
+    with database.connect() as conn:  # the first conversation's start, in both zones
+        started = conn.execute("SELECT min(created_at) FROM turns WHERE conversation_id = %s",
+                               (family["conversations"][0],)).fetchone()[0]
+    from zoneinfo import ZoneInfo
+
+    listed = client.get(f"/bears/{family['pairing_id']}/conversations").text
+    assert f"{started.astimezone(ZoneInfo('Pacific/Kiritimati')):%H:%M}, 4 turns" in listed
+    client.post("/family/timezone", data={"csrf": csrf, "zone": "Pacific/Pago_Pago"})
+    listed = client.get(f"/bears/{family['pairing_id']}/conversations").text
+    assert f"{started.astimezone(ZoneInfo('Pacific/Pago_Pago')):%H:%M}, 4 turns" in listed
 
 
 def test_the_dashboard_shows_todays_play_against_the_limit(parent, database):
