@@ -170,7 +170,7 @@ class BearControls:
     """Told after the bear dropped its credentials (the runtime goes back to unpaired)."""
     is_busy: Callable[[], bool] = lambda: False
     """Whether a child is mid-conversation (updates wait until it is not)."""
-    announce: Callable[[str], None] | None = None
+    announce: Callable[[str], object] | None = None
     """Stops what the bear is saying and says a line (a parent paused it); None: silent."""
 
 

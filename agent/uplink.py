@@ -74,7 +74,7 @@ class Uplink:
     def __init__(self, settings: Settings, bear: BearParts, monitor: HealthFeed | None = None,
                  restart: Callable[[], None] | None = None,
                  is_busy: Callable[[], bool] = lambda: False,
-                 announce: Callable[[str], None] | None = None) -> None:
+                 announce: Callable[[str], object] | None = None) -> None:
         self._settings = settings
         self._announce = announce
         self._bear = bear
