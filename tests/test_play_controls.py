@@ -123,3 +123,17 @@ def test_a_pause_arriving_stops_the_bear_talking_and_it_says_so(tmp_path) -> Non
     assert processor.config.apply({"play.paused": True}).ok
     assert said == [PAUSE_REPLY]
     assert processor.config.apply({"voice.tts_volume": 0.4}).ok and said == [PAUSE_REPLY]
+
+
+def test_the_health_sample_carries_todays_play_for_the_dashboard(tmp_path) -> None:
+    import json
+    from datetime import date
+
+    from agent.health.sampler import SystemSampler
+
+    assert SystemSampler(tmp_path).sample()["play_today_min"] is None  # nothing counted yet
+    (tmp_path / "play.json").write_text(json.dumps({"day": date.today().isoformat(),
+                                                    "played_s": 750.0}))
+    assert SystemSampler(tmp_path).sample()["play_today_min"] == 12.5
+    (tmp_path / "play.json").write_text(json.dumps({"day": "2020-01-01", "played_s": 750.0}))
+    assert SystemSampler(tmp_path).sample()["play_today_min"] == 0.0  # another day's count
