@@ -55,6 +55,8 @@ class Parent:
     """Their family."""
     role: str
     """``owner`` or ``member`` (an invited second parent)."""
+    zone: str | None = None
+    """The family's time zone (read with the session); None: ``portal.timezone``."""
 
 
 def _uuid(text: str) -> str:
@@ -82,13 +84,6 @@ def _show_times_in(conn: Connection, zone: str) -> None:
         conn.execute("SELECT set_config('TimeZone', %s, false)", (zone,))
 
 
-def family_zone(conn: Connection, family_id: str) -> str | None:
-    """The time zone the family chose (None: the deployment's ``portal.timezone``)."""
-    row = conn.execute("SELECT timezone FROM families WHERE family_id = %s",
-                       (family_id,)).fetchone()
-    return row[0] if row else None
-
-
 class FamilyService:
     """One parent's family: bears, conversations, alerts, settings, export and deletion."""
 
@@ -104,7 +99,7 @@ class FamilyService:
         self.reads = conn if reads is None else reads
         """Where the transcript pages read (what was said, alerts, export): a read replica
         (``portal.read_dsn``, which may lag the primary by its replay delay) or ``conn``."""
-        self.zone = family_zone(conn, parent.family_id) or settings.portal.timezone
+        self.zone = parent.zone or settings.portal.timezone
         """The family's time zone (its setting, else ``portal.timezone``): dates are shown,
         and days cut, in it."""
         for connection in {id(c): c for c in (self.conn, self.reads)}.values():
