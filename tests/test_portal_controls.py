@@ -78,15 +78,22 @@ def test_pause_resume_and_bonus_are_requests_carrying_only_their_keys(parent, da
     client, csrf, family = parent
     pairing = family["pairing_id"]
     client.post(f"/bears/{pairing}/pause", data={"csrf": csrf})
+    with database.connect() as conn:  # as if the bear had the settings before the pause
+        conn.execute("INSERT INTO device_config (device_id, version, desired, reported)"
+                     " VALUES (%s, 1, '{}', '{\"version\": 1}')", (family["device_id"],))
+    shown = client.get(f"/bears/{pairing}/controls?saved=paused").text
+    assert "Paused: the bear says a short friendly line" in shown  # asked, not yet signed
+    assert "Sending to the bear." in shown and "The bear has it" not in shown
     client.post(f"/bears/{pairing}/resume", data={"csrf": csrf})
+    assert "Playing as usual." in client.get(f"/bears/{pairing}/controls").text
     assert asked(database, pairing) == [{"play.paused": True}, {"play.paused": False}]
 
     answer = client.post(f"/bears/{pairing}/bonus", data={"csrf": csrf, "minutes": "15"})
     assert answer.status_code == 400
     assert "Bonus time adds to the daily time limit, and none is set" in answer.text
     with database.connect() as conn:  # the bear's desired config has a limit of 30 minutes
-        conn.execute("INSERT INTO device_config (device_id, version, desired) VALUES (%s, 1,"
-                     " %s)", (family["device_id"], json.dumps({"play.daily_limit_min": 30})))
+        conn.execute("UPDATE device_config SET desired = %s WHERE device_id = %s",
+                     (json.dumps({"play.daily_limit_min": 30}), family["device_id"]))
     answer = client.post(f"/bears/{pairing}/bonus", data={"csrf": csrf, "minutes": "300"})
     assert answer.status_code == 400
     assert "Choose between 1 and 240 minutes of bonus time a day" in answer.text

@@ -150,6 +150,32 @@ def today_of(bear: dict[str, Any], zone: str) -> dict[str, Any]:
             "quiet": f"{tonight[0]}–{tonight[1]}" if tonight[0] else ""}
 
 
+def asked_config(fam: FamilyService, bear: dict[str, Any]) -> dict[str, Any]:
+    """The bear's desired config with what the parent asked for and the fleet service has
+    not merged yet (so the page right after Pause says "Paused")."""
+    return {**(bear.get("desired") or {}), **_unsent(fam, bear)}
+
+
+def _unsent(fam: FamilyService, bear: dict[str, Any]) -> dict[str, Any]:
+    """Config asked for that the fleet service has not signed yet, merged in order."""
+    unsent: dict[str, Any] = {}
+    for (args,) in fam._rows(
+            "SELECT r.args FROM fleet_requests r WHERE r.pairing_id = %(pairing)s AND"
+            " r.pairing_id IN {scope} AND r.name = 'config' AND r.status IN ('pending',"
+            " 'sending') ORDER BY r.request_id", {"pairing": bear["pairing_id"]}):
+        unsent.update(args or {})
+    return unsent
+
+
+def config_state(fam: FamilyService, bear: dict[str, Any]) -> dict[str, Any]:
+    """Whether the bear has what was saved: "waiting" while a change is still unsigned
+    (never "The bear has it" for the settings before it), else :func:`feedback.config_state`."""
+    if _unsent(fam, bear):
+        return {"state": "waiting", "words": "Sending to the bear. It gets the settings "
+                "when it is next online; reload this page to check."}
+    return feedback.config_state(fam.conn, bear["device_id"])
+
+
 def needs_update(conn: Any, bear: dict[str, Any]) -> list[str]:
     """The controls this bear's software does not know (withheld from it), in words."""
     withheld = withheld_keys(conn, bear["device_id"]) & set(bear.get("desired") or {})
@@ -228,12 +254,12 @@ def add_routes(app: Any, settings: Settings, page: Any) -> None:
     def controls_page(request: Request, fam: FamilyService, pairing_id: str,
                       status: int = 200, **context: Any) -> Any:
         bear = fam.pairing(pairing_id)
-        cfg = bear.get("desired") or {}
+        cfg = asked_config(fam, bear)
         return page(request, "controls.html", status, title="Bedtime and play", bear=bear,
                     week=week_of(cfg), weekly_set=isinstance(cfg.get("play.weekly"), list),
                     paused=bool(cfg.get("play.paused")), bonus=bonus_today(cfg, fam.zone),
                     limit=int(cfg.get("play.daily_limit_min") or 0),
-                    config=feedback.config_state(fam.conn, bear["device_id"]),
+                    config=config_state(fam, bear),
                     too_old=needs_update(fam.conn, bear), **context)
 
     def change(request: Request, fam: FamilyService, pairing_id: str, raw: dict[str, Any],
@@ -244,7 +270,7 @@ def add_routes(app: Any, settings: Settings, page: Any) -> None:
             if not bear["current"]:
                 raise PortalInputError("This bear is not paired to your family now, so "
                                        "nothing can be sent to it.")
-            fam.configure(pairing_id, values_of(bear.get("desired") or {}, form))
+            fam.configure(pairing_id, values_of(asked_config(fam, bear), form))
         except PortalInputError as exc:
             return controls_page(request, fam, pairing_id, 400, typed=form,
                                  error=words.config_error(str(exc)))
@@ -284,7 +310,8 @@ def add_routes(app: Any, settings: Settings, page: Any) -> None:
     def profile(request: Request, pairing_id: str, fam: Fam):
         bear = fam.pairing(pairing_id)
         return page(request, "profile.html", title="Child profile", bear=bear,
-                    config=feedback.config_state(fam.conn, bear["device_id"]))
+                    cfg=asked_config(fam, bear),
+                    config=config_state(fam, bear))
 
     @app.post("/bears/{pairing_id}/profile")
     def save_profile(request: Request, pairing_id: str, fam: Fam, raw: Form):
@@ -295,7 +322,8 @@ def add_routes(app: Any, settings: Settings, page: Any) -> None:
             set_profile(fam, pairing_id, name, values)
         except PortalInputError as exc:
             return page(request, "profile.html", 400, title="Child profile", bear=bear,
-                        config=None, typed=form, error=words.config_error(str(exc)))
+                        cfg=asked_config(fam, bear), config=None, typed=form,
+                        error=words.config_error(str(exc)))
         return back(f"/bears/{bear['pairing_id']}/profile?saved=1")
 
     @app.post("/bears/{pairing_id}/remove")
