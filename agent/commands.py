@@ -170,6 +170,8 @@ class BearControls:
     """Told after the bear dropped its credentials (the runtime goes back to unpaired)."""
     is_busy: Callable[[], bool] = lambda: False
     """Whether a child is mid-conversation (updates wait until it is not)."""
+    announce: Callable[[str], object] | None = None
+    """Stops what the bear is saying and says a line (a parent paused it); None: silent."""
 
 
 Handler = Callable[["CommandProcessor", Any], CommandOutcome]
@@ -204,9 +206,18 @@ class CommandProcessor:
         """Raw Ed25519 public key every command must be signed with."""
         self.config = ConfigApplier(controls.settings)
         """Applies set-config and desired config."""
+        if controls.announce is not None:
+            self.config.on_change(self._on_pause)
         self._clock = clock
         self.seen = SeenCommands(Path(controls.settings.store.data_dir) / SEEN_FILE, clock)
         """Accepted command ids and the applied config version."""
+
+    def _on_pause(self, key: str, value: Any) -> None:
+        """A parent paused the bear: it stops talking now and says so kindly."""
+        from agent.play import PAUSE_REPLY
+
+        if key == "play.paused" and value is True and self.controls.announce is not None:
+            self.controls.announce(PAUSE_REPLY)
 
     # --- commands ------------------------------------------------------------------------
 

@@ -176,8 +176,20 @@ class Lifecycle:
                                           device_id(self.settings))
             self._monitor.start()
         uplink = Uplink(self.settings, self.bear, self._monitor,
-                        restart=self.loop.request_stop, is_busy=self._busy)
+                        restart=self.loop.request_stop, is_busy=self._busy,
+                        announce=self._announce)
         self._uplink = uplink if uplink.start() else None
+
+    def _announce(self, line: str) -> None:
+        """Stop what the bear is saying and say ``line`` (a parent paused it)."""
+        voice = getattr(self.loop, "voice", None)
+        if voice is None:
+            return
+        try:
+            voice.stop()
+            voice.say(line)
+        except Exception:  # the speaker's trouble never stops the command thread
+            logger.exception("could not say that the bear is paused")
 
     def _busy(self) -> bool:
         voice = getattr(self.loop, "voice", None)

@@ -21,7 +21,8 @@ logger = logging.getLogger(__name__)
 LIVE_KEYS = frozenset({
     "voice.tts_volume", "voice.tts_rate", "dialogue.age_band", "logging.level",
     "store.retention_days", "sync.batch_size", "sync.max_inflight", "sync.ack_timeout",
-    "play.quiet_from", "play.quiet_until", "play.daily_limit_min",
+    "play.quiet_from", "play.quiet_until", "play.daily_limit_min", "play.weekly",
+    "play.paused", "play.bonus_min", "play.bonus_at", "dialogue.child_name",
 })
 """Settings a running bear changes at once; other settable ones wait for a restart. Which
 settings the fleet may set at all is :mod:`sync.protocol.remote_config`."""

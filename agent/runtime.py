@@ -13,7 +13,7 @@ from agent import __version__
 from agent.alerts import AlertSink
 from agent.conversation import Conversation, TurnResult, name_is_speakable
 from agent.dialogue import DialogueEngine
-from agent.play import Clock, PlayLimits
+from agent.play import STATE_FILE, Clock, PlayLimits
 from agent.safety import SafetyFilter, filter_for
 from agent.semantic import load_embedder
 from agent.store import ConversationStore, Scope
@@ -76,6 +76,15 @@ def installed_content(settings: Settings) -> Path | None:
     return folder if folder.is_dir() else None
 
 
+def _name_allowed(settings: Settings, store: ConversationStore | None) -> str | None:
+    """The child's first name from the parent's profile, if the consent in force lets the
+    bear say a name (the ``name`` scope); None otherwise."""
+    consent = store.consent() if store is not None else None
+    if consent is None or not consent.allows(Scope.NAME):
+        return None
+    return settings.dialogue.child_name
+
+
 @contextmanager
 def open_bear(settings: Settings, clock: Clock | None = None) -> Iterator[Bear]:
     """Build a bear from settings (``clock``: local time, injectable); closes the store on
@@ -93,7 +102,8 @@ def open_bear(settings: Settings, clock: Clock | None = None) -> Iterator[Bear]:
                                   embedder=load_embedder(settings),
                                   cache_dir=Path(settings.store.data_dir) / "cache",
                                   name_check=partial(name_is_speakable, safety))
-        play = PlayLimits(settings.play, clock, Path(settings.store.data_dir) / "play.json")
+        play = PlayLimits(settings.play, clock, Path(settings.store.data_dir) / STATE_FILE,
+                          name=partial(_name_allowed, settings, store))
         conversation = Conversation(safety, dialogue, alerts, store, play)
         logger.info("bear ready (consent: %s)", "yes" if consent else "none; keeping nothing")
         bear = Bear(settings, safety, dialogue, alerts, store, conversation, play)

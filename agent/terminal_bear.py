@@ -63,7 +63,7 @@ def chat_online(settings: Settings, lines: Iterable[str], say: Callable[[str], o
             if bear.store is not None:
                 monitor = HealthMonitor(settings, bear.alerts, device_id(settings))
                 monitor.start()
-            uplink = Uplink(settings, bear, monitor)
+            uplink = Uplink(settings, bear, monitor, announce=say)  # "paused" said at once
             uplink.start()
             try:
                 for line in lines:

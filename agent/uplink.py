@@ -73,8 +73,10 @@ class Uplink:
 
     def __init__(self, settings: Settings, bear: BearParts, monitor: HealthFeed | None = None,
                  restart: Callable[[], None] | None = None,
-                 is_busy: Callable[[], bool] = lambda: False) -> None:
+                 is_busy: Callable[[], bool] = lambda: False,
+                 announce: Callable[[str], object] | None = None) -> None:
         self._settings = settings
+        self._announce = announce
         self._bear = bear
         self._monitor = monitor
         self._restart = restart
@@ -103,7 +105,8 @@ class Uplink:
         self._sync = DeviceSync(settings, self._store, self._device_id, FIRMWARE,
                                 alerts=self._bear.alerts)
         controls = BearControls(settings, store=lambda: self._bear.store,
-                                restart=self._restart, is_busy=self._is_busy)
+                                restart=self._restart, is_busy=self._is_busy,
+                                announce=self._announce)
         self._commands = open_command_endpoint(self._sync.link, controls, self._sync.pending)
         self._spawn("sync", self._run_sync)
         if self._monitor is not None:
@@ -129,7 +132,8 @@ class Uplink:
         self._link = MqttLink(self._settings.mqtt, client_id=f"teddy-{self._device_id}",
                               clean_start=False, session_expiry=SESSION_EXPIRY)
         controls = BearControls(self._settings, store=lambda: self._bear.store,
-                                restart=self._restart, is_busy=self._is_busy)
+                                restart=self._restart, is_busy=self._is_busy,
+                                announce=self._announce)
         self._commands = open_command_endpoint(self._link, controls)
         self._link.start()
         logger.info("nothing is kept: the uplink only takes fleet commands")

@@ -257,6 +257,19 @@ class DialogueSettings(Section):
 
     age_band: Literal["3-5", "6-8", "9-12"] = "6-8"
     """Age band of the child: changes wording and content."""
+    child_name: str | None = Field(default=None, max_length=30)
+    """The child's first name from the parent's profile (the parent app), said in the
+    bear's kind lines (bedtime, pause); None: no name is said."""
+
+    @field_validator("child_name")
+    @classmethod
+    def _first_name(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        name = " ".join(value.split())
+        if not all(c.isalpha() or c in " -'’" for c in name) or not name[0].isalpha():
+            raise ValueError("a first name uses letters only (spaces, - and ' too), e.g. Mia")
+        return name
 
 
 class LoggingSettings(Section):

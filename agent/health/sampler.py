@@ -61,7 +61,18 @@ class SystemSampler:
                 logger.debug("health reading %s failed: %s", name, exc)
                 readings[name] = None
         readings.update(self._outbox(now))
+        readings["play_today_min"] = self._play_today()
         return readings
+
+    def _play_today(self) -> float | None:
+        """Minutes the child played today (the parent's dashboard shows it beside the
+        limit); None when the bear has not counted any play yet."""
+        from agent.play import STATE_FILE, played_today_min
+
+        try:
+            return played_today_min(Path(self.data_dir) / STATE_FILE)
+        except OSError:
+            return None
 
     def _readers(self):
         psutil, proc = self._psutil, self._process

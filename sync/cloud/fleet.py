@@ -150,14 +150,48 @@ def record_result(conn: Any, result: CommandResult) -> bool:
     return False
 
 
+NOT_A_SETTING = " is not a setting"
+"""How a bear says it does not know a key (:func:`validate_remote_setting`, every version)."""
+
+
 def record_reported_config(conn: Any, report: ConfigReported) -> None:
-    """Store the config a bear reports (``up/config``)."""
+    """Store the config a bear reports (``up/config``). A report refusing only keys the
+    bear's software does not know (an older bear and a newer setting) records them as
+    unknown to it and asks for its desired config again without them, so the older bear
+    takes every other setting (:func:`withheld_keys`)."""
     conn.execute(
         "INSERT INTO device_config (device_id, version, desired, reported, reported_at)"
         " VALUES (%s, 0, '{}', %s, to_timestamp(%s)) ON CONFLICT (device_id) DO UPDATE"
         " SET reported = EXCLUDED.reported, reported_at = EXCLUDED.reported_at",
         (report.device_id, report.model_dump_json(), report.reported_at),
     )
+    unknown = sorted(k for k, why in report.rejected.items() if why.endswith(NOT_A_SETTING))
+    if not unknown or len(unknown) != len(report.rejected):
+        return
+    learned = conn.execute(
+        "UPDATE device_config c SET unknown_keys = (SELECT to_jsonb(array_agg(DISTINCT k))"
+        " FROM (SELECT jsonb_array_elements_text(CASE WHEN c.unknown_firmware IS NOT"
+        " DISTINCT FROM d.firmware THEN c.unknown_keys ELSE '[]' END) UNION"
+        " SELECT unnest(%s::text[])) AS u(k)), unknown_firmware = d.firmware"
+        " FROM devices d WHERE c.device_id = %s AND d.device_id = c.device_id"
+        " AND c.desired ?| %s::text[] RETURNING c.device_id", (unknown, report.device_id,
+                                                                unknown)).fetchone()
+    if learned is not None:
+        from sync.cloud.fleet_requests import resend_config
+
+        logger.info("bear %s does not know %s; sending its config without them",
+                    report.device_id, ",".join(unknown))
+        resend_config(conn, report.device_id)
+
+
+def withheld_keys(conn: Any, device_id: str) -> frozenset[str]:
+    """Desired-config keys this bear's software said it does not know (while it runs the
+    software it said so with; an update clears them)."""
+    row = conn.execute(
+        "SELECT c.unknown_keys FROM device_config c LEFT JOIN devices d USING (device_id)"
+        " WHERE c.device_id = %s AND c.unknown_firmware IS NOT DISTINCT FROM d.firmware",
+        (device_id,)).fetchone()
+    return frozenset(row[0]) if row else frozenset()
 
 
 @dataclass
@@ -328,7 +362,9 @@ class Fleet:
             " desired = device_config.desired || EXCLUDED.desired RETURNING version, desired",
             (device_id, json.dumps(values)),
         ).fetchone()
-        desired = ConfigDesired(device_id=device_id, version=row[0], values=row[1],
+        values = {k: v for k, v in row[1].items() if k not in withheld_keys(self.conn,
+                                                                           device_id)}
+        desired = ConfigDesired(device_id=device_id, version=row[0], values=values,
                                 issued_at=time.time()).signed_with(self.signing_key)
         with self._link() as link:
             reports = link.expect(ConfigReported, device_id) if wait else None

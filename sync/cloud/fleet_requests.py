@@ -75,6 +75,20 @@ def ask(conn: Any, family_id: str, pairing_id: str, name: str,
     return row[0]
 
 
+def resend_config(conn: Any, device_id: str) -> str | None:
+    """Ask the fleet service to sign and send the bear's desired config again (as it now
+    withholds keys the bear does not know), for the family holding it now; the command id,
+    or None when no family holds it."""
+    row = conn.execute(
+        "INSERT INTO fleet_requests (family_id, pairing_id, device_id, name, args,"
+        " command_id) SELECT fp.family_id, d.pairing_id, d.device_id, 'config', '{}',"
+        " %(id)s FROM devices d JOIN pairings p ON p.pairing_id = d.pairing_id"
+        " JOIN family_pairings fp ON fp.pairing_id = d.pairing_id WHERE d.device_id ="
+        " %(device)s AND p.status = 'approved' AND p.generation = d.generation"
+        " RETURNING command_id", {"device": device_id, "id": uuid.uuid4().hex}).fetchone()
+    return None if row is None else row[0]
+
+
 def outcome(conn: Any, command_id: str) -> tuple[str, str | None] | None:
     """``(status, reason)`` of the request that carries ``command_id`` (None: no such)."""
     row = conn.execute("SELECT status, reason FROM fleet_requests WHERE command_id = %s",

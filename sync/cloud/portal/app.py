@@ -68,6 +68,9 @@ def create_app(settings: Settings, pool: Any = None, read_pool: Any = None) -> A
     app.state.settings, app.state.pool, app.state.read_pool = settings, pool, read_pool
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     words.install(templates.env)
+    from sync.cloud.portal import controls
+
+    controls.install(templates.env)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     @app.middleware("http")
@@ -106,6 +109,7 @@ def create_app(settings: Settings, pool: Any = None, read_pool: Any = None) -> A
     from sync.cloud.portal import routes
 
     routes.add_routes(app, settings, page, HTMLResponse, PlainTextResponse, RedirectResponse)
+    controls.add_routes(app, settings, page)
     return app
 
 

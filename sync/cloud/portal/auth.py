@@ -145,12 +145,13 @@ def session(conn: Connection, token: str | None) -> tuple[Parent, str] | None:
     if not token:
         return None
     row = conn.execute(
-        "SELECT p.parent_id::text, p.email, p.family_id::text, p.role, s.csrf"
-        " FROM portal_sessions s JOIN parents p USING (parent_id) WHERE s.token_hash = %s"
+        "SELECT p.parent_id::text, p.email, p.family_id::text, p.role, s.csrf, f.timezone"
+        " FROM portal_sessions s JOIN parents p USING (parent_id) LEFT JOIN families f ON"
+        " f.family_id = p.family_id WHERE s.token_hash = %s"
         " AND s.revoked_at IS NULL AND s.expires_at > now()", (_hash(token),)).fetchone()
     if row is None:
         return None
-    return Parent(row[0], emails.show(conn, row[1]), row[2], row[3]), row[4]
+    return Parent(row[0], emails.show(conn, row[1]), row[2], row[3], row[5]), row[4]
 
 
 def end_session(conn: Connection, token: str | None, everywhere: bool = False) -> None:

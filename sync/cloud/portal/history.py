@@ -43,8 +43,8 @@ def _shorten(text: str) -> str:
     return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS - 1].rstrip() + "…"
 
 
-def today(settings: Settings) -> date:
-    """Today's date in the families' time zone (``portal.timezone``)."""
+def today(settings: Settings, zone: str | None = None) -> date:
+    """Today's date in the family's time zone ``zone`` (else ``portal.timezone``)."""
     from zoneinfo import ZoneInfo
 
-    return datetime.now(ZoneInfo(settings.portal.timezone)).date()
+    return datetime.now(ZoneInfo(zone or settings.portal.timezone)).date()

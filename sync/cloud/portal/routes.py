@@ -140,7 +140,7 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
     def dashboard(request: Request, fam: Fam):
         bears = fam.bears()
         return page(request, "dashboard.html", title="Your bears", bears=bears,
-                    alerts=fam.alerts()[:5], deletions=fam.deletions()[:5])
+                    alerts=fam.alerts()[:5], deletions=fam.deletions()[:5], zone=fam.zone)
 
     @app.get("/pair")
     def pair_form(request: Request, fam: Fam):
@@ -203,7 +203,7 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
             days.setdefault(c["day"], []).append(c)
         return page(request, "conversations.html", title="What was said", bear=bear,
                     days=days, about=history.summaries(fam, pairing_id),
-                    today=history.today(settings))
+                    today=history.today(settings, fam.zone))
 
     @app.get("/bears/{pairing_id}/conversations/{conversation_id}")
     def transcript(request: Request, pairing_id: str, conversation_id: str,

@@ -55,6 +55,8 @@ class Parent:
     """Their family."""
     role: str
     """``owner`` or ``member`` (an invited second parent)."""
+    zone: str | None = None
+    """The family's time zone (read with the session); None: ``portal.timezone``."""
 
 
 def _uuid(text: str) -> str:
@@ -97,8 +99,11 @@ class FamilyService:
         self.reads = conn if reads is None else reads
         """Where the transcript pages read (what was said, alerts, export): a read replica
         (``portal.read_dsn``, which may lag the primary by its replay delay) or ``conn``."""
+        self.zone = parent.zone or settings.portal.timezone
+        """The family's time zone (its setting, else ``portal.timezone``): dates are shown,
+        and days cut, in it."""
         for connection in {id(c): c for c in (self.conn, self.reads)}.values():
-            _show_times_in(connection, settings.portal.timezone)
+            _show_times_in(connection, self.zone)
 
     def _primary(self) -> FamilyService:
         """This family with every read on the primary (what a change decides on)."""
@@ -125,8 +130,8 @@ class FamilyService:
             f" LEFT JOIN devices d ON d.device_id = p.device_id AND {live}"
             f" LEFT JOIN device_updates u ON u.device_id = p.device_id AND {live}"
             f" LEFT JOIN device_config c ON c.device_id = p.device_id AND {live}"
-            " WHERE p.pairing_id = %(pairing)s AND p.pairing_id IN {scope}",
-            {"pairing": _uuid(pairing_id)})
+            " WHERE p.pairing_id = %(pairing)s AND p.pairing_id IN {scope}"
+            " AND fp.removed_at IS NULL", {"pairing": _uuid(pairing_id)})
         if not rows:
             raise NotFoundError("no such bear in your family")
         names = ("pairing_id", "device_id", "status", "child_name", "current", "online",
@@ -142,16 +147,20 @@ class FamilyService:
     def bears(self) -> list[dict[str, Any]]:
         """Every bear of the family, newest pairing first."""
         rows = self._rows("SELECT p.pairing_id::text FROM pairings p WHERE p.pairing_id IN"
-                          " {scope} ORDER BY p.approved_at DESC NULLS LAST")
+                          " {scope} AND NOT EXISTS (SELECT 1 FROM family_pairings r WHERE"
+                          " r.pairing_id = p.pairing_id AND r.removed_at IS NOT NULL)"
+                          " ORDER BY p.approved_at DESC NULLS LAST")
         return [self.pairing(r[0]) for r in rows]
 
     def _health(self, bear: dict[str, Any]) -> dict[str, Any]:
         rows = self._rows(
-            "SELECT h.sample FROM health_samples h JOIN pairings p ON p.device_id = h.device_id"
+            "SELECT h.sample, h.sampled_at::date = now()::date FROM health_samples h"
+            " JOIN pairings p ON p.device_id = h.device_id"
             " WHERE p.pairing_id = %(pairing)s AND p.pairing_id IN {scope}"
             f" AND {custody.CURRENT.format(pairing='p.pairing_id')}"
             " ORDER BY h.sampled_at DESC LIMIT 1", {"pairing": bear["pairing_id"]})
         metrics = (rows[0][0] or {}).get("metrics", {}) if rows else {}
+        played = metrics.get("play_today_min") if rows and rows[0][1] else None
         battery = metrics.get("battery_percent", metrics.get("battery"))
         open_alerts = self._rows(
             "SELECT count(*) FROM alerts a WHERE a.pairing_id IN {scope}"
@@ -160,7 +169,8 @@ class FamilyService:
         words = "All is well." if not open_alerts else (
             f"The bear reports {open_alerts} problem{'s' if open_alerts > 1 else ''}; "
             "try turning it off and on again.")
-        return {"battery": battery, "problems": open_alerts, "words": words}
+        return {"battery": battery, "problems": open_alerts, "words": words,
+                "played_min": played if isinstance(played, int | float) else None}
 
     def _consent(self, pairing_id: str) -> dict[str, Any] | None:
         rows = self._rows(

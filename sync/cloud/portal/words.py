@@ -74,6 +74,12 @@ CONFIG_WORDS = {
     "dialogue.age_band": "Choose an age from the list.",
     "play.quiet_from": "Quiet hours need a time like 19:30.",
     "play.quiet_until": "Quiet hours need a time like 07:00.",
+    "play.weekly": "Choose a time between 00:00 and 23:59 for each day's quiet hours.",
+    "play.bonus_min": "Bonus time must be between 1 and 240 minutes a day.",
+    "play.bonus_at": "Bonus time counts for today only: give it again.",
+    "play.paused": "Pause is on or off: press Pause or Resume.",
+    "dialogue.child_name": "Type your child's first name in letters only (up to 30), "
+                           "e.g. Mia.",
 }
 """Errors a parent understands, by the setting the fleet refused."""
 
