@@ -116,6 +116,29 @@ def _listening(port: int) -> bool:
         return False
 
 
+def _wait(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
+
+
+def test_a_bad_site_file_is_one_line_naming_the_key(tmp_path):
+    """Every field is checked; the error names the key and the way out."""
+    site = tmp_path / "cloud-site.toml"
+    for text, expected in (
+            ("ingest_instances = 0\n", "ingest_instances = 0 is outside 1..64"),
+            ("brokr_names = []\n", "unknown key 'brokr_names'"),
+            ('broker_names = ["bad name!"]\n', "broker_names"),
+            ('[db]\nrole = "Robert; DROP"\n', "db_role"),
+            ('services = ["ingest", "mail"]\n', "services holds 'mail'"),
+            ("root = 'relative'\n", "must be an absolute path")):
+        site.write_text(text)
+        done = run_cli("teddy-cloud", "doctor", "--config", str(site), env=_env(), check=False)
+        assert done.returncode == 1
+        assert done.stderr.count("\n") == 1 and expected in done.stderr, done.stderr
+
+
 def problems(output: str) -> list[str]:
     """doctor's problem lines (not its ``ok:`` notes or its summary)."""
     return [line for line in output.splitlines()
@@ -221,6 +244,19 @@ def test_doctor_is_clean_then_names_each_broken_thing(host):
         repo.with_name("backup.aside").rename(repo)
     assert found == ["backup: no backup in the repository — teddy-cloud backup take "
                      "--type full"], found
+
+    # WAL archiving failing (archive_command broken): the one line, and setup repairs it
+    host.cluster.sql("ALTER SYSTEM SET archive_command = 'false'", database="postgres")
+    host.cluster.sql("SELECT pg_reload_conf()", database="postgres")
+    host.cluster.sql("CREATE TABLE IF NOT EXISTS wal_poke (n int); INSERT INTO wal_poke VALUES (1)")
+    host.cluster.sql("SELECT pg_switch_wal()", database="postgres")
+    _wait(lambda: host.cluster.sql("SELECT failed_count FROM pg_stat_archiver",
+                                   database="postgres")[0][0] > 0)
+    found = broken()
+    assert len(found) == 1 and found[0].startswith("WAL archiving: failing since") \
+        and "teddy-cloud backup check" in found[0], found
+    assert "setup: WAL archiving: set archive_command" in host.cli("setup").stdout
+    _wait(lambda: host.cli("doctor", check=False).returncode == 0)
 
     # the broker stopped
     host.stop_broker()
