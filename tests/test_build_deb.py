@@ -26,6 +26,15 @@ def cloud_deb(tmp_path_factory):
     return deb
 
 
+@pytest.fixture(scope="module")
+def bear_deb(tmp_path_factory):
+    out = tmp_path_factory.mktemp("debs")
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "build-deb"), "--only", "bear",
+                    "--out", str(out)], check=True, timeout=1200, capture_output=True)
+    (deb,) = out.glob("teddy_*.deb")
+    return deb
+
+
 def _deb(*args: str) -> str:
     return subprocess.run(["dpkg-deb", *args], check=True, capture_output=True,
                           text=True).stdout
@@ -66,3 +75,25 @@ def test_the_cloud_package_holds_the_venv_source_units_commands_and_examples(clo
                                 "teddy-0.1.0-py3-none-any.whl").namelist())
     assert {"sync/cloud/setup.py", "sync/cloud/doctor.py",
             "sync/cloud/portal/privacy.md"} <= names
+
+
+def test_the_bear_package_makes_its_user_and_holds_its_units(bear_deb, tmp_path):
+    info = _deb("--info", str(bear_deb))
+    assert "Package: teddy\n" in info and "espeak-ng" in info and "adduser" in info
+    contents = _deb("--contents", str(bear_deb))
+    for path in ("./usr/lib/systemd/system/teddy-agent.service",
+                 "./usr/lib/systemd/system/teddy-alert@.service",
+                 "./usr/share/teddy/config/examples/teddy.toml",
+                 "./usr/share/teddy/wheels/vosk-",
+                 "./usr/bin/teddy -> /opt/teddy/venv/bin/teddy"):
+        assert path in contents, path
+    assert "teddy-cloud-ingest" not in contents and "psycopg" not in contents
+    control = tmp_path / "control"
+    subprocess.run(["dpkg-deb", "--control", str(bear_deb), str(control)], check=True)
+    postinst = (control / "postinst").read_text()
+    assert "adduser --system --group --home /var/lib/teddy --no-create-home teddy" in postinst
+    assert "install -d -m 0700 -o teddy -g teddy /var/lib/teddy" in postinst
+    assert "'teddy'" in postinst and "sudo" not in postinst
+    # the maintainer scripts are valid shell
+    for script in ("postinst", "postrm"):
+        subprocess.run(["sh", "-n", str(control / script)], check=True)
