@@ -21,6 +21,7 @@ SCRIPT = ROOT / "scripts" / "walkthrough"
 PG_BIN = Path(os.environ.get("TEDDY_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 FIRST_INSTALL = (
+    "apt-get install -y /root/dist/teddy-cloud_",
     "install -m 0644 config/examples/cloud-site.toml /etc/teddy/cloud-site.toml",
     "teddy-cloud setup --config /etc/teddy/cloud-site.toml",
     "teddy-cloud provision bear-0042",
@@ -83,6 +84,7 @@ def test_the_operations_runbook_installs_a_cloud_and_a_bear_that_work():
            "teddy-cloud-ingest@2.service" in output
     assert "teddy-cloud-portal.service" in output
     assert "doctor: everything is in order" in output
+    assert "Setting up teddy-cloud (0.1.0)" in output  # the package, its postinst's venv
     leftovers = subprocess.run(["pgrep", "-f", "postgresql/walkthrough|teddy-walkthrough-"],
                                capture_output=True, text=True).stdout.split()
     assert not leftovers, f"the walkthrough left processes behind: {leftovers}"
