@@ -278,7 +278,8 @@ def test_doctor_is_clean_then_names_each_broken_thing(host):
 @pytest.mark.xfail(strict=True, reason="issue 23 bar not met: the walkthrough (9 blocks, "
                    "33 command lines, 117 s) installs the package, runs setup, starts "
                    "every unit incl. the parent app and ingest@2 and ends with doctor "
-                   "clean, but has 0 steps that restore a backup, scrape with a real Prometheus, ship logs or sign a parent in")
+                   "clean, but has 0 steps that restore a backup, scrape with a real "
+                   "Prometheus, ship logs or sign a parent in")
 def test_the_walkthrough_restores_a_backup_scrapes_metrics_ships_logs_and_signs_a_parent_in():
     """What the issue's walkthrough also does beyond setup and doctor."""
     import importlib.machinery
