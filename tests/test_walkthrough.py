@@ -21,23 +21,15 @@ SCRIPT = ROOT / "scripts" / "walkthrough"
 PG_BIN = Path(os.environ.get("TEDDY_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 FIRST_INSTALL = (
-    "install -m 0644 config/examples/cloud.toml /etc/teddy/cloud.toml",
-    "install -m 0644 systemd/teddy-cloud-*.service /etc/systemd/system/",
-    "CREATE ROLE teddy",
-    "CREATE DATABASE teddy OWNER teddy",
-    "teddy-cloud fleet keygen",
-    "openssl x509 -req -in /root/teddy-ca/broker.csr",
-    "sudo teddy-cloud broker-init",
-    "sudo cp config/examples/mosquitto.conf /etc/mosquitto/mosquitto.conf",
-    "sudo systemctl restart mosquitto",
-    "teddy-cloud provision --service ingest svc.ingest-1",
-    "teddy-cloud provision --service fleet svc.fleet",
-    "systemctl enable --now teddy-cloud-migrate teddy-cloud-ingest@1 teddy-cloud-notify",
+    "apt-get install -y /root/dist/teddy-cloud_",
+    "install -m 0644 config/examples/cloud-site.toml /etc/teddy/cloud-site.toml",
+    "teddy-cloud setup --config /etc/teddy/cloud-site.toml",
     "teddy-cloud provision bear-0042",
     "sudo scripts/provision-device --from-cloud",
     "teddy-cloud fleet pair approve --code \"$CODE\"",
     "sudo scripts/install-pi",
     "teddy-cloud fleet send bear-0042 ping --wait",
+    "teddy-cloud doctor --config /etc/teddy/cloud-site.toml",
 )
 """Steps of a first installation that must stay in the walkthrough's blocks."""
 
@@ -85,6 +77,14 @@ def test_the_operations_runbook_installs_a_cloud_and_a_bear_that_work():
     assert "bear-0042 answered the ping" in output
     assert "turns of bear-0042 in PostgreSQL" in output
     assert "wellbeing alert at the webhook: wellbeing.escalation ['medical_emergency']" in output
+    # setup made every account the example's two ingest instances use, and started every
+    # unit (the parent app and the second ingest too); doctor found nothing wrong
+    assert "setup: service accounts: made svc.ingest-1, svc.ingest-2, svc.fleet" in output
+    assert "systemctl enable --now teddy-cloud-migrate.service teddy-cloud-ingest@1.service " \
+           "teddy-cloud-ingest@2.service" in output
+    assert "teddy-cloud-portal.service" in output
+    assert "doctor: everything is in order" in output
+    assert "Setting up teddy-cloud (0.1.0)" in output  # the package, its postinst's venv
     leftovers = subprocess.run(["pgrep", "-f", "postgresql/walkthrough|teddy-walkthrough-"],
                                capture_output=True, text=True).stdout.split()
     assert not leftovers, f"the walkthrough left processes behind: {leftovers}"

@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sync.cloud.dev import register as register_dev  # dev (issue 22)
 
     register_dev(commands)
+    from sync.cloud.setup_cli import register as register_setup  # setup, doctor (issue 23)
+
+    register_setup(commands)
     return parser
 
 
