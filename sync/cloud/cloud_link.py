@@ -31,11 +31,26 @@ class CloudLink:
     """One fleet operation's MQTT connection. A context manager."""
 
     def __init__(self, settings: Settings, purpose: str = "fleet") -> None:
-        client_id = f"{purpose}-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-        self._link = MqttLink(settings.mqtt, client_id=client_id)
+        from sync.client import service_client_id
+        from sync.cloud import fleet_slots
+
+        mqtt = settings.mqtt
+        self._slot: fleet_slots.Slot | None = None
+        base = service_client_id(mqtt)
+        if base is not None:  # a service account: one of its pool, bound to its client id
+            self._slot = fleet_slots.take(base, mqtt.host, mqtt.port, mqtt.connect_timeout)
+            mqtt = mqtt.model_copy(update={"username": self._slot.username})
+            client_id = self._slot.username
+        else:  # no account (a development broker): any client id of ours
+            client_id = f"{purpose}-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._link = MqttLink(mqtt, client_id=client_id)
 
     def __enter__(self) -> CloudLink:
-        self._link.connect()
+        try:
+            self._link.connect()
+        except BaseException:
+            self.close()  # the slot goes back to the pool
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -44,6 +59,8 @@ class CloudLink:
     def close(self) -> None:
         """Disconnect; idempotent."""
         self._link.close()
+        if self._slot is not None:
+            self._slot.close()
 
     def expect(self, message: type[Message],
                device_id: str | None = None) -> queue.Queue[tuple[str, bytes]]:

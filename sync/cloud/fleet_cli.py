@@ -164,8 +164,10 @@ def _edges_check(args: argparse.Namespace, settings: Settings) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import signal
 
+    from sync.cloud import fleet_slots
     from sync.cloud.fleet_service import RequestService
 
+    fleet_slots.use_group("serve")  # its private /tmp hides the operator's slot locks
     service = RequestService(settings)
     signal.signal(signal.SIGTERM, lambda *_: service.stop.set())
     signal.signal(signal.SIGINT, lambda *_: service.stop.set())
