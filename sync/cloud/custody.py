@@ -195,9 +195,10 @@ def hold(conn: Connection, claim_id: str, *, family_id: str | None, parent_email
             " RETURNING generation", (device_id,)))[0]
         pairing_id = one_row(conn.execute(
             "UPDATE pairings SET status = 'approved', approved_at = now(), parent_email = %s,"
-            " requester = %s, release_digest = %s, mqtt_username = device_id, generation = %s"
-            " WHERE claim_id = %s RETURNING pairing_id::text",
-            (parent_email, requester, release, generation, claim_id)))[0]
+            " parent_email_hash = %s, requester = %s, release_digest = %s,"
+            " mqtt_username = device_id, generation = %s WHERE claim_id = %s"
+            " RETURNING pairing_id::text",
+            (*emails.stored(conn, parent_email), requester, release, generation, claim_id)))[0]
         conn.execute("UPDATE devices SET pairing_id = %s WHERE device_id = %s",
                      (pairing_id, device_id))
         conn.execute("DELETE FROM device_config WHERE device_id = %s", (device_id,))
@@ -219,9 +220,10 @@ def _same_holder(conn: Connection, current: Held, family_id: str | None,
                  parent_email: str) -> bool:
     if current.family_id is not None:
         return current.family_id == family_id
-    row = conn.execute("SELECT lower(parent_email) FROM pairings WHERE pairing_id = %s",
-                       (current.pairing_id,)).fetchone()
-    return row is not None and row[0] == parent_email.strip().lower()
+    same, params = emails.matching(conn, parent_email)
+    row = conn.execute(f"SELECT 1 FROM pairings WHERE pairing_id = %s AND {same}",
+                       (current.pairing_id, *params)).fetchone()
+    return row is not None
 
 
 def _end(conn: Connection, current: Held, status: str, actor: str, **detail: Any) -> None:
@@ -435,7 +437,8 @@ def decline(conn: Connection, token: str, email: str) -> bool:
             " declined_at IS NULL RETURNING invite_id::text, family_id::text",
             (token_hash(token), emails.lookup(conn, email))).fetchone()
         if row is not None:
-            record(conn, "declined", family_id=row[1], actor=email, invite_id=row[0])
+            record(conn, "declined", family_id=row[1], actor="the invited address",
+                   invite_id=row[0])
     return row is not None
 
 

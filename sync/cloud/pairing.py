@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from config.errors import ProtocolError, TeddyError
 from config.settings import DEVICE_ID_PATTERN, Settings
-from sync.cloud import custody
+from sync.cloud import custody, emails
 from sync.cloud.cloud_link import CloudLink
 from sync.cloud.db import one_row
 from sync.cloud.identity import ClaimKeys, claim_keys, is_manufactured
@@ -197,7 +197,8 @@ def approve(settings: Settings, conn: Connection, code: str, parent_email: str,
     ``mail`` tells a holding family of a release request."""
     code = normal_code(code)
     _check_inputs(code, parent_email, device_id)
-    who = (requester or parent_email).strip().lower()
+    who = (requester.strip().lower() if requester else  # an address is kept only as its hash
+           "address " + emails.lookup(conn, parent_email).hex()[:32])
     _check_requester(conn, settings, who, address)
     keys = claim_keys(settings)
     with CloudLink(settings, purpose="pairing") as link:
@@ -347,10 +348,10 @@ def _commit(conn: Connection, settings: Settings, claim: dict[str, Any], parent_
             held = custody.hold(conn, claim["claim_id"], family_id=family_id,
                                 parent_email=parent_email, requester=requester,
                                 release=release, actor=requester)
-            conn.execute("INSERT INTO consents (device_id, parent_email, scopes, claim_id,"
-                         " pairing_id) VALUES (%s, %s, %s, %s, %s)",
-                         (device_id, parent_email, list(scopes), claim["claim_id"],
-                          held.pairing_id))
+            conn.execute("INSERT INTO consents (device_id, parent_email, parent_email_hash,"
+                         " scopes, claim_id, pairing_id) VALUES (%s, %s, %s, %s, %s, %s)",
+                         (device_id, *emails.stored(conn, parent_email), list(scopes),
+                          claim["claim_id"], held.pairing_id))
     except custody.ReleasePendingError as exc:
         custody.request_release(conn, claim["claim_id"], settings.fleet.release_window_s, mail)
         raise AlreadyPairedError(str(exc)) from None

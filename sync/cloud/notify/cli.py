@@ -39,7 +39,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from contextlib import ExitStack
 
-    from sync.cloud import db
+    from sync.cloud import db, emails, family_keys
     from sync.cloud.fleet_metrics import FleetMetricsServer
     from sync.cloud.notify.dispatcher import Notifier
 
@@ -49,6 +49,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             metrics = stack.enter_context(
                 FleetMetricsServer(settings.cloud.pg_dsn.get_secret_value()))
             metrics.serve(settings.notify.metrics_port, settings.cloud.metrics_host)
+        family_keys.install(settings, create=False)  # parents' addresses are sealed under it
+        emails.migrate(conn)
         notifier = Notifier(settings.notify, conn)
         if args.once:
             counts = notifier.run_once()
