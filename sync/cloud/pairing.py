@@ -192,14 +192,15 @@ def approve(settings: Settings, conn: Connection, code: str, parent_email: str,
     """Approve the waiting bear that spoke ``code``; see the module docstring.
 
     ``requester`` is who asks (the signed-in parent's account, or the operator); wrong
-    codes are limited per requester (default: ``parent_email``), per client ``address``
+    codes are limited per requester (default: ``parent_email``, kept only as its keyed
+    hash), per client ``address``
     and fleet-wide. ``family_id``: the family that will hold the bear (the parent app's);
     ``mail`` tells a holding family of a release request."""
     code = normal_code(code)
     _check_inputs(code, parent_email, device_id)
     who = (requester.strip().lower() if requester else  # an address is kept only as its hash
            "address " + emails.lookup(conn, parent_email).hex()[:32])
-    _check_requester(conn, settings, who, address)
+    _check_requester(conn, settings, who, address, shown=requester or parent_email)
     keys = claim_keys(settings)
     with CloudLink(settings, purpose="pairing") as link:
         record_claims(conn, settings, link, keys, collect_claims(link, settings, keys))
@@ -231,14 +232,14 @@ def _check_inputs(code: str, parent_email: str, device_id: str | None) -> None:
 
 
 def _check_requester(conn: Connection, settings: Settings, requester: str,
-                     address: str | None = None) -> None:
+                     address: str | None = None, shown: str | None = None) -> None:
     fleet, window = settings.fleet, settings.fleet.claim_ttl_s
     mine, here, everyone = one_row(conn.execute(
         "SELECT count(*) FILTER (WHERE requester = %s), count(*) FILTER (WHERE address = %s),"
         " count(*) FROM pairing_failures WHERE failed_at > now() - make_interval(secs => %s)",
         (requester, address, window)))
     if mine >= fleet.requester_max_attempts:
-        raise RequesterLockedError(f"{mine} wrong codes from {requester} in the last "
+        raise RequesterLockedError(f"{mine} wrong codes from {shown or requester} in the last "
                                    f"{window:g} s — wait that long, then enter the code the "
                                    "bear speaks")
     if address is not None and here >= fleet.address_max_attempts:
