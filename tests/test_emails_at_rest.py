@@ -4,7 +4,9 @@ A full flow on real PostgreSQL, the real parent app (in-process, real SMTP), rea
 and a real bear claim: an operator-paired bear written before migration 0016 (plain row), a
 parent signs in, invites a second who accepts, a bear is paired for the family through
 ``pairing.approve`` (pairings, consents), its consent recorded by the app, an operator
-pairing by the CLI's path (no requester), an alert fanned out to the parents by the notifier.
+pairing by the CLI's path (no requester), a bear paired through the app's path by a real
+``teddy-cloud fleet serve`` that holds no cloud key (the app seals and hashes the address
+for it), an alert fanned out to the parents by the notifier.
 Then every text, json and array column of every table is searched for every address (and its
 unique local part): nothing. And the fleet's readers still find each parent by address."""
 
@@ -15,8 +17,9 @@ import secrets
 from pathlib import Path
 
 import pytest
-from support.fleet import bear_settings, pair_bear
+from support.fleet import RecordingLed, SpeakingFake, bear_settings, cloud_env, pair_bear
 from support.portal import csrf_of, make_family, parent_row, portal_settings, settings_of, sign_in
+from support.processes import start_cli, wait_for_log
 
 from sync.cloud import db, emails, family_keys
 
@@ -79,8 +82,41 @@ def _plain_hits(conn, needles: list[str]) -> list[str]:
     return hits
 
 
+def _pair_through_the_app(env, secure_broker, database, tmp_path, bear, family_id: str,
+                          parent_id: str, email: str) -> None:
+    """The parent app's path: a fleet_requests row served by ``teddy-cloud fleet serve``
+    configured with no cloud key (no portal settings; it installs no keyring)."""
+    from agent.pairing import Pairing
+    from sync.cloud import fleet_requests
+
+    fleet_env = {k: v for k, v in cloud_env(env, secure_broker, tmp_path).items()
+                 if not k.startswith("TEDDY_PORTAL__")}
+    fleet_env["TEDDY_CLOUD__PG_DSN"] = database.dsn
+    log = tmp_path / "fleet.log"
+    service = start_cli("teddy-cloud", "--log-level", "INFO", "fleet", "serve", env=fleet_env,
+                        log=log)
+    try:
+        wait_for_log(log, "serving the parent app's requests")
+        voice = SpeakingFake()
+        pairing = Pairing(bear, bear.device.id, RecordingLed(), voice.say)
+        pairing.start()
+        voice.wait_for(1)
+        try:
+            with database.connect() as conn:
+                fleet_requests.pair(conn, family_id, parent_id, email, voice.code(),
+                                    ("keep", "sync"), wait_s=30)
+            outcome = pairing.wait(20)
+        finally:
+            pairing.close()
+        assert outcome is not None and outcome.status == "approved", outcome
+    finally:
+        service.terminate()
+        service.wait(15)
+    assert "stored readable" not in log.read_text()  # it never needed the key
+
+
 def test_no_parent_address_is_readable_anywhere_after_a_full_flow(
-        config, pool, smtp, database, cloud, data_dir, tmp_path):
+        config, pool, smtp, database, cloud, data_dir, tmp_path, env, secure_broker):
     from sync.cloud.fleet import Fleet
     from sync.cloud.notify.dispatcher import Notifier
     from sync.cloud.portal import auth
@@ -105,6 +141,7 @@ def test_no_parent_address_is_readable_anywhere_after_a_full_flow(
 
     bear = bear_settings(cloud, database, data_dir / "one")
     other_bear = bear_settings(cloud, database, data_dir / "two")
+    app_paired = bear_settings(cloud, database, data_dir / "three")
     with database.connect() as conn:
         parent_id, family_id = parent_row(conn, owner)
         pair_bear(bear, cloud, conn, parent=owner, family_id=family_id, requester=parent_id)
@@ -112,6 +149,8 @@ def test_no_parent_address_is_readable_anywhere_after_a_full_flow(
         FamilyService(settings_of(config), conn, parent).adopt_pairing(
             bear.device.id, "Ada", ("keep", "sync"), ("v1", "0" * 64), "test")
         pair_bear(other_bear, cloud, conn, parent=operator_paired)  # the operator's CLI path
+        _pair_through_the_app(env, secure_broker, database, tmp_path, app_paired, family_id,
+                              parent_id, owner)
         conn.execute("INSERT INTO alerts (device_id, kind, severity, message, raised_at,"
                      " device_alert_id) VALUES (%s, 'wellbeing.escalation', 'high',"
                      " 'a parent should know', now(), 'a1')", (bear.device.id,))
@@ -120,7 +159,8 @@ def test_no_parent_address_is_readable_anywhere_after_a_full_flow(
         assert conn.execute("SELECT count(*) FROM notification_deliveries").fetchone()[0] >= 1
         # the fleet's readers still find each parent by address (keyed hash)
         fleet = Fleet(cloud, conn)
-        assert fleet.devices_of_parent(owner) == [bear.device.id]
+        assert fleet.devices_of_parent(owner) == sorted([bear.device.id,
+                                                          app_paired.device.id])
         assert fleet.devices_of_parent(operator_paired.upper()) == [other_bear.device.id]
         assert fleet.devices_of_parent(before) == [old["device_id"]]
         shown = {emails.show(conn, r[0]) for r in conn.execute(

@@ -168,12 +168,16 @@ def claim(conn: Connection, new: NewClaim, ttl_s: float, refusal: str = "") -> b
     return made is not None
 
 
-def hold(conn: Connection, claim_id: str, *, family_id: str | None, parent_email: str,
-         requester: str, release: str, actor: str) -> Held:
+def hold(conn: Connection, claim_id: str, *, family_id: str | None,
+         parent_email: str | tuple[str, bytes], requester: str, release: str,
+         actor: str) -> Held:
     """Claimed → held: flip the pending claim to approved at generation g+1 for ``family_id``,
     ending the holder it proved it may release (only if the claimant IS that holder), in ONE
     transaction. :class:`ReleasePendingError` when another family holds the bear (they are
-    asked, see :func:`request_release`); :class:`CustodyError` when the claim is not pending."""
+    asked, see :func:`request_release`); :class:`CustodyError` when the claim is not pending.
+    ``parent_email``: the address, or as already stored (:func:`sync.cloud.emails.stored`)."""
+    stored = (parent_email if isinstance(parent_email, tuple)
+              else emails.stored(conn, parent_email))
     with conn.transaction():
         claim = conn.execute(
             "SELECT device_id, releases::text FROM pairings WHERE claim_id = %s AND status ="
@@ -185,7 +189,7 @@ def hold(conn: Connection, claim_id: str, *, family_id: str | None, parent_email
         current = _lock_bear(conn, device_id)
         if current is not None:
             if releases != current.pairing_id or not _same_holder(conn, current, family_id,
-                                                                  parent_email):
+                                                                  stored[1]):
                 raise ReleasePendingError(
                     "this bear is still paired to another family — they have been asked to "
                     "release it; once they do, enter a new code")
@@ -198,7 +202,7 @@ def hold(conn: Connection, claim_id: str, *, family_id: str | None, parent_email
             " parent_email_hash = %s, requester = %s, release_digest = %s,"
             " mqtt_username = device_id, generation = %s WHERE claim_id = %s"
             " RETURNING pairing_id::text",
-            (*emails.stored(conn, parent_email), requester, release, generation, claim_id)))[0]
+            (*stored, requester, release, generation, claim_id)))[0]
         conn.execute("UPDATE devices SET pairing_id = %s WHERE device_id = %s",
                      (pairing_id, device_id))
         conn.execute("DELETE FROM device_config WHERE device_id = %s", (device_id,))
@@ -217,12 +221,11 @@ def _lock_bear(conn: Connection, device_id: str) -> Held | None:
 
 
 def _same_holder(conn: Connection, current: Held, family_id: str | None,
-                 parent_email: str) -> bool:
+                 found_by: bytes) -> bool:
     if current.family_id is not None:
         return current.family_id == family_id
-    same, params = emails.matching(conn, parent_email)
-    row = conn.execute(f"SELECT 1 FROM pairings WHERE pairing_id = %s AND {same}",
-                       (current.pairing_id, *params)).fetchone()
+    row = conn.execute("SELECT 1 FROM pairings WHERE pairing_id = %s AND parent_email_hash = %s",
+                       (current.pairing_id, found_by)).fetchone()
     return row is not None
 
 

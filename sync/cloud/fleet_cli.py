@@ -178,7 +178,6 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from sync.cloud.fleet_service import RequestService
 
     fleet_slots.use_group("serve")  # its private /tmp hides the operator's slot locks
-    _keyring(settings)  # it seals the addresses of the pairings it approves
     service = RequestService(settings)
     signal.signal(signal.SIGTERM, lambda *_: service.stop.set())
     signal.signal(signal.SIGINT, lambda *_: service.stop.set())

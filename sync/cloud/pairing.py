@@ -188,14 +188,17 @@ def normal_code(code: str) -> str:
 def approve(settings: Settings, conn: Connection, code: str, parent_email: str,
             scopes: tuple[str, ...], device_id: str | None = None, *,
             requester: str | None = None, family_id: str | None = None,
-            address: str | None = None, mail: custody.Mail | None = None) -> Approved:
+            address: str | None = None, mail: custody.Mail | None = None,
+            stored_email: tuple[str, bytes] | None = None) -> Approved:
     """Approve the waiting bear that spoke ``code``; see the module docstring.
 
     ``requester`` is who asks (the signed-in parent's account, or the operator); wrong
     codes are limited per requester (default: ``parent_email``, kept only as its keyed
     hash), per client ``address``
     and fleet-wide. ``family_id``: the family that will hold the bear (the parent app's);
-    ``mail`` tells a holding family of a release request."""
+    ``mail`` tells a holding family of a release request; ``stored_email``: the address as
+    the parent app sealed and hashed it (:func:`sync.cloud.emails.stored`; the fleet service
+    holds no cloud key), else sealed here."""
     code = normal_code(code)
     _check_inputs(code, parent_email, device_id)
     who = (requester.strip().lower() if requester else  # an address is kept only as its hash
@@ -206,7 +209,8 @@ def approve(settings: Settings, conn: Connection, code: str, parent_email: str,
         record_claims(conn, settings, link, keys, collect_claims(link, settings, keys))
         claim = _match(conn, settings, link, keys, code, device_id, who, address)
         token = secrets.token_urlsafe(32)
-        pairing_id = _commit(conn, settings, claim, parent_email, scopes, who,
+        stored = stored_email or emails.stored(conn, parent_email)
+        pairing_id = _commit(conn, settings, claim, stored, scopes, who,
                              release_digest(token), family_id, mail)
         grant = PairingGrant(parent=parent_email, release_token=token,  # it checks the scopes
                              scopes=cast("list[Scope]", list(scopes)))
@@ -335,9 +339,9 @@ def _answer_rejected(link: CloudLink, keys: ClaimKeys, settings: Settings, devic
     link.send(answer.signed_with(keys.signing), device_id)
 
 
-def _commit(conn: Connection, settings: Settings, claim: dict[str, Any], parent_email: str,
-            scopes: tuple[str, ...], requester: str, release: str, family_id: str | None,
-            mail: custody.Mail | None) -> str:
+def _commit(conn: Connection, settings: Settings, claim: dict[str, Any],
+            stored: tuple[str, bytes], scopes: tuple[str, ...], requester: str, release: str,
+            family_id: str | None, mail: custody.Mail | None) -> str:
     """The claim becomes a holding (:func:`sync.cloud.custody.hold`) and its consent is
     recorded, all or nothing; the new pairing id. Exactly one of two concurrent approvals
     gets here without an error."""
@@ -347,12 +351,12 @@ def _commit(conn: Connection, settings: Settings, claim: dict[str, Any], parent_
     try:
         with conn.transaction():
             held = custody.hold(conn, claim["claim_id"], family_id=family_id,
-                                parent_email=parent_email, requester=requester,
+                                parent_email=stored, requester=requester,
                                 release=release, actor=requester)
             conn.execute("INSERT INTO consents (device_id, parent_email, parent_email_hash,"
                          " scopes, claim_id, pairing_id) VALUES (%s, %s, %s, %s, %s, %s)",
-                         (device_id, *emails.stored(conn, parent_email), list(scopes),
-                          claim["claim_id"], held.pairing_id))
+                         (device_id, *stored, list(scopes), claim["claim_id"],
+                          held.pairing_id))
     except custody.ReleasePendingError as exc:
         custody.request_release(conn, claim["claim_id"], settings.fleet.release_window_s, mail)
         raise AlreadyPairedError(str(exc)) from None

@@ -10,6 +10,7 @@ import json
 import signal
 import threading
 
+from config.errors import CloudError
 from config.settings import Settings
 
 LOG_QUERY = """
@@ -49,7 +50,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             metrics = stack.enter_context(
                 FleetMetricsServer(settings.cloud.pg_dsn.get_secret_value()))
             metrics.serve(settings.notify.metrics_port, settings.cloud.metrics_host)
-        family_keys.install(settings, create=False)  # parents' addresses are sealed under it
+        ring = family_keys.install(settings, create=False)  # parents' addresses: sealed
+        if settings.portal.cloud_key_file is not None and not ring.ready():
+            raise CloudError(f"the cloud key {settings.portal.cloud_key_file} cannot be read: "
+                             "parents' e-mail addresses are sealed under it — give it to the "
+                             "notifier (LoadCredential=portal-cloud.key)")
         emails.migrate(conn)
         notifier = Notifier(settings.notify, conn)
         if args.once:
