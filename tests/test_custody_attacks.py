@@ -8,7 +8,8 @@ from __future__ import annotations
 import secrets
 
 import pytest
-from support.portal import make_family, settings_of
+from support.portal import make_family, portal_env, portal_settings, settings_of
+from support.processes import run_cli
 
 from sync.cloud import custody, family_keys, fleet_requests
 from sync.cloud.portal import auth
@@ -169,3 +170,34 @@ def test_another_family_reads_no_alert_transcript_deletion_or_settings(database)
                 read()
         assert b.deletions_by_id(deletion) == [] and b.deletions(bear["pairing_id"]) == []
         assert bear["pairing_id"] not in str(b.export())
+
+
+def test_the_notifier_tells_the_family_of_a_release_request_the_keyless_fleet_opened(
+        database, smtp, env, tmp_path):
+    """The fleet service holds no cloud key, so it cannot open the holding family's
+    addresses: the request stays untold there, and ``teddy-cloud notify run`` (which holds
+    the key) mails every parent of the family once."""
+    config = portal_settings(database.dsn, smtp[0], tmp_path, "https://testserver")
+    family_keys.install(settings_of(config))
+    with database.connect() as conn:
+        holder, bear = _family(conn, _mail("told"))
+        claim_id = "c" + secrets.token_hex(12)
+        custody.claim(conn, custody.NewClaim(claim_id, bear["device_id"], "0" * 64,
+                                             releases=bear["pairing_id"]), 300)
+        family_keys._installed = None  # as in the fleet service: no cloud key
+        try:
+            release_id = custody.request_release(conn, claim_id, 3600,
+                                                 lambda *_: pytest.fail("mailed unsealed"))
+        finally:
+            family_keys.install(settings_of(config))
+        assert release_id is not None
+        untold = conn.execute("SELECT told_at FROM custody_releases WHERE release_id = %s",
+                              (release_id,)).fetchone()[0]
+        assert untold is None
+    cli_env = {**env, **portal_env(config)}
+    for expected in (1, 0):  # told once, not again
+        done = run_cli("teddy-cloud", "notify", "run", "--once", env=cli_env)
+        assert f'"release_requests_told": {expected}' in done.stdout, done.stdout
+    mails = [rcpt for _tls, _sender, rcpt, content in smtp[1].messages
+             if b"trying to pair your Teddy bear" in content]
+    assert [list(m) for m in mails] == [[holder.parent.email]]

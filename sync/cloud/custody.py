@@ -282,21 +282,39 @@ def request_release(conn: Connection, claim_id: str, window_s: float,
         record(conn, "release-requested", device_id=current.device_id,
                pairing_id=current.pairing_id, generation=current.generation,
                family_id=current.family_id, actor="claim " + claim_id, release_id=made[0])
-    _tell_holders(conn, current, mail)
+    if mail is None or not _tell_holders(conn, current, mail, made[0]):
+        logger.info("release request %s: the holding family is told by the notifier", made[0])
     return made[0]
 
 
-def _tell_holders(conn: Connection, current: Held, mail: Mail | None) -> None:
+def tell_pending(conn: Connection, mail: Mail) -> int:
+    """Tell the holding families of open release requests nobody told yet (the notifier's
+    round: the fleet service that opened them holds no cloud key to open addresses);
+    returns how many requests were told."""
+    rows = conn.execute(
+        "SELECT r.release_id::text, d.device_id, r.pairing_id::text, r.generation,"
+        " fp.family_id::text FROM custody_releases r JOIN devices d USING (device_id)"
+        " LEFT JOIN family_pairings fp ON fp.pairing_id = r.pairing_id"
+        " WHERE r.told_at IS NULL AND r.decided_at IS NULL AND r.expires_at > now()"
+        " ORDER BY r.requested_at LIMIT 100").fetchall()
+    return sum(_tell_holders(conn, Held(device_id, pairing_id, generation, family_id), mail,
+                             release_id)
+               for release_id, device_id, pairing_id, generation, family_id in rows)
+
+
+def _tell_holders(conn: Connection, current: Held, mail: Mail, release_id: str) -> bool:
+    """Mail every parent of the holder; False (nobody told, nothing marked) when this
+    process cannot open their addresses (no cloud key: the notifier tells them)."""
     rows = (conn.execute("SELECT email FROM parents WHERE family_id = %s", (current.family_id,))
             .fetchall() if current.family_id else
             conn.execute("SELECT parent_email FROM pairings WHERE pairing_id = %s",
                          (current.pairing_id,)).fetchall())
-    for (stored,) in rows:
-        to = emails.show(conn, stored)
-        if mail is None:
-            logger.warning("no mail channel: the family holding %s was not told of a release "
-                           "request", current.device_id)
-            return
+    addresses = [emails.show(conn, stored) for (stored,) in rows]
+    if "(sealed)" in addresses:
+        return False
+    conn.execute("UPDATE custody_releases SET told_at = now() WHERE release_id = %s",
+                 (release_id,))
+    for to in addresses:
         try:
             mail(to, "Someone is trying to pair your Teddy bear",
                  "Hello,\n\nYour bear was factory-reset and another account is trying to pair "
@@ -305,6 +323,7 @@ def _tell_holders(conn: Connection, current: Held, mail: Mail | None) -> None:
                  "may have been copied.\n")
         except TeddyError as exc:
             logger.error("could not tell a parent about a release request: %s", exc)
+    return True
 
 
 def decide_release(conn: Connection, family_id: str, release_id: str, approve: bool,

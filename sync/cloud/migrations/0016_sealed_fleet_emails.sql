@@ -9,3 +9,7 @@ CREATE INDEX pairings_parent_email_hash ON pairings (parent_email_hash)
     WHERE parent_email_hash IS NOT NULL;
 DROP INDEX IF EXISTS consents_parent;
 CREATE INDEX consents_parent_email_hash ON consents (parent_email_hash) WHERE revoked_at IS NULL;
+-- A release request is mailed to the holding family by a process that can open their
+-- addresses: at once where the claim was approved with the cloud key, else by the notifier
+-- (teddy-cloud notify run), which holds it; told_at says it went.
+ALTER TABLE custody_releases ADD COLUMN told_at timestamptz;

@@ -58,14 +58,49 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         emails.migrate(conn)
         notifier = Notifier(settings.notify, conn)
         if args.once:
+            told = _tell_release_requests(settings, conn)
             counts = notifier.run_once()
-            print(json.dumps(dict(sorted(counts.items()))))
+            print(json.dumps(dict(sorted({**counts, "release_requests_told": told}.items()))))
             return 0
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
+        threading.Thread(target=_release_rounds, args=(settings, stop), daemon=True).start()
         notifier.run(stop)
     return 0
+
+
+def _tell_release_requests(settings: Settings, conn) -> int:
+    """Mail the holding families of release requests the keyless fleet service opened
+    (:func:`sync.cloud.custody.tell_pending`); how many were told."""
+    from sync.cloud import custody
+    from sync.cloud.portal.auth import send_mail
+
+    if not settings.portal.mail_channel:
+        return 0
+    return custody.tell_pending(conn, lambda to, subject, body: send_mail(settings, to, subject,
+                                                                          body))
+
+
+def _release_rounds(settings: Settings, stop: threading.Event) -> None:
+    """:func:`_tell_release_requests` every poll interval, on a connection of its own."""
+    import logging
+
+    from sync.cloud import db
+
+    conn = None
+    while not stop.wait(settings.notify.poll_interval_s):
+        try:
+            conn = conn or db.connect(settings.cloud)
+            _tell_release_requests(settings, conn)
+        except Exception:  # one bad round never stops the notifier
+            logging.getLogger(__name__).exception("telling families of release requests "
+                                                  "failed; trying again next interval")
+            if conn is not None:
+                conn.close()
+            conn = None
+    if conn is not None:
+        conn.close()
 
 
 def _log(args: argparse.Namespace, settings: Settings) -> int:
