@@ -137,10 +137,14 @@ def _fleet(settings: Settings):
 def _keyring(settings: Settings) -> None:
     """Install the cloud key (never made here): parents' addresses in the fleet tables are
     found by its keyed hash and sealed under it (sync/cloud/emails.py)."""
+    from config.errors import CloudError
     from sync.cloud import family_keys
 
-    if family_keys.keyring() is None:
-        family_keys.install(settings, create=False)
+    ring = family_keys.keyring() or family_keys.install(settings, create=False)
+    if settings.portal.cloud_key_file is not None and not ring.ready():
+        raise CloudError(f"the cloud key {settings.portal.cloud_key_file} cannot be read: "
+                         "parents' addresses are found and sealed with it — run this as root "
+                         "or unset TEDDY_PORTAL__CLOUD_KEY_FILE on a development set-up")
 
 
 def _print_json(data: Any) -> None:
