@@ -60,7 +60,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         if args.once:
             told = _tell_release_requests(settings, conn)
             counts = notifier.run_once()
-            print(json.dumps(dict(sorted({**counts, "release_requests_told": told}.items()))))
+            if told:
+                counts["release_requests_told"] = told
+            print(json.dumps(dict(sorted(counts.items()))))
             return 0
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
