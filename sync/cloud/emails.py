@@ -7,8 +7,10 @@ trimmed, lower-cased address under a key derived from the e-mail key) and ``emai
 (AES-256-GCM, ``te1.``) under an e-mail key wrapped by the cloud key (``email_keys``); the
 fleet tables ``pairings`` and ``consents`` keep ``parent_email_hash`` and ``parent_email``
 sealed the same way (:func:`stored`); ``consent_records.parent_email`` is sealed too. Every
-process that reads or writes them installs the keyring first (the parent app, ``teddy-cloud
-fleet`` and ``fleet serve``, ``teddy-cloud notify run``). Without a cloud key (development)
+process that reads or writes them installs the keyring first (the parent app, the operator's
+``teddy-cloud fleet``, ``teddy-cloud notify run``); ``fleet serve`` holds no cloud key: the
+app hands it the address sealed and hashed (``fleet_requests.pair``), and the notifier tells
+families of the release requests it opens. Without a cloud key (development)
 the hash is unkeyed and the address stays readable, and one warning says so. :func:`migrate`
 seals rows written before (plain address, no hash) on the first connection of such a
 process.
