@@ -222,6 +222,9 @@ class CloudSettings(Section):
     a service account, login ``<name>-alerts``), so no bear's burst delays another's alert."""
     max_messages_per_transaction: int = Field(default=200, ge=1, le=10000)
     """Most MQTT messages the ingestor commits in one transaction."""
+    max_bytes_per_transaction: int = Field(default=512 * 1024, ge=1024, le=256 * 1024 * 1024)
+    """Most payload bytes the ingestor commits in one transaction (one message always goes):
+    how long another bear's turns can wait behind one bear's burst."""
     max_clock_ahead_s: float = Field(default=86400.0, ge=0, le=30 * 86400)
     """Ingest refuses a message dated more than this many seconds after its own clock."""
     max_message_age_days: float = Field(default=3660.0, ge=1, le=36500)

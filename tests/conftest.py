@@ -27,6 +27,17 @@ def _no_teddy_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(key)
 
 
+@pytest.fixture(autouse=True)
+def _no_cloud_key_left_over():
+    """A cloud keyring a test installed (the parent app's, with its tmp key) is not the next
+    test's: without this a later in-process pairing would seal parents' addresses under a
+    key of a test long gone (sync/cloud/emails.py)."""
+    yield
+    from sync.cloud import family_keys
+
+    family_keys._installed = None
+
+
 @pytest.fixture
 def broker(tmp_path: Path):
     """A Mosquitto of the test's own on a free port (anonymous allowed)."""

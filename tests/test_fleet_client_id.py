@@ -1,10 +1,8 @@
-"""Issue 21, item 7: ``svc.fleet`` can take a bear's client id (and with it its session).
+"""Issue 21, item 7: ``svc.fleet`` could take a bear's client id (and with it its session).
 
-Not closed: Mosquitto 2.0's dynamic-security plugin binds an account to one exact client id
-or to none, and fleet operations open several short connections at once (CLI, approvals,
-the parent app), so ``svc.fleet`` is unbound (docs/operations.md, "Set up the broker"). This
-test reproduces the finding on the shipped broker config and stays a strict xfail until the
-fleet account is bound (a pool of bound fleet accounts, or a broker with prefix binding)."""
+Closed by a pool of fleet accounts, each bound to its own name as client id
+(:mod:`sync.cloud.fleet_slots`): the finding is re-run on the shipped broker config, with
+every account of the pool, and concurrent fleet links still work (each takes its own slot)."""
 
 from __future__ import annotations
 
@@ -13,7 +11,6 @@ import secrets
 import time
 
 import paho.mqtt.client as mqtt
-import pytest
 from support.brokers import ShippedBroker
 
 from config.settings import load_settings
@@ -32,10 +29,6 @@ def _connect(port: int, username: str, password: str, client_id: str):
     return client, answered.get(timeout=10), dropped
 
 
-@pytest.mark.xfail(strict=True, reason="measured: svc.fleet connected as teddy-<bear> "
-                   "(CONNACK 0) and the bear was disconnected (session taken over); Mosquitto "
-                   "2.0.11 dynsec binds one exact client id per account, and fleet connections "
-                   "are concurrent, so svc.fleet is unbound")
 def test_the_fleet_account_cannot_take_a_bears_client_id(tmp_path):
     from sync.cloud.provision import provision
 
@@ -57,10 +50,47 @@ def test_the_fleet_account_cannot_take_a_bears_client_id(tmp_path):
         thief, thief_code, _ = _connect(broker.port, "svc.fleet", password("svc.fleet"),
                                         f"teddy-{device}")
         time.sleep(0.5)
+        dropped_before_we_left = list(bear_dropped)  # our own disconnect below adds one
         for client in (thief, bear):
             client.disconnect()
             client.loop_stop()
     finally:
         broker.kill()
     assert thief_code != 0, "svc.fleet took the bear's client id"
-    assert not bear_dropped, "the bear lost its session to svc.fleet"
+    assert not dropped_before_we_left, "the bear lost its session to svc.fleet"
+
+
+def test_every_account_of_the_fleet_pool_is_bound_and_links_run_side_by_side(tmp_path):
+    """Each pool account connects only with its own name; a foreign or a bear's client id is
+    refused for all of them; three CloudLinks open at once take three different slots and
+    the first stays connected while the others come and go."""
+    from support.brokers import connects
+
+    from sync.cloud import fleet_slots
+    from sync.cloud.cloud_link import CloudLink
+    from sync.cloud.provision import provision
+
+    broker = ShippedBroker(tmp_path / "broker")
+    broker.start()
+    out = tmp_path / "fragments"
+    device = f"bear-fleet-pool-{secrets.token_hex(3)}"
+    try:
+        with broker.auth() as auth:
+            provision(auth, "svc.fleet", role="fleet", fragment_dir=out)
+        settings = load_settings(out / "svc.fleet.toml", mqtt={"port": broker.port})
+        password = settings.mqtt.password.get_secret_value()
+        names = fleet_slots.pool_names("svc.fleet")
+        assert len(names) == fleet_slots.POOL_SIZE
+        for name in names:
+            assert connects(broker.port, name, password, name), name
+            assert not connects(broker.port, name, password, f"teddy-{device}"), name
+            assert not connects(broker.port, name, password, "fleet-anything"), name
+        with CloudLink(settings) as first:
+            with CloudLink(settings) as second, CloudLink(settings) as third:
+                taken = {link._slot.username for link in (first, second, third)}
+                assert len(taken) == 3 and taken <= set(names)
+            time.sleep(0.5)
+            assert first._link.connected, "a second fleet link pushed the first off"
+            assert first._link.connects == 1
+    finally:
+        broker.kill()

@@ -99,6 +99,7 @@ def test_a_flooding_bear_delays_no_other_bears_wellbeing_alert_by_more_than_a_se
           f"publish; {queued} flood batches were still queued when the alert was sent")
     assert queued > 100, "the flood was over before the alert: nothing measured"
     assert alert_delay < 1.0, f"the alert waited {alert_delay:.2f} s behind the flood"
+    assert talk_delay < 1.0, f"the other bear's turns waited {talk_delay:.2f} s behind the flood"
 
 
 def _received(device: str, n: int) -> Received:
@@ -117,3 +118,23 @@ def test_the_fair_inbox_takes_one_message_per_bear_per_round():
     assert [m.mid for m in inbox.take(2, timeout=0.1)] == [101, 2]
     assert inbox.qsize() == 47
     assert len(inbox.take(1000, timeout=0.1)) == 47 and inbox.take(5, timeout=0.05) == []
+
+
+def test_a_transaction_holds_at_most_its_byte_budget_and_ends_for_another_bear():
+    """``cloud.max_bytes_per_transaction``: one bear's 18 kB batches fill a transaction only
+    up to the budget, so a transaction in progress when another bear's turns arrive is
+    short; a single message larger than the budget still goes (alone)."""
+    inbox = FairInbox()
+    for n in range(10):
+        inbox.put(Received(up_topic("bear-flood", "turns"), b"x" * 18_000, n, 1))
+    inbox.put(Received(up_topic("bear-big", "turns"), b"y" * 100_000, 99, 1))
+    assert [m.mid for m in inbox.take(200, 0.1, most_bytes=40_000)] == [0]  # + big: too much
+    assert [m.mid for m in inbox.take(200, 0.1, most_bytes=40_000)] == [99]  # alone
+    assert [m.mid for m in inbox.take(200, 0.1, most_bytes=40_000)] == [1, 2]
+    assert len(inbox.take(200, 0.1)) == 7  # no budget: as many as allowed
+    for n in range(10):
+        inbox.put(Received(up_topic("bear-flood", "turns"), b"x" * 18_000, n, 1))
+    inbox.put(Received(up_topic("bear-talk", "turns"), b"hello", 50, 1))
+    # another bear's message ends the transaction once only the flood is left
+    assert [m.mid for m in inbox.take(200, 0.1, most_bytes=1 << 20)] == [0, 50]
+    assert len(inbox.take(200, 0.1, most_bytes=1 << 20)) == 9

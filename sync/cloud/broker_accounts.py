@@ -17,10 +17,11 @@ What every account may do (checked by the broker at CONNECT, SUBSCRIBE and PUBLI
 - a service ``svc.<name>`` has one role: ``ingest`` (the shared subscription of every bear's
   ``up/``, write every ``down/``; one account per process, bound to its own name as client
   id) or ``fleet`` (write ``down/cmd``, ``down/config``, ``down/claim``; read
-  ``up/cmd-result``, ``up/config``, ``up/claim``). Fleet operations open short connections
-  concurrently (CLI, approvals), and Mosquitto 2.0 binds an account to one exact client id
-  only, so ``fleet`` accounts are not bound: they are trusted cloud credentials that can
-  already command every bear (see docs/operations.md); or ``edge`` (an edge broker's bridge
+  ``up/cmd-result``, ``up/config``, ``up/claim``). Fleet operations open connections
+  concurrently (``fleet serve``, approvals, the CLI) and Mosquitto 2.0 binds an account to
+  one exact client id, so a fleet account is a pool of ``fleet_slots.POOL_SIZE`` accounts, each
+  bound to its own name (:mod:`sync.cloud.fleet_slots`): none can take a bear's client id;
+  or ``edge`` (an edge broker's bridge
   on the core, logged in by its TLS client certificate: write every ``up/``, read every
   ``down/``).
 
@@ -41,6 +42,7 @@ from pydantic import SecretStr
 
 from config.errors import CloudError, SyncError
 from config.settings import DEVICE_ID_PATTERN, SERVICE_ACCOUNT_PATTERN, MqttSettings, Settings
+from sync.cloud.fleet_slots import pool_names
 from sync.protocol import TOPIC_ROOT
 
 if TYPE_CHECKING:
@@ -128,7 +130,7 @@ def device_acls(device_id: str) -> list[dict[str, Any]]:
 INGEST_LANE_SUFFIX = "-alerts"
 """An ingest account ``svc.<name>`` comes with ``svc.<name>-alerts``: the second connection
 of its alert lane (``sync/cloud/ingest.py``), bound to that name as client id."""
-BOUND_SERVICE_ROLES = frozenset({"ingest"})
+BOUND_SERVICE_ROLES = frozenset({"ingest", "fleet"})
 """Service roles whose accounts may connect only with their own name as client id."""
 
 SERVICE_ACLS: dict[str, list[dict[str, Any]]] = {
@@ -219,7 +221,9 @@ class DynsecAuth:
                                              for item in client.get("roles", [])}
 
     def set_service(self, name: str, role: str, password: str) -> None:
-        """Create or replace a service account with role ``ingest`` or ``fleet``."""
+        """Create or replace a service account with role ``ingest`` or ``fleet``, bound to its
+        own name as client id (a fleet account with its pool of ``fleet_slots.POOL_SIZE``, see
+        :mod:`sync.cloud.fleet_slots`; an ingest account with its alert lane)."""
         check_service_name(name)
         if role not in SERVICE_ACLS:
             raise CloudError(f"unknown service role {role!r}: use one of {sorted(SERVICE_ACLS)}")
@@ -229,6 +233,10 @@ class DynsecAuth:
         if role == "ingest":  # its alert lane: same password, bound to its own client id
             lane = check_service_name(name + INGEST_LANE_SUFFIX)
             self._set_client(lane, password, lane, SERVICE_ROLE_PREFIX + role)
+        if role == "fleet":  # its pool (sync/cloud/fleet_slots.py): each bound to its name
+            for slot in pool_names(name)[1:]:
+                check_service_name(slot)
+                self._set_client(slot, password, slot, SERVICE_ROLE_PREFIX + role)
         logger.info("broker account of service %s (%s) set", name, role)
 
     def _ensure_role(self, role: str, acls: list[dict[str, Any]]) -> None:

@@ -14,7 +14,7 @@ import queue
 import secrets
 import socket
 
-from config.errors import CloudError
+from config.errors import CloudError, SyncError
 from config.settings import Settings
 from sync.client import Delivery, Inbound, MqttLink
 from sync.protocol import Message
@@ -31,12 +31,45 @@ class CloudLink:
     """One fleet operation's MQTT connection. A context manager."""
 
     def __init__(self, settings: Settings, purpose: str = "fleet") -> None:
-        client_id = f"{purpose}-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-        self._link = MqttLink(settings.mqtt, client_id=client_id)
+        from sync.client import service_client_id
+        from sync.cloud import fleet_slots
+
+        mqtt = settings.mqtt
+        self._slot: fleet_slots.Slot | None = None
+        self._legacy = MqttLink(mqtt, client_id=_own_client_id(purpose))
+        """The same login with a client id of ours: an account made before the pool."""
+        base = service_client_id(mqtt)
+        if base is not None:  # a service account: one of its pool, bound to its client id
+            self._slot = fleet_slots.take(base, mqtt.host, mqtt.port, mqtt.connect_timeout)
+            self._link = MqttLink(mqtt.model_copy(update={"username": self._slot.username}),
+                                  client_id=self._slot.username)
+        else:  # no account (a development broker): any client id of ours
+            self._link = self._legacy
 
     def __enter__(self) -> CloudLink:
-        self._link.connect()
+        try:
+            self._connect()
+        except BaseException:
+            self.close()  # the slot goes back to the pool
+            raise
         return self
+
+    def _connect(self) -> None:
+        try:
+            self._link.connect()
+        except SyncError as exc:
+            if self._slot is None or "Not authorized" not in str(exc):
+                raise
+            # no pool account on this broker: the account was provisioned before the pool
+            # (unbound, so the broker takes any client id); ours works until it is re-made
+            logger.warning("broker account %s is not there: %s was provisioned before its pool"
+                           " of bound client ids — run teddy-cloud provision --service fleet "
+                           "%s --rotate", self._slot.username, self._legacy.settings.username,
+                           self._legacy.settings.username)
+            self._slot.close()
+            self._slot = None
+            self._link = self._legacy
+            self._link.connect()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -44,6 +77,9 @@ class CloudLink:
     def close(self) -> None:
         """Disconnect; idempotent."""
         self._link.close()
+        if self._slot is not None:
+            self._slot.close()
+            self._slot = None
 
     def expect(self, message: type[Message],
                device_id: str | None = None) -> queue.Queue[tuple[str, bytes]]:
@@ -74,3 +110,7 @@ class CloudLink:
         if not delivery.wait(PUBACK_TIMEOUT_S):
             raise CloudError(f"the broker did not take the message on {delivery.topic} within "
                              f"{PUBACK_TIMEOUT_S:g} s — check the broker and the cloud user's ACL")
+
+
+def _own_client_id(purpose: str) -> str:
+    return f"{purpose}-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"

@@ -168,12 +168,16 @@ def claim(conn: Connection, new: NewClaim, ttl_s: float, refusal: str = "") -> b
     return made is not None
 
 
-def hold(conn: Connection, claim_id: str, *, family_id: str | None, parent_email: str,
-         requester: str, release: str, actor: str) -> Held:
+def hold(conn: Connection, claim_id: str, *, family_id: str | None,
+         parent_email: str | tuple[str, bytes], requester: str, release: str,
+         actor: str) -> Held:
     """Claimed → held: flip the pending claim to approved at generation g+1 for ``family_id``,
     ending the holder it proved it may release (only if the claimant IS that holder), in ONE
     transaction. :class:`ReleasePendingError` when another family holds the bear (they are
-    asked, see :func:`request_release`); :class:`CustodyError` when the claim is not pending."""
+    asked, see :func:`request_release`); :class:`CustodyError` when the claim is not pending.
+    ``parent_email``: the address, or as already stored (:func:`sync.cloud.emails.stored`)."""
+    stored = (parent_email if isinstance(parent_email, tuple)
+              else emails.stored(conn, parent_email))
     with conn.transaction():
         claim = conn.execute(
             "SELECT device_id, releases::text FROM pairings WHERE claim_id = %s AND status ="
@@ -185,7 +189,7 @@ def hold(conn: Connection, claim_id: str, *, family_id: str | None, parent_email
         current = _lock_bear(conn, device_id)
         if current is not None:
             if releases != current.pairing_id or not _same_holder(conn, current, family_id,
-                                                                  parent_email):
+                                                                  stored[1]):
                 raise ReleasePendingError(
                     "this bear is still paired to another family — they have been asked to "
                     "release it; once they do, enter a new code")
@@ -195,9 +199,10 @@ def hold(conn: Connection, claim_id: str, *, family_id: str | None, parent_email
             " RETURNING generation", (device_id,)))[0]
         pairing_id = one_row(conn.execute(
             "UPDATE pairings SET status = 'approved', approved_at = now(), parent_email = %s,"
-            " requester = %s, release_digest = %s, mqtt_username = device_id, generation = %s"
-            " WHERE claim_id = %s RETURNING pairing_id::text",
-            (parent_email, requester, release, generation, claim_id)))[0]
+            " parent_email_hash = %s, requester = %s, release_digest = %s,"
+            " mqtt_username = device_id, generation = %s WHERE claim_id = %s"
+            " RETURNING pairing_id::text",
+            (*stored, requester, release, generation, claim_id)))[0]
         conn.execute("UPDATE devices SET pairing_id = %s WHERE device_id = %s",
                      (pairing_id, device_id))
         conn.execute("DELETE FROM device_config WHERE device_id = %s", (device_id,))
@@ -216,12 +221,12 @@ def _lock_bear(conn: Connection, device_id: str) -> Held | None:
 
 
 def _same_holder(conn: Connection, current: Held, family_id: str | None,
-                 parent_email: str) -> bool:
+                 found_by: bytes) -> bool:
     if current.family_id is not None:
         return current.family_id == family_id
-    row = conn.execute("SELECT lower(parent_email) FROM pairings WHERE pairing_id = %s",
-                       (current.pairing_id,)).fetchone()
-    return row is not None and row[0] == parent_email.strip().lower()
+    row = conn.execute("SELECT 1 FROM pairings WHERE pairing_id = %s AND parent_email_hash = %s",
+                       (current.pairing_id, found_by)).fetchone()
+    return row is not None
 
 
 def _end(conn: Connection, current: Held, status: str, actor: str, **detail: Any) -> None:
@@ -277,21 +282,39 @@ def request_release(conn: Connection, claim_id: str, window_s: float,
         record(conn, "release-requested", device_id=current.device_id,
                pairing_id=current.pairing_id, generation=current.generation,
                family_id=current.family_id, actor="claim " + claim_id, release_id=made[0])
-    _tell_holders(conn, current, mail)
+    if mail is None or not _tell_holders(conn, current, mail, made[0]):
+        logger.info("release request %s: the holding family is told by the notifier", made[0])
     return made[0]
 
 
-def _tell_holders(conn: Connection, current: Held, mail: Mail | None) -> None:
+def tell_pending(conn: Connection, mail: Mail) -> int:
+    """Tell the holding families of open release requests nobody told yet (the notifier's
+    round: the fleet service that opened them holds no cloud key to open addresses);
+    returns how many requests were told."""
+    rows = conn.execute(
+        "SELECT r.release_id::text, d.device_id, r.pairing_id::text, r.generation,"
+        " fp.family_id::text FROM custody_releases r JOIN devices d USING (device_id)"
+        " LEFT JOIN family_pairings fp ON fp.pairing_id = r.pairing_id"
+        " WHERE r.told_at IS NULL AND r.decided_at IS NULL AND r.expires_at > now()"
+        " ORDER BY r.requested_at LIMIT 100").fetchall()
+    return sum(_tell_holders(conn, Held(device_id, pairing_id, generation, family_id), mail,
+                             release_id)
+               for release_id, device_id, pairing_id, generation, family_id in rows)
+
+
+def _tell_holders(conn: Connection, current: Held, mail: Mail, release_id: str) -> bool:
+    """Mail every parent of the holder; False (nobody told, nothing marked) when this
+    process cannot open their addresses (no cloud key: the notifier tells them)."""
     rows = (conn.execute("SELECT email FROM parents WHERE family_id = %s", (current.family_id,))
             .fetchall() if current.family_id else
             conn.execute("SELECT parent_email FROM pairings WHERE pairing_id = %s",
                          (current.pairing_id,)).fetchall())
-    for (stored,) in rows:
-        to = emails.show(conn, stored)
-        if mail is None:
-            logger.warning("no mail channel: the family holding %s was not told of a release "
-                           "request", current.device_id)
-            return
+    addresses = [emails.show(conn, stored) for (stored,) in rows]
+    if "(sealed)" in addresses:
+        return False
+    conn.execute("UPDATE custody_releases SET told_at = now() WHERE release_id = %s",
+                 (release_id,))
+    for to in addresses:
         try:
             mail(to, "Someone is trying to pair your Teddy bear",
                  "Hello,\n\nYour bear was factory-reset and another account is trying to pair "
@@ -300,6 +323,7 @@ def _tell_holders(conn: Connection, current: Held, mail: Mail | None) -> None:
                  "may have been copied.\n")
         except TeddyError as exc:
             logger.error("could not tell a parent about a release request: %s", exc)
+    return True
 
 
 def decide_release(conn: Connection, family_id: str, release_id: str, approve: bool,
@@ -435,7 +459,8 @@ def decline(conn: Connection, token: str, email: str) -> bool:
             " declined_at IS NULL RETURNING invite_id::text, family_id::text",
             (token_hash(token), emails.lookup(conn, email))).fetchone()
         if row is not None:
-            record(conn, "declined", family_id=row[1], actor=email, invite_id=row[0])
+            record(conn, "declined", family_id=row[1], actor="the invited address",
+                   invite_id=row[0])
     return row is not None
 
 

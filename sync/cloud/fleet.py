@@ -22,7 +22,7 @@ from typing import Any
 
 from config.errors import CloudError, ProtocolError
 from config.settings import Settings
-from sync.cloud import family_keys
+from sync.cloud import emails, family_keys
 from sync.cloud.cloud_link import CloudLink
 from sync.protocol import (
     COMMANDS,
@@ -397,15 +397,16 @@ class Fleet:
     def pairings_of_parent(self, parent_email: str) -> list[dict[str, Any]]:
         """Every pairing (family scope) this parent's consent started, and whether it is
         the bear's current one."""
+        same, params = emails.matching(self.conn, parent_email, "p.parent_email")
         rows = self.conn.execute(
             "SELECT p.pairing_id::text, p.device_id, d.pairing_id = p.pairing_id"
-            " FROM pairings p LEFT JOIN devices d USING (device_id)"
-            " WHERE lower(p.parent_email) = lower(%s)"
+            f" FROM pairings p LEFT JOIN devices d USING (device_id) WHERE {same}"
             " AND p.status IN ('approved', 'unpaired', 'released') ORDER BY p.approved_at",
-            (parent_email,)).fetchall()
+            params).fetchall()
         if not rows:
             raise UnknownDeviceError(f"no bear was ever paired by {parent_email} — check the "
-                                     "e-mail address")
+                                     "e-mail address (and that this command can read the "
+                                     "cloud key, portal.cloud_key_file)")
         return [{"pairing_id": r[0], "device_id": r[1], "current": bool(r[2])} for r in rows]
 
     def _current_pairing(self, device_id: str) -> str | None:

@@ -108,15 +108,15 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
-    from sync.cloud import db, family_keys
+    from sync.cloud import db, emails, family_keys
     from sync.cloud.portal.service import export_pairing
 
     family_keys.install(settings)
     with db.connect(settings.cloud) as conn:
+        same, params = emails.matching(conn, args.parent)
         pairings = conn.execute(
-            "SELECT pairing_id::text, device_id FROM pairings WHERE lower(parent_email) ="
-            " lower(%s) AND status IN ('approved', 'unpaired') ORDER BY approved_at",
-            (args.parent,)).fetchall()
+            f"SELECT pairing_id::text, device_id FROM pairings WHERE {same}"
+            " AND status IN ('approved', 'unpaired') ORDER BY approved_at", params).fetchall()
         data = [{"pairing_id": p, "device_id": d, **export_pairing(conn, p)}
                 for p, d in pairings]
     if not data:
@@ -130,7 +130,21 @@ def _fleet(settings: Settings):
     from sync.cloud import db
     from sync.cloud.fleet import Fleet
 
+    _keyring(settings)
     return Fleet(settings, db.connect(settings.cloud))
+
+
+def _keyring(settings: Settings) -> None:
+    """Install the cloud key (never made here): parents' addresses in the fleet tables are
+    found by its keyed hash and sealed under it (sync/cloud/emails.py)."""
+    from config.errors import CloudError
+    from sync.cloud import family_keys
+
+    ring = family_keys.keyring() or family_keys.install(settings, create=False)
+    if settings.portal.cloud_key_file is not None and not ring.ready():
+        raise CloudError(f"the cloud key {settings.portal.cloud_key_file} cannot be read: "
+                         "parents' addresses are found and sealed with it — run this as root "
+                         "or unset TEDDY_PORTAL__CLOUD_KEY_FILE on a development set-up")
 
 
 def _print_json(data: Any) -> None:
@@ -164,8 +178,10 @@ def _edges_check(args: argparse.Namespace, settings: Settings) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import signal
 
+    from sync.cloud import fleet_slots
     from sync.cloud.fleet_service import RequestService
 
+    fleet_slots.use_group("serve")  # its private /tmp hides the operator's slot locks
     service = RequestService(settings)
     signal.signal(signal.SIGTERM, lambda *_: service.stop.set())
     signal.signal(signal.SIGINT, lambda *_: service.stop.set())
@@ -305,6 +321,7 @@ def _pair_approve(args: argparse.Namespace, settings: Settings) -> int:
     from sync.protocol.consent import parse_scopes
 
     scopes = tuple(s.value for s in parse_scopes(args.consent))
+    _keyring(settings)
     with db.connect(settings.cloud) as conn:
         approved = approve(settings, conn, args.code, args.parent_email, scopes, args.device,
                            requester=args.requester)

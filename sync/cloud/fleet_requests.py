@@ -23,7 +23,7 @@ import uuid
 from typing import Any
 
 from config.errors import TeddyError
-from sync.cloud import custody
+from sync.cloud import custody, emails
 from sync.cloud.pairing import PairingError
 
 logger = logging.getLogger(__name__)
@@ -103,12 +103,14 @@ def pair(conn: Any, family_id: str, parent_id: str, parent_email: str, code: str
     and wait up to ``wait_s`` for it; returns the bear's ``device_id`` and ``pairing_id``.
     :class:`PairingError` with the reason otherwise."""
     command_id = uuid.uuid4().hex
+    sealed, found_by = emails.stored(conn, parent_email)  # the app holds the cloud key
     row = conn.execute(
         "INSERT INTO fleet_requests (family_id, name, args, command_id) SELECT %(family)s,"
         " 'pair', %(args)s, %(id)s WHERE " +
         _MEMBER.format(family="%(family)s", parent="%(parent)s") + " RETURNING command_id",
         {"family": family_id, "parent": str(parent_id), "id": command_id, "args": json.dumps(
             {"code": code, "parent_id": str(parent_id), "parent_email": parent_email,
+             "parent_email_sealed": sealed, "parent_email_hash": found_by.hex(),
              "address": address, "scopes": list(scopes)})}).fetchone()
     if row is None:
         raise PairingError("you are not a member of this family any more — sign in again")

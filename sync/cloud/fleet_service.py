@@ -23,6 +23,9 @@ from sync.cloud.fleet_requests import CHANNEL, STILL_ITS
 from sync.cloud.pairing import PairingError, approve
 from sync.systemd_notify import SystemdNotifier
 
+_PRIVATE = "'{code,parent_email,parent_email_sealed,parent_email_hash}'::text[]"
+"""What a pairing request's ``args`` lose once it is done (the code and the address)."""
+
 logger = logging.getLogger(__name__)
 
 _CLAIM = (
@@ -30,7 +33,7 @@ _CLAIM = (
     " reason = CASE WHEN ok THEN NULL WHEN r.name = 'pair' THEN 'you are not a member of"
     " this family any more' ELSE 'the bear changed hands before it was sent — nothing was"
     " sent' END, done_at = CASE WHEN ok THEN NULL ELSE now() END,"
-    " args = CASE WHEN ok THEN r.args ELSE r.args - 'code' - 'parent_email' END"
+    " args = CASE WHEN ok THEN r.args ELSE r.args - " + _PRIVATE + " END"
     " FROM (SELECT r.request_id, " + STILL_ITS + " AS ok FROM fleet_requests r"
     " WHERE r.status = 'pending' ORDER BY r.request_id LIMIT 1 FOR UPDATE SKIP LOCKED)"
     " AS claimed WHERE r.request_id = claimed.request_id"
@@ -137,7 +140,7 @@ class RequestService:
                                tuple(args.get("scopes") or ()),
                                requester=str(args.get("parent_id") or "") or None,
                                family_id=family_id, address=args.get("address"),
-                               mail=self._mail)
+                               mail=self._mail, stored_email=_stored_email(args))
             return {"device_id": approved.device_id, "pairing_id": approved.pairing_id}
         assert device_id is not None  # the table's CHECK: every other request names a bear
         if name == "config":
@@ -158,6 +161,18 @@ class RequestService:
         """Record the outcome (a pairing code is not kept past it)."""
         conn.execute(
             "UPDATE fleet_requests SET status = %s, reason = %s, result = %s, done_at = now(),"
-            " args = CASE WHEN name = 'pair' THEN args - 'code' - 'parent_email' ELSE args END"
+            " args = CASE WHEN name = 'pair' THEN args - " + _PRIVATE + " ELSE args END"
             " WHERE request_id = %s",
             (status, reason, None if result is None else json.dumps(result), request_id))
+
+
+def _stored_email(args: dict[str, Any]) -> tuple[str, bytes] | None:
+    """The parent's address as the app sealed and hashed it (this service holds no cloud
+    key); None for a request written before the app did (then it is stored as sent)."""
+    sealed, found_by = args.get("parent_email_sealed"), args.get("parent_email_hash")
+    if not isinstance(sealed, str) or not isinstance(found_by, str):
+        return None
+    try:
+        return sealed, bytes.fromhex(found_by)
+    except ValueError:
+        return None

@@ -20,7 +20,9 @@ Fairness: wellbeing and other alerts have their own lane — a second MQTT conne
 own thread and database connection, so a bear's permitted burst of turns queued on the main
 connection never stands in front of another bear's alert. On the main lane, messages are
 taken from per-bear queues in turn (:class:`FairInbox`), one bear's backlog never ahead of
-another's next message.
+another's next message, and a transaction holds at most ``cloud.max_bytes_per_transaction``
+of payload, so the transaction in progress when another bear's turns arrive is short
+(``tests/test_ingest_fairness.py``: its ack within 1 s under a permitted flood).
 
 At start, ingest waits for a broker that is not up yet (retrying with backoff, a WARNING
 per attempt) and tells systemd READY only once its subscriptions are confirmed.
@@ -88,16 +90,27 @@ class FairInbox:
         """Messages waiting."""
         return self._size
 
-    def take(self, most: int, timeout: float) -> list[Received]:
-        """Up to ``most`` messages, one per bear per round; waits up to ``timeout`` for the
-        first. Empty if none came."""
+    def take(self, most: int, timeout: float, most_bytes: int | None = None
+             ) -> list[Received]:
+        """Up to ``most`` messages (and ``most_bytes`` of payload, at least one message), one
+        per bear per round; waits up to ``timeout`` for the first. Empty if none came. Once
+        the batch holds two bears' messages and only one bear still waits, it ends: that
+        bear's backlog goes in the next transaction, the others' messages commit now."""
         with self._ready:
             if not self._size and not self._ready.wait_for(lambda: self._size > 0, timeout):
                 return []
             taken: list[Received] = []
+            size = 0
+            bears: set[str] = set()
             while self._queues and len(taken) < most:
+                if len(self._queues) == 1 and len(bears) > 1:
+                    break
                 bear, waiting = next(iter(self._queues.items()))
+                size += len(waiting[0].payload)
+                if taken and most_bytes is not None and size > most_bytes:
+                    break  # the rest waits: one bear's burst never makes a long transaction
                 taken.append(waiting.popleft())
+                bears.add(bear)
                 if waiting:
                     self._queues.move_to_end(bear)
                 else:
@@ -353,7 +366,9 @@ class Ingestor:
         logger.info("ingest stopped: %s", self.counters)
 
     def _next_messages(self, lane: Lane, timeout: float) -> list[Received]:
-        batch = lane.inbox.take(self._settings.cloud.max_messages_per_transaction, timeout)
+        cloud = self._settings.cloud
+        batch = lane.inbox.take(cloud.max_messages_per_transaction, timeout,
+                                cloud.max_bytes_per_transaction)
         if lane is self._main:
             self.metrics.inbox.set(lane.inbox.qsize())
         return batch

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from config.errors import ProtocolError, TeddyError
 from config.settings import DEVICE_ID_PATTERN, Settings
-from sync.cloud import custody
+from sync.cloud import custody, emails
 from sync.cloud.cloud_link import CloudLink
 from sync.cloud.db import one_row
 from sync.cloud.identity import ClaimKeys, claim_keys, is_manufactured
@@ -188,23 +188,29 @@ def normal_code(code: str) -> str:
 def approve(settings: Settings, conn: Connection, code: str, parent_email: str,
             scopes: tuple[str, ...], device_id: str | None = None, *,
             requester: str | None = None, family_id: str | None = None,
-            address: str | None = None, mail: custody.Mail | None = None) -> Approved:
+            address: str | None = None, mail: custody.Mail | None = None,
+            stored_email: tuple[str, bytes] | None = None) -> Approved:
     """Approve the waiting bear that spoke ``code``; see the module docstring.
 
     ``requester`` is who asks (the signed-in parent's account, or the operator); wrong
-    codes are limited per requester (default: ``parent_email``), per client ``address``
+    codes are limited per requester (default: ``parent_email``, kept only as its keyed
+    hash), per client ``address``
     and fleet-wide. ``family_id``: the family that will hold the bear (the parent app's);
-    ``mail`` tells a holding family of a release request."""
+    ``mail`` tells a holding family of a release request; ``stored_email``: the address as
+    the parent app sealed and hashed it (:func:`sync.cloud.emails.stored`; the fleet service
+    holds no cloud key), else sealed here."""
     code = normal_code(code)
     _check_inputs(code, parent_email, device_id)
-    who = (requester or parent_email).strip().lower()
-    _check_requester(conn, settings, who, address)
+    who = (requester.strip().lower() if requester else  # an address is kept only as its hash
+           "address " + emails.lookup(conn, parent_email).hex()[:32])
+    _check_requester(conn, settings, who, address, shown=requester or parent_email)
     keys = claim_keys(settings)
     with CloudLink(settings, purpose="pairing") as link:
         record_claims(conn, settings, link, keys, collect_claims(link, settings, keys))
         claim = _match(conn, settings, link, keys, code, device_id, who, address)
         token = secrets.token_urlsafe(32)
-        pairing_id = _commit(conn, settings, claim, parent_email, scopes, who,
+        stored = stored_email or emails.stored(conn, parent_email)
+        pairing_id = _commit(conn, settings, claim, stored, scopes, who,
                              release_digest(token), family_id, mail)
         grant = PairingGrant(parent=parent_email, release_token=token,  # it checks the scopes
                              scopes=cast("list[Scope]", list(scopes)))
@@ -230,14 +236,14 @@ def _check_inputs(code: str, parent_email: str, device_id: str | None) -> None:
 
 
 def _check_requester(conn: Connection, settings: Settings, requester: str,
-                     address: str | None = None) -> None:
+                     address: str | None = None, shown: str | None = None) -> None:
     fleet, window = settings.fleet, settings.fleet.claim_ttl_s
     mine, here, everyone = one_row(conn.execute(
         "SELECT count(*) FILTER (WHERE requester = %s), count(*) FILTER (WHERE address = %s),"
         " count(*) FROM pairing_failures WHERE failed_at > now() - make_interval(secs => %s)",
         (requester, address, window)))
     if mine >= fleet.requester_max_attempts:
-        raise RequesterLockedError(f"{mine} wrong codes from {requester} in the last "
+        raise RequesterLockedError(f"{mine} wrong codes from {shown or requester} in the last "
                                    f"{window:g} s — wait that long, then enter the code the "
                                    "bear speaks")
     if address is not None and here >= fleet.address_max_attempts:
@@ -333,9 +339,9 @@ def _answer_rejected(link: CloudLink, keys: ClaimKeys, settings: Settings, devic
     link.send(answer.signed_with(keys.signing), device_id)
 
 
-def _commit(conn: Connection, settings: Settings, claim: dict[str, Any], parent_email: str,
-            scopes: tuple[str, ...], requester: str, release: str, family_id: str | None,
-            mail: custody.Mail | None) -> str:
+def _commit(conn: Connection, settings: Settings, claim: dict[str, Any],
+            stored: tuple[str, bytes], scopes: tuple[str, ...], requester: str, release: str,
+            family_id: str | None, mail: custody.Mail | None) -> str:
     """The claim becomes a holding (:func:`sync.cloud.custody.hold`) and its consent is
     recorded, all or nothing; the new pairing id. Exactly one of two concurrent approvals
     gets here without an error."""
@@ -345,11 +351,11 @@ def _commit(conn: Connection, settings: Settings, claim: dict[str, Any], parent_
     try:
         with conn.transaction():
             held = custody.hold(conn, claim["claim_id"], family_id=family_id,
-                                parent_email=parent_email, requester=requester,
+                                parent_email=stored, requester=requester,
                                 release=release, actor=requester)
-            conn.execute("INSERT INTO consents (device_id, parent_email, scopes, claim_id,"
-                         " pairing_id) VALUES (%s, %s, %s, %s, %s)",
-                         (device_id, parent_email, list(scopes), claim["claim_id"],
+            conn.execute("INSERT INTO consents (device_id, parent_email, parent_email_hash,"
+                         " scopes, claim_id, pairing_id) VALUES (%s, %s, %s, %s, %s, %s)",
+                         (device_id, *stored, list(scopes), claim["claim_id"],
                           held.pairing_id))
     except custody.ReleasePendingError as exc:
         custody.request_release(conn, claim["claim_id"], settings.fleet.release_window_s, mail)

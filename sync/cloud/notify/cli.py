@@ -10,6 +10,7 @@ import json
 import signal
 import threading
 
+from config.errors import CloudError
 from config.settings import Settings
 
 LOG_QUERY = """
@@ -39,7 +40,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from contextlib import ExitStack
 
-    from sync.cloud import db
+    from sync.cloud import db, emails, family_keys
     from sync.cloud.fleet_metrics import FleetMetricsServer
     from sync.cloud.notify.dispatcher import Notifier
 
@@ -49,16 +50,59 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             metrics = stack.enter_context(
                 FleetMetricsServer(settings.cloud.pg_dsn.get_secret_value()))
             metrics.serve(settings.notify.metrics_port, settings.cloud.metrics_host)
+        ring = family_keys.install(settings, create=False)  # parents' addresses: sealed
+        if settings.portal.cloud_key_file is not None and not ring.ready():
+            raise CloudError(f"the cloud key {settings.portal.cloud_key_file} cannot be read: "
+                             "parents' e-mail addresses are sealed under it — give it to the "
+                             "notifier (LoadCredential=portal-cloud.key)")
+        emails.migrate(conn)
         notifier = Notifier(settings.notify, conn)
         if args.once:
+            told = _tell_release_requests(settings, conn)
             counts = notifier.run_once()
+            if told:
+                counts["release_requests_told"] = told
             print(json.dumps(dict(sorted(counts.items()))))
             return 0
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
+        threading.Thread(target=_release_rounds, args=(settings, stop), daemon=True).start()
         notifier.run(stop)
     return 0
+
+
+def _tell_release_requests(settings: Settings, conn) -> int:
+    """Mail the holding families of release requests the keyless fleet service opened
+    (:func:`sync.cloud.custody.tell_pending`); how many were told."""
+    from sync.cloud import custody
+    from sync.cloud.portal.auth import send_mail
+
+    if not settings.portal.mail_channel:
+        return 0
+    return custody.tell_pending(conn, lambda to, subject, body: send_mail(settings, to, subject,
+                                                                          body))
+
+
+def _release_rounds(settings: Settings, stop: threading.Event) -> None:
+    """:func:`_tell_release_requests` every poll interval, on a connection of its own."""
+    import logging
+
+    from sync.cloud import db
+
+    conn = None
+    while not stop.wait(settings.notify.poll_interval_s):
+        try:
+            conn = conn or db.connect(settings.cloud)
+            _tell_release_requests(settings, conn)
+        except Exception:  # one bad round never stops the notifier
+            logging.getLogger(__name__).exception("telling families of release requests "
+                                                  "failed; trying again next interval")
+            if conn is not None:
+                conn.close()
+            conn = None
+    if conn is not None:
+        conn.close()
 
 
 def _log(args: argparse.Namespace, settings: Settings) -> int:

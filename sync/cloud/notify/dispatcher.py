@@ -64,9 +64,10 @@ RETURNING id, alert_id, event, channel, attempts
 """
 """Lease due deliveries; a clear waits until its raise has gone to the same channel."""
 PARENTS = """
-SELECT device_id, array_agg(DISTINCT parent_email ORDER BY parent_email) FROM consents
-WHERE revoked_at IS NULL AND device_id = ANY(%s) GROUP BY device_id
+SELECT device_id, parent_email FROM consents
+WHERE revoked_at IS NULL AND device_id = ANY(%s) ORDER BY device_id, id
 """
+"""Addresses are sealed (sync/cloud/emails.py): opened and de-duplicated in Python."""
 LIVE = "('pending', 'retrying', 'delivered')"
 """Statuses of deliveries that did or will reach the channel."""
 
@@ -211,8 +212,13 @@ class Notifier:
         if not device_ids or self.conn.execute(
                 "SELECT to_regclass('consents')").fetchone()[0] is None:
             return {}
-        rows = self.conn.execute(PARENTS, (sorted(device_ids),)).fetchall()
-        return {device_id: tuple(emails) for device_id, emails in rows}
+        from sync.cloud import emails
+
+        found: dict[str, set[str]] = {}
+        for device_id, kept in self.conn.execute(PARENTS, (sorted(device_ids),)).fetchall():
+            found.setdefault(device_id, set()).add(emails.show(self.conn, kept))
+        return {device_id: tuple(sorted(addresses - {"(sealed)"}))
+                for device_id, addresses in found.items()}
 
     def _send(self, channel: str, event: str, row,
               parents: dict[str, tuple[str, ...]]) -> tuple[DeliveryError | None, int]:

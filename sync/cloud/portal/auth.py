@@ -117,13 +117,14 @@ def parent_for(conn: Connection, email: str) -> Parent:
         parent_id, family = custody.new_family(conn, email, "sign-in")
         row = (parent_id, email, family, "owner")
     parent = Parent(*row)
+    same, params = emails.matching(conn, email)
     with conn.transaction():
         adopted = conn.execute(
             "INSERT INTO family_pairings (pairing_id, family_id) SELECT pairing_id, %s FROM"
-            " pairings p WHERE lower(parent_email) = lower(%s) AND status = 'approved'"
+            f" pairings p WHERE {same} AND status = 'approved'"
             " AND NOT EXISTS (SELECT 1 FROM family_pairings fp WHERE fp.pairing_id ="
             " p.pairing_id) ON CONFLICT (pairing_id) DO NOTHING RETURNING pairing_id::text",
-            (parent.family_id, email)).fetchall()
+            (parent.family_id, *params)).fetchall()
         for (pairing_id,) in adopted:
             custody.record(conn, "operator-pairing-adopted", pairing_id=pairing_id,
                            family_id=parent.family_id, actor=parent.parent_id)
