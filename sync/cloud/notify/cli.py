@@ -39,10 +39,11 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from contextlib import ExitStack
 
-    from sync.cloud import db
+    from sync.cloud import db, family_keys
     from sync.cloud.fleet_metrics import FleetMetricsServer
     from sync.cloud.notify.dispatcher import Notifier
 
+    family_keys.install(settings, create=False)  # opens the parents' sealed addresses
     with ExitStack() as stack:
         conn = stack.enter_context(db.connect(settings.cloud))
         if settings.notify.metrics_port is not None and not args.once:

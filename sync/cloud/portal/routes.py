@@ -10,7 +10,17 @@ from fastapi import Depends, Request
 from config.errors import TeddyError
 from config.settings import Settings
 from sync.cloud.pairing import PairingError
-from sync.cloud.portal import auth, clients, deleting, feedback, history, notice, undo, words
+from sync.cloud.portal import (
+    auth,
+    clients,
+    deleting,
+    feedback,
+    history,
+    inbox,
+    notice,
+    undo,
+    words,
+)
 from sync.cloud.portal.app import (
     PRE_COOKIE,
     SESSION_COOKIE,
@@ -133,6 +143,8 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
         response = back("/signin?signed_out=1")
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
+
+    inbox.add_inbox_routes(app, page, RedirectResponse)  # /alerts: the wellbeing inbox
 
     # --- the family ----------------------------------------------------------------------
 
@@ -321,10 +333,6 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
         if waiting is not None:
             return page(request, "deletion_pending.html", title="Deleting…", pending=waiting)
         return page(request, "deletion.html", title="Deleted", deletion=fam.deletion(deletion_id))
-
-    @app.get("/alerts")
-    def alerts(request: Request, fam: Fam):
-        return page(request, "alerts.html", title="Wellbeing alerts", alerts=fam.alerts())
 
     @app.get("/family")
     def family_page(request: Request, fam: Fam):

@@ -207,21 +207,19 @@ class FamilyService:
                  "created_at": r[3], "action": r[4], "categories": list(r[5])} for r in rows]
 
     def alerts(self) -> list[dict[str, Any]]:
-        """Wellbeing alerts of the family's bears, newest first, each with the child's turn
-        that raised it (the last one before it)."""
+        """Wellbeing alerts of the family's bears, newest first, each with the child's line
+        that raised it (``turn``: carried by the bear with the alert, opened with the family
+        key; None from older bears)."""
         rows = self._rows(
             "SELECT a.pairing_id::text, a.kind, a.severity, a.message, a.raised_at,"
-            " a.cleared_at, a.device_id, fp.child_name,"
-            " (SELECT t.text FROM turns t WHERE t.pairing_id = a.pairing_id"
-            "  AND t.role = 'child' AND t.created_at <= a.raised_at + interval '5 seconds'"
-            "  ORDER BY t.created_at DESC LIMIT 1)"
+            " a.cleared_at, a.device_id, fp.child_name, a.category, a.quote"
             " FROM alerts a JOIN family_pairings fp ON fp.pairing_id = a.pairing_id"
             " WHERE a.pairing_id IN {scope} AND a.kind LIKE 'wellbeing.%%'"
             " ORDER BY a.raised_at DESC LIMIT 200", replica=True)
         names = ("pairing_id", "kind", "severity", "message", "raised_at", "cleared_at",
-                 "device_id", "child_name")
-        return [{**dict(zip(names, r[:8], strict=True)),
-                 "turn": open_text(self.reads, r[8]) if r[8] else None} for r in rows]
+                 "device_id", "child_name", "category")
+        return [{**dict(zip(names, r[:9], strict=True)),
+                 "turn": open_text(self.reads, r[9]) if r[9] else None} for r in rows]
 
     def deletions(self, pairing_id: str | None = None) -> list[dict[str, Any]]:
         """Deletions asked for, with whether the bear confirmed them."""
