@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from datetime import time as dt_time
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -119,18 +120,22 @@ def family_addresses(conn: Connection, alert_ids: list[int]) -> dict[int, tuple[
     return found
 
 
-def due_day(now: datetime, hour: int, zone: str) -> date:
-    """The day whose summary may go out at ``now``: today from ``hour`` on (local time in
-    ``zone``), else yesterday (a summary the notifier missed goes out late, not never)."""
-    local = now.astimezone(ZoneInfo(zone))
-    return local.date() if local.hour >= hour else local.date() - timedelta(days=1)
+def due_day(now: datetime, hour: int, zone: str) -> tuple[date, datetime]:
+    """The day whose summary may go out at ``now`` and its cut-off (``hour`` o'clock that
+    day in ``zone``): today from ``hour`` on, else yesterday (a summary the notifier missed
+    goes out late, not never). A summary lists alerts raised up to its cut-off only: what
+    came after waits for the next day's."""
+    tz = ZoneInfo(zone)
+    local = now.astimezone(tz)
+    day = local.date() if local.hour >= hour else local.date() - timedelta(days=1)
+    return day, datetime.combine(day, dt_time(hour), tzinfo=tz)
 
 
 CANDIDATES = """
 SELECT a.id, a.severity, a.category, a.details, a.raised_at, fp.child_name
 FROM alerts a JOIN family_pairings fp ON fp.pairing_id = a.pairing_id
 WHERE fp.family_id = %(family)s AND a.kind LIKE 'wellbeing.%%' AND a.digest_day IS NULL
-  AND a.raised_at > %(since)s AND a.raised_at <= %(now)s
+  AND a.raised_at > %(since)s AND a.raised_at <= %(cutoff)s
   AND NOT EXISTS (SELECT 1 FROM alert_seen s WHERE s.alert_id = a.id
                   AND s.family_id = fp.family_id)
   AND NOT {immediate}
@@ -141,7 +146,7 @@ SELECT DISTINCT fp.family_id::text FROM alerts a
 JOIN family_pairings fp ON fp.pairing_id = a.pairing_id
 LEFT JOIN family_alert_prefs p ON p.family_id = fp.family_id
 WHERE a.kind LIKE 'wellbeing.%%' AND a.digest_day IS NULL AND a.raised_at > %(since)s
-  AND a.raised_at <= %(now)s AND COALESCE(p.digest, true)
+  AND a.raised_at <= %(cutoff)s AND COALESCE(p.digest, true)
   AND NOT EXISTS (SELECT 1 FROM wellbeing_digests d WHERE d.family_id = fp.family_id
                   AND d.day = %(day)s)
 """
@@ -152,17 +157,17 @@ Send = Callable[[tuple[str, ...], str, str], None]
 
 def send_digests(conn: Connection, send: Send, now: datetime, hour: int, zone: str,
                  app_url: str | None = None) -> int:
-    """Send each family whose summary of ``due_day`` is not sent yet, and that has alerts
-    for it, its summary; returns how many went out. One transaction per family: its day's
+    """Send each family whose summary of :func:`due_day` is not sent yet, and that has
+    alerts for it, its summary; returns how many went out. One transaction per family: its day's
     row, its alerts marked, the mail sent, then the commit (a failed send rolls all back)."""
-    day = due_day(now, hour, zone)
-    since = now - DIGEST_LOOKBACK
-    families = [r[0] for r in conn.execute(FAMILIES, {"since": since, "now": now,
+    day, cutoff = due_day(now, hour, zone)
+    since = cutoff - DIGEST_LOOKBACK
+    families = [r[0] for r in conn.execute(FAMILIES, {"since": since, "cutoff": cutoff,
                                                       "day": day}).fetchall()]
     sent = 0
     for family_id in families:
         try:
-            sent += _send_one(conn, send, family_id, day, since, now, app_url, zone)
+            sent += _send_one(conn, send, family_id, day, since, cutoff, app_url, zone)
         except Exception as exc:  # one family's failure never stops the others
             logger.warning("daily summary for family %s of %s not sent (%s); trying again "
                            "next round", family_id, day, exc)
@@ -170,10 +175,11 @@ def send_digests(conn: Connection, send: Send, now: datetime, hour: int, zone: s
 
 
 def _send_one(conn: Connection, send: Send, family_id: str, day: date, since: datetime,
-              now: datetime, app_url: str | None, zone: str) -> int:
+              cutoff: datetime, app_url: str | None, zone: str) -> int:
     with conn.transaction():
         alerts = conn.execute(CANDIDATES.format(immediate=immediate_sql("a")),
-                              {"family": family_id, "since": since, "now": now}).fetchall()
+                              {"family": family_id, "since": since, "cutoff": cutoff}
+                              ).fetchall()
         if not alerts:
             return 0
         claimed = conn.execute(

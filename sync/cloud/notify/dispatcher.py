@@ -49,9 +49,13 @@ ORDER BY a.id, ev.event DESC
 LIMIT %s
 """
 ALERT_ROWS = """
-SELECT a.id, a.device_id, a.kind, a.severity, a.message, a.details, a.raised_at, a.cleared_at
+SELECT a.id, a.device_id, a.kind, a.severity, a.message,
+       CASE WHEN a.category IS NULL THEN a.details
+            ELSE a.details || jsonb_build_object('category', a.category) END,
+       a.raised_at, a.cleared_at
 FROM alerts a WHERE a.id = ANY(%s)
 """
+"""The alerts of due deliveries (a v2 wellbeing alert's category joins its details)."""
 LEASE_DUE = """
 UPDATE notification_deliveries SET next_attempt_at = %(lease)s
 WHERE id IN (
