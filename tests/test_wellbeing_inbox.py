@@ -22,44 +22,18 @@ from pathlib import Path
 
 import pytest
 from support.portal import make_family, portal_settings, settings_of
+from support.wellbeing import DREAM, HURT, LINES, SAD, talk
 
-from agent.health import HealthMonitor
-from agent.health.monitor import with_quote
-from agent.runtime import open_bear
 from agent.safety.categories import POLICIES
 from agent.safety.verdict import Action
-from agent.store import ConversationStore, Scope
+from agent.store import Scope
 from config.errors import ProtocolError
-from config.settings import load_settings
 from sync.cloud import custody, family_keys, wellbeing, writer
 from sync.cloud.messages import Received, TimeWindow, parse
 from sync.cloud.notify import Notifier
 from sync.cloud.portal import auth, inbox
 from sync.cloud.portal.service import FamilyService, NotFoundError, PortalInputError
 from sync.protocol import AlertMessage
-
-SAD = "my friends were mean to me and i feel sad"
-STORY = "tell me a story about a dragon"
-DREAM = "i had a bad dream and i am scared"
-HURT = "my uncle hits me and says it is our secret"
-LINES = ["hello teddy", SAD, STORY, DREAM, HURT, STORY]
-
-
-def talk(data_dir: Path, device: str, lines: list[str],
-         scopes: tuple[Scope, ...] = (Scope.KEEP, Scope.SYNC)) -> list[AlertMessage]:
-    """A real bear (filter, dialogue, encrypted store, health journal) hears ``lines``;
-    returns its ``up/alerts`` messages as the uplink sends them (quoted from the store)."""
-    settings = load_settings(store={"data_dir": data_dir}, device={"id": device})
-    store = ConversationStore.open(settings.store, create=True)
-    store.grant_consent("Mum", list(scopes))
-    store.close()
-    with open_bear(settings) as bear, HealthMonitor(settings, bear.alerts, device,
-                                                    sampler=lambda now: {}) as monitor:
-        for line in lines:
-            bear.conversation.respond(line)
-        assert bear.store is not None
-        return [with_quote(m, bear.store.quote) for m in monitor.pending_alerts()]
-
 
 # --- the bear ----------------------------------------------------------------------------
 

@@ -78,10 +78,11 @@ def csrf_of(html: str) -> str:
 
 
 def make_family(conn: Any, email: str, conversations: int = 2, turns: int = 4,
-                days_ago: float = 0.0, keyring: Any = None) -> dict[str, Any]:
+                days_ago: float = 0.0, keyring: Any = None, device: str | None = None
+                ) -> dict[str, Any]:
     """A paired bear of ``email`` (made straight in the tables a real pairing fills) with
-    sealed conversations; returns its ids."""
-    device = f"bear-{secrets.token_hex(5)}"
+    sealed conversations; returns its ids. ``device``: the bear's id (a new one if None)."""
+    device = device or f"bear-{secrets.token_hex(5)}"
     conn.execute("INSERT INTO devices (device_id, generation) VALUES (%s, 1)", (device,))
     pairing = conn.execute(
         "INSERT INTO pairings (claim_id, device_id, code_digest, public_key, requested_at,"

@@ -9,8 +9,8 @@ family. The family chooses how it hears of alerts (:class:`AlertPrefs`); ``teddy
 notify run`` honours the choice (:mod:`sync.cloud.wellbeing`).
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: FastAPI reads the route functions'
+# annotations (``Fam``, ``Form``, imported where the routes are added) as live objects.
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -103,7 +103,7 @@ def mark_seen(fam: FamilyService, alert_id: str) -> bool:
                            "cannot be changed; they stay here for you to read.")
 
 
-def save_prefs(conn: Connection, family_id: str, immediate: str, digest: bool) -> AlertPrefs:
+def save_prefs(conn: "Connection", family_id: str, immediate: str, digest: bool) -> AlertPrefs:
     """Record the family's choice; :class:`PortalInputError` for one not offered."""
     if immediate not in IMMEDIATE_CHOICES:
         raise PortalInputError("Choose which alerts to e-mail at once from the list.")
