@@ -176,6 +176,28 @@ def test_mark_seen_is_the_familys_and_needs_the_bear_held_now(database, smtp, tm
     assert rows == 0 and not kept[two]["current"] and kept[two]["seen_at"] is None
 
 
+def test_the_quote_goes_with_its_conversation_and_with_retention(database, smtp, tmp_path):
+    from sync.cloud.portal.service import delete_pairing_rows, retention_sweep
+
+    config = portal_settings(database.dsn, smtp[0], tmp_path, "http://localhost")
+    with database.connect() as conn:
+        bear, fam = _family(conn, config, f"d-{secrets.token_hex(3)}@example.org")
+        device, pairing = bear["device_id"], bear["pairing_id"]
+        other = "c-elsewhere"
+        _ingest(conn, device, [
+            _alert(device, "gone", quote=HURT, conversation_id=bear["conversations"][0],
+                   turn_seq=1),
+            _alert(device, "kept", quote=SAD, conversation_id=other, turn_seq=9)])
+        delete_pairing_rows(conn, pairing, [bear["conversations"][0]])
+        quotes = {a["quote"] for a in inbox.inbox(fam)}
+        assert quotes == {None, SAD}  # the alert stays; the deleted conversation's words go
+        conn.execute("UPDATE families SET retention_days = 1 WHERE family_id = %s",
+                     (fam.parent.family_id,))
+        retention_sweep(conn, 30, datetime.now(UTC) + timedelta(days=2))
+        assert {a["quote"] for a in inbox.inbox(fam)} == {None}
+        assert len(inbox.inbox(fam)) == 2
+
+
 def test_preferences_are_checked_and_kept_per_family(database, smtp, tmp_path):
     config = portal_settings(database.dsn, smtp[0], tmp_path, "http://localhost")
     with database.connect() as conn:

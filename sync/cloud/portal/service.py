@@ -460,14 +460,17 @@ def export_pairing(conn: Connection, pairing_id: str) -> dict[str, Any]:
 
 def delete_pairing_rows(conn: Connection, pairing_id: str,
                         conversation_ids: list[str] | None) -> int:
-    """Delete a pairing's turns (only the given conversations, or all with their wellbeing
-    alerts); returns the turns deleted (shared with the fleet CLI's delete-data)."""
+    """Delete a pairing's turns (only the given conversations, and the quotes of the alerts
+    they raised; or all with their wellbeing alerts); returns the turns deleted (shared with
+    the fleet CLI's delete-data)."""
     with conn.transaction():
         if conversation_ids is None:
             conn.execute("DELETE FROM alerts WHERE pairing_id = %s AND kind LIKE"
                          " 'wellbeing.%%'", (pairing_id,))
             return conn.execute("DELETE FROM turns WHERE pairing_id = %s",
                                 (pairing_id,)).rowcount
+        conn.execute("UPDATE alerts SET quote = NULL WHERE pairing_id = %s AND"  # the words
+                     " conversation_id = ANY(%s)", (pairing_id, conversation_ids))  # go too
         return conn.execute("DELETE FROM turns WHERE pairing_id = %s AND conversation_id ="
                             " ANY(%s)", (pairing_id, conversation_ids)).rowcount
 
@@ -515,4 +518,8 @@ def retention_sweep(conn: Connection, default_days: int, now: datetime | None = 
             "DELETE FROM turns t WHERE NOT EXISTS (SELECT 1 FROM family_pairings fp WHERE"
             " fp.pairing_id = t.pairing_id) AND t.created_at < %s - make_interval(days => %s)",
             (at, default_days)).rowcount
+        conn.execute(  # an alert's quote is the child's words: kept no longer than they are
+            "UPDATE alerts a SET quote = NULL FROM family_pairings fp JOIN families f USING"
+            " (family_id) WHERE a.pairing_id = fp.pairing_id AND a.quote IS NOT NULL"
+            " AND a.raised_at < %s - make_interval(days => f.retention_days)", (at,))
     return family + other
