@@ -32,6 +32,7 @@ from sync.cloud import custody, family_keys, wellbeing, writer
 from sync.cloud.messages import Received, TimeWindow, parse
 from sync.cloud.notify import Notifier
 from sync.cloud.portal import auth, inbox
+from sync.cloud.portal.app import export_text
 from sync.cloud.portal.service import FamilyService, NotFoundError, PortalInputError
 from sync.protocol import AlertMessage
 
@@ -140,6 +141,10 @@ def test_the_quote_is_sealed_with_the_family_key_and_shown_with_its_words(
         stored = dict(conn.execute("SELECT device_alert_id, quote FROM alerts WHERE"
                                    " device_id = %s", (device,)).fetchall())
         shown = {a["category"]: a for a in inbox.inbox(fam)}
+        exported = export_text(fam.export())
+        dashboard = fam.alerts()
+    assert f"Your child said: {HURT}" in exported  # the family's data, readable
+    assert all(a["turn"] is None for a in dashboard)  # not opened where it is not shown
     assert stored["new"].startswith(family_keys.PREFIX) and "uncle" not in stored["new"]
     assert stored["old"] is None
     new, old = shown["abuse"], shown["distress"]

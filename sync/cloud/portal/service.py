@@ -206,10 +206,11 @@ class FamilyService:
         return [{"seq": r[0], "role": r[1], "text": open_text(self.reads, r[2]),
                  "created_at": r[3], "action": r[4], "categories": list(r[5])} for r in rows]
 
-    def alerts(self) -> list[dict[str, Any]]:
-        """Wellbeing alerts of the family's bears, newest first, each with the child's line
-        that raised it (``turn``: carried by the bear with the alert, opened with the family
-        key; None from older bears)."""
+    def alerts(self, quotes: bool = False) -> list[dict[str, Any]]:
+        """Wellbeing alerts of the family's bears, newest first; with ``quotes`` each with
+        the child's line that raised it (``turn``: carried by the bear with the alert, opened
+        with the family key; None from older bears, and without ``quotes``: the dashboard
+        does not show it, the inbox (:mod:`~sync.cloud.portal.inbox`) and export do)."""
         rows = self._rows(
             "SELECT a.pairing_id::text, a.kind, a.severity, a.message, a.raised_at,"
             " a.cleared_at, a.device_id, fp.child_name, a.category, a.quote"
@@ -219,7 +220,8 @@ class FamilyService:
         names = ("pairing_id", "kind", "severity", "message", "raised_at", "cleared_at",
                  "device_id", "child_name", "category")
         return [{**dict(zip(names, r[:9], strict=True)),
-                 "turn": open_text(self.reads, r[9]) if r[9] else None} for r in rows]
+                 "turn": open_text(self.reads, r[9]) if r[9] and quotes else None}
+                for r in rows]
 
     def deletions(self, pairing_id: str | None = None) -> list[dict[str, Any]]:
         """Deletions asked for, with whether the bear confirmed them."""
@@ -440,7 +442,7 @@ class FamilyService:
             "bears": [{**{k: b[k] for k in ("pairing_id", "device_id", "child_name",
                                               "status", "consent", "desired")},
                        **export_pairing(self.reads, b["pairing_id"])} for b in bears],
-            "alerts": self.alerts(),
+            "alerts": self.alerts(quotes=True),
         }
 
 
