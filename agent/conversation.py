@@ -79,19 +79,19 @@ class Conversation:
         verdict_in = self._safety.check_input(heard, history=list(self._recent),
                                               keep_name=self._state.privacy.name)
         self._recent.append(heard)
-        refusal = self._play.refusal() if self._play is not None else None
         dialogue_alert = None
-        if refusal is not None and verdict_in.action is not Action.ESCALATE:
-            candidate = refusal  # bedtime or the day's play is over: a kind answer
-        else:
-            candidate = self._dialogue.reply(verdict_in.redacted, verdict_in, self._state)
-            if self._state.alert is not None and verdict_in.action is not Action.ESCALATE:
-                dialogue_alert = self._state.alert
-        reply, verdict_out = self._checked_reply(candidate)
         kept: list[int] = []
-        try:
+        try:  # the alert waits for the kept turn's place, but never on a failure
+            refusal = self._play.refusal() if self._play is not None else None
+            if refusal is not None and verdict_in.action is not Action.ESCALATE:
+                candidate = refusal  # bedtime or the day's play is over: a kind answer
+            else:
+                candidate = self._dialogue.reply(verdict_in.redacted, verdict_in, self._state)
+                if self._state.alert is not None and verdict_in.action is not Action.ESCALATE:
+                    dialogue_alert = self._state.alert
+            reply, verdict_out = self._checked_reply(candidate)
             kept = self._keep(verdict_in, reply, verdict_out)
-        finally:  # the parent hears of it even when keeping the turn failed
+        finally:  # the parent hears of it even when answering or keeping the turn failed
             child_seq = kept[0] if kept else None
             if verdict_in.action is Action.ESCALATE:
                 self._escalate(verdict_in, child_seq)

@@ -24,6 +24,7 @@ import pytest
 from support.portal import make_family, portal_settings, settings_of
 from support.wellbeing import DREAM, HURT, LINES, SAD, talk
 
+from agent.health.monitor import with_quote
 from agent.safety.categories import POLICIES
 from agent.safety.verdict import Action
 from agent.store import Scope
@@ -70,6 +71,31 @@ def test_without_consent_to_send_conversations_no_quote_leaves_the_bear(tmp_path
     messages = talk(tmp_path / "bear", "bear-keeponly", [HURT], scopes=(Scope.KEEP,))
     assert len(messages) == 1 and messages[0].quote is None
     assert messages[0].category == "abuse" and messages[0].severity == "high"
+
+
+def test_the_parent_is_alerted_even_when_the_turn_cannot_be_kept(tmp_path: Path):
+    """The conversation was deleted from under the bear (a parent's delete-data, another
+    process): keeping the turn fails, the escalation still goes, without a place."""
+    from agent.health import HealthMonitor
+    from agent.runtime import open_bear
+    from agent.store import ConversationStore
+    from agent.store.errors import StoreError
+    from config.settings import load_settings
+
+    settings = load_settings(store={"data_dir": tmp_path / "bear"}, device={"id": "bear-del"})
+    store = ConversationStore.open(settings.store, create=True)
+    store.grant_consent("Mum", [Scope.KEEP, Scope.SYNC])
+    with open_bear(settings) as bear, HealthMonitor(settings, bear.alerts, "bear-del",
+                                                    sampler=lambda now: {}) as monitor:
+        bear.conversation.respond("hello teddy")
+        store.delete_all()  # the other process
+        with pytest.raises(StoreError, match="deleted"):
+            bear.conversation.respond(HURT)
+        assert bear.store is not None
+        sent = [with_quote(m, bear.store.quote) for m in monitor.pending_alerts()]
+    store.close()
+    assert [(m.category, m.severity, m.quote, m.turn_seq) for m in sent] == [
+        ("abuse", "high", None, None)]
 
 
 # --- the protocol ------------------------------------------------------------------------
