@@ -129,7 +129,7 @@ def seeded_family(conn: Any, config: dict[str, Any], email: str) -> dict[str, An
     said = "child line 0 of conversation 0"  # the escalated turn (seq 1), as a v2 bear sends
     conn.execute("INSERT INTO alerts (device_id, kind, severity, message, raised_at,"
                  " device_alert_id, pairing_id, category, quote, conversation_id, turn_seq)"
-                 " VALUES (%s, 'wellbeing.escalation', 'high', 'the child said something a"
+                 " VALUES (%s, 'wellbeing.escalation', 'info', 'the child said something a"
                  " parent should know about', now(), 'a1', %s, 'distress', %s, %s, 1)",
                  (family["device_id"], family["pairing_id"],
                   ring.seal_for_pairing(conn, family["pairing_id"], said),
