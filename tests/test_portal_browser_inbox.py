@@ -93,6 +93,9 @@ def test_a_real_line_raises_an_alert_the_inbox_quotes_links_marks_and_mails(
             browser() as chromium:
         page = chromium.new_page(viewport=WIDE)
         sign_in(page, base, sink, email)  # the family is made: notify can reach it
+        dashboard = page.inner_text("main")  # the latest alerts, in words, on the dashboard
+        assert "Said someone is hurting them (urgent)" in dashboard
+        assert "Sad, scared or upset (not urgent)" in dashboard
 
         # the urgent one goes at once: teddy-cloud notify run, as an operator runs it
         done = run_cli("teddy-cloud", "notify", "run", "--once",

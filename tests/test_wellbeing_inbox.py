@@ -171,6 +171,9 @@ def test_the_quote_is_sealed_with_the_family_key_and_shown_with_its_words(
         dashboard = fam.alerts()
     assert f"Your child said: {HURT}" in exported  # the family's data, readable
     assert all(a["turn"] is None for a in dashboard)  # not opened where it is not shown
+    assert {(a["category_words"], a["severity_words"]) for a in dashboard} == {
+        ("Said someone is hurting them", "Urgent"),
+        ("Sad, scared or upset", "Not urgent")}  # v1: its details' first category
     assert stored["new"].startswith(family_keys.PREFIX) and "uncle" not in stored["new"]
     assert stored["old"] is None
     new, old = shown["abuse"], shown["distress"]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from config.errors import TeddyError
 from config.settings import Settings
-from sync.cloud import custody, emails, family_keys, fleet_requests
+from sync.cloud import custody, emails, family_keys, fleet_requests, wellbeing
 from sync.cloud.db import one_row
 
 if TYPE_CHECKING:
@@ -213,13 +213,16 @@ class FamilyService:
         does not show it, the inbox (:mod:`~sync.cloud.portal.inbox`) and export do)."""
         rows = self._rows(
             "SELECT a.pairing_id::text, a.kind, a.severity, a.message, a.raised_at,"
-            " a.cleared_at, a.device_id, fp.child_name, a.category, a.quote"
+            " a.cleared_at, a.device_id, fp.child_name,"
+            " COALESCE(a.category, a.details->'categories'->>0), a.quote"
             " FROM alerts a JOIN family_pairings fp ON fp.pairing_id = a.pairing_id"
             " WHERE a.pairing_id IN {scope} AND a.kind LIKE 'wellbeing.%%'"
             " ORDER BY a.raised_at DESC LIMIT 200", replica=True)
         names = ("pairing_id", "kind", "severity", "message", "raised_at", "cleared_at",
                  "device_id", "child_name", "category")
         return [{**dict(zip(names, r[:9], strict=True)),
+                 "category_words": wellbeing.category_words(r[8]),
+                 "severity_words": wellbeing.severity_words(r[2]),
                  "turn": open_text(self.reads, r[9]) if r[9] and quotes else None}
                 for r in rows]
 
