@@ -223,8 +223,11 @@ def test_the_quote_goes_with_its_conversation_and_with_retention(database, smtp,
                    turn_seq=1),
             _alert(device, "kept", quote=SAD, conversation_id=other, turn_seq=9)])
         delete_pairing_rows(conn, pairing, [bear["conversations"][0]])
-        quotes = {a["quote"] for a in inbox.inbox(fam)}
-        assert quotes == {None, SAD}  # the alert stays; the deleted conversation's words go
+        shown = inbox.inbox(fam)
+        assert {a["quote"] for a in shown} == {None, SAD}  # the alert stays, its words go
+        links = {a["quote"]: a["link"] for a in shown}  # and it no longer links to them
+        assert links[None] == f"/bears/{pairing}/conversations"
+        assert links[SAD].endswith(f"/conversations/{other}#turn-9")
         conn.execute("UPDATE families SET retention_days = 1 WHERE family_id = %s",
                      (fam.parent.family_id,))
         retention_sweep(conn, 30, datetime.now(UTC) + timedelta(days=2))

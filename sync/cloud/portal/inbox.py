@@ -35,10 +35,11 @@ logger = logging.getLogger(__name__)
 
 
 def alert_link(alert: dict[str, Any]) -> str:
-    """Where "see it in the conversation" goes: the turn itself when the bear said where
-    (its anchor), else the bear's conversations."""
+    """Where "see it in the conversation" goes: the turn itself (its anchor) when the bear
+    said where and the words are here (sent to the app, not deleted since), else the bear's
+    conversations."""
     base = f"/bears/{alert['pairing_id']}/conversations"
-    if alert.get("conversation_id") and alert.get("turn_seq"):
+    if alert.get("quote") and alert.get("conversation_id") and alert.get("turn_seq"):
         return f"{base}/{alert['conversation_id']}#turn-{alert['turn_seq']}"
     return base
 
