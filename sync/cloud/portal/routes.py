@@ -152,7 +152,7 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
     def dashboard(request: Request, fam: Fam):
         bears = fam.bears()
         return page(request, "dashboard.html", title="Your bears", bears=bears,
-                    alerts=fam.alerts()[:5], deletions=fam.deletions()[:5])
+                    alerts=fam.alerts(limit=5), deletions=fam.deletions()[:5])
 
     @app.get("/pair")
     def pair_form(request: Request, fam: Fam):

@@ -206,8 +206,8 @@ class FamilyService:
         return [{"seq": r[0], "role": r[1], "text": open_text(self.reads, r[2]),
                  "created_at": r[3], "action": r[4], "categories": list(r[5])} for r in rows]
 
-    def alerts(self, quotes: bool = False) -> list[dict[str, Any]]:
-        """Wellbeing alerts of the family's bears, newest first; with ``quotes`` each with
+    def alerts(self, quotes: bool = False, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest ``limit`` wellbeing alerts of the family's bears; with ``quotes`` each with
         the child's line that raised it (``turn``: carried by the bear with the alert, opened
         with the family key; None from older bears, and without ``quotes``: the dashboard
         does not show it, the inbox (:mod:`~sync.cloud.portal.inbox`) and export do)."""
@@ -217,7 +217,7 @@ class FamilyService:
             " COALESCE(a.category, a.details->'categories'->>0), a.quote"
             " FROM alerts a JOIN family_pairings fp ON fp.pairing_id = a.pairing_id"
             " WHERE a.pairing_id IN {scope} AND a.kind LIKE 'wellbeing.%%'"
-            " ORDER BY a.raised_at DESC LIMIT 200", replica=True)
+            " ORDER BY a.raised_at DESC LIMIT %(limit)s", {"limit": limit}, replica=True)
         names = ("pairing_id", "kind", "severity", "message", "raised_at", "cleared_at",
                  "device_id", "child_name", "category")
         return [{**dict(zip(names, r[:9], strict=True)),
