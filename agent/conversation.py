@@ -16,7 +16,7 @@ from agent.dialogue import DialogueEngine
 from agent.dialogue.state import Privacy
 from agent.play import PlayLimits
 from agent.safety import SAFE_FALLBACK_REPLY, Action, SafetyFilter, Verdict
-from agent.safety.categories import POLICIES
+from agent.safety.categories import ESCALATION_ORDER, POLICIES
 from agent.store import ConversationStore, Scope, TurnToKeep
 
 logger = logging.getLogger(__name__)
@@ -79,18 +79,25 @@ class Conversation:
         verdict_in = self._safety.check_input(heard, history=list(self._recent),
                                               keep_name=self._state.privacy.name)
         self._recent.append(heard)
-        if verdict_in.action is Action.ESCALATE:
-            self._escalate(verdict_in)
-        refusal = self._play.refusal() if self._play is not None else None
-        if refusal is not None and verdict_in.action is not Action.ESCALATE:
-            candidate = refusal  # bedtime or the day's play is over: a kind answer
-        else:
-            candidate = self._dialogue.reply(verdict_in.redacted, verdict_in, self._state)
-            if self._state.alert is not None and verdict_in.action is not Action.ESCALATE:
-                self._alert_for_dialogue(self._state.alert)
-        reply, verdict_out = self._checked_reply(candidate)
-        stored = self._keep(verdict_in, reply, verdict_out)
-        return TurnResult(reply, verdict_in, verdict_out, stored)
+        dialogue_alert = None
+        kept: list[int] = []
+        try:  # the alert waits for the kept turn's place, but never on a failure
+            refusal = self._play.refusal() if self._play is not None else None
+            if refusal is not None and verdict_in.action is not Action.ESCALATE:
+                candidate = refusal  # bedtime or the day's play is over: a kind answer
+            else:
+                candidate = self._dialogue.reply(verdict_in.redacted, verdict_in, self._state)
+                if self._state.alert is not None and verdict_in.action is not Action.ESCALATE:
+                    dialogue_alert = self._state.alert
+            reply, verdict_out = self._checked_reply(candidate)
+            kept = self._keep(verdict_in, reply, verdict_out)
+        finally:  # the parent hears of it even when answering or keeping the turn failed
+            child_seq = kept[0] if kept else None
+            if verdict_in.action is Action.ESCALATE:
+                self._escalate(verdict_in, child_seq)
+            elif dialogue_alert is not None:
+                self._alert_for_dialogue(dialogue_alert, child_seq)
+        return TurnResult(reply, verdict_in, verdict_out, bool(kept))
 
     def _checked_reply(self, candidate: str) -> tuple[str, Verdict]:
         verdict = self._safety.check_output(candidate)
@@ -110,7 +117,7 @@ class Conversation:
         return Privacy(keep=keep, sync=keep and consent.allows(Scope.SYNC),
                        name=consent.allows(Scope.NAME))
 
-    def _alert_for_dialogue(self, category: str) -> None:
+    def _alert_for_dialogue(self, category: str, child_seq: int | None) -> None:
         """The dialogue heard a danger the filter let through (a stranger in a game asking
         for an address): the parent is alerted as for the filter's own escalations."""
         policy = POLICIES[category]
@@ -118,31 +125,52 @@ class Conversation:
             "wellbeing.escalation",
             ALERT_SEVERITY.get(policy.severity or "high", Severity.HIGH),
             "the child was asked to share personal details or meet someone from a game or chat",
-            categories=[category],
+            **self._where(child_seq), categories=[category], category=category,
         )
 
-    def _escalate(self, verdict: Verdict) -> None:
+    def _where(self, child_seq: int | None) -> dict[str, object]:
+        """The ``turn`` detail: where the child's line was kept (empty when it was not)."""
+        if child_seq is None or self._conversation_id is None:
+            return {}
+        return {"turn": {"conversation_id": self._conversation_id, "seq": child_seq}}
+
+    def _escalate(self, verdict: Verdict, child_seq: int | None) -> None:
+        """Alert the parent: the verdict's categories, the most urgent of them, and where
+        the child's line was kept (the uplink quotes it from the sealed store, never from
+        here: the alert itself holds no words)."""
+        details: dict[str, object] = {"categories": list(verdict.categories)}
+        category = most_urgent(verdict.categories)
+        if category is not None:
+            details["category"] = category
+        details.update(self._where(child_seq))
         self._alerts.raise_alert(
             "wellbeing.escalation",
             ALERT_SEVERITY.get(verdict.severity or "high", Severity.HIGH),
             "the child said something a parent should know about",
-            categories=list(verdict.categories),
+            **details,
         )
 
-    def _keep(self, verdict_in: Verdict, reply: str, verdict_out: Verdict) -> bool:
+    def _keep(self, verdict_in: Verdict, reply: str, verdict_out: Verdict) -> list[int]:
+        """Keep the turn if consent allows; the seqs given (child's first), else []."""
         store = self._store
         if store is None:
-            return False
+            return []
         consent = store.consent()
         if consent is None or not consent.allows(Scope.KEEP):
-            return False
+            return []
         if self._conversation_id is None:
             self._conversation_id = store.start_conversation()
-        store.append(
+        return store.append(
             self._conversation_id,
             [
                 TurnToKeep("child", verdict_in.redacted, verdict_in),
                 TurnToKeep("bear", reply, verdict_out),
             ],
         )
-        return True
+
+
+def most_urgent(categories: tuple[str, ...] | list[str]) -> str | None:
+    """The escalating category that leads among ``categories`` (``categories.json``'s
+    priority, as for the bear's answer); None when none escalates."""
+    escalating = [c for c in ESCALATION_ORDER if c in categories]
+    return escalating[0] if escalating else None

@@ -164,12 +164,27 @@ class Uplink:
             try:
                 for message in monitor.outgoing():
                     if isinstance(message, AlertMessage):
+                        message = self._quoted(message)
                         pending.send(message, on_receipt=partial(monitor.mark_published,
                                                                  message))
                     else:
                         pending.send(message, latest_only=True)
             except Exception:
                 logger.exception("publishing health failed; trying again")
+
+    def _quoted(self, message: AlertMessage) -> AlertMessage:
+        """A wellbeing alert with the child's line it points at, read from the sealed store
+        at the moment it is sent (only with consent to send conversations to the app)."""
+        from agent.health.monitor import with_quote
+
+        store = self._store
+        if store is None or message.conversation_id is None:
+            return message
+        try:
+            return with_quote(message, store.quote)
+        except Exception:  # the alert goes without its quote rather than not at all
+            logger.exception("could not read the quote of alert %s", message.alert_id)
+            return message
 
     @property
     def connected(self) -> bool:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from config.settings import Section
 
@@ -186,3 +186,20 @@ class NotifySettings(Section):
     skip_older_than_s: float = Field(default=86400.0, gt=0)
     """Alert events older than this when first seen are logged, not sent (a notifier started
     on an old database does not page anyone about last month), seconds."""
+    digest_hour: int = Field(default=18, ge=0, le=23)
+    """Hour of the day (in ``digest_timezone``) from which each family's daily summary of
+    the wellbeing alerts not e-mailed at once goes out (once a day per family)."""
+    digest_timezone: str = "UTC"
+    """IANA time zone of ``digest_hour`` and of the summary's days, e.g. ``Europe/London``."""
+
+    @field_validator("digest_timezone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{zone!r} is not a time zone — use a name like "
+                             "Europe/London") from None
+        return zone

@@ -272,7 +272,9 @@ def test_parent_message_has_no_operator_jargon_and_no_transcript():
                         datetime(2026, 1, 2, 19, 30, tzinfo=UTC),
                         details={"categories": ["distress"]})
     assert note.subject() == "Teddy: your child may need you (bear-p1)"
-    assert "distress" in note.text() and "talk with your child" in note.text()
+    # the category in a parent's words (issue 22), never the filter's name for it
+    assert "Sad, scared or upset" in note.text() and "talk with your child" in note.text()
+    assert "distress" not in note.text()
     operator = NotifySettings(channels={"o": {"type": "slack", "url": "http://x/y"}})
     assert route(operator.channels, note) == []
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -145,6 +146,11 @@ def _ids_of(family: dict, deletion: str, conn=None) -> dict[str, str]:
             " expires_at) VALUES (%s, %s, 1, 'c0', now() + interval '1 day')"
             " RETURNING release_id::text", (family["device_id"], family["pairing_id"])
         ).fetchone()[0]
+        ids["alert_id"] = str(conn.execute(  # a wellbeing alert of the bear (mark seen)
+            "INSERT INTO alerts (device_id, kind, severity, message, raised_at,"
+            " device_alert_id, pairing_id) VALUES (%s, 'wellbeing.escalation', 'high', 'm',"
+            " now(), %s, %s) RETURNING id", (family["device_id"], f"w-{uuid.uuid4().hex}",
+                                             family["pairing_id"])).fetchone()[0])
     return ids
 
 

@@ -22,12 +22,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from pydantic import ValidationError
+
 from agent.alerts import Alert, AlertSink, Severity
 from agent.health.journal import HealthJournal, JournalAlert
 from agent.health.rules import AlertEvent, RuleEngine, rules_from_settings
 from agent.health.signals import Signals
 from config.settings import Settings
-from sync.protocol.health import AlertMessage, AlertSeverity, AlertState, HealthSample
+from sync.protocol.health import (
+    MAX_QUOTE_CHARS,
+    AlertMessage,
+    AlertSeverity,
+    AlertState,
+    HealthSample,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -249,12 +257,54 @@ def to_alert_message(row: JournalAlert, state: AlertState) -> AlertMessage:
     details: dict[str, Any] = dict(row.details)
     if row.suppressed:
         details["suppressed"] = row.suppressed
-    return AlertMessage(
+    message = AlertMessage(
         device_id=row.device_id, alert_id=row.id, state=state, kind=row.kind,
         severity=cast(AlertSeverity, row.severity),  # the journal keeps a Severity's value
         message=row.message[:500], rule=row.rule, details=details,
         raised_at=row.raised_at, cleared_at=row.cleared_at if state == "cleared" else None,
     )
+    return with_place(message)
+
+
+def with_place(message: AlertMessage) -> AlertMessage:
+    """``message`` with its wellbeing ``category`` and the kept line's place
+    (``conversation_id``, ``turn_seq``) lifted from its details into the v2 fields; a
+    detail that does not pass the protocol's checks is left out, never sent."""
+    details = dict(message.details)
+    turn = details.pop("turn", None)
+    fields: dict[str, Any] = {"details": details}
+    if message.kind.startswith("wellbeing.") and isinstance(details.get("category"), str):
+        fields["category"] = details["category"]
+    if isinstance(turn, dict):
+        fields |= {"conversation_id": turn.get("conversation_id"), "turn_seq": turn.get("seq")}
+    for dropped in ((), ("conversation_id", "turn_seq"), ("category",)):
+        candidate = {k: v for k, v in fields.items() if k not in dropped}
+        try:
+            return AlertMessage.model_validate(message.model_dump() | candidate)
+        except ValidationError:
+            logger.warning("alert %s: a place or category detail failed the protocol's checks;"
+                           " sent without it", message.alert_id)
+    return message
+
+
+def with_quote(message: AlertMessage, quote_of: Callable[[str, int], str | None]
+               ) -> AlertMessage:
+    """``message`` carrying the child's kept line it points at (``quote_of(conversation,
+    seq)``, None: not to be sent), cut to the protocol's length, control characters made
+    spaces; ``message`` unchanged when there is nothing to quote."""
+    if message.conversation_id is None or message.turn_seq is None:
+        return message
+    text = quote_of(message.conversation_id, message.turn_seq)
+    if not text or not text.strip():
+        return message
+    clean = "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text)
+    try:
+        return AlertMessage.model_validate(message.model_dump()
+                                           | {"quote": clean.strip()[:MAX_QUOTE_CHARS]})
+    except ValidationError:  # never a reason to hold the alert back
+        logger.warning("alert %s: its quote failed the protocol's checks; sent without it",
+                       message.alert_id)
+        return message
 
 
 def _default_sampler(settings: Settings) -> Sampler:

@@ -409,6 +409,20 @@ class ConversationStore:
         self._data_keys[conversation_id] = key
         return key
 
+    @_sqlite_errors
+    def quote(self, conversation_id: str, seq: int) -> str | None:
+        """The child's kept line ``seq`` of ``conversation_id`` (its redacted text), for the
+        wellbeing alert it raised; None when the consent in force does not let conversations
+        reach the parent's app, or the line is not kept (deleted, shredded, a bear line)."""
+        consent = self.consent()
+        if consent is None or not consent.allows(Scope.SYNC):
+            return None
+        rows = self._query(
+            "SELECT seq, conversation_id, role, created_at, text_sealed, verdict, synced_at "
+            "FROM turns WHERE conversation_id = ? AND seq = ? AND role = 'child'",
+            [conversation_id, seq])
+        return self._decrypt_row(rows[0]).text if rows else None
+
     def _require(self, scope: Scope) -> Consent:
         consent = self.consent()
         if consent is None or not consent.allows(scope):

@@ -286,7 +286,7 @@ def _write_other(conn: Connection, item: Parsed, outcome: WriteOutcome,
     elif item.kind == "health":
         _write_health(conn, item)
     elif item.kind == "alerts":
-        _write_alert(conn, item, custody.pairing_of(item.bear))
+        _write_alert(conn, item, custody)
     elif item.kind == "cmd-result":
         if not fleet.record_result(conn, item.body):
             logger.info("result %s for command %s from %s kept as an event, not as its final"
@@ -311,22 +311,30 @@ def _write_health(conn: Connection, item: Parsed) -> None:
          Jsonb({"metrics": sample.metrics, "open_alerts": sample.open_alerts})))
 
 
-def _write_alert(conn: Connection, item: Parsed, pairing_id: str | None) -> None:
+def _write_alert(conn: Connection, item: Parsed, custody: BatchCustody) -> None:
+    """One raise or clear. A wellbeing alert's quote (v2) is sealed with the holding
+    family's key, as its turns are; a bear held by no family keeps no quote at all."""
     from psycopg.types.json import Jsonb
 
     alert = item.body
+    pairing_id = custody.pairing_of(item.bear)
     cleared_at = alert.cleared_at if alert.state == "cleared" else None
     if alert.state == "cleared" and cleared_at is None:
         cleared_at = alert.raised_at
+    quote = None
+    if alert.quote is not None and pairing_id is not None:
+        quote = custody.seal(item.bear, alert.quote)
     conn.execute(
         "INSERT INTO alerts (device_id, device_alert_id, kind, severity, message, details,"
-        " raised_at, cleared_at, rule, pairing_id) VALUES (%s, %s, %s, %s, %s, %s,"
-        " to_timestamp(%s), to_timestamp(%s), %s, %s) ON CONFLICT (device_id, device_alert_id)"
+        " raised_at, cleared_at, rule, pairing_id, category, quote, conversation_id, turn_seq)"
+        " VALUES (%s, %s, %s, %s, %s, %s, to_timestamp(%s), to_timestamp(%s), %s, %s, %s, %s,"
+        " %s, %s) ON CONFLICT (device_id, device_alert_id)"
         " DO UPDATE"
         " SET cleared_at = EXCLUDED.cleared_at"
         " WHERE alerts.cleared_at IS NULL AND EXCLUDED.cleared_at IS NOT NULL",
         (item.device_id, alert.alert_id, alert.kind, alert.severity, alert.message,
-         Jsonb(alert.details), alert.raised_at, cleared_at, alert.rule, pairing_id))
+         Jsonb(alert.details), alert.raised_at, cleared_at, alert.rule, pairing_id,
+         alert.category, quote, alert.conversation_id, alert.turn_seq))
 
 
 def _dead_letter(conn: Connection, item: Parsed, outcome: WriteOutcome,

@@ -78,10 +78,11 @@ def csrf_of(html: str) -> str:
 
 
 def make_family(conn: Any, email: str, conversations: int = 2, turns: int = 4,
-                days_ago: float = 0.0, keyring: Any = None) -> dict[str, Any]:
+                days_ago: float = 0.0, keyring: Any = None, device: str | None = None
+                ) -> dict[str, Any]:
     """A paired bear of ``email`` (made straight in the tables a real pairing fills) with
-    sealed conversations; returns its ids."""
-    device = f"bear-{secrets.token_hex(5)}"
+    sealed conversations; returns its ids. ``device``: the bear's id (a new one if None)."""
+    device = device or f"bear-{secrets.token_hex(5)}"
     conn.execute("INSERT INTO devices (device_id, generation) VALUES (%s, 1)", (device,))
     pairing = conn.execute(
         "INSERT INTO pairings (claim_id, device_id, code_digest, public_key, requested_at,"
@@ -125,10 +126,14 @@ def seeded_family(conn: Any, config: dict[str, Any], email: str) -> dict[str, An
     family = make_family(conn, email, keyring=ring)
     conn.execute("UPDATE turns SET action = 'escalate', categories = '{distress}'"
                  " WHERE pairing_id = %s AND seq = 1", (family["pairing_id"],))
+    said = "child line 0 of conversation 0"  # the escalated turn (seq 1), as a v2 bear sends
     conn.execute("INSERT INTO alerts (device_id, kind, severity, message, raised_at,"
-                 " device_alert_id) VALUES (%s, 'wellbeing.escalation', 'high', 'the child"
-                 " said something a parent should know about', now(), 'a1')",
-                 (family["device_id"],))
+                 " device_alert_id, pairing_id, category, quote, conversation_id, turn_seq)"
+                 " VALUES (%s, 'wellbeing.escalation', 'info', 'the child said something a"
+                 " parent should know about', now(), 'a1', %s, 'distress', %s, %s, 1)",
+                 (family["device_id"], family["pairing_id"],
+                  ring.seal_for_pairing(conn, family["pairing_id"], said),
+                  family["conversations"][0]))
     return family
 
 

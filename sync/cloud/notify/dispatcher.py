@@ -29,8 +29,10 @@ from datetime import UTC, datetime, timedelta
 
 from config.notify import NotifySettings
 from sync.backoff import full_jitter
+from sync.cloud import wellbeing
 from sync.cloud.notify.channels import Sender, build_senders
 from sync.cloud.notify.errors import DeliveryError
+from sync.cloud.notify.mail import EmailSender
 from sync.cloud.notify.message import Notification
 from sync.cloud.notify.routing import route
 
@@ -47,9 +49,13 @@ ORDER BY a.id, ev.event DESC
 LIMIT %s
 """
 ALERT_ROWS = """
-SELECT a.id, a.device_id, a.kind, a.severity, a.message, a.details, a.raised_at, a.cleared_at
+SELECT a.id, a.device_id, a.kind, a.severity, a.message,
+       CASE WHEN a.category IS NULL THEN a.details
+            ELSE a.details || jsonb_build_object('category', a.category) END,
+       a.raised_at, a.cleared_at
 FROM alerts a WHERE a.id = ANY(%s)
 """
+"""The alerts of due deliveries (a v2 wellbeing alert's category joins its details)."""
 LEASE_DUE = """
 UPDATE notification_deliveries SET next_attempt_at = %(lease)s
 WHERE id IN (
@@ -90,6 +96,7 @@ class Notifier:
         """Channel name -> sender."""
         self._rng = rng or random.Random()
         self._clock = clock
+        self._families: bool | None = None
 
     def run(self, stop: threading.Event) -> None:
         """Run rounds every ``poll_interval_s`` until ``stop`` is set."""
@@ -102,9 +109,13 @@ class Notifier:
             stop.wait(self.settings.poll_interval_s)
 
     def run_once(self) -> Counter:
-        """One fan-out and one delivery pass; returns counts by outcome."""
+        """One fan-out, one delivery pass and the daily summaries due; returns counts by
+        outcome."""
         counts = self.fan_out()
         counts.update(self.deliver_due())
+        summaries = self.send_digests()
+        if summaries:
+            counts["summaries"] += summaries
         return counts
 
     # --- fan-out -------------------------------------------------------------------------
@@ -137,7 +148,12 @@ class Notifier:
         if (now - happened).total_seconds() > self.settings.skip_older_than_s:
             counts["stale"] += 1
             return counts
-        names = [n for n in route(self.settings.channels, note) if n in self.senders]
+        family = self._family_choice(note)
+        if family is not None and not family:
+            counts["summary"] += 1  # the family hears of it in its daily summary (or the app)
+            return counts
+        channels = route(self.settings.channels, note, severity_floor=family is None)
+        names = [n for n in channels if n in self.senders]
         for name in names:
             status = self._admission(name, note, now, admitted)
             self.conn.execute(
@@ -152,6 +168,48 @@ class Notifier:
         self.conn.execute("UPDATE notification_events SET channels = %s WHERE alert_id = %s "
                           "AND event = %s", (len(names), note.alert_id, note.event))
         return counts
+
+    def _family_choice(self, note: Notification) -> bool | None:
+        """For a wellbeing alert of a family's bear: whether the family chose to be told at
+        once (:func:`sync.cloud.wellbeing.immediate_sql`); None for any other alert."""
+        if not note.wellbeing or note.event != "raised" or not self._has_families():
+            return None
+        row = self.conn.execute(
+            f"SELECT {wellbeing.immediate_sql('a')}, EXISTS (SELECT 1 FROM family_pairings f"
+            " WHERE f.pairing_id = a.pairing_id) FROM alerts a WHERE a.id = %s",
+            (note.alert_id,)).fetchone()
+        if row is None or not row[1]:
+            return None
+        return bool(row[0])
+
+    def _has_families(self) -> bool:
+        """Whether the parent app's tables (and the inbox's, migration 0016) exist."""
+        if self._families is None:
+            self._families = self.conn.execute(
+                "SELECT to_regclass('family_alert_prefs') IS NOT NULL").fetchone()[0]
+        return bool(self._families)
+
+    # --- the daily summary ---------------------------------------------------------------
+
+    def send_digests(self) -> int:
+        """Each family's daily summary of the wellbeing alerts it did not get at once, once
+        a day (``notify.digest_hour`` in ``notify.digest_timezone``), by the first parent
+        e-mail channel that writes to the parent; returns how many went out."""
+        sender = self._summary_sender()
+        if sender is None or not self._has_families():
+            return 0
+        channel = sender.settings
+        return wellbeing.send_digests(
+            self.conn, sender.send_text, _utcnow(self._clock), self.settings.digest_hour,
+            self.settings.digest_timezone, channel.app_url)
+
+    def _summary_sender(self) -> EmailSender | None:
+        for name, channel in self.settings.channels.items():
+            sender = self.senders.get(name)
+            if (isinstance(sender, EmailSender) and channel.audience == "parent"
+                    and sender.settings.to_parent):
+                return sender
+        return None
 
     def _admission(self, name: str, note: Notification, now: datetime,
                    admitted: dict[str, int]) -> str:
@@ -195,10 +253,15 @@ class Notifier:
         alerts = {row[0]: row for row in self.conn.execute(
             ALERT_ROWS, ([d[1] for d in due],)).fetchall()}
         parents = self._parents({row[1] for row in alerts.values()})
+        families = (wellbeing.family_addresses(self.conn, sorted(alerts))
+                    if self._has_families() else {})
+        recipients = {alert_id: tuple(dict.fromkeys(
+            parents.get(row[1], ()) + families.get(alert_id, ())))
+            for alert_id, row in alerts.items()}
         jobs = [(d, alerts.get(d[1])) for d in due]
         with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
             results = list(pool.map(
-                lambda job: self._send(job[0][3], job[0][2], job[1], parents), jobs))
+                lambda job: self._send(job[0][3], job[0][2], job[1], recipients), jobs))
         outcomes: Counter = Counter()
         with self.conn.transaction():
             for (delivery_id, _, _, channel, attempts), (error, elapsed_ms) in zip(
@@ -221,7 +284,7 @@ class Notifier:
                 for device_id, addresses in found.items()}
 
     def _send(self, channel: str, event: str, row,
-              parents: dict[str, tuple[str, ...]]) -> tuple[DeliveryError | None, int]:
+              recipients: dict[int, tuple[str, ...]]) -> tuple[DeliveryError | None, int]:
         """One attempt (in a worker thread, no database): ``(error or None, milliseconds)``."""
         sender = self.senders.get(channel)
         started = time.monotonic()
@@ -231,7 +294,7 @@ class Notifier:
         elif row is not None:
             try:
                 note = _notification((row[0], event, *row[1:]))
-                sender.send(replace(note, parents=parents.get(note.device_id, ())))
+                sender.send(replace(note, parents=recipients.get(note.alert_id, ())))
             except DeliveryError as exc:
                 error = exc
             except Exception as exc:  # a sender bug must not lose the delivery's state

@@ -23,11 +23,26 @@ class EmailSender:
 
     def send(self, note: Notification) -> None:
         """Send one message to every recipient; raises DeliveryError."""
-        where = f"SMTP server {self.settings.host}:{self.settings.port}"
         recipients = self.recipients(note)
         if not recipients:
             raise DeliveryError(f"no parent with an active consent on record for "
                                 f"{note.device_id} — nobody to tell", retryable=False)
+        self._deliver(self.compose(note, recipients))
+
+    def send_text(self, recipients: tuple[str, ...] | list[str], subject: str, body: str
+                  ) -> None:
+        """Send a plain e-mail (a family's daily summary); raises DeliveryError."""
+        message = EmailMessage()
+        message["From"] = self.settings.sender
+        message["To"] = ", ".join(recipients)
+        message["Subject"] = subject
+        message["Date"] = formatdate(localtime=False)
+        message["Message-ID"] = make_msgid(domain="teddy.invalid")
+        message.set_content(body)
+        self._deliver(message)
+
+    def _deliver(self, message: EmailMessage) -> None:
+        where = f"SMTP server {self.settings.host}:{self.settings.port}"
         try:
             with smtplib.SMTP(self.settings.host, self.settings.port,
                               timeout=self.timeout) as smtp:
@@ -36,7 +51,7 @@ class EmailSender:
                     password = self.settings.password
                     smtp.login(self.settings.username,
                                password.get_secret_value() if password else "")
-                smtp.send_message(self.compose(note, recipients))
+                smtp.send_message(message)
         except DeliveryError:
             raise
         except smtplib.SMTPResponseException as exc:
@@ -78,6 +93,7 @@ class EmailSender:
         message["X-Teddy-Alert"] = f"{note.alert_id}/{note.event}"
         text = note.text()
         if note.wellbeing and self.settings.app_url:  # the parent app shows the rest
-            text += f"\n\nSee it in the parent app: {self.settings.app_url.rstrip('/')}/alerts"
+            text += (f"\n\nSee it in the parent app: {self.settings.app_url.rstrip('/')}"
+                     f"/alerts#alert-{note.alert_id}")
         message.set_content(text + "\n")
         return message

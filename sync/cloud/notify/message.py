@@ -73,10 +73,13 @@ class Notification:
     def text(self) -> str:
         """A few lines for e-mail, chat and SMS."""
         if self.wellbeing and self.event == "raised":
-            categories = ", ".join(self.details.get("categories", [])) or "wellbeing"
+            from sync.cloud.wellbeing import category_words, first_category, severity_words
+
+            what = category_words(first_category(self.details.get("category"), self.details))
             return (f"Your bear {self.device_id} noticed something your child said that a "
-                    f"grown-up should know about ({categories}) at "
-                    f"{self.raised_at:%Y-%m-%d %H:%M %Z}. Please talk with your child.")
+                    f"grown-up should know about: {what} ({severity_words(self.severity)}, "
+                    f"{self.raised_at:%Y-%m-%d %H:%M %Z}). Please talk with your child. "
+                    "What your child said is only in the app, not in this e-mail.")
         when = self.cleared_at if self.event == "cleared" and self.cleared_at else self.raised_at
         verb = "cleared" if self.event == "cleared" else "raised"
         return (f"{self.kind} ({self.severity}) {verb} on {self.device_id} at "

@@ -174,6 +174,8 @@ def export_text(data: dict[str, Any]) -> str:
         lines.append("")
     for alert in data["alerts"]:
         lines.append(f"Alert {alert['raised_at']:%Y-%m-%d %H:%M}: {alert['message']}")
+        if alert.get("turn"):
+            lines.append(f"  Your child said: {alert['turn']}")
     return "\n".join(lines) + "\n"
 
 

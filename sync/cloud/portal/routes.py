@@ -10,7 +10,17 @@ from fastapi import Depends, Request
 from config.errors import TeddyError
 from config.settings import Settings
 from sync.cloud.pairing import PairingError
-from sync.cloud.portal import auth, clients, deleting, feedback, history, notice, undo, words
+from sync.cloud.portal import (
+    auth,
+    clients,
+    deleting,
+    feedback,
+    history,
+    inbox,
+    notice,
+    undo,
+    words,
+)
 from sync.cloud.portal.app import (
     PRE_COOKIE,
     SESSION_COOKIE,
@@ -134,13 +144,15 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 
+    inbox.add_inbox_routes(app, page, RedirectResponse)  # /alerts: the wellbeing inbox
+
     # --- the family ----------------------------------------------------------------------
 
     @app.get("/bears")
     def dashboard(request: Request, fam: Fam):
         bears = fam.bears()
         return page(request, "dashboard.html", title="Your bears", bears=bears,
-                    alerts=fam.alerts()[:5], deletions=fam.deletions()[:5], zone=fam.zone)
+                    alerts=fam.alerts(limit=5), deletions=fam.deletions()[:5], zone=fam.zone)
 
     @app.get("/pair")
     def pair_form(request: Request, fam: Fam):
@@ -321,10 +333,6 @@ def add_routes(app: Any, settings: Settings, page: Any, HTMLResponse: Any,  # no
         if waiting is not None:
             return page(request, "deletion_pending.html", title="Deleting…", pending=waiting)
         return page(request, "deletion.html", title="Deleted", deletion=fam.deletion(deletion_id))
-
-    @app.get("/alerts")
-    def alerts(request: Request, fam: Fam):
-        return page(request, "alerts.html", title="Wellbeing alerts", alerts=fam.alerts())
 
     @app.get("/family")
     def family_page(request: Request, fam: Fam):

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from config.errors import TeddyError
 from config.settings import Settings
-from sync.cloud import custody, emails, family_keys, fleet_requests
+from sync.cloud import custody, emails, family_keys, fleet_requests, wellbeing
 from sync.cloud.db import one_row
 
 if TYPE_CHECKING:
@@ -216,22 +216,25 @@ class FamilyService:
         return [{"seq": r[0], "role": r[1], "text": open_text(self.reads, r[2]),
                  "created_at": r[3], "action": r[4], "categories": list(r[5])} for r in rows]
 
-    def alerts(self) -> list[dict[str, Any]]:
-        """Wellbeing alerts of the family's bears, newest first, each with the child's turn
-        that raised it (the last one before it)."""
+    def alerts(self, quotes: bool = False, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest ``limit`` wellbeing alerts of the family's bears; with ``quotes`` each with
+        the child's line that raised it (``turn``: carried by the bear with the alert, opened
+        with the family key; None from older bears, and without ``quotes``: the dashboard
+        does not show it, the inbox (:mod:`~sync.cloud.portal.inbox`) and export do)."""
         rows = self._rows(
             "SELECT a.pairing_id::text, a.kind, a.severity, a.message, a.raised_at,"
             " a.cleared_at, a.device_id, fp.child_name,"
-            " (SELECT t.text FROM turns t WHERE t.pairing_id = a.pairing_id"
-            "  AND t.role = 'child' AND t.created_at <= a.raised_at + interval '5 seconds'"
-            "  ORDER BY t.created_at DESC LIMIT 1)"
+            " COALESCE(a.category, a.details->'categories'->>0), a.quote"
             " FROM alerts a JOIN family_pairings fp ON fp.pairing_id = a.pairing_id"
             " WHERE a.pairing_id IN {scope} AND a.kind LIKE 'wellbeing.%%'"
-            " ORDER BY a.raised_at DESC LIMIT 200", replica=True)
+            " ORDER BY a.raised_at DESC LIMIT %(limit)s", {"limit": limit}, replica=True)
         names = ("pairing_id", "kind", "severity", "message", "raised_at", "cleared_at",
-                 "device_id", "child_name")
-        return [{**dict(zip(names, r[:8], strict=True)),
-                 "turn": open_text(self.reads, r[8]) if r[8] else None} for r in rows]
+                 "device_id", "child_name", "category")
+        return [{**dict(zip(names, r[:9], strict=True)),
+                 "category_words": wellbeing.category_words(r[8]),
+                 "severity_words": wellbeing.severity_words(r[2]),
+                 "turn": open_text(self.reads, r[9]) if r[9] and quotes else None}
+                for r in rows]
 
     def deletions(self, pairing_id: str | None = None) -> list[dict[str, Any]]:
         """Deletions asked for, with whether the bear confirmed them."""
@@ -452,7 +455,7 @@ class FamilyService:
             "bears": [{**{k: b[k] for k in ("pairing_id", "device_id", "child_name",
                                               "status", "consent", "desired")},
                        **export_pairing(self.reads, b["pairing_id"])} for b in bears],
-            "alerts": self.alerts(),
+            "alerts": self.alerts(quotes=True),
         }
 
 
@@ -472,14 +475,17 @@ def export_pairing(conn: Connection, pairing_id: str) -> dict[str, Any]:
 
 def delete_pairing_rows(conn: Connection, pairing_id: str,
                         conversation_ids: list[str] | None) -> int:
-    """Delete a pairing's turns (only the given conversations, or all with their wellbeing
-    alerts); returns the turns deleted (shared with the fleet CLI's delete-data)."""
+    """Delete a pairing's turns (only the given conversations, and the quotes of the alerts
+    they raised; or all with their wellbeing alerts); returns the turns deleted (shared with
+    the fleet CLI's delete-data)."""
     with conn.transaction():
         if conversation_ids is None:
             conn.execute("DELETE FROM alerts WHERE pairing_id = %s AND kind LIKE"
                          " 'wellbeing.%%'", (pairing_id,))
             return conn.execute("DELETE FROM turns WHERE pairing_id = %s",
                                 (pairing_id,)).rowcount
+        conn.execute("UPDATE alerts SET quote = NULL WHERE pairing_id = %s AND"  # the words
+                     " conversation_id = ANY(%s)", (pairing_id, conversation_ids))  # go too
         return conn.execute("DELETE FROM turns WHERE pairing_id = %s AND conversation_id ="
                             " ANY(%s)", (pairing_id, conversation_ids)).rowcount
 
@@ -527,4 +533,8 @@ def retention_sweep(conn: Connection, default_days: int, now: datetime | None = 
             "DELETE FROM turns t WHERE NOT EXISTS (SELECT 1 FROM family_pairings fp WHERE"
             " fp.pairing_id = t.pairing_id) AND t.created_at < %s - make_interval(days => %s)",
             (at, default_days)).rowcount
+        conn.execute(  # an alert's quote is the child's words: kept no longer than they are
+            "UPDATE alerts a SET quote = NULL FROM family_pairings fp JOIN families f USING"
+            " (family_id) WHERE a.pairing_id = fp.pairing_id AND a.quote IS NOT NULL"
+            " AND a.raised_at < %s - make_interval(days => f.retention_days)", (at,))
     return family + other
