@@ -1,7 +1,7 @@
 """Issue 21: no parent's e-mail address readable at rest once a cloud key is configured.
 
 A full flow on real PostgreSQL, the real parent app (in-process, real SMTP), real Mosquitto
-and a real bear claim: an operator-paired bear written before migration 0016 (plain row), a
+and a real bear claim: an operator-paired bear written before migration 0017 (plain row), a
 parent signs in, invites a second who accepts, a bear is paired for the family through
 ``pairing.approve`` (pairings, consents), its consent recorded by the app, an operator
 pairing by the CLI's path (no requester), a bear paired through the app's path by a real
@@ -124,7 +124,7 @@ def test_no_parent_address_is_readable_anywhere_after_a_full_flow(
 
     before, owner, partner, operator_paired = (_unique(n) for n in
                                                ("before", "owner", "partner", "operator"))
-    with database.connect() as conn:  # a pairing written before migration 0016: plain
+    with database.connect() as conn:  # a pairing written before migration 0017: plain
         old = make_family(conn, before, conversations=0)
         assert conn.execute("SELECT parent_email FROM pairings WHERE pairing_id = %s",
                             (old["pairing_id"],)).fetchone()[0] == before

@@ -116,7 +116,7 @@ def stored(conn: Connection, email: str) -> tuple[str, bytes]:
 def matching(conn: Connection, email: str, column: str = "parent_email"
              ) -> tuple[str, tuple[bytes, str]]:
     """``(SQL condition, parameters)``: a fleet row's ``column`` is ``email`` — by its keyed
-    hash, or, for a row not sealed yet (written before migration 0016 and not migrated),
+    hash, or, for a row not sealed yet (written before migration 0017 and not migrated),
     by the readable address."""
     return (f"({column}_hash = %s OR ({column}_hash IS NULL AND lower({column}) = lower(%s)))",
             (lookup(conn, email), email.strip()))
@@ -174,7 +174,7 @@ def migrate(conn: Connection) -> int:
 
 
 def _migrate_fleet(conn: Connection, keyed: bool) -> int:
-    """Seal and hash ``parent_email`` of the fleet tables (migration 0016's rows)."""
+    """Seal and hash ``parent_email`` of the fleet tables (migration 0017's rows)."""
     changed = 0
     unsealed = " OR parent_email NOT LIKE 'te1.%%'" if keyed else ""
     for table, key in FLEET_TABLES.items():

@@ -183,7 +183,7 @@ class Notifier:
         return bool(row[0])
 
     def _has_families(self) -> bool:
-        """Whether the parent app's tables (and the inbox's, migration 0016) exist."""
+        """Whether the parent app's tables (and the inbox's, migration 0018) exist."""
         if self._families is None:
             self._families = self.conn.execute(
                 "SELECT to_regclass('family_alert_prefs') IS NOT NULL").fetchone()[0]
