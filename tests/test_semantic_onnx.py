@@ -58,8 +58,9 @@ def verdicts(backends) -> dict[str, list[tuple]]:
 def test_onnxruntime_runs_without_onnx_in_the_bear():
     """The graph is built in a child process: the bear's process never imports onnx."""
     out = subprocess.run(
-        [sys.executable, "-c", "import sys; from agent.semantic import load_embedder; from config.settings import load_settings; "
-         "e = load_embedder(load_settings()); print(e.backend, e.precision, 'onnx' in sys.modules, "
+        [sys.executable, "-c", "import sys; from agent.semantic import load_embedder; "
+         "from config.settings import load_settings; e = load_embedder(load_settings()); "
+         "print(e.backend, e.precision, 'onnx' in sys.modules, "
          "e.encode(['hello teddy']).shape)"],
         cwd=ROOT, capture_output=True, text=True, check=True, timeout=600, env=_env(ONNX))
     assert out.stdout.split() == ["onnxruntime", "int8", "False", "(1,", "384)"], out
