@@ -91,6 +91,14 @@ def test_harmful_topics_block(safety: SafetyFilter, text: str, category: str) ->
     ("the ipad code is 1 2 3 4 5 6", "pii.password", "4 5"),
     ("my dad's email is tom dot jones at outlook dot com", "pii.email", "tom"),
     ("everyone calls me lucy brown", "pii.name", "brown"),
+    # issue 20: self-introductions in other orders, a family name without "my", a move,
+    # a school called after its infants/juniors
+    ("Jasper is my name", "pii.name", "Jasper"),
+    ("hello teddy it's Mateo here", "pii.name", "Mateo"),
+    ("im Kofi and im eight", "pii.name", "Kofi"),
+    ("dads called Tobias", "pii.name", "Tobias"),
+    ("we just moved to elm grove", "pii.address", "elm"),
+    ("my sister goes to hillside juniors", "pii.school", "hillside"),
 ])
 def test_personal_information_is_redacted(safety: SafetyFilter, text: str, category: str,
                                           secret: str) -> None:
@@ -111,6 +119,16 @@ def test_counting_is_not_personal_information_and_first_names_need_consent(
         "my name is [name] and i am six"
     assert safety.check_input("my name is emma and i am six", keep_name=True).action \
         is Action.ALLOW
+
+
+@pytest.mark.parametrize("text", [
+    "its cold here", "it's raining here", "what is my name", "im tired and im six",
+    "this is fun here", "mum called me for tea", "we moved to a new house",
+    "my brother is in infants",
+])
+def test_states_and_questions_are_no_names(safety: SafetyFilter, text: str) -> None:
+    """The introductions added for issue 20 leave a child's states and questions alone."""
+    assert safety.check_input(text).redacted == text
 
 
 def test_redaction_and_escalation_combine(safety: SafetyFilter) -> None:

@@ -91,6 +91,24 @@ def test_the_bear_runs_from_the_wheel(venv: Path, env: dict[str, str], tmp_path:
     assert answer.strip(), "teddy chat answered nothing"
 
 
+def test_the_onnxruntime_backend_builds_its_graph_from_the_wheel(wheel: Path, venv: Path,
+                                                                  env: dict[str, str]) -> None:
+    """Issue 20: onnxruntime and onnx are the bear's dependencies, and the graph's child
+    process (``python -m agent.semantic.onnx_graph``) runs from the installed package."""
+    metadata = next(n for n in zipfile.ZipFile(wheel).namelist() if n.endswith("METADATA"))
+    requires = zipfile.ZipFile(wheel).read(metadata).decode()
+    assert re.search(r"^Requires-Dist: onnxruntime\b", requires, re.M), requires
+    assert re.search(r"^Requires-Dist: onnx\b", requires, re.M), requires
+    out = _run(venv, "python", "-c", "import sys, agent.semantic.onnx_graph as g; "
+               "from agent.semantic import load_embedder; from config.settings import "
+               "load_settings; e = load_embedder(load_settings()); "
+               "print(e.backend, g.__file__, 'onnx' in sys.modules, e.encode(['hi']).shape[1])",
+               env=env | {"TEDDY_SAFETY__SEMANTIC_BACKEND": "onnxruntime"})
+    backend, where, onnx_imported, dimension = out.split()
+    assert (backend, onnx_imported, dimension) == ("onnxruntime", "False", "384"), out
+    assert Path(where).is_relative_to(venv), where
+
+
 def test_each_cloud_service_starts_from_the_wheel(venv: Path, env: dict[str, str], database,
                                                   secure_broker, smtp, tmp_path: Path) -> None:
     port = free_port()

@@ -92,7 +92,8 @@ class PiiDetector:
             ("pii.address", "address.number_street", streets,
              rf"\b{number}\s+(?:[a-z']+\s+){{1,3}}?{street}\b", 0),
             ("pii.address", "address.lives_on_street", streets,
-             rf"\b(?:live|living|lives|house\s+is|home\s+is|flat\s+is)\s+(?:at|on|in)\s+"
+             rf"\b(?:live|living|lives|house\s+is|home\s+is|flat\s+is|moved|moving|move)\s+"
+             rf"(?:at|on|in|to|into)\s+"
              rf"((?:the\s+)?(?:[a-z']+\s+){{1,3}}?{street})\b", 1),
             ("pii.address", "address.my_address", ("address",),
              rf"\bmy\s+(?:home\s+)?address\s+is\s+"
@@ -293,8 +294,17 @@ def _is_street_name(self: PiiDetector, value: str) -> bool:
                                    for w in words)
 
 
+def _is_introduced_name(self: PiiDetector, value: str) -> bool:
+    """A word in a self-introduction's place that is no state ("it's cold here")."""
+    word = value.lower()
+    return _is_given_name(self, value) and word not in _STATES and not word.endswith("ing")
+
+
 _CHECKS: dict[str, Callable[[PiiDetector, str], bool]] = {
     "name.self": _is_given_name,
+    "name.self_after": _is_given_name,
+    "name.self_here": _is_introduced_name,
+    "name.self_age": _is_introduced_name,
     "name.self_weak": _is_known_first_name,
     "name.family": _is_family_name,
     "name.title": _is_given_name,
@@ -347,7 +357,8 @@ def redact(text: str, spans: list[PiiSpan]) -> str:
 
 _TRIMMED = frozenset({"name.full", "name.family"})
 
-SELF_NAME_RULES = frozenset({"name.self", "name.self_weak"})
+SELF_NAME_RULES = frozenset({"name.self", "name.self_weak", "name.self_after",
+                             "name.self_here", "name.self_age"})
 """Rules that find the child's own first name (kept when the parent allowed ``name``)."""
 
 _WORDNAME = r"[^\W\d_]+"
@@ -371,6 +382,20 @@ _DATE = (rf"(?:(?:the\s+)?{_DAY}\s+(?:of\s+)?{_MONTH}\b(?:,?\s+{_YEAR})?"
 _NEAR = (r"(?:right\s+|just\s+)?(?:next\s+door\s+to|next\s+to|near|nearby|behind|opposite|"
          r"across\s+from|across\s+the\s+road\s+from|by|beside|in\s+front\s+of|close\s+to|"
          r"round\s+the\s+corner\s+from|around\s+the\s+corner\s+from|down\s+the\s+road\s+from)")
+_AGE_WORD = (r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
+             r"thirteen)(?:\s+(?:and\s+a\s+half|years?\s+old))?")
+_STATES = frozenset({
+    "cold", "hot", "warm", "dark", "quiet", "noisy", "loud", "sunny", "windy", "rainy",
+    "wet", "dry", "boring", "scary", "fun", "messy", "busy", "lovely", "nice", "great",
+    "cosy", "cozy", "safe", "ok", "okay", "fine", "bored", "tired", "hungry", "sleepy",
+    "sad", "happy", "scared", "cross", "angry", "sick", "ill", "poorly", "good", "bad",
+    "home", "back", "done", "ready", "late", "early", "sorry", "excited", "lonely", "upset",
+    "grumpy", "cheeky", "naughty", "silly", "big", "small", "tall", "short", "strong",
+    "fast", "slow", "clever", "smart", "brave", "shy", "gross", "yucky", "smelly", "snowy",
+    "freezing", "boiling", "crowded", "empty", "full", "new", "old", "weird", "funny",
+    "nobody", "someone", "somebody", "everyone", "everybody", "nothing", "something",
+    "still", "all", "both"})
+"""Words that follow "it's ... here" / "i'm ... and i'm six" as a state, not a name."""
 _NOT_STREET_NAME = frozenset({
     "the", "a", "an", "my", "our", "your", "his", "her", "their", "its", "this", "that",
     "busy", "big", "long", "dark", "open", "same", "other", "wrong", "right", "each", "every",
@@ -389,8 +414,15 @@ def _extra_rules(street: str, school: str) -> list[tuple]:
         ("pii.name", "name.self_weak", ("i'm", "im", "i am", "this is", " me "),
          rf"\b(?:i'm|im|i\s+am|this\s+is|(?:it's|its|it\s+is)\s+me,?)\s+({_WORDNAME})\b", 1),
         ("pii.name", "name.family", ("name", "called", "named"),
-         rf"\bmy\s+{_RELATION}(?:'s|s)?\s+(?:name\s+is|names\s+is|name's|is\s+called|"
+         rf"\b(?:my\s+|our\s+)?{_RELATION}(?:'s|s)?\s+(?:name\s+is|names\s+is|name's|is\s+called|"
          rf"is\s+named|called|named)\s+({_WORDNAME}(?:\s+{_WORDNAME})?)", 1),
+        ("pii.name", "name.self_after", ("my name", "my first name"),
+         rf"\b({_WORDNAME})\s+(?:is|'s)\s+my\s+(?:first\s+|real\s+)?name\b", 1),
+        ("pii.name", "name.self_here", (" here ",),
+         rf"\b(?:it's|its|it\s+is|this\s+is)\s+({_WORDNAME})\s+here\b", 1),
+        ("pii.name", "name.self_age", ("and i", "and im"),
+         rf"\b(?:i'm|im|i\s+am)\s+({_WORDNAME})\s*,?\s+and\s+(?:i'm|im|i\s+am)\s+"
+         rf"(?:\d{{1,2}}|{_AGE_WORD})\b", 1),
         ("pii.name", "name.title", ("mr", "mrs", "ms", "dr", "mister"),
          rf"\b(?:mr|mrs|ms|dr|mister)\.?\s+({_WORDNAME})", 1),
         ("pii.birthday", "birthday.date", ("birth", "born", "bday"),
