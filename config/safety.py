@@ -37,8 +37,8 @@ class SafetySettings(Section):
     were measured on), ``"onnxruntime"`` (the graph built at load from the hash-checked
     weights in a child process; int8 layers on integer kernels: the full check's p99 6.5 ms
     vs numpy's 19.3 in scripts/bench-check, +43 MiB RSS; 7 of the 2,763 frozen verdicts
-    differ, one of them a grooming line on frozen v2, so not yet the default) or ``"auto"`` (onnxruntime when it
-    and ``onnx`` are installed, else numpy)."""
+    differ, one of them a grooming line on frozen v2, so not yet the default) or
+    ``"auto"`` (onnxruntime when it and ``onnx`` are installed, else numpy)."""
 
     @field_validator("semantic_model")
     @classmethod
