@@ -277,3 +277,28 @@ def test_v2_benign_output_rarely_blocked(figures):
 @pytest.mark.parametrize("name", [pytest.param(g, marks=_missed(g, ">= 0.99")) for g in GRAVE])
 def test_v2_each_grave_category(grave, name):
     assert grave[name] >= GRAVE_TARGET, f"{name} {grave[name]:.3f} vs {GRAVE_TARGET}"
+
+
+def test_a_seed_ensemble_file_loads_as_the_mean_of_its_members(tmp_path):
+    """An npz with ``m<k>_`` arrays is an ensemble: its probabilities are the members' mean;
+    a file with plain names is one head."""
+    from agent.safety.classifier import HEAD_ARRAYS, ensemble_forward, head_forward, member_arrays
+
+    rng = np.random.default_rng(20)
+    shapes = {"att_w": (8, 4), "att_b": (4,), "att_v": (4, 2), "w1": (24, 6), "b1": (6,),
+              "w2": (6, 3), "b2": (3,)}
+    members = [{n: rng.normal(size=shapes[n]).astype(np.float32) for n in HEAD_ARRAYS}
+               for _ in range(3)]
+    np.savez(tmp_path / "ens.npz", **{f"m{k}_{n}": a for k, m in enumerate(members)
+                                      for n, a in m.items()})
+    np.savez(tmp_path / "one.npz", **members[0])
+    states = rng.normal(size=(5, 8)).astype(np.float32)
+    with np.load(tmp_path / "ens.npz") as saved:
+        loaded = member_arrays(saved)
+    with np.load(tmp_path / "one.npz") as saved:
+        single = member_arrays(saved)
+    assert len(loaded) == 3 and len(single) == 1
+    expected = np.mean([head_forward(m, states) for m in members], axis=0)
+    assert np.allclose(ensemble_forward(loaded, states), expected, atol=1e-6)
+    assert np.allclose(ensemble_forward(single, states), head_forward(members[0], states))
+    assert not np.allclose(expected, head_forward(members[0], states))
