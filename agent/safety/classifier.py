@@ -59,6 +59,24 @@ def head_forward(arrays: dict[str, np.ndarray], states: np.ndarray) -> np.ndarra
     return (probs / probs.sum()).astype(np.float32)
 
 
+def ensemble_forward(members: list[dict[str, np.ndarray]], states: np.ndarray) -> np.ndarray:
+    """The mean of the members' :func:`head_forward` probabilities."""
+    total = head_forward(members[0], states)
+    for arrays in members[1:]:
+        total = total + head_forward(arrays, states)
+    return (total / len(members)).astype(np.float32)
+
+
+def member_arrays(saved) -> list[dict[str, np.ndarray]]:
+    """The members of a saved head: arrays named ``m<k>_<name>`` (one per seed), or the plain
+    names of a single head."""
+    count = sum(1 for key in saved.files if key.endswith("_att_w") and key.startswith("m"))
+    if count == 0:
+        return [{name: saved[name].astype(np.float32) for name in HEAD_ARRAYS}]
+    return [{name: saved[f"m{k}_{name}"].astype(np.float32) for name in HEAD_ARRAYS}
+            for k in range(count)]
+
+
 @dataclass(frozen=True)
 class Decision:
     """What one head concluded about one text."""
@@ -74,18 +92,18 @@ class Decision:
 
 
 class TrainedHead:
-    """One direction's head: its arrays, labels and threshold."""
+    """One direction's head: its members' arrays (a seed ensemble), labels and threshold."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], labels: list[str], threshold: float,
-                 allow_labels: frozenset[str]) -> None:
-        self.arrays = arrays
+    def __init__(self, members: list[dict[str, np.ndarray]], labels: list[str],
+                 threshold: float, allow_labels: frozenset[str]) -> None:
+        self.members = members
         self.labels = labels
         self.threshold = threshold
         self.allow = np.array([label in allow_labels for label in labels])
 
     def probabilities(self, states: np.ndarray) -> np.ndarray:
-        """Probability of each label (in :attr:`labels` order)."""
-        return head_forward(self.arrays, states)
+        """Probability of each label (in :attr:`labels` order): the members' mean."""
+        return ensemble_forward(self.members, states)
 
     def decide(self, probs: np.ndarray, allowed: frozenset[str] | None = None,
                threshold: float | None = None) -> Decision:
@@ -131,8 +149,8 @@ def load_heads(base: Path, fingerprint: str) -> dict[str, TrainedHead]:
             raise SafetyListError(f"safety model file {path} fails its hash check — restore "
                                   "it or run scripts/train-safety")
         with np.load(path, allow_pickle=False) as saved:
-            arrays = {name: saved[name].astype(np.float32) for name in HEAD_ARRAYS}
-        heads[direction] = TrainedHead(arrays, list(spec["labels"]), float(spec["threshold"]),
+            members = member_arrays(saved)
+        heads[direction] = TrainedHead(members, list(spec["labels"]), float(spec["threshold"]),
                                        allow)
     logger.debug("safety model heads loaded from %s", folder)
     return heads

@@ -30,6 +30,11 @@ the index: 0.901 / 0.073 vs 0.938 / 0.061); the head adds what it is this sure o
 calibration split's allowed replies reach it)."""
 KNOWN_REPLIES = "known_replies.txt"
 """Beside the heads: the built-in replies, benign without a forward pass."""
+CONFIRM = 0.15
+"""The context pass only confirms: the last turn alone must give the context's category at
+least this probability (and more than any other escalating label). A split lure's last turn
+("he said hop in quick") leans that way alone; an ordinary question after a sad line does
+not."""
 MODEL_NAME = "trained classifier"
 """What a finding's ``nearest`` says (no exemplar decided)."""
 
@@ -117,8 +122,16 @@ class ModelStage:
 
     def judge_window(self, texts: list[str], direction: str,
                      allowed: frozenset[str]) -> SemanticHit | None:
-        """The finding for several turns taken together (one text, turns joined)."""
-        return self.judge(" . ".join(texts), direction, allowed)
+        """The finding for several turns taken together (one text, turns joined), kept only
+        when the last turn alone leans the same way (:func:`confirms`): the context confirms
+        what the line says, it never makes an ordinary line ("why do they hoot") into the
+        escalation an earlier turn was about."""
+        hit = self.judge(" . ".join(texts), direction, allowed)
+        if hit is None or not texts:
+            return None
+        head = self.heads[direction]
+        alone = self.probabilities(texts[-1], direction)
+        return hit if confirms(head, alone, hit.category, allowed) else None
 
     def judge_each(self, texts: list[str], direction: str, allowed: frozenset[str]) -> bool:
         """Whether any one of ``texts`` alone is a finding (in ``allowed`` labels)."""
@@ -139,6 +152,17 @@ class ModelStage:
         for text, states in zip(todo, self._embedder.token_states(todo), strict=True):
             self._judged(direction, text, states)
         return len(todo)
+
+
+def confirms(head: TrainedHead, alone: np.ndarray, category: str,
+             allowed: frozenset[str]) -> bool:
+    """Whether a line alone supports the context's ``category``: it is the line's most likely
+    label among ``allowed`` and reaches :data:`CONFIRM`."""
+    if category not in head.labels:
+        return False
+    mask = np.array([label in allowed for label in head.labels])
+    best = int(np.where(mask, alone, -1.0).argmax())
+    return head.labels[best] == category and float(alone[best]) >= CONFIRM
 
 
 def read_known_replies(path: Path) -> frozenset[str]:
