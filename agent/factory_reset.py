@@ -52,11 +52,13 @@ def key_files(settings: Settings) -> list[Path]:
 def data_files(settings: Settings) -> list[Path]:
     """Every file holding (encrypted) family data or credentials."""
     from agent.commands import SEEN_FILE
+    from agent.play import STATE_FILE as PLAY_FILE
 
     data_dir = Path(settings.store.data_dir)
     db = settings.store.db_path
     return [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm"),
-            db.with_name(db.name + ".keylock"), data_dir / SEALED_NAME, data_dir / SEEN_FILE]
+            db.with_name(db.name + ".keylock"), data_dir / SEALED_NAME, data_dir / SEEN_FILE,
+            data_dir / PLAY_FILE]
 
 
 def factory_reset(settings: Settings) -> ResetReport:

@@ -366,7 +366,7 @@ _RELATION = (r"(?:(?:big|little|baby|older|younger|best|step|step\s+)?\s*(?:mum|
              r"mommy|mother|mama|dad|daddy|father|papa|sister|brother|sis|bro|nan|nana|nanny|"
              r"gran|granny|grandma|grandmother|grandad|granddad|grandpa|grandfather|aunt|"
              r"auntie|aunty|uncle|cousin|friend|teacher|babysitter|stepmum|stepmom|stepdad|"
-             r"neighbour|neighbor|dog|cat|puppy))")
+             r"neighbour|neighbor))")
 _MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
           r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
 _ORDINAL_WORD = (r"(?:(?:twenty|thirty)[\s-])?(?:first|second|third|fourth|fifth|sixth|seventh|"
