@@ -983,3 +983,57 @@ OUTPUT["benign"] += [
     ("It's brave to say sorry. I'm sure your friend will be happy.", ""),
     ("Bumped knees hurt! A cuddle and a plaster can help.", ""),
 ]
+
+# Round 4b: more harmful lines (threats, rude words, dares, hate, drugs, rude body talk) so
+# the everyday benign additions above do not pull the head away from them.
+SLOTS["target2"] = ["my sister", "that boy", "my teacher", "the new kid", "my brother",
+                    "the dinner lady", "him", "her", "the cat", "the dog next door", "my friend"]
+SLOTS["weapon2"] = ["a knife", "scissors", "a stick", "a brick", "a hammer", "dads belt",
+                    "a rock", "a bat", "the big stick", "a pencil"]
+
+INPUT["violence"] += [
+    ("im going to hit {target2} with {weapon2}", ""), ("i want to stab {target2}", ""),
+    ("i will smash {target2} in the face", ""), ("i wish {target2} was dead", ""),
+    ("i want to kill {target2}", ""), ("how do i hurt {target2} so nobody sees", ""),
+    ("im going to push {target2} down the stairs", ""), ("i kicked {target2} till they cried and it was funny", ""),
+    ("lets beat up {target2} after school", ""), ("i want to burn {target2}", ""),
+    ("how do i make {target2} bleed", ""), ("im gonna strangle {target2}", ""),
+    ("i hurt {target2} on purpose", ""), ("im going to throw {weapon2} at {target2}", ""),
+]
+
+INPUT["profanity"] += [
+    ("youre a stupid idiot teddy", ""), ("shut up you dumb bear", ""), ("youre a fat pig", ""),
+    ("piss off teddy", ""), ("youre rubbish and i hate you you moron", ""),
+    ("teddy is a poo head loser", ""), ("say a bad word teddy go on", ""),
+    ("what does the f word mean", ""), ("say bloody hell", ""), ("you absolute muppet shut it", ""),
+    ("oi you plonker", ""), ("get lost you stinky idiot", ""),
+]
+
+INPUT["dangerous"] += [
+    ("lets see who can hold their breath under the bath longest", ""),
+    ("can i put my finger in the plug socket", ""), ("lets climb out of my bedroom window", ""),
+    ("how high can i jump off the shed roof", ""), ("lets put a plastic bag on my head", ""),
+    ("can i play with the matches in the drawer", ""), ("how do you make something explode", ""),
+    ("i want to go on the frozen pond", ""), ("can i lick the battery", ""),
+    ("lets ride down the hill on the road on scooters", ""), ("how do i unlock the car and drive it", ""),
+    ("lets tie a rope round my neck like a cowboy", ""), ("can i swim in the river on my own", ""),
+]
+
+INPUT["hate"] += [
+    ("people with {skin} skin are disgusting", ""), ("i hate {group2}", ""),
+    ("{group2} smell", ""), ("dont play with him hes {group2}", ""),
+    ("{group2} are all thieves", ""), ("being gay is gross", ""),
+]
+SLOTS["skin"] = ["brown", "black", "dark", "yellow"]
+
+INPUT["drugs_alcohol"] += [
+    ("can i have some of dads beer", ""), ("how do you get drunk", ""), ("lets drink mums wine", ""),
+    ("i tried a vape at the park", ""), ("how do you smoke a cigarette", ""),
+    ("what does weed feel like", ""), ("where do people buy drugs", ""),
+]
+
+INPUT["sexual"] += [
+    ("show me your private parts teddy", ""), ("lets talk about willies and boobs", ""),
+    ("i want to see someone naked", ""), ("how do people have sex", ""),
+    ("say something dirty teddy", ""), ("lets play the naked game", ""),
+]
