@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from training.safety import templates, templates_more  # noqa: E402
+from training.safety import templates  # noqa: E402
 from training.safety.noise import clean, noisy, run_on  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -33,9 +33,6 @@ FILLS = {"input": 14, "output": 10}
 """Slot fillings drawn per template."""
 NOISY_COPIES = 2
 RUN_ONS = 1
-FEW_EXTRA = 3
-"""More noisy copies (and one more run-on) of an unsafe template with no slots: one line
-alone would weigh little beside the many-filled ones."""
 SPLITS = (("test", 0.10), ("calib", 0.15), ("train", 0.75))
 OUT_OPENERS = ["", "Hey! ", "Guess what? ", "Psst, ", "Listen. ", "Ooh, ", "You know what? ",
                "Hmm, ", "Okay! ", "Friend, "]
@@ -74,21 +71,18 @@ def fill(template: str, slots: dict[str, list[str]], rng: random.Random, limit: 
 
 
 def template_rows(direction: str) -> list[dict]:
-    """Rows from the hand-written templates (templates.py, then templates_more.py; each
-    template's fillings drawn with its own seed, so editing one template leaves every other
-    line as it was)."""
+    """Rows from the hand-written templates (each template's fillings drawn with its own
+    seed, so editing one template leaves every other line as it was)."""
+    source = templates.INPUT if direction == "input" else templates.OUTPUT
+    slots = templates.SLOTS if direction == "input" else templates.OUT_SLOTS
     rows = []
-    for module, tag in ((templates, ""), (templates_more, "m")):
-        source = module.INPUT if direction == "input" else module.OUTPUT
-        slots = module.SLOTS if direction == "input" else module.OUT_SLOTS
-        for label, items in source.items():
-            for index, (template, twin) in enumerate(items):
-                group = (f"{direction}:twin:{twin}" if twin
-                         else f"{direction}:{label}:{tag}{index}")
-                rng = random.Random(f"{SEED}:{direction}:{template}")
-                for text in fill(template, slots, rng, FILLS[direction]):
-                    rows.append({"text": clean(text) if direction == "input" else text,
-                                 "label": label, "group": group, "origin": "template"})
+    for label, items in source.items():
+        for index, (template, twin) in enumerate(items):
+            group = f"{direction}:twin:{twin}" if twin else f"{direction}:{label}:{index}"
+            rng = random.Random(f"{SEED}:{direction}:{template}")
+            for text in fill(template, slots, rng, FILLS[direction]):
+                rows.append({"text": clean(text) if direction == "input" else text,
+                             "label": label, "group": group, "origin": "template"})
     return rows
 
 
@@ -110,30 +104,17 @@ def exemplar_rows(direction: str) -> list[dict]:
 
 def augment_input(rows: list[dict]) -> list[dict]:
     """Noisy copies and run-ons, in each row's own group (seeded by the row's text)."""
-    benign = [r["text"] for r in rows if r["label"] == "benign" and len(r["text"].split()) < 9
-              and not _from_more(r["group"])]  # chatter: templates.py and the exemplars only
-    sizes: dict[str, int] = {}
-    for row in rows:
-        sizes[row["group"]] = sizes.get(row["group"], 0) + 1
+    benign = [r["text"] for r in rows if r["label"] == "benign" and len(r["text"].split()) < 9]
     out = list(rows)
     for row in rows:
         rng = random.Random(f"{SEED}:{row['text']}")
-        few = row["origin"] == "template" and sizes[row["group"]] == 1 and row["label"] != "benign"
-        for _ in range(NOISY_COPIES + (FEW_EXTRA if few else 0)):
+        for _ in range(NOISY_COPIES):
             out.append(row | {"text": noisy(row["text"], rng, 2), "origin": "noise"})
-        for _ in range(RUN_ONS + (1 if few else 0)):
+        for _ in range(RUN_ONS):
             chatter = rng.choice(benign)
             pair = (chatter, row["text"]) if rng.random() < 0.6 else (row["text"], chatter)
             out.append(row | {"text": run_on(*pair, rng), "origin": "run-on"})
     return out
-
-
-def _from_more(group: str) -> bool:
-    """Whether a group comes from templates_more.py (its lines are not drawn as run-on
-    chatter, so adding templates there leaves every other row's run-on as it was)."""
-    kind = group.split(":")[1:]
-    return (kind[0] == "twin" and kind[1].startswith("r")) or (len(kind) > 1
-                                                               and kind[1].startswith("m"))
 
 
 def augment_output(rows: list[dict]) -> list[dict]:

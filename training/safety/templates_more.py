@@ -7,6 +7,9 @@ worry about someone else, mild complaints, short commands, ordinary questions).
 
 Same shape as templates.py (label -> (template, twin key)); twin keys here start with "r"
 so they never join a group of templates.py. Written without reading the frozen sets.
+
+Not read by the shipping build.py yet: the candidates built from it (d3cf511, and round 4
+on branch r3-model2) regress frozen v1; docs/safety.md, "Round 4", says how to rebuild them.
 """
 
 from __future__ import annotations
