@@ -26,18 +26,15 @@ SECOND = DATA / "second"
 SECOND_CONVERSATIONS = [c for band in AGE_BANDS for c in read_judged(SECOND / f"{band}.txt")]
 """The second judged set (r3-talk): written before it was run or tuned against."""
 SETS = {"first": CONVERSATIONS, "second": SECOND_CONVERSATIONS}
-MISSED = {  # scripts/bench-dialogue --judged-only, 2026-12-07 (r3-talk), trained safety model
-    ("first", "model", "misfires"): "measured 0.043 > 0.03 (13/302: 6 need names the filter "
-                                    "redacts (\"my dog is called [name]\"); 1 the safety "
-                                    "model's escalation ('why do they hoot' as bullying); 3 are "
-                                    "right answers from the knowledge pack judged against "
+MISSED = {  # scripts/bench-dialogue --judged-only, 2026-12-07 (merge), trained safety model
+    ("first", "model", "misfires"): "measured 0.033 > 0.03 (10/302: 3 follow a sister's name "
+                                    "the filter redacts ('my sister is called [name]', 'she is "
+                                    "three', 'she took my crayons'); 1 the safety model's "
+                                    "escalation ('why do they hoot' as bullying); 3 are right "
+                                    "answers from the knowledge pack judged against "
                                     "answers.json ids; 3 the dialogue's ('goodnight teddy' "
                                     "without the name, 'yes' to no offer, 'not now' in a game)",
-    ("first", "rules", "misfires"): "measured 0.043 > 0.03 (13/302; the same causes)",
-    ("first", "model", "follow_ups"): "measured 0.935 < 0.95 (100/107: 4 need names the filter "
-                                      "redacts, 1 the safety model's escalation, 1 'yes' to "
-                                      "no offer, 1 'not now' in a game)",
-    ("first", "rules", "follow_ups"): "measured 0.935 < 0.95 (100/107: the same causes)",
+    ("first", "rules", "misfires"): "measured 0.033 > 0.03 (10/302; the same causes)",
 }
 
 

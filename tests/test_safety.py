@@ -121,6 +121,21 @@ def test_counting_is_not_personal_information_and_first_names_need_consent(
         is Action.ALLOW
 
 
+@pytest.mark.parametrize("text", ["my dog is called biscuit", "our hamsters name is nibbles",
+                                  "my kittens name is mo"])
+def test_a_pets_name_is_kept_only_with_the_name_consent(safety: SafetyFilter, text: str) -> None:
+    """A pet's name is what the child talks about, and a favourite security answer."""
+    assert "[name]" in safety.check_input(text).redacted
+    verdict = safety.check_input(text, keep_name=True)
+    assert verdict.action is Action.ALLOW and verdict.redacted == text
+
+
+def test_a_storys_animal_is_no_one_to_hide(safety: SafetyFilter) -> None:
+    """The bear's own story names its dog; only 'my/our' pets are the child's."""
+    line = "A rescue dog named Bramble had followed their scent up the hill."
+    assert safety.check_output(line).action is Action.ALLOW
+
+
 @pytest.mark.parametrize("text", [
     "its cold here", "it's raining here", "what is my name", "im tired and im six",
     "this is fun here", "mum called me for tea", "we moved to a new house",

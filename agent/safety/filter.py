@@ -34,7 +34,7 @@ from agent.safety.lexicon import (
 )
 from agent.safety.model_stage import ModelStage
 from agent.safety.normalize import FoldTables, fold, load_tables
-from agent.safety.pii import SELF_NAME_RULES, PiiDetector, redact
+from agent.safety.pii import NAME_CONSENT_RULES, PiiDetector, redact
 from agent.safety.semantic import SemanticHit, SemanticStage
 from agent.safety.sounds import SoundsLike
 from agent.safety.verdict import Action, Match, Verdict
@@ -256,7 +256,7 @@ class SafetyFilter:
     def _spans(self, text: str, keep_name: bool) -> list:
         spans = self._pii.find(text)
         if keep_name:
-            spans = [s for s in spans if s.rule not in SELF_NAME_RULES]
+            spans = [s for s in spans if s.rule not in NAME_CONSENT_RULES]
         return spans
 
     def _semantic_hit(self, text: str, direction: str) -> SemanticHit | None:

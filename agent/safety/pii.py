@@ -361,12 +361,19 @@ SELF_NAME_RULES = frozenset({"name.self", "name.self_weak", "name.self_after",
                              "name.self_here", "name.self_age"})
 """Rules that find the child's own first name (kept when the parent allowed ``name``)."""
 
+NAME_CONSENT_RULES = SELF_NAME_RULES | {"name.pet"}
+"""Names kept when the parent allowed ``name``: the child's own, and their pet's (a pet's name
+is what the child talks about; it is also a favourite security answer, so without the consent
+it is redacted like the child's)."""
+
 _WORDNAME = r"[^\W\d_]+"
 _RELATION = (r"(?:(?:big|little|baby|older|younger|best|step|step\s+)?\s*(?:mum|mom|mummy|"
              r"mommy|mother|mama|dad|daddy|father|papa|sister|brother|sis|bro|nan|nana|nanny|"
              r"gran|granny|grandma|grandmother|grandad|granddad|grandpa|grandfather|aunt|"
              r"auntie|aunty|uncle|cousin|friend|teacher|babysitter|stepmum|stepmom|stepdad|"
              r"neighbour|neighbor))")
+_PET = (r"(?:dog|doggy|doggie|puppy|pup|cat|kitty|kitten|hamster|rabbit|bunny|guinea\s+pig|"
+        r"fish|goldfish|tortoise|turtle|parrot|budgie|pony|horse|lizard|snake|pet)")
 _MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
           r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
 _ORDINAL_WORD = (r"(?:(?:twenty|thirty)[\s-])?(?:first|second|third|fourth|fifth|sixth|seventh|"
@@ -416,6 +423,9 @@ def _extra_rules(street: str, school: str) -> list[tuple]:
         ("pii.name", "name.family", ("name", "called", "named"),
          rf"\b(?:my\s+|our\s+)?{_RELATION}(?:'s|s)?\s+(?:name\s+is|names\s+is|name's|is\s+called|"
          rf"is\s+named|called|named)\s+({_WORDNAME}(?:\s+{_WORDNAME})?)", 1),
+        ("pii.name", "name.pet", ("name", "called", "named"),
+         rf"\b(?:my|our)\s+{_PET}(?:'s|s)?\s+(?:name\s+is|names\s+is|name's|is\s+called|"
+         rf"is\s+named|called|named)\s+({_WORDNAME})", 1),
         ("pii.name", "name.self_after", ("my name", "my first name"),
          rf"\b({_WORDNAME})\s+(?:is|'s)\s+my\s+(?:first\s+|real\s+)?name\b", 1),
         ("pii.name", "name.self_here", (" here ",),
