@@ -513,3 +513,43 @@ def test_custody_property_exactly_the_holders_members_read_and_command(database)
     run_state_machine_as_test(machine, settings=settings(
         max_examples=20, stateful_step_count=14, deadline=None,
         suppress_health_check=list(HealthCheck)))
+
+
+def test_a_claim_racing_another_pending_one_is_left_for_the_next_round(database):
+    """Two connections record claims of one bear at the same moment (two approvals collecting,
+    or a bear's new code while its old one is being recorded): the second insert meets the
+    first on the one-pending index, not the claim id it arbitrates on, and waits. Once the
+    first commits, the second is "not recorded now" (False) instead of a unique-violation
+    error; its claim is collected again next round. The race failed ``test_identity``'s two
+    approvals once in the full suite."""
+    import threading
+
+    device = f"bear-{secrets.token_hex(4)}"
+    older = custody.NewClaim("c" + secrets.token_hex(12), device, "0" * 64)
+    newer = custody.NewClaim("c" + secrets.token_hex(12), device, "1" * 64)
+    with database.connect() as first, database.connect() as second:
+        first.execute("INSERT INTO devices (device_id, manufactured_at) VALUES (%s, now())",
+                      (device,))
+        first.commit()
+        outcome: list[object] = []
+        with first.transaction():
+            assert custody.claim(first, older, 300)  # inserted, not yet committed
+            racing = threading.Thread(target=lambda: outcome.append(
+                _claim_or_error(second, newer)))
+            racing.start()
+            racing.join(1.0)
+            assert racing.is_alive()  # the second insert waits on the first's row
+        racing.join(10)
+        assert outcome == [False]
+        pending = first.execute("SELECT claim_id FROM pairings WHERE device_id = %s AND"
+                                " status = 'pending'", (device,)).fetchall()
+        assert pending == [(older.claim_id,)]
+        second.rollback()
+        assert custody.claim(second, newer, 300)  # the next round records it, voiding the old
+
+
+def _claim_or_error(conn, new) -> object:
+    try:
+        return custody.claim(conn, new, 300)
+    except Exception as exc:  # the test asserts on what came back
+        return exc

@@ -148,7 +148,21 @@ class NewClaim:
 def claim(conn: Connection, new: NewClaim, ttl_s: float, refusal: str = "") -> bool:
     """Manufactured/held → claimed: record a claim, voiding the bear's older pending one
     (one pending claim per bear: its code stops working), in ONE transaction; a ``refusal``
-    is recorded as ``refused``. False when the claim was seen before."""
+    is recorded as ``refused``. False when the claim was seen before, also when another
+    connection recorded the same claim at the same moment (two approvals collecting it at
+    once: the one-pending index, not the claim id, is what their inserts met first)."""
+    from psycopg.errors import UniqueViolation
+
+    try:
+        return _claim(conn, new, ttl_s, refusal)
+    except UniqueViolation:
+        logger.info("claim %s of %s was recorded by another connection at the same moment",
+                    new.claim_id, new.device_id)
+        return False
+
+
+def _claim(conn: Connection, new: NewClaim, ttl_s: float, refusal: str) -> bool:
+    """:func:`claim`'s one transaction."""
     with conn.transaction():
         if not refusal:
             conn.execute("UPDATE pairings SET status = 'expired' WHERE device_id = %s AND"
