@@ -47,6 +47,18 @@ def broker(tmp_path: Path):
     mosquitto.kill()
 
 
+@pytest.fixture
+def pool(database):
+    """A connection pool of the parent app on the session's database."""
+    from support.portal import settings_of
+
+    from sync.cloud import db
+
+    pool = db.open_pool(settings_of({"cloud": {"pg_dsn": database.dsn}}).cloud)
+    yield pool
+    pool.close()
+
+
 @pytest.fixture(scope="session")
 def database():
     """A throwaway PostgreSQL database with the schema migrated, for the whole session."""

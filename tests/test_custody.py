@@ -24,7 +24,7 @@ from support.portal import (
 )
 
 from config.settings import Settings
-from sync.cloud import custody, db, emails, family_keys
+from sync.cloud import custody, emails, family_keys
 from sync.cloud.portal.service import FamilyService, NotFoundError, Parent
 
 BASE = "https://testserver"
@@ -38,13 +38,6 @@ def unique(name: str) -> str:
 @pytest.fixture
 def config(database, smtp, tmp_path: Path):
     return portal_settings(database.dsn, smtp[0], tmp_path, BASE)
-
-
-@pytest.fixture
-def pool(database):
-    pool = db.open_pool(settings_of({"cloud": {"pg_dsn": database.dsn}}).cloud)
-    yield pool
-    pool.close()
 
 
 def client_for(config: dict, pool, **sections):

@@ -21,7 +21,7 @@ from support.fleet import RecordingLed, SpeakingFake, bear_settings, cloud_env, 
 from support.portal import csrf_of, make_family, parent_row, portal_settings, settings_of, sign_in
 from support.processes import start_cli, wait_for_log
 
-from sync.cloud import db, emails, family_keys
+from sync.cloud import emails, family_keys
 
 BASE = "https://testserver"
 INVITE = re.compile(rb"(https?://\S+/invites/[A-Za-z0-9_-]+)")
@@ -35,13 +35,6 @@ def _unique(name: str) -> str:
 @pytest.fixture
 def config(database, smtp, tmp_path: Path):
     return portal_settings(database.dsn, smtp[0], tmp_path, BASE)
-
-
-@pytest.fixture
-def pool(database):
-    pool = db.open_pool(settings_of({"cloud": {"pg_dsn": database.dsn}}).cloud)
-    yield pool
-    pool.close()
 
 
 def _client(config: dict, pool):

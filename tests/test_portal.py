@@ -22,7 +22,7 @@ from support.portal import (
 )
 from support.processes import run_cli
 
-from sync.cloud import db, emails, family_keys
+from sync.cloud import emails, family_keys
 
 BASE = "https://testserver"
 
@@ -31,15 +31,6 @@ BASE = "https://testserver"
 def config(database, smtp, tmp_path: Path):
     """The cloud's settings as keyword arguments."""
     return portal_settings(database.dsn, smtp[0], tmp_path, BASE)
-
-
-@pytest.fixture
-def pool(database):
-    """A connection pool of the app."""
-    settings = settings_of({"cloud": {"pg_dsn": database.dsn}})
-    pool = db.open_pool(settings.cloud)
-    yield pool
-    pool.close()
 
 
 def client_for(config: dict, pool, **portal):

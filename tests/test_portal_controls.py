@@ -12,19 +12,11 @@ from pathlib import Path
 import pytest
 from support.portal import csrf_of, make_family, portal_settings, settings_of, sign_in
 
-from sync.cloud import db, family_keys
+from sync.cloud import family_keys
 from sync.cloud.fleet import record_reported_config, withheld_keys
 from sync.protocol import ConfigReported
 
 BASE = "https://testserver"
-
-
-@pytest.fixture
-def pool(database):
-    """A connection pool of the app."""
-    pool = db.open_pool(settings_of({"cloud": {"pg_dsn": database.dsn}}).cloud)
-    yield pool
-    pool.close()
 
 
 @pytest.fixture

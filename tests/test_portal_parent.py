@@ -17,14 +17,6 @@ from sync.cloud.portal.words import safe_next
 BASE = "https://testserver"
 
 
-@pytest.fixture
-def pool(database):
-    """A connection pool of the app."""
-    pool = db.open_pool(settings_of({"cloud": {"pg_dsn": database.dsn}}).cloud)
-    yield pool
-    pool.close()
-
-
 def client_for(config: dict, pool):
     """A TestClient of the parent app with ``config``."""
     from fastapi.testclient import TestClient
